@@ -1,0 +1,1 @@
+//! An embedded, in-process Kubernetes-compatible API server.
