@@ -1,0 +1,595 @@
+//! Server-side apply and field ownership: the `metadata.managedFields` of every write.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value};
+
+use crate::patch::merge_key;
+use crate::status::{ApiError, apply_conflict};
+
+/// One step of a field path.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Seg {
+    /// A map field.
+    Field(String),
+    /// A list item by merge key: key field name and its value, as JSON.
+    Key(String, String),
+    /// A member of a set-like list of scalars, as JSON.
+    Member(String),
+}
+
+/// A field path such as `.spec.containers[name="app"].image`.
+pub(crate) type Path = Vec<Seg>;
+
+/// How an entry of `managedFields` was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub manager: String,
+    pub operation: String,
+    pub api_version: String,
+    pub subresource: String,
+    pub time: String,
+    pub fields: BTreeSet<Path>,
+}
+
+/// Renders a path the way apply conflicts print it.
+pub(crate) fn display(path: &Path) -> String {
+    let mut s = String::new();
+    for seg in path {
+        match seg {
+            Seg::Field(f) => {
+                s.push('.');
+                s.push_str(f);
+            }
+            Seg::Key(k, v) => s.push_str(&format!("[{k}={v}]")),
+            Seg::Member(v) => s.push_str(&format!("[={v}]")),
+        }
+    }
+    s
+}
+
+/// Fields the server owns itself and no manager is recorded for.
+fn ignored(path: &[String]) -> bool {
+    matches!(
+        path.iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice(),
+        ["apiVersion"]
+            | ["kind"]
+            | [
+                "metadata",
+                "name"
+                    | "namespace"
+                    | "uid"
+                    | "resourceVersion"
+                    | "generation"
+                    | "creationTimestamp"
+                    | "managedFields"
+                    | "deletionTimestamp"
+                    | "deletionGracePeriodSeconds"
+                    | "selfLink"
+            ]
+    )
+}
+
+/// Collects the leaf field paths a value sets.
+pub(crate) fn leaves(obj: &Map<String, Value>, keyed_lists: bool) -> BTreeSet<Path> {
+    let mut out = BTreeSet::new();
+    walk_map(obj, &mut Vec::new(), &mut Vec::new(), keyed_lists, &mut out);
+    out
+}
+
+fn walk_map(
+    m: &Map<String, Value>,
+    path: &mut Path,
+    names: &mut Vec<String>,
+    keyed: bool,
+    out: &mut BTreeSet<Path>,
+) {
+    for (k, v) in m {
+        names.push(k.clone());
+        if names.len() <= 2 && ignored(names) {
+            names.pop();
+            continue;
+        }
+        path.push(Seg::Field(k.clone()));
+        walk_value(k, v, path, names, keyed, out);
+        path.pop();
+        names.pop();
+    }
+}
+
+fn walk_value(
+    field: &str,
+    v: &Value,
+    path: &mut Path,
+    names: &mut Vec<String>,
+    keyed: bool,
+    out: &mut BTreeSet<Path>,
+) {
+    match v {
+        Value::Object(m) if !m.is_empty() => walk_map(m, path, names, keyed, out),
+        Value::Array(items) if keyed && field == "finalizers" => {
+            for item in items {
+                path.push(Seg::Member(item.to_string()));
+                out.insert(path.clone());
+                path.pop();
+            }
+        }
+        Value::Array(items) if keyed && !items.is_empty() && items.iter().all(Value::is_object) => {
+            match merge_key(field, items) {
+                Some(mk) if items.iter().all(|i| i.get(mk).is_some()) => {
+                    for item in items {
+                        let key = item.get(mk).map(Value::to_string).unwrap_or_default();
+                        path.push(Seg::Key(mk.to_owned(), key));
+                        out.insert(path.clone());
+                        if let Some(m) = item.as_object() {
+                            let mut inner = Vec::new();
+                            walk_map(m, path, &mut inner, keyed, out);
+                        }
+                        path.pop();
+                    }
+                }
+                _ => {
+                    out.insert(path.clone());
+                }
+            }
+        }
+        _ => {
+            out.insert(path.clone());
+        }
+    }
+}
+
+/// The value at a path.
+pub(crate) fn value_at<'a>(v: &'a Value, path: &[Seg]) -> Option<&'a Value> {
+    let mut cur = v;
+    for seg in path {
+        cur = match seg {
+            Seg::Field(f) => cur.as_object()?.get(f)?,
+            Seg::Key(k, val) => cur
+                .as_array()?
+                .iter()
+                .find(|i| i.get(k).map(Value::to_string).as_deref() == Some(val))?,
+            Seg::Member(val) => cur.as_array()?.iter().find(|i| i.to_string() == *val)?,
+        };
+    }
+    Some(cur)
+}
+
+/// Removes the value at a path, if present.
+pub(crate) fn remove_at(v: &mut Value, path: &[Seg]) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut cur = v;
+    for seg in parents {
+        let next = match seg {
+            Seg::Field(f) => cur.as_object_mut().and_then(|m| m.get_mut(f)),
+            Seg::Key(k, val) => cur.as_array_mut().and_then(|a| {
+                a.iter_mut()
+                    .find(|i| i.get(k).map(Value::to_string).as_deref() == Some(val))
+            }),
+            Seg::Member(_) => None,
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return,
+        }
+    }
+    match last {
+        Seg::Field(f) => {
+            if let Some(m) = cur.as_object_mut() {
+                m.remove(f);
+            }
+        }
+        Seg::Key(k, val) => {
+            if let Some(a) = cur.as_array_mut() {
+                a.retain(|i| i.get(k).map(Value::to_string).as_deref() != Some(val));
+            }
+        }
+        Seg::Member(val) => {
+            if let Some(a) = cur.as_array_mut() {
+                a.retain(|i| i.to_string().as_str() != val.as_str());
+            }
+        }
+    }
+}
+
+/// Merges an applied configuration into an object: maps deeply, keyed lists by key (new items appended),
+/// everything else replaced.
+pub(crate) fn merge_applied(
+    target: &mut Map<String, Value>,
+    applied: &Map<String, Value>,
+    keyed: bool,
+) {
+    for (k, av) in applied {
+        match (target.get_mut(k), av) {
+            (Some(Value::Object(t)), Value::Object(a)) if !a.is_empty() => {
+                merge_applied(t, a, keyed)
+            }
+            (Some(Value::Array(t)), Value::Array(a)) if keyed && k == "finalizers" => {
+                for v in a {
+                    if !t.contains(v) {
+                        t.push(v.clone());
+                    }
+                }
+            }
+            (Some(Value::Array(t)), Value::Array(a)) if keyed && a.iter().all(Value::is_object) => {
+                match merge_key(k, a) {
+                    Some(mk) if a.iter().all(|i| i.get(mk).is_some()) => {
+                        for item in a {
+                            let key = item.get(mk);
+                            match t.iter_mut().find(|i| i.get(mk) == key) {
+                                Some(Value::Object(existing)) => {
+                                    if let Some(im) = item.as_object() {
+                                        merge_applied(existing, im, keyed);
+                                    }
+                                }
+                                _ => t.push(item.clone()),
+                            }
+                        }
+                    }
+                    _ => *t = a.clone(),
+                }
+            }
+            _ => {
+                target.insert(k.clone(), av.clone());
+            }
+        }
+    }
+}
+
+/// Reads `metadata.managedFields`.
+pub(crate) fn read_entries(obj: &Map<String, Value>) -> Vec<Entry> {
+    let Some(list) = obj
+        .get("metadata")
+        .and_then(|m| m.get("managedFields"))
+        .and_then(Value::as_array)
+    else {
+        return Vec::new();
+    };
+    list.iter()
+        .map(|e| {
+            let s = |k: &str| {
+                e.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let mut fields = BTreeSet::new();
+            if let Some(f) = e.get("fieldsV1").and_then(Value::as_object) {
+                parse_fields(f, &mut Vec::new(), &mut fields);
+            }
+            Entry {
+                manager: s("manager"),
+                operation: s("operation"),
+                api_version: s("apiVersion"),
+                subresource: s("subresource"),
+                time: s("time"),
+                fields,
+            }
+        })
+        .collect()
+}
+
+fn parse_fields(m: &Map<String, Value>, path: &mut Path, out: &mut BTreeSet<Path>) {
+    for (k, v) in m {
+        if k == "." {
+            out.insert(path.clone());
+            continue;
+        }
+        let seg = if let Some(f) = k.strip_prefix("f:") {
+            Seg::Field(f.to_owned())
+        } else if let Some(key) = k.strip_prefix("k:") {
+            let parsed: Map<String, Value> = serde_json::from_str(key).unwrap_or_default();
+            match parsed.into_iter().next() {
+                Some((kf, kv)) => Seg::Key(kf, kv.to_string()),
+                None => continue,
+            }
+        } else if let Some(val) = k.strip_prefix("v:") {
+            Seg::Member(val.to_owned())
+        } else {
+            continue;
+        };
+        path.push(seg);
+        match v.as_object() {
+            Some(child) if !child.is_empty() => parse_fields(child, path, out),
+            _ => {
+                out.insert(path.clone());
+            }
+        }
+        path.pop();
+    }
+}
+
+fn fields_v1(fields: &BTreeSet<Path>) -> Value {
+    let mut root = Map::new();
+    for path in fields {
+        let mut cur = &mut root;
+        for (i, seg) in path.iter().enumerate() {
+            let key = match seg {
+                Seg::Field(f) => format!("f:{f}"),
+                Seg::Key(k, v) => format!("k:{{\"{k}\":{v}}}"),
+                Seg::Member(v) => format!("v:{v}"),
+            };
+            let entry = cur.entry(key).or_insert_with(|| Value::Object(Map::new()));
+            if !entry.is_object() {
+                *entry = Value::Object(Map::new());
+            }
+            let Value::Object(next) = entry else { break };
+            cur = next;
+            let is_last = i + 1 == path.len();
+            if is_last
+                && fields
+                    .iter()
+                    .any(|p| p.len() > path.len() && p.starts_with(path))
+            {
+                cur.insert(".".into(), Value::Object(Map::new()));
+            }
+        }
+    }
+    Value::Object(root)
+}
+
+/// Writes `metadata.managedFields` from entries (entries without fields are dropped).
+pub(crate) fn write_entries(obj: &mut Map<String, Value>, entries: &[Entry]) {
+    let list: Vec<Value> = entries
+        .iter()
+        .filter(|e| !e.fields.is_empty())
+        .map(|e| {
+            let mut m = Map::new();
+            m.insert("manager".into(), Value::from(e.manager.clone()));
+            m.insert("operation".into(), Value::from(e.operation.clone()));
+            m.insert("apiVersion".into(), Value::from(e.api_version.clone()));
+            m.insert("time".into(), Value::from(e.time.clone()));
+            m.insert("fieldsType".into(), Value::from("FieldsV1"));
+            m.insert("fieldsV1".into(), fields_v1(&e.fields));
+            if !e.subresource.is_empty() {
+                m.insert("subresource".into(), Value::from(e.subresource.clone()));
+            }
+            Value::Object(m)
+        })
+        .collect();
+    let meta = crate::json::meta_mut(obj);
+    if list.is_empty() {
+        meta.remove("managedFields");
+    } else {
+        meta.insert("managedFields".into(), Value::Array(list));
+    }
+}
+
+/// Who is writing, and how.
+#[derive(Debug, Clone)]
+pub(crate) struct Writer<'a> {
+    pub manager: &'a str,
+    pub api_version: &'a str,
+    pub subresource: &'a str,
+    pub time: &'a str,
+}
+
+fn entry_for<'e>(entries: &'e mut Vec<Entry>, w: &Writer<'_>, operation: &str) -> &'e mut Entry {
+    let pos = entries.iter().position(|e| {
+        e.manager == w.manager && e.operation == operation && e.subresource == w.subresource
+    });
+    match pos {
+        Some(p) => &mut entries[p],
+        None => {
+            entries.push(Entry {
+                manager: w.manager.to_owned(),
+                operation: operation.to_owned(),
+                api_version: w.api_version.to_owned(),
+                subresource: w.subresource.to_owned(),
+                time: w.time.to_owned(),
+                fields: BTreeSet::new(),
+            });
+            let last = entries.len() - 1;
+            &mut entries[last]
+        }
+    }
+}
+
+/// Records a non-apply write: the writer takes the fields it changed, removed fields are dropped.
+pub(crate) fn record_update(
+    old: Option<&Map<String, Value>>,
+    new: &mut Map<String, Value>,
+    w: &Writer<'_>,
+    keyed: bool,
+) {
+    let mut entries = old.map(read_entries).unwrap_or_default();
+    let new_leaves = leaves(new, keyed);
+    let old_value = old.map(|o| Value::Object(o.clone()));
+    let new_value = Value::Object(new.clone());
+    let changed: BTreeSet<Path> = new_leaves
+        .iter()
+        .filter(|p| old_value.as_ref().and_then(|o| value_at(o, p)) != value_at(&new_value, p))
+        .cloned()
+        .collect();
+    for e in entries.iter_mut() {
+        e.fields
+            .retain(|p| new_leaves.contains(p) && !changed.contains(p));
+    }
+    if !changed.is_empty() {
+        let e = entry_for(&mut entries, w, "Update");
+        let before = e.fields.len();
+        e.fields.extend(changed);
+        if e.fields.len() != before {
+            e.time = w.time.to_owned();
+            e.api_version = w.api_version.to_owned();
+        }
+    }
+    write_entries(new, &entries);
+}
+
+/// Server-side apply of `applied` onto `current` (`None` when the object is new) by `w.manager`.
+pub(crate) fn apply(
+    current: Option<&Map<String, Value>>,
+    applied: &Map<String, Value>,
+    w: &Writer<'_>,
+    force: bool,
+    keyed: bool,
+) -> Result<Map<String, Value>, ApiError> {
+    let mut entries = current.map(read_entries).unwrap_or_default();
+    let new_set = leaves(applied, keyed);
+    let cur_value = Value::Object(current.cloned().unwrap_or_default());
+    let applied_value = Value::Object(applied.clone());
+    let mut conflicts = Vec::new();
+    for e in entries.iter_mut() {
+        if e.manager == w.manager && e.operation == "Apply" && e.subresource == w.subresource {
+            continue;
+        }
+        let clashing: Vec<Path> = e
+            .fields
+            .iter()
+            .filter(|p| {
+                new_set.contains(*p) && value_at(&cur_value, p) != value_at(&applied_value, p)
+            })
+            .cloned()
+            .collect();
+        for p in clashing {
+            if force {
+                e.fields.remove(&p);
+            } else {
+                conflicts.push((manager_label(e), display(&p)));
+            }
+        }
+    }
+    if !conflicts.is_empty() {
+        return Err(apply_conflict(&conflicts));
+    }
+    let mut obj = cur_value;
+    let own = entry_for(&mut entries, w, "Apply");
+    let previous = std::mem::take(&mut own.fields);
+    own.fields = new_set.clone();
+    if own.fields != previous {
+        own.time = w.time.to_owned();
+        own.api_version = w.api_version.to_owned();
+    }
+    for p in previous.difference(&new_set) {
+        let owned_elsewhere = entries.iter().any(|e| e.fields.contains(p));
+        if !owned_elsewhere && !new_set.iter().any(|n| n.starts_with(p)) {
+            remove_at(&mut obj, p);
+        }
+    }
+    let Value::Object(mut obj) = obj else {
+        return Err(ApiError::internal("object is not a map"));
+    };
+    merge_applied(&mut obj, applied, keyed);
+    write_entries(&mut obj, &entries);
+    Ok(obj)
+}
+
+fn manager_label(e: &Entry) -> String {
+    let mut s = format!("{:?}", e.manager);
+    if !e.subresource.is_empty() {
+        s.push_str(&format!(" with subresource {:?}", e.subresource));
+    }
+    if e.operation == "Update" {
+        if e.time.is_empty() {
+            s.push_str(&format!(" using {}", e.api_version));
+        } else {
+            s.push_str(&format!(" using {} at {}", e.api_version, e.time));
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn w(manager: &str) -> Writer<'_> {
+        Writer {
+            manager,
+            api_version: "v1",
+            subresource: "",
+            time: "2026-01-01T00:00:00Z",
+        }
+    }
+
+    fn map(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn apply_conflicts_with_another_manager_unless_forced() {
+        let a = apply(None, &map(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"shared": "1"}})), &w("mgr-a"), false, true).unwrap();
+        let err = apply(
+            Some(&a),
+            &map(json!({"metadata": {"name": "x"}, "data": {"shared": "2"}})),
+            &w("mgr-b"),
+            false,
+            true,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, 409);
+        assert_eq!(
+            err.message,
+            "Apply failed with 1 conflict: conflict with \"mgr-a\": .data.shared"
+        );
+        let b = apply(
+            Some(&a),
+            &map(json!({"metadata": {"name": "x"}, "data": {"shared": "2"}})),
+            &w("mgr-b"),
+            true,
+            true,
+        )
+        .unwrap();
+        assert_eq!(b["data"]["shared"], "2");
+        let entries = read_entries(&b);
+        assert_eq!(entries.len(), 1, "mgr-a lost its only field: {entries:?}");
+        assert_eq!(entries[0].manager, "mgr-b");
+    }
+
+    #[test]
+    fn apply_removes_fields_the_manager_stopped_applying_and_appends_list_items() {
+        let spec = |containers: Value| {
+            map(
+                json!({"metadata": {"name": "d"}, "spec": {"containers": containers}, "data": {"x": "1"}}),
+            )
+        };
+        let a = apply(
+            None,
+            &spec(json!([{"name": "app", "image": "a"}])),
+            &w("m"),
+            false,
+            true,
+        )
+        .unwrap();
+        let b = apply(
+            Some(&a),
+            &spec(json!([{"name": "app", "image": "a"}, {"name": "sidecar", "image": "s"}])),
+            &w("m"),
+            false,
+            true,
+        )
+        .unwrap();
+        let names: Vec<&str> = b["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["app", "sidecar"]);
+        let c = apply(Some(&b), &map(json!({"metadata": {"name": "d"}, "spec": {"containers": [{"name": "app", "image": "a"}]}})), &w("m"), false, true).unwrap();
+        assert_eq!(c["spec"]["containers"].as_array().unwrap().len(), 1);
+        assert!(c.get("data").and_then(|d| d.get("x")).is_none(), "{c:?}");
+    }
+
+    #[test]
+    fn fields_v1_round_trips() {
+        let obj = map(
+            json!({"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "app", "image": "i"}]}}),
+        );
+        let set = leaves(&obj, true);
+        let mut parsed = BTreeSet::new();
+        parse_fields(
+            fields_v1(&set).as_object().unwrap(),
+            &mut Vec::new(),
+            &mut parsed,
+        );
+        assert_eq!(parsed, set);
+    }
+}

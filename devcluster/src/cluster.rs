@@ -1,0 +1,365 @@
+//! `DevCluster`, the handle on a running embedded API server, and its `Options`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::{Notify, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::core::Core;
+use crate::faults::{Counters, FaultRule, Faults};
+use crate::shared::Shared;
+
+/// Errors starting or using a `DevCluster`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The listening socket could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The serving certificate could not be made.
+    #[error("cannot set up TLS")]
+    Tls(#[from] crate::tls::TlsError),
+    /// The kubeconfig could not be written.
+    #[error("cannot write the kubeconfig to {}", path.display())]
+    WriteKubeconfig {
+        /// The file asked for.
+        path: PathBuf,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How a `DevCluster` starts.
+#[derive(Debug, Clone)]
+pub struct Options {
+    port: u16,
+    workload_simulator: bool,
+    watch_history: usize,
+    bookmark_interval: Duration,
+    token: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            port: 0,
+            workload_simulator: false,
+            watch_history: 10_000,
+            bookmark_interval: Duration::from_secs(10),
+            token: None,
+        }
+    }
+}
+
+impl Options {
+    /// The defaults: a random port, simulator off, 10 000 changes of watch history, a bookmark
+    /// every 10 s on idle watches that allow them, a random token.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The loopback port to listen on (default 0: any free port).
+    #[must_use]
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Whether Deployments, ReplicaSets and StatefulSets get their status set to follow
+    /// `spec.replicas` (default off).
+    #[must_use]
+    pub fn workload_simulator(mut self, on: bool) -> Self {
+        self.workload_simulator = on;
+        self
+    }
+
+    /// How many changes the watch history keeps for resuming watches (default 10 000); a watch
+    /// resuming from an older resourceVersion gets 410 Expired.
+    #[must_use]
+    pub fn watch_history(mut self, changes: usize) -> Self {
+        self.watch_history = changes;
+        self
+    }
+
+    /// How often a watch that allows bookmarks gets one while the cluster moves (default 10 s).
+    #[must_use]
+    pub fn bookmark_interval(mut self, interval: Duration) -> Self {
+        self.bookmark_interval = interval;
+        self
+    }
+
+    /// The bearer token clients must send (default: a random one).
+    #[must_use]
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+}
+
+/// A running embedded Kubernetes API server on 127.0.0.1: HTTPS with a certificate from a CA made
+/// at start (in the kubeconfig), and a bearer token.
+///
+/// Dropping the handle stops the server.
+#[derive(Debug)]
+pub struct DevCluster {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    ca_pem: String,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl DevCluster {
+    /// Starts a cluster and returns once it accepts connections.
+    pub async fn start(options: Options) -> Result<Self, Error> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], options.port));
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| Error::Bind { addr, source })?;
+        let token = options
+            .token
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        let shared = Arc::new(Shared {
+            core: Mutex::new(Core::new(options.watch_history)),
+            token,
+            faults: Faults::default(),
+            counters: Counters::default(),
+            close_watches: watch::channel(0).0,
+            gc_wake: Notify::new(),
+            bookmark_interval: options.bookmark_interval,
+            simulator: AtomicBool::new(options.workload_simulator),
+        });
+        let tls = crate::tls::generate()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let app = crate::server::router(shared.clone());
+        let server = tokio::spawn(serve(
+            listener,
+            tokio_rustls::TlsAcceptor::from(tls.config),
+            app,
+            stopped,
+        ));
+        let tasks = vec![
+            tokio::spawn(collector(shared.clone())),
+            tokio::spawn(crate::simulator::run(shared.clone())),
+        ];
+        tracing::info!(%addr, "devcluster listening");
+        Ok(Self {
+            shared,
+            addr,
+            ca_pem: tls.ca_pem,
+            stop: Some(stop),
+            server: Some(server),
+            tasks,
+        })
+    }
+
+    /// The socket address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The server URL, e.g. `https://127.0.0.1:41234`.
+    pub fn base_url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// The PEM certificate of the CA that signed the server's certificate.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// The bearer token every request must carry.
+    pub fn token(&self) -> &str {
+        &self.shared.token
+    }
+
+    /// A kubeconfig (YAML) for this cluster, usable by kube-rs and kubectl.
+    pub fn kubeconfig_yaml(&self) -> String {
+        crate::kubeconfig::render(&self.base_url(), &self.ca_pem, &self.shared.token)
+    }
+
+    /// Writes the kubeconfig to a file.
+    pub fn write_kubeconfig(&self, path: impl AsRef<Path>) -> Result<(), Error> {
+        let path = path.as_ref();
+        std::fs::write(path, self.kubeconfig_yaml()).map_err(|source| Error::WriteKubeconfig {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// Ends every open watch now (clients see the stream end and re-watch).
+    pub fn close_watches(&self) {
+        self.shared.close_watches();
+    }
+
+    /// Forgets the watch history: resuming a watch from any resourceVersion handed out so far
+    /// gets an ERROR event with 410 Expired. Combine with [`close_watches`](Self::close_watches)
+    /// to make every watcher resume (and relist) now.
+    pub fn expire_watch_history(&self) {
+        self.shared.expire_watch_history();
+    }
+
+    /// Changes how many changes the watch history keeps.
+    pub fn set_watch_history(&self, changes: usize) {
+        self.shared.set_watch_history(changes);
+    }
+
+    /// Makes the next requests matching `rule` fail.
+    pub fn inject(&self, rule: FaultRule) {
+        self.shared.faults.add(rule);
+    }
+
+    /// Removes every injected fault and the latency.
+    pub fn clear_faults(&self) {
+        self.shared.faults.clear();
+    }
+
+    /// Delays every API request by `latency` (zero to stop).
+    pub fn set_latency(&self, latency: Duration) {
+        self.shared.faults.set_latency(latency);
+    }
+
+    /// Turns the workload simulator on or off.
+    pub fn set_workload_simulator(&self, on: bool) {
+        self.shared.simulator.store(on, Ordering::SeqCst);
+        crate::simulator::sync(&self.shared);
+    }
+
+    /// Requests with `verb` (`get`, `list`, `watch`, `create`, `update`, `patch`, `delete`,
+    /// `deletecollection`) on a resource, e.g. `requests("list", "apps", "deployments")`.
+    pub fn requests(&self, verb: &str, group: &str, resource: &str) -> u64 {
+        self.shared.counters.requests(verb, group, resource)
+    }
+
+    /// All API requests served so far (discovery excluded).
+    pub fn total_requests(&self) -> u64 {
+        self.shared.counters.total()
+    }
+
+    /// Watches opened on a resource since the start, e.g. `watches_opened("apps", "deployments")`.
+    pub fn watches_opened(&self, group: &str, resource: &str) -> u64 {
+        self.shared.counters.watches(group, resource).opened
+    }
+
+    /// Watches open on a resource now.
+    pub fn watches_open(&self, group: &str, resource: &str) -> u64 {
+        self.shared.counters.watches(group, resource).open
+    }
+
+    /// Number of objects stored for a resource, across namespaces.
+    pub fn object_count(&self, group: &str, resource: &str) -> usize {
+        let core = self.shared.core.lock();
+        let storage = core
+            .registry
+            .find_any_version(group, resource)
+            .map(|r| r.storage.clone());
+        storage.map_or(0, |s| core.store.count(&s))
+    }
+
+    /// Stops the server: ends watches, stops accepting connections and waits for it to finish.
+    pub async fn shutdown(mut self) {
+        self.shared.close_watches();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+        }
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for DevCluster {
+    fn drop(&mut self) {
+        self.shared.close_watches();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+/// Accepts TLS connections and serves HTTP/1.1 on each until `stopped` fires.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: axum::Router,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let acceptor = acceptor.clone();
+                let app = app.clone();
+                connections.spawn(async move {
+                    let tls = match acceptor.accept(tcp).await {
+                        Ok(t) => t,
+                        Err(e) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    connections.abort_all();
+}
+
+/// Runs delayed collector work (namespace finalization, CRD cleanup re-checks) when due.
+async fn collector(shared: Arc<Shared>) {
+    loop {
+        let next = {
+            let mut core = shared.core.lock();
+            crate::gc::run_due(&mut core, std::time::Instant::now())
+        };
+        match next {
+            Some(due) => {
+                let due = tokio::time::Instant::from_std(due);
+                tokio::select! {
+                    () = shared.gc_wake.notified() => {}
+                    () = tokio::time::sleep_until(due) => {}
+                }
+            }
+            None => shared.gc_wake.notified().await,
+        }
+    }
+}

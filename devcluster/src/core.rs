@@ -1,0 +1,212 @@
+//! The cluster's shared state: store, registry, pending garbage-collection work, and request context types.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::{Map, Value};
+
+use crate::json::{meta_str, with_type};
+use crate::registry::{Registry, ResourceDef};
+use crate::status::ApiError;
+use crate::store::{Store, Stored};
+
+/// How dependents of a deleted owner are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Propagation {
+    Background,
+    Foreground,
+    Orphan,
+}
+
+/// Work for the garbage collector and the namespace and CRD finalizers.
+#[derive(Debug, Clone)]
+pub(crate) enum GcTask {
+    /// Delete (or detach) the dependents of an owner that is gone or being deleted.
+    Dependents {
+        owner_uid: String,
+        policy: Propagation,
+    },
+    /// An owner in foreground or orphan deletion may be finished.
+    Owner { uid: String },
+    /// Empty a terminating namespace, then remove it.
+    Namespace { name: String },
+    /// Remove the objects of a deleted CustomResourceDefinition, then the definition.
+    Crd { name: String },
+}
+
+/// The state every request works on, behind one lock.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub store: Store,
+    pub registry: Registry,
+    /// Pending collector work, each due at an instant.
+    pub gc: VecDeque<(Instant, GcTask)>,
+    /// The next ClusterIP handed to a Service.
+    pub next_cluster_ip: u32,
+}
+
+/// A resource request target parsed from the URL.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub res: Arc<ResourceDef>,
+    pub version: String,
+    /// The namespace from the URL, for namespaced resources.
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+impl Target {
+    /// `apiVersion` of the served version.
+    pub(crate) fn api_version(&self) -> String {
+        self.res.api_version(&self.version)
+    }
+
+    /// The object encoded for this served version.
+    pub(crate) fn render(&self, stored: &Stored) -> bytes::Bytes {
+        with_type(&self.res.kind, &self.api_version(), &stored.body)
+    }
+
+    /// The namespace, or "" for cluster-scoped resources.
+    pub(crate) fn ns(&self) -> &str {
+        self.namespace.as_deref().unwrap_or_default()
+    }
+
+    /// The object name from the URL.
+    pub(crate) fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or_default()
+    }
+
+    /// 404 for the named object.
+    pub(crate) fn not_found(&self) -> ApiError {
+        ApiError::not_found(&self.res.plural, &self.res.group, self.name())
+    }
+}
+
+/// Query parameters of a request.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Query(pub HashMap<String, String>);
+
+impl Query {
+    /// A parameter, if present.
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// A parameter, if present and not empty.
+    pub(crate) fn non_empty(&self, key: &str) -> Option<&str> {
+        self.get(key).filter(|v| !v.is_empty())
+    }
+
+    /// A boolean parameter (`true`/`1`).
+    pub(crate) fn flag(&self, key: &str) -> bool {
+        matches!(self.get(key), Some("true" | "1" | "True"))
+    }
+}
+
+impl Core {
+    /// A fresh cluster: built-in resources, the four standard namespaces and the `kubernetes` Service.
+    pub(crate) fn new(history: usize) -> Self {
+        let mut core = Self {
+            store: Store::new(history),
+            registry: Registry::builtin(),
+            gc: VecDeque::new(),
+            next_cluster_ip: 2,
+        };
+        core.seed();
+        core
+    }
+
+    fn seed(&mut self) {
+        let now = crate::json::now_rfc3339();
+        for ns in ["default", "kube-node-lease", "kube-public", "kube-system"] {
+            let obj = serde_json::json!({
+                "metadata": {
+                    "name": ns,
+                    "uid": uuid::Uuid::new_v4().to_string(),
+                    "creationTimestamp": now,
+                    "labels": {"kubernetes.io/metadata.name": ns},
+                },
+                "spec": {"finalizers": ["kubernetes"]},
+                "status": {"phase": "Active"},
+            });
+            if let Value::Object(m) = obj {
+                self.store.put(&Arc::from("/namespaces"), m);
+            }
+        }
+        let svc = serde_json::json!({
+            "metadata": {
+                "name": "kubernetes",
+                "namespace": "default",
+                "uid": uuid::Uuid::new_v4().to_string(),
+                "creationTimestamp": now,
+                "labels": {"component": "apiserver", "provider": "kubernetes"},
+            },
+            "spec": {
+                "clusterIP": "10.96.0.1",
+                "clusterIPs": ["10.96.0.1"],
+                "internalTrafficPolicy": "Cluster",
+                "ipFamilies": ["IPv4"],
+                "ipFamilyPolicy": "SingleStack",
+                "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
+                "sessionAffinity": "None",
+                "type": "ClusterIP",
+            },
+            "status": {"loadBalancer": {}},
+        });
+        if let Value::Object(m) = svc {
+            self.store.put(&Arc::from("/services"), m);
+        }
+    }
+
+    /// The namespace object, if it exists.
+    pub(crate) fn namespace(&self, name: &str) -> Option<Map<String, Value>> {
+        self.store.get("/namespaces", "", name).map(Stored::decode)
+    }
+
+    /// Queues collector work due now.
+    pub(crate) fn schedule(&mut self, task: GcTask) {
+        self.gc.push_back((Instant::now(), task));
+    }
+
+    /// Queues collector work due after a delay.
+    pub(crate) fn schedule_after(&mut self, delay: std::time::Duration, task: GcTask) {
+        self.gc.push_back((Instant::now() + delay, task));
+    }
+
+    /// Records the follow-up work after an object was removed from the store.
+    pub(crate) fn removed(&mut self, obj: &Map<String, Value>) {
+        if let Some(uid) = meta_str(obj, "uid")
+            && !self.store.dependents_of(uid).is_empty()
+        {
+            self.schedule(GcTask::Dependents {
+                owner_uid: uid.to_owned(),
+                policy: Propagation::Background,
+            });
+        }
+        let owners: Vec<String> = obj
+            .get("metadata")
+            .and_then(|m| m.get("ownerReferences"))
+            .and_then(Value::as_array)
+            .map(|refs| {
+                refs.iter()
+                    .filter_map(|r| r.get("uid").and_then(Value::as_str).map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for uid in owners {
+            self.schedule(GcTask::Owner { uid });
+        }
+        if let Some(ns) = meta_str(obj, "namespace")
+            && !ns.is_empty()
+            && self.namespace(ns).is_some_and(|n| {
+                crate::json::meta(&n).is_some_and(|m| m.contains_key("deletionTimestamp"))
+            })
+        {
+            self.schedule(GcTask::Namespace {
+                name: ns.to_owned(),
+            });
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! `devcluster`: runs the embedded API server and writes a kubeconfig for it.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+
+/// Runs an in-memory Kubernetes-compatible API server on 127.0.0.1.
+#[derive(Debug, Parser)]
+#[command(name = "devcluster", version)]
+struct Args {
+    /// Port to listen on (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Where to write the kubeconfig.
+    #[arg(long, default_value = "devcluster.kubeconfig")]
+    kubeconfig_out: PathBuf,
+    /// Make Deployment, ReplicaSet and StatefulSet status follow spec.replicas.
+    #[arg(long)]
+    workload_simulator: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("devcluster=info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let options = devcluster::Options::new()
+        .port(args.port)
+        .workload_simulator(args.workload_simulator);
+    let cluster = devcluster::DevCluster::start(options)
+        .await
+        .context("starting the devcluster")?;
+    cluster.write_kubeconfig(&args.kubeconfig_out)?;
+    let path = std::fs::canonicalize(&args.kubeconfig_out).unwrap_or(args.kubeconfig_out);
+    println!("{}", path.display());
+    eprintln!(
+        "devcluster listening on {}; try: kubectl --kubeconfig {} get namespaces",
+        cluster.base_url(),
+        path.display()
+    );
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    cluster.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,278 @@
+//! The HTTP front: bearer-token auth, URL routing to discovery and resources, verbs, faults and counters.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderValue, Method, StatusCode, header};
+
+use crate::core::{Query, Target};
+use crate::delete::{self, DeleteOpts};
+use crate::discovery;
+use crate::faults::RequestInfo;
+use crate::json::encode_typed;
+use crate::list;
+use crate::scale;
+use crate::shared::Shared;
+use crate::status::ApiError;
+use crate::watch::{self, WatchRequest};
+use crate::write::{self, WriteCtx};
+
+/// The largest request body accepted.
+const MAX_BODY: usize = 32 * 1024 * 1024;
+
+/// The router serving the whole API.
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new().fallback(handle).with_state(shared)
+}
+
+fn json(code: u16, body: Bytes) -> Response {
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn error(err: &ApiError) -> Response {
+    let mut resp = json(err.code, err.to_bytes());
+    *resp.status_mut() = err.status_code();
+    if let Some(secs) = err.retry_after
+        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+    {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}
+
+fn plain_not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "404 page not found\n",
+    )
+        .into_response()
+}
+
+fn query_of(uri: &http::Uri) -> Query {
+    let map = axum::extract::Query::<HashMap<String, String>>::try_from_uri(uri)
+        .map(|q| q.0)
+        .unwrap_or_default();
+    Query(map)
+}
+
+async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let authorized = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| t.trim() == shared.token);
+    if !authorized {
+        return error(&ApiError::unauthorized());
+    }
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(e) => return error(&ApiError::bad_request(format!("reading request body: {e}"))),
+    };
+    let path = parts.uri.path().trim_end_matches('/').to_owned();
+    if let Some(rest) = path.strip_prefix("/devcluster/v1/") {
+        return crate::admin::handle(&shared, &parts.method, rest, &body);
+    }
+    let q = query_of(&parts.uri);
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let reg = shared.core.lock().registry.clone();
+    let doc = match segs.as_slice() {
+        ["version"] => Some(Some(discovery::version())),
+        ["healthz" | "readyz" | "livez"] => return (StatusCode::OK, "ok").into_response(),
+        ["api"] => Some(Some(discovery::core_versions())),
+        ["apis"] => Some(Some(discovery::groups(&reg))),
+        ["api", v] => Some(discovery::resources(&reg, "", v)),
+        ["apis", g] => Some(discovery::group(&reg, g)),
+        ["apis", g, v] => Some(discovery::resources(&reg, g, v)),
+        ["openapi", "v3"] => Some(Some(crate::openapi::root(&reg))),
+        ["openapi", "v3", gv @ ..] => Some(crate::openapi::group_version(&reg, &gv.join("/"))),
+        _ => None,
+    };
+    if let Some(doc) = doc {
+        if parts.method != Method::GET {
+            return error(&ApiError::method_not_allowed());
+        }
+        return match doc {
+            Some(d) if segs.first() == Some(&"openapi") => json(200, Bytes::from(d.to_string())),
+            Some(d) => json(200, encode_typed(&d)),
+            None => match segs.as_slice() {
+                ["apis", g, _] if reg.serves_group(g) => error(&ApiError::path_not_found()),
+                _ => plain_not_found(),
+            },
+        };
+    }
+    let (group, version, rest) = match segs.as_slice() {
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return plain_not_found(),
+    };
+    let (watch_prefix, rest) = match rest {
+        ["watch", rest @ ..] => (true, rest),
+        _ => (false, rest),
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, rest @ ..]
+            if rest.len() > 1 || (rest.len() == 1 && !matches!(rest[0], "status" | "finalize")) =>
+        {
+            (Some((*ns).to_owned()), rest)
+        }
+        _ => (None, rest),
+    };
+    let (plural, name, sub) = match rest {
+        [p] => (*p, None, None),
+        [p, n] => (*p, Some((*n).to_owned()), None),
+        [p, n, s] => (*p, Some((*n).to_owned()), Some((*s).to_owned())),
+        _ => return plain_not_found(),
+    };
+    let Some(res) = reg.find(group, version, plural) else {
+        if !reg.serves_group_version(group, version) && reg.serves_group(group) {
+            return error(&ApiError::path_not_found());
+        }
+        return plain_not_found();
+    };
+    if namespace.is_some() && !res.namespaced {
+        return plain_not_found();
+    }
+    if res.namespaced && namespace.is_none() && name.is_some() {
+        return plain_not_found();
+    }
+    match sub.as_deref() {
+        None => {}
+        Some("status") if res.status_subresource => {}
+        Some("scale") if res.scale.is_some() => {}
+        Some(_) => return plain_not_found(),
+    }
+    let target = Target {
+        res,
+        version: version.to_owned(),
+        namespace,
+        name,
+        subresource: sub,
+    };
+    let is_watch = watch_prefix || q.flag("watch");
+    let verb = match (&parts.method, target.name.is_some()) {
+        (&Method::GET, _) if is_watch => "watch",
+        (&Method::GET, true) => "get",
+        (&Method::GET, false) => "list",
+        (&Method::POST, false) => "create",
+        (&Method::PUT, true) => "update",
+        (&Method::PATCH, true) => "patch",
+        (&Method::DELETE, true) => "delete",
+        (&Method::DELETE, false) => "deletecollection",
+        _ => return error(&ApiError::method_not_allowed()),
+    };
+    if target.subresource.is_some() && !matches!(verb, "get" | "update" | "patch") {
+        return error(&ApiError::method_not_allowed());
+    }
+    if target.subresource.is_none() && !target.res.verbs.contains(&verb) && verb != "watch" {
+        return error(&ApiError::method_not_allowed());
+    }
+    shared
+        .counters
+        .request(verb, &target.res.group, &target.res.plural);
+    let latency = shared.faults.latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let info = RequestInfo {
+        verb,
+        group: &target.res.group,
+        resource: &target.res.plural,
+        subresource: target.subresource.as_deref().unwrap_or_default(),
+        name: target.name(),
+    };
+    if let Some(err) = shared.faults.take(info) {
+        tracing::debug!(verb, resource = %target.res.plural, code = err.code, "injected fault");
+        return error(&err);
+    }
+    if verb == "watch" {
+        let mut q = q;
+        if let Some(n) = &target.name {
+            q.0.insert("fieldSelector".into(), format!("metadata.name={n}"));
+        }
+        let collection = Target {
+            name: None,
+            ..target
+        };
+        return match WatchRequest::parse(collection, &q) {
+            Ok(w) => json(200, Bytes::new()).map(|_| watch::stream(shared.clone(), w)),
+            Err(e) => error(&e),
+        };
+    }
+    let user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let result = execute(&shared, verb, &target, &q, user_agent, content_type, &body);
+    match result {
+        Ok((code, bytes)) => json(code, bytes),
+        Err(e) => {
+            tracing::debug!(verb, resource = %target.res.plural, code = e.code, message = %e.message, "request failed");
+            error(&e)
+        }
+    }
+}
+
+fn execute(
+    shared: &Shared,
+    verb: &str,
+    t: &Target,
+    q: &Query,
+    user_agent: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Result<(u16, Bytes), ApiError> {
+    let mut core = shared.core.lock();
+    let sub = t.subresource.as_deref();
+    let result = match verb {
+        "get" if sub == Some("scale") => scale::get(&core, t),
+        "get" => list::get(&core, t),
+        "list" => list::list(&core, t, q),
+        "create" => write::create(&mut core, t, body, &WriteCtx::from_request(q, user_agent)?),
+        "update" if sub == Some("scale") => {
+            scale::update(&mut core, t, body, &WriteCtx::from_request(q, user_agent)?)
+        }
+        "update" => write::update(&mut core, t, body, &WriteCtx::from_request(q, user_agent)?),
+        "patch" if sub == Some("scale") => scale::patch(
+            &mut core,
+            t,
+            content_type,
+            body,
+            &WriteCtx::from_request(q, user_agent)?,
+        ),
+        "patch" => write::patch(
+            &mut core,
+            t,
+            content_type,
+            body,
+            q,
+            &WriteCtx::from_request(q, user_agent)?,
+        ),
+        "delete" => delete::delete(&mut core, t, &DeleteOpts::parse(body, q)?),
+        "deletecollection" => {
+            delete::delete_collection(&mut core, t, q, &DeleteOpts::parse(body, q)?)
+        }
+        _ => Err(ApiError::method_not_allowed()),
+    };
+    shared.collect_garbage(&mut core);
+    result
+}

@@ -1,0 +1,111 @@
+//! The workload simulator: makes Deployment, ReplicaSet and StatefulSet status follow `spec.replicas`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use serde_json::{Map, Value};
+
+use crate::json::meta;
+use crate::shared::Shared;
+
+const WORKLOADS: &[&str] = &["apps/deployments", "apps/replicasets", "apps/statefulsets"];
+
+/// The status a workload would reach once all its replicas run.
+fn settled_status(storage: &str, obj: &Map<String, Value>) -> Map<String, Value> {
+    let replicas = obj
+        .get("spec")
+        .and_then(|s| s.get("replicas"))
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let generation = meta(obj)
+        .and_then(|m| m.get("generation"))
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let mut status = obj
+        .get("status")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    status.insert("observedGeneration".into(), Value::from(generation));
+    let mut fields = vec![
+        "replicas",
+        "readyReplicas",
+        "availableReplicas",
+        "updatedReplicas",
+    ];
+    match storage {
+        "apps/replicasets" => {
+            fields = vec![
+                "replicas",
+                "readyReplicas",
+                "availableReplicas",
+                "fullyLabeledReplicas",
+            ]
+        }
+        "apps/statefulsets" => fields.push("currentReplicas"),
+        _ => {}
+    }
+    for f in fields {
+        if replicas > 0 {
+            status.insert(f.into(), Value::from(replicas));
+        } else {
+            status.remove(f);
+        }
+    }
+    status
+}
+
+/// Brings every workload's status in line with its spec, when the simulator is on.
+pub(crate) fn sync(shared: &Shared) {
+    if !shared.simulator.load(Ordering::SeqCst) {
+        return;
+    }
+    let mut core = shared.core.lock();
+    for storage in WORKLOADS {
+        let key: Arc<str> = Arc::from(*storage);
+        let pending: Vec<Map<String, Value>> = core
+            .store
+            .iter(storage, None)
+            .map(|(_, s)| s.decode())
+            .filter(|o| !meta(o).is_some_and(|m| m.contains_key("deletionTimestamp")))
+            .filter_map(|mut o| {
+                let status = settled_status(storage, &o);
+                if o.get("status").and_then(Value::as_object) == Some(&status) {
+                    return None;
+                }
+                o.insert("status".into(), Value::Object(status));
+                Some(o)
+            })
+            .collect();
+        for obj in pending {
+            core.store.put(&key, obj);
+        }
+    }
+}
+
+/// Follows every change while the cluster runs.
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let mut changes = shared.core.lock().store.subscribe();
+    while changes.changed().await.is_ok() {
+        sync(&shared);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn status_follows_spec_and_omits_zero_counts() {
+        let d = json!({"metadata": {"generation": 3}, "spec": {"replicas": 2}});
+        let s = settled_status("apps/deployments", d.as_object().unwrap());
+        assert_eq!(
+            Value::Object(s),
+            json!({"observedGeneration": 3, "replicas": 2, "readyReplicas": 2, "availableReplicas": 2, "updatedReplicas": 2})
+        );
+        let d = json!({"metadata": {"generation": 4}, "spec": {"replicas": 0}, "status": {"replicas": 2}});
+        let s = settled_status("apps/deployments", d.as_object().unwrap());
+        assert_eq!(Value::Object(s), json!({"observedGeneration": 4}));
+    }
+}

@@ -1,0 +1,609 @@
+//! Create, update and patch: the write pipeline every change of an object goes through.
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use crate::apply::{self, Writer};
+use crate::core::{Core, Query, Target};
+use crate::crd;
+use crate::defaults;
+use crate::json::{finalizers, meta, meta_mut, meta_str, now_rfc3339, with_type};
+use crate::patch::{self, PatchType};
+use crate::registry::Generation;
+use crate::status::{ApiError, Cause};
+use crate::store::Stored;
+
+/// Who writes, and whether the write is a dry run.
+#[derive(Debug, Clone)]
+pub(crate) struct WriteCtx {
+    /// The field manager recorded in `managedFields`.
+    pub manager: String,
+    /// `dryRun=All`: answer as if written, store nothing.
+    pub dry_run: bool,
+}
+
+impl WriteCtx {
+    /// Reads `fieldManager` and `dryRun`, falling back to the User-Agent's product for the manager.
+    pub(crate) fn from_request(q: &Query, user_agent: &str) -> Result<Self, ApiError> {
+        let dry_run = match q.get("dryRun") {
+            None | Some("") => false,
+            Some("All") => true,
+            Some(other) => {
+                return Err(ApiError::invalid(
+                    "CreateOptions",
+                    "meta.k8s.io",
+                    "",
+                    vec![Cause::new(
+                        "FieldValueNotSupported",
+                        format!("Unsupported value: \"{other}\": supported values: \"All\""),
+                        "dryRun",
+                    )],
+                ));
+            }
+        };
+        if let Some(fv) = q.non_empty("fieldValidation")
+            && !matches!(fv, "Ignore" | "Warn" | "Strict")
+        {
+            return Err(ApiError::invalid(
+                "CreateOptions",
+                "meta.k8s.io",
+                "",
+                vec![Cause::new(
+                    "FieldValueNotSupported",
+                    format!(
+                        "Unsupported value: \"{fv}\": supported values: \"Ignore\", \"Warn\", \"Strict\""
+                    ),
+                    "fieldValidation",
+                )],
+            ));
+        }
+        let manager = match q.non_empty("fieldManager") {
+            Some(m) => m.to_owned(),
+            None => {
+                let product = user_agent.split('/').next().unwrap_or_default();
+                let product: String = product.chars().take(128).collect();
+                if product.is_empty() {
+                    "unknown".to_owned()
+                } else {
+                    product
+                }
+            }
+        };
+        Ok(Self { manager, dry_run })
+    }
+}
+
+fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(ApiError::bad_request(
+            "the body of the request must be a JSON object",
+        )),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "error decoding request body: {e}"
+        ))),
+    }
+}
+
+fn check_type(t: &Target, obj: &Map<String, Value>) -> Result<(), ApiError> {
+    if let Some(kind) = obj.get("kind").and_then(Value::as_str)
+        && !kind.is_empty()
+        && kind != t.res.kind
+    {
+        return Err(ApiError::bad_request(format!(
+            "the kind in the data ({kind}) does not match the expected kind ({})",
+            t.res.kind
+        )));
+    }
+    if let Some(av) = obj.get("apiVersion").and_then(Value::as_str)
+        && !av.is_empty()
+        && av != t.api_version()
+    {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({av}) does not match the expected API version ({})",
+            t.api_version()
+        )));
+    }
+    Ok(())
+}
+
+fn check_namespace(core: &Core, t: &Target, name: &str, creating: bool) -> Result<(), ApiError> {
+    if !t.res.namespaced {
+        return Ok(());
+    }
+    let ns = t.ns();
+    match core.namespace(ns) {
+        None => Err(ApiError::not_found("namespaces", "", ns)),
+        Some(n) if creating && meta(&n).is_some_and(|m| m.contains_key("deletionTimestamp")) => {
+            let mut err = ApiError::new(
+                403,
+                "Forbidden",
+                format!(
+                    "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                    crate::status::qualified(&t.res.plural, &t.res.group)
+                ),
+            );
+            let mut d = Map::new();
+            d.insert("name".into(), Value::from(name));
+            if !t.res.group.is_empty() {
+                d.insert("group".into(), Value::from(t.res.group.clone()));
+            }
+            d.insert("kind".into(), Value::from(t.res.plural.clone()));
+            d.insert(
+                "causes".into(),
+                serde_json::json!([{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]),
+            );
+            err.details = Some(d);
+            Err(err)
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+fn check_body_namespace(t: &Target, obj: &mut Map<String, Value>) -> Result<(), ApiError> {
+    let url_ns = t.ns().to_owned();
+    let m = meta_mut(obj);
+    match m.get("namespace").and_then(Value::as_str) {
+        Some(ns) if !ns.is_empty() && t.res.namespaced && ns != url_ns => {
+            Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ))
+        }
+        _ => {
+            if t.res.namespaced {
+                m.insert("namespace".into(), Value::from(url_ns));
+            } else {
+                m.remove("namespace");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// POST to a collection.
+pub(crate) fn create(
+    core: &mut Core,
+    t: &Target,
+    body: &[u8],
+    ctx: &WriteCtx,
+) -> Result<(u16, Bytes), ApiError> {
+    let obj = parse_object(body)?;
+    check_type(t, &obj)?;
+    create_object(core, t, obj, ctx, None)
+}
+
+/// Creates an object; `managed_fields` are used as given when the create is an apply.
+fn create_object(
+    core: &mut Core,
+    t: &Target,
+    mut obj: Map<String, Value>,
+    ctx: &WriteCtx,
+    managed_fields: Option<Value>,
+) -> Result<(u16, Bytes), ApiError> {
+    if meta_str(&obj, "resourceVersion").is_some_and(|rv| !rv.is_empty()) {
+        return Err(ApiError {
+            code: 500,
+            reason: "",
+            message: "resourceVersion should not be set on objects to be created".into(),
+            details: None,
+            retry_after: None,
+        });
+    }
+    check_body_namespace(t, &mut obj)?;
+    let mut name = meta_str(&obj, "name").unwrap_or_default().to_owned();
+    if name.is_empty() {
+        match meta_str(&obj, "generateName").filter(|g| !g.is_empty()) {
+            Some(prefix) => {
+                name = format!("{prefix}{}", defaults::random_suffix());
+                meta_mut(&mut obj).insert("name".into(), Value::from(name.clone()));
+            }
+            None => {
+                return Err(ApiError::invalid(
+                    &t.res.kind,
+                    &t.res.group,
+                    "",
+                    vec![Cause::new(
+                        "FieldValueRequired",
+                        "Required value: name or generateName is required",
+                        "metadata.name",
+                    )],
+                ));
+            }
+        }
+    }
+    let causes = defaults::validate_name(&t.res, &name);
+    if !causes.is_empty() {
+        return Err(ApiError::invalid(&t.res.kind, &t.res.group, &name, causes));
+    }
+    check_namespace(core, t, &name, true)?;
+    if t.res.custom && !crd::serving(core, &t.res) {
+        return Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            "the CustomResourceDefinition is being deleted",
+        ));
+    }
+    if core.store.get(&t.res.storage, t.ns(), &name).is_some() {
+        return Err(ApiError::already_exists(&t.res.plural, &t.res.group, &name));
+    }
+    if &*t.res.storage == "apiextensions.k8s.io/customresourcedefinitions" {
+        crd::validate(&obj)?;
+    }
+    let m = meta_mut(&mut obj);
+    for k in [
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "managedFields",
+        "selfLink",
+    ] {
+        m.remove(k);
+    }
+    m.insert("uid".into(), Value::from(uuid::Uuid::new_v4().to_string()));
+    m.insert("creationTimestamp".into(), Value::from(now_rfc3339()));
+    if t.res.generation == Generation::None {
+        m.remove("generation");
+    } else {
+        m.insert("generation".into(), Value::from(1));
+    }
+    obj.remove("kind");
+    obj.remove("apiVersion");
+    defaults::on_create(core, &t.res, &mut obj);
+    crd::on_write(&t.res, &mut obj);
+    let now = now_rfc3339();
+    let api_version = t.api_version();
+    let writer = Writer {
+        manager: &ctx.manager,
+        api_version: &api_version,
+        subresource: "",
+        time: &now,
+    };
+    match managed_fields {
+        Some(mf) => {
+            meta_mut(&mut obj).insert("managedFields".into(), mf);
+        }
+        None => apply::record_update(None, &mut obj, &writer, !t.res.custom),
+    }
+    if ctx.dry_run {
+        return Ok((
+            201,
+            with_type(&t.res.kind, &api_version, &crate::json::encode_body(&obj)),
+        ));
+    }
+    let stored = core.store.put(&t.res.storage, obj);
+    crd::after_write(core, &t.res, &stored);
+    Ok((201, t.render(&stored)))
+}
+
+fn resource_version_of(obj: &Map<String, Value>) -> Option<&str> {
+    meta_str(obj, "resourceVersion").filter(|rv| !rv.is_empty())
+}
+
+/// PUT to an object or its `status` subresource.
+pub(crate) fn update(
+    core: &mut Core,
+    t: &Target,
+    body: &[u8],
+    ctx: &WriteCtx,
+) -> Result<(u16, Bytes), ApiError> {
+    let mut obj = parse_object(body)?;
+    check_type(t, &obj)?;
+    let name = t.name().to_owned();
+    match meta_str(&obj, "name") {
+        Some(n) if !n.is_empty() && n != name => {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )));
+        }
+        _ => {
+            meta_mut(&mut obj).insert("name".into(), Value::from(name.clone()));
+        }
+    }
+    check_body_namespace(t, &mut obj)?;
+    let Some(old) = core.store.get(&t.res.storage, t.ns(), &name).cloned() else {
+        check_namespace(core, t, &name, false)?;
+        return Err(t.not_found());
+    };
+    match resource_version_of(&obj) {
+        Some(rv) if rv != old.rv.to_string() => {
+            return Err(ApiError::stale(&t.res.plural, &t.res.group, &name));
+        }
+        None if t.res.custom => {
+            return Err(ApiError::invalid(
+                &t.res.kind,
+                &t.res.group,
+                &name,
+                vec![Cause::new(
+                    "FieldValueInvalid",
+                    "Invalid value: 0: must be specified for an update",
+                    "metadata.resourceVersion",
+                )],
+            ));
+        }
+        _ => {}
+    }
+    finish_update(core, t, &old, obj, ctx, None)
+}
+
+/// PATCH of an object or its `status` subresource.
+pub(crate) fn patch(
+    core: &mut Core,
+    t: &Target,
+    content_type: &str,
+    body: &[u8],
+    q: &Query,
+    ctx: &WriteCtx,
+) -> Result<(u16, Bytes), ApiError> {
+    let Some(kind) = PatchType::from_content_type(content_type) else {
+        return Err(ApiError::unsupported_media_type(content_type));
+    };
+    if kind == PatchType::Strategic && t.res.custom {
+        return Err(ApiError::unsupported_media_type(content_type));
+    }
+    let name = t.name().to_owned();
+    let old = core.store.get(&t.res.storage, t.ns(), &name).cloned();
+    if kind == PatchType::Apply {
+        return server_side_apply(core, t, old.as_ref(), body, q, ctx);
+    }
+    let Some(old) = old else {
+        check_namespace(core, t, &name, false)?;
+        return Err(t.not_found());
+    };
+    let mut doc = Value::Object(old.decode());
+    if let Some(m) = doc.as_object_mut() {
+        m.insert("kind".into(), Value::from(t.res.kind.clone()));
+        m.insert("apiVersion".into(), Value::from(t.api_version()));
+    }
+    match kind {
+        PatchType::Json => patch::apply_json_patch(&mut doc, body)?,
+        PatchType::Merge => patch::apply_merge_patch(&mut doc, &patch::parse_patch_object(body)?),
+        PatchType::Strategic => {
+            patch::apply_strategic(&mut doc, &patch::parse_patch_object(body)?)?
+        }
+        PatchType::Apply => {}
+    }
+    let Value::Object(patched) = doc else {
+        return Err(ApiError::bad_request(
+            "the patched object is not a JSON object",
+        ));
+    };
+    if let Some(rv) = resource_version_of(&patched)
+        && rv != old.rv.to_string()
+    {
+        return Err(ApiError::stale(&t.res.plural, &t.res.group, &name));
+    }
+    if meta_str(&patched, "name").is_some_and(|n| n != name) {
+        return Err(ApiError::bad_request(
+            "metadata.name: the name of the object may not be changed by a patch",
+        ));
+    }
+    finish_update(core, t, &old, patched, ctx, None)
+}
+
+fn server_side_apply(
+    core: &mut Core,
+    t: &Target,
+    old: Option<&Stored>,
+    body: &[u8],
+    q: &Query,
+    ctx: &WriteCtx,
+) -> Result<(u16, Bytes), ApiError> {
+    if q.non_empty("fieldManager").is_none() {
+        return Err(ApiError::invalid(
+            "PatchOptions",
+            "meta.k8s.io",
+            "",
+            vec![Cause::new(
+                "FieldValueRequired",
+                "Required value: is required for apply patch",
+                "fieldManager",
+            )],
+        ));
+    }
+    let text =
+        std::str::from_utf8(body).map_err(|_| ApiError::bad_request("apply body is not UTF-8"))?;
+    let applied: Value = serde_saphyr::from_str(text)
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    let Value::Object(mut applied) = applied else {
+        return Err(ApiError::bad_request("apply body must be an object"));
+    };
+    check_type(t, &applied)?;
+    let name = t.name().to_owned();
+    match meta_str(&applied, "name") {
+        Some(n) if !n.is_empty() && n != name => {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )));
+        }
+        _ => {
+            meta_mut(&mut applied).insert("name".into(), Value::from(name.clone()));
+        }
+    }
+    check_body_namespace(t, &mut applied)?;
+    applied.remove("kind");
+    applied.remove("apiVersion");
+    let force = q.flag("force");
+    let now = now_rfc3339();
+    let api_version = t.api_version();
+    let sub = t.subresource.clone().unwrap_or_default();
+    let writer = Writer {
+        manager: &ctx.manager,
+        api_version: &api_version,
+        subresource: &sub,
+        time: &now,
+    };
+    let keyed = !t.res.custom;
+    match old {
+        None => {
+            if t.subresource.is_some() {
+                return Err(t.not_found());
+            }
+            let mut merged = apply::apply(None, &applied, &writer, force, keyed)?;
+            let managed_fields = meta_mut(&mut merged).remove("managedFields");
+            create_object(core, t, merged, ctx, managed_fields)
+        }
+        Some(old) => {
+            let current = old.decode();
+            let merged = apply::apply(Some(&current), &applied, &writer, force, keyed)?;
+            finish_update(core, t, old, merged, ctx, Some(()))
+        }
+    }
+}
+
+fn without(obj: &Map<String, Value>, keys: &[&str]) -> Map<String, Value> {
+    obj.iter()
+        .filter(|(k, _)| !keys.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Turns a requested new state into the stored one and writes it (or not, for a no-op).
+/// `managed` is `Some` when `managedFields` were already computed (apply).
+pub(crate) fn finish_update(
+    core: &mut Core,
+    t: &Target,
+    old: &Stored,
+    mut new: Map<String, Value>,
+    ctx: &WriteCtx,
+    managed: Option<()>,
+) -> Result<(u16, Bytes), ApiError> {
+    let old_obj = old.decode();
+    new.remove("kind");
+    new.remove("apiVersion");
+    let sub = t.subresource.as_deref().unwrap_or_default();
+    if sub == "status" {
+        let mut merged = old_obj.clone();
+        match new.remove("status") {
+            Some(s) => merged.insert("status".into(), s),
+            None => merged.remove("status"),
+        };
+        if managed.is_some()
+            && let Some(mf) = meta(&new).and_then(|m| m.get("managedFields")).cloned()
+        {
+            meta_mut(&mut merged).insert("managedFields".into(), mf);
+        }
+        new = merged;
+    } else if t.res.status_subresource {
+        match old_obj.get("status") {
+            Some(s) => new.insert("status".into(), s.clone()),
+            None => new.remove("status"),
+        };
+    }
+    {
+        let old_meta = meta(&old_obj).cloned().unwrap_or_default();
+        let m = meta_mut(&mut new);
+        for k in [
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ] {
+            match old_meta.get(k) {
+                Some(v) => m.insert(k.to_owned(), v.clone()),
+                None => m.remove(k),
+            };
+        }
+        if managed.is_none() {
+            match old_meta.get("managedFields") {
+                Some(v) => m.insert("managedFields".into(), v.clone()),
+                None => m.remove("managedFields"),
+            };
+        }
+        m.insert("resourceVersion".into(), Value::from(old.rv.to_string()));
+        m.remove("selfLink");
+    }
+    if meta(&old_obj).is_some_and(|m| m.contains_key("deletionTimestamp")) {
+        let before = finalizers(&old_obj);
+        let added: Vec<String> = finalizers(&new)
+            .into_iter()
+            .filter(|f| !before.contains(f))
+            .collect();
+        if !added.is_empty() {
+            let list = added
+                .iter()
+                .map(|f| format!("{f:?}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(ApiError::invalid(
+                &t.res.kind,
+                &t.res.group,
+                t.name(),
+                vec![Cause::new(
+                    "FieldValueForbidden",
+                    format!(
+                        "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{{{list}}}"
+                    ),
+                    "metadata.finalizers",
+                )],
+            ));
+        }
+    }
+    defaults::mutate_secret(&t.res, &mut new);
+    let spec_changed = match t.res.generation {
+        Generation::None => false,
+        Generation::Spec => old_obj.get("spec") != new.get("spec"),
+        Generation::AllButMetadata => {
+            let skip: &[&str] = if t.res.status_subresource {
+                &["metadata", "status"]
+            } else {
+                &["metadata"]
+            };
+            without(&old_obj, skip) != without(&new, skip)
+        }
+    };
+    if spec_changed {
+        let g = meta(&old_obj)
+            .and_then(|m| m.get("generation"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        meta_mut(&mut new).insert("generation".into(), Value::from(g + 1));
+    }
+    if managed.is_none() {
+        let now = now_rfc3339();
+        let api_version = t.api_version();
+        let writer = Writer {
+            manager: &ctx.manager,
+            api_version: &api_version,
+            subresource: sub,
+            time: &now,
+        };
+        apply::record_update(Some(&old_obj), &mut new, &writer, !t.res.custom);
+    }
+    crd::on_write(&t.res, &mut new);
+    if new == old_obj {
+        return Ok((200, t.render(old)));
+    }
+    if ctx.dry_run {
+        return Ok((
+            200,
+            with_type(
+                &t.res.kind,
+                &t.api_version(),
+                &crate::json::encode_body(&new),
+            ),
+        ));
+    }
+    let deleting = meta(&new).is_some_and(|m| m.contains_key("deletionTimestamp"));
+    if deleting && finalizers(&new).is_empty() {
+        let name = t.name().to_owned();
+        core.store.put(&t.res.storage, new);
+        if let Some(gone) = core.store.remove(&t.res.storage, t.ns(), &name) {
+            core.removed(&gone);
+            crd::after_remove(core, &t.res, &gone);
+            return Ok((
+                200,
+                with_type(
+                    &t.res.kind,
+                    &t.api_version(),
+                    &crate::json::encode_body(&gone),
+                ),
+            ));
+        }
+        return Err(t.not_found());
+    }
+    let stored = core.store.put(&t.res.storage, new);
+    crd::after_write(core, &t.res, &stored);
+    Ok((200, t.render(&stored)))
+}
