@@ -1,0 +1,202 @@
+//! The request, watch and error types of the contract, in idiomatic Rust.
+
+use crate::Object;
+
+/// Names one Kubernetes object.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectRef {
+    /// `group/version`, or `v1` for the core group.
+    pub api_version: String,
+    /// The kind, e.g. `Deployment`.
+    pub kind: String,
+    /// The namespace; `None` for cluster-scoped objects.
+    pub namespace: Option<String>,
+    /// The name.
+    pub name: String,
+}
+
+impl ObjectRef {
+    /// A reference to a namespaced object.
+    pub fn namespaced(
+        api_version: impl Into<String>,
+        kind: impl Into<String>,
+        namespace: impl Into<String>,
+        name: impl Into<String>,
+    ) -> Self {
+        Self {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            namespace: Some(namespace.into()),
+            name: name.into(),
+        }
+    }
+
+    /// A reference to a cluster-scoped object.
+    pub fn cluster(
+        api_version: impl Into<String>,
+        kind: impl Into<String>,
+        name: impl Into<String>,
+    ) -> Self {
+        Self {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            namespace: None,
+            name: name.into(),
+        }
+    }
+}
+
+/// Whether the object of a reconcile exists or was deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// The object exists; the request carries its latest state.
+    Applied,
+    /// The object is gone; the request carries its last known state.
+    Deleted,
+}
+
+/// One call to [`Controller::reconcile`](crate::Controller::reconcile).
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The primary object to reconcile.
+    pub object: Object,
+    /// Whether it exists or was deleted.
+    pub change: Change,
+    /// 0 on a first attempt, n on the n-th retry after transient errors.
+    pub attempt: u32,
+}
+
+/// How a watched resource relates to the controller's primary objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relation {
+    /// Objects the controller reconciles.
+    Primary,
+    /// Objects owned by a primary object (through a controller owner reference).
+    Owned,
+    /// Objects whose changes [`Controller::map`](crate::Controller::map) turns
+    /// into primary objects to reconcile.
+    Mapped,
+}
+
+/// A resource the controller watches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watch {
+    /// `group/version`, e.g. `apps/v1`.
+    pub api_version: String,
+    /// The kind, e.g. `Deployment`.
+    pub kind: String,
+    /// How it relates to the primary objects.
+    pub relation: Relation,
+    /// Only this namespace; `None` for every namespace the guest may see.
+    pub namespace: Option<String>,
+    /// Only objects matching this label selector.
+    pub label_selector: Option<String>,
+}
+
+impl Watch {
+    fn new(api_version: &str, kind: &str, relation: Relation) -> Self {
+        Self {
+            api_version: api_version.to_owned(),
+            kind: kind.to_owned(),
+            relation,
+            namespace: None,
+            label_selector: None,
+        }
+    }
+
+    /// The kind this controller reconciles.
+    pub fn primary(api_version: &str, kind: &str) -> Self {
+        Self::new(api_version, kind, Relation::Primary)
+    }
+
+    /// A kind this controller creates and owns: changes reconcile the owner.
+    pub fn owned(api_version: &str, kind: &str) -> Self {
+        Self::new(api_version, kind, Relation::Owned)
+    }
+
+    /// A kind whose changes [`Controller::map`](crate::Controller::map) maps
+    /// to primary objects.
+    pub fn mapped(api_version: &str, kind: &str) -> Self {
+        Self::new(api_version, kind, Relation::Mapped)
+    }
+
+    /// Only watch one namespace.
+    #[must_use]
+    pub fn in_namespace(mut self, namespace: &str) -> Self {
+        self.namespace = Some(namespace.to_owned());
+        self
+    }
+
+    /// Only watch objects matching a label selector, e.g. `app=web`.
+    #[must_use]
+    pub fn with_label_selector(mut self, selector: &str) -> Self {
+        self.label_selector = Some(selector.to_owned());
+        self
+    }
+}
+
+/// Who a controller is and what it watches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Info {
+    /// A short name for logs, metrics and the field manager.
+    pub name: String,
+    /// The watched resources.
+    pub watches: Vec<Watch>,
+}
+
+impl Info {
+    /// A controller called `name` that watches nothing yet.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            watches: Vec::new(),
+        }
+    }
+
+    /// Adds a watch.
+    #[must_use]
+    pub fn watch(mut self, watch: Watch) -> Self {
+        self.watches.push(watch);
+        self
+    }
+}
+
+/// Why a reconcile failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// Worth retrying with backoff.
+    Transient(String),
+    /// Not worth retrying until the object changes.
+    Permanent(String),
+}
+
+impl Error {
+    /// A failure worth retrying with backoff.
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self::Transient(message.into())
+    }
+
+    /// A failure not worth retrying until the object changes.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self::Permanent(message.into())
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Transient(message) => write!(f, "transient: {message}"),
+            Self::Permanent(message) => write!(f, "permanent: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// An object that does not parse as the expected type is a permanent error:
+/// retrying the same object would fail the same way.
+impl From<serde_json::Error> for Error {
+    fn from(error: serde_json::Error) -> Self {
+        Self::Permanent(format!("object does not parse: {error}"))
+    }
+}
