@@ -1,0 +1,159 @@
+//! `paddock test` and `paddock describe`: working with one guest offline.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::ValueEnum;
+use paddock::harness::{self, Case, FixtureCache};
+use paddock::wasm::{Change, Clock, LoadOptions, WasmEngine};
+
+use super::{Format, LimitArgs, print};
+
+/// Whether the object exists, on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ChangeArg {
+    /// The object exists.
+    Applied,
+    /// The object was deleted (its last known state is given).
+    Deleted,
+}
+
+/// Arguments of `paddock test`.
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// The guest component (`.wasm`).
+    module: PathBuf,
+
+    /// The object to reconcile (YAML or JSON, one object).
+    #[arg(long, value_name = "FILE", required_unless_present = "fixtures")]
+    object: Option<PathBuf>,
+
+    /// Instead of --object: run fixture cases (folders holding
+    /// `object.yaml`, optional `cache/` and `case.yaml`, and `expected.yaml`)
+    /// and check each outcome against `expected.yaml`. A folder of case
+    /// folders runs them all.
+    #[arg(long = "fixture", value_name = "DIR", conflicts_with_all = ["object", "cache", "now"])]
+    fixtures: Vec<PathBuf>,
+
+    /// A folder of YAML files whose objects the guest's cache reads see.
+    #[arg(long = "cache", value_name = "DIR")]
+    cache: Option<PathBuf>,
+
+    /// Whether the object exists or was deleted.
+    #[arg(long, value_enum, default_value = "applied")]
+    change: ChangeArg,
+
+    /// The attempt number handed to the guest (0: first attempt).
+    #[arg(long, default_value_t = 0)]
+    attempt: u32,
+
+    /// Stop the guest's wall clock at this RFC 3339 instant, for
+    /// reproducible output (e.g. 2025-01-01T00:00:00Z).
+    #[arg(long, value_name = "INSTANT")]
+    now: Option<String>,
+
+    /// Output format.
+    #[arg(short, long, value_enum, default_value = "yaml")]
+    output: Format,
+
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// Arguments of `paddock describe`.
+#[derive(Debug, clap::Args)]
+pub struct DescribeArgs {
+    /// The guest component (`.wasm`).
+    module: PathBuf,
+
+    /// Output format.
+    #[arg(short, long, value_enum, default_value = "yaml")]
+    output: Format,
+}
+
+/// Runs one reconcile and prints the outcome; exit code 1 on a guest error.
+/// With `--fixture`, runs and checks fixture cases; exit code 1 if any fails.
+pub fn test(engine: &WasmEngine, args: TestArgs) -> anyhow::Result<ExitCode> {
+    let Some(object_path) = &args.object else {
+        return test_fixtures(engine, &args);
+    };
+    let clock = match &args.now {
+        Some(now) => Clock::Fixed(
+            harness::parse_instant(now)
+                .map_err(anyhow::Error::msg)
+                .context("option --now")?,
+        ),
+        None => Clock::Real,
+    };
+    let object = harness::read_object(object_path)?;
+    let cache = match &args.cache {
+        Some(dir) => FixtureCache::from_dir(dir)?,
+        None => FixtureCache::default(),
+    };
+    let guest = engine.load(
+        &args.module,
+        LoadOptions::default()
+            .limits(args.limits.limits())
+            .clock(clock),
+    )?;
+    let change = match args.change {
+        ChangeArg::Applied => Change::Applied,
+        ChangeArg::Deleted => Change::Deleted,
+    };
+    match guest.reconcile(&object.to_string(), change, args.attempt, Arc::new(cache)) {
+        Ok(outcome) => {
+            print(&outcome, args.output)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("error: {:#}", anyhow::Error::new(error));
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Runs fixture cases and reports each as passed or failed, with the
+/// expected and actual outcomes of a failure.
+fn test_fixtures(engine: &WasmEngine, args: &TestArgs) -> anyhow::Result<ExitCode> {
+    let mut cases = Vec::new();
+    for dir in &args.fixtures {
+        if dir.join("object.yaml").is_file() {
+            cases.push(Case::load(dir)?);
+        } else {
+            cases.extend(Case::load_all(dir)?);
+        }
+    }
+    let mut failed = 0;
+    for case in &cases {
+        let guest = engine.load(
+            &args.module,
+            LoadOptions::default()
+                .limits(args.limits.limits())
+                .clock(case.clock),
+        )?;
+        let actual = case.actual(&guest);
+        if case.passes(&actual) {
+            println!("ok      {}", case.dir.display());
+        } else {
+            failed += 1;
+            println!("FAILED  {}", case.dir.display());
+            println!("--- expected\n{}", serde_saphyr::to_string(&case.expected)?);
+            println!("--- got\n{}", serde_saphyr::to_string(&actual)?);
+        }
+    }
+    println!("{} passed, {failed} failed", cases.len() - failed);
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Prints what a guest watches.
+pub fn describe(engine: &WasmEngine, args: DescribeArgs) -> anyhow::Result<ExitCode> {
+    let guest = engine.load(&args.module, LoadOptions::default())?;
+    print(guest.info(), args.output)?;
+    Ok(ExitCode::SUCCESS)
+}

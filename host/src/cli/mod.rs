@@ -1,0 +1,97 @@
+//! Command-line interface: argument parsing and the subcommands.
+
+mod guest;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use paddock::wasm::{EngineOptions, Limits, WasmEngine};
+
+/// Paddock runs Kubernetes controllers as sandboxed WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "paddock", version, about)]
+pub struct Cli {
+    /// More logging (-v, -vv); `RUST_LOG` overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Where compiled components are cached. The directory must not be
+    /// writable by untrusted users: its artifacts are loaded as native code.
+    /// Default: $PADDOCK_CACHE_DIR, else the user cache dir's `paddock/components`.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Do not read or write the compile cache.
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one reconcile of a guest offline, against an object and a cache
+    /// made of YAML files, and print the actions it answers with.
+    Test(guest::TestArgs),
+    /// Print what a guest watches.
+    Describe(guest::DescribeArgs),
+}
+
+/// Output formats, as kubectl's `-o`.
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+pub enum Format {
+    /// YAML.
+    #[default]
+    Yaml,
+    /// JSON, pretty-printed.
+    Json,
+}
+
+/// Sandbox limits given on the command line.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitArgs {
+    /// Memory cap of the guest, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    pub memory_mib: u64,
+
+    /// Wall-clock deadline of one call into the guest, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 250)]
+    pub deadline_ms: u64,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Limits {
+        Limits::default()
+            .memory_bytes(self.memory_mib.saturating_mul(1024 * 1024))
+            .deadline(Duration::from_millis(self.deadline_ms))
+    }
+}
+
+impl Cli {
+    /// Runs the chosen subcommand.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let cache_dir = match (self.no_cache, self.cache_dir) {
+            (true, _) => None,
+            (false, Some(dir)) => Some(dir),
+            (false, None) => EngineOptions::default().cache_dir,
+        };
+        let engine = WasmEngine::new(EngineOptions::default().cache_dir(cache_dir))?;
+        match self.command {
+            Command::Test(args) => guest::test(&engine, args),
+            Command::Describe(args) => guest::describe(&engine, args),
+        }
+    }
+}
+
+/// Prints a value in the chosen format.
+fn print(value: &impl serde::Serialize, format: Format) -> anyhow::Result<()> {
+    let text = match format {
+        Format::Yaml => serde_saphyr::to_string(value)?,
+        Format::Json => serde_json::to_string_pretty(value)? + "\n",
+    };
+    print!("{text}");
+    Ok(())
+}

@@ -1,0 +1,452 @@
+//! The offline harness behind `paddock test`: reconcile one object against
+//! a cache made of YAML files, with no cluster.
+//!
+//! Guest examples keep fixture cases in `fixtures/<case>/`:
+//! - `object.yaml`: the object to reconcile;
+//! - `cache/*.yaml` (optional): the objects `cache.get` and `cache.list` see;
+//! - `case.yaml` (optional): `change: deleted`, `attempt: N`, `now: <RFC 3339>`;
+//! - `expected.yaml`: the outcome, exactly as `paddock test -o yaml` prints it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::actions::{ObjectRef, Outcome};
+use crate::selector::LabelSelector;
+use crate::wasm::{CacheReader, Change, Clock, Guest, GuestError, ListQuery};
+
+/// The instant fixture cases read from the wall clock unless their
+/// `case.yaml` says otherwise: 2025-01-01T00:00:00Z.
+pub const FIXTURE_NOW: &str = "2025-01-01T00:00:00Z";
+
+/// An error reading fixtures. Each variant names the file and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum FixtureError {
+    /// A file could not be read.
+    #[error("cannot read {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file is not valid YAML (or JSON).
+    #[error("{} is not valid YAML", path.display())]
+    Yaml {
+        /// The file.
+        path: PathBuf,
+        /// Where and why.
+        #[source]
+        source: Box<serde_saphyr::Error>,
+    },
+    /// A document is not a Kubernetes object.
+    #[error("{}: document #{index} is not a Kubernetes object: {problem}", path.display())]
+    NotAnObject {
+        /// The file.
+        path: PathBuf,
+        /// The document's position, from 1.
+        index: usize,
+        /// What is missing.
+        problem: String,
+    },
+    /// The object file holds no object or more than one.
+    #[error("{} must hold exactly one object, found {count}", path.display())]
+    ObjectCount {
+        /// The file.
+        path: PathBuf,
+        /// How many documents it holds.
+        count: usize,
+    },
+    /// A field of `case.yaml` is invalid.
+    #[error("{}: field `{field}`: {problem}", path.display())]
+    Case {
+        /// The file.
+        path: PathBuf,
+        /// The field.
+        field: &'static str,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
+}
+
+/// Reads every YAML document of a file as JSON values, accepting `kind:
+/// List` documents by taking their items.
+pub fn read_objects(path: &Path) -> Result<Vec<Value>, FixtureError> {
+    let text = std::fs::read_to_string(path).map_err(|source| FixtureError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let documents: Vec<Value> =
+        serde_saphyr::from_multiple(&text).map_err(|source| FixtureError::Yaml {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
+    let mut objects = Vec::new();
+    for (index, document) in documents.into_iter().enumerate() {
+        if document.is_null() {
+            continue;
+        }
+        if document.get("kind").and_then(Value::as_str) == Some("List") {
+            let items = document.get("items").and_then(Value::as_array).cloned();
+            objects.extend(items.unwrap_or_default());
+            continue;
+        }
+        if ObjectRef::of(&document).is_none() {
+            return Err(FixtureError::NotAnObject {
+                path: path.to_owned(),
+                index: index + 1,
+                problem: "it needs `apiVersion`, `kind` and `metadata.name`".into(),
+            });
+        }
+        objects.push(document);
+    }
+    Ok(objects)
+}
+
+/// Reads the one object of a file.
+pub fn read_object(path: &Path) -> Result<Value, FixtureError> {
+    let mut objects = read_objects(path)?;
+    if objects.len() != 1 {
+        return Err(FixtureError::ObjectCount {
+            path: path.to_owned(),
+            count: objects.len(),
+        });
+    }
+    Ok(objects.remove(0))
+}
+
+/// A cache made of fixed objects, sorted by namespace and name.
+#[derive(Debug, Clone, Default)]
+pub struct FixtureCache {
+    objects: Vec<(ObjectRef, Value)>,
+}
+
+impl FixtureCache {
+    /// A cache holding `objects`.
+    pub fn new(objects: Vec<Value>) -> Self {
+        let mut objects: Vec<(ObjectRef, Value)> = objects
+            .into_iter()
+            .filter_map(|object| Some((ObjectRef::of(&object)?, object)))
+            .collect();
+        objects.sort_by(|(a, _), (b, _)| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        Self { objects }
+    }
+
+    /// A cache holding every object of every `.yaml`, `.yml` and `.json`
+    /// file in `dir`.
+    pub fn from_dir(dir: &Path) -> Result<Self, FixtureError> {
+        let entries = std::fs::read_dir(dir).map_err(|source| FixtureError::Read {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let mut files = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| FixtureError::Read {
+                path: dir.to_owned(),
+                source,
+            })?;
+            let path = entry.path();
+            let is_yaml = path
+                .extension()
+                .and_then(|ext| ext.to_str())
+                .is_some_and(|ext| matches!(ext, "yaml" | "yml" | "json"));
+            if is_yaml {
+                files.push(path);
+            }
+        }
+        files.sort();
+        let mut objects = Vec::new();
+        for file in files {
+            objects.extend(read_objects(&file)?);
+        }
+        Ok(Self::new(objects))
+    }
+}
+
+impl CacheReader for FixtureCache {
+    fn get(&self, target: &ObjectRef) -> Option<String> {
+        self.objects
+            .iter()
+            .find(|(reference, _)| reference == target)
+            .map(|(_, object)| object.to_string())
+    }
+
+    fn list(&self, query: &ListQuery<'_>) -> Vec<String> {
+        let selector = match query.label_selector.map(LabelSelector::parse) {
+            None => LabelSelector::default(),
+            Some(Ok(selector)) => selector,
+            Some(Err(_)) => return Vec::new(),
+        };
+        self.objects
+            .iter()
+            .filter(|(reference, object)| {
+                reference.api_version == query.api_version
+                    && reference.kind == query.kind
+                    && query
+                        .namespace
+                        .is_none_or(|namespace| reference.namespace.as_deref() == Some(namespace))
+                    && selector.matches_object(object)
+            })
+            .map(|(_, object)| object.to_string())
+            .collect()
+    }
+}
+
+/// The optional `case.yaml` of a fixture case.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseFile {
+    /// `applied` (default) or `deleted`.
+    #[serde(default)]
+    change: Change,
+    /// The attempt number handed to the guest.
+    #[serde(default)]
+    attempt: u32,
+    /// The wall clock's instant, RFC 3339.
+    now: Option<String>,
+}
+
+/// One fixture case of a guest example.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// The case's folder name.
+    pub name: String,
+    /// The object to reconcile.
+    pub object: Value,
+    /// What the cache holds.
+    pub cache: FixtureCache,
+    /// Applied or deleted.
+    pub change: Change,
+    /// The attempt number.
+    pub attempt: u32,
+    /// The clock the guest reads.
+    pub clock: Clock,
+    /// The expected outcome (`expected.yaml`).
+    pub expected: Value,
+    /// The case's folder.
+    pub dir: PathBuf,
+}
+
+impl Case {
+    /// Reads a case folder.
+    pub fn load(dir: &Path) -> Result<Self, FixtureError> {
+        let case_path = dir.join("case.yaml");
+        let case: CaseFile = if case_path.is_file() {
+            let text =
+                std::fs::read_to_string(&case_path).map_err(|source| FixtureError::Read {
+                    path: case_path.clone(),
+                    source,
+                })?;
+            serde_saphyr::from_str(&text).map_err(|source| FixtureError::Yaml {
+                path: case_path.clone(),
+                source: Box::new(source),
+            })?
+        } else {
+            CaseFile::default()
+        };
+        let now = case.now.as_deref().unwrap_or(FIXTURE_NOW);
+        let clock = parse_instant(now)
+            .map(Clock::Fixed)
+            .map_err(|problem| FixtureError::Case {
+                path: case_path.clone(),
+                field: "now",
+                problem,
+            })?;
+        let cache_dir = dir.join("cache");
+        let cache = if cache_dir.is_dir() {
+            FixtureCache::from_dir(&cache_dir)?
+        } else {
+            FixtureCache::default()
+        };
+        let expected_path = dir.join("expected.yaml");
+        let expected_text =
+            std::fs::read_to_string(&expected_path).map_err(|source| FixtureError::Read {
+                path: expected_path.clone(),
+                source,
+            })?;
+        let expected: Value =
+            serde_saphyr::from_str(&expected_text).map_err(|source| FixtureError::Yaml {
+                path: expected_path.clone(),
+                source: Box::new(source),
+            })?;
+        Ok(Self {
+            name: dir
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            object: read_object(&dir.join("object.yaml"))?,
+            cache,
+            change: case.change,
+            attempt: case.attempt,
+            clock,
+            expected,
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// Every case under `fixtures_dir`, sorted by name.
+    pub fn load_all(fixtures_dir: &Path) -> Result<Vec<Self>, FixtureError> {
+        let entries = std::fs::read_dir(fixtures_dir).map_err(|source| FixtureError::Read {
+            path: fixtures_dir.to_owned(),
+            source,
+        })?;
+        let mut dirs: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| path.is_dir())
+            .collect();
+        dirs.sort();
+        dirs.iter().map(|dir| Self::load(dir)).collect()
+    }
+
+    /// Runs the case's reconcile on `guest` (loaded with the case's clock).
+    pub fn run(&self, guest: &Guest) -> Result<Outcome, GuestError> {
+        guest.reconcile(
+            &self.object.to_string(),
+            self.change,
+            self.attempt,
+            Arc::new(self.cache.clone()),
+        )
+    }
+
+    /// Runs the case and renders the result the way `expected.yaml` holds
+    /// it: the outcome, or `error: {transient|permanent|sandbox: message}`.
+    pub fn actual(&self, guest: &Guest) -> Value {
+        outcome_value(self.run(guest))
+    }
+
+    /// Whether `actual` is what the case expects.
+    pub fn passes(&self, actual: &Value) -> bool {
+        *actual == self.expected
+    }
+}
+
+/// A reconcile's result as a fixture's `expected.yaml` holds it.
+pub fn outcome_value(result: Result<Outcome, GuestError>) -> Value {
+    match result {
+        Ok(outcome) => serde_json::to_value(&outcome).unwrap_or(Value::Null),
+        Err(GuestError::Transient { message, .. }) => {
+            serde_json::json!({"error": {"transient": message}})
+        }
+        Err(GuestError::Permanent { message, .. }) => {
+            serde_json::json!({"error": {"permanent": message}})
+        }
+        Err(other) => serde_json::json!({"error": {"sandbox": other.to_string()}}),
+    }
+}
+
+/// Parses an RFC 3339 instant such as `2025-01-01T00:00:00Z`.
+pub fn parse_instant(text: &str) -> Result<SystemTime, String> {
+    let timestamp: jiff::Timestamp = text.parse().map_err(|error| {
+        format!("`{text}` is not an RFC 3339 instant ({error}); write e.g. 2025-01-01T00:00:00Z")
+    })?;
+    Ok(SystemTime::from(timestamp))
+}
+
+/// Renders an outcome the way `paddock test -o yaml` prints it.
+pub fn outcome_yaml(outcome: &Outcome) -> Result<String, serde_saphyr::SerializeError> {
+    serde_saphyr::to_string(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cache() -> FixtureCache {
+        FixtureCache::new(vec![
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": "b", "namespace": "x", "labels": {"app": "web"}}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": "a", "namespace": "x"}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": "c", "namespace": "y", "labels": {"app": "web"}}}),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}),
+        ])
+    }
+
+    fn names(objects: Vec<String>) -> Vec<String> {
+        objects
+            .iter()
+            .map(|json| {
+                let value: Value = serde_json::from_str(json).expect("json");
+                value["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    fn query<'a>(namespace: Option<&'a str>, selector: Option<&'a str>) -> ListQuery<'a> {
+        ListQuery {
+            api_version: "v1",
+            kind: "ConfigMap",
+            namespace,
+            label_selector: selector,
+        }
+    }
+
+    #[test]
+    fn lists_sorted_and_filtered() {
+        let cache = cache();
+        assert_eq!(names(cache.list(&query(None, None))), ["a", "b", "c"]);
+        assert_eq!(names(cache.list(&query(Some("x"), None))), ["a", "b"]);
+        assert_eq!(names(cache.list(&query(None, Some("app=web")))), ["b", "c"]);
+        assert!(cache.list(&query(None, Some("app in"))).is_empty());
+    }
+
+    #[test]
+    fn gets_by_reference() {
+        let cache = cache();
+        let namespace = ObjectRef {
+            api_version: "v1".into(),
+            kind: "Namespace".into(),
+            namespace: None,
+            name: "x".into(),
+        };
+        assert!(cache.get(&namespace).is_some());
+        let missing = ObjectRef {
+            name: "nope".into(),
+            ..namespace
+        };
+        assert!(cache.get(&missing).is_none());
+    }
+
+    #[test]
+    fn reads_multi_document_yaml_and_names_bad_documents() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("objects.yaml");
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Secret, metadata: {name: s}}\n",
+        )
+        .expect("write");
+        assert_eq!(read_objects(&path).expect("valid").len(), 2);
+
+        std::fs::write(&path, "apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n").expect("write");
+        let error = read_objects(&path).expect_err("no name");
+        assert!(error.to_string().contains("document #1"), "{error}");
+
+        std::fs::write(&path, "kind: [unclosed\n").expect("write");
+        let error = read_objects(&path).expect_err("bad yaml");
+        assert!(
+            error.to_string().contains("objects.yaml is not valid YAML"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn parses_instants() {
+        assert!(parse_instant(FIXTURE_NOW).is_ok());
+        assert!(
+            parse_instant("yesterday")
+                .unwrap_err()
+                .contains("2025-01-01T00:00:00Z")
+        );
+    }
+}

@@ -1,0 +1,10 @@
+//! The host side of `wit/controller.wit`: the one place that runs `bindgen!`.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "paddock:controller/controller",
+});
+
+pub use paddock::controller::types::{
+    Action, Change, Error as GuestFailure, Event, Patch, PatchKind, Relation, Scale, Watch,
+};

@@ -1,0 +1,143 @@
+//! The shared wasmtime engine: configuration, the linker, the epoch ticker
+//! and the compile cache.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine};
+
+use super::bindings::Controller;
+use super::compile_cache::CompileCache;
+use super::guest::HostState;
+
+/// How often the engine's epoch advances: the granularity of deadlines.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Options of a [`WasmEngine`].
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Where compiled components are cached; `None` disables the cache.
+    /// Default: [`compile_cache::default_dir`](super::compile_cache::default_dir).
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            cache_dir: Some(super::compile_cache::default_dir()),
+        }
+    }
+}
+
+impl EngineOptions {
+    /// Sets the compile cache directory (`None`: no cache).
+    #[must_use]
+    pub fn cache_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.cache_dir = dir;
+        self
+    }
+}
+
+/// An error creating the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// wasmtime refused the configuration or the linker setup.
+    #[error("setting up the WebAssembly engine failed")]
+    Setup(#[source] wasmtime::Error),
+    /// The epoch ticker thread could not be started.
+    #[error("starting the epoch ticker thread failed")]
+    Ticker(#[source] std::io::Error),
+}
+
+/// The engine every guest of one host shares: one wasmtime [`Engine`], one
+/// [`Linker`] with the host imports and an empty WASI, the compile cache,
+/// and a ticker thread that advances the epoch every [`EPOCH_TICK`] so that
+/// per-call deadlines fire. Cheap to clone.
+#[derive(Clone)]
+pub struct WasmEngine {
+    pub(crate) inner: Arc<EngineInner>,
+}
+
+pub(crate) struct EngineInner {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<HostState>,
+    pub(crate) cache: CompileCache,
+}
+
+impl std::fmt::Debug for WasmEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmEngine")
+            .field("cache_dir", &self.inner.cache.dir())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WasmEngine {
+    /// Creates the engine and starts its epoch ticker.
+    pub fn new(options: EngineOptions) -> Result<Self, EngineError> {
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let engine = Engine::new(&config).map_err(EngineError::Setup)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(EngineError::Setup)?;
+        Controller::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
+            .map_err(EngineError::Setup)?;
+
+        start_ticker(&engine).map_err(EngineError::Ticker)?;
+        let cache = CompileCache::new(&engine, options.cache_dir);
+        Ok(Self {
+            inner: Arc::new(EngineInner {
+                engine,
+                linker,
+                cache,
+            }),
+        })
+    }
+
+    /// The compile cache.
+    pub fn compile_cache(&self) -> &CompileCache {
+        &self.inner.cache
+    }
+}
+
+/// Advances the epoch every tick for as long as the engine lives; the
+/// thread holds only a weak reference and ends with the engine.
+fn start_ticker(engine: &Engine) -> std::io::Result<()> {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("paddock-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })?;
+    Ok(())
+}
+
+/// The number of epoch ticks that make up `deadline`, rounded up, plus one
+/// because the current tick may be about to end.
+pub(crate) fn deadline_ticks(deadline: Duration) -> u64 {
+    let tick = EPOCH_TICK.as_nanos();
+    let ticks = deadline.as_nanos().div_ceil(tick) + 1;
+    u64::try_from(ticks).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_round_up_to_whole_ticks() {
+        assert_eq!(deadline_ticks(Duration::from_millis(250)), 51);
+        assert_eq!(deadline_ticks(Duration::from_millis(1)), 2);
+        assert_eq!(deadline_ticks(Duration::ZERO), 1);
+    }
+}

@@ -1,0 +1,92 @@
+//! The host's side of the `cache` and `log` imports.
+
+use std::sync::Arc;
+
+use super::bindings::paddock::controller::{cache, log, types};
+use super::guest::HostState;
+use crate::actions::ObjectRef;
+
+/// What a guest's `cache` import reads: the host's informer stores, already
+/// narrowed to what the guest may see. The runtime implements it over its
+/// shared stores; `paddock test` over a folder of YAML files.
+pub trait CacheReader: Send + Sync {
+    /// The JSON of one object, if it exists and the guest may see it.
+    fn get(&self, target: &ObjectRef) -> Option<String>;
+
+    /// The JSON of every visible object of one kind, sorted by namespace
+    /// and name, optionally narrowed to a namespace and a label selector.
+    /// An invalid selector matches nothing.
+    fn list(&self, query: &ListQuery<'_>) -> Vec<String>;
+}
+
+/// The arguments of `cache.list`.
+#[derive(Debug, Clone, Copy)]
+pub struct ListQuery<'a> {
+    /// `group/version`.
+    pub api_version: &'a str,
+    /// The kind.
+    pub kind: &'a str,
+    /// Only this namespace.
+    pub namespace: Option<&'a str>,
+    /// Only objects matching this label selector.
+    pub label_selector: Option<&'a str>,
+}
+
+/// A cache with nothing in it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EmptyCache;
+
+impl CacheReader for EmptyCache {
+    fn get(&self, _target: &ObjectRef) -> Option<String> {
+        None
+    }
+
+    fn list(&self, _query: &ListQuery<'_>) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// The cache a call reads, shared cheaply between calls.
+pub type SharedCache = Arc<dyn CacheReader>;
+
+impl types::Host for HostState {}
+
+impl cache::Host for HostState {
+    fn get(&mut self, target: types::ObjectRef) -> Option<String> {
+        let target = ObjectRef {
+            api_version: target.api_version,
+            kind: target.kind,
+            namespace: target.namespace,
+            name: target.name,
+        };
+        self.cache.get(&target)
+    }
+
+    fn list(
+        &mut self,
+        api_version: String,
+        kind: String,
+        namespace: Option<String>,
+        label_selector: Option<String>,
+    ) -> Vec<String> {
+        self.cache.list(&ListQuery {
+            api_version: &api_version,
+            kind: &kind,
+            namespace: namespace.as_deref(),
+            label_selector: label_selector.as_deref(),
+        })
+    }
+}
+
+impl log::Host for HostState {
+    fn log(&mut self, level: log::Level, message: String) {
+        let guest = &*self.guest;
+        match level {
+            log::Level::Trace => tracing::trace!(guest, "{message}"),
+            log::Level::Debug => tracing::debug!(guest, "{message}"),
+            log::Level::Info => tracing::info!(guest, "{message}"),
+            log::Level::Warn => tracing::warn!(guest, "{message}"),
+            log::Level::Error => tracing::error!(guest, "{message}"),
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! The `paddock` command: `test` and `describe` on the example guests.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .expect("the host crate lives in the workspace")
+}
+
+fn module(name: &str) -> PathBuf {
+    let dir = std::env::var_os("PADDOCK_GUESTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/guests/wasm32-wasip2/release"));
+    let path = dir.join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo xtask build-guests` (`cargo xtask test` does it)",
+        path.display()
+    );
+    path
+}
+
+fn fixture(example: &str, case: &str) -> PathBuf {
+    root()
+        .join("guest-examples")
+        .join(example)
+        .join("fixtures")
+        .join(case)
+}
+
+fn paddock(args: &[&std::ffi::OsStr]) -> Output {
+    let cache = std::env::var_os("PADDOCK_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/paddock-cache"));
+    Command::new(env!("CARGO_BIN_EXE_paddock"))
+        .args(args)
+        .arg("--cache-dir")
+        .arg(cache)
+        .output()
+        .expect("paddock runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn test_prints_the_actions_as_json() {
+    let case = fixture("replica-floor", "below-floor");
+    let output = paddock(&[
+        "test".as_ref(),
+        module("replica_floor").as_os_str(),
+        "--object".as_ref(),
+        case.join("object.yaml").as_os_str(),
+        "-o".as_ref(),
+        "json".as_ref(),
+    ]);
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    let outcome: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("the output is JSON");
+    assert_eq!(outcome["actions"][0]["scale"]["replicas"], 3);
+    assert_eq!(outcome["actions"][1]["event"]["reason"], "ScaledUp");
+}
+
+#[test]
+fn test_prints_yaml_by_default() {
+    let case = fixture("replica-floor", "below-floor");
+    let output = paddock(&[
+        "test".as_ref(),
+        module("replica_floor").as_os_str(),
+        "--object".as_ref(),
+        case.join("object.yaml").as_os_str(),
+    ]);
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(stdout.starts_with("actions:"), "{stdout}");
+    assert!(stdout.contains("replicas: 3"), "{stdout}");
+}
+
+#[test]
+fn test_exits_non_zero_with_the_guest_error() {
+    let case = fixture("label-policy", "namespace-not-cached");
+    let output = paddock(&[
+        "test".as_ref(),
+        module("label_policy").as_os_str(),
+        "--object".as_ref(),
+        case.join("object.yaml").as_os_str(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains(
+            "guest `label-policy` failed (transient): namespace payments is not in the cache yet"
+        ),
+        "stderr: {}",
+        text(&output.stderr)
+    );
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn test_checks_fixture_folders() {
+    let fixtures = root().join("guest-examples/label-policy/fixtures");
+    let output = paddock(&[
+        "test".as_ref(),
+        module("label_policy").as_os_str(),
+        "--fixture".as_ref(),
+        fixtures.as_os_str(),
+    ]);
+    assert!(output.status.success(), "stdout: {}", text(&output.stdout));
+    assert!(text(&output.stdout).contains("6 passed, 0 failed"));
+}
+
+#[test]
+fn a_failing_fixture_shows_expected_and_actual() {
+    let dir = tempfile::tempdir().expect("temporary dir");
+    let case = dir.path().join("wrong");
+    std::fs::create_dir_all(&case).expect("mkdir");
+    std::fs::copy(
+        fixture("replica-floor", "below-floor").join("object.yaml"),
+        case.join("object.yaml"),
+    )
+    .expect("copy");
+    std::fs::write(case.join("expected.yaml"), "actions: []\n").expect("write");
+    let output = paddock(&[
+        "test".as_ref(),
+        module("replica_floor").as_os_str(),
+        "--fixture".as_ref(),
+        case.as_os_str(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("FAILED"), "{stdout}");
+    assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
+}
+
+#[test]
+fn describe_prints_the_watches() {
+    let output = paddock(&["describe".as_ref(), module("app_operator").as_os_str()]);
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("name: app-operator"), "{stdout}");
+    assert!(stdout.contains("kind: App"), "{stdout}");
+    assert!(stdout.contains("relation: owned"), "{stdout}");
+}
+
+#[test]
+fn a_malformed_object_file_is_named() {
+    let dir = tempfile::tempdir().expect("temporary dir");
+    let object = dir.path().join("broken.yaml");
+    std::fs::write(&object, "apiVersion: v1\nkind: [\n").expect("write");
+    let output = paddock(&[
+        "test".as_ref(),
+        module("replica_floor").as_os_str(),
+        "--object".as_ref(),
+        object.as_os_str(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("broken.yaml is not valid YAML"), "{stderr}");
+}
+
+#[test]
+fn a_bad_now_names_the_option() {
+    let case = fixture("replica-floor", "below-floor");
+    let output = paddock(&[
+        "test".as_ref(),
+        module("replica_floor").as_os_str(),
+        "--object".as_ref(),
+        case.join("object.yaml").as_os_str(),
+        "--now".as_ref(),
+        "tomorrow".as_ref(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("option --now"), "{stderr}");
+}
