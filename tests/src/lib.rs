@@ -1,1 +1,58 @@
-//! End-to-end tests.
+//! Helpers shared by the end-to-end tests: where the built guests are, and
+//! an engine that shares one compile cache across test binaries.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use paddock::wasm::{EngineOptions, WasmEngine};
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    let tests_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    tests_dir.parent().map(PathBuf::from).unwrap_or(tests_dir)
+}
+
+/// Where `cargo xtask build-guests` puts the guest components:
+/// `$PADDOCK_GUESTS_DIR`, else `target/guests/wasm32-wasip2/release`.
+pub fn guests_dir() -> PathBuf {
+    std::env::var_os("PADDOCK_GUESTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/guests/wasm32-wasip2/release"))
+}
+
+/// The path of a built guest component, by crate name (`replica-floor`).
+///
+/// # Panics
+/// When the component has not been built, with the command that builds it.
+pub fn guest(crate_name: &str) -> PathBuf {
+    let path = guests_dir().join(format!("{}.wasm", crate_name.replace('-', "_")));
+    assert!(
+        path.is_file(),
+        "{} is missing: build the guests with `cargo xtask build-guests` \
+         (`cargo xtask test` does it for you)",
+        path.display()
+    );
+    path
+}
+
+/// The compile cache the test suite shares, so that each guest is compiled
+/// once per build rather than once per test.
+pub fn shared_cache_dir() -> PathBuf {
+    std::env::var_os("PADDOCK_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/paddock-cache"))
+}
+
+/// One engine per test binary, using the shared compile cache.
+///
+/// # Panics
+/// When the engine cannot be created.
+pub fn engine() -> WasmEngine {
+    static ENGINE: OnceLock<WasmEngine> = OnceLock::new();
+    ENGINE
+        .get_or_init(|| {
+            WasmEngine::new(EngineOptions::default().cache_dir(Some(shared_cache_dir())))
+                .expect("the wasm engine starts")
+        })
+        .clone()
+}

@@ -1,1 +1,76 @@
-//! placeholder
+//! A guest that misbehaves on request, for the sandbox tests.
+//!
+//! The object's annotation `paddock.dev/test-mode` picks the misbehaviour:
+//! `loop` (never returns), `allocate` (grows memory without bound), `trap`
+//! (panics), `not-an-object` and `missing-name` (malformed actions),
+//! `print` (writes to stdout and stderr), `count` (reports how many calls
+//! this instance has seen), `fail-transient`, `cache` (reports what
+//! `cache.list` of ConfigMaps returns). Anything else behaves: one Normal
+//! event.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use paddock_guest::{Action, Controller, Error, Info, Outcome, Request, Watch, cache, json};
+
+/// Calls this instance has seen: stays at 1 when every call gets a fresh
+/// instance, as it must.
+static CALLS: AtomicU32 = AtomicU32::new(0);
+
+/// The controller.
+#[derive(Debug)]
+pub struct Hostile;
+
+impl Controller for Hostile {
+    fn describe() -> Info {
+        Info::new("hostile").watch(Watch::primary("v1", "ConfigMap"))
+    }
+
+    fn reconcile(request: Request) -> Result<Outcome, Error> {
+        let object = request.object;
+        let me = object.object_ref();
+        match object.annotation("paddock.dev/test-mode").unwrap_or("") {
+            "loop" => {
+                let mut counter = 0u64;
+                loop {
+                    counter = black_box(counter.wrapping_add(1));
+                }
+            }
+            "allocate" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(black_box(vec![7u8; 1 << 20]));
+                }
+            }
+            "trap" => panic!("hostile guest panicked on purpose"),
+            "not-an-object" => Ok(Outcome::done()
+                .with(Action::event(me, "Fine", "a good action first"))
+                .with(Action::create(json!(["not", "an", "object"])))),
+            "missing-name" => Ok(Outcome::done().with(Action::create(json!({
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"namespace": "default"},
+            })))),
+            "print" => {
+                println!("hello from the guest's stdout");
+                eprintln!("hello from the guest's stderr");
+                Ok(Outcome::done().with(Action::event(me, "Printed", "printed two lines")))
+            }
+            "cache" => {
+                let names: Vec<String> = cache::list("v1", "ConfigMap", object.namespace(), None)
+                    .iter()
+                    .map(|item| item.name().to_owned())
+                    .collect();
+                Ok(Outcome::done().with(Action::event(me, "CacheRead", names.join(","))))
+            }
+            "count" => {
+                let calls = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+                Ok(Outcome::done().with(Action::event(me, "Counted", calls.to_string())))
+            }
+            "fail-transient" => Err(Error::transient("asked to fail")),
+            _ => Ok(Outcome::done().with(Action::event(me, "Reconciled", "all good"))),
+        }
+    }
+}
+
+paddock_guest::export_controller!(Hostile);

@@ -1,0 +1,186 @@
+//! Loading guests: clear errors for anything that is not a whole
+//! `controller` component, and the compile cache.
+
+use std::path::Path;
+
+use paddock::wasm::{CacheStatus, EngineOptions, LoadError, LoadOptions, Relation, WasmEngine};
+use paddock_tests::{engine, guest};
+
+fn load_bytes(bytes: &[u8]) -> LoadError {
+    engine()
+        .load_bytes(Path::new("guest.wasm"), bytes, LoadOptions::default())
+        .expect_err("the bytes are not a usable guest")
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let error = engine()
+        .load(Path::new("/nonexistent/guest.wasm"), LoadOptions::default())
+        .expect_err("no such file");
+    assert!(matches!(error, LoadError::Read { .. }));
+    assert_eq!(
+        error.to_string(),
+        "cannot read the module /nonexistent/guest.wasm"
+    );
+}
+
+#[test]
+fn text_is_not_webassembly() {
+    let error = load_bytes(b"#!/bin/sh\necho hello\n");
+    assert!(matches!(error, LoadError::NotWasm { .. }), "{error:?}");
+    assert!(
+        error
+            .to_string()
+            .starts_with("guest.wasm is not a WebAssembly component")
+    );
+}
+
+#[test]
+fn a_core_module_is_told_to_become_a_component() {
+    let module = wat::parse_str("(module (func (export \"reconcile\")))").expect("valid wat");
+    let error = load_bytes(&module);
+    assert!(matches!(error, LoadError::CoreModule { .. }), "{error:?}");
+    assert!(error.to_string().contains("wasm32-wasip2"));
+}
+
+#[test]
+fn missing_exports_are_named() {
+    let component = wat::parse_str("(component)").expect("valid wat");
+    let error = load_bytes(&component);
+    let LoadError::MissingExports { missing, .. } = &error else {
+        panic!("expected missing exports, got {error:?}");
+    };
+    assert_eq!(missing, &["describe", "reconcile", "map"]);
+    assert!(
+        error
+            .to_string()
+            .contains("does not export `describe`, `reconcile`, `map`")
+    );
+}
+
+#[test]
+fn an_import_outside_the_contract_and_wasi_is_refused() {
+    let component = wat::parse_str(
+        r#"(component
+             (import "acme:network/sockets" (instance))
+             (core module $m (func (export "f")))
+             (core instance $i (instantiate $m))
+             (func $f (canon lift (core func $i "f")))
+             (export "describe" (func $f))
+             (export "reconcile" (func $f))
+             (export "map" (func $f)))"#,
+    )
+    .expect("valid wat");
+    let error = load_bytes(&component);
+    let LoadError::UnsupportedImport { import, .. } = &error else {
+        panic!("expected an unsupported import, got {error:?}");
+    };
+    assert_eq!(import, "acme:network/sockets");
+}
+
+#[test]
+fn exports_of_the_wrong_types_break_the_contract() {
+    let component = wat::parse_str(
+        r#"(component
+             (core module $m (func (export "f")))
+             (core instance $i (instantiate $m))
+             (func $f (canon lift (core func $i "f")))
+             (export "describe" (func $f))
+             (export "reconcile" (func $f))
+             (export "map" (func $f)))"#,
+    )
+    .expect("valid wat");
+    let error = load_bytes(&component);
+    assert!(matches!(error, LoadError::Contract { .. }), "{error:?}");
+    assert!(error.to_string().contains("paddock:controller@0.1.0"));
+}
+
+#[test]
+fn describe_is_read_at_load() {
+    let guest = engine()
+        .load(&guest("label-policy"), LoadOptions::default())
+        .expect("loads");
+    assert_eq!(guest.name(), "label-policy");
+    let info = guest.info();
+    assert_eq!(info.primary().kind, "Deployment");
+    assert_eq!(info.watches.len(), 2);
+    assert_eq!(info.watches[1].kind, "Namespace");
+    assert_eq!(info.watches[1].relation, Relation::Mapped);
+    assert_eq!(guest.digest().len(), 64);
+}
+
+#[test]
+fn the_operator_name_overrides_the_guest_name() {
+    let guest = engine()
+        .load(
+            &guest("replica-floor"),
+            LoadOptions::default().name("floor-prod"),
+        )
+        .expect("loads");
+    assert_eq!(guest.name(), "floor-prod");
+    assert_eq!(guest.info().name, "replica-floor");
+}
+
+#[test]
+fn a_second_load_is_served_from_the_compile_cache() {
+    let dir = tempfile::tempdir().expect("temporary cache dir");
+    let options = || EngineOptions::default().cache_dir(Some(dir.path().to_owned()));
+    let module = guest("replica-floor");
+
+    let first = WasmEngine::new(options()).expect("engine");
+    let loaded = first.load(&module, LoadOptions::default()).expect("loads");
+    assert_eq!(
+        loaded.cache_status(),
+        CacheStatus::Miss,
+        "the first load compiles"
+    );
+
+    // A new engine, as after a restart: only the disk cache can help.
+    let second = WasmEngine::new(options()).expect("engine");
+    let reloaded = second.load(&module, LoadOptions::default()).expect("loads");
+    assert_eq!(
+        reloaded.cache_status(),
+        CacheStatus::Hit,
+        "the second load skips compilation"
+    );
+    assert_eq!(reloaded.digest(), loaded.digest());
+
+    let entries: Vec<_> = std::fs::read_dir(dir.path()).expect("list").collect();
+    assert_eq!(entries.len(), 1, "one artifact per module");
+}
+
+#[test]
+fn a_corrupt_cache_entry_is_recompiled() {
+    let dir = tempfile::tempdir().expect("temporary cache dir");
+    let engine = WasmEngine::new(EngineOptions::default().cache_dir(Some(dir.path().to_owned())))
+        .expect("engine");
+    let module = guest("replica-floor");
+    engine.load(&module, LoadOptions::default()).expect("loads");
+    let entry = std::fs::read_dir(dir.path())
+        .expect("list")
+        .next()
+        .expect("an entry")
+        .expect("entry")
+        .path();
+    std::fs::write(&entry, b"garbage").expect("corrupt the entry");
+
+    let reloaded = engine
+        .load(&module, LoadOptions::default())
+        .expect("still loads");
+    assert_eq!(
+        reloaded.cache_status(),
+        CacheStatus::Miss,
+        "recompiled and stored again"
+    );
+    let again = engine.load(&module, LoadOptions::default()).expect("loads");
+    assert_eq!(again.cache_status(), CacheStatus::Hit);
+}
+
+#[test]
+fn no_cache_means_every_load_compiles() {
+    let engine = WasmEngine::new(EngineOptions::default().cache_dir(None)).expect("engine");
+    let loaded = engine
+        .load(&guest("replica-floor"), LoadOptions::default())
+        .expect("loads");
+    assert_eq!(loaded.cache_status(), CacheStatus::Uncached);
+}

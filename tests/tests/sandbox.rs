@@ -1,0 +1,255 @@
+//! The sandbox holds against purpose-built hostile guests: each limit fails
+//! its call with its own error, the host carries on, and the next call works.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use paddock::actions::{Action, Outcome};
+use paddock::harness::FixtureCache;
+use paddock::wasm::{Change, EmptyCache, Guest, GuestError, Limits, LoadOptions};
+use paddock_tests::{engine, guest};
+use serde_json::{Value, json};
+
+const MEMORY_CAP: u64 = 32 * 1024 * 1024;
+const DEADLINE: Duration = Duration::from_millis(100);
+
+fn hostile() -> Guest {
+    engine()
+        .load(
+            &guest("hostile"),
+            LoadOptions::default().limits(
+                Limits::default()
+                    .memory_bytes(MEMORY_CAP)
+                    .deadline(DEADLINE),
+            ),
+        )
+        .expect("the hostile guest loads")
+}
+
+fn config_map(mode: &str) -> String {
+    json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": format!("mode-{mode}"),
+            "namespace": "default",
+            "annotations": {"paddock.dev/test-mode": mode},
+        },
+    })
+    .to_string()
+}
+
+fn reconcile(guest: &Guest, mode: &str) -> Result<Outcome, GuestError> {
+    guest.reconcile(&config_map(mode), Change::Applied, 0, Arc::new(EmptyCache))
+}
+
+fn event_message(outcome: &Outcome, index: usize) -> &str {
+    match &outcome.actions[index] {
+        Action::Event { message, .. } => message,
+        other => panic!("action #{index} should be an event, got {other:?}"),
+    }
+}
+
+/// The guest still serves a good call after a failed one.
+fn assert_recovers(guest: &Guest) {
+    let outcome = reconcile(guest, "behave").expect("the next good call succeeds");
+    assert_eq!(event_message(&outcome, 0), "all good");
+}
+
+#[test]
+fn an_infinite_loop_is_stopped_at_the_deadline() {
+    let guest = hostile();
+    let error = reconcile(&guest, "loop").expect_err("the loop never returns");
+    assert!(
+        matches!(&error, GuestError::Deadline { guest, deadline } if guest == "hostile" && *deadline == DEADLINE),
+        "expected a deadline error, got {error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "guest `hostile` ran past its deadline of 100 ms and was stopped"
+    );
+    assert_recovers(&guest);
+}
+
+#[test]
+fn unbounded_allocation_is_stopped_at_the_memory_cap() {
+    let guest = hostile();
+    let error = reconcile(&guest, "allocate").expect_err("allocation is unbounded");
+    match &error {
+        GuestError::MemoryLimit {
+            guest,
+            limit,
+            requested,
+        } => {
+            assert_eq!(guest, "hostile");
+            assert_eq!(*limit, MEMORY_CAP);
+            assert!(*requested > MEMORY_CAP, "asked for {requested}");
+        }
+        other => panic!("expected a memory limit error, got {other:?}"),
+    }
+    assert!(
+        error
+            .to_string()
+            .contains("exceeded its memory limit of 33554432 bytes")
+    );
+    assert_recovers(&guest);
+}
+
+#[test]
+fn a_panic_is_a_trap_that_carries_the_panic_message() {
+    let guest = hostile();
+    let error = reconcile(&guest, "trap").expect_err("the guest panics");
+    assert!(matches!(error, GuestError::Trap { .. }), "got {error:?}");
+    assert!(
+        error
+            .to_string()
+            .contains("panicked: hostile guest panicked on purpose"),
+        "the message should carry the panic: {error}"
+    );
+    assert_recovers(&guest);
+}
+
+#[test]
+fn an_action_that_is_not_an_object_fails_the_whole_reconcile() {
+    let guest = hostile();
+    let error = reconcile(&guest, "not-an-object").expect_err("malformed output");
+    let GuestError::Malformed {
+        guest: name,
+        source,
+    } = &error
+    else {
+        panic!("expected malformed output, got {error:?}");
+    };
+    assert_eq!(name, "hostile");
+    assert_eq!(source.index, 1, "the first, good action is not the culprit");
+    assert_eq!(source.verb, "create");
+    assert_eq!(source.problem, "expected a JSON object, got an array");
+    assert_recovers(&guest);
+}
+
+#[test]
+fn an_object_without_a_name_is_malformed() {
+    let guest = hostile();
+    let error = reconcile(&guest, "missing-name").expect_err("malformed output");
+    let GuestError::Malformed { source, .. } = &error else {
+        panic!("expected malformed output, got {error:?}");
+    };
+    assert_eq!(
+        source.problem,
+        "`metadata.name` and `metadata.generateName` are both missing"
+    );
+}
+
+#[test]
+fn guest_errors_keep_their_kind() {
+    let guest = hostile();
+    let error = reconcile(&guest, "fail-transient").expect_err("the guest fails");
+    assert!(!error.is_permanent());
+    assert_eq!(error.kind(), "transient");
+    assert_eq!(
+        error.to_string(),
+        "guest `hostile` failed (transient): asked to fail"
+    );
+}
+
+#[test]
+fn printing_never_fails_the_guest() {
+    let guest = hostile();
+    let outcome = reconcile(&guest, "print").expect("stdout and stderr are writable");
+    assert_eq!(event_message(&outcome, 0), "printed two lines");
+}
+
+#[test]
+fn no_state_survives_from_one_call_to_the_next() {
+    let guest = hostile();
+    for _ in 0..3 {
+        let outcome = reconcile(&guest, "count").expect("counts");
+        assert_eq!(
+            event_message(&outcome, 0),
+            "1",
+            "every call gets a fresh instance"
+        );
+    }
+}
+
+#[test]
+fn calls_from_many_threads_run_side_by_side() {
+    let guest = hostile();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| reconcile(&guest, "count")))
+            .collect();
+        for handle in handles {
+            let outcome = handle.join().expect("no panic").expect("the call succeeds");
+            assert_eq!(event_message(&outcome, 0), "1");
+        }
+    });
+}
+
+#[test]
+fn the_cache_import_reads_what_the_host_provides() {
+    let guest = hostile();
+    let cache = FixtureCache::new(vec![
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b", "namespace": "default"}}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "default"}}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "other"}}),
+    ]);
+    let outcome = guest
+        .reconcile(&config_map("cache"), Change::Applied, 0, Arc::new(cache))
+        .expect("reads the cache");
+    assert_eq!(event_message(&outcome, 0), "a,b");
+}
+
+#[test]
+fn a_guest_gets_no_files_environment_network_or_names() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    listener.set_nonblocking(true).expect("non-blocking");
+    let port = listener.local_addr().expect("address").port();
+
+    let probe = engine()
+        .load(&guest("sandbox-probe"), LoadOptions::default())
+        .expect("the probe loads");
+    let object = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "probe", "namespace": "default"},
+        "data": {"port": port.to_string()},
+    });
+    let outcome = probe
+        .reconcile(
+            &object.to_string(),
+            Change::Applied,
+            0,
+            Arc::new(EmptyCache),
+        )
+        .expect("the probe answers");
+    let Action::Create { object: results } = &outcome.actions[0] else {
+        panic!("the probe answers with a create, got {:?}", outcome.actions);
+    };
+    let data = &results["data"];
+    for attempt in [
+        "readFile",
+        "readDir",
+        "readCwd",
+        "writeFile",
+        "envHome",
+        "tcp",
+        "dns",
+    ] {
+        let result = data[attempt].as_str().unwrap_or_default();
+        assert!(
+            result.starts_with("denied"),
+            "{attempt} should be denied, the guest got: {result}"
+        );
+    }
+    assert_eq!(
+        data["envCount"],
+        Value::from("0"),
+        "no environment variables"
+    );
+    assert_eq!(data["argsCount"], Value::from("0"), "no arguments");
+    match listener.accept() {
+        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the guest must not reach the loopback listener: {other:?}"),
+    }
+    assert!(!std::path::Path::new("/tmp/paddock-sandbox-probe").exists());
+}
