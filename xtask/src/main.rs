@@ -1,0 +1,216 @@
+//! `cargo xtask`: Paddock's project tasks.
+//!
+//! Every task installs what it needs first (the wasm32-wasip2 Rust target),
+//! so a fresh machine needs nothing done by hand.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+/// The Rust target guests are built for.
+const GUEST_TARGET: &str = "wasm32-wasip2";
+
+/// Folders whose subfolders are guest crates.
+const GUEST_FOLDERS: [&str; 2] = ["guest-examples", "tests/guests"];
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "Paddock's project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Install the toolchain pieces the project needs (the wasm32-wasip2 target).
+    Setup,
+    /// Build every guest component into target/guests/wasm32-wasip2/release.
+    BuildGuests,
+    /// Set up, build the guests, and run the whole test suite.
+    Test {
+        /// Extra arguments for `cargo test` (after `--`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Set up, build the guests, and run each example on its fixtures.
+    Demo,
+    /// Check formatting and run clippy with warnings denied.
+    Lint,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    std::env::set_current_dir(&root)
+        .with_context(|| format!("cannot enter the workspace at {}", root.display()))?;
+    match cli.task {
+        Task::Setup => setup(),
+        Task::BuildGuests => {
+            setup()?;
+            build_guests(&root)
+        }
+        Task::Test { args } => {
+            setup()?;
+            build_guests(&root)?;
+            test(&root, &args)
+        }
+        Task::Demo => {
+            setup()?;
+            build_guests(&root)?;
+            demo(&root)
+        }
+        Task::Lint => lint(),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map_or(manifest_dir.clone(), Path::to_path_buf)
+}
+
+/// Where built guest components land.
+fn guests_dir(root: &Path) -> PathBuf {
+    root.join("target/guests")
+        .join(GUEST_TARGET)
+        .join("release")
+}
+
+/// Runs a command, failing with its command line when it fails.
+fn run(command: &mut Command) -> anyhow::Result<()> {
+    let line = format!("{command:?}");
+    eprintln!("xtask: {line}");
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start {line}"))?;
+    if !status.success() {
+        bail!("{line} failed with {status}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn setup() -> anyhow::Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("cannot run rustup; install Rust with rustup (https://rustup.rs)")?;
+    let installed = String::from_utf8_lossy(&installed.stdout);
+    if !installed.lines().any(|line| line.trim() == GUEST_TARGET) {
+        run(Command::new("rustup").args(["target", "add", GUEST_TARGET]))?;
+    }
+    Ok(())
+}
+
+/// The package names of every guest crate.
+fn guest_packages(root: &Path) -> anyhow::Result<Vec<String>> {
+    let mut packages = Vec::new();
+    for folder in GUEST_FOLDERS {
+        let entries = std::fs::read_dir(root.join(folder))
+            .with_context(|| format!("cannot list {folder}"))?;
+        for entry in entries {
+            let dir = entry?.path();
+            if dir.join("Cargo.toml").is_file() {
+                let name = dir
+                    .file_name()
+                    .and_then(|name| name.to_str())
+                    .context("guest folder names are UTF-8")?;
+                packages.push(name.to_owned());
+            }
+        }
+    }
+    packages.sort();
+    Ok(packages)
+}
+
+fn build_guests(root: &Path) -> anyhow::Result<()> {
+    let mut command = cargo();
+    command.args([
+        "build",
+        "--release",
+        "--target",
+        GUEST_TARGET,
+        "--target-dir",
+    ]);
+    command.arg(root.join("target/guests"));
+    for package in guest_packages(root)? {
+        command.args(["--package", &package]);
+    }
+    run(&mut command)
+}
+
+fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
+    let mut command = cargo();
+    command
+        .args(["test", "--workspace"])
+        .args(args)
+        .env("PADDOCK_GUESTS_DIR", guests_dir(root))
+        .env("PADDOCK_CACHE_DIR", root.join("target/paddock-cache"));
+    run(&mut command)
+}
+
+fn demo(root: &Path) -> anyhow::Result<()> {
+    run(cargo().args(["build", "--package", "paddock"]))?;
+    let paddock = root.join("target/debug/paddock");
+    let cache = root.join("target/paddock-cache");
+    // Each example with the fixture that shows it at work.
+    let showcases = [
+        ("replica-floor", "below-floor"),
+        ("label-policy", "missing-without-default"),
+        ("app-operator", "new-app"),
+    ];
+    for (example, showcase) in showcases {
+        let module = guests_dir(root).join(format!("{}.wasm", example.replace('-', "_")));
+        println!("\n=== {example}: paddock describe");
+        run(Command::new(&paddock)
+            .arg("describe")
+            .arg(&module)
+            .arg("--cache-dir")
+            .arg(&cache))?;
+        let fixtures = root.join("guest-examples").join(example).join("fixtures");
+        println!(
+            "\n=== {example}: paddock test --fixture {}",
+            fixtures.display()
+        );
+        run(Command::new(&paddock)
+            .arg("test")
+            .arg(&module)
+            .arg("--fixture")
+            .arg(&fixtures)
+            .arg("--cache-dir")
+            .arg(&cache))?;
+        let case = fixtures.join(showcase);
+        println!("\n=== {example}: the actions it answers for fixture {showcase}");
+        let mut command = Command::new(&paddock);
+        command
+            .arg("test")
+            .arg(&module)
+            .arg("--object")
+            .arg(case.join("object.yaml"))
+            .args(["--now", "2025-01-01T00:00:00Z", "--cache-dir"])
+            .arg(&cache);
+        if case.join("cache").is_dir() {
+            command.arg("--cache").arg(case.join("cache"));
+        }
+        run(&mut command)?;
+    }
+    Ok(())
+}
+
+fn lint() -> anyhow::Result<()> {
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
