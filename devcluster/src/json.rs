@@ -43,15 +43,27 @@ fn write_json(out: &mut BytesMut, value: &Value) {
     }
 }
 
-/// Prepends `kind` and `apiVersion` to an encoded body.
+/// Prepends `kind` and `apiVersion` (each left out when empty) to an encoded body.
 pub(crate) fn with_type(kind: &str, api_version: &str, body: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(body.len() + kind.len() + api_version.len() + 32);
-    out.put_slice(b"{\"kind\":");
-    write_json(&mut out, &Value::from(kind));
-    out.put_slice(b",\"apiVersion\":");
-    write_json(&mut out, &Value::from(api_version));
+    out.put_u8(b'{');
+    let mut first = true;
+    for (key, value) in [("kind", kind), ("apiVersion", api_version)] {
+        if value.is_empty() {
+            continue;
+        }
+        if !first {
+            out.put_u8(b',');
+        }
+        first = false;
+        write_json(&mut out, &Value::from(key));
+        out.put_u8(b':');
+        write_json(&mut out, &Value::from(value));
+    }
     if body.len() > 2 {
-        out.put_u8(b',');
+        if !first {
+            out.put_u8(b',');
+        }
         out.put_slice(&body[1..]);
     } else {
         out.put_u8(b'}');

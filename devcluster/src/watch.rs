@@ -239,10 +239,13 @@ async fn run(shared: Arc<Shared>, req: WatchRequest, tx: mpsc::Sender<Bytes>) {
         let core = shared.core.lock();
         let notified = core.store.subscribe();
         match req.start {
-            Start::From(rv) if rv < core.store.compacted() => {
-                Err(ApiError::expired(rv, core.store.compacted()))
-            }
-            Start::From(rv) => Ok((notified, Vec::new(), rv)),
+            Start::From(rv) => match core.store.changes_since(rv, &storage) {
+                None => Err(ApiError::expired(rv, core.store.compacted())),
+                Some(changes) => {
+                    let events = changes.iter().filter_map(|c| req.convert(c)).collect();
+                    Ok((notified, events, rv.max(core.store.rv())))
+                }
+            },
             Start::Now => Ok((notified, Vec::new(), core.store.rv())),
             Start::Initial { end_bookmark } => {
                 let mut events: Vec<Bytes> = core
