@@ -1,0 +1,238 @@
+//! Drives the devcluster with the real `kubectl` (skipped, with a message, when it is not on PATH).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use devcluster::{DevCluster, Options};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+const CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget, shortNames: [wd]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+    subresources:
+      status: {}
+      scale: {specReplicasPath: .spec.replicas, statusReplicasPath: .status.replicas}
+"#;
+
+const WIDGET: &str = r#"
+apiVersion: example.com/v1
+kind: Widget
+metadata: {name: w1}
+spec: {replicas: 1, color: blue}
+"#;
+
+const APPLIED: &str = r#"
+apiVersion: example.com/v1
+kind: Widget
+metadata: {name: w1}
+spec: {replicas: 5}
+"#;
+
+fn kubectl_on_path() -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join("kubectl").is_file()))
+}
+
+struct Kubectl {
+    kubeconfig: PathBuf,
+    dir: PathBuf,
+}
+
+impl Kubectl {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("kubectl");
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .current_dir(&self.dir)
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs kubectl; returns (success, stdout, stderr).
+    async fn try_run(&self, args: &[&str]) -> Result<(bool, String, String)> {
+        let out = tokio::time::timeout(WAIT, self.command(args).output())
+            .await
+            .with_context(|| format!("kubectl {args:?} timed out"))??;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+
+    async fn run(&self, args: &[&str]) -> Result<String> {
+        let (ok, stdout, stderr) = self.try_run(args).await?;
+        if !ok {
+            bail!("kubectl {args:?} failed: {stderr}");
+        }
+        Ok(stdout)
+    }
+
+    async fn json(&self, args: &[&str]) -> Result<Value> {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        Ok(serde_json::from_str(&self.run(&all).await?)?)
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> Result<()> {
+    std::fs::write(dir.join(name), text).with_context(|| format!("writing {name}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_applies_gets_scales_patches_watches_and_deletes() -> Result<()> {
+    if !kubectl_on_path() {
+        println!("skipping: kubectl is not on PATH");
+        return Ok(());
+    }
+    let dev = DevCluster::start(Options::new()).await?;
+    let dir = tempfile::tempdir()?;
+    let kubeconfig = dir.path().join("kubeconfig");
+    dev.write_kubeconfig(&kubeconfig)?;
+    write(dir.path(), "crd.yaml", CRD)?;
+    write(dir.path(), "widget.yaml", WIDGET)?;
+    write(dir.path(), "applied.yaml", APPLIED)?;
+    let k = Kubectl {
+        kubeconfig,
+        dir: dir.path().to_owned(),
+    };
+
+    let namespaces = k.run(&["get", "namespaces", "-o", "name"]).await?;
+    assert!(namespaces.contains("namespace/kube-system"), "{namespaces}");
+
+    assert!(
+        k.run(&["apply", "-f", "crd.yaml"])
+            .await?
+            .contains("created")
+    );
+    assert!(
+        k.run(&["apply", "-f", "widget.yaml"])
+            .await?
+            .contains("widget.example.com/w1 created")
+    );
+    let w = k.json(&["get", "widget", "w1"]).await?;
+    assert_eq!(w["spec"]["color"], "blue");
+    assert_eq!(w["metadata"]["generation"], 1);
+    assert_eq!(
+        k.json(&["get", "wd"]).await?["items"]
+            .as_array()
+            .map(Vec::len),
+        Some(1),
+        "short name works"
+    );
+
+    // Watch in the background; the next change must show up as an event.
+    let mut watch = k
+        .command(&[
+            "get",
+            "widgets",
+            "--watch",
+            "-o",
+            "jsonpath={.metadata.name}:{.spec.replicas}{\"\\n\"}",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut lines = BufReader::new(watch.stdout.take().context("watch stdout")?).lines();
+    let first = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .context("no initial watch line")??;
+    assert_eq!(first.as_deref(), Some("w1:1"));
+
+    assert!(
+        k.run(&["scale", "widget", "w1", "--replicas=3"])
+            .await?
+            .contains("scaled")
+    );
+    let w = k.json(&["get", "widget", "w1"]).await?;
+    assert_eq!(w["spec"]["replicas"], 3);
+    assert_eq!(w["metadata"]["generation"], 2);
+
+    let event = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .context("no watch event after the scale")??;
+    assert_eq!(
+        event.as_deref(),
+        Some("w1:3"),
+        "the scale arrives as a watch event"
+    );
+    watch.kill().await?;
+
+    assert!(
+        k.run(&[
+            "patch",
+            "widget",
+            "w1",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"color":"red"}}"#
+        ])
+        .await?
+        .contains("patched")
+    );
+    assert_eq!(
+        k.json(&["get", "widget", "w1"]).await?["spec"]["color"],
+        "red"
+    );
+
+    // Server-side apply: replicas now belong to the scale, so applying them conflicts until forced.
+    let (ok, _, stderr) = k
+        .try_run(&["apply", "--server-side", "-f", "applied.yaml"])
+        .await?;
+    assert!(!ok, "conflicting apply must fail");
+    assert!(stderr.contains("Apply failed with 1 conflict"), "{stderr}");
+    assert!(stderr.contains(".spec.replicas"), "{stderr}");
+    let out = k
+        .run(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            "applied.yaml",
+        ])
+        .await?;
+    assert!(out.contains("serverside-applied"), "{out}");
+    let w = k
+        .json(&["get", "widget", "w1", "--show-managed-fields"])
+        .await?;
+    assert_eq!(w["spec"]["replicas"], 5);
+    let managers: Vec<&str> = w["metadata"]["managedFields"]
+        .as_array()
+        .map(|m| m.iter().filter_map(|e| e["manager"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(managers.contains(&"kubectl"), "{managers:?}");
+
+    assert!(
+        k.run(&["delete", "widget", "w1"])
+            .await?
+            .contains("deleted")
+    );
+    let (ok, _, stderr) = k.try_run(&["get", "widget", "w1"]).await?;
+    assert!(!ok && stderr.contains("NotFound"), "{stderr}");
+    assert!(
+        k.run(&["delete", "-f", "crd.yaml"])
+            .await?
+            .contains("deleted")
+    );
+    Ok(())
+}
