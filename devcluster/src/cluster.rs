@@ -47,6 +47,7 @@ pub struct Options {
     workload_simulator: bool,
     watch_history: usize,
     bookmark_interval: Duration,
+    namespace_deletion_delay: Duration,
     token: Option<String>,
 }
 
@@ -57,6 +58,7 @@ impl Default for Options {
             workload_simulator: false,
             watch_history: 10_000,
             bookmark_interval: Duration::from_secs(10),
+            namespace_deletion_delay: Duration::from_millis(100),
             token: None,
         }
     }
@@ -64,7 +66,8 @@ impl Default for Options {
 
 impl Options {
     /// The defaults: a random port, simulator off, 10 000 changes of watch history, a bookmark
-    /// every 10 s on idle watches that allow them, a random token.
+    /// every 10 s on idle watches that allow them, namespaces finalized 100 ms after their
+    /// deletion, a random token.
     #[must_use]
     pub fn new() -> Self {
         Self::default()
@@ -97,6 +100,14 @@ impl Options {
     #[must_use]
     pub fn bookmark_interval(mut self, interval: Duration) -> Self {
         self.bookmark_interval = interval;
+        self
+    }
+
+    /// How long a deleted Namespace stays `Terminating` before its contents are removed
+    /// (default 100 ms; a real cluster takes seconds).
+    #[must_use]
+    pub fn namespace_deletion_delay(mut self, delay: Duration) -> Self {
+        self.namespace_deletion_delay = delay;
         self
     }
 
@@ -137,7 +148,10 @@ impl DevCluster {
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         let shared = Arc::new(Shared {
-            core: Mutex::new(Core::new(options.watch_history)),
+            core: Mutex::new(Core::new(
+                options.watch_history,
+                options.namespace_deletion_delay,
+            )),
             token,
             faults: Faults::default(),
             counters: Counters::default(),

@@ -44,6 +44,8 @@ pub(crate) struct Core {
     pub gc: VecDeque<(Instant, GcTask)>,
     /// The next ClusterIP handed to a Service.
     pub next_cluster_ip: u32,
+    /// How long a deleted namespace stays `Terminating` before its contents are removed.
+    pub namespace_delay: std::time::Duration,
 }
 
 /// A resource request target parsed from the URL.
@@ -55,6 +57,8 @@ pub(crate) struct Target {
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub subresource: Option<String>,
+    /// The client asked for `PartialObjectMetadata` (metadata only).
+    pub metadata_only: bool,
 }
 
 impl Target {
@@ -63,9 +67,22 @@ impl Target {
         self.res.api_version(&self.version)
     }
 
-    /// The object encoded for this served version.
+    /// The object encoded for this served version (or as `PartialObjectMetadata`).
     pub(crate) fn render(&self, stored: &Stored) -> bytes::Bytes {
-        with_type(&self.res.kind, &self.api_version(), &stored.body)
+        self.render_body(&stored.body)
+    }
+
+    /// An encoded body (without kind and apiVersion) as this request wants to see it.
+    pub(crate) fn render_body(&self, body: &[u8]) -> bytes::Bytes {
+        if self.metadata_only {
+            with_type(
+                "PartialObjectMetadata",
+                "meta.k8s.io/v1",
+                &crate::json::metadata_only(body),
+            )
+        } else {
+            with_type(&self.res.kind, &self.api_version(), body)
+        }
     }
 
     /// The namespace, or "" for cluster-scoped resources.
@@ -107,12 +124,13 @@ impl Query {
 
 impl Core {
     /// A fresh cluster: built-in resources, the four standard namespaces and the `kubernetes` Service.
-    pub(crate) fn new(history: usize) -> Self {
+    pub(crate) fn new(history: usize, namespace_delay: std::time::Duration) -> Self {
         let mut core = Self {
             store: Store::new(history),
             registry: Registry::builtin(),
             gc: VecDeque::new(),
             next_cluster_ip: 2,
+            namespace_delay,
         };
         core.seed();
         core

@@ -1,7 +1,5 @@
 //! Delete and deletecollection: preconditions, finalizers, propagation policies.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
@@ -84,9 +82,6 @@ impl DeleteOpts {
         })
     }
 }
-
-/// How long a deleted namespace stays `Terminating` before its contents are removed.
-pub(crate) const NAMESPACE_FINALIZE_DELAY: Duration = Duration::from_millis(100);
 
 /// DELETE of one object.
 pub(crate) fn delete(
@@ -184,7 +179,7 @@ pub(crate) fn delete(
     let stored = core.store.put(&t.res.storage, obj.clone());
     if is_namespace {
         core.schedule_after(
-            NAMESPACE_FINALIZE_DELAY,
+            core.namespace_delay,
             GcTask::Namespace { name: name.clone() },
         );
     } else if is_crd {

@@ -43,6 +43,7 @@ fn target_for(core: &Core, r: &ObjRef) -> Option<Target> {
         namespace: Some(r.1.0.clone()).filter(|n| !n.is_empty()),
         name: Some(r.1.1.clone()),
         subresource: None,
+        metadata_only: false,
         res,
     })
 }

@@ -86,6 +86,16 @@ pub(crate) fn encode_typed(value: &Value) -> Bytes {
     }
 }
 
+/// Keeps only the `metadata` of an encoded body.
+pub(crate) fn metadata_only(body: &[u8]) -> Bytes {
+    let obj = decode(body);
+    let mut m = Map::new();
+    if let Some(meta) = obj.get("metadata") {
+        m.insert("metadata".into(), meta.clone());
+    }
+    encode_body(&m)
+}
+
 /// Parses an encoded body back into a map.
 pub(crate) fn decode(body: &[u8]) -> Map<String, Value> {
     serde_json::from_slice(body).unwrap_or_default()

@@ -41,7 +41,19 @@ pub(crate) fn render_list(
     if let Some(r) = remaining {
         meta.insert("remainingItemCount".into(), Value::from(r));
     }
-    let head = json!({"kind": format!("{}List", t.res.kind), "apiVersion": t.api_version(), "metadata": meta});
+    let head = if t.metadata_only {
+        json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta})
+    } else {
+        json!({"kind": format!("{}List", t.res.kind), "apiVersion": t.api_version(), "metadata": meta})
+    };
+    let items: Vec<Bytes> = if t.metadata_only {
+        items
+            .iter()
+            .map(|b| crate::json::metadata_only(b))
+            .collect()
+    } else {
+        items.to_vec()
+    };
     let head = crate::json::encode_typed(&head);
     let total: usize = items.iter().map(Bytes::len).sum();
     let mut out = BytesMut::with_capacity(head.len() + total + items.len() + 16);

@@ -161,6 +161,11 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         namespace,
         name,
         subresource: sub,
+        metadata_only: parts
+            .headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("as=PartialObjectMetadata")),
     };
     let is_watch = watch_prefix || q.flag("watch");
     let verb = match (&parts.method, target.name.is_some()) {
@@ -212,6 +217,11 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             Err(e) => error(&e),
         };
     }
+    if matches!(verb, "get" | "list")
+        && let Some(err) = wait_for_resource_version(&shared, &q).await
+    {
+        return error(&err);
+    }
     let user_agent = parts
         .headers
         .get(header::USER_AGENT)
@@ -232,6 +242,35 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     }
 }
 
+/// How long a read at a future resourceVersion waits before 504.
+const FUTURE_RV_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// A read at a resourceVersion the store has not reached waits for it, then fails with 504.
+async fn wait_for_resource_version(shared: &Shared, q: &Query) -> Option<ApiError> {
+    let want: u64 = q.non_empty("resourceVersion")?.parse().ok()?;
+    let mut changes = {
+        let core = shared.core.lock();
+        if core.store.rv() >= want {
+            return None;
+        }
+        core.store.subscribe()
+    };
+    let reached = tokio::time::timeout(FUTURE_RV_WAIT, changes.wait_for(|rv| *rv >= want)).await;
+    if matches!(reached, Ok(Ok(_))) {
+        return None;
+    }
+    let mut err = ApiError::new(504, "Timeout", "Too large resource version");
+    let mut d = serde_json::Map::new();
+    d.insert(
+        "causes".into(),
+        serde_json::json!([{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}]),
+    );
+    d.insert("retryAfterSeconds".into(), 1.into());
+    err.details = Some(d);
+    err.retry_after = Some(1);
+    Some(err)
+}
+
 fn execute(
     shared: &Shared,
     verb: &str,
@@ -247,11 +286,23 @@ fn execute(
         "get" if sub == Some("scale") => scale::get(&core, t),
         "get" => list::get(&core, t),
         "list" => list::list(&core, t, q),
-        "create" => write::create(&mut core, t, body, &WriteCtx::from_request(q, user_agent)?),
+        "create" => write::create(
+            &mut core,
+            t,
+            body,
+            content_type,
+            &WriteCtx::from_request(q, user_agent)?,
+        ),
         "update" if sub == Some("scale") => {
             scale::update(&mut core, t, body, &WriteCtx::from_request(q, user_agent)?)
         }
-        "update" => write::update(&mut core, t, body, &WriteCtx::from_request(q, user_agent)?),
+        "update" => write::update(
+            &mut core,
+            t,
+            body,
+            content_type,
+            &WriteCtx::from_request(q, user_agent)?,
+        ),
         "patch" if sub == Some("scale") => scale::patch(
             &mut core,
             t,

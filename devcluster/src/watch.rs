@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::core::{Query, Target};
-use crate::json::{decode, encode_body, meta_mut, with_type};
+use crate::json::{decode, encode_body, meta_mut};
 use crate::list::selectors;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::shared::Shared;
@@ -135,7 +135,7 @@ impl WatchRequest {
     }
 
     fn object(&self, body: &[u8]) -> Bytes {
-        with_type(&self.target.res.kind, &self.target.api_version(), body)
+        self.target.render_body(body)
     }
 
     /// The event to send for a change, if this watch sees it.

@@ -73,8 +73,26 @@ impl WriteCtx {
     }
 }
 
-fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    match serde_json::from_slice::<Value>(body) {
+fn parse_object(body: &[u8], content_type: &str) -> Result<Map<String, Value>, ApiError> {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    let parsed = match essence {
+        "" | "application/json" | "*/*" => {
+            serde_json::from_slice::<Value>(body).map_err(|e| e.to_string())
+        }
+        "application/yaml" | "application/x-yaml" | "text/yaml" => std::str::from_utf8(body)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_saphyr::from_str::<Value>(t).map_err(|e| e.to_string())),
+        _ => {
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                format!(
+                    "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml; got {essence:?}"
+                ),
+            ));
+        }
+    };
+    match parsed {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(ApiError::bad_request(
             "the body of the request must be a JSON object",
@@ -165,9 +183,10 @@ pub(crate) fn create(
     core: &mut Core,
     t: &Target,
     body: &[u8],
+    content_type: &str,
     ctx: &WriteCtx,
 ) -> Result<(u16, Bytes), ApiError> {
-    let obj = parse_object(body)?;
+    let obj = parse_object(body, content_type)?;
     check_type(t, &obj)?;
     create_object(core, t, obj, ctx, None)
 }
@@ -283,9 +302,10 @@ pub(crate) fn update(
     core: &mut Core,
     t: &Target,
     body: &[u8],
+    content_type: &str,
     ctx: &WriteCtx,
 ) -> Result<(u16, Bytes), ApiError> {
-    let mut obj = parse_object(body)?;
+    let mut obj = parse_object(body, content_type)?;
     check_type(t, &obj)?;
     let name = t.name().to_owned();
     match meta_str(&obj, "name") {

@@ -379,6 +379,24 @@ async fn raw_wire_format_and_odd_requests() -> Result<()> {
     )
     .await?;
     assert_eq!(code, 415);
+    let (code, _) = raw(
+        &client,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        "application/vnd.kubernetes.protobuf",
+        "k8s\0",
+    )
+    .await?;
+    assert_eq!(code, 415, "protobuf bodies are refused as unsupported");
+    let (code, body) = raw(
+        &client,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        "application/yaml",
+        "metadata:\n  name: from-yaml\n",
+    )
+    .await?;
+    assert_eq!(code, 201, "{body}");
     let (code, body) = raw(
         &client,
         "GET",
@@ -1102,7 +1120,8 @@ async fn garbage_collection_follows_the_propagation_policy() -> Result<()> {
 
 #[tokio::test]
 async fn namespace_deletion_terminates_then_removes_contents() -> Result<()> {
-    let (_dev, client) = cluster().await?;
+    let (_dev, client) =
+        start(Options::new().namespace_deletion_delay(Duration::from_secs(1))).await?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "doomed"}}))?;
     namespaces.create(&PostParams::default(), &ns).await?;
@@ -1251,6 +1270,37 @@ async fn custom_resources_are_served_scaled_and_removed_with_their_crd() -> Resu
         }
     })
     .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn metadata_only_views() -> Result<()> {
+    let (_dev, client) = cluster().await?;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    api.create(&PostParams::default(), &cm("m")).await?;
+    let list = api.list_metadata(&ListParams::default()).await?;
+    assert_eq!(list.types.kind, "PartialObjectMetadataList");
+    assert_eq!(list.items[0].metadata.name.as_deref(), Some("m"));
+    let one = api.get_metadata("m").await?;
+    assert_eq!(
+        one.types.map(|t| (t.api_version, t.kind)),
+        Some((
+            "meta.k8s.io/v1".to_owned(),
+            "PartialObjectMetadata".to_owned()
+        ))
+    );
+    let mut events = api
+        .watch_metadata(&WatchParams::default(), "0")
+        .await?
+        .boxed();
+    let first = tokio::time::timeout(WAIT, events.next())
+        .await
+        .context("no metadata watch event")?
+        .context("ended")??;
+    assert!(
+        matches!(first, WatchEvent::Added(ref o) if o.metadata.name.as_deref() == Some("m")),
+        "{first:?}"
+    );
     Ok(())
 }
 
