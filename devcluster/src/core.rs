@@ -74,6 +74,15 @@ impl Target {
 
     /// An encoded body (without kind and apiVersion) as this request wants to see it.
     pub(crate) fn render_body(&self, body: &[u8]) -> bytes::Bytes {
+        if crate::events::is_events_view(&self.res) && !self.metadata_only {
+            let mut obj = crate::json::decode(body);
+            crate::events::to_view(&mut obj);
+            return with_type(
+                &self.res.kind,
+                &self.api_version(),
+                &crate::json::encode_body(&obj),
+            );
+        }
         if self.metadata_only {
             with_type(
                 "PartialObjectMetadata",
@@ -82,6 +91,26 @@ impl Target {
             )
         } else {
             with_type(&self.res.kind, &self.api_version(), body)
+        }
+    }
+
+    /// A list item (no kind or apiVersion) as this request wants to see it.
+    pub(crate) fn item_body(&self, body: &bytes::Bytes) -> bytes::Bytes {
+        if self.metadata_only {
+            crate::json::metadata_only(body)
+        } else if crate::events::is_events_view(&self.res) {
+            let mut obj = crate::json::decode(body);
+            crate::events::to_view(&mut obj);
+            crate::json::encode_body(&obj)
+        } else {
+            body.clone()
+        }
+    }
+
+    /// Brings an object written through this request's view into the stored shape.
+    pub(crate) fn to_stored_shape(&self, obj: &mut Map<String, Value>) {
+        if crate::events::is_events_view(&self.res) {
+            crate::events::to_core(obj);
         }
     }
 

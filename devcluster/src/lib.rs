@@ -23,6 +23,7 @@ mod crd;
 mod defaults;
 mod delete;
 mod discovery;
+mod events;
 mod faults;
 mod gc;
 mod json;

@@ -46,14 +46,7 @@ pub(crate) fn render_list(
     } else {
         json!({"kind": format!("{}List", t.res.kind), "apiVersion": t.api_version(), "metadata": meta})
     };
-    let items: Vec<Bytes> = if t.metadata_only {
-        items
-            .iter()
-            .map(|b| crate::json::metadata_only(b))
-            .collect()
-    } else {
-        items.to_vec()
-    };
+    let items: Vec<Bytes> = items.iter().map(|b| t.item_body(b)).collect();
     let head = crate::json::encode_typed(&head);
     let total: usize = items.iter().map(Bytes::len).sum();
     let mut out = BytesMut::with_capacity(head.len() + total + items.len() + 16);

@@ -186,7 +186,8 @@ pub(crate) fn create(
     content_type: &str,
     ctx: &WriteCtx,
 ) -> Result<(u16, Bytes), ApiError> {
-    let obj = parse_object(body, content_type)?;
+    let mut obj = parse_object(body, content_type)?;
+    t.to_stored_shape(&mut obj);
     check_type(t, &obj)?;
     create_object(core, t, obj, ctx, None)
 }
@@ -306,6 +307,7 @@ pub(crate) fn update(
     ctx: &WriteCtx,
 ) -> Result<(u16, Bytes), ApiError> {
     let mut obj = parse_object(body, content_type)?;
+    t.to_stored_shape(&mut obj);
     check_type(t, &obj)?;
     let name = t.name().to_owned();
     match meta_str(&obj, "name") {
@@ -368,7 +370,11 @@ pub(crate) fn patch(
         check_namespace(core, t, &name, false)?;
         return Err(t.not_found());
     };
-    let mut doc = Value::Object(old.decode());
+    let mut current = old.decode();
+    if crate::events::is_events_view(&t.res) {
+        crate::events::to_view(&mut current);
+    }
+    let mut doc = Value::Object(current);
     if let Some(m) = doc.as_object_mut() {
         m.insert("kind".into(), Value::from(t.res.kind.clone()));
         m.insert("apiVersion".into(), Value::from(t.api_version()));
@@ -381,11 +387,12 @@ pub(crate) fn patch(
         }
         PatchType::Apply => {}
     }
-    let Value::Object(patched) = doc else {
+    let Value::Object(mut patched) = doc else {
         return Err(ApiError::bad_request(
             "the patched object is not a JSON object",
         ));
     };
+    t.to_stored_shape(&mut patched);
     if let Some(rv) = resource_version_of(&patched)
         && rv != old.rv.to_string()
     {
@@ -439,6 +446,7 @@ fn server_side_apply(
         }
     }
     check_body_namespace(t, &mut applied)?;
+    t.to_stored_shape(&mut applied);
     applied.remove("kind");
     applied.remove("apiVersion");
     let force = q.flag("force");

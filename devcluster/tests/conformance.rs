@@ -1305,6 +1305,47 @@ async fn metadata_only_views() -> Result<()> {
 }
 
 #[tokio::test]
+async fn events_are_one_store_seen_through_two_apis() -> Result<()> {
+    let (_dev, client) = cluster().await?;
+    let new_api: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "default");
+    let event: k8s_openapi::api::events::v1::Event = serde_json::from_value(json!({
+        "metadata": {"name": "e1"},
+        "eventTime": "2026-01-01T00:00:00.000000Z",
+        "reportingController": "paddock.dev/test",
+        "reportingInstance": "test-1",
+        "action": "Reconcile",
+        "reason": "Scaled",
+        "note": "scaled to 3",
+        "type": "Normal",
+        "regarding": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "namespace": "default"},
+    }))?;
+    new_api.create(&PostParams::default(), &event).await?;
+    let old_api: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(client.clone(), "default");
+    let core = old_api.get("e1").await?;
+    assert_eq!(core.message.as_deref(), Some("scaled to 3"));
+    assert_eq!(core.involved_object.name.as_deref(), Some("web"));
+    assert_eq!(
+        core.reporting_component.as_deref(),
+        Some("paddock.dev/test")
+    );
+    let patched = new_api
+        .patch(
+            "e1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"note": "scaled to 4"})),
+        )
+        .await?;
+    assert_eq!(patched.note.as_deref(), Some("scaled to 4"));
+    assert_eq!(
+        old_api.get("e1").await?.message.as_deref(),
+        Some("scaled to 4")
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn faults_and_counters() -> Result<()> {
     let (dev, client) = cluster().await?;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
