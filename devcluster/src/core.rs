@@ -59,6 +59,8 @@ pub(crate) struct Target {
     pub subresource: Option<String>,
     /// The client asked for `PartialObjectMetadata` (metadata only).
     pub metadata_only: bool,
+    /// The client asked for a `Table` (what `kubectl get` prints).
+    pub table: bool,
 }
 
 impl Target {
@@ -74,6 +76,9 @@ impl Target {
 
     /// An encoded body (without kind and apiVersion) as this request wants to see it.
     pub(crate) fn render_body(&self, body: &[u8]) -> bytes::Bytes {
+        if self.table {
+            return crate::table::render(self, &[bytes::Bytes::copy_from_slice(body)], Map::new());
+        }
         if crate::events::is_events_view(&self.res) && !self.metadata_only {
             let mut obj = crate::json::decode(body);
             crate::events::to_view(&mut obj);

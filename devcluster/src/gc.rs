@@ -44,6 +44,7 @@ fn target_for(core: &Core, r: &ObjRef) -> Option<Target> {
         name: Some(r.1.1.clone()),
         subresource: None,
         metadata_only: false,
+        table: false,
         res,
     })
 }

@@ -39,6 +39,7 @@ mod shared;
 mod simulator;
 mod status;
 mod store;
+mod table;
 mod tls;
 mod watch;
 mod write;

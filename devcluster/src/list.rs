@@ -41,6 +41,9 @@ pub(crate) fn render_list(
     if let Some(r) = remaining {
         meta.insert("remainingItemCount".into(), Value::from(r));
     }
+    if t.table {
+        return crate::table::render(t, items, meta);
+    }
     let head = if t.metadata_only {
         json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta})
     } else {

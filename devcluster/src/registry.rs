@@ -59,6 +59,8 @@ pub(crate) struct ResourceDef {
     pub custom: bool,
     /// The key objects are stored under; two resources may share one (Events).
     pub storage: Arc<str>,
+    /// A CRD's `additionalPrinterColumns`, when it declares any.
+    pub printer_columns: Option<Vec<Value>>,
 }
 
 impl ResourceDef {
@@ -115,6 +117,7 @@ fn builtin(
         generation,
         custom: false,
         storage: Arc::from(format!("{group}/{plural}")),
+        printer_columns: None,
     }
 }
 
@@ -452,6 +455,11 @@ pub(crate) fn from_crd(crd: &Map<String, Value>) -> Result<ResourceDef, Vec<Caus
         scale,
         generation: Generation::AllButMetadata,
         custom: true,
+        printer_columns: reference
+            .and_then(|r| r.get("additionalPrinterColumns"))
+            .and_then(Value::as_array)
+            .filter(|c| !c.is_empty())
+            .cloned(),
         group,
         plural,
         kind,

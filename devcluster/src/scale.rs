@@ -16,7 +16,8 @@ fn paths(t: &Target) -> Result<&ScalePaths, ApiError> {
     t.res.scale.as_ref().ok_or_else(ApiError::path_not_found)
 }
 
-fn selector_string(v: Option<&Value>) -> Option<String> {
+/// A label selector object (`matchLabels`, `matchExpressions`) or string, as a selector string.
+pub(crate) fn selector_string(v: Option<&Value>) -> Option<String> {
     match v? {
         Value::String(s) => Some(s.clone()),
         Value::Object(sel) => {

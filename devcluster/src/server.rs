@@ -166,6 +166,11 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("as=PartialObjectMetadata")),
+        table: parts
+            .headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("as=Table")),
     };
     let is_watch = watch_prefix || q.flag("watch");
     let verb = match (&parts.method, target.name.is_some()) {

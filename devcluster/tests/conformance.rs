@@ -1346,6 +1346,53 @@ async fn events_are_one_store_seen_through_two_apis() -> Result<()> {
 }
 
 #[tokio::test]
+async fn tables_carry_the_columns_kubectl_prints() -> Result<()> {
+    let (_dev, client) = cluster().await?;
+    let api: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    api.create(&PostParams::default(), &deployment("web", 2))
+        .await?;
+    let req = http::Request::builder()
+        .uri("/apis/apps/v1/namespaces/default/deployments")
+        .header(
+            "accept",
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+        )
+        .body(kube::client::Body::empty())?;
+    let body = client.send(req).await?.into_body().collect_bytes().await?;
+    let table: Value = serde_json::from_slice(&body)?;
+    assert_eq!(
+        (table["kind"].as_str(), table["apiVersion"].as_str()),
+        (Some("Table"), Some("meta.k8s.io/v1"))
+    );
+    let columns: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .context("columns")?
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            "Name",
+            "Ready",
+            "Up-to-date",
+            "Available",
+            "Age",
+            "Containers",
+            "Images",
+            "Selector"
+        ]
+    );
+    let cells = &table["rows"][0]["cells"];
+    assert_eq!(
+        (cells[0].as_str(), cells[1].as_str(), cells[7].as_str()),
+        (Some("web"), Some("0/2"), Some("app=web"))
+    );
+    assert_eq!(table["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+    Ok(())
+}
+
+#[tokio::test]
 async fn faults_and_counters() -> Result<()> {
     let (dev, client) = cluster().await?;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
