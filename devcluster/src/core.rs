@@ -33,6 +33,13 @@ pub(crate) enum GcTask {
     Namespace { name: String },
     /// Remove the objects of a deleted CustomResourceDefinition, then the definition.
     Crd { name: String },
+    /// Check a written object's ownerReferences: delete it when every owner is gone, drop the
+    /// references to missing owners otherwise.
+    Dangling {
+        storage: Arc<str>,
+        namespace: String,
+        name: String,
+    },
 }
 
 /// The state every request works on, behind one lock.
@@ -225,6 +232,22 @@ impl Core {
     /// Queues collector work due after a delay.
     pub(crate) fn schedule_after(&mut self, delay: std::time::Duration, task: GcTask) {
         self.gc.push_back((Instant::now() + delay, task));
+    }
+
+    /// Queues an ownerReference check for an object just written, if it has owners.
+    pub(crate) fn written(&mut self, storage: &Arc<str>, obj: &Map<String, Value>) {
+        let has_owners = obj
+            .get("metadata")
+            .and_then(|m| m.get("ownerReferences"))
+            .and_then(Value::as_array)
+            .is_some_and(|r| !r.is_empty());
+        if has_owners {
+            self.schedule(GcTask::Dangling {
+                storage: storage.clone(),
+                namespace: meta_str(obj, "namespace").unwrap_or_default().to_owned(),
+                name: meta_str(obj, "name").unwrap_or_default().to_owned(),
+            });
+        }
     }
 
     /// Records the follow-up work after an object was removed from the store.

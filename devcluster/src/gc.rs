@@ -116,6 +116,42 @@ fn run(core: &mut Core, task: GcTask) {
         GcTask::Owner { uid } => owner(core, &uid),
         GcTask::Namespace { name } => namespace(core, &name),
         GcTask::Crd { name } => crd_cleanup(core, &name),
+        GcTask::Dangling {
+            storage,
+            namespace,
+            name,
+        } => dangling(core, &(storage, (namespace, name))),
+    }
+}
+
+/// An owner reference is dangling when no object with its uid exists.
+fn dangling(core: &mut Core, r: &ObjRef) {
+    let Some(stored) = core.store.get(&r.0, &r.1.0, &r.1.1) else {
+        return;
+    };
+    let mut obj = stored.decode();
+    if meta(&obj).is_some_and(|m| m.contains_key("deletionTimestamp")) {
+        return;
+    }
+    let refs = refs_of(&obj);
+    let alive: Vec<Value> = refs
+        .iter()
+        .filter(|rf| {
+            rf.get("uid")
+                .and_then(Value::as_str)
+                .is_some_and(|u| core.store.by_uid(u).is_some())
+        })
+        .cloned()
+        .collect();
+    if alive.len() == refs.len() {
+        return;
+    }
+    if alive.is_empty() {
+        tracing::debug!(name = %r.1.1, "deleting an object whose owners are all gone");
+        delete_ref(core, r, Propagation::Background);
+    } else {
+        meta_mut(&mut obj).insert("ownerReferences".into(), Value::Array(alive));
+        write(core, &r.0, obj);
     }
 }
 

@@ -289,6 +289,7 @@ fn create_object(
             with_type(&t.res.kind, &api_version, &crate::json::encode_body(&obj)),
         ));
     }
+    core.written(&t.res.storage, &obj);
     let stored = core.store.put(&t.res.storage, obj);
     crd::after_write(core, &t.res, &stored);
     Ok((201, t.render(&stored)))
@@ -631,6 +632,7 @@ pub(crate) fn finish_update(
         }
         return Err(t.not_found());
     }
+    core.written(&t.res.storage, &new);
     let stored = core.store.put(&t.res.storage, new);
     crd::after_write(core, &t.res, &stored);
     Ok((200, t.render(&stored)))

@@ -1106,6 +1106,18 @@ async fn garbage_collection_follows_the_propagation_policy() -> Result<()> {
         async move { Ok(a.get_opt("orphan-owner").await?.is_none().then_some(())) }
     })
     .await?;
+    let ghost: ConfigMap = serde_json::from_value(
+        json!({"metadata": {"name": "ghost-child", "ownerReferences": [{
+            "apiVersion": "v1", "kind": "ConfigMap", "name": "never", "uid": "00000000-0000-0000-0000-000000000000",
+        }]}}),
+    )?;
+    api.create(&PostParams::default(), &ghost).await?;
+    let a = api.clone();
+    eventually("dependent of a missing owner collected", || {
+        let a = a.clone();
+        async move { Ok(a.get_opt("ghost-child").await?.is_none().then_some(())) }
+    })
+    .await?;
     let child = api.get("orphan-child").await?;
     assert!(
         child
