@@ -29,6 +29,9 @@ pub enum Error {
     /// The serving certificate could not be made.
     #[error("cannot set up TLS")]
     Tls(#[from] crate::tls::TlsError),
+    /// The data directory could not be loaded.
+    #[error("cannot load the stored cluster state")]
+    Persist(#[from] crate::persist::PersistError),
     /// The kubeconfig could not be written.
     #[error("cannot write the kubeconfig to {}", path.display())]
     WriteKubeconfig {
@@ -49,6 +52,7 @@ pub struct Options {
     bookmark_interval: Duration,
     namespace_deletion_delay: Duration,
     token: Option<String>,
+    data_dir: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -60,6 +64,7 @@ impl Default for Options {
             bookmark_interval: Duration::from_secs(10),
             namespace_deletion_delay: Duration::from_millis(100),
             token: None,
+            data_dir: None,
         }
     }
 }
@@ -111,6 +116,15 @@ impl Options {
         self
     }
 
+    /// Keep the cluster's objects in this directory across restarts (default: memory only).
+    /// The state is loaded at start and saved shortly after every change and at shutdown;
+    /// watches cannot resume across a restart (410 Expired).
+    #[must_use]
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
     /// The bearer token clients must send (default: a random one).
     #[must_use]
     pub fn token(mut self, token: impl Into<String>) -> Self {
@@ -128,6 +142,7 @@ pub struct DevCluster {
     shared: Arc<Shared>,
     addr: SocketAddr,
     ca_pem: String,
+    data_dir: Option<PathBuf>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
@@ -147,11 +162,12 @@ impl DevCluster {
             .token
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        let mut core = Core::new(options.watch_history, options.namespace_deletion_delay);
+        if let Some(dir) = &options.data_dir {
+            crate::persist::load(dir, &mut core)?;
+        }
         let shared = Arc::new(Shared {
-            core: Mutex::new(Core::new(
-                options.watch_history,
-                options.namespace_deletion_delay,
-            )),
+            core: Mutex::new(core),
             token,
             faults: Faults::default(),
             counters: Counters::default(),
@@ -169,12 +185,16 @@ impl DevCluster {
             app,
             stopped,
         ));
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(collector(shared.clone())),
             tokio::spawn(crate::simulator::run(shared.clone())),
         ];
+        if let Some(dir) = options.data_dir.clone() {
+            tasks.push(tokio::spawn(crate::persist::run(dir, shared.clone())));
+        }
         tracing::info!(%addr, "devcluster listening");
         Ok(Self {
+            data_dir: options.data_dir,
             shared,
             addr,
             ca_pem: tls.ca_pem,
@@ -287,6 +307,11 @@ impl DevCluster {
         storage.map_or(0, |s| core.store.count(&s))
     }
 
+    /// Bytes of encoded JSON held for all stored objects (not counting indexes and history).
+    pub fn stored_bytes(&self) -> usize {
+        self.shared.core.lock().store.stored_bytes()
+    }
+
     /// Stops the server: ends watches, stops accepting connections and waits for it to finish.
     pub async fn shutdown(mut self) {
         self.shared.close_watches();
@@ -299,11 +324,21 @@ impl DevCluster {
         for t in self.tasks.drain(..) {
             t.abort();
         }
+        self.save_state();
+    }
+
+    fn save_state(&mut self) {
+        if let Some(dir) = self.data_dir.take()
+            && let Err(e) = crate::persist::save(&dir, &self.shared)
+        {
+            tracing::warn!(error = %e, "saving the cluster state at shutdown failed");
+        }
     }
 }
 
 impl Drop for DevCluster {
     fn drop(&mut self) {
+        self.save_state();
         self.shared.close_watches();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

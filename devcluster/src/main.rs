@@ -18,6 +18,9 @@ struct Args {
     /// Make Deployment, ReplicaSet and StatefulSet status follow spec.replicas.
     #[arg(long)]
     workload_simulator: bool,
+    /// Keep the cluster's objects in this directory across restarts.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -30,9 +33,12 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let options = devcluster::Options::new()
+    let mut options = devcluster::Options::new()
         .port(args.port)
         .workload_simulator(args.workload_simulator);
+    if let Some(dir) = args.data_dir {
+        options = options.data_dir(dir);
+    }
     let cluster = devcluster::DevCluster::start(options)
         .await
         .context("starting the devcluster")?;

@@ -110,6 +110,42 @@ impl Store {
         }
     }
 
+    /// Every stored object as `(storage, encoded body)`, for a snapshot.
+    pub(crate) fn snapshot(&self) -> Vec<(Arc<str>, Bytes)> {
+        self.tables
+            .iter()
+            .flat_map(|(storage, t)| t.values().map(move |s| (storage.clone(), s.body.clone())))
+            .collect()
+    }
+
+    /// Empties the store and loads objects as they were, at their own resourceVersions, with no
+    /// history: resuming a watch from before the load gets 410 Expired.
+    pub(crate) fn restore(&mut self, rv: u64, objects: Vec<(Arc<str>, Map<String, Value>)>) {
+        self.tables.clear();
+        self.uids.clear();
+        self.dependents.clear();
+        self.history.clear();
+        for (storage, obj) in objects {
+            let key: ObjKey = (
+                meta_str(&obj, "namespace").unwrap_or_default().to_owned(),
+                meta_str(&obj, "name").unwrap_or_default().to_owned(),
+            );
+            let obj_rv = meta_str(&obj, "resourceVersion")
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(rv);
+            let stored = Stored {
+                rv: obj_rv,
+                body: encode_body(&obj),
+                labels: json::labels(&obj).into_boxed_slice(),
+            };
+            self.index(&storage, &key, &obj);
+            self.tables.entry(storage).or_default().insert(key, stored);
+        }
+        self.rv = rv;
+        self.compacted = rv;
+        self.notify.send_replace(rv);
+    }
+
     /// A receiver told the latest resourceVersion after every change.
     pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
         self.notify.subscribe()
@@ -143,6 +179,15 @@ impl Store {
             .into_iter()
             .flat_map(|t| t.iter())
             .filter(move |(k, _)| ns.is_none_or(|n| k.0 == n))
+    }
+
+    /// Bytes of encoded objects held, across all resources.
+    pub(crate) fn stored_bytes(&self) -> usize {
+        self.tables
+            .values()
+            .flat_map(|t| t.values())
+            .map(|s| s.body.len())
+            .sum()
     }
 
     /// Number of objects of a resource.

@@ -1405,6 +1405,43 @@ async fn tables_carry_the_columns_kubectl_prints() -> Result<()> {
 }
 
 #[tokio::test]
+async fn data_dir_keeps_objects_and_custom_resources_across_restarts() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    {
+        let (dev, client) = start(Options::new().data_dir(dir.path())).await?;
+        Api::<ConfigMap>::namespaced(client.clone(), "default")
+            .create(&PostParams::default(), &cm("kept"))
+            .await?;
+        create_widget_crd(&client).await?;
+        let widgets: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), "default", &widget_resource());
+        let w: DynamicObject = serde_json::from_value(
+            json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 1}}),
+        )?;
+        widgets.create(&PostParams::default(), &w).await?;
+        dev.shutdown().await;
+    }
+    let (_dev, client) = start(Options::new().data_dir(dir.path())).await?;
+    let kept = Api::<ConfigMap>::namespaced(client.clone(), "default")
+        .get("kept")
+        .await?;
+    assert_eq!(
+        kept.data.and_then(|d| d.get("a").cloned()).as_deref(),
+        Some("1")
+    );
+    let widgets: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), "default", &widget_resource());
+    assert_eq!(widgets.get("w").await?.data["spec"]["size"], 1);
+    let next = Api::<ConfigMap>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &cm("after"))
+        .await?;
+    let rv: u64 = next.metadata.resource_version.context("rv")?.parse()?;
+    let old: u64 = kept.metadata.resource_version.context("rv")?.parse()?;
+    assert!(rv > old, "resourceVersions keep growing across restarts");
+    Ok(())
+}
+
+#[tokio::test]
 async fn faults_and_counters() -> Result<()> {
     let (dev, client) = cluster().await?;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
