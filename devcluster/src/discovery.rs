@@ -127,6 +127,86 @@ pub(crate) fn resources(reg: &Registry, group: &str, version: &str) -> Option<Va
     Some(Value::Object(doc))
 }
 
+/// The `Content-Type` of aggregated discovery documents.
+pub(crate) const AGGREGATED_CONTENT_TYPE: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Whether an `Accept` header asks for aggregated discovery (v2).
+pub(crate) fn wants_aggregated(accept: &str) -> bool {
+    accept.split(',').any(|a| {
+        a.contains("as=APIGroupDiscoveryList") && a.contains("v=v2") && !a.contains("v=v2beta1")
+    })
+}
+
+fn aggregated_resource(r: &ResourceDef) -> Value {
+    let kind = json!({"group": "", "version": "", "kind": r.kind});
+    let mut m = Map::new();
+    m.insert("resource".into(), Value::from(r.plural.clone()));
+    m.insert("responseKind".into(), kind.clone());
+    m.insert(
+        "scope".into(),
+        Value::from(if r.namespaced {
+            "Namespaced"
+        } else {
+            "Cluster"
+        }),
+    );
+    m.insert("singularResource".into(), Value::from(r.singular.clone()));
+    m.insert("verbs".into(), Value::from(r.verbs.to_vec()));
+    if !r.short_names.is_empty() {
+        m.insert("shortNames".into(), Value::from(r.short_names.clone()));
+    }
+    if !r.categories.is_empty() {
+        m.insert("categories".into(), Value::from(r.categories.clone()));
+    }
+    let mut subs = Vec::new();
+    if r.scale.is_some() {
+        let scale = json!({"group": "autoscaling", "version": "v1", "kind": "Scale"});
+        subs.push(json!({"subresource": "scale", "responseKind": scale, "acceptedTypes": [scale], "verbs": ["get", "patch", "update"]}));
+    }
+    if r.status_subresource {
+        subs.push(json!({"subresource": "status", "responseKind": kind, "verbs": ["get", "patch", "update"]}));
+    }
+    if !subs.is_empty() {
+        m.insert("subresources".into(), Value::Array(subs));
+    }
+    Value::Object(m)
+}
+
+fn aggregated_group(reg: &Registry, group: &str, versions: &[String]) -> Value {
+    let versions: Vec<Value> = versions
+        .iter()
+        .map(|v| {
+            let resources: Vec<Value> = reg
+                .all()
+                .iter()
+                .filter(|r| r.group == group && r.versions.contains(v))
+                .map(|r| aggregated_resource(r))
+                .collect();
+            json!({"version": v, "resources": resources, "freshness": "Current"})
+        })
+        .collect();
+    let metadata = if group.is_empty() {
+        json!({"creationTimestamp": null})
+    } else {
+        json!({"name": group, "creationTimestamp": null})
+    };
+    json!({"metadata": metadata, "versions": versions})
+}
+
+/// Aggregated discovery for `/api` (`core == true`) or `/apis`.
+pub(crate) fn aggregated(reg: &Registry, core: bool) -> Value {
+    let items: Vec<Value> = if core {
+        vec![aggregated_group(reg, "", &["v1".to_owned()])]
+    } else {
+        reg.groups()
+            .iter()
+            .map(|(g, vs)| aggregated_group(reg, g, vs))
+            .collect()
+    };
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

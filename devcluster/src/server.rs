@@ -89,6 +89,23 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let q = query_of(&parts.uri);
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let reg = shared.core.lock().registry.clone();
+    let accept = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if parts.method == Method::GET
+        && discovery::wants_aggregated(accept)
+        && let ["api"] | ["apis"] = segs.as_slice()
+    {
+        let doc = discovery::aggregated(&reg, segs == ["api"]);
+        let mut resp = json(200, encode_typed(&doc));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE),
+        );
+        return resp;
+    }
     let doc = match segs.as_slice() {
         ["version"] => Some(Some(discovery::version())),
         ["healthz" | "readyz" | "livez"] => return (StatusCode::OK, "ok").into_response(),

@@ -208,6 +208,43 @@ async fn discovery_lists_groups_resources_and_subresources() -> Result<()> {
             "group {g} missing"
         );
     }
+    let req = http::Request::builder()
+        .uri("/apis")
+        .header(
+            "accept",
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json",
+        )
+        .body(kube::client::Body::empty())?;
+    let resp = client.send(req).await?;
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        content_type.contains("as=APIGroupDiscoveryList"),
+        "{content_type}"
+    );
+    let aggregated: Value = serde_json::from_slice(&resp.into_body().collect_bytes().await?)?;
+    let apps = aggregated["items"]
+        .as_array()
+        .context("items")?
+        .iter()
+        .find(|g| g["metadata"]["name"] == "apps")
+        .context("apps")?;
+    let deployments = apps["versions"][0]["resources"]
+        .as_array()
+        .context("resources")?
+        .iter()
+        .find(|r| r["resource"] == "deployments")
+        .context("deployments")?;
+    assert_eq!(deployments["scope"], "Namespaced");
+    assert!(
+        deployments["subresources"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|x| x["subresource"] == "scale"))
+    );
     let discovery = kube::Discovery::new(client.clone()).run().await?;
     assert!(discovery.has_group("apps"));
     let namespaces: Vec<String> = Api::<Namespace>::all(client.clone())
