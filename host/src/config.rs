@@ -1,0 +1,376 @@
+//! The controllers file: which guests to run, with what grant, limits and
+//! queue settings. Validated at load; errors name the file, the entry and
+//! the field.
+//!
+//! ```yaml
+//! manifests: [crds/app.yaml]          # applied by `paddock dev` first
+//! controllers:
+//! - name: replica-floor
+//!   module: guests/replica_floor.wasm # relative to this file
+//!   namespaces: []                    # empty: cluster-wide
+//!   grant:
+//!   - apiGroups: [apps]
+//!     resources: [deployments, deployments/scale]
+//!     verbs: [get, list, watch, patch]
+//!   - apiGroups: [""]
+//!     resources: [events]
+//!     verbs: [create, patch]
+//!   limits: {memoryMiB: 64, deadlineMs: 250, concurrency: 2}
+//!   queue: {baseDelayMs: 5, maxDelayMs: 1000000, qps: 10, burst: 100}
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::grants::{Grant, Rule};
+use crate::queue::QueueConfig;
+use crate::wasm::Limits;
+
+/// The whole controllers file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ControllersFile {
+    /// Manifests (YAML, CRDs first) that `paddock dev` applies to the
+    /// embedded cluster before it starts the controllers; relative paths are
+    /// relative to the controllers file.
+    #[serde(default)]
+    pub manifests: Vec<PathBuf>,
+    /// The guests to run.
+    pub controllers: Vec<ControllerSpec>,
+}
+
+/// One guest to run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ControllerSpec {
+    /// A unique name: a DNS label (lower-case letters, digits and `-`).
+    pub name: String,
+    /// The component file; relative paths are relative to the controllers file.
+    pub module: PathBuf,
+    /// The namespaces the guest works in; empty for all namespaces.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// What the guest may read and do.
+    pub grant: Vec<Rule>,
+    /// Sandbox and concurrency limits.
+    #[serde(default)]
+    pub limits: LimitsSpec,
+    /// Work queue settings (client-go's defaults when absent).
+    #[serde(default)]
+    pub queue: QueueConfig,
+}
+
+/// The `limits` of a controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LimitsSpec {
+    /// Memory cap of one guest instance, in MiB. Default 64.
+    #[serde(default = "default_memory_mib", rename = "memoryMiB")]
+    pub memory_mib: u64,
+    /// Wall-clock deadline of one call, in milliseconds. Default 250.
+    #[serde(default = "default_deadline_ms")]
+    pub deadline_ms: u64,
+    /// The most reconciles of this guest running at once. Default 1.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+}
+
+fn default_memory_mib() -> u64 {
+    64
+}
+
+fn default_deadline_ms() -> u64 {
+    250
+}
+
+fn default_concurrency() -> usize {
+    1
+}
+
+impl Default for LimitsSpec {
+    fn default() -> Self {
+        Self {
+            memory_mib: default_memory_mib(),
+            deadline_ms: default_deadline_ms(),
+            concurrency: default_concurrency(),
+        }
+    }
+}
+
+impl LimitsSpec {
+    /// The sandbox limits.
+    pub fn sandbox(&self) -> Limits {
+        Limits::default()
+            .memory_bytes(self.memory_mib.saturating_mul(1024 * 1024))
+            .deadline(Duration::from_millis(self.deadline_ms))
+    }
+}
+
+impl ControllerSpec {
+    /// The grant.
+    pub fn grant(&self) -> Grant {
+        Grant::new(self.grant.clone())
+    }
+}
+
+/// A controllers file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read the controllers file {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML of the right shape.
+    #[error("{} is not a valid controllers file", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Where and why (line and column).
+        #[source]
+        source: Box<serde_saphyr::Error>,
+    },
+    /// A field of one entry is invalid.
+    #[error("{}: controller `{entry}`: field `{field}`: {problem}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The entry's name (or `#N` when it has none).
+        entry: String,
+        /// The field.
+        field: String,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
+}
+
+impl ControllersFile {
+    /// Reads and validates a controllers file; module and manifest paths
+    /// come back resolved against the file's folder.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates the text of a controllers file found at `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let mut file: Self = serde_saphyr::from_str(text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for manifest in &mut file.manifests {
+            *manifest = base.join(&*manifest);
+        }
+        for controller in &mut file.controllers {
+            controller.module = base.join(&controller.module);
+        }
+        file.validate(path)?;
+        Ok(file)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |entry: &str, field: &str, problem: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            entry: entry.to_owned(),
+            field: field.to_owned(),
+            problem,
+        };
+        let mut names = std::collections::HashSet::new();
+        for (index, controller) in self.controllers.iter().enumerate() {
+            let entry = if controller.name.is_empty() {
+                format!("#{}", index + 1)
+            } else {
+                controller.name.clone()
+            };
+            if !is_dns_label(&controller.name) {
+                return Err(invalid(
+                    &entry,
+                    "name",
+                    "must be a DNS label: 1 to 63 lower-case letters, digits or `-`, \
+                     starting and ending with a letter or digit"
+                        .into(),
+                ));
+            }
+            if !names.insert(controller.name.as_str()) {
+                return Err(invalid(
+                    &entry,
+                    "name",
+                    "is used by an earlier entry; names must be unique".into(),
+                ));
+            }
+            if !controller.module.is_file() {
+                return Err(invalid(
+                    &entry,
+                    "module",
+                    format!(
+                        "{} does not exist; give the path of the guest's .wasm file, relative to the controllers file",
+                        controller.module.display()
+                    ),
+                ));
+            }
+            if let Some(namespace) = controller.namespaces.iter().find(|ns| !is_dns_label(ns)) {
+                return Err(invalid(
+                    &entry,
+                    "namespaces",
+                    format!("`{namespace}` is not a valid namespace name"),
+                ));
+            }
+            if controller.grant.is_empty() {
+                return Err(invalid(
+                    &entry,
+                    "grant",
+                    "is empty; a guest needs at least `list` and `watch` on what it watches".into(),
+                ));
+            }
+            for (rule_index, rule) in controller.grant.iter().enumerate() {
+                rule.validate()
+                    .map_err(|problem| invalid(&entry, &format!("grant[{rule_index}]"), problem))?;
+            }
+            let limits = &controller.limits;
+            if limits.memory_mib == 0 || limits.memory_mib > 4096 {
+                return Err(invalid(
+                    &entry,
+                    "limits.memoryMiB",
+                    "must be between 1 and 4096".into(),
+                ));
+            }
+            if limits.deadline_ms == 0 || limits.deadline_ms > 60_000 {
+                return Err(invalid(
+                    &entry,
+                    "limits.deadlineMs",
+                    "must be between 1 and 60000".into(),
+                ));
+            }
+            if limits.concurrency == 0 || limits.concurrency > 256 {
+                return Err(invalid(
+                    &entry,
+                    "limits.concurrency",
+                    "must be between 1 and 256".into(),
+                ));
+            }
+            controller
+                .queue
+                .validate()
+                .map_err(|error| invalid(&entry, "queue", error.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether `name` is an RFC 1123 DNS label.
+pub fn is_dns_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_module(dir: &Path) {
+        std::fs::write(dir.join("guest.wasm"), b"\0asm").expect("write module");
+    }
+
+    fn parse(dir: &Path, text: &str) -> Result<ControllersFile, ConfigError> {
+        ControllersFile::parse(&dir.join("controllers.yaml"), text)
+    }
+
+    const GOOD: &str = "controllers:
+- name: floor
+  module: guest.wasm
+  grant:
+  - apiGroups: [apps]
+    resources: [deployments]
+    verbs: [list, watch]
+";
+
+    #[test]
+    fn a_good_file_loads_with_defaults_and_resolved_paths() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_module(dir.path());
+        let file = parse(dir.path(), GOOD).expect("valid");
+        let controller = &file.controllers[0];
+        assert_eq!(controller.module, dir.path().join("guest.wasm"));
+        assert_eq!(controller.limits, LimitsSpec::default());
+        assert!(controller.namespaces.is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_file_entry_and_field() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_module(dir.path());
+        let error =
+            parse(dir.path(), &GOOD.replace("name: floor", "name: Floor_1")).expect_err("bad name");
+        let text = error.to_string();
+        assert!(
+            text.contains("controllers.yaml: controller `Floor_1`: field `name`"),
+            "{text}"
+        );
+
+        let error = parse(dir.path(), &GOOD.replace("guest.wasm", "missing.wasm"))
+            .expect_err("missing module");
+        assert!(error.to_string().contains("field `module`"), "{error}");
+
+        let error = parse(
+            dir.path(),
+            &GOOD.replace("verbs: [list, watch]", "verbs: [list, steal]"),
+        )
+        .expect_err("bad verb");
+        assert!(error.to_string().contains("field `grant[0]`"), "{error}");
+
+        let error = parse(dir.path(), &format!("{GOOD}  limits: {{concurrency: 0}}\n"))
+            .expect_err("zero concurrency");
+        assert!(
+            error.to_string().contains("field `limits.concurrency`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_with_their_place() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_module(dir.path());
+        let error = parse(dir.path(), &format!("{GOOD}  memory: 10\n")).expect_err("unknown field");
+        let ConfigError::Parse { source, .. } = &error else {
+            panic!("expected a parse error, got {error:?}");
+        };
+        assert!(source.to_string().contains("memory"), "{source}");
+    }
+
+    #[test]
+    fn duplicate_names_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_module(dir.path());
+        let twice = format!("{GOOD}{}", GOOD.trim_start_matches("controllers:\n"));
+        let error = parse(dir.path(), &twice).expect_err("duplicate");
+        assert!(
+            error.to_string().contains("names must be unique"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn dns_labels() {
+        assert!(is_dns_label("replica-floor"));
+        assert!(is_dns_label("a1"));
+        assert!(!is_dns_label("-a"));
+        assert!(!is_dns_label("A"));
+        assert!(!is_dns_label(""));
+    }
+}
