@@ -1,0 +1,27 @@
+//! The Kubernetes side: discovery, shared informers and their stores.
+
+mod discovery;
+mod informer;
+mod registry;
+mod store;
+
+pub use discovery::{Discovery, Resource, split_api_version};
+pub use informer::{InformerEvent, InformerStats, SharedInformer};
+pub use registry::InformerRegistry;
+pub use store::{ObjectKey, OwnerRef, Store, StoredObject};
+
+/// An error talking to the cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The API server does not serve this kind.
+    #[error("the cluster does not serve kind `{kind}` of `{api_version}`")]
+    UnknownKind {
+        /// The apiVersion asked for.
+        api_version: String,
+        /// The kind asked for.
+        kind: String,
+        /// What discovery answered.
+        #[source]
+        source: Box<kube::Error>,
+    },
+}

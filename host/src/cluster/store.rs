@@ -1,0 +1,369 @@
+//! The informer store: the latest state of every object of one resource,
+//! kept as the API server's JSON plus the few parsed fields routing and
+//! cache reads need, sorted by namespace and name.
+//!
+//! One writer (the informer) and any number of readers; readers get cheap
+//! `Arc` clones and never block the writer for long.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::selector::LabelSelector;
+
+/// The key of an object within one resource: namespace (`""` for
+/// cluster-scoped objects) and name.
+pub type ObjectKey = (String, String);
+
+/// The controller owner reference of an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerRef {
+    /// The owner's `apiVersion`.
+    pub api_version: Box<str>,
+    /// The owner's kind.
+    pub kind: Box<str>,
+    /// The owner's name (same namespace as the object).
+    pub name: Box<str>,
+}
+
+/// One cached object.
+#[derive(Debug, PartialEq, Eq)]
+pub struct StoredObject {
+    /// The object's JSON, with `apiVersion` and `kind`.
+    pub json: Box<str>,
+    /// Its namespace, `""` when cluster-scoped.
+    pub namespace: Box<str>,
+    /// Its name.
+    pub name: Box<str>,
+    /// Its `metadata.resourceVersion`.
+    pub resource_version: Box<str>,
+    /// Its labels.
+    pub labels: Box<[(Box<str>, Box<str>)]>,
+    /// Its controller owner, if any.
+    pub controller: Option<OwnerRef>,
+}
+
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(default, borrow, rename = "apiVersion")]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    metadata: Metadata<'a>,
+}
+
+#[derive(Deserialize)]
+struct Metadata<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(default, borrow)]
+    namespace: Option<Cow<'a, str>>,
+    #[serde(default, borrow, rename = "resourceVersion")]
+    resource_version: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    labels: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+    #[serde(default, borrow, rename = "ownerReferences")]
+    owner_references: Option<Vec<OwnerReference<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct OwnerReference<'a> {
+    #[serde(borrow, rename = "apiVersion")]
+    api_version: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(default)]
+    controller: Option<bool>,
+}
+
+impl StoredObject {
+    /// Parses an object from the API server's JSON. List items carry no
+    /// `apiVersion` and `kind`; they are added from `api_version` and `kind`
+    /// without re-serialising the rest.
+    pub fn parse(raw: &RawValue, api_version: &str, kind: &str) -> Result<Self, serde_json::Error> {
+        let text = raw.get();
+        let head: Head<'_> = serde_json::from_str(text)?;
+        let json: Box<str> = if head.api_version.is_some() && head.kind.is_some() {
+            text.into()
+        } else {
+            let rest = text
+                .trim_start()
+                .strip_prefix('{')
+                .unwrap_or("}")
+                .trim_start();
+            let separator = if rest.starts_with('}') { "" } else { "," };
+            format!(
+                "{{\"apiVersion\":{},\"kind\":{}{separator}{rest}",
+                serde_json::Value::from(api_version),
+                serde_json::Value::from(kind)
+            )
+            .into()
+        };
+        let metadata = head.metadata;
+        let controller = metadata.owner_references.and_then(|owners| {
+            owners
+                .into_iter()
+                .find(|owner| owner.controller == Some(true))
+                .map(|owner| OwnerRef {
+                    api_version: owner.api_version.into(),
+                    kind: owner.kind.into(),
+                    name: owner.name.into(),
+                })
+        });
+        Ok(Self {
+            json,
+            namespace: metadata.namespace.unwrap_or_default().into(),
+            name: metadata.name.into(),
+            resource_version: metadata.resource_version.unwrap_or_default().into(),
+            labels: metadata
+                .labels
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(key, value)| (Box::from(key), Box::from(value)))
+                .collect(),
+            controller,
+        })
+    }
+
+    /// The object's key.
+    pub fn key(&self) -> ObjectKey {
+        (self.namespace.to_string(), self.name.to_string())
+    }
+
+    /// One label's value.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(label, _)| &**label == key)
+            .map(|(_, value)| &**value)
+    }
+
+    /// The bytes this entry holds on the heap (JSON and parsed fields).
+    pub fn heap_bytes(&self) -> usize {
+        let owner = self.controller.as_ref().map_or(0, |owner| {
+            owner.api_version.len() + owner.kind.len() + owner.name.len()
+        });
+        self.json.len()
+            + self.namespace.len()
+            + self.name.len()
+            + self.resource_version.len()
+            + self
+                .labels
+                .iter()
+                .map(|(key, value)| key.len() + value.len() + 2 * std::mem::size_of::<Box<str>>())
+                .sum::<usize>()
+            + owner
+            + std::mem::size_of::<Self>()
+    }
+}
+
+/// What a relist changed.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Objects that are new or whose resourceVersion moved.
+    pub applied: Vec<Arc<StoredObject>>,
+    /// Objects that are gone, in their last known state.
+    pub deleted: Vec<Arc<StoredObject>>,
+}
+
+/// The objects of one resource (in one namespace or all).
+#[derive(Debug, Default)]
+pub struct Store {
+    objects: RwLock<BTreeMap<ObjectKey, Arc<StoredObject>>>,
+}
+
+impl Store {
+    /// Stores an object; the previous state, if any.
+    pub(crate) fn apply(&self, object: Arc<StoredObject>) -> Option<Arc<StoredObject>> {
+        self.objects
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(object.key(), object)
+    }
+
+    /// Removes an object; its last stored state, if any.
+    pub(crate) fn remove(&self, key: &ObjectKey) -> Option<Arc<StoredObject>> {
+        self.objects
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key)
+    }
+
+    /// Replaces the whole content after a (re)list, and says what changed.
+    pub(crate) fn replace(&self, objects: Vec<Arc<StoredObject>>) -> Changes {
+        let mut fresh: BTreeMap<ObjectKey, Arc<StoredObject>> = objects
+            .into_iter()
+            .map(|object| (object.key(), object))
+            .collect();
+        let mut guard = self.objects.write().unwrap_or_else(PoisonError::into_inner);
+        let mut changes = Changes::default();
+        for (key, old) in guard.iter() {
+            match fresh.get(key) {
+                None => changes.deleted.push(Arc::clone(old)),
+                Some(new) if new.resource_version == old.resource_version => {
+                    // Unchanged: keep the very same entry.
+                    fresh.insert(key.clone(), Arc::clone(old));
+                }
+                Some(_) => {}
+            }
+        }
+        for (key, new) in &fresh {
+            let unchanged = guard.get(key).is_some_and(|old| Arc::ptr_eq(old, new));
+            if !unchanged {
+                changes.applied.push(Arc::clone(new));
+            }
+        }
+        *guard = fresh;
+        changes
+    }
+
+    /// One object.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<StoredObject>> {
+        self.objects
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
+    /// Objects sorted by namespace and name, optionally in one namespace
+    /// and matching a selector.
+    pub fn list(
+        &self,
+        namespace: Option<&str>,
+        selector: Option<&LabelSelector>,
+    ) -> Vec<Arc<StoredObject>> {
+        let guard = self.objects.read().unwrap_or_else(PoisonError::into_inner);
+        let matches = |object: &&Arc<StoredObject>| {
+            selector.is_none_or(|selector| selector.matches(|key| object.label(key)))
+        };
+        match namespace {
+            Some(namespace) => guard
+                .range((namespace.to_owned(), String::new())..)
+                .take_while(|((ns, _), _)| ns == namespace)
+                .map(|(_, object)| object)
+                .filter(matches)
+                .cloned()
+                .collect(),
+            None => guard.values().filter(matches).cloned().collect(),
+        }
+    }
+
+    /// How many objects are stored.
+    pub fn len(&self) -> usize {
+        self.objects
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Whether the store is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Heap bytes held by the stored objects and their keys.
+    pub fn heap_bytes(&self) -> usize {
+        let guard = self.objects.read().unwrap_or_else(PoisonError::into_inner);
+        guard
+            .iter()
+            .map(|((namespace, name), object)| namespace.len() + name.len() + object.heap_bytes())
+            .sum()
+    }
+
+    /// Objects grouped by their controller owner's name, within one
+    /// namespace: for tests and diagnostics.
+    pub fn by_owner(&self, namespace: &str) -> HashMap<String, Vec<Arc<StoredObject>>> {
+        let mut owners: HashMap<String, Vec<Arc<StoredObject>>> = HashMap::new();
+        for object in self.list(Some(namespace), None) {
+            if let Some(owner) = &object.controller {
+                owners
+                    .entry(owner.name.to_string())
+                    .or_default()
+                    .push(object);
+            }
+        }
+        owners
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Arc<StoredObject> {
+        let raw: Box<RawValue> = serde_json::from_str(json).expect("json");
+        Arc::new(StoredObject::parse(&raw, "apps/v1", "Deployment").expect("object"))
+    }
+
+    #[test]
+    fn list_items_gain_api_version_and_kind() {
+        let object = parse(
+            r#"{"metadata":{"name":"web","namespace":"shop","resourceVersion":"7","labels":{"app":"web"},
+            "ownerReferences":[{"apiVersion":"x/v1","kind":"App","name":"shop","uid":"u","controller":true}]},"spec":{}}"#,
+        );
+        let value: serde_json::Value = serde_json::from_str(&object.json).expect("still JSON");
+        assert_eq!(value["apiVersion"], "apps/v1");
+        assert_eq!(value["kind"], "Deployment");
+        assert_eq!(value["spec"], serde_json::json!({}));
+        assert_eq!(object.key(), ("shop".to_owned(), "web".to_owned()));
+        assert_eq!(object.label("app"), Some("web"));
+        assert_eq!(
+            object.controller.as_ref().map(|owner| &*owner.name),
+            Some("shop")
+        );
+        assert!(object.heap_bytes() >= object.json.len());
+    }
+
+    #[test]
+    fn objects_with_kind_are_kept_verbatim() {
+        let text = r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"a"}}"#;
+        assert_eq!(&*parse(text).json, text);
+    }
+
+    #[test]
+    fn replace_reports_what_changed() {
+        let store = Store::default();
+        let a1 = parse(r#"{"metadata":{"name":"a","namespace":"n","resourceVersion":"1"}}"#);
+        let b1 = parse(r#"{"metadata":{"name":"b","namespace":"n","resourceVersion":"1"}}"#);
+        store.replace(vec![a1.clone(), b1]);
+        let a1_again = parse(r#"{"metadata":{"name":"a","namespace":"n","resourceVersion":"1"}}"#);
+        let c1 = parse(r#"{"metadata":{"name":"c","namespace":"m","resourceVersion":"3"}}"#);
+        let changes = store.replace(vec![a1_again, c1]);
+        let names = |list: &[Arc<StoredObject>]| {
+            list.iter().map(|o| o.name.to_string()).collect::<Vec<_>>()
+        };
+        assert_eq!(names(&changes.applied), ["c"]);
+        assert_eq!(names(&changes.deleted), ["b"]);
+        assert!(Arc::ptr_eq(&store.get("n", "a").expect("kept"), &a1));
+    }
+
+    #[test]
+    fn lists_by_namespace_and_selector() {
+        let store = Store::default();
+        for (ns, name, app) in [
+            ("a", "x", "web"),
+            ("b", "y", "web"),
+            ("b", "z", "db"),
+            ("c", "w", "web"),
+        ] {
+            store.apply(parse(&format!(
+                r#"{{"metadata":{{"name":"{name}","namespace":"{ns}","labels":{{"app":"{app}"}}}}}}"#
+            )));
+        }
+        let names = |list: Vec<Arc<StoredObject>>| {
+            list.iter().map(|o| o.name.to_string()).collect::<Vec<_>>()
+        };
+        assert_eq!(names(store.list(Some("b"), None)), ["y", "z"]);
+        let web = LabelSelector::parse("app=web").expect("selector");
+        assert_eq!(names(store.list(None, Some(&web))), ["x", "y", "w"]);
+        assert_eq!(names(store.list(Some("b"), Some(&web))), ["y"]);
+        assert!(store.list(Some("nope"), None).is_empty());
+    }
+}
