@@ -6,6 +6,8 @@
 //! it. One malformed action fails the whole reconcile, so nothing is
 //! half-applied.
 
+mod events;
+mod executor;
 mod validate;
 
 use std::time::Duration;
@@ -13,6 +15,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use events::EventRecorder;
+pub use executor::{ActionExecutor, Actor, ExecuteError, target_of};
 pub use validate::{MalformedOutput, outcome_from_guest, refs_from_guest};
 
 /// Names one Kubernetes object.
@@ -68,7 +72,7 @@ pub enum PatchKind {
 }
 
 /// The type of a Kubernetes event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EventType {
     /// Something expected happened.
     Normal,

@@ -1,0 +1,541 @@
+//! The executor: checks a reconcile's actions against the guest's grant,
+//! then performs them against the API server, in order.
+//!
+//! All actions are checked before any is performed: if one is denied, none
+//! is, so a reconcile is never half-applied because of a missing grant.
+//! API errors are sorted the way a controller needs: conflicts and
+//! overload are retried with backoff (honouring `retryAfterSeconds`),
+//! invalid or forbidden requests are permanent and reported on the primary
+//! object as a Warning event.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::Client;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+use super::events::EventRecorder;
+use super::{Action, EventType, ObjectRef, Outcome, PatchKind};
+use crate::cluster::{Discovery, Resource, split_api_version};
+use crate::grants::{Denied, Grant, Permission};
+
+/// Who is acting: the guest's name, grant and namespaces.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// The guest's name; the field manager is `paddock-<name>`.
+    pub name: String,
+    /// Its grant.
+    pub grant: Grant,
+    /// Its namespaces; empty for all.
+    pub namespaces: Vec<String>,
+}
+
+impl Actor {
+    /// The field manager of its writes.
+    pub fn field_manager(&self) -> String {
+        format!("paddock-{}", self.name)
+    }
+
+    /// Whether it may work in `namespace` (`None`: a cluster-scoped object).
+    pub fn may_use_namespace(&self, namespace: Option<&str>) -> bool {
+        match namespace {
+            _ if self.namespaces.is_empty() => true,
+            Some(namespace) => self.namespaces.iter().any(|allowed| allowed == namespace),
+            None => false,
+        }
+    }
+}
+
+/// Why a reconcile's actions were not all performed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError {
+    /// An action is outside the guest's grant or namespaces; nothing was performed.
+    #[error("guest `{guest}`: action #{index} ({verb} {target}) was denied: {reason}")]
+    Denied {
+        /// The guest.
+        guest: String,
+        /// The action's position.
+        index: usize,
+        /// Its verb.
+        verb: &'static str,
+        /// Its target.
+        target: String,
+        /// The missing permission.
+        reason: String,
+    },
+    /// Worth retrying with backoff (conflict, overload, server error, network).
+    #[error("guest `{guest}`: action #{index} ({verb} {target}) failed, will retry")]
+    Transient {
+        /// The guest.
+        guest: String,
+        /// The action's position.
+        index: usize,
+        /// Its verb.
+        verb: &'static str,
+        /// Its target.
+        target: String,
+        /// How long the server asked to wait, if it did.
+        retry_after: Option<Duration>,
+        /// The API error.
+        #[source]
+        source: Box<kube::Error>,
+    },
+    /// Not worth retrying until the object changes (invalid, forbidden, unknown kind).
+    #[error("guest `{guest}`: action #{index} ({verb} {target}) failed: {message}")]
+    Permanent {
+        /// The guest.
+        guest: String,
+        /// The action's position.
+        index: usize,
+        /// Its verb.
+        verb: &'static str,
+        /// Its target.
+        target: String,
+        /// What the server or discovery said.
+        message: String,
+    },
+}
+
+impl ExecuteError {
+    /// Whether retrying without a change is pointless.
+    pub fn is_permanent(&self) -> bool {
+        !matches!(self, Self::Transient { .. })
+    }
+
+    /// The wait the server asked for, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Transient { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// Performs actions against the API server.
+#[derive(Clone)]
+pub struct ActionExecutor {
+    client: Client,
+    discovery: Discovery,
+    recorder: EventRecorder,
+}
+
+impl std::fmt::Debug for ActionExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActionExecutor").finish_non_exhaustive()
+    }
+}
+
+/// The API object, resource and namespace one action works on.
+struct Resolved {
+    resource: Arc<Resource>,
+    namespace: Option<String>,
+}
+
+impl ActionExecutor {
+    /// An executor using `client`.
+    pub fn new(client: Client, discovery: Discovery) -> Self {
+        Self {
+            recorder: EventRecorder::new(client.clone()),
+            client,
+            discovery,
+        }
+    }
+
+    /// The event recorder (the host's own events go through it too).
+    pub fn recorder(&self) -> &EventRecorder {
+        &self.recorder
+    }
+
+    /// Checks every action, then performs them in order, stopping at the
+    /// first failure. Denials and permanent failures are recorded as
+    /// Warning events on `primary`.
+    pub async fn execute(
+        &self,
+        actor: &Actor,
+        primary: &ObjectRef,
+        outcome: &Outcome,
+    ) -> Result<(), ExecuteError> {
+        let mut resolved = Vec::with_capacity(outcome.actions.len());
+        for (index, action) in outcome.actions.iter().enumerate() {
+            let target = target_of(action);
+            let resource = match self.resolve(&target).await {
+                Ok(resource) => resource,
+                Err(message) => {
+                    let error = permanent(actor, index, action, &target, message);
+                    self.report(actor, primary, "ActionFailed", &error).await;
+                    return Err(error);
+                }
+            };
+            let namespace = target.namespace.clone().filter(|_| resource.namespaced);
+            if let Err(reason) = check(actor, action, &resource, namespace.as_deref()) {
+                let error = ExecuteError::Denied {
+                    guest: actor.name.clone(),
+                    index,
+                    verb: action.verb(),
+                    target: target.to_string(),
+                    reason,
+                };
+                tracing::warn!(guest = %actor.name, %error, "action denied");
+                self.report(actor, primary, "ActionDenied", &error).await;
+                return Err(error);
+            }
+            resolved.push(Resolved {
+                resource,
+                namespace,
+            });
+        }
+        for (index, (action, resolved)) in outcome.actions.iter().zip(&resolved).enumerate() {
+            if let Err(source) = self.perform(actor, action, resolved).await {
+                let target = target_of(action);
+                let error = classify(actor, index, action, &target, source);
+                if error.is_permanent() {
+                    self.report(actor, primary, "ActionFailed", &error).await;
+                }
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    async fn resolve(&self, target: &ObjectRef) -> Result<Arc<Resource>, String> {
+        self.discovery
+            .resolve(&target.api_version, &target.kind)
+            .await
+            .map_err(|error| error.to_string())
+    }
+
+    async fn report(&self, actor: &Actor, primary: &ObjectRef, reason: &str, error: &ExecuteError) {
+        self.recorder
+            .record(
+                &actor.field_manager(),
+                primary,
+                EventType::Warning,
+                reason,
+                &error.to_string(),
+            )
+            .await;
+    }
+
+    async fn perform(
+        &self,
+        actor: &Actor,
+        action: &Action,
+        resolved: &Resolved,
+    ) -> Result<(), kube::Error> {
+        let api: Api<DynamicObject> = match &resolved.namespace {
+            Some(namespace) => Api::namespaced_with(
+                self.client.clone(),
+                namespace,
+                &resolved.resource.api_resource(),
+            ),
+            None => Api::all_with(self.client.clone(), &resolved.resource.api_resource()),
+        };
+        let manager = actor.field_manager();
+        let post = PostParams {
+            dry_run: false,
+            field_manager: Some(manager.clone()),
+        };
+        let patch_params = PatchParams {
+            field_manager: Some(manager.clone()),
+            ..PatchParams::default()
+        };
+        match action {
+            Action::Create { object } => {
+                api.create(&post, &dynamic(object)?).await?;
+            }
+            Action::Update { object } => {
+                api.replace(name_of(object), &post, &dynamic(object)?)
+                    .await?;
+            }
+            Action::UpdateStatus { object } => {
+                api.replace_status(name_of(object), &post, &dynamic(object)?)
+                    .await?;
+            }
+            Action::Patch {
+                target,
+                kind,
+                body,
+                force,
+            } => {
+                let patch: Patch<&Value> = match kind {
+                    PatchKind::Merge => Patch::Merge(body),
+                    PatchKind::Strategic => Patch::Strategic(body),
+                    PatchKind::Apply => Patch::Apply(body),
+                    PatchKind::Json => Patch::Json(
+                        serde_json::from_value(body.clone()).map_err(kube::Error::SerdeError)?,
+                    ),
+                };
+                let params = if *kind == PatchKind::Apply {
+                    let params = PatchParams::apply(&manager);
+                    if *force { params.force() } else { params }
+                } else {
+                    patch_params
+                };
+                api.patch(&target.name, &params, &patch).await?;
+            }
+            Action::Delete { target } => {
+                match api.delete(&target.name, &DeleteParams::background()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(status)) if status.code == 404 => {}
+                    Err(error) => return Err(error),
+                }
+            }
+            Action::Scale { target, replicas } => {
+                let body = json!({"spec": {"replicas": replicas}});
+                api.patch_scale(&target.name, &patch_params, &Patch::Merge(&body))
+                    .await?;
+            }
+            Action::Event {
+                regarding,
+                event_type,
+                reason,
+                message,
+            } => {
+                self.recorder
+                    .try_record(&manager, regarding, *event_type, reason, message)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn dynamic(object: &Value) -> Result<DynamicObject, kube::Error> {
+    serde_json::from_value(object.clone()).map_err(kube::Error::SerdeError)
+}
+
+fn name_of(object: &Value) -> &str {
+    object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+/// The object an action is about.
+pub fn target_of(action: &Action) -> ObjectRef {
+    match action {
+        Action::Create { object } | Action::Update { object } | Action::UpdateStatus { object } => {
+            let text = |pointer: &str| {
+                object
+                    .pointer(pointer)
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            };
+            ObjectRef {
+                api_version: text("/apiVersion").unwrap_or_default(),
+                kind: text("/kind").unwrap_or_default(),
+                namespace: text("/metadata/namespace"),
+                name: text("/metadata/name")
+                    .or_else(|| text("/metadata/generateName"))
+                    .unwrap_or_default(),
+            }
+        }
+        Action::Patch { target, .. } | Action::Delete { target } | Action::Scale { target, .. } => {
+            target.clone()
+        }
+        Action::Event { regarding, .. } => ObjectRef {
+            api_version: "v1".into(),
+            kind: "Event".into(),
+            namespace: Some(
+                regarding
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".into()),
+            ),
+            name: regarding.name.clone(),
+        },
+    }
+}
+
+/// The permission an action needs on its resource.
+fn permission_of<'a>(action: &Action, resource: &'a Resource) -> Permission<'a> {
+    let (verb, subresource) = match action {
+        Action::Create { .. } | Action::Event { .. } => ("create", None),
+        Action::Update { .. } => ("update", None),
+        Action::UpdateStatus { .. } => ("update", Some("status")),
+        Action::Patch { .. } => ("patch", None),
+        Action::Delete { .. } => ("delete", None),
+        Action::Scale { .. } => ("patch", Some("scale")),
+    };
+    let (group, _) = split_api_version(&resource.api_version);
+    Permission {
+        verb,
+        group,
+        resource: &resource.plural,
+        subresource,
+    }
+}
+
+/// Checks one action against the actor's grant and namespaces.
+fn check(
+    actor: &Actor,
+    action: &Action,
+    resource: &Resource,
+    namespace: Option<&str>,
+) -> Result<(), String> {
+    if !actor.may_use_namespace(namespace) {
+        return Err(match namespace {
+            Some(namespace) => format!(
+                "namespace `{namespace}` is outside the guest's namespaces ({})",
+                actor.namespaces.join(", ")
+            ),
+            None => "a guest scoped to namespaces may not write cluster-scoped objects".into(),
+        });
+    }
+    if let Action::Scale { .. } = action
+        && !resource.has_subresource("scale")
+    {
+        return Err(format!("{} has no /scale subresource", resource.plural));
+    }
+    actor
+        .grant
+        .check(&[permission_of(action, resource)])
+        .map_err(
+            |Denied {
+                 permission,
+                 rule_hint,
+             }| {
+                format!("not granted: {permission}; add a rule such as {rule_hint}")
+            },
+        )
+}
+
+fn permanent(
+    actor: &Actor,
+    index: usize,
+    action: &Action,
+    target: &ObjectRef,
+    message: String,
+) -> ExecuteError {
+    ExecuteError::Permanent {
+        guest: actor.name.clone(),
+        index,
+        verb: action.verb(),
+        target: target.to_string(),
+        message,
+    }
+}
+
+/// Sorts an API error: 409, 429, 5xx and network errors are transient;
+/// 400, 403, 404, 405, 415 and 422 are permanent.
+fn classify(
+    actor: &Actor,
+    index: usize,
+    action: &Action,
+    target: &ObjectRef,
+    error: kube::Error,
+) -> ExecuteError {
+    if let kube::Error::Api(status) = &error
+        && matches!(status.code, 400 | 403 | 404 | 405 | 415 | 422)
+    {
+        return permanent(actor, index, action, target, status.message.clone());
+    }
+    if let kube::Error::SerdeError(serde) = &error {
+        return permanent(actor, index, action, target, serde.to_string());
+    }
+    let retry_after = match &error {
+        kube::Error::Api(status) => status
+            .details
+            .as_ref()
+            .map(|details| u64::from(details.retry_after_seconds))
+            .filter(|seconds| *seconds > 0)
+            .map(Duration::from_secs),
+        _ => None,
+    };
+    ExecuteError::Transient {
+        guest: actor.name.clone(),
+        index,
+        verb: action.verb(),
+        target: target.to_string(),
+        retry_after,
+        source: Box::new(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grants::Rule;
+
+    fn deployments() -> Resource {
+        Resource {
+            group: "apps".into(),
+            version: "v1".into(),
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            plural: "deployments".into(),
+            namespaced: true,
+            subresources: vec!["scale".into(), "status".into()],
+        }
+    }
+
+    fn actor(resources: &[&str], verbs: &[&str], namespaces: &[&str]) -> Actor {
+        let strings = |list: &[&str]| list.iter().map(|item| (*item).to_owned()).collect();
+        Actor {
+            name: "floor".into(),
+            grant: Grant::new(vec![Rule {
+                api_groups: vec!["apps".into()],
+                resources: strings(resources),
+                verbs: strings(verbs),
+            }]),
+            namespaces: strings(namespaces),
+        }
+    }
+
+    fn scale() -> Action {
+        Action::Scale {
+            target: ObjectRef {
+                api_version: "apps/v1".into(),
+                kind: "Deployment".into(),
+                namespace: Some("shop".into()),
+                name: "web".into(),
+            },
+            replicas: 3,
+        }
+    }
+
+    #[test]
+    fn scale_needs_patch_on_the_scale_subresource() {
+        let resource = deployments();
+        let denied = check(
+            &actor(&["deployments"], &["patch"], &[]),
+            &scale(),
+            &resource,
+            Some("shop"),
+        );
+        assert!(denied.unwrap_err().contains("deployments/scale"));
+        let allowed = check(
+            &actor(&["deployments/scale"], &["patch"], &[]),
+            &scale(),
+            &resource,
+            Some("shop"),
+        );
+        assert!(allowed.is_ok());
+    }
+
+    #[test]
+    fn namespaces_fence_the_guest() {
+        let resource = deployments();
+        let fenced = actor(&["deployments/scale"], &["patch"], &["other"]);
+        let error = check(&fenced, &scale(), &resource, Some("shop")).unwrap_err();
+        assert!(error.contains("outside the guest's namespaces"), "{error}");
+        assert!(!fenced.may_use_namespace(None));
+    }
+
+    #[test]
+    fn events_go_to_the_regarding_objects_namespace() {
+        let event = Action::Event {
+            regarding: ObjectRef {
+                api_version: "v1".into(),
+                kind: "Namespace".into(),
+                namespace: None,
+                name: "shop".into(),
+            },
+            event_type: EventType::Normal,
+            reason: "R".into(),
+            message: "m".into(),
+        };
+        assert_eq!(target_of(&event).namespace.as_deref(), Some("default"));
+    }
+}
