@@ -4,11 +4,21 @@
 //! The stages of the flow each have a module:
 //! - [`wasm`]: the engine, loading and caching components, limits, and the
 //!   calls into a guest (`describe`, `reconcile`, `map`);
-//! - [`actions`]: the guest's answers, validated;
+//! - [`cluster`]: discovery, shared informers and their stores;
+//! - [`queue`]: the work queue of each controller;
+//! - [`controller`]: routing events to queues, and the workers;
+//! - [`actions`]: the guest's answers, validated, checked against the
+//!   [`grants`] and executed;
+//! - [`config`]: the controllers file;
 //! - [`selector`]: Kubernetes label selectors, for `cache.list`;
 //! - [`harness`]: the offline harness behind `paddock test`.
 
 pub mod actions;
+pub mod cluster;
+pub mod config;
+pub mod controller;
+pub mod grants;
 pub mod harness;
+pub mod queue;
 pub mod selector;
 pub mod wasm;

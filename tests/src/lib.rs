@@ -56,3 +56,45 @@ pub fn engine() -> WasmEngine {
         })
         .clone()
 }
+
+/// A fresh embedded cluster and a client for it, as a user's kubeconfig
+/// would give.
+///
+/// # Panics
+/// When the cluster does not start or its kubeconfig is unusable.
+pub async fn cluster() -> (devcluster::DevCluster, kube::Client) {
+    let cluster =
+        devcluster::DevCluster::start(devcluster::Options::new().workload_simulator(true))
+            .await
+            .expect("the embedded cluster starts");
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&cluster.kubeconfig_yaml())
+        .expect("the kubeconfig parses");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("the kubeconfig is usable");
+    let client = kube::Client::try_from(config).expect("a client");
+    (cluster, client)
+}
+
+/// Waits until `check` answers `Some`, polling every 20 ms, for at most
+/// `seconds`.
+///
+/// # Panics
+/// With `what` when the condition is not met in time.
+pub async fn eventually<T, F, Fut>(seconds: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {seconds} s waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

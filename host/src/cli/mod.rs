@@ -1,6 +1,7 @@
 //! Command-line interface: argument parsing and the subcommands.
 
 mod guest;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +39,10 @@ enum Command {
     Test(guest::TestArgs),
     /// Print what a guest watches.
     Describe(guest::DescribeArgs),
+    /// Run the controllers of a controllers file against a cluster.
+    Run(run::RunArgs),
+    /// Start the embedded cluster and run the controllers against it.
+    Dev(run::DevArgs),
 }
 
 /// Output formats, as kubectl's `-o`.
@@ -82,6 +87,8 @@ impl Cli {
         match self.command {
             Command::Test(args) => guest::test(&engine, args),
             Command::Describe(args) => guest::describe(&engine, args),
+            Command::Run(args) => run::run(&engine, args),
+            Command::Dev(args) => run::dev(&engine, args),
         }
     }
 }

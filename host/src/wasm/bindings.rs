@@ -5,6 +5,6 @@ wasmtime::component::bindgen!({
     world: "paddock:controller/controller",
 });
 
-pub use paddock::controller::types::{
+pub use self::paddock::controller::types::{
     Action, Change, Error as GuestFailure, Event, Patch, PatchKind, Relation, Scale, Watch,
 };

@@ -18,7 +18,7 @@ use super::error::{GuestError, LoadError};
 use super::host_imports::{EmptyCache, SharedCache};
 use super::limits::{Limits, MemoryLimiter};
 use super::wasi::{Clock, GuestOutput, empty_context};
-use crate::actions::{self, ObjectRef, Outcome};
+use crate::actions::{self, MalformedOutput, ObjectRef, Outcome};
 
 /// The exports the `controller` world requires.
 const REQUIRED_EXPORTS: [&str; 3] = ["describe", "reconcile", "map"];
@@ -380,6 +380,21 @@ impl Guest {
     /// Whether loading it compiled the component or took it from the cache.
     pub fn cache_status(&self) -> CacheStatus {
         self.inner.cache_status
+    }
+
+    /// Calls `describe` again, in a fresh sandbox.
+    pub fn describe(&self) -> Result<Info, GuestError> {
+        let info = self.call(Arc::new(EmptyCache), |controller, store| {
+            controller.call_describe(store)
+        })?;
+        Info::from_guest(info).map_err(|problem| GuestError::Malformed {
+            guest: self.inner.name.to_string(),
+            source: MalformedOutput {
+                index: 0,
+                verb: "describe",
+                problem,
+            },
+        })
     }
 
     /// Reconciles one object (its JSON) in a fresh sandbox, reading `cache`.

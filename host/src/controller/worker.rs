@@ -1,0 +1,132 @@
+//! Workers: take a key, reconcile the latest state through the guest, and
+//! execute the outcome; then forget, back off, or requeue the key.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::Instrument;
+
+use super::Shared;
+use super::stats::ControllerStats;
+use crate::actions::ObjectRef;
+use crate::cluster::{ObjectKey, StoredObject};
+use crate::wasm::{Change, SharedCache};
+
+/// Works until the queue shuts down.
+pub(crate) async fn work(shared: Arc<Shared>) {
+    while let Some(key) = shared.queue.get().await {
+        let span = tracing::info_span!(
+            "reconcile",
+            guest = %shared.guest.name(),
+            digest = %&shared.guest.digest()[..12],
+            resource = %shared.primary().resource.plural,
+            namespace = %key.0,
+            name = %key.1,
+        );
+        reconcile(&shared, &key).instrument(span).await;
+        shared.queue.done(&key);
+    }
+}
+
+/// The latest state of a primary object: in a store, or its tombstone.
+fn latest(shared: &Shared, key: &ObjectKey) -> Option<(Arc<StoredObject>, Change)> {
+    let primary = shared.primary();
+    let stored = primary
+        .informers
+        .iter()
+        .find_map(|informer| informer.store().get(&key.0, &key.1));
+    if let Some(object) = stored {
+        return Some((object, Change::Applied));
+    }
+    shared
+        .tombstones
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(key)
+        .map(|object| (Arc::clone(object), Change::Deleted))
+}
+
+async fn reconcile(shared: &Arc<Shared>, key: &ObjectKey) {
+    let Some((object, change)) = latest(shared, key) else {
+        shared.queue.forget(key);
+        return;
+    };
+    ControllerStats::bump(&shared.stats.reconciles);
+    let started = Instant::now();
+    let attempt = shared.queue.num_requeues(key);
+    let guest = shared.guest.clone();
+    let cache = Arc::clone(&shared.cache) as SharedCache;
+    let json = Arc::clone(&object);
+    let answer =
+        tokio::task::spawn_blocking(move || guest.reconcile(&json.json, change, attempt, cache))
+            .await;
+    let outcome = match answer {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(error)) => {
+            ControllerStats::bump(&shared.stats.guest_errors);
+            tracing::warn!(error.type = error.kind(), %error, "reconcile failed");
+            if error.is_permanent() {
+                shared.queue.forget(key);
+            } else {
+                shared.queue.add_rate_limited(key.clone());
+            }
+            return;
+        }
+        Err(error) => {
+            ControllerStats::bump(&shared.stats.guest_errors);
+            tracing::error!(%error, "reconcile task failed");
+            shared.queue.add_rate_limited(key.clone());
+            return;
+        }
+    };
+    let primary = &shared.primary().resource;
+    let primary_ref = ObjectRef {
+        api_version: primary.api_version.clone(),
+        kind: primary.kind.clone(),
+        namespace: (!key.0.is_empty()).then(|| key.0.clone()),
+        name: key.1.clone(),
+    };
+    match shared
+        .executor
+        .execute(&shared.actor, &primary_ref, &outcome)
+        .await
+    {
+        Ok(()) => {
+            ControllerStats::bump(&shared.stats.succeeded);
+            shared.stats.actions.fetch_add(
+                outcome.actions.len() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            tracing::info!(
+                actions = outcome.actions.len(),
+                elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "reconciled"
+            );
+            shared.queue.forget(key);
+            if change == Change::Deleted {
+                shared
+                    .tombstones
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(key);
+            }
+            if let Some(delay) = outcome.requeue_after {
+                shared.queue.add_after(key.clone(), delay);
+            }
+        }
+        Err(error) => {
+            ControllerStats::bump(&shared.stats.action_errors);
+            if matches!(error, crate::actions::ExecuteError::Denied { .. }) {
+                ControllerStats::bump(&shared.stats.denied);
+            }
+            tracing::warn!(%error, "actions failed");
+            if error.is_permanent() {
+                shared.queue.forget(key);
+            } else if let Some(delay) = error.retry_after() {
+                shared.queue.add_after(key.clone(), delay);
+            } else {
+                shared.queue.add_rate_limited(key.clone());
+            }
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! The controller runtime on the embedded cluster: each example guest does
+//! its job through the real HTTP path.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Event, Namespace, Service};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use paddock::controller::{
+    ControllerConfig, ControllerStats, RunningController, Runtime, StartError,
+};
+use paddock::grants::{Grant, Rule};
+use paddock::queue::QueueConfig;
+use paddock::wasm::LoadOptions;
+use paddock_tests::{cluster, engine, eventually, guest};
+use serde_json::json;
+
+fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> Rule {
+    let strings = |list: &[&str]| list.iter().map(|item| (*item).to_owned()).collect();
+    Rule {
+        api_groups: strings(groups),
+        resources: strings(resources),
+        verbs: strings(verbs),
+    }
+}
+
+fn events_rule() -> Rule {
+    rule(&[""], &["events"], &["create", "patch"])
+}
+
+async fn start(
+    runtime: &Runtime,
+    example: &str,
+    name: &str,
+    grant: Vec<Rule>,
+) -> RunningController {
+    let loaded = engine()
+        .load(&guest(example), LoadOptions::default().name(name))
+        .expect("the guest loads");
+    runtime
+        .start(ControllerConfig {
+            guest: loaded,
+            grant: Grant::new(grant),
+            namespaces: Vec::new(),
+            concurrency: 2,
+            queue: QueueConfig::default(),
+        })
+        .await
+        .expect("the controller starts")
+}
+
+fn floor_grant() -> Vec<Rule> {
+    vec![
+        rule(&["apps"], &["deployments"], &["get", "list", "watch"]),
+        rule(&["apps"], &["deployments/scale"], &["patch"]),
+        events_rule(),
+    ]
+}
+
+fn deployment(name: &str, replicas: i32, annotations: serde_json::Value) -> Deployment {
+    serde_json::from_value(json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "annotations": annotations, "labels": {"app": name}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": "registry.example.com/app:1"}]}
+            }
+        }
+    }))
+    .expect("a valid Deployment")
+}
+
+async fn replicas(api: &Api<Deployment>, name: &str) -> Option<i32> {
+    api.get_opt(name).await.ok().flatten()?.spec?.replicas
+}
+
+async fn events_with_reason(client: &kube::Client, namespace: &str, reason: &str) -> Vec<Event> {
+    let api: Api<Event> = Api::namespaced(client.clone(), namespace);
+    api.list(&ListParams::default())
+        .await
+        .map(|list| list.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|event| event.reason.as_deref() == Some(reason))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_floor_scales_deployments_through_the_api() {
+    let (cluster, client) = cluster().await;
+    let runtime = Runtime::new(client.clone());
+    let controller = start(&runtime, "replica-floor", "replica-floor", floor_grant()).await;
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let annotated = deployment("web", 1, json!({"paddock.dev/min-replicas": "3"}));
+    deployments
+        .create(&PostParams::default(), &annotated)
+        .await
+        .expect("create");
+    let plain = deployment("plain", 1, json!({}));
+    deployments
+        .create(&PostParams::default(), &plain)
+        .await
+        .expect("create");
+
+    eventually(10, "web to be scaled to 3", || async {
+        (replicas(&deployments, "web").await == Some(3)).then_some(())
+    })
+    .await;
+    let scaled = eventually(10, "a ScaledUp event", || async {
+        let events = events_with_reason(&client, "default", "ScaledUp").await;
+        (!events.is_empty()).then_some(events)
+    })
+    .await;
+    assert_eq!(scaled[0].involved_object.name.as_deref(), Some("web"));
+    assert_eq!(scaled[0].type_.as_deref(), Some("Normal"));
+    assert_eq!(
+        replicas(&deployments, "plain").await,
+        Some(1),
+        "unannotated is left alone"
+    );
+    assert_eq!(ControllerStats::get(&controller.stats().denied), 0);
+    drop(controller);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_guests_share_one_watch_per_resource() {
+    let (cluster, client) = cluster().await;
+    let runtime = Runtime::new(client.clone());
+    let first = start(&runtime, "replica-floor", "floor-a", floor_grant()).await;
+    let second = start(&runtime, "replica-floor", "floor-b", floor_grant()).await;
+    let mut policy_grant = vec![
+        rule(
+            &["apps"],
+            &["deployments"],
+            &["get", "list", "watch", "patch"],
+        ),
+        rule(&[""], &["namespaces"], &["get", "list", "watch"]),
+    ];
+    policy_grant.push(events_rule());
+    let third = start(&runtime, "label-policy", "label-policy", policy_grant).await;
+
+    assert_eq!(
+        cluster.watches_opened("apps", "deployments"),
+        1,
+        "one watch for three guests"
+    );
+    assert_eq!(
+        cluster.requests("list", "apps", "deployments"),
+        1,
+        "one list for three guests"
+    );
+    assert_eq!(cluster.watches_opened("", "namespaces"), 1);
+
+    // All three still act on the same objects.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let annotated = deployment("shared", 1, json!({"paddock.dev/min-replicas": "2"}));
+    deployments
+        .create(&PostParams::default(), &annotated)
+        .await
+        .expect("create");
+    eventually(10, "the shared deployment to be scaled", || async {
+        (replicas(&deployments, "shared").await == Some(2)).then_some(())
+    })
+    .await;
+    drop((first, second, third));
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_policy_follows_namespace_changes_through_map() {
+    let (cluster, client) = cluster().await;
+    let runtime = Runtime::new(client.clone());
+    let grant = vec![
+        rule(
+            &["apps"],
+            &["deployments"],
+            &["get", "list", "watch", "patch"],
+        ),
+        rule(&[""], &["namespaces"], &["get", "list", "watch"]),
+        events_rule(),
+    ];
+    let controller = start(&runtime, "label-policy", "label-policy", grant).await;
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let plain = deployment("checkout", 1, json!({}));
+    deployments
+        .create(&PostParams::default(), &plain)
+        .await
+        .expect("create");
+
+    // The policy arrives after the Deployment: the Namespace watch is mapped
+    // to the Deployments in it.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let policy = json!({"metadata": {"annotations": {"paddock.dev/required-labels": "cost-center=shared, team"}}});
+    namespaces
+        .patch("default", &PatchParams::default(), &Patch::Merge(&policy))
+        .await
+        .expect("annotate the namespace");
+
+    let labels = eventually(10, "the default label to be patched on", || async {
+        let labels = deployments.get("checkout").await.ok()?.metadata.labels?;
+        labels.contains_key("cost-center").then_some(labels)
+    })
+    .await;
+    assert_eq!(
+        labels.get("cost-center").map(String::as_str),
+        Some("shared")
+    );
+    let warnings = eventually(10, "a warning about the label without default", || async {
+        let events = events_with_reason(&client, "default", "MissingRequiredLabels").await;
+        (!events.is_empty()).then_some(events)
+    })
+    .await;
+    assert!(
+        warnings[0]
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("team")
+    );
+    drop(controller);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_operator_runs_an_app_and_reports_ready() {
+    let (cluster, client) = cluster().await;
+    let crd_path =
+        paddock_tests::workspace_root().join("guest-examples/app-operator/deploy/crd.yaml");
+    let crd = paddock::harness::read_object(&crd_path).expect("the CRD parses");
+    let crds: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &kube::core::ApiResource {
+            group: "apiextensions.k8s.io".into(),
+            version: "v1".into(),
+            api_version: "apiextensions.k8s.io/v1".into(),
+            kind: "CustomResourceDefinition".into(),
+            plural: "customresourcedefinitions".into(),
+        },
+    );
+    crds.patch(
+        "apps.examples.paddock.dev",
+        &PatchParams::apply("test"),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("the CRD is applied");
+
+    // The controller starts after the CRD exists: discovery finds the new kind.
+    let runtime = Runtime::new(client.clone());
+    let grant = vec![
+        rule(
+            &["examples.paddock.dev"],
+            &["apps"],
+            &["get", "list", "watch"],
+        ),
+        rule(&["examples.paddock.dev"], &["apps/status"], &["update"]),
+        rule(
+            &["apps"],
+            &["deployments"],
+            &["get", "list", "watch", "patch"],
+        ),
+        rule(&[""], &["services"], &["get", "list", "watch", "patch"]),
+        events_rule(),
+    ];
+    let controller = start(&runtime, "app-operator", "app-operator", grant).await;
+
+    let app_resource = kube::core::ApiResource {
+        group: "examples.paddock.dev".into(),
+        version: "v1".into(),
+        api_version: "examples.paddock.dev/v1".into(),
+        kind: "App".into(),
+        plural: "apps".into(),
+    };
+    let apps: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &app_resource);
+    let app: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "examples.paddock.dev/v1",
+        "kind": "App",
+        "metadata": {"name": "hello", "namespace": "default"},
+        "spec": {"image": "registry.example.com/hello:1.0.0", "replicas": 2, "port": 8080}
+    }))
+    .expect("an App");
+    apps.create(&PostParams::default(), &app)
+        .await
+        .expect("create the App");
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let created = eventually(10, "the App's Deployment", || async {
+        deployments.get_opt("hello").await.ok().flatten()
+    })
+    .await;
+    let owner = &created.metadata.owner_references.expect("owned")[0];
+    assert_eq!(owner.kind, "App");
+    assert_eq!(owner.controller, Some(true));
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    eventually(10, "the App's Service", || async {
+        services.get_opt("hello").await.ok().flatten()
+    })
+    .await;
+
+    // The workload simulator makes the Deployment ready; the owned watch
+    // reconciles the App, which reports it.
+    let status = eventually(15, "the App to report Ready", || async {
+        let app = apps.get("hello").await.ok()?;
+        let status = app.data.get("status")?.clone();
+        (status["conditions"][0]["status"] == "True").then_some(status)
+    })
+    .await;
+    assert_eq!(status["readyReplicas"], 2);
+    assert_eq!(status["conditions"][0]["reason"], "AllReplicasReady");
+    drop(controller);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_beyond_the_grant_are_refused_with_the_missing_rule() {
+    let (cluster, client) = cluster().await;
+    let runtime = Runtime::new(client);
+    let loaded = engine()
+        .load(&guest("replica-floor"), LoadOptions::default())
+        .expect("loads");
+    let error = runtime
+        .start(ControllerConfig {
+            guest: loaded,
+            grant: Grant::new(vec![rule(&["apps"], &["deployments"], &["list"])]),
+            namespaces: Vec::new(),
+            concurrency: 1,
+            queue: QueueConfig::default(),
+        })
+        .await
+        .expect_err("watch is not granted");
+    assert!(matches!(error, StartError::Grant { .. }), "{error:?}");
+    let cause = std::error::Error::source(&error)
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(
+        cause.contains("verb `watch` on resource `deployments`"),
+        "{cause}"
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_action_is_not_performed_and_is_reported() {
+    let (cluster, client) = cluster().await;
+    let runtime = Runtime::new(client.clone());
+    // No right to patch deployments/scale.
+    let grant = vec![
+        rule(&["apps"], &["deployments"], &["get", "list", "watch"]),
+        events_rule(),
+    ];
+    let controller = start(&runtime, "replica-floor", "replica-floor", grant).await;
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let annotated = deployment("web", 1, json!({"paddock.dev/min-replicas": "3"}));
+    deployments
+        .create(&PostParams::default(), &annotated)
+        .await
+        .expect("create");
+
+    let denied = eventually(10, "an ActionDenied warning", || async {
+        let events = events_with_reason(&client, "default", "ActionDenied").await;
+        (!events.is_empty()).then_some(events)
+    })
+    .await;
+    let message = denied[0].message.clone().unwrap_or_default();
+    assert!(message.contains("deployments/scale"), "{message}");
+    assert_eq!(denied[0].type_.as_deref(), Some("Warning"));
+    assert!(ControllerStats::get(&controller.stats().denied) >= 1);
+    assert_eq!(
+        replicas(&deployments, "web").await,
+        Some(1),
+        "the scale was not performed"
+    );
+    assert!(
+        events_with_reason(&client, "default", "ScaledUp")
+            .await
+            .is_empty(),
+        "no action of the denied reconcile was performed"
+    );
+    let _ = Duration::ZERO;
+    drop(controller);
+    cluster.shutdown().await;
+}
