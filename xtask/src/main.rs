@@ -36,6 +36,8 @@ enum Task {
     },
     /// Set up, build the guests, and run each example on its fixtures.
     Demo,
+    /// Set up, build the guests, and run the benchmarks in release mode.
+    Bench,
     /// Check formatting and run clippy with warnings denied.
     Lint,
 }
@@ -60,6 +62,11 @@ fn main() -> anyhow::Result<()> {
             setup()?;
             build_guests(&root)?;
             demo(&root)
+        }
+        Task::Bench => {
+            setup()?;
+            build_guests(&root)?;
+            bench(&root)
         }
         Task::Lint => lint(),
     }
@@ -201,6 +208,19 @@ fn demo(root: &Path) -> anyhow::Result<()> {
         run(&mut command)?;
     }
     Ok(())
+}
+
+fn bench(root: &Path) -> anyhow::Result<()> {
+    run(cargo()
+        .args([
+            "run",
+            "--release",
+            "--package",
+            "paddock-bench",
+            "--bin",
+            "dispatch",
+        ])
+        .env("PADDOCK_GUESTS_DIR", guests_dir(root)))
 }
 
 fn lint() -> anyhow::Result<()> {
