@@ -1539,6 +1539,11 @@ async fn faults_and_counters() -> Result<()> {
     assert_eq!(dev.watches_opened("apps", "deployments"), 2);
     assert_eq!(dev.watches_open("apps", "deployments"), 2);
     drop(_w1);
+    let d = &dev;
+    eventually("a dropped watch is noticed", || async move {
+        Ok((d.watches_open("apps", "deployments") == 1).then_some(()))
+    })
+    .await?;
     dev.close_watches();
     let d = &dev;
     eventually("watches closed", || async move {
