@@ -336,6 +336,17 @@ async fn create_get_update_and_conflicts_of_configmaps() -> Result<()> {
             .is_empty()
     );
 
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let answered = api.create(&dry, &cm("dry")).await?;
+    assert_eq!(answered.metadata.name.as_deref(), Some("dry"));
+    assert!(
+        api.get_opt("dry").await?.is_none(),
+        "dryRun=All stores nothing"
+    );
+
     let generated: ConfigMap =
         serde_json::from_value(json!({"metadata": {"generateName": "gen-"}}))?;
     let g = api.create(&PostParams::default(), &generated).await?;
