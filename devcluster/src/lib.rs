@@ -32,6 +32,7 @@ mod list;
 mod openapi;
 mod patch;
 mod persist;
+mod protobuf;
 mod registry;
 mod scale;
 mod selector;

@@ -82,6 +82,14 @@ fn parse_object(body: &[u8], content_type: &str) -> Result<Map<String, Value>, A
         "application/yaml" | "application/x-yaml" | "text/yaml" => std::str::from_utf8(body)
             .map_err(|e| e.to_string())
             .and_then(|t| serde_saphyr::from_str::<Value>(t).map_err(|e| e.to_string())),
+        "application/vnd.kubernetes.protobuf" => {
+            return crate::protobuf::decode(body).map_err(|e| match e {
+                crate::protobuf::ProtoError::Malformed => ApiError::bad_request(e.to_string()),
+                crate::protobuf::ProtoError::Unsupported(_) => {
+                    ApiError::new(415, "UnsupportedMediaType", e.to_string())
+                }
+            });
+        }
         _ => {
             return Err(ApiError::new(
                 415,
