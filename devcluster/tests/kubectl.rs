@@ -119,6 +119,29 @@ async fn kubectl_applies_gets_scales_patches_watches_and_deletes() -> Result<()>
     let namespaces = k.run(&["get", "namespaces", "-o", "name"]).await?;
     assert!(namespaces.contains("namespace/kube-system"), "{namespaces}");
 
+    // kubectl's imperative generators send protobuf bodies for these built-in types.
+    assert!(
+        k.run(&["create", "namespace", "imperative"])
+            .await?
+            .contains("created")
+    );
+    let out = k
+        .run(&[
+            "-n",
+            "imperative",
+            "create",
+            "configmap",
+            "c1",
+            "--from-literal=a=b",
+        ])
+        .await?;
+    assert!(out.contains("configmap/c1 created"), "{out}");
+    assert_eq!(
+        k.json(&["-n", "imperative", "get", "configmap", "c1"])
+            .await?["data"]["a"],
+        "b"
+    );
+
     assert!(
         k.run(&["apply", "-f", "crd.yaml"])
             .await?
