@@ -34,8 +34,13 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Set up, build the guests, and run each example on its fixtures.
-    Demo,
+    /// Set up, build the guests, and run the three examples on the embedded
+    /// cluster with sample objects (until Ctrl-C).
+    Demo {
+        /// Exit once the samples have converged (always on when CI is set).
+        #[arg(long)]
+        once: bool,
+    },
     /// Set up, build the guests, and run the benchmarks in release mode.
     Bench,
     /// Check formatting and run clippy with warnings denied.
@@ -58,10 +63,10 @@ fn main() -> anyhow::Result<()> {
             build_guests(&root)?;
             test(&root, &args)
         }
-        Task::Demo => {
+        Task::Demo { once } => {
             setup()?;
             build_guests(&root)?;
-            demo(&root)
+            demo(&root, once || std::env::var_os("CI").is_some())
         }
         Task::Bench => {
             setup()?;
@@ -162,52 +167,21 @@ fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
     run(&mut command)
 }
 
-fn demo(root: &Path) -> anyhow::Result<()> {
+fn demo(root: &Path, once: bool) -> anyhow::Result<()> {
     run(cargo().args(["build", "--package", "paddock"]))?;
-    let paddock = root.join("target/debug/paddock");
-    let cache = root.join("target/paddock-cache");
-    // Each example with the fixture that shows it at work.
-    let showcases = [
-        ("replica-floor", "below-floor"),
-        ("label-policy", "missing-without-default"),
-        ("app-operator", "new-app"),
-    ];
-    for (example, showcase) in showcases {
-        let module = guests_dir(root).join(format!("{}.wasm", example.replace('-', "_")));
-        println!("\n=== {example}: paddock describe");
-        run(Command::new(&paddock)
-            .arg("describe")
-            .arg(&module)
-            .arg("--cache-dir")
-            .arg(&cache))?;
-        let fixtures = root.join("guest-examples").join(example).join("fixtures");
-        println!(
-            "\n=== {example}: paddock test --fixture {}",
-            fixtures.display()
-        );
-        run(Command::new(&paddock)
-            .arg("test")
-            .arg(&module)
-            .arg("--fixture")
-            .arg(&fixtures)
-            .arg("--cache-dir")
-            .arg(&cache))?;
-        let case = fixtures.join(showcase);
-        println!("\n=== {example}: the actions it answers for fixture {showcase}");
-        let mut command = Command::new(&paddock);
-        command
-            .arg("test")
-            .arg(&module)
-            .arg("--object")
-            .arg(case.join("object.yaml"))
-            .args(["--now", "2025-01-01T00:00:00Z", "--cache-dir"])
-            .arg(&cache);
-        if case.join("cache").is_dir() {
-            command.arg("--cache").arg(case.join("cache"));
-        }
-        run(&mut command)?;
+    let mut command = Command::new(root.join("target/debug/paddock"));
+    command
+        .arg("dev")
+        .arg("--config")
+        .arg(root.join("guest-examples/demo/controllers.yaml"))
+        .arg("--kubeconfig-out")
+        .arg(root.join("target/demo/kubeconfig"))
+        .arg("--cache-dir")
+        .arg(root.join("target/paddock-cache"));
+    if once {
+        command.arg("--once");
     }
-    Ok(())
+    run(&mut command)
 }
 
 fn bench(root: &Path) -> anyhow::Result<()> {

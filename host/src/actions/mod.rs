@@ -139,6 +139,27 @@ pub enum Action {
 }
 
 impl Action {
+    /// A one-line description for logs: `scale Deployment shop/web to 3`.
+    pub fn summary(&self) -> String {
+        match self {
+            Self::Create { .. } | Self::Update { .. } | Self::UpdateStatus { .. } => {
+                format!("{} {}", self.verb(), executor::target_of(self))
+            }
+            Self::Patch { target, kind, .. } => match kind {
+                PatchKind::Apply => format!("apply {target}"),
+                other => format!("patch ({}) {target}", format!("{other:?}").to_lowercase()),
+            },
+            Self::Delete { target } => format!("delete {target}"),
+            Self::Scale { target, replicas } => format!("scale {target} to {replicas}"),
+            Self::Event {
+                regarding,
+                event_type,
+                reason,
+                ..
+            } => format!("event {event_type:?} {reason} on {regarding}"),
+        }
+    }
+
     /// The action's name as the contract spells it (`create`, `patch`, ...).
     pub fn verb(&self) -> &'static str {
         match self {

@@ -11,7 +11,7 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use paddock::cluster::Discovery;
 use paddock::config::{ControllerSpec, ControllersFile};
-use paddock::controller::{ControllerConfig, RunningController, Runtime};
+use paddock::controller::{ControllerConfig, ControllerStats, RunningController, Runtime};
 use paddock::harness::read_objects;
 use paddock::wasm::{LoadOptions, WasmEngine};
 
@@ -53,14 +53,31 @@ pub struct DevArgs {
     /// Do not simulate workloads (Deployment status following spec).
     #[arg(long)]
     no_workload_simulator: bool,
+
+    /// Exit once every controller is idle (the samples converged), after
+    /// printing a summary, instead of running until Ctrl-C.
+    #[arg(long)]
+    once: bool,
 }
+
+/// When `serve` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Until {
+    /// Ctrl-C or SIGTERM.
+    Signal,
+    /// Every controller is idle.
+    Converged,
+}
+
+/// How long `--once` waits for the controllers to go idle.
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Runs the controllers against a cluster until Ctrl-C or SIGTERM.
 pub fn run(engine: &WasmEngine, args: RunArgs) -> anyhow::Result<ExitCode> {
     let file = ControllersFile::load(&args.config)?;
     tokio_runtime()?.block_on(async {
         let client = client(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
-        serve(engine, client, &file).await
+        serve(engine, client, &file, Until::Signal).await
     })
 }
 
@@ -90,7 +107,12 @@ pub fn dev(engine: &WasmEngine, args: DevArgs) -> anyhow::Result<ExitCode> {
         );
         let client = client(Some(&args.kubeconfig_out), None).await?;
         apply_manifests(&client, &file.manifests).await?;
-        let code = serve(engine, client, &file).await;
+        let until = if args.once {
+            Until::Converged
+        } else {
+            Until::Signal
+        };
+        let code = serve(engine, client, &file, until).await;
         cluster.shutdown().await;
         code
     })
@@ -166,12 +188,24 @@ async fn serve(
     engine: &WasmEngine,
     client: Client,
     file: &ControllersFile,
+    until: Until,
 ) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::new(client);
     let mut running: Vec<RunningController> = Vec::new();
     let mut failed = 0;
-    for spec in &file.controllers {
-        match start(engine, &runtime, spec).await {
+    // Controllers start side by side; one waiting for its CRD does not hold
+    // up the others.
+    let starts = futures::future::join_all(
+        file.controllers
+            .iter()
+            .map(|spec| start(engine, &runtime, spec)),
+    );
+    let results = tokio::select! {
+        results = starts => results,
+        () = shutdown_signal() => return Ok(ExitCode::SUCCESS),
+    };
+    for (spec, result) in file.controllers.iter().zip(results) {
+        match result {
             Ok(controller) => running.push(controller),
             Err(error) => {
                 failed += 1;
@@ -182,17 +216,78 @@ async fn serve(
     if running.is_empty() {
         anyhow::bail!("no controller could be started ({failed} failed); see the errors above");
     }
-    tracing::info!(
-        running = running.len(),
-        failed,
-        "controllers running; Ctrl-C to stop"
-    );
-    shutdown_signal().await;
+    let mut code = ExitCode::SUCCESS;
+    match until {
+        Until::Signal => {
+            tracing::info!(
+                running = running.len(),
+                failed,
+                "controllers running; Ctrl-C to stop"
+            );
+            shutdown_signal().await;
+        }
+        Until::Converged => {
+            if tokio::time::timeout(CONVERGE_TIMEOUT, converged(&running))
+                .await
+                .is_err()
+            {
+                eprintln!("the controllers did not go idle within {CONVERGE_TIMEOUT:?}");
+                code = ExitCode::FAILURE;
+            }
+            print_summary(&running);
+        }
+    }
     tracing::info!("shutting down");
     for controller in running {
         controller.shutdown(SHUTDOWN_GRACE).await;
     }
-    Ok(ExitCode::SUCCESS)
+    if failed > 0 {
+        code = ExitCode::FAILURE;
+    }
+    Ok(code)
+}
+
+/// Resolves once every controller has been idle (nothing queued, waiting
+/// or running, and no new reconcile) for a second.
+async fn converged(running: &[RunningController]) {
+    let total = || -> u64 {
+        running
+            .iter()
+            .map(|controller| ControllerStats::get(&controller.stats().reconciles))
+            .sum()
+    };
+    let mut quiet = 0;
+    let mut last = total();
+    let mut ticker = tokio::time::interval(Duration::from_millis(100));
+    while quiet < 10 {
+        ticker.tick().await;
+        let now = total();
+        if running.iter().all(RunningController::is_idle) && now == last && now > 0 {
+            quiet += 1;
+        } else {
+            quiet = 0;
+        }
+        last = now;
+    }
+}
+
+fn print_summary(running: &[RunningController]) {
+    println!(
+        "\n{:<16} {:>10} {:>9} {:>8} {:>13} {:>7}",
+        "controller", "reconciles", "succeeded", "actions", "guest errors", "denied"
+    );
+    for controller in running {
+        let stats = controller.stats();
+        println!(
+            "{:<16} {:>10} {:>9} {:>8} {:>13} {:>7}",
+            controller.name(),
+            ControllerStats::get(&stats.reconciles),
+            ControllerStats::get(&stats.succeeded),
+            ControllerStats::get(&stats.actions),
+            ControllerStats::get(&stats.guest_errors),
+            ControllerStats::get(&stats.denied),
+        );
+    }
 }
 
 async fn start(
@@ -209,7 +304,7 @@ async fn start(
         .await
         .context("loading task")??;
     let controller = runtime
-        .start(ControllerConfig {
+        .start_when_served(ControllerConfig {
             guest,
             grant: spec.grant(),
             namespaces: spec.namespaces.clone(),

@@ -108,6 +108,27 @@ impl Runtime {
         &self.registry
     }
 
+    /// Starts one controller like [`Runtime::start`], but when a watched
+    /// kind is not served yet (a CRD not created yet), waits for it,
+    /// asking discovery again with backoff up to 10 s. Other errors return
+    /// at once.
+    pub async fn start_when_served(
+        &self,
+        config: ControllerConfig,
+    ) -> Result<RunningController, StartError> {
+        let mut delay = std::time::Duration::from_millis(250);
+        loop {
+            match self.start(config.clone()).await {
+                Err(StartError::Discovery { controller, source }) => {
+                    tracing::info!(%controller, error = %source, ?delay, "waiting for a watched kind to be served");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(10));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Starts one controller: resolves and checks its watches, subscribes
     /// to the shared informers, waits for them to sync, queues every
     /// primary object and starts the workers.
@@ -254,6 +275,17 @@ impl RunningController {
     /// Keys waiting in its queue.
     pub fn queue_depth(&self) -> usize {
         self.shared.queue.len()
+    }
+
+    /// Its queue's counters.
+    pub fn queue_metrics(&self) -> crate::queue::QueueMetrics {
+        self.shared.queue.metrics()
+    }
+
+    /// Whether nothing is queued, waiting or running.
+    pub fn is_idle(&self) -> bool {
+        let metrics = self.shared.queue.metrics();
+        metrics.depth == 0 && metrics.in_flight == 0 && metrics.waiting == 0
     }
 
     /// Stops taking keys, lets in-flight reconciles finish (for at most

@@ -97,10 +97,16 @@ async fn reconcile(shared: &Arc<Shared>, key: &ObjectKey) {
                 outcome.actions.len() as u64,
                 std::sync::atomic::Ordering::Relaxed,
             );
+            let summary: Vec<String> = outcome
+                .actions
+                .iter()
+                .map(crate::actions::Action::summary)
+                .collect();
             tracing::info!(
-                actions = outcome.actions.len(),
-                elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-                "reconciled"
+                change = ?change,
+                elapsed_ms = format!("{:.1}", started.elapsed().as_secs_f64() * 1000.0),
+                "reconciled: {}",
+                if summary.is_empty() { "nothing to do".to_owned() } else { summary.join("; ") }
             );
             shared.queue.forget(key);
             if change == Change::Deleted {

@@ -1,0 +1,291 @@
+//! The runtime under faults: watches dropped, history expired, requests
+//! failing, kinds arriving late. Nothing may be lost.
+
+use std::sync::atomic::Ordering;
+
+use devcluster::{FaultKind, FaultRule};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use paddock::controller::{ControllerConfig, ControllerStats, RunningController, Runtime};
+use paddock::grants::{Grant, Rule};
+use paddock::queue::QueueConfig;
+use paddock::wasm::LoadOptions;
+use paddock_tests::{cluster, engine, eventually, guest};
+use serde_json::json;
+
+fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> Rule {
+    let strings = |list: &[&str]| list.iter().map(|item| (*item).to_owned()).collect();
+    Rule {
+        api_groups: strings(groups),
+        resources: strings(resources),
+        verbs: strings(verbs),
+    }
+}
+
+fn floor_config(concurrency: usize) -> ControllerConfig {
+    ControllerConfig {
+        guest: engine()
+            .load(&guest("replica-floor"), LoadOptions::default())
+            .expect("loads"),
+        grant: Grant::new(vec![
+            rule(&["apps"], &["deployments"], &["get", "list", "watch"]),
+            rule(&["apps"], &["deployments/scale"], &["patch"]),
+            rule(&[""], &["events"], &["create", "patch"]),
+        ]),
+        namespaces: Vec::new(),
+        concurrency,
+        queue: QueueConfig::default(),
+    }
+}
+
+fn deployment(name: &str) -> Deployment {
+    serde_json::from_value(json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "annotations": {"paddock.dev/min-replicas": "2"}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": "registry.example.com/app:1"}]}
+            }
+        }
+    }))
+    .expect("a valid Deployment")
+}
+
+async fn scaled(api: &Api<Deployment>, name: &str) {
+    eventually(20, &format!("{name} to be scaled to 2"), || async {
+        let replicas = api.get_opt(name).await.ok().flatten()?.spec?.replicas;
+        (replicas == Some(2)).then_some(())
+    })
+    .await;
+}
+
+fn informer_lists(runtime: &Runtime) -> u64 {
+    runtime
+        .informers()
+        .find("apps/v1", "Deployment", None)
+        .iter()
+        .map(|informer| informer.stats().lists.load(Ordering::Relaxed))
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_watches_resume_and_expired_history_relists() {
+    let (cluster, client) = cluster().await;
+    let runtime = Runtime::new(client.clone());
+    let _controller: RunningController = runtime.start(floor_config(1)).await.expect("starts");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+
+    deployments
+        .create(&PostParams::default(), &deployment("before"))
+        .await
+        .expect("create");
+    scaled(&deployments, "before").await;
+
+    // All watches end: the informer resumes from its resourceVersion.
+    cluster.close_watches();
+    deployments
+        .create(&PostParams::default(), &deployment("after-drop"))
+        .await
+        .expect("create");
+    scaled(&deployments, "after-drop").await;
+    assert!(
+        cluster.watches_opened("apps", "deployments") >= 2,
+        "the watch was reopened"
+    );
+    assert_eq!(
+        informer_lists(&runtime),
+        1,
+        "a dropped watch resumes without relisting"
+    );
+
+    // The history is gone too: resuming gets 410, so the informer relists.
+    cluster.expire_watch_history();
+    cluster.close_watches();
+    deployments
+        .create(&PostParams::default(), &deployment("after-expiry"))
+        .await
+        .expect("create");
+    scaled(&deployments, "after-expiry").await;
+    assert!(informer_lists(&runtime) >= 2, "410 Gone led to a relist");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicts_and_server_errors_are_retried() {
+    let (cluster, client) = cluster().await;
+    let runtime = Runtime::new(client.clone());
+    let controller = runtime.start(floor_config(1)).await.expect("starts");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+
+    cluster.inject(
+        FaultRule::new(FaultKind::Conflict)
+            .verb("patch")
+            .resource("apps", "deployments/scale")
+            .times(2),
+    );
+    cluster.inject(
+        FaultRule::new(FaultKind::InternalError)
+            .verb("patch")
+            .resource("apps", "deployments/scale")
+            .times(1),
+    );
+    deployments
+        .create(&PostParams::default(), &deployment("contested"))
+        .await
+        .expect("create");
+    scaled(&deployments, "contested").await;
+    assert!(
+        ControllerStats::get(&controller.stats().action_errors) >= 3,
+        "three failed attempts before the scale went through"
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kind_created_after_start_up_is_picked_up() {
+    let (cluster, client) = cluster().await;
+    let runtime = Runtime::new(client.clone());
+    let config = ControllerConfig {
+        guest: engine()
+            .load(&guest("app-operator"), LoadOptions::default())
+            .expect("loads"),
+        grant: Grant::new(vec![
+            rule(
+                &["examples.paddock.dev"],
+                &["apps"],
+                &["get", "list", "watch"],
+            ),
+            rule(&["examples.paddock.dev"], &["apps/status"], &["update"]),
+            rule(
+                &["apps"],
+                &["deployments"],
+                &["get", "list", "watch", "patch"],
+            ),
+            rule(&[""], &["services"], &["get", "list", "watch", "patch"]),
+            rule(&[""], &["events"], &["create", "patch"]),
+        ]),
+        namespaces: Vec::new(),
+        concurrency: 1,
+        queue: QueueConfig::default(),
+    };
+    // The App kind does not exist yet: the controller waits for it.
+    let starting = {
+        let runtime = runtime.clone();
+        tokio::spawn(async move { runtime.start_when_served(config).await })
+    };
+    assert!(!starting.is_finished());
+
+    let crd_path =
+        paddock_tests::workspace_root().join("guest-examples/app-operator/deploy/crd.yaml");
+    let crd = paddock::harness::read_object(&crd_path).expect("the CRD parses");
+    let crds: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &kube::core::ApiResource {
+            group: "apiextensions.k8s.io".into(),
+            version: "v1".into(),
+            api_version: "apiextensions.k8s.io/v1".into(),
+            kind: "CustomResourceDefinition".into(),
+            plural: "customresourcedefinitions".into(),
+        },
+    );
+    crds.patch(
+        "apps.examples.paddock.dev",
+        &PatchParams::apply("test"),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("the CRD is applied");
+    let _controller = tokio::time::timeout(std::time::Duration::from_secs(20), starting)
+        .await
+        .expect("the controller starts once its kind is served")
+        .expect("no panic")
+        .expect("starts");
+
+    let apps: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "default",
+        &kube::core::ApiResource {
+            group: "examples.paddock.dev".into(),
+            version: "v1".into(),
+            api_version: "examples.paddock.dev/v1".into(),
+            kind: "App".into(),
+            plural: "apps".into(),
+        },
+    );
+    let app: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "examples.paddock.dev/v1", "kind": "App",
+        "metadata": {"name": "late", "namespace": "default"},
+        "spec": {"image": "registry.example.com/late:1", "replicas": 1}
+    }))
+    .expect("an App");
+    apps.create(&PostParams::default(), &app)
+        .await
+        .expect("create");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    eventually(20, "the late App's Deployment", || async {
+        deployments.get_opt("late").await.ok().flatten()
+    })
+    .await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_lost_under_dropped_watches_expired_history_and_failing_requests() {
+    const OBJECTS: usize = 300;
+    let (cluster, client) = cluster().await;
+    let runtime = Runtime::new(client.clone());
+    let _controller = runtime.start(floor_config(4)).await.expect("starts");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+
+    for index in 0..OBJECTS {
+        deployments
+            .create(
+                &PostParams::default(),
+                &deployment(&format!("load-{index:04}")),
+            )
+            .await
+            .expect("create");
+        match index {
+            50 => cluster.close_watches(),
+            100 => {
+                cluster.expire_watch_history();
+                cluster.close_watches();
+            }
+            150 => cluster.inject(
+                FaultRule::new(FaultKind::TooManyRequests)
+                    .verb("patch")
+                    .times(20),
+            ),
+            200 => cluster.inject(
+                FaultRule::new(FaultKind::InternalError)
+                    .verb("list")
+                    .times(3),
+            ),
+            210 => {
+                cluster.expire_watch_history();
+                cluster.close_watches();
+            }
+            250 => cluster.inject(
+                FaultRule::new(FaultKind::InternalError)
+                    .verb("patch")
+                    .times(20),
+            ),
+            _ => {}
+        }
+    }
+    eventually(120, "every Deployment to be scaled", || async {
+        let list = deployments.list(&Default::default()).await.ok()?;
+        let done = list
+            .items
+            .iter()
+            .filter(|item| item.spec.as_ref().and_then(|spec| spec.replicas) == Some(2))
+            .count();
+        (done == OBJECTS).then_some(())
+    })
+    .await;
+    cluster.shutdown().await;
+}
