@@ -7,8 +7,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use devcluster::{DevCluster, Options};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::{Client, Config};
 use serde_json::json;
 
@@ -123,6 +123,26 @@ async fn main() -> Result<()> {
     println!(
         "watch from 0: {objects} initial events in {secs:.2}s ({:.0} events/s)",
         objects as f64 / secs
+    );
+    let namespaces: Api<Namespace> = Api::all(api.clone().into_client());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "bulk"}}))?,
+        )
+        .await?;
+    let bulk: Api<ConfigMap> = Api::namespaced(api.clone().into_client(), "bulk");
+    for i in 0..objects {
+        bulk.create(&PostParams::default(), &configmap(i)?).await?;
+    }
+    let started = Instant::now();
+    namespaces.delete("bulk", &DeleteParams::default()).await?;
+    while namespaces.get_opt("bulk").await?.is_some() {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    println!(
+        "namespace deletion with {objects} objects: {:.2}s",
+        started.elapsed().as_secs_f64()
     );
     dev.shutdown().await;
     Ok(())

@@ -12,7 +12,7 @@ use crate::status::ApiError;
 use crate::store::{Store, Stored};
 
 /// How dependents of a deleted owner are treated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Propagation {
     Background,
     Foreground,
@@ -20,7 +20,7 @@ pub(crate) enum Propagation {
 }
 
 /// Work for the garbage collector and the namespace and CRD finalizers.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum GcTask {
     /// Delete (or detach) the dependents of an owner that is gone or being deleted.
     Dependents {
@@ -224,9 +224,14 @@ impl Core {
         self.store.get("/namespaces", "", name).map(Stored::decode)
     }
 
-    /// Queues collector work due now.
+    /// Queues collector work due now (once: the same pending task is not queued twice).
     pub(crate) fn schedule(&mut self, task: GcTask) {
-        self.gc.push_back((Instant::now(), task));
+        let now = Instant::now();
+        if let Some(pending) = self.gc.iter_mut().find(|(_, t)| *t == task) {
+            pending.0 = pending.0.min(now);
+            return;
+        }
+        self.gc.push_back((now, task));
     }
 
     /// Queues collector work due after a delay.

@@ -35,6 +35,7 @@ mod persist;
 mod protobuf;
 mod registry;
 mod scale;
+mod schema;
 mod selector;
 mod server;
 mod shared;

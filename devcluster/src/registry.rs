@@ -61,6 +61,8 @@ pub(crate) struct ResourceDef {
     pub storage: Arc<str>,
     /// A CRD's `additionalPrinterColumns`, when it declares any.
     pub printer_columns: Option<Vec<Value>>,
+    /// A CRD's `openAPIV3Schema` per served version.
+    pub schemas: Vec<(String, Value)>,
 }
 
 impl ResourceDef {
@@ -118,6 +120,7 @@ fn builtin(
         custom: false,
         storage: Arc::from(format!("{group}/{plural}")),
         printer_columns: None,
+        schemas: Vec::new(),
     }
 }
 
@@ -455,6 +458,14 @@ pub(crate) fn from_crd(crd: &Map<String, Value>) -> Result<ResourceDef, Vec<Caus
         scale,
         generation: Generation::AllButMetadata,
         custom: true,
+        schemas: served
+            .iter()
+            .filter_map(|ver| {
+                let name = ver.get("name").and_then(Value::as_str)?;
+                let schema = ver.get("schema").and_then(|s| s.get("openAPIV3Schema"))?;
+                Some((name.to_owned(), schema.clone()))
+            })
+            .collect(),
         printer_columns: reference
             .and_then(|r| r.get("additionalPrinterColumns"))
             .and_then(Value::as_array)

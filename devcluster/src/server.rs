@@ -256,7 +256,16 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         .unwrap_or_default();
     let result = execute(&shared, verb, &target, &q, user_agent, content_type, &body);
     match result {
-        Ok((code, bytes)) => json(code, bytes),
+        Ok((code, bytes, warnings)) => {
+            let mut resp = json(code, bytes);
+            for w in warnings {
+                let text = format!("299 - {}", serde_json::Value::from(w));
+                if let Ok(v) = HeaderValue::from_str(&text) {
+                    resp.headers_mut().append(header::WARNING, v);
+                }
+            }
+            resp
+        }
         Err(e) => {
             tracing::debug!(verb, resource = %target.res.plural, code = e.code, message = %e.message, "request failed");
             error(&e)
@@ -293,6 +302,7 @@ async fn wait_for_resource_version(shared: &Shared, q: &Query) -> Option<ApiErro
     Some(err)
 }
 
+/// Runs one non-watch request under the store lock; returns code, body and `Warning`s.
 fn execute(
     shared: &Shared,
     verb: &str,
@@ -301,51 +311,33 @@ fn execute(
     user_agent: &str,
     content_type: &str,
     body: &[u8],
-) -> Result<(u16, Bytes), ApiError> {
+) -> Result<(u16, Bytes, Vec<String>), ApiError> {
+    let writes = matches!(verb, "create" | "update" | "patch");
+    let ctx = if writes {
+        Some(WriteCtx::from_request(q, user_agent)?)
+    } else {
+        None
+    };
     let mut core = shared.core.lock();
     let sub = t.subresource.as_deref();
-    let result = match verb {
-        "get" if sub == Some("scale") => scale::get(&core, t),
-        "get" => list::get(&core, t),
-        "list" => list::list(&core, t, q),
-        "create" => write::create(
-            &mut core,
-            t,
-            body,
-            content_type,
-            &WriteCtx::from_request(q, user_agent)?,
-        ),
-        "update" if sub == Some("scale") => {
-            scale::update(&mut core, t, body, &WriteCtx::from_request(q, user_agent)?)
+    let result = match (verb, ctx.as_ref()) {
+        ("get", _) if sub == Some("scale") => scale::get(&core, t),
+        ("get", _) => list::get(&core, t),
+        ("list", _) => list::list(&core, t, q),
+        ("create", Some(ctx)) => write::create(&mut core, t, body, content_type, ctx),
+        ("update", Some(ctx)) if sub == Some("scale") => scale::update(&mut core, t, body, ctx),
+        ("update", Some(ctx)) => write::update(&mut core, t, body, content_type, ctx),
+        ("patch", Some(ctx)) if sub == Some("scale") => {
+            scale::patch(&mut core, t, content_type, body, ctx)
         }
-        "update" => write::update(
-            &mut core,
-            t,
-            body,
-            content_type,
-            &WriteCtx::from_request(q, user_agent)?,
-        ),
-        "patch" if sub == Some("scale") => scale::patch(
-            &mut core,
-            t,
-            content_type,
-            body,
-            &WriteCtx::from_request(q, user_agent)?,
-        ),
-        "patch" => write::patch(
-            &mut core,
-            t,
-            content_type,
-            body,
-            q,
-            &WriteCtx::from_request(q, user_agent)?,
-        ),
-        "delete" => delete::delete(&mut core, t, &DeleteOpts::parse(body, q)?),
-        "deletecollection" => {
+        ("patch", Some(ctx)) => write::patch(&mut core, t, content_type, body, q, ctx),
+        ("delete", _) => delete::delete(&mut core, t, &DeleteOpts::parse(body, q)?),
+        ("deletecollection", _) => {
             delete::delete_collection(&mut core, t, q, &DeleteOpts::parse(body, q)?)
         }
         _ => Err(ApiError::method_not_allowed()),
     };
     shared.collect_garbage(&mut core);
-    result
+    let warnings = ctx.map(|c| c.warnings.into_inner()).unwrap_or_default();
+    result.map(|(code, bytes)| (code, bytes, warnings))
 }

@@ -20,6 +20,10 @@ pub(crate) struct WriteCtx {
     pub manager: String,
     /// `dryRun=All`: answer as if written, store nothing.
     pub dry_run: bool,
+    /// `fieldValidation=Strict`: unknown fields fail the request instead of being dropped.
+    pub strict: bool,
+    /// `Warning`s for the response (unknown fields dropped).
+    pub warnings: std::cell::RefCell<Vec<String>>,
 }
 
 impl WriteCtx {
@@ -69,7 +73,12 @@ impl WriteCtx {
                 }
             }
         };
-        Ok(Self { manager, dry_run })
+        Ok(Self {
+            manager,
+            dry_run,
+            strict: q.get("fieldValidation") == Some("Strict"),
+            warnings: std::cell::RefCell::new(Vec::new()),
+        })
     }
 }
 
@@ -186,6 +195,46 @@ fn check_body_namespace(t: &Target, obj: &mut Map<String, Value>) -> Result<(), 
     }
 }
 
+/// Prunes a custom resource to its schema: 422 on type errors, unknown fields dropped with a
+/// warning, or 400 with `fieldValidation=Strict`.
+fn check_schema(t: &Target, obj: &mut Map<String, Value>, ctx: &WriteCtx) -> Result<(), ApiError> {
+    let Some(schema) = t
+        .res
+        .schemas
+        .iter()
+        .find(|(v, _)| *v == t.version)
+        .map(|(_, s)| s)
+    else {
+        return Ok(());
+    };
+    let findings = crate::schema::check(obj, schema);
+    if !findings.causes.is_empty() {
+        let name = meta_str(obj, "name").unwrap_or_default().to_owned();
+        return Err(ApiError::invalid(
+            &t.res.kind,
+            &t.res.group,
+            &name,
+            findings.causes,
+        ));
+    }
+    if findings.unknown.is_empty() {
+        return Ok(());
+    }
+    let unknown: Vec<String> = findings
+        .unknown
+        .iter()
+        .map(|p| format!("unknown field \"{p}\""))
+        .collect();
+    if ctx.strict {
+        return Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            unknown.join(", ")
+        )));
+    }
+    ctx.warnings.borrow_mut().extend(unknown);
+    Ok(())
+}
+
 /// POST to a collection.
 pub(crate) fn create(
     core: &mut Core,
@@ -276,6 +325,7 @@ fn create_object(
     obj.remove("kind");
     obj.remove("apiVersion");
     defaults::on_create(core, &t.res, &mut obj);
+    check_schema(t, &mut obj, ctx)?;
     crd::on_write(&t.res, &mut obj);
     let now = now_rfc3339();
     let api_version = t.api_version();
@@ -578,6 +628,7 @@ pub(crate) fn finish_update(
         }
     }
     defaults::mutate_secret(&t.res, &mut new);
+    check_schema(t, &mut new, ctx)?;
     let spec_changed = match t.res.generation {
         Generation::None => false,
         Generation::Spec => old_obj.get("spec") != new.get("spec"),

@@ -1490,6 +1490,64 @@ async fn data_dir_keeps_objects_and_custom_resources_across_restarts() -> Result
 }
 
 #[tokio::test]
+async fn custom_resources_are_pruned_and_checked_against_their_schema() -> Result<()> {
+    let (_dev, client) = cluster().await?;
+    let crds: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+            "customresourcedefinitions",
+        ),
+    );
+    let mut crd = widget_crd("Namespaced");
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"] = json!({
+        "type": "object",
+        "properties": {"spec": {"type": "object", "properties": {"size": {"type": "integer"}}}},
+    });
+    crds.create(&PostParams::default(), &serde_json::from_value(crd)?)
+        .await?;
+    let path = "/apis/example.com/v1/namespaces/default/widgets";
+    let send = |uri: String, body: &'static str| {
+        let client = client.clone();
+        async move {
+            let req = http::Request::builder()
+                .method("POST")
+                .uri(uri)
+                .header("content-type", "application/json")
+                .body(kube::client::Body::from(body.as_bytes().to_vec()))?;
+            let resp = client.send(req).await?;
+            let code = resp.status().as_u16();
+            let warning = resp
+                .headers()
+                .get("warning")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let body: Value = serde_json::from_slice(&resp.into_body().collect_bytes().await?)?;
+            Ok::<_, anyhow::Error>((code, warning, body))
+        }
+    };
+    let (code, warning, body) = send(path.to_owned(), r#"{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"a"},"spec":{"size":1,"extra":true}}"#).await?;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(warning, r#"299 - "unknown field \"spec.extra\"""#);
+    assert_eq!(
+        body["spec"],
+        json!({"size": 1}),
+        "unknown fields are dropped"
+    );
+    let (code, _, body) = send(format!("{path}?fieldValidation=Strict"), r#"{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"b"},"spec":{"extra":true}}"#).await?;
+    assert_eq!(code, 400, "{body}");
+    let (code, _, body) = send(path.to_owned(), r#"{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"c"},"spec":{"size":"big"}}"#).await?;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(
+        body["details"]["causes"][0]["reason"],
+        "FieldValueTypeInvalid"
+    );
+    assert_eq!(body["details"]["causes"][0]["field"], "spec.size");
+    Ok(())
+}
+
+#[tokio::test]
 async fn faults_and_counters() -> Result<()> {
     let (dev, client) = cluster().await?;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");

@@ -1,0 +1,196 @@
+//! Structural schemas of custom resources: pruning of unknown fields and type checks.
+
+use serde_json::{Map, Value};
+
+use crate::status::Cause;
+
+/// What checking an object against its schema found.
+#[derive(Debug, Default)]
+pub(crate) struct Findings {
+    /// Paths of fields the schema does not declare (they were removed).
+    pub unknown: Vec<String>,
+    /// Type and required-field violations.
+    pub causes: Vec<Cause>,
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn type_matches(expected: &str, v: &Value) -> bool {
+    match expected {
+        "object" => v.is_object(),
+        "array" => v.is_array(),
+        "string" => v.is_string(),
+        "integer" => v.is_i64() || v.is_u64(),
+        "number" => v.is_number(),
+        "boolean" => v.is_boolean(),
+        _ => true,
+    }
+}
+
+fn flag(schema: &Value, key: &str) -> bool {
+    schema.get(key).and_then(Value::as_bool).unwrap_or(false)
+}
+
+/// Prunes and checks `value` at `path` against `schema`.
+fn walk(value: &mut Value, schema: &Value, path: &str, out: &mut Findings) {
+    if value.is_null() && flag(schema, "nullable") {
+        return;
+    }
+    if flag(schema, "x-kubernetes-int-or-string") {
+        if !(value.is_string() || value.is_i64() || value.is_u64()) {
+            let actual = type_name(value);
+            out.causes.push(Cause::new(
+                "FieldValueTypeInvalid",
+                format!("Invalid value: \"{actual}\": {path} in body must be of type integer or string: \"{actual}\""),
+                path,
+            ));
+        }
+        return;
+    }
+    if let Some(expected) = schema.get("type").and_then(Value::as_str)
+        && !type_matches(expected, value)
+    {
+        let actual = type_name(value);
+        out.causes.push(Cause::new(
+            "FieldValueTypeInvalid",
+            format!("Invalid value: \"{actual}\": {path} in body must be of type {expected}: \"{actual}\""),
+            path,
+        ));
+        return;
+    }
+    let preserve = flag(schema, "x-kubernetes-preserve-unknown-fields");
+    match value {
+        Value::Object(obj) => {
+            if let Some(required) = schema.get("required").and_then(Value::as_array) {
+                for r in required.iter().filter_map(Value::as_str) {
+                    if !obj.contains_key(r) {
+                        out.causes.push(Cause::new(
+                            "FieldValueRequired",
+                            "Required value",
+                            join(path, r),
+                        ));
+                    }
+                }
+            }
+            let properties = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties");
+            let keys: Vec<String> = obj.keys().cloned().collect();
+            for key in keys {
+                let child_path = join(path, &key);
+                let child_schema = properties
+                    .and_then(|p| p.get(&key))
+                    .or(additional.filter(|a| a.is_object()));
+                match child_schema {
+                    Some(s) => {
+                        if let Some(child) = obj.get_mut(&key) {
+                            walk(child, s, &child_path, out);
+                        }
+                    }
+                    None if preserve || additional.is_some_and(|a| a.as_bool() == Some(true)) => {}
+                    None => {
+                        obj.remove(&key);
+                        out.unknown.push(child_path);
+                    }
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                for (i, item) in items.iter_mut().enumerate() {
+                    walk(item, item_schema, &format!("{path}[{i}]"), out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Prunes unknown fields from a custom resource and checks it against its `openAPIV3Schema`;
+/// `apiVersion`, `kind` and `metadata` are the server's and left alone.
+pub(crate) fn check(obj: &mut Map<String, Value>, schema: &Value) -> Findings {
+    let mut out = Findings::default();
+    let preserve = flag(schema, "x-kubernetes-preserve-unknown-fields");
+    let properties = schema.get("properties").and_then(Value::as_object);
+    let keys: Vec<String> = obj.keys().cloned().collect();
+    for key in keys {
+        if matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
+            continue;
+        }
+        match properties.and_then(|p| p.get(&key)) {
+            Some(s) => {
+                if let Some(child) = obj.get_mut(&key) {
+                    walk(child, s, &key, &mut out);
+                }
+            }
+            None if preserve => {}
+            None => {
+                obj.remove(&key);
+                out.unknown.push(key);
+            }
+        }
+    }
+    if let Some(required) = schema.get("required").and_then(Value::as_array) {
+        for r in required.iter().filter_map(Value::as_str) {
+            if !obj.contains_key(r) && !matches!(r, "apiVersion" | "kind" | "metadata") {
+                out.causes
+                    .push(Cause::new("FieldValueRequired", "Required value", r));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn prunes_unknown_fields_and_reports_type_errors() {
+        let schema = json!({"type": "object", "properties": {
+            "spec": {"type": "object", "required": ["size"], "properties": {
+                "size": {"type": "integer"},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+            }},
+        }});
+        let mut obj = json!({"metadata": {"name": "x"}, "spec": {"size": 2, "extra": 1, "labels": {"a": "b"}, "free": {"any": 1}}, "junk": true})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let f = check(&mut obj, &schema);
+        assert_eq!(f.unknown, ["junk", "spec.extra"]);
+        assert!(f.causes.is_empty(), "{:?}", f.causes);
+        assert_eq!(obj["spec"]["free"]["any"], 1);
+        let mut bad = json!({"spec": {"size": "two"}})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let f = check(&mut bad, &schema);
+        assert_eq!(f.causes[0].reason, "FieldValueTypeInvalid");
+        assert_eq!(
+            f.causes[0].message,
+            "Invalid value: \"string\": spec.size in body must be of type integer: \"string\""
+        );
+        let mut missing = json!({"spec": {}}).as_object().cloned().unwrap();
+        assert_eq!(check(&mut missing, &schema).causes[0].field, "spec.size");
+    }
+}
