@@ -10,6 +10,7 @@
 //! - [`actions`]: the guest's answers, validated, checked against the
 //!   [`grants`] and executed;
 //! - [`config`]: the controllers file;
+//! - [`ops`]: `/healthz`, `/readyz` and `/metrics`;
 //! - [`selector`]: Kubernetes label selectors, for `cache.list`;
 //! - [`harness`]: the offline harness behind `paddock test`.
 
@@ -19,6 +20,7 @@ pub mod config;
 pub mod controller;
 pub mod grants;
 pub mod harness;
+pub mod ops;
 pub mod queue;
 pub mod selector;
 pub mod wasm;

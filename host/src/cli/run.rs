@@ -13,6 +13,7 @@ use paddock::cluster::Discovery;
 use paddock::config::{ControllerSpec, ControllersFile};
 use paddock::controller::{ControllerConfig, ControllerStats, RunningController, Runtime};
 use paddock::harness::read_objects;
+use paddock::ops::OpsState;
 use paddock::wasm::{LoadOptions, WasmEngine};
 
 /// How long in-flight reconciles may take to finish at shutdown.
@@ -33,6 +34,10 @@ pub struct RunArgs {
     /// The kubeconfig context to use; default: its current context.
     #[arg(long)]
     context: Option<String>,
+
+    /// Where to serve /healthz, /readyz and /metrics.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
+    ops_addr: std::net::SocketAddr,
 }
 
 /// Arguments of `paddock dev`.
@@ -58,6 +63,10 @@ pub struct DevArgs {
     /// printing a summary, instead of running until Ctrl-C.
     #[arg(long)]
     once: bool,
+
+    /// Where to serve /healthz, /readyz and /metrics.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
+    ops_addr: std::net::SocketAddr,
 }
 
 /// When `serve` returns.
@@ -77,7 +86,7 @@ pub fn run(engine: &WasmEngine, args: RunArgs) -> anyhow::Result<ExitCode> {
     let file = ControllersFile::load(&args.config)?;
     tokio_runtime()?.block_on(async {
         let client = client(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
-        serve(engine, client, &file, Until::Signal).await
+        serve(engine, client, &file, Until::Signal, args.ops_addr).await
     })
 }
 
@@ -112,7 +121,7 @@ pub fn dev(engine: &WasmEngine, args: DevArgs) -> anyhow::Result<ExitCode> {
         } else {
             Until::Signal
         };
-        let code = serve(engine, client, &file, until).await;
+        let code = serve(engine, client, &file, until, args.ops_addr).await;
         cluster.shutdown().await;
         code
     })
@@ -189,8 +198,14 @@ async fn serve(
     client: Client,
     file: &ControllersFile,
     until: Until,
+    ops_addr: std::net::SocketAddr,
 ) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::new(client);
+    let ops = OpsState::new(runtime.informers().clone());
+    let (bound, _ops_task) = paddock::ops::serve(ops_addr, ops.clone())
+        .await
+        .with_context(|| format!("serving /healthz, /readyz and /metrics on {ops_addr}"))?;
+    tracing::info!(addr = %bound, "operations endpoint: /healthz /readyz /metrics");
     let mut running: Vec<RunningController> = Vec::new();
     let mut failed = 0;
     // Controllers start side by side; one waiting for its CRD does not hold
@@ -198,7 +213,7 @@ async fn serve(
     let starts = futures::future::join_all(
         file.controllers
             .iter()
-            .map(|spec| start(engine, &runtime, spec)),
+            .map(|spec| start(engine, &runtime, spec, &ops)),
     );
     let results = tokio::select! {
         results = starts => results,
@@ -213,6 +228,7 @@ async fn serve(
             }
         }
     }
+    ops.mark_started();
     if running.is_empty() {
         anyhow::bail!("no controller could be started ({failed} failed); see the errors above");
     }
@@ -294,6 +310,7 @@ async fn start(
     engine: &WasmEngine,
     runtime: &Runtime,
     spec: &ControllerSpec,
+    ops: &OpsState,
 ) -> anyhow::Result<RunningController> {
     let engine = engine.clone();
     let module = spec.module.clone();
@@ -312,6 +329,7 @@ async fn start(
             queue: spec.queue.clone(),
         })
         .await?;
+    ops.add(controller.handle());
     Ok(controller)
 }
 

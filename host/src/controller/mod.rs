@@ -14,7 +14,7 @@ use kube::Client;
 use tokio::task::JoinHandle;
 
 pub use cache_view::GuestCacheView;
-pub use stats::ControllerStats;
+pub use stats::{ControllerStats, GUEST_ERROR_KINDS, LATENCY_BUCKETS};
 
 use crate::actions::{ActionExecutor, Actor};
 use crate::cluster::{
@@ -261,7 +261,43 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+/// A cheap, clonable view of a running controller, for the operations
+/// endpoint.
+#[derive(Debug, Clone)]
+pub struct ControllerHandle {
+    shared: Arc<Shared>,
+}
+
+impl ControllerHandle {
+    /// The guest's name.
+    pub fn name(&self) -> &str {
+        self.shared.guest.name()
+    }
+
+    /// The loaded module's digest.
+    pub fn digest(&self) -> &str {
+        self.shared.guest.digest()
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> &ControllerStats {
+        &self.shared.stats
+    }
+
+    /// Its queue's counters.
+    pub fn queue_metrics(&self) -> crate::queue::QueueMetrics {
+        self.shared.queue.metrics()
+    }
+}
+
 impl RunningController {
+    /// A clonable view for metrics.
+    pub fn handle(&self) -> ControllerHandle {
+        ControllerHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
     /// The guest's name.
     pub fn name(&self) -> &str {
         self.shared.guest.name()

@@ -2,9 +2,31 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Upper bounds (seconds) of the reconcile latency histogram buckets.
+pub const LATENCY_BUCKETS: [f64; 11] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// The kinds of guest failure counted separately.
+pub const GUEST_ERROR_KINDS: [&str; 6] = [
+    "transient",
+    "permanent",
+    "deadline_exceeded",
+    "memory_limit_exceeded",
+    "trap",
+    "malformed_output",
+];
+
 /// Counters of one controller.
 #[derive(Debug, Default)]
 pub struct ControllerStats {
+    /// Reconcile latency (guest call and actions): counts per bucket of
+    /// [`LATENCY_BUCKETS`], then the overflow bucket.
+    pub latency_buckets: [AtomicU64; 12],
+    /// Sum of reconcile latencies, in microseconds.
+    pub latency_sum_micros: AtomicU64,
+    /// Guest failures by kind, in the order of [`GUEST_ERROR_KINDS`].
+    pub guest_errors_by_kind: [AtomicU64; 6],
     /// Reconciles started.
     pub reconciles: AtomicU64,
     /// Reconciles whose actions all succeeded.
@@ -29,5 +51,27 @@ impl ControllerStats {
 
     pub(crate) fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records one reconcile's latency.
+    pub(crate) fn observe(&self, elapsed: std::time::Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let bucket = LATENCY_BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        Self::bump(&self.latency_buckets[bucket]);
+        self.latency_sum_micros.fetch_add(
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Counts one guest failure of `kind` (a [`GuestError::kind`](crate::wasm::GuestError::kind)).
+    pub(crate) fn guest_error(&self, kind: &str) {
+        Self::bump(&self.guest_errors);
+        if let Some(index) = GUEST_ERROR_KINDS.iter().position(|known| *known == kind) {
+            Self::bump(&self.guest_errors_by_kind[index]);
+        }
     }
 }

@@ -63,7 +63,8 @@ async fn reconcile(shared: &Arc<Shared>, key: &ObjectKey) {
     let outcome = match answer {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(error)) => {
-            ControllerStats::bump(&shared.stats.guest_errors);
+            shared.stats.guest_error(error.kind());
+            shared.stats.observe(started.elapsed());
             tracing::warn!(error.type = error.kind(), %error, "reconcile failed");
             if error.is_permanent() {
                 shared.queue.forget(key);

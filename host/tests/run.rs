@@ -1,0 +1,177 @@
+//! `paddock run` against a cluster given by a kubeconfig file, as a user
+//! would run it: the embedded cluster's kubeconfig, a controllers file, the
+//! operations endpoint, and a clean exit on SIGTERM.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, PostParams};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .expect("the host crate lives in the workspace")
+}
+
+fn module(name: &str) -> PathBuf {
+    let dir = std::env::var_os("PADDOCK_GUESTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/guests/wasm32-wasip2/release"));
+    let path = dir.join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo xtask build-guests`",
+        path.display()
+    );
+    path
+}
+
+/// GET a path of the operations endpoint: (status code, body).
+async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())?;
+    Some((status, body))
+}
+
+async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_reconciles_through_a_kubeconfig_and_stops_on_sigterm() {
+    let cluster = devcluster::DevCluster::start(devcluster::Options::new())
+        .await
+        .expect("the embedded cluster starts");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    cluster
+        .write_kubeconfig(&kubeconfig)
+        .expect("write the kubeconfig");
+    let config = dir.path().join("controllers.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "controllers:
+- name: floor
+  module: {}
+  grant:
+  - {{apiGroups: [apps], resources: [deployments], verbs: [get, list, watch]}}
+  - {{apiGroups: [apps], resources: [deployments/scale], verbs: [patch]}}
+  - {{apiGroups: [\"\"], resources: [events], verbs: [create, patch]}}
+",
+            module("replica_floor").display()
+        ),
+    )
+    .expect("write the controllers file");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let cache = std::env::var_os("PADDOCK_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/paddock-cache"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_paddock"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .arg("--ops-addr")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--cache-dir")
+        .arg(cache)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("paddock starts");
+
+    wait_for("/readyz to answer 200", || async {
+        http_get(port, "/readyz")
+            .await
+            .filter(|(status, _)| *status == 200)
+    })
+    .await;
+    let (status, body) = http_get(port, "/healthz").await.expect("healthz answers");
+    assert_eq!((status, body.as_str()), (200, "ok"));
+
+    let kube_config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(&kubeconfig).expect("kubeconfig"),
+        &Default::default(),
+    )
+    .await
+    .expect("config");
+    let client = kube::Client::try_from(kube_config).expect("client");
+    let deployments: Api<Deployment> = Api::namespaced(client, "default");
+    let deployment: Deployment = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "annotations": {"paddock.dev/min-replicas": "4"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "web", "image": "web:1"}]}}}
+    }))
+    .expect("a Deployment");
+    deployments
+        .create(&PostParams::default(), &deployment)
+        .await
+        .expect("create");
+    wait_for("web to be scaled to 4", || async {
+        let replicas = deployments.get("web").await.ok()?.spec?.replicas;
+        (replicas == Some(4)).then_some(())
+    })
+    .await;
+
+    let (status, metrics) = http_get(port, "/metrics").await.expect("metrics answer");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("paddock_reconciles_total{controller=\"floor\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("paddock_actions_total{controller=\"floor\",result=\"performed\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("paddock_informer_objects{resource=\"deployments\",namespace=\"\"} 1"),
+        "{metrics}"
+    );
+
+    let pid = child.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("paddock exits");
+    assert!(exit.success(), "paddock exits cleanly on SIGTERM: {exit:?}");
+    cluster.shutdown().await;
+}
