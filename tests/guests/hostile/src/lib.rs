@@ -4,7 +4,8 @@
 //! `loop` (never returns), `allocate` (grows memory without bound), `trap`
 //! (panics), `not-an-object` and `missing-name` (malformed actions),
 //! `print` (writes to stdout and stderr), `count` (reports how many calls
-//! this instance has seen), `fail-transient`, `cache` (reports what
+//! this instance has seen), `fail-transient`, `requeue` (asks to be reconciled again in 50 ms),
+//! `slow` (works 20 ms, then reports `data.value` in an event), `cache` (reports what
 //! `cache.list` of ConfigMaps returns). Anything else behaves: one Normal
 //! event.
 
@@ -68,6 +69,18 @@ impl Controller for Hostile {
                 Ok(Outcome::done().with(Action::event(me, "Counted", calls.to_string())))
             }
             "fail-transient" => Err(Error::transient("asked to fail")),
+            "requeue" => Ok(Outcome::done()
+                .with(Action::event(me, "Requeued", "see you in 50 ms"))
+                .requeue_after(std::time::Duration::from_millis(50))),
+            "slow" => {
+                // Busy for 20 ms, then report the value this reconcile saw.
+                let started = std::time::Instant::now();
+                while started.elapsed() < std::time::Duration::from_millis(20) {
+                    black_box(());
+                }
+                let value = object.str_at("/data/value").unwrap_or("").to_owned();
+                Ok(Outcome::done().with(Action::event(me, "Saw", value)))
+            }
             _ => Ok(Outcome::done().with(Action::event(me, "Reconciled", "all good"))),
         }
     }
