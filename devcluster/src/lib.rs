@@ -1,19 +1,36 @@
 //! An embedded, in-process Kubernetes-compatible API server.
 //!
-//! `devcluster` serves the Kubernetes REST API (discovery, CRUD, list, watch, patch and
-//! server-side apply, status and scale subresources, CRDs, finalizers and garbage collection)
-//! from memory on 127.0.0.1 over HTTPS (a CA made at start, trusted by the generated kubeconfig)
-//! with a bearer token. It is the cluster
-//! `paddock dev` starts and the one every test runs against.
+//! `devcluster` serves the Kubernetes REST API from memory on 127.0.0.1: discovery (legacy and
+//! aggregated), CRUD, list with selectors and pagination, watch with resume, bookmarks and 410,
+//! merge/JSON/strategic patches and server-side apply, status and scale subresources, CRDs,
+//! finalizers, garbage collection and namespace deletion. It is the cluster `paddock dev`
+//! starts and the one every test runs against.
+//!
+//! It speaks HTTPS (a CA made at start; its certificate is in the generated kubeconfig) and
+//! wants a bearer token: client-go (kubectl) only sends tokens over TLS.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let cluster = devcluster::DevCluster::start(devcluster::Options::new()).await?;
-//! std::fs::write("kubeconfig", cluster.kubeconfig_yaml())?;
-//! cluster.inject(devcluster::FaultRule::too_many_requests().verb("list").times(2));
+//! use devcluster::{DevCluster, FaultRule, Options};
+//!
+//! let cluster = DevCluster::start(Options::new().workload_simulator(true)).await?;
+//! // A kube-rs client (kube is not a dependency of this crate):
+//! //   let kc = kube::config::Kubeconfig::from_yaml(&cluster.kubeconfig_yaml())?;
+//! //   let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+//! //   let client = kube::Client::try_from(config)?;
+//! cluster.write_kubeconfig("kubeconfig")?; // for kubectl
+//! cluster.inject(FaultRule::too_many_requests().verb("list").resource("apps", "deployments").times(2));
 //! assert_eq!(cluster.watches_open("apps", "deployments"), 0);
+//! cluster.close_watches();
+//! cluster.expire_watch_history();
+//! cluster.shutdown().await;
 //! # Ok(()) }
 //! ```
+//!
+//! The same faults are reachable over HTTP for `paddock dev`, under `/devcluster/v1/` with the
+//! same token: `POST close-watches`, `POST expire-history`, `POST faults` (a [`FaultRule`] as
+//! JSON), `DELETE faults`, `PUT latency` (`{"millis": 50}`), `PUT simulator`
+//! (`{"enabled": true}`) and `GET counters`.
 
 mod admin;
 mod apply;
