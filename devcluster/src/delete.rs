@@ -106,7 +106,9 @@ pub(crate) fn delete(
             &t.res.kind,
             &t.res.group,
             &name,
-            &format!("Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"),
+            &format!(
+                "the UID in the precondition ({want}) does not match the UID in record ({uid}). The object might have been deleted and then recreated"
+            ),
         ));
     }
     if let Some(want) = &opts.resource_version
@@ -117,7 +119,7 @@ pub(crate) fn delete(
             &t.res.group,
             &name,
             &format!(
-                "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {}",
+                "the ResourceVersion in the precondition ({want}) does not match the ResourceVersion in record ({}). The object might have been modified",
                 stored.rv
             ),
         ));

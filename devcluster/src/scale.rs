@@ -159,7 +159,7 @@ pub(crate) fn patch(
                 .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
             patch::apply_merge_patch(&mut scale, &applied);
         }
-        None => return Err(ApiError::unsupported_media_type(content_type)),
+        None => return Err(ApiError::unsupported_media_type(t.res.custom)),
     }
     write_scale(core, t, &stored, &scale, ctx)
 }

@@ -179,13 +179,18 @@ impl ApiError {
         .with_details(Map::new())
     }
 
-    /// 415 `UnsupportedMediaType`.
-    pub(crate) fn unsupported_media_type(content_type: &str) -> Self {
+    /// 415 `UnsupportedMediaType` for a patch; custom resources take no strategic merge patches.
+    pub(crate) fn unsupported_media_type(custom: bool) -> Self {
+        let accepted = if custom {
+            "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+        } else {
+            "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml"
+        };
         Self::new(
             415,
             "UnsupportedMediaType",
             format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml; got {content_type:?}"
+                "the body of the request was in an unknown format - accepted media types include: {accepted}"
             ),
         )
     }

@@ -415,10 +415,10 @@ pub(crate) fn patch(
     ctx: &WriteCtx,
 ) -> Result<(u16, Bytes), ApiError> {
     let Some(kind) = PatchType::from_content_type(content_type) else {
-        return Err(ApiError::unsupported_media_type(content_type));
+        return Err(ApiError::unsupported_media_type(t.res.custom));
     };
     if kind == PatchType::Strategic && t.res.custom {
-        return Err(ApiError::unsupported_media_type(content_type));
+        return Err(ApiError::unsupported_media_type(t.res.custom));
     }
     let name = t.name().to_owned();
     let old = core.store.get(&t.res.storage, t.ns(), &name).cloned();
