@@ -156,8 +156,29 @@ pub(crate) fn on_create(core: &mut Core, res: &ResourceDef, obj: &mut Map<String
             obj.remove("status");
             let spec = obj.entry("spec").or_insert_with(|| json!({}));
             if let Some(spec) = spec.as_object_mut() {
-                if res.plural != "daemonsets" {
-                    spec.entry("replicas").or_insert(json!(1));
+                match res.plural.as_str() {
+                    "statefulsets" => {
+                        spec.entry("replicas").or_insert(json!(1));
+                        spec.entry("podManagementPolicy")
+                            .or_insert_with(|| json!("OrderedReady"));
+                        spec.entry("revisionHistoryLimit").or_insert(json!(10));
+                        spec.entry("updateStrategy").or_insert_with(
+                            || json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+                        );
+                        spec.entry("persistentVolumeClaimRetentionPolicy")
+                            .or_insert_with(
+                                || json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+                            );
+                    }
+                    "daemonsets" => {
+                        spec.entry("revisionHistoryLimit").or_insert(json!(10));
+                        spec.entry("updateStrategy").or_insert_with(|| {
+                            json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}})
+                        });
+                    }
+                    _ => {
+                        spec.entry("replicas").or_insert(json!(1));
+                    }
                 }
                 default_template(spec);
             }

@@ -209,6 +209,45 @@ fn builtin_row(storage: &str, o: &Value) -> Option<(Vec<Column>, Vec<Value>)> {
                 ],
             )
         }
+        "apps/daemonsets" => {
+            let (c, i) = containers_and_images(o, "spec.template.spec.containers");
+            let node_selector: Vec<String> = at(o, "spec.template.spec.nodeSelector")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (
+                vec![
+                    NAME,
+                    ("Desired", "integer", "", 0),
+                    ("Current", "integer", "", 0),
+                    ("Ready", "integer", "", 0),
+                    ("Up-to-date", "integer", "", 0),
+                    ("Available", "integer", "", 0),
+                    ("Node Selector", "string", "", 0),
+                    AGE,
+                    ("Containers", "string", "", 1),
+                    ("Images", "string", "", 1),
+                    ("Selector", "string", "", 1),
+                ],
+                vec![
+                    name,
+                    Value::from(int(o, "status.desiredNumberScheduled")),
+                    Value::from(int(o, "status.currentNumberScheduled")),
+                    Value::from(int(o, "status.numberReady")),
+                    Value::from(int(o, "status.updatedNumberScheduled")),
+                    Value::from(int(o, "status.numberAvailable")),
+                    or_none(node_selector.join(",")),
+                    age,
+                    c,
+                    i,
+                    selector(o, "spec.selector"),
+                ],
+            )
+        }
         "/services" => {
             let ty = text(o, "spec.type");
             let cluster_ip = at(o, "spec.clusterIPs")
