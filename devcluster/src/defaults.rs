@@ -46,6 +46,38 @@ pub(crate) fn validate_name(res: &ResourceDef, name: &str) -> Vec<Cause> {
     )]
 }
 
+/// Checks `metadata.labels` keys and values; the causes of a 422 when some are invalid.
+pub(crate) fn validate_labels(obj: &Map<String, Value>) -> Vec<Cause> {
+    let Some(labels) = crate::json::meta(obj)
+        .and_then(|m| m.get("labels"))
+        .and_then(Value::as_object)
+    else {
+        return Vec::new();
+    };
+    let mut causes = Vec::new();
+    for (k, v) in labels {
+        if !crate::selector::valid_key(k) {
+            causes.push(Cause::new(
+                "FieldValueInvalid",
+                format!("Invalid value: \"{k}\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"),
+                "metadata.labels",
+            ));
+        }
+        match v.as_str() {
+            Some(s) if crate::selector::valid_value(s) => {}
+            _ => {
+                let shown = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+                causes.push(Cause::new(
+                    "FieldValueInvalid",
+                    format!("Invalid value: \"{shown}\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"),
+                    "metadata.labels",
+                ));
+            }
+        }
+    }
+    causes
+}
+
 /// Random suffix for `generateName`, from the apiserver's alphabet.
 pub(crate) fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";

@@ -45,7 +45,8 @@ fn valid_name_part(s: &str) -> bool {
         && s.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
-fn valid_key(key: &str) -> bool {
+/// Whether a label key is valid (optional DNS prefix, name part of at most 63 characters).
+pub(crate) fn valid_key(key: &str) -> bool {
     match key.split_once('/') {
         Some((prefix, name)) => {
             !prefix.is_empty()
@@ -59,7 +60,8 @@ fn valid_key(key: &str) -> bool {
     }
 }
 
-fn valid_value(v: &str) -> bool {
+/// Whether a label value is valid (empty, or at most 63 alphanumerics, `-`, `_`, `.`).
+pub(crate) fn valid_value(v: &str) -> bool {
     v.is_empty() || valid_name_part(v)
 }
 

@@ -288,7 +288,8 @@ fn create_object(
             }
         }
     }
-    let causes = defaults::validate_name(&t.res, &name);
+    let mut causes = defaults::validate_name(&t.res, &name);
+    causes.extend(defaults::validate_labels(&obj));
     if !causes.is_empty() {
         return Err(ApiError::invalid(&t.res.kind, &t.res.group, &name, causes));
     }
@@ -628,6 +629,15 @@ pub(crate) fn finish_update(
         }
     }
     defaults::mutate_secret(&t.res, &mut new);
+    let causes = defaults::validate_labels(&new);
+    if !causes.is_empty() {
+        return Err(ApiError::invalid(
+            &t.res.kind,
+            &t.res.group,
+            t.name(),
+            causes,
+        ));
+    }
     check_schema(t, &mut new, ctx)?;
     let spec_changed = match t.res.generation {
         Generation::None => false,

@@ -336,6 +336,15 @@ async fn create_get_update_and_conflicts_of_configmaps() -> Result<()> {
             .is_empty()
     );
 
+    let bad_label: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "lbl", "labels": {"ok": "not ok!"}}}))?;
+    let s = status(api.create(&PostParams::default(), &bad_label).await);
+    assert_eq!(s.code, 422);
+    assert_eq!(
+        s.details.map(|d| d.causes[0].field.clone()),
+        Some("metadata.labels".to_owned())
+    );
+
     let dry = PostParams {
         dry_run: true,
         ..PostParams::default()
