@@ -85,9 +85,24 @@ struct OwnerReference<'a> {
 impl StoredObject {
     /// Parses an object from the API server's JSON. List items carry no
     /// `apiVersion` and `kind`; they are added from `api_version` and `kind`
-    /// without re-serialising the rest.
+    /// without re-serialising the rest. `metadata.managedFields` (server-side
+    /// apply bookkeeping, often a third of an object) is dropped, as
+    /// kube-runtime users commonly do: guests have no use for it.
     pub fn parse(raw: &RawValue, api_version: &str, kind: &str) -> Result<Self, serde_json::Error> {
-        let text = raw.get();
+        let stripped;
+        let text = if raw.get().contains("\"managedFields\"") {
+            let mut value: serde_json::Value = serde_json::from_str(raw.get())?;
+            if let Some(metadata) = value
+                .get_mut("metadata")
+                .and_then(serde_json::Value::as_object_mut)
+            {
+                metadata.remove("managedFields");
+            }
+            stripped = serde_json::to_string(&value)?;
+            stripped.as_str()
+        } else {
+            raw.get()
+        };
         let head: Head<'_> = serde_json::from_str(text)?;
         let json: Box<str> = if head.api_version.is_some() && head.kind.is_some() {
             text.into()
@@ -319,6 +334,15 @@ mod tests {
             Some("shop")
         );
         assert!(object.heap_bytes() >= object.json.len());
+    }
+
+    #[test]
+    fn managed_fields_are_dropped() {
+        let object = parse(
+            r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"a","managedFields":[{"manager":"m"}]},"spec":{}}"#,
+        );
+        assert!(!object.json.contains("managedFields"), "{}", object.json);
+        assert!(object.json.contains("\"spec\""));
     }
 
     #[test]
