@@ -309,9 +309,16 @@ async fn run(shared: Arc<Shared>, req: WatchRequest, tx: mpsc::Sender<Bytes>) {
                 if changed.is_err() {
                     return;
                 }
-                let fetched = {
+                let (fetched, served) = {
                     let core = shared.core.lock();
-                    core.store.changes_since(last, &storage).map(|c| (c, core.store.rv())).ok_or_else(|| ApiError::expired(last, core.store.compacted()))
+                    let res = &req.target.res;
+                    let served = core.registry.find(&res.group, &req.target.version, &res.plural).is_some();
+                    let fetched = core
+                        .store
+                        .changes_since(last, &storage)
+                        .map(|c| (c, core.store.rv()))
+                        .ok_or_else(|| ApiError::expired(last, core.store.compacted()));
+                    (fetched, served)
                 };
                 match fetched {
                     Ok((changes, now)) => {
@@ -322,6 +329,10 @@ async fn run(shared: Arc<Shared>, req: WatchRequest, tx: mpsc::Sender<Bytes>) {
                             {
                                 return;
                             }
+                        }
+                        // The resource stopped being served (its CRD is gone): end the watch.
+                        if !served {
+                            return;
                         }
                     }
                     Err(err) => {

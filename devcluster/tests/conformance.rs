@@ -1321,8 +1321,28 @@ async fn custom_resources_are_served_scaled_and_removed_with_their_crd() -> Resu
             "customresourcedefinitions",
         ),
     );
+    let mut watching = widgets.watch(&WatchParams::default(), "0").await?.boxed();
     crds.delete("widgets.example.com", &DeleteParams::default())
         .await?;
+    let mut deleted = Vec::new();
+    let ended = tokio::time::timeout(WAIT, async {
+        while let Some(ev) = watching.next().await {
+            if let WatchEvent::Deleted(o) = ev? {
+                deleted.push(o.metadata.name.unwrap_or_default());
+            }
+        }
+        Ok::<_, kube::Error>(())
+    })
+    .await;
+    assert!(
+        matches!(ended, Ok(Ok(()))),
+        "the watch ends with its CRD: {ended:?}"
+    );
+    assert_eq!(
+        deleted,
+        ["w"],
+        "objects removed with their CRD are seen as DELETED"
+    );
     let c = client.clone();
     eventually("custom resource path gone", || {
         let c = c.clone();
