@@ -177,3 +177,47 @@ fn a_bad_now_names_the_option() {
     let stderr = text(&output.stderr);
     assert!(stderr.contains("option --now"), "{stderr}");
 }
+
+#[test]
+fn dev_once_runs_the_demo_to_convergence() {
+    let dir = tempfile::tempdir().expect("temporary dir");
+    let output = paddock(&[
+        "dev".as_ref(),
+        "--config".as_ref(),
+        root()
+            .join("guest-examples/demo/controllers.yaml")
+            .as_os_str(),
+        "--once".as_ref(),
+        "--ops-addr".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--kubeconfig-out".as_ref(),
+        dir.path().join("kubeconfig").as_os_str(),
+    ]);
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        text(&output.stderr)
+    );
+    assert!(
+        dir.path().join("kubeconfig").is_file(),
+        "the kubeconfig is written"
+    );
+    for controller in ["replica-floor", "label-policy", "app-operator"] {
+        let row = stdout
+            .lines()
+            .find(|line| line.starts_with(controller))
+            .unwrap_or_else(|| panic!("no summary row for {controller}: {stdout}"));
+        let numbers: Vec<u64> = row
+            .split_whitespace()
+            .skip(1)
+            .map(|cell| cell.parse().expect("a number"))
+            .collect();
+        assert!(numbers[0] > 0, "{controller} reconciled: {row}");
+        // A reconcile may meet a conflict (a status update racing its own
+        // watch event) and be retried; none may fail in the guest.
+        assert!(numbers[1] > 0, "{controller} succeeded: {row}");
+        assert_eq!(numbers[3], 0, "no guest errors for {controller}: {row}");
+        assert_eq!(numbers[4], 0, "nothing denied for {controller}: {row}");
+    }
+}
