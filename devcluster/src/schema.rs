@@ -123,6 +123,57 @@ fn walk(value: &mut Value, schema: &Value, path: &str, out: &mut Findings) {
     }
 }
 
+/// Go's `%T` for a JSON value, as the apiserver prints it in accessor errors.
+fn go_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "<nil>",
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "int64",
+        Value::Number(_) => "float64",
+        Value::String(_) => "string",
+        Value::Array(_) => "[]interface {}",
+        Value::Object(_) => "map[string]interface {}",
+    }
+}
+
+/// The scale subresource's check of a replicas path (`.spec.replicas`): an integer from 0 to 2^31-1.
+pub(crate) fn check_replicas(obj: &Value, path: &str) -> Vec<Cause> {
+    let parts: Vec<&str> = path.trim_start_matches('.').split('.').collect();
+    let Some(v) = crate::json::get_path(obj, &parts) else {
+        return Vec::new();
+    };
+    let dotted = format!(".{}", parts.join("."));
+    match v.as_i64() {
+        Some(n) if n < 0 => {
+            vec![Cause::new(
+                "FieldValueInvalid",
+                format!("Invalid value: {n}: should be a non-negative integer"),
+                path,
+            )]
+        }
+        Some(n) if n > i64::from(i32::MAX) => vec![Cause::new(
+            "FieldValueInvalid",
+            format!(
+                "Invalid value: {n}: should be less than or equal to {}",
+                i32::MAX
+            ),
+            path,
+        )],
+        Some(_) => Vec::new(),
+        None => {
+            let shown = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+            vec![Cause::new(
+                "FieldValueInvalid",
+                format!(
+                    "Invalid value: 0: {dotted} accessor error: {shown} is of the type {}, expected int64",
+                    go_type(v)
+                ),
+                path,
+            )]
+        }
+    }
+}
+
 /// Prunes unknown fields from a custom resource and checks it against its `openAPIV3Schema`;
 /// `apiVersion`, `kind` and `metadata` are the server's and left alone.
 pub(crate) fn check(obj: &mut Map<String, Value>, schema: &Value) -> Findings {

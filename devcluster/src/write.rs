@@ -198,16 +198,21 @@ fn check_body_namespace(t: &Target, obj: &mut Map<String, Value>) -> Result<(), 
 /// Prunes a custom resource to its schema: 422 on type errors, unknown fields dropped with a
 /// warning, or 400 with `fieldValidation=Strict`.
 fn check_schema(t: &Target, obj: &mut Map<String, Value>, ctx: &WriteCtx) -> Result<(), ApiError> {
-    let Some(schema) = t
-        .res
-        .schemas
-        .iter()
-        .find(|(v, _)| *v == t.version)
-        .map(|(_, s)| s)
-    else {
+    if !t.res.custom {
         return Ok(());
+    }
+    let mut findings = match t.res.schemas.iter().find(|(v, _)| *v == t.version) {
+        Some((_, schema)) => crate::schema::check(obj, schema),
+        None => crate::schema::Findings::default(),
     };
-    let findings = crate::schema::check(obj, schema);
+    if let Some(scale) = &t.res.scale {
+        let value = Value::Object(obj.clone());
+        for path in [&scale.spec_replicas, &scale.status_replicas] {
+            findings
+                .causes
+                .extend(crate::schema::check_replicas(&value, path));
+        }
+    }
     if !findings.causes.is_empty() {
         let name = meta_str(obj, "name").unwrap_or_default().to_owned();
         return Err(ApiError::invalid(

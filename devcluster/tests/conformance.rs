@@ -1573,6 +1573,11 @@ async fn custom_resources_are_pruned_and_checked_against_their_schema() -> Resul
         "FieldValueTypeInvalid"
     );
     assert_eq!(body["details"]["causes"][0]["field"], "spec.size");
+    assert_eq!(
+        body["details"]["causes"][1]["reason"], "FieldValueInvalid",
+        "the scale subresource checks its path too"
+    );
+    assert_eq!(body["details"]["causes"][1]["field"], ".spec.size");
     Ok(())
 }
 
