@@ -73,10 +73,89 @@ fn ignored(path: &[String]) -> bool {
     )
 }
 
+/// How lists merge: by the built-in types' merge keys, or by a CRD schema's
+/// `x-kubernetes-list-type` (`map` with one `x-kubernetes-list-map-keys` entry, or `set`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Lists<'a> {
+    /// Built-in types (and every object's `metadata`).
+    Builtin,
+    /// A custom resource, at a node of its schema (`None`: no schema here, lists are atomic);
+    /// `root` is true at the top of the object, where `metadata` switches to built-in rules.
+    Schema(Option<&'a Value>, bool),
+}
+
+/// How one list merges.
+enum ListKind {
+    Atomic,
+    Set,
+    Map(String),
+}
+
+impl<'a> Lists<'a> {
+    /// The rules for a custom resource with this schema (or none).
+    pub(crate) fn custom(schema: Option<&'a Value>) -> Self {
+        Self::Schema(schema, true)
+    }
+
+    fn child(self, key: &str) -> Self {
+        match self {
+            Self::Builtin => Self::Builtin,
+            Self::Schema(_, true) if key == "metadata" => Self::Builtin,
+            Self::Schema(s, _) => Self::Schema(
+                s.and_then(|s| {
+                    s.get("properties")
+                        .and_then(|p| p.get(key))
+                        .or_else(|| s.get("additionalProperties").filter(|a| a.is_object()))
+                }),
+                false,
+            ),
+        }
+    }
+
+    fn items(self) -> Self {
+        match self {
+            Self::Builtin => Self::Builtin,
+            Self::Schema(s, _) => Self::Schema(s.and_then(|s| s.get("items")), false),
+        }
+    }
+
+    /// How the list in `field` (whose own rules are `self`) merges.
+    fn kind(self, field: &str, items: &[Value]) -> ListKind {
+        match self {
+            Self::Builtin if field == "finalizers" => ListKind::Set,
+            Self::Builtin => match merge_key(field, items) {
+                Some(k) if items.iter().all(|i| i.is_object() && i.get(k).is_some()) => {
+                    ListKind::Map(k.to_owned())
+                }
+                _ => ListKind::Atomic,
+            },
+            Self::Schema(s, _) => {
+                let s = s.unwrap_or(&Value::Null);
+                match s.get("x-kubernetes-list-type").and_then(Value::as_str) {
+                    Some("set") => ListKind::Set,
+                    Some("map") => match s
+                        .get("x-kubernetes-list-map-keys")
+                        .and_then(Value::as_array)
+                        .map(Vec::as_slice)
+                    {
+                        Some([Value::String(k)])
+                            if items.iter().all(|i| i.is_object() && i.get(k).is_some()) =>
+                        {
+                            ListKind::Map(k.clone())
+                        }
+                        _ => ListKind::Atomic,
+                    },
+                    _ => ListKind::Atomic,
+                }
+            }
+        }
+    }
+}
+
 /// Collects the leaf field paths a value sets.
-pub(crate) fn leaves(obj: &Map<String, Value>, keyed_lists: bool) -> BTreeSet<Path> {
+pub(crate) fn leaves(obj: &Map<String, Value>, lists: Lists<'_>) -> BTreeSet<Path> {
     let mut out = BTreeSet::new();
-    walk_map(obj, &mut Vec::new(), &mut Vec::new(), keyed_lists, &mut out);
+    walk_map(obj, &mut Vec::new(), &mut Vec::new(), lists, &mut out);
     out
 }
 
@@ -84,7 +163,7 @@ fn walk_map(
     m: &Map<String, Value>,
     path: &mut Path,
     names: &mut Vec<String>,
-    keyed: bool,
+    lists: Lists<'_>,
     out: &mut BTreeSet<Path>,
 ) {
     for (k, v) in m {
@@ -94,7 +173,7 @@ fn walk_map(
             continue;
         }
         path.push(Seg::Field(k.clone()));
-        walk_value(k, v, path, names, keyed, out);
+        walk_value(k, v, path, names, lists.child(k), out);
         path.pop();
         names.pop();
     }
@@ -105,37 +184,34 @@ fn walk_value(
     v: &Value,
     path: &mut Path,
     names: &mut Vec<String>,
-    keyed: bool,
+    lists: Lists<'_>,
     out: &mut BTreeSet<Path>,
 ) {
     match v {
-        Value::Object(m) if !m.is_empty() => walk_map(m, path, names, keyed, out),
-        Value::Array(items) if keyed && field == "finalizers" => {
-            for item in items {
-                path.push(Seg::Member(item.to_string()));
-                out.insert(path.clone());
-                path.pop();
-            }
-        }
-        Value::Array(items) if keyed && !items.is_empty() && items.iter().all(Value::is_object) => {
-            match merge_key(field, items) {
-                Some(mk) if items.iter().all(|i| i.get(mk).is_some()) => {
-                    for item in items {
-                        let key = item.get(mk).map(Value::to_string).unwrap_or_default();
-                        path.push(Seg::Key(mk.to_owned(), key));
-                        out.insert(path.clone());
-                        if let Some(m) = item.as_object() {
-                            let mut inner = Vec::new();
-                            walk_map(m, path, &mut inner, keyed, out);
-                        }
-                        path.pop();
-                    }
-                }
-                _ => {
+        Value::Object(m) if !m.is_empty() => walk_map(m, path, names, lists, out),
+        Value::Array(items) if !items.is_empty() => match lists.kind(field, items) {
+            ListKind::Set => {
+                for item in items {
+                    path.push(Seg::Member(item.to_string()));
                     out.insert(path.clone());
+                    path.pop();
                 }
             }
-        }
+            ListKind::Map(mk) => {
+                for item in items {
+                    let key = item.get(&mk).map(Value::to_string).unwrap_or_default();
+                    path.push(Seg::Key(mk.clone(), key));
+                    out.insert(path.clone());
+                    if let Some(m) = item.as_object() {
+                        walk_map(m, path, &mut Vec::new(), lists.items(), out);
+                    }
+                    path.pop();
+                }
+            }
+            ListKind::Atomic => {
+                out.insert(path.clone());
+            }
+        },
         _ => {
             out.insert(path.clone());
         }
@@ -197,43 +273,42 @@ pub(crate) fn remove_at(v: &mut Value, path: &[Seg]) {
     }
 }
 
-/// Merges an applied configuration into an object: maps deeply, keyed lists by key (new items appended),
-/// everything else replaced.
+/// Merges an applied configuration into an object: maps deeply, keyed lists by key (new items
+/// appended), sets by member, everything else replaced.
 pub(crate) fn merge_applied(
     target: &mut Map<String, Value>,
     applied: &Map<String, Value>,
-    keyed: bool,
+    lists: Lists<'_>,
 ) {
     for (k, av) in applied {
+        let child = lists.child(k);
         match (target.get_mut(k), av) {
             (Some(Value::Object(t)), Value::Object(a)) if !a.is_empty() => {
-                merge_applied(t, a, keyed)
+                merge_applied(t, a, child)
             }
-            (Some(Value::Array(t)), Value::Array(a)) if keyed && k == "finalizers" => {
-                for v in a {
-                    if !t.contains(v) {
-                        t.push(v.clone());
-                    }
-                }
-            }
-            (Some(Value::Array(t)), Value::Array(a)) if keyed && a.iter().all(Value::is_object) => {
-                match merge_key(k, a) {
-                    Some(mk) if a.iter().all(|i| i.get(mk).is_some()) => {
-                        for item in a {
-                            let key = item.get(mk);
-                            match t.iter_mut().find(|i| i.get(mk) == key) {
-                                Some(Value::Object(existing)) => {
-                                    if let Some(im) = item.as_object() {
-                                        merge_applied(existing, im, keyed);
-                                    }
-                                }
-                                _ => t.push(item.clone()),
-                            }
+            (Some(Value::Array(t)), Value::Array(a)) => match child.kind(k, a) {
+                ListKind::Set => {
+                    for v in a {
+                        if !t.contains(v) {
+                            t.push(v.clone());
                         }
                     }
-                    _ => *t = a.clone(),
                 }
-            }
+                ListKind::Map(mk) => {
+                    for item in a {
+                        let key = item.get(&mk);
+                        match t.iter_mut().find(|i| i.get(&mk) == key) {
+                            Some(Value::Object(existing)) => {
+                                if let Some(im) = item.as_object() {
+                                    merge_applied(existing, im, child.items());
+                                }
+                            }
+                            _ => t.push(item.clone()),
+                        }
+                    }
+                }
+                ListKind::Atomic => *t = a.clone(),
+            },
             _ => {
                 target.insert(k.clone(), av.clone());
             }
@@ -395,10 +470,10 @@ pub(crate) fn record_update(
     old: Option<&Map<String, Value>>,
     new: &mut Map<String, Value>,
     w: &Writer<'_>,
-    keyed: bool,
+    lists: Lists<'_>,
 ) {
     let mut entries = old.map(read_entries).unwrap_or_default();
-    let new_leaves = leaves(new, keyed);
+    let new_leaves = leaves(new, lists);
     let old_value = old.map(|o| Value::Object(o.clone()));
     let new_value = Value::Object(new.clone());
     let changed: BTreeSet<Path> = new_leaves
@@ -428,10 +503,10 @@ pub(crate) fn apply(
     applied: &Map<String, Value>,
     w: &Writer<'_>,
     force: bool,
-    keyed: bool,
+    lists: Lists<'_>,
 ) -> Result<Map<String, Value>, ApiError> {
     let mut entries = current.map(read_entries).unwrap_or_default();
-    let new_set = leaves(applied, keyed);
+    let new_set = leaves(applied, lists);
     let cur_value = Value::Object(current.cloned().unwrap_or_default());
     let applied_value = Value::Object(applied.clone());
     let mut conflicts = Vec::new();
@@ -475,7 +550,7 @@ pub(crate) fn apply(
     let Value::Object(mut obj) = obj else {
         return Err(ApiError::internal("object is not a map"));
     };
-    merge_applied(&mut obj, applied, keyed);
+    merge_applied(&mut obj, applied, lists);
     write_entries(&mut obj, &entries);
     Ok(obj)
 }
@@ -515,13 +590,13 @@ mod tests {
 
     #[test]
     fn apply_conflicts_with_another_manager_unless_forced() {
-        let a = apply(None, &map(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"shared": "1"}})), &w("mgr-a"), false, true).unwrap();
+        let a = apply(None, &map(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"shared": "1"}})), &w("mgr-a"), false, Lists::Builtin).unwrap();
         let err = apply(
             Some(&a),
             &map(json!({"metadata": {"name": "x"}, "data": {"shared": "2"}})),
             &w("mgr-b"),
             false,
-            true,
+            Lists::Builtin,
         )
         .unwrap_err();
         assert_eq!(err.code, 409);
@@ -534,7 +609,7 @@ mod tests {
             &map(json!({"metadata": {"name": "x"}, "data": {"shared": "2"}})),
             &w("mgr-b"),
             true,
-            true,
+            Lists::Builtin,
         )
         .unwrap();
         assert_eq!(b["data"]["shared"], "2");
@@ -555,7 +630,7 @@ mod tests {
             &spec(json!([{"name": "app", "image": "a"}])),
             &w("m"),
             false,
-            true,
+            Lists::Builtin,
         )
         .unwrap();
         let b = apply(
@@ -563,7 +638,7 @@ mod tests {
             &spec(json!([{"name": "app", "image": "a"}, {"name": "sidecar", "image": "s"}])),
             &w("m"),
             false,
-            true,
+            Lists::Builtin,
         )
         .unwrap();
         let names: Vec<&str> = b["spec"]["containers"]
@@ -573,7 +648,7 @@ mod tests {
             .map(|c| c["name"].as_str().unwrap())
             .collect();
         assert_eq!(names, ["app", "sidecar"]);
-        let c = apply(Some(&b), &map(json!({"metadata": {"name": "d"}, "spec": {"containers": [{"name": "app", "image": "a"}]}})), &w("m"), false, true).unwrap();
+        let c = apply(Some(&b), &map(json!({"metadata": {"name": "d"}, "spec": {"containers": [{"name": "app", "image": "a"}]}})), &w("m"), false, Lists::Builtin).unwrap();
         assert_eq!(c["spec"]["containers"].as_array().unwrap().len(), 1);
         assert!(c.get("data").and_then(|d| d.get("x")).is_none(), "{c:?}");
     }
@@ -583,7 +658,7 @@ mod tests {
         let obj = map(
             json!({"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "app", "image": "i"}]}}),
         );
-        let set = leaves(&obj, true);
+        let set = leaves(&obj, Lists::Builtin);
         let mut parsed = BTreeSet::new();
         parse_fields(
             fields_v1(&set).as_object().unwrap(),
@@ -591,5 +666,34 @@ mod tests {
             &mut parsed,
         );
         assert_eq!(parsed, set);
+    }
+
+    #[test]
+    fn custom_resource_lists_follow_the_schema_list_type() {
+        let schema = json!({"type": "object", "properties": {"status": {"type": "object", "properties": {
+            "conditions": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"],
+                "items": {"type": "object", "properties": {"type": {"type": "string"}, "status": {"type": "string"}}}},
+            "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+        }}}});
+        let lists = Lists::custom(Some(&schema));
+        let a = apply(None, &map(json!({"metadata": {"name": "x"}, "status": {"conditions": [{"type": "A", "status": "True"}], "tags": ["a"]}})), &w("mgr-a"), false, lists).unwrap();
+        let b = apply(Some(&a), &map(json!({"metadata": {"name": "x"}, "status": {"conditions": [{"type": "B", "status": "False"}], "tags": ["b"]}})), &w("mgr-b"), false, lists).unwrap();
+        let types: Vec<&str> = b["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(types, ["A", "B"], "list-map items of two managers coexist");
+        assert_eq!(b["status"]["tags"], json!(["a", "b"]));
+        let atomic = apply(
+            Some(&b),
+            &map(json!({"metadata": {"name": "x"}, "status": {"other": [1]}})),
+            &w("mgr-c"),
+            false,
+            Lists::custom(None),
+        )
+        .unwrap();
+        assert_eq!(atomic["status"]["other"], json!([1]));
     }
 }

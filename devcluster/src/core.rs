@@ -126,6 +126,21 @@ impl Target {
         }
     }
 
+    /// How lists of this resource merge in apply and field ownership.
+    pub(crate) fn lists(&self) -> crate::apply::Lists<'_> {
+        if self.res.custom {
+            let schema = self
+                .res
+                .schemas
+                .iter()
+                .find(|(v, _)| *v == self.version)
+                .map(|(_, s)| s);
+            crate::apply::Lists::custom(schema)
+        } else {
+            crate::apply::Lists::Builtin
+        }
+    }
+
     /// The namespace, or "" for cluster-scoped resources.
     pub(crate) fn ns(&self) -> &str {
         self.namespace.as_deref().unwrap_or_default()

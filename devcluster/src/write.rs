@@ -345,7 +345,7 @@ fn create_object(
         Some(mf) => {
             meta_mut(&mut obj).insert("managedFields".into(), mf);
         }
-        None => apply::record_update(None, &mut obj, &writer, !t.res.custom),
+        None => apply::record_update(None, &mut obj, &writer, t.lists()),
     }
     if ctx.dry_run {
         return Ok((
@@ -524,19 +524,19 @@ fn server_side_apply(
         subresource: &sub,
         time: &now,
     };
-    let keyed = !t.res.custom;
+    let lists = t.lists();
     match old {
         None => {
             if t.subresource.is_some() {
                 return Err(t.not_found());
             }
-            let mut merged = apply::apply(None, &applied, &writer, force, keyed)?;
+            let mut merged = apply::apply(None, &applied, &writer, force, lists)?;
             let managed_fields = meta_mut(&mut merged).remove("managedFields");
             create_object(core, t, merged, ctx, managed_fields)
         }
         Some(old) => {
             let current = old.decode();
-            let merged = apply::apply(Some(&current), &applied, &writer, force, keyed)?;
+            let merged = apply::apply(Some(&current), &applied, &writer, force, lists)?;
             finish_update(core, t, old, merged, ctx, Some(()))
         }
     }
@@ -672,7 +672,7 @@ pub(crate) fn finish_update(
             subresource: sub,
             time: &now,
         };
-        apply::record_update(Some(&old_obj), &mut new, &writer, !t.res.custom);
+        apply::record_update(Some(&old_obj), &mut new, &writer, t.lists());
     }
     crd::on_write(&t.res, &mut new);
     if new == old_obj {
