@@ -45,6 +45,9 @@ fn settled_status(storage: &str, obj: &Map<String, Value>) -> Map<String, Value>
         "apps/statefulsets" => fields.push("currentReplicas"),
         _ => {}
     }
+    if storage == "apps/deployments" {
+        set_deployment_conditions(&mut status, obj);
+    }
     for f in fields {
         if replicas > 0 {
             status.insert(f.into(), Value::from(replicas));
@@ -53,6 +56,53 @@ fn settled_status(storage: &str, obj: &Map<String, Value>) -> Map<String, Value>
         }
     }
     status
+}
+
+/// Adds the `Available` and `Progressing` conditions a settled Deployment has, keeping the
+/// timestamps of conditions that already say so.
+fn set_deployment_conditions(status: &mut Map<String, Value>, obj: &Map<String, Value>) {
+    let name = crate::json::meta_str(obj, "name").unwrap_or_default();
+    let now = crate::json::now_rfc3339();
+    let wanted = [
+        (
+            "Available",
+            "MinimumReplicasAvailable",
+            "Deployment has minimum availability.".to_owned(),
+        ),
+        (
+            "Progressing",
+            "NewReplicaSetAvailable",
+            format!("ReplicaSet \"{name}\" has successfully progressed."),
+        ),
+    ];
+    let existing: Vec<Value> = status
+        .get("conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut conditions: Vec<Value> = existing
+        .iter()
+        .filter(|c| {
+            !wanted
+                .iter()
+                .any(|(t, _, _)| c.get("type").and_then(Value::as_str) == Some(t))
+        })
+        .cloned()
+        .collect();
+    for (ty, reason, message) in wanted {
+        let kept = existing.iter().find(|c| {
+            c.get("type").and_then(Value::as_str) == Some(ty)
+                && c.get("status").and_then(Value::as_str) == Some("True")
+                && c.get("reason").and_then(Value::as_str) == Some(reason)
+        });
+        conditions.push(kept.cloned().unwrap_or_else(|| {
+            serde_json::json!({
+                "type": ty, "status": "True", "lastUpdateTime": now, "lastTransitionTime": now,
+                "reason": reason, "message": message,
+            })
+        }));
+    }
+    status.insert("conditions".into(), Value::Array(conditions));
 }
 
 /// Brings every workload's status in line with its spec, when the simulator is on.
@@ -98,14 +148,34 @@ mod tests {
 
     #[test]
     fn status_follows_spec_and_omits_zero_counts() {
-        let d = json!({"metadata": {"generation": 3}, "spec": {"replicas": 2}});
+        let d = json!({"metadata": {"name": "web", "generation": 3}, "spec": {"replicas": 2}});
         let s = settled_status("apps/deployments", d.as_object().unwrap());
+        for f in [
+            "replicas",
+            "readyReplicas",
+            "availableReplicas",
+            "updatedReplicas",
+        ] {
+            assert_eq!(s[f], 2, "{f}");
+        }
+        assert_eq!(s["observedGeneration"], 3);
+        let types: Vec<&str> = s["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(types, ["Available", "Progressing"]);
+        let mut settled = d.as_object().cloned().unwrap();
+        settled.insert("status".into(), Value::Object(s.clone()));
         assert_eq!(
-            Value::Object(s),
-            json!({"observedGeneration": 3, "replicas": 2, "readyReplicas": 2, "availableReplicas": 2, "updatedReplicas": 2})
+            settled_status("apps/deployments", &settled),
+            s,
+            "a settled status is left alone"
         );
+
         let d = json!({"metadata": {"generation": 4}, "spec": {"replicas": 0}, "status": {"replicas": 2}});
-        let s = settled_status("apps/deployments", d.as_object().unwrap());
+        let s = settled_status("apps/replicasets", d.as_object().unwrap());
         assert_eq!(Value::Object(s), json!({"observedGeneration": 4}));
     }
 }
