@@ -125,6 +125,7 @@ pub(crate) fn on_create(core: &mut Core, res: &ResourceDef, obj: &mut Map<String
                     spec.entry(k).or_insert(v);
                 }
                 default_containers(spec);
+                default_tolerations(spec);
             }
         }
         "/services" => {
@@ -240,6 +241,28 @@ pub(crate) fn mutate_secret(res: &ResourceDef, obj: &mut Map<String, Value>) {
                     json!(base64::engine::general_purpose::STANDARD.encode(text)),
                 );
             }
+        }
+    }
+}
+
+/// The `DefaultTolerationSeconds` admission plugin: tolerate not-ready and unreachable nodes for 300 s.
+fn default_tolerations(pod_spec: &mut Map<String, Value>) {
+    let list = pod_spec.entry("tolerations").or_insert_with(|| json!([]));
+    let Some(list) = list.as_array_mut() else {
+        return;
+    };
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
+        let present = list.iter().any(|t| {
+            t.get("key").and_then(Value::as_str) == Some(key)
+                && t.get("effect")
+                    .and_then(Value::as_str)
+                    .is_none_or(|e| e == "NoExecute")
+        });
+        if !present {
+            list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
         }
     }
 }
