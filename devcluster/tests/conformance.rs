@@ -1582,6 +1582,74 @@ async fn custom_resources_are_pruned_and_checked_against_their_schema() -> Resul
 }
 
 #[tokio::test]
+async fn the_admin_endpoint_drives_faults_and_reports_counters() -> Result<()> {
+    let (dev, client) = cluster().await?;
+    let rule = r#"{"verb":"get","group":"","resource":"configmaps","kind":"conflict","times":1}"#;
+    let (code, _) = raw(
+        &client,
+        "POST",
+        "/devcluster/v1/faults",
+        "application/json",
+        rule,
+    )
+    .await?;
+    assert_eq!(code, 200);
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    assert_eq!(status(api.get("x").await).code, 409);
+    assert_eq!(
+        status(api.get("x").await).code,
+        404,
+        "the fault was used up"
+    );
+    let (code, body) = raw(
+        &client,
+        "GET",
+        "/devcluster/v1/counters",
+        "application/json",
+        "",
+    )
+    .await?;
+    assert_eq!(code, 200);
+    let counters: Value = serde_json::from_str(&body)?;
+    let gets = counters["requests"]
+        .as_array()
+        .context("requests")?
+        .iter()
+        .find(|r| r["verb"] == "get" && r["resource"] == "configmaps")
+        .context("get configmaps counter")?;
+    assert_eq!(gets["count"], 2);
+    let (code, _) = raw(
+        &client,
+        "PUT",
+        "/devcluster/v1/simulator",
+        "application/json",
+        r#"{"enabled":true}"#,
+    )
+    .await?;
+    assert_eq!(code, 200);
+    let (code, _) = raw(
+        &client,
+        "POST",
+        "/devcluster/v1/close-watches",
+        "application/json",
+        "",
+    )
+    .await?;
+    assert_eq!(code, 200);
+    let (code, _) = raw(
+        &client,
+        "POST",
+        "/devcluster/v1/faults",
+        "application/json",
+        "{\"kind\":\"nope\"}",
+    )
+    .await?;
+    assert_eq!(code, 400, "a malformed rule is refused");
+    assert_eq!(dev.requests("get", "", "configmaps"), 2);
+    Ok(())
+}
+
+#[tokio::test]
 async fn faults_and_counters() -> Result<()> {
     let (dev, client) = cluster().await?;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
