@@ -173,7 +173,8 @@ pub(crate) fn on_create(core: &mut Core, res: &ResourceDef, obj: &mut Map<String
             obj.entry("type").or_insert_with(|| json!("Opaque"));
         }
         "apps/deployments" => {
-            obj.remove("status");
+            // Typed status structs are always present; no controller fills them here.
+            obj.insert("status".into(), json!({}));
             let spec = obj.entry("spec").or_insert_with(|| json!({}));
             if let Some(spec) = spec.as_object_mut() {
                 spec.entry("replicas").or_insert(json!(1));
@@ -186,7 +187,7 @@ pub(crate) fn on_create(core: &mut Core, res: &ResourceDef, obj: &mut Map<String
             }
         }
         "apps/replicasets" | "apps/statefulsets" | "apps/daemonsets" => {
-            obj.remove("status");
+            obj.insert("status".into(), json!({}));
             let spec = obj.entry("spec").or_insert_with(|| json!({}));
             if let Some(spec) = spec.as_object_mut() {
                 match res.plural.as_str() {
