@@ -101,10 +101,12 @@ impl Options {
         self
     }
 
-    /// How often a watch that allows bookmarks gets one while the cluster moves (default 10 s).
+    /// How often a watch that allows bookmarks gets one while the cluster moves (default 10 s,
+    /// kept between 10 ms and a day).
     #[must_use]
     pub fn bookmark_interval(mut self, interval: Duration) -> Self {
-        self.bookmark_interval = interval;
+        self.bookmark_interval =
+            interval.clamp(Duration::from_millis(10), Duration::from_secs(24 * 3600));
         self
     }
 

@@ -21,6 +21,9 @@ use crate::store::{Change, EventType};
 /// The longest a watch stays open when the client sets no `timeoutSeconds`.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
 
+/// The longest `timeoutSeconds` honoured (larger values are clamped).
+const MAX_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
+
 /// How long before its timeout a watch sends its last bookmark.
 const FINAL_BOOKMARK_LEAD: Duration = Duration::from_secs(2);
 
@@ -115,7 +118,8 @@ impl WatchRequest {
         let timeout = match q.non_empty("timeoutSeconds") {
             Some(s) => Duration::from_secs(
                 s.parse::<u64>()
-                    .map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds {s:?}")))?,
+                    .map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds {s:?}")))?
+                    .min(MAX_TIMEOUT_SECS),
             ),
             None => DEFAULT_TIMEOUT,
         };
