@@ -137,6 +137,13 @@ pub(crate) fn list(core: &Core, t: &Target, q: &Query) -> Result<(u16, Bytes), A
     let (list_rv, start) = match q.non_empty("continue") {
         Some(token) => {
             let (rv, ns, name) = decode_continue(token)?;
+            if rv < core.store.compacted() {
+                return Err(ApiError::new(
+                    410,
+                    "Expired",
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+                ));
+            }
             (rv, Some((ns, name)))
         }
         None => (core.store.rv(), None),

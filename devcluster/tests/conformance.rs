@@ -723,7 +723,7 @@ async fn server_side_apply_owns_fields_and_reports_conflicts() -> Result<()> {
 
 #[tokio::test]
 async fn lists_select_sort_and_paginate() -> Result<()> {
-    let (_dev, client) = cluster().await?;
+    let (dev, client) = cluster().await?;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     for (name, tier) in [
         ("e", "web"),
@@ -818,6 +818,23 @@ async fn lists_select_sort_and_paginate() -> Result<()> {
     assert_eq!(
         [names(first), names(second), names(third)].concat(),
         ["a", "b", "c", "d", "e"]
+    );
+
+    let stale = api
+        .list(&ListParams::default().limit(2))
+        .await?
+        .metadata
+        .continue_
+        .context("continue")?;
+    dev.expire_watch_history();
+    let s = status(
+        api.list(&ListParams::default().limit(2).continue_token(&stale))
+            .await,
+    );
+    assert_eq!(
+        (s.code, s.reason.as_str()),
+        (410, "Expired"),
+        "a continue token older than the history"
     );
 
     let selected = api
