@@ -39,6 +39,24 @@ pub(crate) fn to_core(obj: &mut Map<String, Value>) {
     rename(obj, false);
 }
 
+/// Rewrites an events.k8s.io field selector (`regarding.name=x`) to the stored field names.
+pub(crate) fn fields_to_core(selector: &str) -> String {
+    selector
+        .split(',')
+        .map(|term| {
+            for (core, view) in RENAMES {
+                if let Some(rest) = term.strip_prefix(view)
+                    && (rest.starts_with('.') || rest.starts_with('=') || rest.starts_with('!'))
+                {
+                    return format!("{core}{rest}");
+                }
+            }
+            term.to_owned()
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,5 +73,9 @@ mod tests {
         assert_eq!(obj["reason"], "R");
         to_core(&mut obj);
         assert_eq!(Value::Object(obj), core);
+        assert_eq!(
+            fields_to_core("regarding.name=x,reason=R"),
+            "involvedObject.name=x,reason=R"
+        );
     }
 }

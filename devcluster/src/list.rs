@@ -12,7 +12,13 @@ use crate::status::{ApiError, Cause};
 pub(crate) fn selectors(t: &Target, q: &Query) -> Result<(LabelSelector, FieldSelector), ApiError> {
     let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or_default())
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or_default(), &t.res.storage)
+    let raw = q.get("fieldSelector").unwrap_or_default();
+    let raw = if crate::events::is_events_view(&t.res) {
+        crate::events::fields_to_core(raw)
+    } else {
+        raw.to_owned()
+    };
+    let fields = FieldSelector::parse(&raw, &t.res.storage)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok((labels, fields))
 }

@@ -379,6 +379,15 @@ fn builtin_row(storage: &str, o: &Value) -> Option<(Vec<Column>, Vec<Value>)> {
                 ],
             )
         }
+        "apiextensions.k8s.io/customresourcedefinitions" => (
+            vec![NAME, ("Created At", "date", "", 0)],
+            vec![
+                name,
+                at(o, "metadata.creationTimestamp")
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            ],
+        ),
         "coordination.k8s.io/leases" => (
             vec![NAME, ("Holder", "string", "", 0), AGE],
             vec![name, Value::from(text(o, "spec.holderIdentity")), age],
