@@ -10,7 +10,7 @@ use crate::patch::{self, PatchType};
 use crate::registry::ScalePaths;
 use crate::status::ApiError;
 use crate::store::Stored;
-use crate::write::{WriteCtx, finish_update};
+use crate::write::{Ownership, WriteCtx, finish_update};
 
 fn paths(t: &Target) -> Result<&ScalePaths, ApiError> {
     t.res.scale.as_ref().ok_or_else(ApiError::path_not_found)
@@ -211,7 +211,7 @@ fn write_scale(
     }
     let mut obj = stored.decode();
     set_json_path(&mut obj, &p.spec_replicas, Value::from(replicas));
-    finish_update(core, t, stored, obj, ctx, None)?;
+    finish_update(core, t, stored, obj, ctx, Ownership::Record)?;
     let after = current(core, t)?;
     Ok((200, encode_typed(&scale_of(t, &after)?)))
 }

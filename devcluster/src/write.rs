@@ -408,7 +408,7 @@ pub(crate) fn update(
         }
         _ => {}
     }
-    finish_update(core, t, &old, obj, ctx, None)
+    finish_update(core, t, &old, obj, ctx, Ownership::Record)
 }
 
 /// PATCH of an object or its `status` subresource.
@@ -468,7 +468,7 @@ pub(crate) fn patch(
             "metadata.name: the name of the object may not be changed by a patch",
         ));
     }
-    finish_update(core, t, &old, patched, ctx, None)
+    finish_update(core, t, &old, patched, ctx, Ownership::Record)
 }
 
 fn server_side_apply(
@@ -537,7 +537,7 @@ fn server_side_apply(
         Some(old) => {
             let current = old.decode();
             let merged = apply::apply(Some(&current), &applied, &writer, force, lists)?;
-            finish_update(core, t, old, merged, ctx, Some(()))
+            finish_update(core, t, old, merged, ctx, Ownership::Applied)
         }
     }
 }
@@ -549,15 +549,23 @@ fn without(obj: &Map<String, Value>, keys: &[&str]) -> Map<String, Value> {
         .collect()
 }
 
+/// How `managedFields` are settled by a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ownership {
+    /// Record the writer as the manager of the fields it changed (create, update, patch).
+    Record,
+    /// Server-side apply already computed `managedFields`.
+    Applied,
+}
+
 /// Turns a requested new state into the stored one and writes it (or not, for a no-op).
-/// `managed` is `Some` when `managedFields` were already computed (apply).
 pub(crate) fn finish_update(
     core: &mut Core,
     t: &Target,
     old: &Stored,
     mut new: Map<String, Value>,
     ctx: &WriteCtx,
-    managed: Option<()>,
+    ownership: Ownership,
 ) -> Result<(u16, Bytes), ApiError> {
     let old_obj = old.decode();
     new.remove("kind");
@@ -569,7 +577,7 @@ pub(crate) fn finish_update(
             Some(s) => merged.insert("status".into(), s),
             None => merged.remove("status"),
         };
-        if managed.is_some()
+        if ownership == Ownership::Applied
             && let Some(mf) = meta(&new).and_then(|m| m.get("managedFields")).cloned()
         {
             meta_mut(&mut merged).insert("managedFields".into(), mf);
@@ -598,7 +606,7 @@ pub(crate) fn finish_update(
                 None => m.remove(k),
             };
         }
-        if managed.is_none() {
+        if ownership == Ownership::Record {
             match old_meta.get("managedFields") {
                 Some(v) => m.insert("managedFields".into(), v.clone()),
                 None => m.remove("managedFields"),
@@ -663,7 +671,7 @@ pub(crate) fn finish_update(
             .unwrap_or(0);
         meta_mut(&mut new).insert("generation".into(), Value::from(g + 1));
     }
-    if managed.is_none() {
+    if ownership == Ownership::Record {
         let now = now_rfc3339();
         let api_version = t.api_version();
         let writer = Writer {
