@@ -105,10 +105,9 @@ async fn main() -> anyhow::Result<()> {
                 if let WatchEvent::Modified(deployment) = event
                     && deployment.spec.as_ref().and_then(|spec| spec.replicas) == Some(2)
                     && let Some(name) = deployment.metadata.name
+                    && let Ok(mut seen) = seen.lock()
                 {
-                    if let Ok(mut seen) = seen.lock() {
-                        seen.entry(name).or_insert_with(Instant::now);
-                    }
+                    seen.entry(name).or_insert_with(Instant::now);
                 }
             }
         })
