@@ -209,6 +209,91 @@ pub(crate) fn check(obj: &mut Map<String, Value>, schema: &Value) -> Findings {
     out
 }
 
+/// `metadata` fields of every object.
+const OBJECT_META: &[&str] = &[
+    "name",
+    "generateName",
+    "namespace",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
+];
+
+/// Top-level fields of the built-in types, besides `apiVersion`, `kind` and `metadata`.
+fn builtin_fields(storage: &str) -> Option<&'static [&'static str]> {
+    Some(match storage {
+        "/configmaps" => &["data", "binaryData", "immutable"],
+        "/secrets" => &["data", "stringData", "type", "immutable"],
+        "/serviceaccounts" => &[
+            "secrets",
+            "imagePullSecrets",
+            "automountServiceAccountToken",
+        ],
+        "/events" => &[
+            "involvedObject",
+            "reason",
+            "message",
+            "source",
+            "firstTimestamp",
+            "lastTimestamp",
+            "count",
+            "type",
+            "eventTime",
+            "series",
+            "action",
+            "related",
+            "reportingComponent",
+            "reportingInstance",
+        ],
+        "coordination.k8s.io/leases" => &["spec"],
+        "/namespaces"
+        | "/pods"
+        | "/services"
+        | "apps/deployments"
+        | "apps/replicasets"
+        | "apps/statefulsets"
+        | "apps/daemonsets"
+        | "apiextensions.k8s.io/customresourcedefinitions" => &["spec", "status"],
+        _ => return None,
+    })
+}
+
+/// Drops the top-level and `metadata` fields a built-in type does not have.
+pub(crate) fn check_builtin(storage: &str, obj: &mut Map<String, Value>) -> Findings {
+    let mut out = Findings::default();
+    let Some(known) = builtin_fields(storage) else {
+        return out;
+    };
+    let keys: Vec<String> = obj.keys().cloned().collect();
+    for key in keys {
+        if !matches!(key.as_str(), "apiVersion" | "kind" | "metadata")
+            && !known.contains(&key.as_str())
+        {
+            obj.remove(&key);
+            out.unknown.push(key);
+        }
+    }
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        let keys: Vec<String> = meta.keys().cloned().collect();
+        for key in keys {
+            if !OBJECT_META.contains(&key.as_str()) {
+                meta.remove(&key);
+                out.unknown.push(format!("metadata.{key}"));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,5 +328,19 @@ mod tests {
         );
         let mut missing = json!({"spec": {}}).as_object().cloned().unwrap();
         assert_eq!(check(&mut missing, &schema).causes[0].field, "spec.size");
+    }
+
+    #[test]
+    fn built_in_types_drop_unknown_top_level_and_metadata_fields() {
+        let mut cm = json!({"kind": "ConfigMap", "metadata": {"name": "x", "lables": {}}, "data": {}, "datas": {}})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let f = check_builtin("/configmaps", &mut cm);
+        assert_eq!(f.unknown, ["datas", "metadata.lables"]);
+        assert_eq!(
+            Value::Object(cm),
+            json!({"kind": "ConfigMap", "metadata": {"name": "x"}, "data": {}})
+        );
     }
 }

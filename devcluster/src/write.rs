@@ -195,15 +195,17 @@ fn check_body_namespace(t: &Target, obj: &mut Map<String, Value>) -> Result<(), 
     }
 }
 
-/// Prunes a custom resource to its schema: 422 on type errors, unknown fields dropped with a
-/// warning, or 400 with `fieldValidation=Strict`.
+/// Prunes an object to what its type declares: a custom resource to its schema (422 on type
+/// errors), a built-in type to its top-level and `metadata` fields. Unknown fields are dropped
+/// with a warning, or fail with 400 under `fieldValidation=Strict`.
 fn check_schema(t: &Target, obj: &mut Map<String, Value>, ctx: &WriteCtx) -> Result<(), ApiError> {
-    if !t.res.custom {
-        return Ok(());
-    }
-    let mut findings = match t.res.schemas.iter().find(|(v, _)| *v == t.version) {
-        Some((_, schema)) => crate::schema::check(obj, schema),
-        None => crate::schema::Findings::default(),
+    let mut findings = if t.res.custom {
+        match t.res.schemas.iter().find(|(v, _)| *v == t.version) {
+            Some((_, schema)) => crate::schema::check(obj, schema),
+            None => crate::schema::Findings::default(),
+        }
+    } else {
+        crate::schema::check_builtin(&t.res.storage, obj)
     };
     if let Some(scale) = &t.res.scale {
         let value = Value::Object(obj.clone());
