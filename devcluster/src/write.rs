@@ -234,8 +234,10 @@ fn check_schema(t: &Target, obj: &mut Map<String, Value>, ctx: &WriteCtx) -> Res
         .collect();
     if ctx.strict {
         return Err(ApiError::bad_request(format!(
-            "strict decoding error: {}",
-            unknown.join(", ")
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+            unknown.join(", "),
+            kind = t.res.kind,
+            version = t.version,
         )));
     }
     ctx.warnings.borrow_mut().extend(unknown);
