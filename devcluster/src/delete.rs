@@ -93,6 +93,19 @@ pub(crate) fn delete(
     let Some(stored) = core.store.get(&t.res.storage, t.ns(), &name).cloned() else {
         return Err(t.not_found());
     };
+    if &*t.res.storage == "/namespaces"
+        && matches!(name.as_str(), "default" | "kube-system" | "kube-public")
+    {
+        let mut details = Map::new();
+        details.insert("name".into(), Value::from(name.clone()));
+        details.insert("kind".into(), Value::from("namespaces"));
+        return Err(ApiError::new(
+            403,
+            "Forbidden",
+            format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted"),
+        )
+        .with_details(details));
+    }
     let mut obj = stored.decode();
     let uid = meta(&obj)
         .and_then(|m| m.get("uid"))

@@ -1216,6 +1216,16 @@ async fn namespace_deletion_terminates_then_removes_contents() -> Result<()> {
         json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}}),
     )?;
     api.create(&PostParams::default(), &held).await?;
+    let s = status(
+        namespaces
+            .delete("kube-system", &DeleteParams::default())
+            .await,
+    );
+    assert_eq!(
+        (s.code, s.reason.as_str()),
+        (403, "Forbidden"),
+        "system namespaces cannot be deleted"
+    );
     let n = namespaces
         .delete("doomed", &DeleteParams::default())
         .await?
