@@ -258,7 +258,8 @@ async fn nothing_is_lost_under_dropped_watches_expired_history_and_failing_reque
             150 => cluster.inject(
                 FaultRule::new(FaultKind::TooManyRequests)
                     .verb("patch")
-                    .times(20),
+                    .times(20)
+                    .retry_after_seconds(0),
             ),
             200 => cluster.inject(
                 FaultRule::new(FaultKind::InternalError)

@@ -185,16 +185,27 @@ fn demo(root: &Path, once: bool) -> anyhow::Result<()> {
 }
 
 fn bench(root: &Path) -> anyhow::Result<()> {
-    run(cargo()
-        .args([
-            "run",
-            "--release",
-            "--package",
-            "paddock-bench",
-            "--bin",
-            "dispatch",
-        ])
-        .env("PADDOCK_GUESTS_DIR", guests_dir(root)))
+    for bench in ["dispatch", "convergence"] {
+        run(cargo()
+            .args([
+                "run",
+                "--release",
+                "--package",
+                "paddock-bench",
+                "--bin",
+                bench,
+            ])
+            .env("PADDOCK_GUESTS_DIR", guests_dir(root)))?;
+    }
+    // The embedded cluster's own list and watch throughput, and memory per object.
+    run(cargo().args([
+        "run",
+        "--release",
+        "--package",
+        "devcluster",
+        "--example",
+        "bench",
+    ]))
 }
 
 fn lint() -> anyhow::Result<()> {
