@@ -161,6 +161,14 @@ async fn run_reconciles_through_a_kubeconfig_and_stops_on_sigterm() {
         metrics.contains("paddock_informer_objects{resource=\"deployments\",namespace=\"\"} 1"),
         "{metrics}"
     );
+    let histogram_count = metrics
+        .lines()
+        .find(|line| {
+            line.starts_with("paddock_reconcile_duration_seconds_count{controller=\"floor\"}")
+        })
+        .and_then(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .expect("a latency histogram for the guest");
+    assert!(histogram_count >= 1, "{metrics}");
 
     let pid = child.id().to_string();
     let killed = Command::new("kill")

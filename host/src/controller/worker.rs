@@ -87,11 +87,12 @@ async fn reconcile(shared: &Arc<Shared>, key: &ObjectKey) {
         namespace: (!key.0.is_empty()).then(|| key.0.clone()),
         name: key.1.clone(),
     };
-    match shared
+    let executed = shared
         .executor
         .execute(&shared.actor, &primary_ref, &outcome)
-        .await
-    {
+        .await;
+    shared.stats.observe(started.elapsed());
+    match executed {
         Ok(()) => {
             ControllerStats::bump(&shared.stats.succeeded);
             shared.stats.actions.fetch_add(
