@@ -17,6 +17,7 @@
 //!     verbs: [create, patch]
 //!   limits: {memoryMiB: 64, deadlineMs: 250, concurrency: 2}
 //!   queue: {baseDelayMs: 5, maxDelayMs: 1000000, qps: 10, burst: 100}
+//!   resyncSeconds: 0                  # re-queue everything periodically; 0: never
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -60,6 +61,10 @@ pub struct ControllerSpec {
     /// Work queue settings (client-go's defaults when absent).
     #[serde(default)]
     pub queue: QueueConfig,
+    /// Re-queue every primary object this often, in seconds, even when
+    /// nothing changed; 0 (the default) never does.
+    #[serde(default)]
+    pub resync_seconds: u64,
 }
 
 /// The `limits` of a controller.

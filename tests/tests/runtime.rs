@@ -44,6 +44,7 @@ async fn start(
             namespaces: Vec::new(),
             concurrency: 2,
             queue: QueueConfig::default(),
+            resync: None,
         })
         .await
         .expect("the controller starts")
@@ -332,6 +333,7 @@ async fn watches_beyond_the_grant_are_refused_with_the_missing_rule() {
             namespaces: Vec::new(),
             concurrency: 1,
             queue: QueueConfig::default(),
+            resync: None,
         })
         .await
         .expect_err("watch is not granted");

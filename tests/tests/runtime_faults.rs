@@ -35,6 +35,7 @@ fn floor_config(concurrency: usize) -> ControllerConfig {
         namespaces: Vec::new(),
         concurrency,
         queue: QueueConfig::default(),
+        resync: None,
     }
 }
 
@@ -171,6 +172,7 @@ async fn a_kind_created_after_start_up_is_picked_up() {
         namespaces: Vec::new(),
         concurrency: 1,
         queue: QueueConfig::default(),
+        resync: None,
     };
     // The App kind does not exist yet: the controller waits for it.
     let starting = {
@@ -235,7 +237,7 @@ async fn a_kind_created_after_start_up_is_picked_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_lost_under_dropped_watches_expired_history_and_failing_requests() {
-    const OBJECTS: usize = 300;
+    const OBJECTS: usize = 1000;
     let (cluster, client) = cluster().await;
     let runtime = Runtime::new(client.clone());
     let _controller = runtime.start(floor_config(4)).await.expect("starts");
@@ -250,27 +252,27 @@ async fn nothing_is_lost_under_dropped_watches_expired_history_and_failing_reque
             .await
             .expect("create");
         match index {
-            50 => cluster.close_watches(),
-            100 => {
+            150 => cluster.close_watches(),
+            300 => {
                 cluster.expire_watch_history();
                 cluster.close_watches();
             }
-            150 => cluster.inject(
+            450 => cluster.inject(
                 FaultRule::new(FaultKind::TooManyRequests)
                     .verb("patch")
                     .times(20)
                     .retry_after_seconds(0),
             ),
-            200 => cluster.inject(
+            600 => cluster.inject(
                 FaultRule::new(FaultKind::InternalError)
                     .verb("list")
                     .times(3),
             ),
-            210 => {
+            650 => {
                 cluster.expire_watch_history();
                 cluster.close_watches();
             }
-            250 => cluster.inject(
+            800 => cluster.inject(
                 FaultRule::new(FaultKind::InternalError)
                     .verb("patch")
                     .times(20),

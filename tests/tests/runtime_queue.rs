@@ -33,6 +33,7 @@ fn hostile_config() -> ControllerConfig {
         namespaces: Vec::new(),
         concurrency: 1,
         queue: QueueConfig::default(),
+        resync: None,
     }
 }
 
@@ -47,6 +48,77 @@ fn config_map(name: &str, mode: &str) -> ConfigMap {
 
 async fn start(runtime: &Runtime) -> RunningController {
     runtime.start(hostile_config()).await.expect("starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_key_is_never_reconciled_by_two_workers_at_once() {
+    let (cluster, client) = cluster().await;
+    let runtime = Runtime::new(client.clone());
+    let controller = runtime
+        .start(ControllerConfig {
+            concurrency: 4,
+            ..hostile_config()
+        })
+        .await
+        .expect("starts");
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    for name in ["hot-a", "hot-b"] {
+        config_maps
+            .create(&PostParams::default(), &config_map(name, "slow"))
+            .await
+            .expect("create");
+    }
+    for value in 1..=40 {
+        for name in ["hot-a", "hot-b"] {
+            let patch = json!({"data": {"value": value.to_string()}});
+            config_maps
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .expect("update");
+        }
+    }
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    eventually(
+        20,
+        "both objects reconciled in their last state",
+        || async {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            let last = |name: &str| {
+                list.items.iter().any(|event| {
+                    event.involved_object.name.as_deref() == Some(name)
+                        && event.message.as_deref() == Some("40")
+                })
+            };
+            (last("hot-a") && last("hot-b")).then_some(())
+        },
+    )
+    .await;
+    assert!(ControllerStats::get(&controller.stats().reconciles) >= 2);
+    assert_eq!(ControllerStats::get(&controller.stats().overlaps), 0);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resync_reconciles_unchanged_objects_periodically() {
+    let (cluster, client) = cluster().await;
+    let runtime = Runtime::new(client.clone());
+    let controller = runtime
+        .start(ControllerConfig {
+            resync: Some(Duration::from_millis(50)),
+            ..hostile_config()
+        })
+        .await
+        .expect("starts");
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    config_maps
+        .create(&PostParams::default(), &config_map("steady", "behave"))
+        .await
+        .expect("create");
+    eventually(20, "three reconciles of an unchanged object", || async {
+        (ControllerStats::get(&controller.stats().reconciles) >= 3).then_some(())
+    })
+    .await;
+    cluster.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -84,6 +84,7 @@ async fn main() -> anyhow::Result<()> {
             namespaces: Vec::new(),
             concurrency: 4,
             queue: QueueConfig::default(),
+            resync: None,
         })
         .await?;
 

@@ -327,6 +327,7 @@ async fn start(
             namespaces: spec.namespaces.clone(),
             concurrency: spec.limits.concurrency,
             queue: spec.queue.clone(),
+            resync: (spec.resync_seconds > 0).then(|| Duration::from_secs(spec.resync_seconds)),
         })
         .await?;
     ops.add(controller.handle());

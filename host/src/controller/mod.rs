@@ -37,6 +37,9 @@ pub struct ControllerConfig {
     pub concurrency: usize,
     /// Queue settings.
     pub queue: QueueConfig,
+    /// Re-queue every primary object this often even without changes
+    /// (controller-runtime's sync period); `None` for never.
+    pub resync: Option<std::time::Duration>,
 }
 
 /// A controller that could not start.
@@ -179,6 +182,7 @@ impl Runtime {
             })?,
             watched,
             tombstones: Mutex::default(),
+            in_flight: Mutex::default(),
             stats: ControllerStats::default(),
             cache: Arc::new(GuestCacheView {
                 actor,
@@ -205,6 +209,17 @@ impl Runtime {
             }
         }
         routing::queue_all_primaries(&shared);
+        if let Some(period) = config.resync.filter(|period| !period.is_zero()) {
+            let resynced = Arc::clone(&shared);
+            tasks.push(tokio::spawn(async move {
+                let mut ticker = tokio::time::interval(period);
+                ticker.tick().await;
+                loop {
+                    ticker.tick().await;
+                    routing::queue_all_primaries(&resynced);
+                }
+            }));
+        }
         for _ in 0..config.concurrency.max(1) {
             tasks.push(tokio::spawn(worker::work(Arc::clone(&shared))));
         }
@@ -230,6 +245,8 @@ pub(crate) struct Shared {
     pub(crate) watched: Vec<Watched>,
     /// Last known states of deleted primary objects not yet reconciled.
     pub(crate) tombstones: Mutex<HashMap<ObjectKey, Arc<StoredObject>>>,
+    /// Keys being reconciled now: a safety net under the queue's own rule.
+    pub(crate) in_flight: Mutex<std::collections::HashSet<ObjectKey>>,
     pub(crate) stats: ControllerStats,
     pub(crate) cache: Arc<GuestCacheView>,
     pub(crate) executor: ActionExecutor,

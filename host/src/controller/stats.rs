@@ -41,6 +41,9 @@ pub struct ControllerStats {
     pub actions: AtomicU64,
     /// Keys queued by events.
     pub queued: AtomicU64,
+    /// Times a key was handed to a worker while another worker held it.
+    /// Always 0: the queue never does that; counted as a safety net.
+    pub overlaps: AtomicU64,
 }
 
 impl ControllerStats {

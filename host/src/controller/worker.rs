@@ -23,7 +23,21 @@ pub(crate) async fn work(shared: Arc<Shared>) {
             namespace = %key.0,
             name = %key.1,
         );
+        let fresh = shared
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key.clone());
+        if !fresh {
+            ControllerStats::bump(&shared.stats.overlaps);
+            tracing::error!(namespace = %key.0, name = %key.1, "a key was handed to two workers at once");
+        }
         reconcile(&shared, &key).instrument(span).await;
+        shared
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&key);
         shared.queue.done(&key);
     }
 }
