@@ -63,6 +63,16 @@ fn matches(list: &[String], value: &str) -> bool {
 }
 
 impl Rule {
+    /// A rule allowing `verbs` on `resources` of `api_groups`.
+    pub fn new(api_groups: &[&str], resources: &[&str], verbs: &[&str]) -> Self {
+        let strings = |list: &[&str]| list.iter().map(|item| (*item).to_owned()).collect();
+        Self {
+            api_groups: strings(api_groups),
+            resources: strings(resources),
+            verbs: strings(verbs),
+        }
+    }
+
     /// Whether this rule allows `permission`.
     pub fn allows(&self, permission: &Permission<'_>) -> bool {
         let resource_matches = self.resources.iter().any(|item| {
@@ -159,12 +169,7 @@ mod tests {
     use super::*;
 
     fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> Rule {
-        let strings = |list: &[&str]| list.iter().map(|item| (*item).to_owned()).collect();
-        Rule {
-            api_groups: strings(groups),
-            resources: strings(resources),
-            verbs: strings(verbs),
-        }
+        Rule::new(groups, resources, verbs)
     }
 
     fn permission<'a>(

@@ -1,28 +1,11 @@
 //! The `paddock` command: `test` and `describe` on the example guests.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(PathBuf::from)
-        .expect("the host crate lives in the workspace")
-}
-
-fn module(name: &str) -> PathBuf {
-    let dir = std::env::var_os("PADDOCK_GUESTS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target/guests/wasm32-wasip2/release"));
-    let path = dir.join(format!("{name}.wasm"));
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo xtask build-guests` (`cargo xtask test` does it)",
-        path.display()
-    );
-    path
-}
-
+use common::{cache_dir, module, root};
 fn fixture(example: &str, case: &str) -> PathBuf {
     root()
         .join("guest-examples")
@@ -32,9 +15,7 @@ fn fixture(example: &str, case: &str) -> PathBuf {
 }
 
 fn paddock(args: &[&std::ffi::OsStr]) -> Output {
-    let cache = std::env::var_os("PADDOCK_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target/paddock-cache"));
+    let cache = cache_dir();
     Command::new(env!("CARGO_BIN_EXE_paddock"))
         .args(args)
         .arg("--cache-dir")

@@ -2,7 +2,8 @@
 //! would run it: the embedded cluster's kubeconfig, a controllers file, the
 //! operations endpoint, and a clean exit on SIGTERM.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -10,25 +11,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, PostParams};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(PathBuf::from)
-        .expect("the host crate lives in the workspace")
-}
-
-fn module(name: &str) -> PathBuf {
-    let dir = std::env::var_os("PADDOCK_GUESTS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target/guests/wasm32-wasip2/release"));
-    let path = dir.join(format!("{name}.wasm"));
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo xtask build-guests`",
-        path.display()
-    );
-    path
-}
+use common::{cache_dir, module};
 
 /// GET a path of the operations endpoint: (status code, body).
 async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
@@ -94,9 +77,7 @@ async fn run_reconciles_through_a_kubeconfig_and_stops_on_sigterm() {
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
         .port();
-    let cache = std::env::var_os("PADDOCK_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target/paddock-cache"));
+    let cache = cache_dir();
     let mut child = Command::new(env!("CARGO_BIN_EXE_paddock"))
         .arg("run")
         .arg("--config")

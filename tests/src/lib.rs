@@ -98,3 +98,38 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// The `App` custom resource of the app-operator example.
+pub fn app_resource() -> kube::core::ApiResource {
+    kube::core::ApiResource {
+        group: "examples.paddock.dev".into(),
+        version: "v1".into(),
+        api_version: "examples.paddock.dev/v1".into(),
+        kind: "App".into(),
+        plural: "apps".into(),
+    }
+}
+
+/// Applies the app-operator example's CRD (`App`).
+///
+/// # Panics
+/// When the CRD does not parse or is refused.
+pub async fn apply_app_crd(client: &kube::Client) {
+    let path = workspace_root().join("guest-examples/app-operator/deploy/crd.yaml");
+    let crd = paddock::harness::read_object(&path).expect("the CRD parses");
+    let resource = kube::core::ApiResource {
+        group: "apiextensions.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "apiextensions.k8s.io/v1".into(),
+        kind: "CustomResourceDefinition".into(),
+        plural: "customresourcedefinitions".into(),
+    };
+    let crds: kube::Api<kube::api::DynamicObject> = kube::Api::all_with(client.clone(), &resource);
+    crds.patch(
+        "apps.examples.paddock.dev",
+        &kube::api::PatchParams::apply("paddock-tests"),
+        &kube::api::Patch::Apply(&crd),
+    )
+    .await
+    .expect("the CRD is applied");
+}

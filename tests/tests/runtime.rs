@@ -16,12 +16,7 @@ use paddock_tests::{cluster, engine, eventually, guest};
 use serde_json::json;
 
 fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> Rule {
-    let strings = |list: &[&str]| list.iter().map(|item| (*item).to_owned()).collect();
-    Rule {
-        api_groups: strings(groups),
-        resources: strings(resources),
-        verbs: strings(verbs),
-    }
+    Rule::new(groups, resources, verbs)
 }
 
 fn events_rule() -> Rule {
@@ -232,26 +227,7 @@ async fn label_policy_follows_namespace_changes_through_map() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_operator_runs_an_app_and_reports_ready() {
     let (cluster, client) = cluster().await;
-    let crd_path =
-        paddock_tests::workspace_root().join("guest-examples/app-operator/deploy/crd.yaml");
-    let crd = paddock::harness::read_object(&crd_path).expect("the CRD parses");
-    let crds: Api<DynamicObject> = Api::all_with(
-        client.clone(),
-        &kube::core::ApiResource {
-            group: "apiextensions.k8s.io".into(),
-            version: "v1".into(),
-            api_version: "apiextensions.k8s.io/v1".into(),
-            kind: "CustomResourceDefinition".into(),
-            plural: "customresourcedefinitions".into(),
-        },
-    );
-    crds.patch(
-        "apps.examples.paddock.dev",
-        &PatchParams::apply("test"),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .expect("the CRD is applied");
+    paddock_tests::apply_app_crd(&client).await;
 
     // The controller starts after the CRD exists: discovery finds the new kind.
     let runtime = Runtime::new(client.clone());
@@ -272,13 +248,7 @@ async fn app_operator_runs_an_app_and_reports_ready() {
     ];
     let controller = start(&runtime, "app-operator", "app-operator", grant).await;
 
-    let app_resource = kube::core::ApiResource {
-        group: "examples.paddock.dev".into(),
-        version: "v1".into(),
-        api_version: "examples.paddock.dev/v1".into(),
-        kind: "App".into(),
-        plural: "apps".into(),
-    };
+    let app_resource = paddock_tests::app_resource();
     let apps: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &app_resource);
     let app: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "examples.paddock.dev/v1",

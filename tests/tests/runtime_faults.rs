@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use devcluster::{FaultKind, FaultRule};
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, PostParams};
 use paddock::controller::{ControllerConfig, ControllerStats, RunningController, Runtime};
 use paddock::grants::{Grant, Rule};
 use paddock::queue::QueueConfig;
@@ -14,12 +14,7 @@ use paddock_tests::{cluster, engine, eventually, guest};
 use serde_json::json;
 
 fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> Rule {
-    let strings = |list: &[&str]| list.iter().map(|item| (*item).to_owned()).collect();
-    Rule {
-        api_groups: strings(groups),
-        resources: strings(resources),
-        verbs: strings(verbs),
-    }
+    Rule::new(groups, resources, verbs)
 }
 
 fn floor_config(concurrency: usize) -> ControllerConfig {
@@ -181,43 +176,15 @@ async fn a_kind_created_after_start_up_is_picked_up() {
     };
     assert!(!starting.is_finished());
 
-    let crd_path =
-        paddock_tests::workspace_root().join("guest-examples/app-operator/deploy/crd.yaml");
-    let crd = paddock::harness::read_object(&crd_path).expect("the CRD parses");
-    let crds: Api<DynamicObject> = Api::all_with(
-        client.clone(),
-        &kube::core::ApiResource {
-            group: "apiextensions.k8s.io".into(),
-            version: "v1".into(),
-            api_version: "apiextensions.k8s.io/v1".into(),
-            kind: "CustomResourceDefinition".into(),
-            plural: "customresourcedefinitions".into(),
-        },
-    );
-    crds.patch(
-        "apps.examples.paddock.dev",
-        &PatchParams::apply("test"),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .expect("the CRD is applied");
+    paddock_tests::apply_app_crd(&client).await;
     let _controller = tokio::time::timeout(std::time::Duration::from_secs(20), starting)
         .await
         .expect("the controller starts once its kind is served")
         .expect("no panic")
         .expect("starts");
 
-    let apps: Api<DynamicObject> = Api::namespaced_with(
-        client.clone(),
-        "default",
-        &kube::core::ApiResource {
-            group: "examples.paddock.dev".into(),
-            version: "v1".into(),
-            api_version: "examples.paddock.dev/v1".into(),
-            kind: "App".into(),
-            plural: "apps".into(),
-        },
-    );
+    let apps: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), "default", &paddock_tests::app_resource());
     let app: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "examples.paddock.dev/v1", "kind": "App",
         "metadata": {"name": "late", "namespace": "default"},

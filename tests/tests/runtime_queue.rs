@@ -13,22 +13,13 @@ use paddock_tests::{cluster, engine, eventually, guest};
 use serde_json::json;
 
 fn hostile_config() -> ControllerConfig {
-    let strings = |list: &[&str]| list.iter().map(|item| (*item).to_owned()).collect();
     ControllerConfig {
         guest: engine()
             .load(&guest("hostile"), LoadOptions::default())
             .expect("loads"),
         grant: Grant::new(vec![
-            Rule {
-                api_groups: strings(&[""]),
-                resources: strings(&["configmaps"]),
-                verbs: strings(&["get", "list", "watch"]),
-            },
-            Rule {
-                api_groups: strings(&[""]),
-                resources: strings(&["events"]),
-                verbs: strings(&["create", "patch"]),
-            },
+            Rule::new(&[""], &["configmaps"], &["get", "list", "watch"]),
+            Rule::new(&[""], &["events"], &["create", "patch"]),
         ]),
         namespaces: Vec::new(),
         concurrency: 1,

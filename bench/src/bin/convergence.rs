@@ -21,12 +21,7 @@ use paddock::queue::QueueConfig;
 use paddock::wasm::{EngineOptions, LoadOptions, WasmEngine};
 
 fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> Rule {
-    let strings = |list: &[&str]| list.iter().map(|item| (*item).to_owned()).collect();
-    Rule {
-        api_groups: strings(groups),
-        resources: strings(resources),
-        verbs: strings(verbs),
-    }
+    Rule::new(groups, resources, verbs)
 }
 
 fn deployment(name: &str) -> anyhow::Result<Deployment> {
