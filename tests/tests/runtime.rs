@@ -141,6 +141,18 @@ async fn three_guests_share_one_watch_per_resource() {
     policy_grant.push(events_rule());
     let third = start(&runtime, "label-policy", "label-policy", policy_grant).await;
 
+    // An informer opens its watch right after its first list: wait for both
+    // watches to be open before counting.
+    eventually(
+        10,
+        "the Deployment and Namespace watches to open",
+        || async {
+            (cluster.watches_open("apps", "deployments") >= 1
+                && cluster.watches_open("", "namespaces") >= 1)
+                .then_some(())
+        },
+    )
+    .await;
     assert_eq!(
         cluster.watches_opened("apps", "deployments"),
         1,
