@@ -372,3 +372,49 @@ async fn a_denied_action_is_not_performed_and_is_reported() {
     drop(controller);
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_reads_are_narrowed_to_the_grant() {
+    let (cluster, client) = cluster().await;
+    let runtime = Runtime::new(client.clone());
+    // Namespaces may be watched (for map) but not read with `get`.
+    let grant = vec![
+        rule(
+            &["apps"],
+            &["deployments"],
+            &["get", "list", "watch", "patch"],
+        ),
+        rule(&[""], &["namespaces"], &["list", "watch"]),
+        events_rule(),
+    ];
+    let controller = start(&runtime, "label-policy", "label-policy", grant).await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let policy =
+        json!({"metadata": {"annotations": {"paddock.dev/required-labels": "cost-center=shared"}}});
+    namespaces
+        .patch("default", &PatchParams::default(), &Patch::Merge(&policy))
+        .await
+        .expect("annotate the namespace");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    deployments
+        .create(&PostParams::default(), &deployment("blind", 1, json!({})))
+        .await
+        .expect("create");
+
+    // The guest cannot see the Namespace, so it cannot apply the policy.
+    eventually(
+        10,
+        "the guest to fail for lack of the Namespace",
+        || async { (ControllerStats::get(&controller.stats().guest_errors) >= 2).then_some(()) },
+    )
+    .await;
+    let labels = deployments
+        .get("blind")
+        .await
+        .expect("get")
+        .metadata
+        .labels
+        .unwrap_or_default();
+    assert!(!labels.contains_key("cost-center"), "{labels:?}");
+    cluster.shutdown().await;
+}

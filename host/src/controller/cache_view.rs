@@ -17,27 +17,28 @@ pub struct GuestCacheView {
 }
 
 impl GuestCacheView {
-    fn allowed(&self, verb: &str, api_version: &str, kind: &str) -> Option<bool> {
-        let resource = self.discovery.cached(api_version, kind)?;
+    /// Whether the grant allows `verb` on the kind, and the kind is one
+    /// the guest's scope can see (a guest scoped to namespaces sees no
+    /// cluster-scoped kinds). `false` for kinds discovery has not met.
+    fn allowed(&self, verb: &str, api_version: &str, kind: &str) -> bool {
+        let Some(resource) = self.discovery.cached(api_version, kind) else {
+            return false;
+        };
         let (group, _) = split_api_version(api_version);
-        let allowed = self.actor.grant.allows(&Permission {
+        let granted = self.actor.grant.allows(&Permission {
             verb,
             group,
             resource: &resource.plural,
             subresource: None,
         });
-        Some(allowed)
-            .map(|allowed| allowed && (resource.namespaced || self.actor.namespaces.is_empty()))
+        granted && (resource.namespaced || self.actor.namespaces.is_empty())
     }
 }
 
 impl CacheReader for GuestCacheView {
     fn get(&self, target: &ObjectRef) -> Option<String> {
-        if !self.allowed("get", &target.api_version, &target.kind)? {
-            return None;
-        }
-        if !self.actor.may_use_namespace(target.namespace.as_deref())
-            && !self.actor.namespaces.is_empty()
+        if !self.allowed("get", &target.api_version, &target.kind)
+            || !self.actor.may_use_namespace(target.namespace.as_deref())
         {
             return None;
         }
@@ -54,7 +55,7 @@ impl CacheReader for GuestCacheView {
     }
 
     fn list(&self, query: &ListQuery<'_>) -> Vec<String> {
-        if self.allowed("list", query.api_version, query.kind) != Some(true) {
+        if !self.allowed("list", query.api_version, query.kind) {
             return Vec::new();
         }
         let selector = match query.label_selector.map(LabelSelector::parse) {
