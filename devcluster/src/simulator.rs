@@ -107,15 +107,23 @@ fn set_deployment_conditions(status: &mut Map<String, Value>, obj: &Map<String, 
 
 /// Brings every workload's status in line with its spec, when the simulator is on.
 pub(crate) fn sync(shared: &Shared) {
-    if !shared.simulator.load(Ordering::SeqCst) {
-        return;
-    }
+    sync_since(shared, 0);
+}
+
+/// Like [`sync`], but only looks at workloads written after resourceVersion
+/// `since` (so following each change costs what changed, not the whole
+/// store); the store's resourceVersion after the sync.
+fn sync_since(shared: &Shared, since: u64) -> u64 {
     let mut core = shared.core.lock();
+    if !shared.simulator.load(Ordering::SeqCst) {
+        return core.store.rv();
+    }
     for storage in WORKLOADS {
         let key: Arc<str> = Arc::from(*storage);
         let pending: Vec<Map<String, Value>> = core
             .store
             .iter(storage, None)
+            .filter(|(_, s)| s.rv > since)
             .map(|(_, s)| s.decode())
             .filter(|o| !meta(o).is_some_and(|m| m.contains_key("deletionTimestamp")))
             .filter_map(|mut o| {
@@ -131,13 +139,17 @@ pub(crate) fn sync(shared: &Shared) {
             core.store.put(&key, obj);
         }
     }
+    core.store.rv()
 }
 
 /// Follows every change while the cluster runs.
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut changes = shared.core.lock().store.subscribe();
+    let mut since = 0;
     while changes.changed().await.is_ok() {
-        sync(&shared);
+        // Turning the simulator on calls `sync`, which covers everything
+        // written while it was off.
+        since = sync_since(&shared, since);
     }
 }
 

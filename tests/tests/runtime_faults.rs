@@ -247,15 +247,24 @@ async fn nothing_is_lost_under_dropped_watches_expired_history_and_failing_reque
             _ => {}
         }
     }
-    eventually(120, "every Deployment to be scaled", || async {
-        let list = deployments.list(&Default::default()).await.ok()?;
+    // Listing 1,000 Deployments is not free: poll every 250 ms, so the
+    // check does not starve the controller it waits for.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(600);
+    loop {
+        let list = deployments.list(&Default::default()).await.expect("list");
         let done = list
             .items
             .iter()
             .filter(|item| item.spec.as_ref().and_then(|spec| spec.replicas) == Some(2))
             .count();
-        (done == OBJECTS).then_some(())
-    })
-    .await;
+        if done == OBJECTS {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {done} of {OBJECTS} Deployments were scaled within 10 minutes"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
     cluster.shutdown().await;
 }
