@@ -175,6 +175,21 @@ fn check_namespace(core: &Core, t: &Target, name: &str, creating: bool) -> Resul
     }
 }
 
+/// The name on the URL: a body naming another object is a 400; a body
+/// naming none gets the URL's name.
+fn check_body_name(t: &Target, obj: &mut Map<String, Value>) -> Result<String, ApiError> {
+    let name = t.name().to_owned();
+    match meta_str(obj, "name") {
+        Some(n) if !n.is_empty() && n != name => Err(ApiError::bad_request(format!(
+            "the name of the object ({n}) does not match the name on the URL ({name})"
+        ))),
+        _ => {
+            meta_mut(obj).insert("name".into(), Value::from(name.clone()));
+            Ok(name)
+        }
+    }
+}
+
 fn check_body_namespace(t: &Target, obj: &mut Map<String, Value>) -> Result<(), ApiError> {
     let url_ns = t.ns().to_owned();
     let m = meta_mut(obj);
@@ -378,17 +393,7 @@ pub(crate) fn update(
     let mut obj = parse_object(body, content_type)?;
     t.to_stored_shape(&mut obj);
     check_type(t, &obj)?;
-    let name = t.name().to_owned();
-    match meta_str(&obj, "name") {
-        Some(n) if !n.is_empty() && n != name => {
-            return Err(ApiError::bad_request(format!(
-                "the name of the object ({n}) does not match the name on the URL ({name})"
-            )));
-        }
-        _ => {
-            meta_mut(&mut obj).insert("name".into(), Value::from(name.clone()));
-        }
-    }
+    let name = check_body_name(t, &mut obj)?;
     check_body_namespace(t, &mut obj)?;
     let Some(old) = core.store.get(&t.res.storage, t.ns(), &name).cloned() else {
         check_namespace(core, t, &name, false)?;
@@ -503,17 +508,7 @@ fn server_side_apply(
         return Err(ApiError::bad_request("apply body must be an object"));
     };
     check_type(t, &applied)?;
-    let name = t.name().to_owned();
-    match meta_str(&applied, "name") {
-        Some(n) if !n.is_empty() && n != name => {
-            return Err(ApiError::bad_request(format!(
-                "the name of the object ({n}) does not match the name on the URL ({name})"
-            )));
-        }
-        _ => {
-            meta_mut(&mut applied).insert("name".into(), Value::from(name.clone()));
-        }
-    }
+    check_body_name(t, &mut applied)?;
     check_body_namespace(t, &mut applied)?;
     t.to_stored_shape(&mut applied);
     applied.remove("kind");
