@@ -10,6 +10,9 @@
 //! - [`actions`]: the guest's answers, validated, checked against the
 //!   [`grants`] and executed;
 //! - [`config`]: the controllers file;
+//! - [`reload`]: keeping the running controllers equal to their sources
+//!   (the controllers file, `WasmController` resources), swapping new
+//!   versions in live;
 //! - [`ops`]: `/healthz`, `/readyz` and `/metrics`;
 //! - [`selector`]: Kubernetes label selectors, for `cache.list`;
 //! - [`harness`]: the offline harness behind `paddock test`.
@@ -22,5 +25,6 @@ pub mod grants;
 pub mod harness;
 pub mod ops;
 pub mod queue;
+pub mod reload;
 pub mod selector;
 pub mod wasm;

@@ -4,8 +4,8 @@
 
 use std::fmt::Write;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError, RwLock};
 
 use axum::Router;
 use axum::extract::State;
@@ -14,32 +14,29 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 use crate::cluster::InformerRegistry;
-use crate::controller::{ControllerHandle, ControllerStats, GUEST_ERROR_KINDS, LATENCY_BUCKETS};
+use serde::{Deserialize, Serialize};
+
+use crate::controller::{
+    ControllerHandle, ControllerStats, GUEST_ERROR_KINDS, LATENCY_BUCKETS, LastError,
+};
+use crate::reload::{EntryStatus, SourceStatus, StatusBoard};
 
 /// What the endpoint reports on.
 #[derive(Debug, Clone)]
 pub struct OpsState {
     informers: InformerRegistry,
-    controllers: Arc<RwLock<Vec<ControllerHandle>>>,
+    board: StatusBoard,
     started: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl OpsState {
-    /// A state over the runtime's informers, with no controller yet.
-    pub fn new(informers: InformerRegistry) -> Self {
+    /// A state over the runtime's informers and the controllers' statuses.
+    pub fn new(informers: InformerRegistry, board: StatusBoard) -> Self {
         Self {
             informers,
-            controllers: Arc::default(),
+            board,
             started: Arc::default(),
         }
-    }
-
-    /// Adds a running controller.
-    pub fn add(&self, controller: ControllerHandle) {
-        self.controllers
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(controller);
     }
 
     /// Marks start-up as finished: `/readyz` answers 200 once every
@@ -56,6 +53,94 @@ impl OpsState {
                 .iter()
                 .all(|informer| informer.is_synced())
     }
+
+    /// The running controllers.
+    fn controllers(&self) -> Vec<ControllerHandle> {
+        self.board
+            .all()
+            .into_iter()
+            .filter_map(|status| status.handle)
+            .collect()
+    }
+
+    /// What `/status` answers.
+    pub fn report(&self) -> StatusReport {
+        let controllers = self
+            .board
+            .all()
+            .into_iter()
+            .map(|status| {
+                let running = status.handle.as_ref().map(|handle| {
+                    let stats = handle.stats();
+                    let queue = handle.queue_metrics();
+                    RunningReport {
+                        queue_depth: queue.depth,
+                        in_flight: queue.in_flight,
+                        waiting: queue.waiting,
+                        reconciles: ControllerStats::get(&stats.reconciles),
+                        guest_errors: ControllerStats::get(&stats.guest_errors),
+                        action_errors: ControllerStats::get(&stats.action_errors),
+                        denied: ControllerStats::get(&stats.denied),
+                        cache_denied: ControllerStats::get(&stats.cache_denied),
+                        last_error: handle.last_error(),
+                    }
+                });
+                ControllerReport { status, running }
+            })
+            .collect();
+        StatusReport {
+            controllers,
+            sources: self.board.sources(),
+        }
+    }
+}
+
+/// What `/status` answers: every declared controller.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusReport {
+    /// The controllers, by name.
+    pub controllers: Vec<ControllerReport>,
+    /// Sources that failed (a controllers file that cannot be read).
+    #[serde(default)]
+    pub sources: std::collections::BTreeMap<String, SourceStatus>,
+}
+
+/// One controller in `/status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ControllerReport {
+    /// Its declaration's status: phase, digest, reloads.
+    #[serde(flatten)]
+    pub status: EntryStatus,
+    /// Its queue and counters, once it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running: Option<RunningReport>,
+}
+
+/// The queue and counters of a running controller.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunningReport {
+    /// Keys ready for a worker.
+    pub queue_depth: usize,
+    /// Keys being reconciled.
+    pub in_flight: usize,
+    /// Keys waiting for a backoff or requeue deadline.
+    pub waiting: usize,
+    /// Reconciles started.
+    pub reconciles: u64,
+    /// Reconciles that failed in the guest.
+    pub guest_errors: u64,
+    /// Reconciles whose actions failed or were denied.
+    pub action_errors: u64,
+    /// Actions denied by the grant.
+    pub denied: u64,
+    /// Cache reads refused by the grant.
+    pub cache_denied: u64,
+    /// The latest failed reconcile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<LastError>,
 }
 
 /// Serves the endpoint on `addr` until the task is dropped; the bound
@@ -70,6 +155,7 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/status", get(status))
         .with_state(state);
     let task = tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
@@ -87,6 +173,10 @@ async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
     }
 }
 
+async fn status(State(state): State<OpsState>) -> impl IntoResponse {
+    axum::Json(state.report())
+}
+
 async fn metrics(State(state): State<OpsState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -94,58 +184,106 @@ async fn metrics(State(state): State<OpsState>) -> impl IntoResponse {
     )
 }
 
-/// The metrics in Prometheus text format.
+/// A metric with one value per controller: name, help, type, and how to
+/// read it.
+type SimpleMetric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&ControllerHandle) -> u64,
+);
+
+/// The metrics in Prometheus text format. Every controller series carries
+/// the digest of the module serving now; counters count across versions.
 pub fn render(state: &OpsState) -> String {
     let mut out = String::new();
-    let controllers = state
-        .controllers
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
-    let counter = |out: &mut String, name: &str, help: &str, kind: &str| {
+    let controllers: Vec<(ControllerHandle, String)> = state
+        .controllers()
+        .into_iter()
+        .map(|controller| {
+            let labels = format!(
+                "controller=\"{}\",digest=\"{}\"",
+                controller.name(),
+                controller.digest()
+            );
+            (controller, labels)
+        })
+        .collect();
+    let header = |out: &mut String, name: &str, help: &str, kind: &str| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     };
-    counter(
+    header(
         &mut out,
-        "paddock_reconciles_total",
-        "Reconciles started.",
-        "counter",
+        "paddock_guest_info",
+        "The module serving for each controller.",
+        "gauge",
     );
-    for controller in &controllers {
-        let _ = writeln!(
-            out,
-            "paddock_reconciles_total{{controller=\"{}\",digest=\"{}\"}} {}",
-            controller.name(),
-            controller.digest(),
-            ControllerStats::get(&controller.stats().reconciles)
-        );
+    for (_, labels) in &controllers {
+        let _ = writeln!(out, "paddock_guest_info{{{labels}}} 1");
     }
-    counter(
+    let simple: [SimpleMetric; 5] = [
+        (
+            "paddock_reconciles_total",
+            "Reconciles started.",
+            "counter",
+            |c| ControllerStats::get(&c.stats().reconciles),
+        ),
+        (
+            "paddock_cache_denied_total",
+            "Cache reads refused because they reach outside the grant.",
+            "counter",
+            |c| ControllerStats::get(&c.stats().cache_denied),
+        ),
+        (
+            "paddock_queue_depth",
+            "Keys ready in the work queue.",
+            "gauge",
+            |c| c.queue_metrics().depth as u64,
+        ),
+        (
+            "paddock_queue_adds_total",
+            "Keys added to the work queue.",
+            "counter",
+            |c| c.queue_metrics().adds,
+        ),
+        (
+            "paddock_queue_retries_total",
+            "Rate-limited re-adds (retries).",
+            "counter",
+            |c| c.queue_metrics().retries,
+        ),
+    ];
+    for (name, help, kind, value) in simple {
+        header(&mut out, name, help, kind);
+        for (controller, labels) in &controllers {
+            let _ = writeln!(out, "{name}{{{labels}}} {}", value(controller));
+        }
+    }
+    header(
         &mut out,
         "paddock_guest_errors_total",
         "Failed guest calls by kind.",
         "counter",
     );
-    for controller in &controllers {
+    for (controller, labels) in &controllers {
         for (kind, value) in GUEST_ERROR_KINDS
             .iter()
             .zip(&controller.stats().guest_errors_by_kind)
         {
             let _ = writeln!(
                 out,
-                "paddock_guest_errors_total{{controller=\"{}\",kind=\"{kind}\"}} {}",
-                controller.name(),
+                "paddock_guest_errors_total{{{labels},kind=\"{kind}\"}} {}",
                 ControllerStats::get(value)
             );
         }
     }
-    counter(
+    header(
         &mut out,
         "paddock_actions_total",
         "Actions by result.",
         "counter",
     );
-    for controller in &controllers {
+    for (controller, labels) in &controllers {
         let stats = controller.stats();
         for (result, value) in [
             ("performed", &stats.actions),
@@ -154,92 +292,77 @@ pub fn render(state: &OpsState) -> String {
         ] {
             let _ = writeln!(
                 out,
-                "paddock_actions_total{{controller=\"{}\",result=\"{result}\"}} {}",
-                controller.name(),
+                "paddock_actions_total{{{labels},result=\"{result}\"}} {}",
                 ControllerStats::get(value)
             );
         }
     }
-    counter(
-        &mut out,
-        "paddock_queue_depth",
-        "Keys ready in the work queue.",
-        "gauge",
-    );
-    for controller in &controllers {
-        let queue = controller.queue_metrics();
-        let _ = writeln!(
-            out,
-            "paddock_queue_depth{{controller=\"{}\"}} {}",
-            controller.name(),
-            queue.depth
-        );
-    }
-    counter(
-        &mut out,
-        "paddock_queue_adds_total",
-        "Keys added to the work queue.",
-        "counter",
-    );
-    for controller in &controllers {
-        let queue = controller.queue_metrics();
-        let _ = writeln!(
-            out,
-            "paddock_queue_adds_total{{controller=\"{}\"}} {}",
-            controller.name(),
-            queue.adds
-        );
-    }
-    counter(
-        &mut out,
-        "paddock_queue_retries_total",
-        "Rate-limited re-adds (retries).",
-        "counter",
-    );
-    for controller in &controllers {
-        let queue = controller.queue_metrics();
-        let _ = writeln!(
-            out,
-            "paddock_queue_retries_total{{controller=\"{}\"}} {}",
-            controller.name(),
-            queue.retries
-        );
-    }
-    counter(
+    header(
         &mut out,
         "paddock_reconcile_duration_seconds",
         "Reconcile latency: guest call and actions.",
         "histogram",
     );
-    for controller in &controllers {
+    for (controller, labels) in &controllers {
         let stats = controller.stats();
         let mut cumulative = 0;
         for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&stats.latency_buckets) {
             cumulative += ControllerStats::get(bucket);
             let _ = writeln!(
                 out,
-                "paddock_reconcile_duration_seconds_bucket{{controller=\"{}\",le=\"{bound}\"}} {cumulative}",
-                controller.name()
+                "paddock_reconcile_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
             );
         }
         cumulative += ControllerStats::get(&stats.latency_buckets[LATENCY_BUCKETS.len()]);
-        let name = controller.name();
         let sum = ControllerStats::get(&stats.latency_sum_micros) as f64 / 1e6;
         let _ = writeln!(
             out,
-            "paddock_reconcile_duration_seconds_bucket{{controller=\"{name}\",le=\"+Inf\"}} {cumulative}"
+            "paddock_reconcile_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {cumulative}"
         );
         let _ = writeln!(
             out,
-            "paddock_reconcile_duration_seconds_sum{{controller=\"{name}\"}} {sum}"
+            "paddock_reconcile_duration_seconds_sum{{{labels}}} {sum}"
         );
         let _ = writeln!(
             out,
-            "paddock_reconcile_duration_seconds_count{{controller=\"{name}\"}} {cumulative}"
+            "paddock_reconcile_duration_seconds_count{{{labels}}} {cumulative}"
+        );
+    }
+    let statuses = state.board.all();
+    header(
+        &mut out,
+        "paddock_reloads_total",
+        "New versions swapped in, or refused, per controller.",
+        "counter",
+    );
+    for status in &statuses {
+        for (result, value) in [
+            ("swapped", status.reloads),
+            ("failed", status.reload_failures),
+        ] {
+            let _ = writeln!(
+                out,
+                "paddock_reloads_total{{controller=\"{}\",result=\"{result}\"}} {value}",
+                status.name
+            );
+        }
+    }
+    header(
+        &mut out,
+        "paddock_source_errors_total",
+        "Times a source of controllers (a controllers file) could not be used.",
+        "counter",
+    );
+    for (source, status) in state.board.sources() {
+        let _ = writeln!(
+            out,
+            "paddock_source_errors_total{{source=\"{}\"}} {}",
+            source.replace('\\', "\\\\").replace('"', "\\\""),
+            status.errors
         );
     }
     let informers = state.informers.all();
-    counter(
+    header(
         &mut out,
         "paddock_informer_objects",
         "Objects in an informer's store.",
@@ -254,7 +377,7 @@ pub fn render(state: &OpsState) -> String {
             informer.store().len()
         );
     }
-    counter(
+    header(
         &mut out,
         "paddock_informer_store_bytes",
         "Heap bytes of an informer's store.",
@@ -269,7 +392,7 @@ pub fn render(state: &OpsState) -> String {
             informer.store().heap_bytes()
         );
     }
-    counter(
+    header(
         &mut out,
         "paddock_watch_restarts_total",
         "Informer recoveries (errors, 410 Gone).",

@@ -134,8 +134,18 @@ async fn run_reconciles_through_a_kubeconfig_and_stops_on_sigterm() {
         metrics.contains("paddock_reconciles_total{controller=\"floor\""),
         "{metrics}"
     );
+    let digest = paddock::wasm::compile_cache::digest(
+        &std::fs::read(module("replica_floor")).expect("read the module"),
+    );
+    let labels = format!("controller=\"floor\",digest=\"{digest}\"");
     assert!(
-        metrics.contains("paddock_actions_total{controller=\"floor\",result=\"performed\"} 2"),
+        metrics.contains(&format!(
+            "paddock_actions_total{{{labels},result=\"performed\"}} 2"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!("paddock_guest_info{{{labels}}} 1")),
         "{metrics}"
     );
     assert!(
@@ -145,11 +155,46 @@ async fn run_reconciles_through_a_kubeconfig_and_stops_on_sigterm() {
     let histogram_count = metrics
         .lines()
         .find(|line| {
-            line.starts_with("paddock_reconcile_duration_seconds_count{controller=\"floor\"}")
+            line.starts_with(&format!(
+                "paddock_reconcile_duration_seconds_count{{{labels}}}"
+            ))
         })
         .and_then(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
         .expect("a latency histogram for the guest");
     assert!(histogram_count >= 1, "{metrics}");
+
+    // `paddock status` reads the same host.
+    let status = Command::new(env!("CARGO_BIN_EXE_paddock"))
+        .args(["status", "--addr", &format!("127.0.0.1:{port}")])
+        .output()
+        .expect("paddock status runs");
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let row = table
+        .lines()
+        .find(|line| line.starts_with("floor "))
+        .unwrap_or_else(|| panic!("a row for floor in:\n{table}"));
+    assert!(
+        row.contains("Running") && row.contains(&digest[..12]),
+        "{table}"
+    );
+    let json = Command::new(env!("CARGO_BIN_EXE_paddock"))
+        .args([
+            "status",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "-o",
+            "json",
+        ])
+        .output()
+        .expect("paddock status -o json runs");
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(report["controllers"][0]["digest"], digest.as_str());
+    assert_eq!(report["controllers"][0]["running"]["queueDepth"], 0);
 
     let pid = child.id().to_string();
     let killed = Command::new("kill")

@@ -2,6 +2,7 @@
 
 mod guest;
 mod run;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +44,9 @@ enum Command {
     Run(run::RunArgs),
     /// Start the embedded cluster and run the controllers against it.
     Dev(run::DevArgs),
+    /// Show the controllers of a running host: phase, module digest, queue
+    /// depth, last error.
+    Status(status::StatusArgs),
 }
 
 /// Output formats, as kubectl's `-o`.
@@ -89,6 +93,7 @@ impl Cli {
             Command::Describe(args) => guest::describe(&engine, args),
             Command::Run(args) => run::run(&engine, args),
             Command::Dev(args) => run::dev(&engine, args),
+            Command::Status(args) => status::status(args),
         }
     }
 }

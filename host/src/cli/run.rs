@@ -10,14 +10,12 @@ use kube::Client;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use paddock::cluster::Discovery;
-use paddock::config::{ControllerSpec, ControllersFile};
-use paddock::controller::{ControllerConfig, ControllerStats, RunningController, Runtime};
+use paddock::config::ControllersFile;
+use paddock::controller::{ControllerHandle, ControllerStats, Runtime};
 use paddock::harness::read_objects;
 use paddock::ops::OpsState;
-use paddock::wasm::{LoadOptions, WasmEngine};
-
-/// How long in-flight reconciles may take to finish at shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+use paddock::reload::{Phase, StatusBoard, Supervisor};
+use paddock::wasm::WasmEngine;
 
 /// Arguments of `paddock run`.
 #[derive(Debug, clap::Args)]
@@ -83,10 +81,11 @@ const CONVERGE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Runs the controllers against a cluster until Ctrl-C or SIGTERM.
 pub fn run(engine: &WasmEngine, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let file = ControllersFile::load(&args.config)?;
+    // Checked before connecting; the source reads it again and watches it.
+    ControllersFile::load(&args.config)?;
     tokio_runtime()?.block_on(async {
         let client = client(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
-        serve(engine, client, &file, Until::Signal, args.ops_addr).await
+        serve(engine, client, &args.config, Until::Signal, args.ops_addr).await
     })
 }
 
@@ -121,7 +120,7 @@ pub fn dev(engine: &WasmEngine, args: DevArgs) -> anyhow::Result<ExitCode> {
         } else {
             Until::Signal
         };
-        let code = serve(engine, client, &file, until, args.ops_addr).await;
+        let code = serve(engine, client, &args.config, until, args.ops_addr).await;
         cluster.shutdown().await;
         code
     })
@@ -191,86 +190,115 @@ pub async fn apply_manifests(client: &Client, manifests: &[PathBuf]) -> anyhow::
     Ok(())
 }
 
-/// Loads and starts every controller (a failing one is reported and the
-/// others still start), then runs until Ctrl-C or SIGTERM.
+/// Starts every controller of the controllers file (a failing one is
+/// reported and the others still start), keeps them equal to the file and
+/// its modules as they change, and runs until Ctrl-C or SIGTERM (or, with
+/// `Until::Converged`, until every controller is idle).
 async fn serve(
     engine: &WasmEngine,
     client: Client,
-    file: &ControllersFile,
+    config: &Path,
     until: Until,
     ops_addr: std::net::SocketAddr,
 ) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::new(client);
-    let ops = OpsState::new(runtime.informers().clone());
+    let supervisor = Supervisor::new(engine.clone(), runtime.clone());
+    let ops = OpsState::new(runtime.informers().clone(), supervisor.board().clone());
     let (bound, _ops_task) = paddock::ops::serve(ops_addr, ops.clone())
         .await
-        .with_context(|| format!("serving /healthz, /readyz and /metrics on {ops_addr}"))?;
-    tracing::info!(addr = %bound, "operations endpoint: /healthz /readyz /metrics");
-    let mut running: Vec<RunningController> = Vec::new();
-    let mut failed = 0;
+        .with_context(|| {
+            format!("serving /healthz, /readyz, /metrics and /status on {ops_addr}")
+        })?;
+    tracing::info!(addr = %bound, "operations endpoint: /healthz /readyz /metrics /status");
+    let _source = paddock::reload::files::watch(config, supervisor.clone())?;
     // Controllers start side by side; one waiting for its CRD does not hold
     // up the others.
-    let starts = futures::future::join_all(
-        file.controllers
-            .iter()
-            .map(|spec| start(engine, &runtime, spec, &ops)),
-    );
-    let results = tokio::select! {
-        results = starts => results,
-        () = shutdown_signal() => return Ok(ExitCode::SUCCESS),
-    };
-    for (spec, result) in file.controllers.iter().zip(results) {
-        match result {
-            Ok(controller) => running.push(controller),
-            Err(error) => {
-                failed += 1;
-                tracing::error!(controller = %spec.name, "not started: {error:#}");
-            }
+    tokio::select! {
+        () = settled(supervisor.board()) => {}
+        () = shutdown_signal() => {
+            supervisor.shutdown().await;
+            return Ok(ExitCode::SUCCESS);
         }
     }
     ops.mark_started();
-    if running.is_empty() {
+    let statuses = supervisor.board().all();
+    let failed = statuses
+        .iter()
+        .filter(|status| status.phase == Phase::Failed)
+        .count();
+    if failed == statuses.len() {
+        supervisor.shutdown().await;
         anyhow::bail!("no controller could be started ({failed} failed); see the errors above");
     }
     let mut code = ExitCode::SUCCESS;
     match until {
         Until::Signal => {
             tracing::info!(
-                running = running.len(),
+                running = statuses.len() - failed,
                 failed,
-                "controllers running; Ctrl-C to stop"
+                "controllers running; the controllers file and modules are watched for changes; Ctrl-C to stop"
             );
             shutdown_signal().await;
         }
         Until::Converged => {
-            if tokio::time::timeout(CONVERGE_TIMEOUT, converged(&running))
+            if tokio::time::timeout(CONVERGE_TIMEOUT, converged(supervisor.board()))
                 .await
                 .is_err()
             {
                 eprintln!("the controllers did not go idle within {CONVERGE_TIMEOUT:?}");
                 code = ExitCode::FAILURE;
             }
-            print_summary(&running);
+            print_summary(supervisor.board());
         }
     }
     tracing::info!("shutting down");
-    for controller in running {
-        controller.shutdown(SHUTDOWN_GRACE).await;
-    }
+    supervisor.shutdown().await;
     if failed > 0 {
         code = ExitCode::FAILURE;
     }
     Ok(code)
 }
 
+/// Resolves once no declared controller is still loading or waiting for a
+/// watched kind.
+async fn settled(board: &StatusBoard) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        ticker.tick().await;
+        let statuses = board.all();
+        if statuses.iter().all(|status| {
+            !matches!(
+                status.phase,
+                Phase::Loading | Phase::WaitingForKind | Phase::Reloading
+            )
+        }) {
+            return;
+        }
+    }
+}
+
+fn handles(board: &StatusBoard) -> Vec<ControllerHandle> {
+    board
+        .all()
+        .into_iter()
+        .filter_map(|status| status.handle)
+        .collect()
+}
+
 /// Resolves once every controller has been idle (nothing queued, waiting
 /// or running, and no new reconcile) for a second.
-async fn converged(running: &[RunningController]) {
+async fn converged(board: &StatusBoard) {
     let total = || -> u64 {
-        running
+        handles(board)
             .iter()
             .map(|controller| ControllerStats::get(&controller.stats().reconciles))
             .sum()
+    };
+    let idle = || {
+        handles(board).iter().all(|controller| {
+            let queue = controller.queue_metrics();
+            queue.depth == 0 && queue.in_flight == 0 && queue.waiting == 0
+        })
     };
     let mut quiet = 0;
     let mut last = total();
@@ -278,7 +306,7 @@ async fn converged(running: &[RunningController]) {
     while quiet < 10 {
         ticker.tick().await;
         let now = total();
-        if running.iter().all(RunningController::is_idle) && now == last && now > 0 {
+        if idle() && now == last && now > 0 {
             quiet += 1;
         } else {
             quiet = 0;
@@ -287,12 +315,12 @@ async fn converged(running: &[RunningController]) {
     }
 }
 
-fn print_summary(running: &[RunningController]) {
+fn print_summary(board: &StatusBoard) {
     println!(
         "\n{:<16} {:>10} {:>9} {:>8} {:>13} {:>7}",
         "controller", "reconciles", "succeeded", "actions", "guest errors", "denied"
     );
-    for controller in running {
+    for controller in handles(board) {
         let stats = controller.stats();
         println!(
             "{:<16} {:>10} {:>9} {:>8} {:>13} {:>7}",
@@ -304,34 +332,6 @@ fn print_summary(running: &[RunningController]) {
             ControllerStats::get(&stats.denied),
         );
     }
-}
-
-async fn start(
-    engine: &WasmEngine,
-    runtime: &Runtime,
-    spec: &ControllerSpec,
-    ops: &OpsState,
-) -> anyhow::Result<RunningController> {
-    let engine = engine.clone();
-    let module = spec.module.clone();
-    let options = LoadOptions::default()
-        .name(spec.name.clone())
-        .limits(spec.limits.sandbox());
-    let guest = tokio::task::spawn_blocking(move || engine.load(&module, options))
-        .await
-        .context("loading task")??;
-    let controller = runtime
-        .start_when_served(ControllerConfig {
-            guest,
-            grant: spec.grant(),
-            namespaces: spec.namespaces.clone(),
-            concurrency: spec.limits.concurrency,
-            queue: spec.queue.clone(),
-            resync: (spec.resync_seconds > 0).then(|| Duration::from_secs(spec.resync_seconds)),
-        })
-        .await?;
-    ops.add(controller.handle());
-    Ok(controller)
 }
 
 async fn shutdown_signal() {

@@ -1,6 +1,9 @@
 //! What a guest's `cache` import reads: the shared informer stores, narrowed
 //! to the guest's grant and namespaces.
 
+use std::sync::Arc;
+
+use super::ControllerStats;
 use crate::actions::{Actor, ObjectRef};
 use crate::cluster::{Discovery, InformerRegistry, split_api_version};
 use crate::grants::Permission;
@@ -14,6 +17,8 @@ pub struct GuestCacheView {
     pub(crate) actor: Actor,
     pub(crate) discovery: Discovery,
     pub(crate) registry: InformerRegistry,
+    /// Where refused reads are counted.
+    pub(crate) stats: Option<Arc<ControllerStats>>,
 }
 
 impl GuestCacheView {
@@ -33,6 +38,22 @@ impl GuestCacheView {
         });
         granted && (resource.namespaced || self.actor.namespaces.is_empty())
     }
+
+    /// Records a read the grant or the namespaces refused: it reads as
+    /// absent to the guest, and is counted and logged here.
+    fn refused(&self, verb: &str, api_version: &str, kind: &str, namespace: Option<&str>) {
+        if let Some(stats) = &self.stats {
+            ControllerStats::bump(&stats.cache_denied);
+        }
+        tracing::warn!(
+            guest = %self.actor.name,
+            verb,
+            api_version,
+            kind,
+            namespace = namespace.unwrap_or(""),
+            "cache read outside the grant refused"
+        );
+    }
 }
 
 impl CacheReader for GuestCacheView {
@@ -40,6 +61,12 @@ impl CacheReader for GuestCacheView {
         if !self.allowed("get", &target.api_version, &target.kind)
             || !self.actor.may_use_namespace(target.namespace.as_deref())
         {
+            self.refused(
+                "get",
+                &target.api_version,
+                &target.kind,
+                target.namespace.as_deref(),
+            );
             return None;
         }
         let namespace = target.namespace.as_deref().unwrap_or("");
@@ -56,6 +83,7 @@ impl CacheReader for GuestCacheView {
 
     fn list(&self, query: &ListQuery<'_>) -> Vec<String> {
         if !self.allowed("list", query.api_version, query.kind) {
+            self.refused("list", query.api_version, query.kind, query.namespace);
             return Vec::new();
         }
         let selector = match query.label_selector.map(LabelSelector::parse) {
@@ -66,6 +94,7 @@ impl CacheReader for GuestCacheView {
         if let Some(namespace) = query.namespace
             && !self.actor.may_use_namespace(Some(namespace))
         {
+            self.refused("list", query.api_version, query.kind, Some(namespace));
             return Vec::new();
         }
         let mut seen = std::collections::BTreeMap::new();

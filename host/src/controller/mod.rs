@@ -8,9 +8,12 @@ mod stats;
 mod worker;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
 
 use kube::Client;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use cache_view::GuestCacheView;
@@ -39,7 +42,7 @@ pub struct ControllerConfig {
     pub queue: QueueConfig,
     /// Re-queue every primary object this often even without changes
     /// (controller-runtime's sync period); `None` for never.
-    pub resync: Option<std::time::Duration>,
+    pub resync: Option<Duration>,
 }
 
 /// A controller that could not start.
@@ -95,6 +98,9 @@ pub struct Runtime {
     pub(crate) executor: ActionExecutor,
 }
 
+/// How long a reload waits for the informers of new watches to list.
+const RELOAD_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
+
 impl Runtime {
     /// A runtime talking to the cluster through `client`.
     pub fn new(client: Client) -> Self {
@@ -111,6 +117,11 @@ impl Runtime {
         &self.registry
     }
 
+    /// Discovery, shared by every controller.
+    pub fn discovery(&self) -> &Discovery {
+        &self.discovery
+    }
+
     /// Starts one controller like [`Runtime::start`], but when a watched
     /// kind is not served yet (a CRD not created yet), waits for it,
     /// asking discovery again with backoff up to 10 s. Other errors return
@@ -119,13 +130,13 @@ impl Runtime {
         &self,
         config: ControllerConfig,
     ) -> Result<RunningController, StartError> {
-        let mut delay = std::time::Duration::from_millis(250);
+        let mut delay = Duration::from_millis(250);
         loop {
             match self.start(config.clone()).await {
                 Err(StartError::Discovery { controller, source }) => {
                     tracing::info!(%controller, error = %source, ?delay, "waiting for a watched kind to be served");
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(std::time::Duration::from_secs(10));
+                    delay = (delay * 2).min(Duration::from_secs(10));
                 }
                 other => return other,
             }
@@ -137,6 +148,57 @@ impl Runtime {
     /// primary object and starts the workers.
     pub async fn start(&self, config: ControllerConfig) -> Result<RunningController, StartError> {
         let name = config.guest.name().to_owned();
+        let stats = Arc::new(ControllerStats::default());
+        let generation = Arc::new(self.prepare(&name, &config, &stats).await?);
+        let queue = Workqueue::new(config.queue.clone()).map_err(|source| StartError::Queue {
+            controller: name.clone(),
+            source,
+        })?;
+        let shared = Arc::new(Shared {
+            name: name.clone(),
+            current: RwLock::new(Arc::clone(&generation)),
+            queue,
+            tombstones: Mutex::default(),
+            in_flight: Mutex::default(),
+            stats,
+            executor: self.executor.clone(),
+            last_error: Mutex::default(),
+            reloads: AtomicU64::new(0),
+        });
+        let routers = spawn_routers(&shared, &generation);
+        generation.wait_synced().await;
+        routing::queue_all_primaries(&shared, &generation);
+        let (worker_target, _) = watch::channel(config.concurrency.max(1));
+        let mut controller = RunningController {
+            shared,
+            runtime: self.clone(),
+            routers,
+            resync: None,
+            workers: Vec::new(),
+            worker_target,
+        };
+        controller.set_resync(config.resync);
+        controller.set_concurrency(config.concurrency);
+        tracing::info!(controller = %name, digest = %config.guest.digest(), "controller started");
+        Ok(controller)
+    }
+
+    /// Resolves and checks a configuration's watches and takes their
+    /// informers: one version of a controller, not yet serving.
+    async fn prepare(
+        &self,
+        name: &str,
+        config: &ControllerConfig,
+        stats: &Arc<ControllerStats>,
+    ) -> Result<Generation, StartError> {
+        let name = name.to_owned();
+        config
+            .queue
+            .validate()
+            .map_err(|source| StartError::Queue {
+                controller: name.clone(),
+                source,
+            })?;
         let actor = Actor {
             name: name.clone(),
             grant: config.grant.clone(),
@@ -173,58 +235,17 @@ impl Runtime {
                 },
             });
         }
-        let shared = Arc::new(Shared {
+        Ok(Generation {
             guest: config.guest.clone(),
-            actor: actor.clone(),
-            queue: Workqueue::new(config.queue.clone()).map_err(|source| StartError::Queue {
-                controller: name.clone(),
-                source,
-            })?,
-            watched,
-            tombstones: Mutex::default(),
-            in_flight: Mutex::default(),
-            stats: ControllerStats::default(),
             cache: Arc::new(GuestCacheView {
-                actor,
+                actor: actor.clone(),
                 discovery: self.discovery.clone(),
                 registry: self.registry.clone(),
+                stats: Some(Arc::clone(stats)),
             }),
-            executor: self.executor.clone(),
-        });
-        let mut tasks = Vec::new();
-        for (index, watched) in shared.watched.iter().enumerate() {
-            for informer in &watched.informers {
-                let events = informer.subscribe();
-                tasks.push(tokio::spawn(routing::route(
-                    Arc::clone(&shared),
-                    index,
-                    Arc::clone(informer),
-                    events,
-                )));
-            }
-        }
-        for watched in &shared.watched {
-            for informer in &watched.informers {
-                informer.wait_synced().await;
-            }
-        }
-        routing::queue_all_primaries(&shared);
-        if let Some(period) = config.resync.filter(|period| !period.is_zero()) {
-            let resynced = Arc::clone(&shared);
-            tasks.push(tokio::spawn(async move {
-                let mut ticker = tokio::time::interval(period);
-                ticker.tick().await;
-                loop {
-                    ticker.tick().await;
-                    routing::queue_all_primaries(&resynced);
-                }
-            }));
-        }
-        for _ in 0..config.concurrency.max(1) {
-            tasks.push(tokio::spawn(worker::work(Arc::clone(&shared))));
-        }
-        tracing::info!(controller = %name, digest = %config.guest.digest(), "controller started");
-        Ok(RunningController { shared, tasks })
+            actor,
+            watched,
+        })
     }
 }
 
@@ -237,22 +258,17 @@ pub(crate) struct Watched {
     pub(crate) selector: Option<crate::selector::LabelSelector>,
 }
 
-/// The state the routers and workers of one controller share.
-pub(crate) struct Shared {
+/// One loaded version of a controller: its guest, its grant and its
+/// watches. A reload replaces it whole; calls in flight keep the one they
+/// started with.
+pub(crate) struct Generation {
     pub(crate) guest: Guest,
     pub(crate) actor: Actor,
-    pub(crate) queue: Workqueue<ObjectKey>,
     pub(crate) watched: Vec<Watched>,
-    /// Last known states of deleted primary objects not yet reconciled.
-    pub(crate) tombstones: Mutex<HashMap<ObjectKey, Arc<StoredObject>>>,
-    /// Keys being reconciled now: a safety net under the queue's own rule.
-    pub(crate) in_flight: Mutex<std::collections::HashSet<ObjectKey>>,
-    pub(crate) stats: ControllerStats,
     pub(crate) cache: Arc<GuestCacheView>,
-    pub(crate) executor: ActionExecutor,
 }
 
-impl Shared {
+impl Generation {
     /// The primary watch (there is exactly one).
     pub(crate) fn primary(&self) -> &Watched {
         self.watched
@@ -260,6 +276,59 @@ impl Shared {
             .find(|watched| watched.watch.relation == Relation::Primary)
             .unwrap_or(&self.watched[0])
     }
+
+    async fn wait_synced(&self) {
+        for watched in &self.watched {
+            for informer in &watched.informers {
+                informer.wait_synced().await;
+            }
+        }
+    }
+}
+
+/// The state the routers and workers of one controller share, across
+/// reloads.
+pub(crate) struct Shared {
+    pub(crate) name: String,
+    current: RwLock<Arc<Generation>>,
+    pub(crate) queue: Workqueue<ObjectKey>,
+    /// Last known states of deleted primary objects not yet reconciled.
+    pub(crate) tombstones: Mutex<HashMap<ObjectKey, Arc<StoredObject>>>,
+    /// Keys being reconciled now: a safety net under the queue's own rule.
+    pub(crate) in_flight: Mutex<std::collections::HashSet<ObjectKey>>,
+    pub(crate) stats: Arc<ControllerStats>,
+    pub(crate) executor: ActionExecutor,
+    /// The latest failure, for `paddock status`.
+    pub(crate) last_error: Mutex<Option<LastError>>,
+    /// Versions swapped in since the start.
+    reloads: AtomicU64,
+}
+
+impl Shared {
+    /// The version serving now.
+    pub(crate) fn current(&self) -> Arc<Generation> {
+        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Records a failure for `paddock status`.
+    pub(crate) fn record_error(&self, message: String) {
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(LastError {
+            at: jiff::Timestamp::now(),
+            message,
+        });
+    }
+}
+
+/// A failure, with when it happened.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LastError {
+    /// When.
+    pub at: jiff::Timestamp,
+    /// What.
+    pub message: String,
 }
 
 /// A running controller. Dropping it stops its routers and workers and
@@ -267,13 +336,19 @@ impl Shared {
 #[derive(Debug)]
 pub struct RunningController {
     shared: Arc<Shared>,
-    tasks: Vec<JoinHandle<()>>,
+    runtime: Runtime,
+    /// The routers of the version serving now.
+    routers: Vec<JoinHandle<()>>,
+    resync: Option<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
+    /// How many workers should run; worker `i` stops when it is `<= i`.
+    worker_target: watch::Sender<usize>,
 }
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
-            .field("guest", &self.guest.name())
+            .field("name", &self.name)
             .finish_non_exhaustive()
     }
 }
@@ -286,14 +361,14 @@ pub struct ControllerHandle {
 }
 
 impl ControllerHandle {
-    /// The guest's name.
+    /// The controller's name.
     pub fn name(&self) -> &str {
-        self.shared.guest.name()
+        &self.shared.name
     }
 
-    /// The loaded module's digest.
-    pub fn digest(&self) -> &str {
-        self.shared.guest.digest()
+    /// The digest of the module serving now.
+    pub fn digest(&self) -> String {
+        self.shared.current().guest.digest().to_owned()
     }
 
     /// Its counters.
@@ -305,6 +380,20 @@ impl ControllerHandle {
     pub fn queue_metrics(&self) -> crate::queue::QueueMetrics {
         self.shared.queue.metrics()
     }
+
+    /// The latest failed reconcile or action.
+    pub fn last_error(&self) -> Option<LastError> {
+        self.shared
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Versions swapped in since the start.
+    pub fn reloads(&self) -> u64 {
+        self.shared.reloads.load(Ordering::Relaxed)
+    }
 }
 
 impl RunningController {
@@ -315,9 +404,14 @@ impl RunningController {
         }
     }
 
-    /// The guest's name.
+    /// The controller's name.
     pub fn name(&self) -> &str {
-        self.shared.guest.name()
+        &self.shared.name
+    }
+
+    /// The guest serving now.
+    pub fn guest(&self) -> Guest {
+        self.shared.current().guest.clone()
     }
 
     /// Its counters.
@@ -341,27 +435,156 @@ impl RunningController {
         metrics.depth == 0 && metrics.in_flight == 0 && metrics.waiting == 0
     }
 
+    /// Swaps in a new version: a new guest, grant, namespaces, limits or
+    /// queue settings. The new watches are resolved, checked against the
+    /// grant and listed first; any failure leaves the old version serving
+    /// and is returned. Then the swap is atomic: reconciles in flight finish
+    /// on the old version, later ones use the new one; the queue, its
+    /// backoff state and its counters are kept; informers no version needs
+    /// any more are released; and every primary object is queued once so
+    /// the new logic applies everywhere.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError`] when the new version cannot serve; nothing changed.
+    pub async fn reload(&mut self, config: ControllerConfig) -> Result<(), StartError> {
+        let name = self.shared.name.clone();
+        let generation = Arc::new(
+            self.runtime
+                .prepare(&name, &config, &self.shared.stats)
+                .await?,
+        );
+        let routers = spawn_routers(&self.shared, &generation);
+        if tokio::time::timeout(RELOAD_SYNC_TIMEOUT, generation.wait_synced())
+            .await
+            .is_err()
+        {
+            for router in routers {
+                router.abort();
+            }
+            return Err(StartError::Scope {
+                controller: name,
+                problem: format!(
+                    "the informers of its new watches did not list within {RELOAD_SYNC_TIMEOUT:?}"
+                ),
+            });
+        }
+        self.shared
+            .queue
+            .reconfigure(&config.queue)
+            .map_err(|source| StartError::Queue {
+                controller: name.clone(),
+                source,
+            })?;
+        let old = std::mem::replace(
+            &mut *self
+                .shared
+                .current
+                .write()
+                .unwrap_or_else(PoisonError::into_inner),
+            Arc::clone(&generation),
+        );
+        for router in std::mem::replace(&mut self.routers, routers) {
+            router.abort();
+        }
+        if old.primary().resource.plural != generation.primary().resource.plural
+            || old.primary().resource.api_version != generation.primary().resource.api_version
+        {
+            self.shared
+                .tombstones
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
+        }
+        drop(old);
+        self.set_resync(config.resync);
+        self.set_concurrency(config.concurrency);
+        self.shared.reloads.fetch_add(1, Ordering::Relaxed);
+        routing::queue_all_primaries(&self.shared, &generation);
+        tracing::info!(controller = %name, digest = %config.guest.digest(), "new version serving");
+        Ok(())
+    }
+
+    /// Starts or stops workers so that `concurrency` run.
+    fn set_concurrency(&mut self, concurrency: usize) {
+        let concurrency = concurrency.max(1);
+        self.worker_target.send_replace(concurrency);
+        self.workers.retain(|worker| !worker.is_finished());
+        // Workers at or above the target stop by themselves; indexes below
+        // it that have no live worker get one.
+        while self.workers.len() < concurrency {
+            let index = self.workers.len();
+            self.workers.push(tokio::spawn(worker::work(
+                Arc::clone(&self.shared),
+                index,
+                self.worker_target.subscribe(),
+            )));
+        }
+    }
+
+    fn set_resync(&mut self, period: Option<Duration>) {
+        if let Some(task) = self.resync.take() {
+            task.abort();
+        }
+        if let Some(period) = period.filter(|period| !period.is_zero()) {
+            let shared = Arc::clone(&self.shared);
+            self.resync = Some(tokio::spawn(async move {
+                let mut ticker = tokio::time::interval(period);
+                ticker.tick().await;
+                loop {
+                    ticker.tick().await;
+                    routing::queue_all_primaries(&shared, &shared.current());
+                }
+            }));
+        }
+    }
+
     /// Stops taking keys, lets in-flight reconciles finish (for at most
     /// `grace`), and stops.
-    pub async fn shutdown(mut self, grace: std::time::Duration) {
+    pub async fn shutdown(mut self, grace: Duration) {
         let drained = self.shared.queue.shutdown_with_drain();
         if tokio::time::timeout(grace, drained).await.is_err() {
             tracing::warn!(controller = %self.name(), "in-flight reconciles did not finish in time");
         }
-        for task in self.tasks.drain(..) {
+        for task in self.tasks() {
             task.abort();
             let _ = task.await;
         }
+    }
+
+    fn tasks(&mut self) -> Vec<JoinHandle<()>> {
+        let mut tasks: Vec<JoinHandle<()>> = self.routers.drain(..).collect();
+        tasks.append(&mut self.workers);
+        tasks.extend(self.resync.take());
+        tasks
     }
 }
 
 impl Drop for RunningController {
     fn drop(&mut self) {
         self.shared.queue.shutdown();
-        for task in &self.tasks {
+        for task in self.tasks() {
             task.abort();
         }
     }
+}
+
+/// Subscribes to every informer of `generation` and routes its events.
+fn spawn_routers(shared: &Arc<Shared>, generation: &Arc<Generation>) -> Vec<JoinHandle<()>> {
+    let mut routers = Vec::new();
+    for (index, watched) in generation.watched.iter().enumerate() {
+        for informer in &watched.informers {
+            let events = informer.subscribe();
+            routers.push(tokio::spawn(routing::route(
+                Arc::clone(shared),
+                Arc::clone(generation),
+                index,
+                Arc::clone(informer),
+                events,
+            )));
+        }
+    }
+    routers
 }
 
 /// Checks that the grant allows list and watch (and get, for cache reads)

@@ -8,27 +8,32 @@ use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
-use super::Shared;
 use super::stats::ControllerStats;
+use super::{Generation, Shared};
 use crate::cluster::{InformerEvent, SharedInformer, StoredObject, split_api_version};
 use crate::wasm::Relation;
 
 /// Routes the events of one informer of watch `index` until the stream ends.
 pub(crate) async fn route(
     shared: Arc<Shared>,
+    generation: Arc<Generation>,
     index: usize,
     informer: Arc<SharedInformer>,
     mut events: broadcast::Receiver<InformerEvent>,
 ) {
     loop {
         match events.recv().await {
-            Ok(InformerEvent::Applied(object)) => route_one(&shared, index, &object, false).await,
-            Ok(InformerEvent::Deleted(object)) => route_one(&shared, index, &object, true).await,
+            Ok(InformerEvent::Applied(object)) => {
+                route_one(&shared, &generation, index, &object, false).await
+            }
+            Ok(InformerEvent::Deleted(object)) => {
+                route_one(&shared, &generation, index, &object, true).await
+            }
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 // Level-triggered: re-route what the store holds now.
-                tracing::warn!(guest = %shared.guest.name(), missed, "fell behind an informer; re-queueing its objects");
+                tracing::warn!(guest = %shared.name, missed, "fell behind an informer; re-queueing its objects");
                 for object in informer.store().list(None, None) {
-                    route_one(&shared, index, &object, false).await;
+                    route_one(&shared, &generation, index, &object, false).await;
                 }
             }
             Err(broadcast::error::RecvError::Closed) => return,
@@ -36,8 +41,14 @@ pub(crate) async fn route(
     }
 }
 
-async fn route_one(shared: &Arc<Shared>, index: usize, object: &Arc<StoredObject>, deleted: bool) {
-    let watched = &shared.watched[index];
+async fn route_one(
+    shared: &Arc<Shared>,
+    generation: &Generation,
+    index: usize,
+    object: &Arc<StoredObject>,
+    deleted: bool,
+) {
+    let watched = &generation.watched[index];
     if let Some(selector) = &watched.selector
         && !selector.matches(|key| object.label(key))
     {
@@ -57,7 +68,7 @@ async fn route_one(shared: &Arc<Shared>, index: usize, object: &Arc<StoredObject
             shared.queue.add(key);
         }
         Relation::Owned => {
-            let primary = &shared.primary().resource;
+            let primary = &generation.primary().resource;
             if let Some(owner) = &object.controller
                 && *owner.kind == primary.kind
                 && split_api_version(&owner.api_version).0 == primary.group
@@ -69,11 +80,11 @@ async fn route_one(shared: &Arc<Shared>, index: usize, object: &Arc<StoredObject
             }
         }
         Relation::Mapped => {
-            let guest = shared.guest.clone();
-            let cache = Arc::clone(&shared.cache) as crate::wasm::SharedCache;
+            let guest = generation.guest.clone();
+            let cache = Arc::clone(&generation.cache) as crate::wasm::SharedCache;
             let json = object.json.to_string();
             let mapped = tokio::task::spawn_blocking(move || guest.map(&json, cache)).await;
-            let primary = &shared.primary().resource;
+            let primary = &generation.primary().resource;
             match mapped {
                 Ok(Ok(refs)) => {
                     for reference in refs {
@@ -88,10 +99,10 @@ async fn route_one(shared: &Arc<Shared>, index: usize, object: &Arc<StoredObject
                     }
                 }
                 Ok(Err(error)) => {
-                    tracing::warn!(guest = %shared.guest.name(), %error, "map failed");
+                    tracing::warn!(guest = %shared.name, %error, "map failed");
                 }
                 Err(error) => {
-                    tracing::error!(guest = %shared.guest.name(), %error, "map task failed")
+                    tracing::error!(guest = %shared.name, %error, "map task failed")
                 }
             }
         }
@@ -100,8 +111,8 @@ async fn route_one(shared: &Arc<Shared>, index: usize, object: &Arc<StoredObject
 
 /// Queues every primary object the stores hold (at start, and after a
 /// reload).
-pub(crate) fn queue_all_primaries(shared: &Shared) {
-    let primary = shared.primary();
+pub(crate) fn queue_all_primaries(shared: &Shared, generation: &Generation) {
+    let primary = generation.primary();
     for informer in &primary.informers {
         for object in informer.store().list(None, primary.selector.as_ref()) {
             shared.queue.add(object.key());

@@ -37,6 +37,9 @@ pub struct ControllerStats {
     pub action_errors: AtomicU64,
     /// Actions denied by the grant.
     pub denied: AtomicU64,
+    /// Cache reads refused because they reach outside the grant or the
+    /// namespaces (the guest saw nothing).
+    pub cache_denied: AtomicU64,
     /// Actions performed.
     pub actions: AtomicU64,
     /// Keys queued by events.

@@ -6,20 +6,38 @@ use std::time::Instant;
 
 use tracing::Instrument;
 
-use super::Shared;
+use tokio::sync::watch;
+
 use super::stats::ControllerStats;
+use super::{Generation, Shared};
 use crate::actions::ObjectRef;
 use crate::cluster::{ObjectKey, StoredObject};
 use crate::wasm::{Change, SharedCache};
 
-/// Works until the queue shuts down.
-pub(crate) async fn work(shared: Arc<Shared>) {
-    while let Some(key) = shared.queue.get().await {
+/// Works until the queue shuts down, or until fewer than `index + 1`
+/// workers are wanted.
+pub(crate) async fn work(shared: Arc<Shared>, index: usize, mut target: watch::Receiver<usize>) {
+    loop {
+        if index >= *target.borrow_and_update() {
+            return;
+        }
+        // `get` is cancel safe: a key is taken only when it is returned.
+        let key = tokio::select! {
+            key = shared.queue.get() => match key {
+                Some(key) => key,
+                None => return,
+            },
+            changed = target.changed() => match changed {
+                Ok(()) => continue,
+                Err(_) => return,
+            },
+        };
+        let generation = shared.current();
         let span = tracing::info_span!(
             "reconcile",
-            guest = %shared.guest.name(),
-            digest = %&shared.guest.digest()[..12],
-            resource = %shared.primary().resource.plural,
+            guest = %shared.name,
+            digest = %&generation.guest.digest()[..12],
+            resource = %generation.primary().resource.plural,
             namespace = %key.0,
             name = %key.1,
         );
@@ -32,7 +50,7 @@ pub(crate) async fn work(shared: Arc<Shared>) {
             ControllerStats::bump(&shared.stats.overlaps);
             tracing::error!(namespace = %key.0, name = %key.1, "a key was handed to two workers at once");
         }
-        reconcile(&shared, &key).instrument(span).await;
+        reconcile(&shared, &generation, &key).instrument(span).await;
         shared
             .in_flight
             .lock()
@@ -43,8 +61,12 @@ pub(crate) async fn work(shared: Arc<Shared>) {
 }
 
 /// The latest state of a primary object: in a store, or its tombstone.
-fn latest(shared: &Shared, key: &ObjectKey) -> Option<(Arc<StoredObject>, Change)> {
-    let primary = shared.primary();
+fn latest(
+    shared: &Shared,
+    generation: &Generation,
+    key: &ObjectKey,
+) -> Option<(Arc<StoredObject>, Change)> {
+    let primary = generation.primary();
     let stored = primary
         .informers
         .iter()
@@ -60,16 +82,16 @@ fn latest(shared: &Shared, key: &ObjectKey) -> Option<(Arc<StoredObject>, Change
         .map(|object| (Arc::clone(object), Change::Deleted))
 }
 
-async fn reconcile(shared: &Arc<Shared>, key: &ObjectKey) {
-    let Some((object, change)) = latest(shared, key) else {
+async fn reconcile(shared: &Arc<Shared>, generation: &Generation, key: &ObjectKey) {
+    let Some((object, change)) = latest(shared, generation, key) else {
         shared.queue.forget(key);
         return;
     };
     ControllerStats::bump(&shared.stats.reconciles);
     let started = Instant::now();
     let attempt = shared.queue.num_requeues(key);
-    let guest = shared.guest.clone();
-    let cache = Arc::clone(&shared.cache) as SharedCache;
+    let guest = generation.guest.clone();
+    let cache = Arc::clone(&generation.cache) as SharedCache;
     let json = Arc::clone(&object);
     let answer =
         tokio::task::spawn_blocking(move || guest.reconcile(&json.json, change, attempt, cache))
@@ -80,6 +102,7 @@ async fn reconcile(shared: &Arc<Shared>, key: &ObjectKey) {
             shared.stats.guest_error(error.kind());
             shared.stats.observe(started.elapsed());
             tracing::warn!(error.type = error.kind(), %error, "reconcile failed");
+            shared.record_error(error.to_string());
             if error.is_permanent() {
                 shared.queue.forget(key);
             } else {
@@ -90,11 +113,12 @@ async fn reconcile(shared: &Arc<Shared>, key: &ObjectKey) {
         Err(error) => {
             ControllerStats::bump(&shared.stats.guest_errors);
             tracing::error!(%error, "reconcile task failed");
+            shared.record_error(format!("reconcile task failed: {error}"));
             shared.queue.add_rate_limited(key.clone());
             return;
         }
     };
-    let primary = &shared.primary().resource;
+    let primary = &generation.primary().resource;
     let primary_ref = ObjectRef {
         api_version: primary.api_version.clone(),
         kind: primary.kind.clone(),
@@ -103,7 +127,7 @@ async fn reconcile(shared: &Arc<Shared>, key: &ObjectKey) {
     };
     let executed = shared
         .executor
-        .execute(&shared.actor, &primary_ref, &outcome)
+        .execute(&generation.actor, &primary_ref, &outcome)
         .await;
     shared.stats.observe(started.elapsed());
     match executed {
@@ -142,6 +166,7 @@ async fn reconcile(shared: &Arc<Shared>, key: &ObjectKey) {
                 ControllerStats::bump(&shared.stats.denied);
             }
             tracing::warn!(%error, "actions failed");
+            shared.record_error(format!("{error:#}"));
             if error.is_permanent() {
                 shared.queue.forget(key);
             } else if let Some(delay) = error.retry_after() {

@@ -185,6 +185,18 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> Workqueue<K> {
         });
     }
 
+    /// Takes new rate limits. Queued and waiting keys, and every key's
+    /// failure count, are kept; later delays use the new numbers.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueConfigError`] when `config` cannot work; the queue is unchanged.
+    pub fn reconfigure(&self, config: &QueueConfig) -> Result<(), QueueConfigError> {
+        config.validate()?;
+        self.shared.lock().reconfigure(config);
+        Ok(())
+    }
+
     /// Resets `key`'s backoff, for when its processing succeeded. It does not
     /// take the key out of the queue.
     pub fn forget(&self, key: &K) {

@@ -35,6 +35,16 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
         }
     }
 
+    /// Takes new (validated) settings, keeping every key's failure count
+    /// and the tokens the bucket holds (capped at the new burst).
+    pub(super) fn reconfigure(&mut self, config: &QueueConfig) {
+        self.backoff.base = config.base_delay;
+        self.backoff.max = config.max_delay;
+        self.bucket.qps = config.qps;
+        self.bucket.burst = f64::from(config.burst);
+        self.bucket.tokens = self.bucket.tokens.min(self.bucket.burst);
+    }
+
     /// Records one more failure of `key` at `now` and returns how long it
     /// waits. Both limiters count the request, as client-go's `MaxOf` does.
     pub(super) fn when(&mut self, key: &K, now: Instant) -> Duration {
@@ -239,6 +249,21 @@ mod tests {
         assert_eq!(bucket.reserve(now), Duration::ZERO);
         assert_eq!(bucket.reserve(now), ms(500));
         assert_eq!(bucket.reserve(now), ms(1000));
+    }
+
+    #[test]
+    fn reconfiguring_keeps_failures_and_uses_the_new_numbers() {
+        let mut limiter = backoff_only(QueueConfig::default().base_delay(ms(5)));
+        assert_eq!(limiter.when(&"a", Instant::now()), ms(5));
+        assert_eq!(limiter.when(&"a", Instant::now()), ms(10));
+        limiter.reconfigure(
+            &QueueConfig::default()
+                .base_delay(ms(100))
+                .qps(1e9)
+                .burst(u32::MAX),
+        );
+        assert_eq!(limiter.num_requeues(&"a"), 2);
+        assert_eq!(limiter.when(&"a", Instant::now()), ms(400));
     }
 
     #[test]

@@ -136,6 +136,11 @@ impl<K: Clone + Eq + Hash> State<K> {
         wake.all_getters |= self.delayed.schedule(key, deadline);
     }
 
+    /// Takes new (validated) rate limits, keeping every key's backoff.
+    pub(super) fn reconfigure(&mut self, config: &QueueConfig) {
+        self.rate_limiter.reconfigure(config);
+    }
+
     /// Records a failure of `key` and adds it after the rate limiter's delay.
     pub(super) fn add_rate_limited(&mut self, key: K, now: Instant, wake: &mut Wake) {
         if self.lifecycle != Lifecycle::Running {

@@ -1,0 +1,167 @@
+//! `paddock status`: what a running host's `/status` endpoint says, as a
+//! table (or YAML/JSON).
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use paddock::ops::StatusReport;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Arguments of `paddock status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The host's operations endpoint (`paddock run --ops-addr`).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
+    addr: SocketAddr,
+
+    /// Output: a table (default), yaml or json.
+    #[arg(short, long, value_name = "FORMAT")]
+    output: Option<super::Format>,
+}
+
+/// How long to wait for the host.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let body = runtime
+        .block_on(async { tokio::time::timeout(TIMEOUT, get(args.addr, "/status")).await })
+        .with_context(|| format!("{} did not answer within {TIMEOUT:?}", args.addr))?
+        .with_context(|| {
+            format!(
+                "cannot read the status of the host at {}; is `paddock run` running with --ops-addr {}?",
+                args.addr, args.addr
+            )
+        })?;
+    let report: StatusReport = serde_json::from_str(&body).with_context(|| {
+        format!(
+            "{} answered /status with something else than a status report",
+            args.addr
+        )
+    })?;
+    match args.output {
+        Some(format) => super::print(&report, format)?,
+        None => print!("{}", table(&report)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One HTTP/1.0 GET; the body of a 200 answer.
+async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let request =
+        format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    let response = String::from_utf8(response).context("the answer is not UTF-8")?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .context("the answer is not HTTP")?;
+    let code = head.split_whitespace().nth(1).unwrap_or("");
+    if code != "200" {
+        bail!("{path} answered {}", head.lines().next().unwrap_or(head));
+    }
+    Ok(body.to_owned())
+}
+
+/// The report as a kubectl-style table.
+fn table(report: &StatusReport) -> String {
+    let mut rows = vec![[
+        "NAME".to_owned(),
+        "PHASE".to_owned(),
+        "DIGEST".to_owned(),
+        "RELOADS".to_owned(),
+        "QUEUE".to_owned(),
+        "RECONCILES".to_owned(),
+        "ERRORS".to_owned(),
+        "DENIED".to_owned(),
+        "LAST ERROR".to_owned(),
+    ]];
+    for controller in &report.controllers {
+        let status = &controller.status;
+        let running = controller.running.as_ref();
+        let last_error = [
+            status.last_reload_error.as_ref(),
+            running.and_then(|running| running.last_error.as_ref()),
+        ]
+        .into_iter()
+        .flatten()
+        .max_by_key(|error| error.at)
+        .map(|error| {
+            format!(
+                "{}: {}",
+                error.at.strftime("%H:%M:%S"),
+                one_line(&error.message)
+            )
+        })
+        .unwrap_or_default();
+        rows.push([
+            status.name.clone(),
+            format!("{:?}", status.phase),
+            status
+                .digest
+                .as_deref()
+                .map(|digest| digest[..digest.len().min(12)].to_owned())
+                .unwrap_or_else(|| "-".to_owned()),
+            status.reloads.to_string(),
+            running.map_or("-".to_owned(), |running| {
+                (running.queue_depth + running.waiting + running.in_flight).to_string()
+            }),
+            running.map_or("-".to_owned(), |running| running.reconciles.to_string()),
+            running.map_or("-".to_owned(), |running| {
+                (running.guest_errors + running.action_errors).to_string()
+            }),
+            running.map_or("-".to_owned(), |running| {
+                (running.denied + running.cache_denied).to_string()
+            }),
+            last_error,
+        ]);
+    }
+    let widths: Vec<usize> = (0..9)
+        .map(|column| {
+            rows.iter()
+                .map(|row| row[column].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (column, cell) in row.iter().enumerate() {
+            if column + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}   ", width = widths[column]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    for (source, status) in &report.sources {
+        if let Some(error) = &status.error {
+            out.push_str(&format!(
+                "\nsource {source} cannot be used (the controllers it declared keep running): {}\n",
+                one_line(&error.message)
+            ));
+        }
+    }
+    out
+}
+
+/// A message on one line, at most 120 characters.
+fn one_line(message: &str) -> String {
+    let line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() > 120 {
+        let cut: String = line.chars().take(117).collect();
+        format!("{cut}...")
+    } else {
+        line
+    }
+}

@@ -1,0 +1,252 @@
+//! The controllers file as a source: read at start, then watched, with
+//! every module file it names. A change of the file or of a module's bytes
+//! reloads what changed; touching a file without changing it does nothing.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use notify::event::{AccessKind, AccessMode, EventKind};
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use super::{Declared, ModuleSource, Supervisor};
+use crate::config::{ConfigError, ControllersFile};
+use crate::wasm::compile_cache::digest;
+
+/// How long to wait for more events after a file was closed, renamed,
+/// created or removed: one save often makes several.
+const SETTLE_DONE: Duration = Duration::from_millis(5);
+
+/// How long to wait for more events after a write that may not be the last
+/// one (the file is still open).
+const SETTLE_WRITING: Duration = Duration::from_millis(100);
+
+/// A watched controllers file. Dropping it stops watching; the controllers
+/// keep running until the supervisor stops them.
+#[derive(Debug)]
+pub struct FileSource {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FileSource {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A controllers file that could not be read, or a watch that could not be
+/// set up.
+#[derive(Debug, thiserror::Error)]
+pub enum FileSourceError {
+    /// The file is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A module could not be read.
+    #[error("cannot read the module {} of controller `{controller}`", path.display())]
+    Module {
+        /// The controller.
+        controller: String,
+        /// The module file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The operating system's file watcher failed.
+    #[error("cannot watch {} for changes", path.display())]
+    Watch {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: notify::Error,
+    },
+}
+
+/// Digests of module files, recomputed only when a file's size or
+/// modification time changes.
+#[derive(Debug, Default)]
+struct Digests {
+    known: HashMap<PathBuf, (SystemTime, u64, String)>,
+}
+
+impl Digests {
+    fn of(&mut self, path: &Path) -> std::io::Result<String> {
+        let metadata = std::fs::metadata(path)?;
+        let modified = metadata.modified()?;
+        if let Some((known_modified, known_len, known_digest)) = self.known.get(path)
+            && *known_modified == modified
+            && *known_len == metadata.len()
+        {
+            return Ok(known_digest.clone());
+        }
+        let bytes = std::fs::read(path)?;
+        let found = digest(&bytes);
+        self.known.insert(
+            path.to_owned(),
+            (
+                modified,
+                u64::try_from(bytes.len()).unwrap_or(u64::MAX),
+                found.clone(),
+            ),
+        );
+        Ok(found)
+    }
+}
+
+/// Reads the controllers file at `path`, starts its controllers through
+/// `supervisor`, and keeps watching the file and its modules.
+///
+/// # Errors
+///
+/// [`FileSourceError`] when the file or a module cannot be read at start,
+/// or the folders cannot be watched. Later errors are reported (log,
+/// metrics, status) and leave the running controllers as they are.
+pub fn watch(path: &Path, supervisor: Supervisor) -> Result<FileSource, FileSourceError> {
+    let path = path.to_owned();
+    let source = path.display().to_string();
+    let mut digests = Digests::default();
+    let file = ControllersFile::load(&path)?;
+    let declared = declare(&path, &file, &mut digests)?;
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // The receiver is gone once the source is dropped.
+        let _ = events_tx.send(event);
+    })
+    .map_err(|source| FileSourceError::Watch {
+        path: path.clone(),
+        source,
+    })?;
+    let mut watched = Vec::new();
+    rewatch(&mut watcher, &mut watched, &path, &file)?;
+    supervisor.apply(&source, declared);
+    let task = tokio::spawn(async move {
+        // Keeps the watcher alive as long as the task.
+        let mut watcher = watcher;
+        while let Some(first) = events.recv().await {
+            let Some(mut settle) = settle_after(&first) else {
+                continue;
+            };
+            loop {
+                match tokio::time::timeout(settle, events.recv()).await {
+                    Ok(Some(event)) => {
+                        if let Some(more) = settle_after(&event) {
+                            settle = settle.max(more);
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+            match ControllersFile::load(&path)
+                .map_err(FileSourceError::from)
+                .and_then(|file| {
+                    let declared = declare(&path, &file, &mut digests)?;
+                    Ok((file, declared))
+                }) {
+                Ok((file, declared)) => {
+                    supervisor.board().clear_source_error(&source);
+                    if let Err(error) = rewatch(&mut watcher, &mut watched, &path, &file) {
+                        tracing::warn!(%error, "cannot watch a module's folder; its changes will be missed");
+                    }
+                    supervisor.apply(&source, declared);
+                }
+                Err(error) => {
+                    let message = super::error_chain(&error);
+                    tracing::error!(file = %path.display(), "the controllers file cannot be used; the running controllers are kept: {message}");
+                    supervisor.board().record_source_error(&source, message);
+                }
+            }
+        }
+    });
+    Ok(FileSource { task })
+}
+
+/// How long to wait for quiet after `event`; `None` for events that change
+/// nothing (reads, including this source's own).
+fn settle_after(event: &notify::Result<notify::Event>) -> Option<Duration> {
+    let Ok(event) = event else {
+        // The watcher lost events: look at everything again.
+        return Some(SETTLE_WRITING);
+    };
+    match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write))
+        | EventKind::Create(_)
+        | EventKind::Remove(_)
+        | EventKind::Modify(notify::event::ModifyKind::Name(_)) => Some(SETTLE_DONE),
+        EventKind::Access(_) => None,
+        EventKind::Modify(_) | EventKind::Any | EventKind::Other => Some(SETTLE_WRITING),
+    }
+}
+
+/// Watches the folders of the controllers file and of every module (a
+/// folder, not the file: editors and build tools replace files).
+fn rewatch(
+    watcher: &mut notify::RecommendedWatcher,
+    watched: &mut Vec<PathBuf>,
+    path: &Path,
+    file: &ControllersFile,
+) -> Result<(), FileSourceError> {
+    let folder = |file: &Path| {
+        let parent = file.parent().unwrap_or(Path::new("."));
+        if parent.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            parent.to_owned()
+        }
+    };
+    let mut wanted: Vec<PathBuf> = std::iter::once(folder(path))
+        .chain(file.controllers.iter().map(|spec| folder(&spec.module)))
+        .collect();
+    wanted.sort();
+    wanted.dedup();
+    for old in watched.iter().filter(|old| !wanted.contains(old)) {
+        let _ = watcher.unwatch(old);
+    }
+    for new in wanted.iter().filter(|new| !watched.contains(new)) {
+        watcher
+            .watch(new, RecursiveMode::NonRecursive)
+            .map_err(|source| FileSourceError::Watch {
+                path: new.clone(),
+                source,
+            })?;
+    }
+    *watched = wanted;
+    Ok(())
+}
+
+/// The declarations of a controllers file.
+fn declare(
+    path: &Path,
+    file: &ControllersFile,
+    digests: &mut Digests,
+) -> Result<Vec<Declared>, FileSourceError> {
+    file.controllers
+        .iter()
+        .map(|spec| {
+            let module_digest =
+                digests
+                    .of(&spec.module)
+                    .map_err(|source| FileSourceError::Module {
+                        controller: spec.name.clone(),
+                        path: spec.module.clone(),
+                        source,
+                    })?;
+            Ok(Declared {
+                name: spec.name.clone(),
+                origin: path.display().to_string(),
+                module: ModuleSource::File(spec.module.clone()),
+                module_digest,
+                grant: spec.grant(),
+                namespaces: spec.namespaces.clone(),
+                limits: spec.limits,
+                queue: spec.queue.clone(),
+                resync: (spec.resync_seconds > 0).then(|| Duration::from_secs(spec.resync_seconds)),
+                generation: None,
+                cut: Vec::new(),
+                sink: None,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,463 @@
+//! Hot reload: keeps the running controllers equal to what their sources
+//! (the controllers file, `WasmController` resources) declare.
+//!
+//! Each declared controller has one task that applies its latest
+//! declaration: it loads the module (compile cache first), validates it (the
+//! world, `describe`, the grant, a trial instance) and then starts the
+//! controller or swaps the new version in ([`RunningController::reload`]).
+//! A version that fails any step is not swapped in: the old one keeps
+//! serving, and the failure goes to the log, the metrics and the
+//! controller's status. A declaration that disappears stops its controller.
+
+mod board;
+pub mod files;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+pub use board::{EntryStatus, Phase, SourceStatus, StatusBoard};
+
+use crate::config::LimitsSpec;
+use crate::controller::{ControllerConfig, LastError, RunningController, Runtime, StartError};
+use crate::grants::Grant;
+use crate::queue::QueueConfig;
+use crate::wasm::{Guest, LoadOptions, WasmEngine};
+
+/// How long in-flight reconciles may take to finish when a controller stops.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Where a module's bytes come from.
+#[derive(Clone)]
+pub enum ModuleSource {
+    /// A file, read when the module is loaded.
+    File(PathBuf),
+    /// Bytes already read (from a ConfigMap or an inline field); `origin`
+    /// names them in errors and logs.
+    Bytes {
+        /// Where they came from, e.g. `configmap team-a/floor key module.wasm`.
+        origin: String,
+        /// The component.
+        bytes: Arc<[u8]>,
+    },
+}
+
+impl std::fmt::Debug for ModuleSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(path) => f.debug_tuple("File").field(path).finish(),
+            Self::Bytes { origin, bytes } => f
+                .debug_struct("Bytes")
+                .field("origin", origin)
+                .field("len", &bytes.len())
+                .finish(),
+        }
+    }
+}
+
+impl ModuleSource {
+    /// How the module is named in messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::File(path) => path.display().to_string(),
+            Self::Bytes { origin, .. } => origin.clone(),
+        }
+    }
+}
+
+/// Told about every change of a controller's status (the cluster source
+/// writes it into the `WasmController`'s status).
+pub trait StatusSink: Send + Sync + std::fmt::Debug {
+    /// The status changed.
+    fn publish(&self, status: &EntryStatus);
+}
+
+/// One controller as a source declares it.
+#[derive(Debug, Clone)]
+pub struct Declared {
+    /// Its unique name.
+    pub name: String,
+    /// Where it is declared, for messages: `controllers.yaml`,
+    /// `WasmController team-a/floor`.
+    pub origin: String,
+    /// Its module.
+    pub module: ModuleSource,
+    /// The module's sha256 digest when the source read it; a change of
+    /// digest is a new version.
+    pub module_digest: String,
+    /// The effective grant.
+    pub grant: Grant,
+    /// Its namespaces; empty for all.
+    pub namespaces: Vec<String>,
+    /// Sandbox and concurrency limits.
+    pub limits: LimitsSpec,
+    /// Queue settings.
+    pub queue: QueueConfig,
+    /// Periodic re-queue of every primary object.
+    pub resync: Option<Duration>,
+    /// The declaring resource's `metadata.generation`, if any.
+    pub generation: Option<i64>,
+    /// What tenancy removed from the declared grant or namespaces.
+    pub cut: Vec<String>,
+    /// Where status changes go besides the status board.
+    pub sink: Option<Arc<dyn StatusSink>>,
+}
+
+impl Declared {
+    /// Whether `other` declares the same version: same module and settings.
+    fn same_version(&self, other: &Self) -> bool {
+        self.module_digest == other.module_digest
+            && self.grant == other.grant
+            && self.namespaces == other.namespaces
+            && self.limits == other.limits
+            && self.queue == other.queue
+            && self.resync == other.resync
+            && self.cut == other.cut
+            && self.module_location() == other.module_location()
+    }
+
+    fn module_location(&self) -> String {
+        self.module.describe()
+    }
+
+    fn config(&self, guest: Guest) -> ControllerConfig {
+        ControllerConfig {
+            guest,
+            grant: self.grant.clone(),
+            namespaces: self.namespaces.clone(),
+            concurrency: self.limits.concurrency,
+            queue: self.queue.clone(),
+            resync: self.resync,
+        }
+    }
+}
+
+struct Entry {
+    source: String,
+    declared: watch::Sender<Option<Arc<Declared>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct Inner {
+    engine: WasmEngine,
+    runtime: Runtime,
+    board: StatusBoard,
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+/// Keeps the running controllers equal to their declarations. Cheap to
+/// clone; every clone drives the same controllers.
+#[derive(Clone)]
+pub struct Supervisor {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor").finish_non_exhaustive()
+    }
+}
+
+impl Supervisor {
+    /// A supervisor with no controller yet.
+    pub fn new(engine: WasmEngine, runtime: Runtime) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                engine,
+                runtime,
+                board: StatusBoard::default(),
+                entries: Mutex::default(),
+            }),
+        }
+    }
+
+    /// The status of every declared controller.
+    pub fn board(&self) -> &StatusBoard {
+        &self.inner.board
+    }
+
+    /// The runtime the controllers run on.
+    pub fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
+    }
+
+    /// Makes `source`'s controllers exactly `declared`: new names start,
+    /// changed ones reload, missing ones stop. A name another source
+    /// already declares is refused (its status says so).
+    pub fn apply(&self, source: &str, declared: Vec<Declared>) {
+        let mut entries = self
+            .inner
+            .entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        entries.retain(|_, entry| !entry.task.is_finished());
+        let mut wanted = std::collections::HashSet::new();
+        for declared in declared {
+            let name = declared.name.clone();
+            if let Some(entry) = entries.get(&name)
+                && entry.source != source
+            {
+                let message = format!(
+                    "the name `{name}` is already used by a controller from {}; rename one of them",
+                    entry.source
+                );
+                tracing::error!(controller = %name, origin = %declared.origin, "{message}");
+                if let Some(sink) = &declared.sink {
+                    let mut status = EntryStatus::new(&name, &declared.origin);
+                    status.phase = Phase::Failed;
+                    status.last_reload_error = Some(LastError {
+                        at: jiff::Timestamp::now(),
+                        message,
+                    });
+                    status.observed_generation = declared.generation;
+                    sink.publish(&status);
+                }
+                continue;
+            }
+            wanted.insert(name.clone());
+            let declared = Arc::new(declared);
+            match entries.get(&name) {
+                Some(entry) => {
+                    entry.declared.send_if_modified(|current| {
+                        let changed = current.as_ref().is_none_or(|current| {
+                            !current.same_version(&declared)
+                                || current.generation != declared.generation
+                        });
+                        *current = Some(Arc::clone(&declared));
+                        changed
+                    });
+                }
+                None => {
+                    let (sender, receiver) = watch::channel(Some(declared));
+                    let task = tokio::spawn(manage(self.clone(), name.clone(), receiver));
+                    entries.insert(
+                        name,
+                        Entry {
+                            source: source.to_owned(),
+                            declared: sender,
+                            task,
+                        },
+                    );
+                }
+            }
+        }
+        for (name, entry) in entries.iter() {
+            if entry.source == source && !wanted.contains(name) {
+                entry.declared.send_replace(None);
+            }
+        }
+    }
+
+    /// Stops every controller, letting in-flight reconciles finish.
+    pub async fn shutdown(&self) {
+        let tasks: Vec<_> = {
+            let mut entries = self
+                .inner
+                .entries
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            entries
+                .drain()
+                .map(|(_, entry)| {
+                    entry.declared.send_replace(None);
+                    entry.task
+                })
+                .collect()
+        };
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Loads a declared module in the background.
+    async fn load(&self, declared: &Declared) -> Result<Guest, String> {
+        let engine = self.inner.engine.clone();
+        let options = LoadOptions::default()
+            .name(declared.name.clone())
+            .limits(declared.limits.sandbox());
+        let module = declared.module.clone();
+        let loaded = tokio::task::spawn_blocking(move || match &module {
+            ModuleSource::File(path) => engine.load(path, options),
+            ModuleSource::Bytes { origin, bytes } => {
+                engine.load_bytes(Path::new(origin), bytes, options)
+            }
+        })
+        .await;
+        match loaded {
+            Ok(Ok(guest)) => Ok(guest),
+            Ok(Err(error)) => Err(error_chain(&error)),
+            Err(error) => Err(format!("the loading task failed: {error}")),
+        }
+    }
+}
+
+/// An error and its causes, on one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Applies the declarations of one controller, latest first, until it is
+/// no longer declared.
+async fn manage(
+    supervisor: Supervisor,
+    name: String,
+    mut declared: watch::Receiver<Option<Arc<Declared>>>,
+) {
+    let board = supervisor.board().clone();
+    let mut running: Option<RunningController> = None;
+    let mut serving: Option<Arc<Declared>> = None;
+    loop {
+        let current = declared.borrow_and_update().clone();
+        let Some(wanted) = current else {
+            break;
+        };
+        let up_to_date = serving
+            .as_ref()
+            .is_some_and(|serving| serving.same_version(&wanted));
+        if up_to_date {
+            board.update(&name, &wanted, |status| {
+                status.observed_generation = wanted.generation;
+            });
+        } else {
+            let applied = tokio::select! {
+                applied = apply_version(&supervisor, &name, &wanted, &mut running) => applied,
+                // A newer declaration (or removal) wins over this one.
+                changed = declared.changed() => {
+                    if changed.is_err() { break; }
+                    continue;
+                }
+            };
+            if applied {
+                serving = Some(Arc::clone(&wanted));
+            }
+        }
+        if declared.changed().await.is_err() {
+            break;
+        }
+    }
+    if let Some(controller) = running.take() {
+        tracing::info!(controller = %name, "no longer declared; stopping");
+        controller.shutdown(STOP_GRACE).await;
+    }
+    board.remove(&name);
+}
+
+/// Loads, validates and starts or swaps in one version. Returns whether it
+/// serves now.
+async fn apply_version(
+    supervisor: &Supervisor,
+    name: &str,
+    wanted: &Arc<Declared>,
+    running: &mut Option<RunningController>,
+) -> bool {
+    let board = supervisor.board();
+    let started = Instant::now();
+    let reloading = running.is_some();
+    board.update(name, wanted, |status| {
+        status.phase = if reloading {
+            Phase::Reloading
+        } else {
+            Phase::Loading
+        };
+        status.cut.clone_from(&wanted.cut);
+    });
+    let fail = |message: String| {
+        tracing::error!(
+            controller = %name,
+            origin = %wanted.origin,
+            module = %wanted.module.describe(),
+            "{}: {message}",
+            if reloading { "the new version is not swapped in; the old one keeps serving" } else { "not started" }
+        );
+        board.update(name, wanted, |status| {
+            status.phase = if reloading {
+                Phase::Degraded
+            } else {
+                Phase::Failed
+            };
+            status.reload_failures += 1;
+            status.last_reload_error = Some(LastError {
+                at: jiff::Timestamp::now(),
+                message,
+            });
+            status.observed_generation = wanted.generation;
+        });
+    };
+    let guest = match supervisor.load(wanted).await {
+        Ok(guest) => guest,
+        Err(message) => {
+            fail(format!("{}: {message}", wanted.module.describe()));
+            return false;
+        }
+    };
+    let digest = guest.digest().to_owned();
+    let config = wanted.config(guest);
+    let result = match running {
+        Some(controller) => controller.reload(config).await.map(|()| None),
+        None => start(supervisor, name, wanted, config).await.map(Some),
+    };
+    match result {
+        Ok(started_now) => {
+            if let Some(controller) = started_now {
+                *running = Some(controller);
+            }
+            let handle = running.as_ref().map(RunningController::handle);
+            let elapsed = started.elapsed();
+            tracing::info!(controller = %name, %digest, elapsed_ms = elapsed.as_millis() as u64, "serving");
+            board.update(name, wanted, |status| {
+                if status.digest.is_some() {
+                    status.reloads += 1;
+                }
+                status.phase = Phase::Running;
+                status.digest = Some(digest.clone());
+                status.handle = handle;
+                status.observed_generation = wanted.generation;
+                status.last_swap = Some(elapsed);
+            });
+            true
+        }
+        Err(error) => {
+            fail(error_chain(&error));
+            false
+        }
+    }
+}
+
+/// Starts a controller, waiting (and saying so) while a watched kind is
+/// not served yet.
+async fn start(
+    supervisor: &Supervisor,
+    name: &str,
+    wanted: &Declared,
+    config: ControllerConfig,
+) -> Result<RunningController, StartError> {
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match supervisor.runtime().start(config.clone()).await {
+            Err(StartError::Discovery { controller, source }) => {
+                let message = format!("waiting for a watched kind to be served: {source}");
+                tracing::info!(%controller, ?delay, "{message}");
+                supervisor.board().update(name, wanted, |status| {
+                    status.phase = Phase::WaitingForKind;
+                    status.last_reload_error = Some(LastError {
+                        at: jiff::Timestamp::now(),
+                        message: message.clone(),
+                    });
+                });
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            other => return other,
+        }
+    }
+}
