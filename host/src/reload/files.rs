@@ -130,9 +130,11 @@ pub fn watch(path: &Path, supervisor: Supervisor) -> Result<FileSource, FileSour
             };
             loop {
                 match tokio::time::timeout(settle, events.recv()).await {
+                    // The latest event decides: a closed file is done,
+                    // a written one may see more writes.
                     Ok(Some(event)) => {
-                        if let Some(more) = settle_after(&event) {
-                            settle = settle.max(more);
+                        if let Some(next) = settle_after(&event) {
+                            settle = next;
                         }
                     }
                     Ok(None) => return,
