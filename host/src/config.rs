@@ -23,7 +23,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::grants::{Grant, Rule};
 use crate::queue::QueueConfig;
@@ -68,7 +68,7 @@ pub struct ControllerSpec {
 }
 
 /// The `limits` of a controller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LimitsSpec {
     /// Memory cap of one guest instance, in MiB. Default 64.
@@ -223,53 +223,57 @@ impl ControllersFile {
                     ),
                 ));
             }
-            if let Some(namespace) = controller.namespaces.iter().find(|ns| !is_dns_label(ns)) {
-                return Err(invalid(
-                    &entry,
-                    "namespaces",
-                    format!("`{namespace}` is not a valid namespace name"),
-                ));
-            }
-            if controller.grant.is_empty() {
-                return Err(invalid(
-                    &entry,
-                    "grant",
-                    "is empty; a guest needs at least `list` and `watch` on what it watches".into(),
-                ));
-            }
-            for (rule_index, rule) in controller.grant.iter().enumerate() {
-                rule.validate()
-                    .map_err(|problem| invalid(&entry, &format!("grant[{rule_index}]"), problem))?;
-            }
-            let limits = &controller.limits;
-            if limits.memory_mib == 0 || limits.memory_mib > 4096 {
-                return Err(invalid(
-                    &entry,
-                    "limits.memoryMiB",
-                    "must be between 1 and 4096".into(),
-                ));
-            }
-            if limits.deadline_ms == 0 || limits.deadline_ms > 60_000 {
-                return Err(invalid(
-                    &entry,
-                    "limits.deadlineMs",
-                    "must be between 1 and 60000".into(),
-                ));
-            }
-            if limits.concurrency == 0 || limits.concurrency > 256 {
-                return Err(invalid(
-                    &entry,
-                    "limits.concurrency",
-                    "must be between 1 and 256".into(),
-                ));
-            }
-            controller
-                .queue
-                .validate()
-                .map_err(|error| invalid(&entry, "queue", error.to_string()))?;
+            check_settings(
+                &controller.namespaces,
+                &controller.grant,
+                &controller.limits,
+                &controller.queue,
+            )
+            .map_err(|(field, problem)| invalid(&entry, &field, problem))?;
         }
         Ok(())
     }
+}
+
+/// Checks the settings every declaration of a controller has, wherever it
+/// comes from; on failure, the field (as written in YAML) and the problem.
+pub fn check_settings(
+    namespaces: &[String],
+    grant: &[Rule],
+    limits: &LimitsSpec,
+    queue: &QueueConfig,
+) -> Result<(), (String, String)> {
+    let invalid = |field: &str, problem: String| Err((field.to_owned(), problem));
+    if let Some(namespace) = namespaces.iter().find(|ns| !is_dns_label(ns)) {
+        return invalid(
+            "namespaces",
+            format!("`{namespace}` is not a valid namespace name"),
+        );
+    }
+    if grant.is_empty() {
+        return invalid(
+            "grant",
+            "is empty; a guest needs at least `list` and `watch` on what it watches".into(),
+        );
+    }
+    for (rule_index, rule) in grant.iter().enumerate() {
+        if let Err(problem) = rule.validate() {
+            return invalid(&format!("grant[{rule_index}]"), problem);
+        }
+    }
+    if limits.memory_mib == 0 || limits.memory_mib > 4096 {
+        return invalid("limits.memoryMiB", "must be between 1 and 4096".into());
+    }
+    if limits.deadline_ms == 0 || limits.deadline_ms > 60_000 {
+        return invalid("limits.deadlineMs", "must be between 1 and 60000".into());
+    }
+    if limits.concurrency == 0 || limits.concurrency > 256 {
+        return invalid("limits.concurrency", "must be between 1 and 256".into());
+    }
+    if let Err(error) = queue.validate() {
+        return invalid("queue", error.to_string());
+    }
+    Ok(())
 }
 
 /// Whether `name` is an RFC 1123 DNS label.

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// One rule: the verbs allowed on some resources of some API groups, like
 /// a Kubernetes RBAC `PolicyRule`. `"*"` matches anything in each list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Rule {
     /// API groups (`""` is the core group, `apps`, `examples.paddock.dev`, `*`).

@@ -10,6 +10,7 @@
 //! - [`actions`]: the guest's answers, validated, checked against the
 //!   [`grants`] and executed;
 //! - [`config`]: the controllers file;
+//! - [`crd`]: the `WasmController` and `ClusterWasmController` resources;
 //! - [`reload`]: keeping the running controllers equal to their sources
 //!   (the controllers file, `WasmController` resources), swapping new
 //!   versions in live;
@@ -21,6 +22,7 @@ pub mod actions;
 pub mod cluster;
 pub mod config;
 pub mod controller;
+pub mod crd;
 pub mod grants;
 pub mod harness;
 pub mod ops;

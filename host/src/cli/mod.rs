@@ -47,6 +47,9 @@ enum Command {
     /// Show the controllers of a running host: phase, module digest, queue
     /// depth, last error.
     Status(status::StatusArgs),
+    /// Print the definitions of the `WasmController` and
+    /// `ClusterWasmController` custom resources (as in deploy/crds.yaml).
+    Crd,
 }
 
 /// Output formats, as kubectl's `-o`.
@@ -94,6 +97,10 @@ impl Cli {
             Command::Run(args) => run::run(&engine, args),
             Command::Dev(args) => run::dev(&engine, args),
             Command::Status(args) => status::status(args),
+            Command::Crd => {
+                print!("{}", paddock::crd::definitions_yaml());
+                Ok(ExitCode::SUCCESS)
+            }
         }
     }
 }

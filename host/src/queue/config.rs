@@ -18,15 +18,17 @@ use serde::{Deserialize, Serialize};
 ///   qps: 10               # overall: 10 retries per second
 ///   burst: 100            # ... after a burst of 100
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct QueueConfig {
     /// The backoff after a key's first failure; it doubles with each further
     /// consecutive failure. Default: 5 ms. Serde form: `baseDelayMs`.
     #[serde(rename = "baseDelayMs", with = "millis")]
+    #[schemars(with = "u64")]
     pub base_delay: Duration,
     /// The longest per-key backoff. Default: 1000 s. Serde form: `maxDelayMs`.
     #[serde(rename = "maxDelayMs", with = "millis")]
+    #[schemars(with = "u64")]
     pub max_delay: Duration,
     /// The overall rate of rate-limited adds, in keys per second, once the
     /// burst is spent. Default: 10.

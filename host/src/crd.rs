@@ -1,0 +1,170 @@
+//! The `WasmController` and `ClusterWasmController` custom resources
+//! (group `paddock.dev`, version `v1alpha1`): controllers declared in the
+//! cluster rather than in a controllers file. `paddock crd` prints their
+//! definitions; `deploy/crds.yaml` holds them.
+//!
+//! A `WasmController` belongs to a tenant: whatever its spec says, it only
+//! gets rights inside its own namespace, and its status says what was cut.
+//! A `ClusterWasmController` is for platform owners: it works in the
+//! namespaces it lists, or in all of them.
+
+use kube::CustomResource;
+use kube::CustomResourceExt;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::config::LimitsSpec;
+use crate::grants::Rule;
+use crate::queue::QueueConfig;
+
+/// A tenant's controller: a guest component working in the resource's own
+/// namespace.
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "paddock.dev",
+    version = "v1alpha1",
+    kind = "WasmController",
+    namespaced,
+    status = "WasmControllerStatus",
+    shortname = "wasmctl",
+    category = "paddock",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Digest","type":"string","jsonPath":".status.moduleDigest"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct WasmControllerSpec {
+    /// The guest component.
+    pub module: ModuleRef,
+    /// What the guest may read and do (RBAC-style rules). Only rights
+    /// inside this resource's namespace take effect.
+    pub grant: Vec<Rule>,
+    /// Namespaces to work in. A `WasmController` works only in its own
+    /// namespace; any other listed here is cut (the status says so).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    /// Sandbox and concurrency limits (capped by the host's tenant limits).
+    #[serde(default)]
+    pub limits: LimitsSpec,
+    /// Work queue settings.
+    #[serde(default)]
+    pub queue: QueueConfig,
+    /// Re-queue every primary object this often, in seconds; 0 never does.
+    #[serde(default)]
+    pub resync_seconds: u64,
+}
+
+/// A platform owner's controller: a guest component working cluster-wide or
+/// in the namespaces it lists.
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "paddock.dev",
+    version = "v1alpha1",
+    kind = "ClusterWasmController",
+    status = "WasmControllerStatus",
+    shortname = "cwasmctl",
+    category = "paddock",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Digest","type":"string","jsonPath":".status.moduleDigest"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterWasmControllerSpec {
+    /// The guest component; a ConfigMap reference must name its namespace.
+    pub module: ModuleRef,
+    /// What the guest may read and do (RBAC-style rules).
+    pub grant: Vec<Rule>,
+    /// Namespaces to work in; empty for all (and for cluster-scoped kinds).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    /// Sandbox and concurrency limits.
+    #[serde(default)]
+    pub limits: LimitsSpec,
+    /// Work queue settings.
+    #[serde(default)]
+    pub queue: QueueConfig,
+    /// Re-queue every primary object this often, in seconds; 0 never does.
+    #[serde(default)]
+    pub resync_seconds: u64,
+}
+
+/// Where the guest component comes from: exactly one of `configMap` and
+/// `inline`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModuleRef {
+    /// A key of a ConfigMap's `binaryData` (as `kubectl create configmap
+    /// NAME --from-file=module.wasm=guest.wasm` makes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<ConfigMapKey>,
+    /// The component itself, base64-encoded (for small guests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline: Option<String>,
+}
+
+/// A key of a ConfigMap.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapKey {
+    /// The ConfigMap's name.
+    pub name: String,
+    /// The key in its `binaryData`.
+    pub key: String,
+    /// Its namespace: required for a `ClusterWasmController`; a
+    /// `WasmController` reads only its own namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// What the host reports on a controller resource.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WasmControllerStatus {
+    /// `Ready` (a version serves) and `Degraded` (the declared version could
+    /// not be used), with reason and message.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The sha256 digest of the module serving now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module_digest: Option<String>,
+    /// The generation of the spec the host last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// What tenancy cut from the spec: namespaces, cluster-scoped rights,
+    /// limits above the host's caps.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cut: Vec<String>,
+}
+
+/// A condition, as `metav1.Condition`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// `Ready` or `Degraded`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// A CamelCase reason.
+    pub reason: String,
+    /// What happened, for people.
+    pub message: String,
+    /// When `status` last changed (RFC 3339).
+    pub last_transition_time: String,
+    /// The generation the condition was set for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// Both definitions as one YAML stream, as in `deploy/crds.yaml`.
+pub fn definitions_yaml() -> String {
+    let header = "# Generated by `paddock crd`; do not edit.\n";
+    let mut out = String::from(header);
+    for crd in [WasmController::crd(), ClusterWasmController::crd()] {
+        out.push_str("---\n");
+        out.push_str(&serde_saphyr::to_string(&crd).unwrap_or_default());
+    }
+    out
+}
