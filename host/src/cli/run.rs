@@ -14,15 +14,25 @@ use paddock::config::ControllersFile;
 use paddock::controller::{ControllerHandle, ControllerStats, Runtime};
 use paddock::harness::read_objects;
 use paddock::ops::OpsState;
+use paddock::reload::cluster::TenantLimits;
 use paddock::reload::{Phase, StatusBoard, Supervisor};
 use paddock::wasm::WasmEngine;
 
 /// Arguments of `paddock run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// The controllers file (YAML).
-    #[arg(long, value_name = "FILE")]
-    config: PathBuf,
+    /// The controllers file (YAML), watched for changes with its modules.
+    #[arg(long, value_name = "FILE", required_unless_present = "from_cluster")]
+    config: Option<PathBuf>,
+
+    /// Also (or only) run the controllers the cluster's `WasmController`
+    /// and `ClusterWasmController` resources declare, following their
+    /// changes.
+    #[arg(long)]
+    from_cluster: bool,
+
+    #[command(flatten)]
+    tenant: TenantArgs,
 
     /// The kubeconfig file; default: $KUBECONFIG, ~/.kube/config, or the
     /// in-cluster service account.
@@ -33,17 +43,52 @@ pub struct RunArgs {
     #[arg(long)]
     context: Option<String>,
 
-    /// Where to serve /healthz, /readyz and /metrics.
+    /// Where to serve /healthz, /readyz, /metrics and /status.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
     ops_addr: std::net::SocketAddr,
+}
+
+/// The caps of tenants' `WasmController`s.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TenantArgs {
+    /// The largest memory cap a tenant's `WasmController` gets, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = TenantLimits::default().max_memory_mib)]
+    tenant_max_memory_mib: u64,
+
+    /// The longest deadline a tenant's `WasmController` gets, in ms.
+    #[arg(long, value_name = "MS", default_value_t = TenantLimits::default().max_deadline_ms)]
+    tenant_max_deadline_ms: u64,
+
+    /// The most reconciles at once a tenant's `WasmController` gets.
+    #[arg(long, value_name = "N", default_value_t = TenantLimits::default().max_concurrency)]
+    tenant_max_concurrency: usize,
+}
+
+impl TenantArgs {
+    fn limits(&self) -> TenantLimits {
+        TenantLimits {
+            max_memory_mib: self.tenant_max_memory_mib,
+            max_deadline_ms: self.tenant_max_deadline_ms,
+            max_concurrency: self.tenant_max_concurrency,
+        }
+    }
 }
 
 /// Arguments of `paddock dev`.
 #[derive(Debug, clap::Args)]
 pub struct DevArgs {
     /// The controllers file (YAML); its `manifests` are applied first.
-    #[arg(long, value_name = "FILE")]
-    config: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "from_cluster")]
+    config: Option<PathBuf>,
+
+    /// Also (or only) run the controllers of `WasmController` and
+    /// `ClusterWasmController` resources; their definitions are installed
+    /// in the embedded cluster.
+    #[arg(long)]
+    from_cluster: bool,
+
+    #[command(flatten)]
+    tenant: TenantArgs,
 
     /// Where to write the embedded cluster's kubeconfig (for kubectl).
     #[arg(long, value_name = "FILE", default_value = ".paddock/kubeconfig")]
@@ -81,18 +126,36 @@ const CONVERGE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Runs the controllers against a cluster until Ctrl-C or SIGTERM.
 pub fn run(engine: &WasmEngine, args: RunArgs) -> anyhow::Result<ExitCode> {
-    // Checked before connecting; the source reads it again and watches it.
-    ControllersFile::load(&args.config)?;
+    if let Some(config) = &args.config {
+        // Checked before connecting; the source reads it again and watches it.
+        ControllersFile::load(config)?;
+    }
     tokio_runtime()?.block_on(async {
         let client = client(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
-        serve(engine, client, &args.config, Until::Signal, args.ops_addr).await
+        let sources = Sources {
+            config: args.config.as_deref(),
+            cluster: args.from_cluster.then(|| args.tenant.limits()),
+        };
+        serve(engine, client, sources, Until::Signal, args.ops_addr).await
     })
+}
+
+/// Where the controllers come from.
+#[derive(Debug, Clone, Copy)]
+struct Sources<'a> {
+    /// A controllers file.
+    config: Option<&'a Path>,
+    /// The cluster's resources, with these tenant caps.
+    cluster: Option<TenantLimits>,
 }
 
 /// Starts the embedded cluster, applies the manifests, and runs the
 /// controllers until Ctrl-C or SIGTERM.
 pub fn dev(engine: &WasmEngine, args: DevArgs) -> anyhow::Result<ExitCode> {
-    let file = ControllersFile::load(&args.config)?;
+    let manifests = match &args.config {
+        Some(config) => ControllersFile::load(config)?.manifests,
+        None => Vec::new(),
+    };
     tokio_runtime()?.block_on(async {
         let cluster = devcluster::DevCluster::start(
             devcluster::Options::new()
@@ -114,13 +177,20 @@ pub fn dev(engine: &WasmEngine, args: DevArgs) -> anyhow::Result<ExitCode> {
             args.kubeconfig_out.display()
         );
         let client = client(Some(&args.kubeconfig_out), None).await?;
-        apply_manifests(&client, &file.manifests).await?;
+        if args.from_cluster {
+            apply_crds(&client).await?;
+        }
+        apply_manifests(&client, &manifests).await?;
         let until = if args.once {
             Until::Converged
         } else {
             Until::Signal
         };
-        let code = serve(engine, client, &args.config, until, args.ops_addr).await;
+        let sources = Sources {
+            config: args.config.as_deref(),
+            cluster: args.from_cluster.then(|| args.tenant.limits()),
+        };
+        let code = serve(engine, client, sources, until, args.ops_addr).await;
         cluster.shutdown().await;
         code
     })
@@ -155,6 +225,27 @@ pub async fn client(kubeconfig: Option<&Path>, context: Option<&str>) -> anyhow:
             .context("finding a cluster: pass --kubeconfig, set KUBECONFIG, or run in a pod")?,
     };
     Client::try_from(config).context("creating the Kubernetes client")
+}
+
+/// Installs the `WasmController` and `ClusterWasmController` definitions.
+async fn apply_crds(client: &Client) -> anyhow::Result<()> {
+    use kube::CustomResourceExt;
+    let api: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
+    for crd in [
+        paddock::crd::WasmController::crd(),
+        paddock::crd::ClusterWasmController::crd(),
+    ] {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        api.patch(
+            &name,
+            &PatchParams::apply("paddock-dev").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .with_context(|| format!("installing the {name} definition"))?;
+    }
+    Ok(())
 }
 
 /// Server-side applies every object of the manifest files, in order.
@@ -197,11 +288,11 @@ pub async fn apply_manifests(client: &Client, manifests: &[PathBuf]) -> anyhow::
 async fn serve(
     engine: &WasmEngine,
     client: Client,
-    config: &Path,
+    sources: Sources<'_>,
     until: Until,
     ops_addr: std::net::SocketAddr,
 ) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::new(client);
+    let runtime = Runtime::new(client.clone());
     let supervisor = Supervisor::new(engine.clone(), runtime.clone());
     let ops = OpsState::new(runtime.informers().clone(), supervisor.board().clone());
     let (bound, _ops_task) = paddock::ops::serve(ops_addr, ops.clone())
@@ -210,7 +301,13 @@ async fn serve(
             format!("serving /healthz, /readyz, /metrics and /status on {ops_addr}")
         })?;
     tracing::info!(addr = %bound, "operations endpoint: /healthz /readyz /metrics /status");
-    let _source = paddock::reload::files::watch(config, supervisor.clone())?;
+    let _file_source = match sources.config {
+        Some(config) => Some(paddock::reload::files::watch(config, supervisor.clone())?),
+        None => None,
+    };
+    let _cluster_source = sources
+        .cluster
+        .map(|tenant| paddock::reload::cluster::watch(supervisor.clone(), client, tenant));
     // Controllers start side by side; one waiting for its CRD does not hold
     // up the others.
     tokio::select! {
@@ -226,7 +323,7 @@ async fn serve(
         .iter()
         .filter(|status| status.phase == Phase::Failed)
         .count();
-    if failed == statuses.len() {
+    if sources.cluster.is_none() && failed == statuses.len() {
         supervisor.shutdown().await;
         anyhow::bail!("no controller could be started ({failed} failed); see the errors above");
     }

@@ -247,6 +247,7 @@ fn declare(
                 resync: (spec.resync_seconds > 0).then(|| Duration::from_secs(spec.resync_seconds)),
                 generation: None,
                 cut: Vec::new(),
+                problem: None,
                 sink: None,
             })
         })

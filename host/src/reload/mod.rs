@@ -10,6 +10,7 @@
 //! controller's status. A declaration that disappears stops its controller.
 
 mod board;
+pub mod cluster;
 pub mod files;
 
 use std::collections::HashMap;
@@ -102,6 +103,9 @@ pub struct Declared {
     pub generation: Option<i64>,
     /// What tenancy removed from the declared grant or namespaces.
     pub cut: Vec<String>,
+    /// Why the source's latest declaration could not be used, when this is
+    /// the last one that could (which keeps serving).
+    pub problem: Option<String>,
     /// Where status changes go besides the status board.
     pub sink: Option<Arc<dyn StatusSink>>,
 }
@@ -225,6 +229,7 @@ impl Supervisor {
                         let changed = current.as_ref().is_none_or(|current| {
                             !current.same_version(&declared)
                                 || current.generation != declared.generation
+                                || current.problem != declared.problem
                         });
                         *current = Some(Arc::clone(&declared));
                         changed
@@ -327,6 +332,25 @@ async fn manage(
         if up_to_date {
             board.update(&name, &wanted, |status| {
                 status.observed_generation = wanted.generation;
+                match &wanted.problem {
+                    Some(problem) => {
+                        let known = status.phase == Phase::Degraded
+                            && status
+                                .last_reload_error
+                                .as_ref()
+                                .is_some_and(|error| error.message == *problem);
+                        if !known {
+                            status.reload_failures += 1;
+                            status.last_reload_error = Some(LastError {
+                                at: jiff::Timestamp::now(),
+                                message: problem.clone(),
+                            });
+                        }
+                        status.phase = Phase::Degraded;
+                    }
+                    // The declaration is back to the version serving.
+                    None => status.phase = Phase::Running,
+                }
             });
         } else {
             let applied = tokio::select! {

@@ -1,0 +1,761 @@
+//! `WasmController` and `ClusterWasmController` resources as a source of
+//! controllers (`paddock run --from-cluster`).
+//!
+//! The host watches both kinds and the ConfigMaps their modules live in,
+//! and after any change declares the controllers they describe. Tenancy is
+//! applied here: a namespaced `WasmController` works only in its own
+//! namespace (other namespaces and cluster-scoped rights are cut), reads
+//! its module only from its own namespace, and its limits are capped by the
+//! host's tenant limits; its status lists every cut. Each resource's status
+//! follows its controller: `Ready`, `Degraded`, the serving module's digest
+//! and the observed generation.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use kube::Client;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use serde::de::DeserializeOwned;
+use tokio::sync::{broadcast, mpsc};
+
+use super::{Declared, EntryStatus, ModuleSource, Phase, StatusSink, Supervisor};
+use crate::cluster::{InformerEvent, Resource, SharedInformer};
+use crate::config::{LimitsSpec, check_settings, is_dns_label};
+use crate::crd::{
+    ClusterWasmController, Condition, ModuleRef, WasmController, WasmControllerStatus,
+};
+use crate::grants::{Grant, Rule};
+use crate::queue::QueueConfig;
+use crate::wasm::compile_cache::digest;
+
+/// The name of this source in the supervisor.
+const SOURCE: &str = "cluster";
+
+/// How long to wait for more changes before declaring again.
+const SETTLE: Duration = Duration::from_millis(10);
+
+/// The caps a tenant's `WasmController` gets, whatever its spec says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantLimits {
+    /// The largest memory cap, in MiB.
+    pub max_memory_mib: u64,
+    /// The longest deadline, in milliseconds.
+    pub max_deadline_ms: u64,
+    /// The most reconciles at once.
+    pub max_concurrency: usize,
+}
+
+impl Default for TenantLimits {
+    fn default() -> Self {
+        Self {
+            max_memory_mib: 128,
+            max_deadline_ms: 1000,
+            max_concurrency: 2,
+        }
+    }
+}
+
+/// The running source. Dropping it stops watching; the controllers keep
+/// running until the supervisor stops them.
+#[derive(Debug)]
+pub struct ClusterSource {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ClusterSource {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts declaring the controllers the cluster's `WasmController` and
+/// `ClusterWasmController` resources describe. Until their definitions are
+/// installed (`paddock crd | kubectl apply -f -`), it says so and waits.
+pub fn watch(supervisor: Supervisor, client: Client, tenant: TenantLimits) -> ClusterSource {
+    ClusterSource {
+        task: tokio::spawn(run(supervisor, client, tenant)),
+    }
+}
+
+/// The three watched resources.
+struct Watched {
+    namespaced: Arc<SharedInformer>,
+    cluster: Arc<SharedInformer>,
+    config_maps: Arc<SharedInformer>,
+}
+
+async fn resolve(supervisor: &Supervisor) -> (Arc<Resource>, Arc<Resource>, Arc<Resource>) {
+    let discovery = supervisor.runtime().discovery().clone();
+    let mut delay = Duration::from_millis(250);
+    loop {
+        let found = async {
+            Ok::<_, crate::cluster::ClusterError>((
+                discovery
+                    .resolve("paddock.dev/v1alpha1", "WasmController")
+                    .await?,
+                discovery
+                    .resolve("paddock.dev/v1alpha1", "ClusterWasmController")
+                    .await?,
+                discovery.resolve("v1", "ConfigMap").await?,
+            ))
+        }
+        .await;
+        match found {
+            Ok(found) => return found,
+            Err(error) => {
+                tracing::warn!(%error, ?delay, "the WasmController resources are not served; install them with `paddock crd | kubectl apply -f -`");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+async fn run(supervisor: Supervisor, client: Client, tenant: TenantLimits) {
+    let (namespaced, cluster, config_maps) = resolve(&supervisor).await;
+    let registry = supervisor.runtime().informers().clone();
+    let watched = Watched {
+        namespaced: registry.informer(&namespaced, None),
+        cluster: registry.informer(&cluster, None),
+        config_maps: registry.informer(&config_maps, None),
+    };
+    let mut events = [
+        watched.namespaced.subscribe(),
+        watched.cluster.subscribe(),
+        watched.config_maps.subscribe(),
+    ];
+    for informer in [&watched.namespaced, &watched.cluster, &watched.config_maps] {
+        informer.wait_synced().await;
+    }
+    let mut declarer = Declarer {
+        client,
+        tenant,
+        namespaced,
+        cluster,
+        sinks: HashMap::new(),
+        modules: HashMap::new(),
+        last_good: HashMap::new(),
+        scopes: Scopes::default(),
+    };
+    loop {
+        let declared = declarer.declare(&watched).await;
+        supervisor.apply(SOURCE, declared);
+        if !next_change(&mut events).await {
+            return;
+        }
+        // Let a burst of changes settle into one declaration.
+        while tokio::time::timeout(SETTLE, next_change(&mut events))
+            .await
+            .is_ok_and(|more| more)
+        {}
+    }
+}
+
+/// Waits for a change on any of the receivers; `false` once they are
+/// closed.
+async fn next_change(events: &mut [broadcast::Receiver<InformerEvent>; 3]) -> bool {
+    let [a, b, c] = events;
+    let result = tokio::select! {
+        result = a.recv() => result,
+        result = b.recv() => result,
+        result = c.recv() => result,
+    };
+    // A lagged receiver still means something changed.
+    !matches!(result, Err(broadcast::error::RecvError::Closed))
+}
+
+/// Turns the watched resources into declarations, remembering what it
+/// needs between passes.
+struct Declarer {
+    client: Client,
+    tenant: TenantLimits,
+    namespaced: Arc<Resource>,
+    cluster: Arc<Resource>,
+    /// One status writer per resource, by controller name.
+    sinks: HashMap<String, Arc<ResourceSink>>,
+    /// Decoded modules, by where they came from and that source's version.
+    modules: HashMap<ModuleVersion, (String, Arc<[u8]>)>,
+    /// The last declaration of each controller that could be used.
+    last_good: HashMap<String, Declared>,
+    scopes: Scopes,
+}
+
+/// Where a module came from, and that source's resourceVersion.
+type ModuleVersion = (String, String);
+
+/// One resource's spec, whichever kind.
+struct Spec {
+    kind: &'static str,
+    namespace: Option<String>,
+    name: String,
+    uid: String,
+    generation: Option<i64>,
+    resource_version: String,
+    module: ModuleRef,
+    grant: Vec<Rule>,
+    namespaces: Vec<String>,
+    limits: LimitsSpec,
+    queue: QueueConfig,
+    resync_seconds: u64,
+}
+
+impl Spec {
+    /// The controller's name: `namespace/name` for a tenant's, `name` for a
+    /// platform owner's.
+    fn controller_name(&self) -> String {
+        match &self.namespace {
+            Some(namespace) => format!("{namespace}/{}", self.name),
+            None => self.name.clone(),
+        }
+    }
+
+    fn origin(&self) -> String {
+        format!("{} {}", self.kind, self.controller_name())
+    }
+}
+
+fn parse<T: DeserializeOwned>(json: &str) -> Result<T, String> {
+    serde_json::from_str(json).map_err(|error| format!("the spec does not parse: {error}"))
+}
+
+impl Declarer {
+    async fn declare(&mut self, watched: &Watched) -> Vec<Declared> {
+        let mut specs = Vec::new();
+        for object in watched.namespaced.store().list(None, None) {
+            specs.push(
+                parse::<WasmController>(&object.json)
+                    .map(|resource| Spec {
+                        kind: "WasmController",
+                        namespace: resource.metadata.namespace.clone(),
+                        name: resource.metadata.name.clone().unwrap_or_default(),
+                        uid: resource.metadata.uid.clone().unwrap_or_default(),
+                        generation: resource.metadata.generation,
+                        resource_version: object.resource_version.to_string(),
+                        module: resource.spec.module,
+                        grant: resource.spec.grant,
+                        namespaces: resource.spec.namespaces,
+                        limits: resource.spec.limits,
+                        queue: resource.spec.queue,
+                        resync_seconds: resource.spec.resync_seconds,
+                    })
+                    .map_err(|error| {
+                        (
+                            format!("WasmController {}/{}", object.namespace, object.name),
+                            Some(object.namespace.to_string()),
+                            object.name.to_string(),
+                            error,
+                        )
+                    }),
+            );
+        }
+        for object in watched.cluster.store().list(None, None) {
+            specs.push(
+                parse::<ClusterWasmController>(&object.json)
+                    .map(|resource| Spec {
+                        kind: "ClusterWasmController",
+                        namespace: None,
+                        name: resource.metadata.name.clone().unwrap_or_default(),
+                        uid: resource.metadata.uid.clone().unwrap_or_default(),
+                        generation: resource.metadata.generation,
+                        resource_version: object.resource_version.to_string(),
+                        module: resource.spec.module,
+                        grant: resource.spec.grant,
+                        namespaces: resource.spec.namespaces,
+                        limits: resource.spec.limits,
+                        queue: resource.spec.queue,
+                        resync_seconds: resource.spec.resync_seconds,
+                    })
+                    .map_err(|error| {
+                        (
+                            format!("ClusterWasmController {}", object.name),
+                            None,
+                            object.name.to_string(),
+                            error,
+                        )
+                    }),
+            );
+        }
+        let mut declared = Vec::new();
+        let mut seen = BTreeSet::new();
+        for spec in specs {
+            let spec = match spec {
+                Ok(spec) => spec,
+                Err((origin, namespace, name, problem)) => {
+                    tracing::error!(%origin, "{problem}");
+                    let controller = match &namespace {
+                        Some(namespace) => format!("{namespace}/{name}"),
+                        None => name.clone(),
+                    };
+                    seen.insert(controller.clone());
+                    if let Some(good) = self.last_good.get(&controller) {
+                        let mut kept = good.clone();
+                        kept.problem = Some(problem);
+                        declared.push(kept);
+                    }
+                    continue;
+                }
+            };
+            let name = spec.controller_name();
+            seen.insert(name.clone());
+            let sink = self.sink(&spec);
+            match self.declare_one(&spec, watched, &sink).await {
+                Ok(found) => {
+                    self.last_good.insert(name, found.clone());
+                    declared.push(found);
+                }
+                Err(problem) => {
+                    tracing::error!(origin = %spec.origin(), "{problem}");
+                    match self.last_good.get(&name) {
+                        Some(good) => {
+                            let mut kept = good.clone();
+                            kept.problem = Some(problem);
+                            kept.generation = spec.generation;
+                            declared.push(kept);
+                        }
+                        None => {
+                            let mut status = EntryStatus::new(&name, &spec.origin());
+                            status.phase = Phase::Failed;
+                            status.observed_generation = spec.generation;
+                            status.last_reload_error = Some(crate::controller::LastError {
+                                at: jiff::Timestamp::now(),
+                                message: problem,
+                            });
+                            sink.publish(&status);
+                        }
+                    }
+                }
+            }
+        }
+        self.sinks.retain(|name, _| seen.contains(name));
+        self.last_good.retain(|name, _| seen.contains(name));
+        declared
+    }
+
+    fn sink(&mut self, spec: &Spec) -> Arc<ResourceSink> {
+        let name = spec.controller_name();
+        let resource = if spec.namespace.is_some() {
+            &self.namespaced
+        } else {
+            &self.cluster
+        };
+        let existing = self
+            .sinks
+            .get(&name)
+            .filter(|sink| sink.uid == spec.uid)
+            .cloned();
+        existing.unwrap_or_else(|| {
+            let sink = Arc::new(ResourceSink::start(
+                self.client.clone(),
+                resource,
+                spec.namespace.clone(),
+                spec.name.clone(),
+                spec.uid.clone(),
+            ));
+            self.sinks.insert(name, Arc::clone(&sink));
+            sink
+        })
+    }
+
+    /// One resource's declaration, with tenancy applied; a problem that
+    /// keeps it from being used, naming the field and the fix.
+    async fn declare_one(
+        &mut self,
+        spec: &Spec,
+        watched: &Watched,
+        sink: &Arc<ResourceSink>,
+    ) -> Result<Declared, String> {
+        let mut cut = Vec::new();
+        let mut namespaces = spec.namespaces.clone();
+        let mut limits = spec.limits;
+        if let Some(own) = &spec.namespace {
+            let others: Vec<&String> = namespaces.iter().filter(|ns| *ns != own).collect();
+            if !others.is_empty() {
+                cut.push(format!(
+                    "spec.namespaces: {} (a WasmController works only in its own namespace, {own})",
+                    others
+                        .iter()
+                        .map(|ns| ns.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            namespaces = vec![own.clone()];
+            let scoped = self.scopes.cluster_scoped(&self.client, &spec.grant).await;
+            for (index, resources) in scoped {
+                cut.push(format!(
+                    "spec.grant[{index}]: cluster-scoped {} (a WasmController has rights only inside {own})",
+                    resources.join(", ")
+                ));
+            }
+            let tenant = self.tenant;
+            if limits.memory_mib > tenant.max_memory_mib {
+                cut.push(format!(
+                    "spec.limits.memoryMiB: {} lowered to the host's tenant cap {}",
+                    limits.memory_mib, tenant.max_memory_mib
+                ));
+                limits.memory_mib = tenant.max_memory_mib;
+            }
+            if limits.deadline_ms > tenant.max_deadline_ms {
+                cut.push(format!(
+                    "spec.limits.deadlineMs: {} lowered to the host's tenant cap {}",
+                    limits.deadline_ms, tenant.max_deadline_ms
+                ));
+                limits.deadline_ms = tenant.max_deadline_ms;
+            }
+            if limits.concurrency > tenant.max_concurrency {
+                cut.push(format!(
+                    "spec.limits.concurrency: {} lowered to the host's tenant cap {}",
+                    limits.concurrency, tenant.max_concurrency
+                ));
+                limits.concurrency = tenant.max_concurrency;
+            }
+        }
+        check_settings(&namespaces, &spec.grant, &limits, &spec.queue)
+            .map_err(|(field, problem)| format!("spec.{field}: {problem}"))?;
+        let (module, module_digest) = self.module(spec, watched)?;
+        Ok(Declared {
+            name: spec.controller_name(),
+            origin: spec.origin(),
+            module,
+            module_digest,
+            grant: Grant::new(spec.grant.clone()),
+            namespaces,
+            limits,
+            queue: spec.queue.clone(),
+            resync: (spec.resync_seconds > 0).then(|| Duration::from_secs(spec.resync_seconds)),
+            generation: spec.generation,
+            cut,
+            problem: None,
+            sink: Some(Arc::clone(sink) as Arc<dyn StatusSink>),
+        })
+    }
+
+    /// The module's bytes and digest.
+    fn module(&mut self, spec: &Spec, watched: &Watched) -> Result<(ModuleSource, String), String> {
+        let base64 = base64::engine::general_purpose::STANDARD;
+        match (&spec.module.config_map, &spec.module.inline) {
+            (Some(_), Some(_)) | (None, None) => Err(
+                "spec.module: give exactly one of `configMap` (a ConfigMap key holding the component) and `inline` (the component, base64)".into(),
+            ),
+            (None, Some(inline)) => {
+                let origin = format!("{} spec.module.inline", spec.origin());
+                let memo = (format!("{}/inline", spec.uid), spec.resource_version.clone());
+                if let Some((found, bytes)) = self.modules.get(&memo) {
+                    return Ok((ModuleSource::Bytes { origin, bytes: Arc::clone(bytes) }, found.clone()));
+                }
+                let compact: String = inline.chars().filter(|c| !c.is_whitespace()).collect();
+                let bytes: Arc<[u8]> = base64
+                    .decode(compact)
+                    .map_err(|error| format!("spec.module.inline is not valid base64 ({error}); encode the component with `base64 -w0 guest.wasm`"))?
+                    .into();
+                let found = digest(&bytes);
+                self.modules.insert(memo, (found.clone(), Arc::clone(&bytes)));
+                Ok((ModuleSource::Bytes { origin, bytes }, found))
+            }
+            (Some(reference), None) => {
+                let namespace = match (&spec.namespace, &reference.namespace) {
+                    (Some(own), Some(other)) if own != other => {
+                        return Err(format!(
+                            "spec.module.configMap.namespace: {other} is not allowed; a WasmController reads its module only from its own namespace, {own}"
+                        ));
+                    }
+                    (Some(own), _) => own.clone(),
+                    (None, Some(namespace)) => namespace.clone(),
+                    (None, None) => {
+                        return Err("spec.module.configMap.namespace: required for a ClusterWasmController; name the ConfigMap's namespace".into());
+                    }
+                };
+                if !is_dns_label(&namespace) {
+                    return Err(format!("spec.module.configMap.namespace: `{namespace}` is not a namespace name"));
+                }
+                let Some(config_map) = watched.config_maps.store().get(&namespace, &reference.name) else {
+                    return Err(format!(
+                        "spec.module.configMap: ConfigMap {namespace}/{} does not exist; create it with `kubectl create configmap {} -n {namespace} --from-file={}=guest.wasm`",
+                        reference.name, reference.name, reference.key
+                    ));
+                };
+                let origin = format!("ConfigMap {namespace}/{} key {}", reference.name, reference.key);
+                let memo = (origin.clone(), config_map.resource_version.to_string());
+                if let Some((found, bytes)) = self.modules.get(&memo) {
+                    return Ok((ModuleSource::Bytes { origin, bytes: Arc::clone(bytes) }, found.clone()));
+                }
+                let value: serde_json::Value = serde_json::from_str(&config_map.json)
+                    .map_err(|error| format!("{origin}: unreadable ConfigMap: {error}"))?;
+                let Some(encoded) = value["binaryData"][&reference.key].as_str() else {
+                    let hint = if value["data"][&reference.key].is_string() {
+                        "it is in `data`, which holds text; put the component in `binaryData` (kubectl create configmap --from-file does)"
+                    } else {
+                        "the key is missing"
+                    };
+                    return Err(format!("spec.module.configMap.key: {origin}: {hint}"));
+                };
+                let bytes: Arc<[u8]> = base64
+                    .decode(encoded)
+                    .map_err(|error| format!("{origin}: binaryData is not base64: {error}"))?
+                    .into();
+                let found = digest(&bytes);
+                self.modules.retain(|(known, _), _| *known != origin);
+                self.modules.insert(memo, (found.clone(), Arc::clone(&bytes)));
+                Ok((ModuleSource::Bytes { origin, bytes }, found))
+            }
+        }
+    }
+}
+
+/// Which resources of the cluster are cluster-scoped, by group, from
+/// discovery (asked once per group).
+#[derive(Debug, Default)]
+struct Scopes {
+    groups: HashMap<String, Vec<(String, bool)>>,
+    all_groups: Option<Vec<String>>,
+}
+
+impl Scopes {
+    /// For each rule naming cluster-scoped resources: its index and those
+    /// resources.
+    async fn cluster_scoped(
+        &mut self,
+        client: &Client,
+        grant: &[Rule],
+    ) -> Vec<(usize, Vec<String>)> {
+        let mut found = Vec::new();
+        for (index, rule) in grant.iter().enumerate() {
+            let mut groups: Vec<String> = Vec::new();
+            for group in &rule.api_groups {
+                if group == "*" {
+                    groups.extend(self.every_group(client).await);
+                } else {
+                    groups.push(group.clone());
+                }
+            }
+            let mut names = BTreeSet::new();
+            for group in groups {
+                for (plural, namespaced) in self.resources(client, &group).await {
+                    let matches = rule.resources.iter().any(|resource| {
+                        let base = resource.split('/').next().unwrap_or(resource);
+                        base == "*" || base == plural
+                    });
+                    if matches && !namespaced {
+                        names.insert(plural);
+                    }
+                }
+            }
+            if !names.is_empty() {
+                found.push((index, names.into_iter().collect()));
+            }
+        }
+        found
+    }
+
+    async fn every_group(&mut self, client: &Client) -> Vec<String> {
+        if self.all_groups.is_none() {
+            let mut groups = vec![String::new()];
+            if let Ok(list) = client.list_api_groups().await {
+                groups.extend(list.groups.into_iter().map(|group| group.name));
+            }
+            self.all_groups = Some(groups);
+        }
+        self.all_groups.clone().unwrap_or_default()
+    }
+
+    async fn resources(&mut self, client: &Client, group: &str) -> Vec<(String, bool)> {
+        if let Some(known) = self.groups.get(group) {
+            return known.clone();
+        }
+        let list = if group.is_empty() {
+            client.list_core_api_resources("v1").await.ok()
+        } else {
+            let version = client
+                .list_api_groups()
+                .await
+                .ok()
+                .and_then(|groups| {
+                    groups
+                        .groups
+                        .into_iter()
+                        .find(|found| found.name == group)
+                        .and_then(|found| {
+                            found
+                                .preferred_version
+                                .or_else(|| found.versions.into_iter().next())
+                        })
+                })
+                .map(|version| version.group_version);
+            match version {
+                Some(version) => client.list_api_group_resources(&version).await.ok(),
+                None => None,
+            }
+        };
+        let resources: Vec<(String, bool)> = list
+            .map(|list| {
+                list.resources
+                    .into_iter()
+                    .filter(|resource| !resource.name.contains('/'))
+                    .map(|resource| (resource.name, resource.namespaced))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.groups.insert(group.to_owned(), resources.clone());
+        resources
+    }
+}
+
+/// Writes a controller's status into its resource, latest first, skipping
+/// writes that would change nothing.
+#[derive(Debug)]
+struct ResourceSink {
+    uid: String,
+    updates: mpsc::UnboundedSender<EntryStatus>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ResourceSink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl StatusSink for ResourceSink {
+    fn publish(&self, status: &EntryStatus) {
+        let _ = self.updates.send(status.clone());
+    }
+}
+
+impl ResourceSink {
+    fn start(
+        client: Client,
+        resource: &Resource,
+        namespace: Option<String>,
+        name: String,
+        uid: String,
+    ) -> Self {
+        let api: Api<DynamicObject> = match &namespace {
+            Some(namespace) => Api::namespaced_with(client, namespace, &resource.api_resource()),
+            None => Api::all_with(client, &resource.api_resource()),
+        };
+        let (updates, mut receiver) = mpsc::unbounded_channel::<EntryStatus>();
+        let task = tokio::spawn(async move {
+            while let Some(mut latest) = receiver.recv().await {
+                while let Ok(newer) = receiver.try_recv() {
+                    latest = newer;
+                }
+                let current = match api.get_status(&name).await {
+                    Ok(object) => object
+                        .data
+                        .get("status")
+                        .cloned()
+                        .and_then(|status| {
+                            serde_json::from_value::<WasmControllerStatus>(status).ok()
+                        })
+                        .unwrap_or_default(),
+                    // Deleted meanwhile: nothing to write.
+                    Err(_) => continue,
+                };
+                let status = resource_status(&latest, &current);
+                if status == current {
+                    continue;
+                }
+                let patch = serde_json::json!({"status": status});
+                match api
+                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(resource = %name, %error, "cannot write the controller's status");
+                    }
+                }
+            }
+        });
+        Self { uid, updates, task }
+    }
+}
+
+/// The resource status for a controller status, keeping the transition
+/// times of conditions that did not change.
+fn resource_status(status: &EntryStatus, current: &WasmControllerStatus) -> WasmControllerStatus {
+    let error = status
+        .last_reload_error
+        .as_ref()
+        .map(|error| error.message.clone())
+        .unwrap_or_default();
+    let (ready, ready_reason, ready_message, degraded, degraded_reason, degraded_message) =
+        match status.phase {
+            Phase::Running => (
+                "True",
+                "Serving",
+                "the declared version serves".to_owned(),
+                "False",
+                "AsDeclared",
+                String::new(),
+            ),
+            Phase::Reloading => (
+                "True",
+                "Serving",
+                "a new version is being loaded; the previous one serves".to_owned(),
+                "False",
+                "Reloading",
+                String::new(),
+            ),
+            Phase::Degraded => (
+                "True",
+                "ServingPreviousVersion",
+                "the previous version keeps serving".to_owned(),
+                "True",
+                "NewVersionRefused",
+                error.clone(),
+            ),
+            Phase::Loading => (
+                "False",
+                "Loading",
+                "the module is being loaded".to_owned(),
+                "False",
+                "Loading",
+                String::new(),
+            ),
+            Phase::WaitingForKind => (
+                "False",
+                "WaitingForKind",
+                error.clone(),
+                "False",
+                "WaitingForKind",
+                String::new(),
+            ),
+            Phase::Failed => (
+                "False",
+                "Failed",
+                error.clone(),
+                "True",
+                "Failed",
+                error.clone(),
+            ),
+        };
+    let now = jiff::Timestamp::now().to_string();
+    let condition = |type_: &str, state: &str, reason: &str, message: String| {
+        let previous = current.conditions.iter().find(|found| found.type_ == type_);
+        Condition {
+            type_: type_.to_owned(),
+            status: state.to_owned(),
+            reason: reason.to_owned(),
+            message,
+            last_transition_time: previous
+                .filter(|previous| previous.status == state)
+                .map_or_else(
+                    || now.clone(),
+                    |previous| previous.last_transition_time.clone(),
+                ),
+            observed_generation: status.observed_generation,
+        }
+    };
+    WasmControllerStatus {
+        conditions: vec![
+            condition("Ready", ready, ready_reason, ready_message),
+            condition("Degraded", degraded, degraded_reason, degraded_message),
+        ],
+        module_digest: status.digest.clone(),
+        observed_generation: status.observed_generation,
+        cut: status.cut.clone(),
+    }
+}

@@ -1,0 +1,570 @@
+//! Controllers declared as `WasmController` resources on the embedded
+//! cluster: a module in a ConfigMap runs and is swapped when the ConfigMap
+//! changes; removing the resource stops the guest; and a tenant's guest
+//! stays inside its namespace whatever it tries, while a well-behaved
+//! tenant beside it keeps its latency.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use paddock::controller::{ControllerStats, Runtime};
+use paddock::crd::{ClusterWasmController, WasmController};
+use paddock::reload::cluster::{self, TenantLimits};
+use paddock::reload::{EntryStatus, Phase, Supervisor};
+use paddock::wasm::compile_cache::digest;
+use paddock_tests::{cluster, engine, eventually, guest};
+use serde_json::{Value, json};
+
+const WAIT: u64 = 60;
+
+fn bytes(name: &str) -> Vec<u8> {
+    std::fs::read(guest(name)).expect("a built guest")
+}
+
+fn base64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+async fn install_crds(client: &kube::Client) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in [WasmController::crd(), ClusterWasmController::crd()] {
+        api.create(&PostParams::default(), &crd)
+            .await
+            .expect("the definition is accepted");
+    }
+}
+
+async fn namespace(client: &kube::Client, name: &str) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": name}})).expect("namespace"),
+    )
+    .await
+    .expect("create the namespace");
+}
+
+async fn create<K>(client: &kube::Client, namespace: &str, object: Value)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(object).expect("an object"),
+    )
+    .await
+    .expect("create");
+}
+
+struct Host {
+    supervisor: Supervisor,
+    _source: cluster::ClusterSource,
+}
+
+fn host(client: &kube::Client, tenant: TenantLimits) -> Host {
+    let supervisor = Supervisor::new(engine(), Runtime::new(client.clone()));
+    let source = cluster::watch(supervisor.clone(), client.clone(), tenant);
+    Host {
+        supervisor,
+        _source: source,
+    }
+}
+
+impl Host {
+    async fn status_where(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&EntryStatus) -> bool,
+    ) -> EntryStatus {
+        eventually(WAIT, what, || async {
+            self.supervisor
+                .board()
+                .get(name)
+                .filter(|status| check(status))
+        })
+        .await
+    }
+}
+
+fn stamp_grant() -> Value {
+    json!([
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch", "patch"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+    ])
+}
+
+/// The `version` stamp of a ConfigMap, once it carries its current value.
+async fn stamp_of(api: &Api<ConfigMap>, name: &str) -> Option<String> {
+    let map = api.get(name).await.ok()?;
+    let annotations = map.metadata.annotations.unwrap_or_default();
+    let value = map.data.unwrap_or_default().get("value").cloned();
+    (annotations.get("stamp.paddock.dev/value") == value.as_ref())
+        .then(|| annotations.get("stamp.paddock.dev/version").cloned())
+        .flatten()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasm_controller_runs_its_configmap_module_and_follows_its_changes() {
+    let (_cluster, client) = cluster().await;
+    install_crds(&client).await;
+    namespace(&client, "team-a").await;
+    let v1 = bytes("stamp-v1");
+    let v2 = bytes("stamp-v2");
+    create::<ConfigMap>(
+        &client,
+        "team-a",
+        json!({"metadata": {"name": "stamp-module"}, "binaryData": {"module.wasm": base64(&v1)}}),
+    )
+    .await;
+    let resources: Api<WasmController> = Api::namespaced(client.clone(), "team-a");
+    resources
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "paddock.dev/v1alpha1",
+                "kind": "WasmController",
+                "metadata": {"name": "stamp"},
+                "spec": {
+                    "module": {"configMap": {"name": "stamp-module", "key": "module.wasm"}},
+                    "grant": stamp_grant(),
+                },
+            }))
+            .expect("a WasmController"),
+        )
+        .await
+        .expect("create the WasmController");
+    for (namespace, name) in [("team-a", "mine"), ("default", "theirs")] {
+        create::<ConfigMap>(
+            &client,
+            namespace,
+            json!({"metadata": {"name": name, "labels": {"paddock.dev/stamp": "yes"}}, "data": {"value": "1"}}),
+        )
+        .await;
+    }
+    let host = host(&client, TenantLimits::default());
+
+    // (Statuses are not kept: one holds its running controller.)
+    let serving = host
+        .status_where("team-a/stamp", "the WasmController running", |status| {
+            status.phase == Phase::Running
+        })
+        .await
+        .digest;
+    assert_eq!(serving.as_deref(), Some(digest(&v1).as_str()));
+    let mine: Api<ConfigMap> = Api::namespaced(client.clone(), "team-a");
+    eventually(WAIT, "team-a/mine stamped by v1", || async {
+        (stamp_of(&mine, "mine").await.as_deref() == Some("stamp-v1")).then_some(())
+    })
+    .await;
+    let resource = eventually(WAIT, "the status written", || async {
+        let resource = resources.get("stamp").await.ok()?;
+        let status = resource.status.clone()?;
+        (status.module_digest.as_deref() == Some(digest(&v1).as_str())).then_some(status)
+    })
+    .await;
+    let ready = resource
+        .conditions
+        .iter()
+        .find(|condition| condition.type_ == "Ready")
+        .expect("a Ready condition");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("True", "Serving")
+    );
+    assert_eq!(resource.observed_generation, Some(1));
+    let theirs: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let untouched = theirs.get("theirs").await.expect("theirs");
+    assert!(
+        untouched
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .get("stamp.paddock.dev/version")
+            .is_none(),
+        "a tenant's controller never sees another namespace"
+    );
+
+    // A new module in the ConfigMap swaps the guest.
+    mine.patch(
+        "stamp-module",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"binaryData": {"module.wasm": base64(&v2)}})),
+    )
+    .await
+    .expect("update the module");
+    mine.patch(
+        "mine",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"value": "2"}})),
+    )
+    .await
+    .expect("update mine");
+    let reloads = host
+        .status_where("team-a/stamp", "v2 serving", |status| {
+            status.digest.as_deref() == Some(digest(&v2).as_str())
+        })
+        .await
+        .reloads;
+    assert_eq!(reloads, 1);
+    eventually(WAIT, "team-a/mine stamped by v2", || async {
+        (stamp_of(&mine, "mine").await.as_deref() == Some("stamp-v2")).then_some(())
+    })
+    .await;
+    eventually(WAIT, "the status shows v2", || async {
+        let status = resources.get("stamp").await.ok()?.status?;
+        (status.module_digest.as_deref() == Some(digest(&v2).as_str())).then_some(())
+    })
+    .await;
+
+    // A broken module leaves v2 serving, and the resource says why.
+    mine.patch(
+        "stamp-module",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"binaryData": {"module.wasm": base64(b"not a component")}})),
+    )
+    .await
+    .expect("break the module");
+    let degraded = eventually(WAIT, "Degraded in the status", || async {
+        let status = resources.get("stamp").await.ok()?.status?;
+        status
+            .conditions
+            .into_iter()
+            .find(|condition| condition.type_ == "Degraded" && condition.status == "True")
+    })
+    .await;
+    assert_eq!(degraded.reason, "NewVersionRefused");
+    assert!(
+        degraded
+            .message
+            .contains("ConfigMap team-a/stamp-module key module.wasm"),
+        "{}",
+        degraded.message
+    );
+    let serving = host
+        .supervisor
+        .board()
+        .get("team-a/stamp")
+        .and_then(|status| status.digest);
+    assert_eq!(serving.as_deref(), Some(digest(&v2).as_str()));
+
+    // Deleting the resource stops the guest and releases its informer.
+    resources
+        .delete("stamp", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually(WAIT, "the guest stopped", || async {
+        host.supervisor
+            .board()
+            .get("team-a/stamp")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let informers = host.supervisor.runtime().informers().clone();
+    eventually(WAIT, "team-a's ConfigMap informer released", || async {
+        informers
+            .all()
+            .iter()
+            .all(|informer| informer.namespace() != Some("team-a"))
+            .then_some(())
+    })
+    .await;
+    host.supervisor.shutdown().await;
+}
+
+fn tenant_resource(name: &str, module: &str, extra: Value) -> WasmController {
+    let mut spec = json!({
+        "module": {"inline": module},
+        "grant": [
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["apps"], "resources": ["deployments", "deployments/scale"], "verbs": ["get", "patch"]},
+            {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+            {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["create"]},
+        ],
+    });
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "paddock.dev/v1alpha1",
+        "kind": "WasmController",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))
+    .expect("a WasmController")
+}
+
+/// The messages of the events regarding one object, by reason.
+async fn events(client: &kube::Client, namespace: &str, object: &str) -> Vec<(String, String)> {
+    let api: Api<Event> = Api::namespaced(client.clone(), namespace);
+    api.list(&ListParams::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|event| event.involved_object.name.as_deref() == Some(object))
+        .map(|event| {
+            (
+                event.reason.unwrap_or_default(),
+                event.message.unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// Sets `data.value` of a ConfigMap and returns how long until the good
+/// tenant's guest stamped it.
+async fn stamp_latency(api: &Api<ConfigMap>, value: usize) -> Duration {
+    let started = Instant::now();
+    api.patch(
+        "probe",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"value": value.to_string()}})),
+    )
+    .await
+    .expect("update the probe");
+    eventually(WAIT, "the good tenant stamps the probe", || async {
+        let map = api.get("probe").await.ok()?;
+        (map.metadata.annotations?.get("tenant.paddock.dev/seen")? == &value.to_string())
+            .then_some(())
+    })
+    .await;
+    started.elapsed()
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_stays_inside_its_namespace_and_cannot_starve_its_neighbour() {
+    let (_cluster, client) = cluster().await;
+    install_crds(&client).await;
+    for name in ["team-a", "team-b", "team-c"] {
+        namespace(&client, name).await;
+    }
+    create::<Secret>(
+        &client,
+        "team-b",
+        json!({"metadata": {"name": "db"}, "stringData": {"password": "theirs"}}),
+    )
+    .await;
+    create::<Secret>(
+        &client,
+        "team-a",
+        json!({"metadata": {"name": "own"}, "stringData": {"password": "mine"}}),
+    )
+    .await;
+    create::<ConfigMap>(
+        &client,
+        "team-b",
+        json!({"metadata": {"name": "target"}, "data": {"owner": "team-b"}}),
+    )
+    .await;
+    create::<Deployment>(
+        &client,
+        "team-b",
+        json!({"metadata": {"name": "web"}, "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "web"}]}}}}),
+    )
+    .await;
+    let host = host(
+        &client,
+        TenantLimits {
+            max_memory_mib: 64,
+            max_deadline_ms: 1000,
+            max_concurrency: 2,
+        },
+    );
+    // Another controller of the host caches every Secret: the tenant's
+    // cache reads must still stop at its namespace.
+    let secrets = host
+        .supervisor
+        .runtime()
+        .discovery()
+        .resolve("v1", "Secret")
+        .await
+        .expect("Secrets are served");
+    let all_secrets = host
+        .supervisor
+        .runtime()
+        .informers()
+        .informer(&secrets, None);
+    all_secrets.wait_synced().await;
+
+    let module = base64(&bytes("tenant"));
+    let tenants: Api<WasmController> = Api::namespaced(client.clone(), "team-a");
+    tenants
+        .create(
+            &PostParams::default(),
+            &tenant_resource(
+                "sly",
+                &module,
+                json!({"namespaces": ["team-a", "team-b"], "limits": {"concurrency": 8, "deadlineMs": 1000}}),
+            ),
+        )
+        .await
+        .expect("create the hostile tenant");
+    let neighbours: Api<WasmController> = Api::namespaced(client.clone(), "team-c");
+    neighbours
+        .create(
+            &PostParams::default(),
+            &tenant_resource("good", &module, json!({})),
+        )
+        .await
+        .expect("create the good tenant");
+    let status = host
+        .status_where("team-a/sly", "the hostile tenant running", |status| {
+            status.phase == Phase::Running
+        })
+        .await;
+    let cut = status.cut.join("\n");
+    assert!(cut.contains("spec.namespaces: team-b"), "{cut}");
+    assert!(cut.contains("cluster-scoped namespaces"), "{cut}");
+    assert!(
+        cut.contains("spec.limits.concurrency: 8 lowered to the host's tenant cap 2"),
+        "{cut}"
+    );
+    let written = eventually(WAIT, "the cut in the resource status", || async {
+        let status = tenants.get("sly").await.ok()?.status?;
+        (!status.cut.is_empty()).then_some(status)
+    })
+    .await;
+    assert_eq!(written.cut, status.cut);
+    host.status_where("team-c/good", "the good tenant running", |status| {
+        status.phase == Phase::Running
+    })
+    .await;
+
+    // The good tenant's latency alone.
+    let probes: Api<ConfigMap> = Api::namespaced(client.clone(), "team-c");
+    probes
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "probe"}, "data": {"value": "0"}}))
+                .expect("probe"),
+        )
+        .await
+        .expect("create the probe");
+    let mut alone = Vec::new();
+    for value in 1..=10 {
+        alone.push(stamp_latency(&probes, value).await);
+    }
+
+    // Every escape the hostile tenant tries.
+    let attempts = [
+        ("own-secret", "read-secret", "team-a", "own"),
+        ("their-secret", "read-secret", "team-b", "db"),
+        ("their-secrets", "list-secrets", "team-b", "db"),
+        ("create", "create-outside", "team-b", "planted"),
+        ("patch", "patch-outside", "team-b", "target"),
+        ("delete", "delete-outside", "team-b", "target"),
+        ("scale", "scale-outside", "team-b", "web"),
+        ("secret", "ungranted-kind", "team-a", "stolen"),
+        ("namespace", "cluster-scoped", "team-a", "planted-namespace"),
+    ];
+    for (name, mode, target_namespace, target) in attempts {
+        create::<ConfigMap>(
+            &client,
+            "team-a",
+            json!({"metadata": {"name": name, "annotations": {"paddock.dev/tenant-mode": mode}},
+                   "data": {"namespace": target_namespace, "name": target}}),
+        )
+        .await;
+    }
+    let expect_event = |object: &'static str, reason: &'static str, message: &'static str| {
+        let client = client.clone();
+        async move {
+            eventually(WAIT, &format!("{reason} on {object}"), || async {
+                events(&client, "team-a", object)
+                    .await
+                    .into_iter()
+                    .find(|(found, text)| found == reason && text.contains(message))
+            })
+            .await
+        }
+    };
+    expect_event("own-secret", "SecretRead", "seen").await;
+    expect_event("their-secret", "SecretRead", "absent").await;
+    expect_event("their-secrets", "SecretsListed", "0").await;
+    for object in ["create", "patch", "delete", "scale", "secret", "namespace"] {
+        expect_event(object, "ActionDenied", "").await;
+    }
+    let sly = host
+        .supervisor
+        .board()
+        .get("team-a/sly")
+        .and_then(|status| status.handle)
+        .expect("the hostile tenant runs");
+    assert!(ControllerStats::get(&sly.stats().denied) >= 6);
+    assert!(ControllerStats::get(&sly.stats().cache_denied) >= 2);
+    let theirs: Api<ConfigMap> = Api::namespaced(client.clone(), "team-b");
+    assert!(theirs.get_opt("planted").await.expect("get").is_none());
+    let target = theirs.get("target").await.expect("target still exists");
+    assert_eq!(
+        target.data.unwrap_or_default().get("planted"),
+        None,
+        "not patched"
+    );
+    let web: Api<Deployment> = Api::namespaced(client.clone(), "team-b");
+    assert_eq!(
+        web.get("web")
+            .await
+            .expect("web")
+            .spec
+            .and_then(|spec| spec.replicas),
+        Some(2)
+    );
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    assert!(
+        namespaces
+            .get_opt("planted-namespace")
+            .await
+            .expect("get")
+            .is_none()
+    );
+
+    // Now it burns CPU on many objects at once; the neighbour keeps its
+    // latency.
+    for index in 0..20 {
+        create::<ConfigMap>(
+            &client,
+            "team-a",
+            json!({"metadata": {"name": format!("burn-{index}"), "annotations": {"paddock.dev/tenant-mode": "burn"}}}),
+        )
+        .await;
+    }
+    eventually(WAIT, "the burner hits its deadline", || async {
+        (ControllerStats::get(&sly.stats().guest_errors_by_kind[2]) >= 1).then_some(())
+    })
+    .await;
+    let mut burning = Vec::new();
+    for value in 11..=20 {
+        burning.push(stamp_latency(&probes, value).await);
+    }
+    let (alone, burning) = (median(alone), median(burning));
+    eprintln!("good tenant's stamp latency: alone {alone:?}, beside a burning tenant {burning:?}");
+    assert!(
+        burning < Duration::from_millis(500).max(alone * 10),
+        "the good tenant's median latency went from {alone:?} to {burning:?} beside a tenant that runs to its deadline"
+    );
+    assert!(
+        ControllerStats::get(&sly.stats().guest_errors_by_kind[2]) >= 2,
+        "the burner kept running to its deadline"
+    );
+    host.supervisor.shutdown().await;
+}
