@@ -187,12 +187,11 @@ async fn a_wasm_controller_runs_its_configmap_module_and_follows_its_changes() {
     let theirs: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let untouched = theirs.get("theirs").await.expect("theirs");
     assert!(
-        untouched
+        !untouched
             .metadata
             .annotations
             .unwrap_or_default()
-            .get("stamp.paddock.dev/version")
-            .is_none(),
+            .contains_key("stamp.paddock.dev/version"),
         "a tenant's controller never sees another namespace"
     );
 
