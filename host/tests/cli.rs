@@ -202,3 +202,15 @@ fn dev_once_runs_the_demo_to_convergence() {
         assert_eq!(numbers[4], 0, "nothing denied for {controller}: {row}");
     }
 }
+
+#[test]
+fn the_shipped_resource_definitions_are_current() {
+    let output = paddock(&["crd".as_ref()]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let shipped =
+        std::fs::read_to_string(root().join("deploy/crds.yaml")).expect("deploy/crds.yaml");
+    assert!(
+        text(&output.stdout) == shipped,
+        "deploy/crds.yaml is stale: regenerate it with `cargo run -p paddock -- crd > deploy/crds.yaml`"
+    );
+}

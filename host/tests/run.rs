@@ -209,3 +209,136 @@ async fn run_reconciles_through_a_kubeconfig_and_stops_on_sigterm() {
     assert!(exit.success(), "paddock exits cleanly on SIGTERM: {exit:?}");
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_from_cluster_runs_the_wasm_controllers_kubectl_applies() {
+    let cluster = devcluster::DevCluster::start(devcluster::Options::new())
+        .await
+        .expect("the embedded cluster starts");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    cluster
+        .write_kubeconfig(&kubeconfig)
+        .expect("write the kubeconfig");
+    let kubectl = |args: &[&str]| {
+        let output = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .output()
+            .expect("kubectl runs");
+        assert!(
+            output.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    kubectl(&[
+        "apply",
+        "-f",
+        &common::root()
+            .join("deploy/crds.yaml")
+            .display()
+            .to_string(),
+    ]);
+    let module = std::fs::read(module("replica_floor")).expect("read the module");
+    let resource = dir.path().join("floor.yaml");
+    std::fs::write(
+        &resource,
+        format!(
+            "apiVersion: paddock.dev/v1alpha1
+kind: WasmController
+metadata: {{name: floor, namespace: default}}
+spec:
+  module: {{inline: {}}}
+  grant:
+  - {{apiGroups: [apps], resources: [deployments], verbs: [get, list, watch]}}
+  - {{apiGroups: [apps], resources: [deployments/scale], verbs: [patch]}}
+  - {{apiGroups: [\"\"], resources: [events], verbs: [create, patch]}}
+",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &module)
+        ),
+    )
+    .expect("write the resource");
+    kubectl(&["apply", "-f", &resource.display().to_string()]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_paddock"))
+        .arg("run")
+        .arg("--from-cluster")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .arg("--ops-addr")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--cache-dir")
+        .arg(cache_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("paddock starts");
+    let digest = paddock::wasm::compile_cache::digest(&module);
+    wait_for(
+        "the WasmController's status to show the module serving",
+        || async {
+            let printed = kubectl(&[
+                "get",
+                "wasmctl",
+                "floor",
+                "-o",
+                "jsonpath={.status.moduleDigest} {.status.conditions[?(@.type==\"Ready\")].status}",
+            ]);
+            (printed == format!("{digest} True")).then_some(())
+        },
+    )
+    .await;
+    let web = dir.path().join("web.yaml");
+    std::fs::write(
+        &web,
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default, annotations: {paddock.dev/min-replicas: \"3\"}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: \"web:1\"}]}
+",
+    )
+    .expect("write the Deployment");
+    kubectl(&["apply", "-f", &web.display().to_string()]);
+    wait_for("web to be scaled to 3", || async {
+        (kubectl(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ]) == "3")
+            .then_some(())
+    })
+    .await;
+    let (_, body) = http_get(port, "/status").await.expect("/status answers");
+    let report: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(report["controllers"][0]["name"], "default/floor");
+    assert_eq!(
+        report["controllers"][0]["origin"],
+        "WasmController default/floor"
+    );
+    assert_eq!(report["controllers"][0]["phase"], "running");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("paddock exits");
+    assert!(exit.success(), "paddock exits cleanly on SIGTERM: {exit:?}");
+    cluster.shutdown().await;
+}
