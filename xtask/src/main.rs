@@ -185,7 +185,7 @@ fn demo(root: &Path, once: bool) -> anyhow::Result<()> {
 }
 
 fn bench(root: &Path) -> anyhow::Result<()> {
-    for bench in ["dispatch", "convergence"] {
+    for bench in ["dispatch", "convergence", "reload"] {
         run(cargo()
             .args([
                 "run",
