@@ -165,14 +165,15 @@ impl Runtime {
             last_error: Mutex::default(),
             reloads: AtomicU64::new(0),
         });
-        let routers = spawn_routers(&shared, &generation);
+        // Aborted if this future is dropped before the controller exists.
+        let routers = Routers(spawn_routers(&shared, &generation));
         generation.wait_synced().await;
         routing::queue_all_primaries(&shared, &generation);
         let (worker_target, _) = watch::channel(config.concurrency.max(1));
         let mut controller = RunningController {
             shared,
             runtime: self.clone(),
-            routers,
+            routers: routers.keep(),
             resync: None,
             workers: Vec::new(),
             worker_target,
@@ -454,14 +455,13 @@ impl RunningController {
                 .prepare(&name, &config, &self.shared.stats)
                 .await?,
         );
-        let routers = spawn_routers(&self.shared, &generation);
+        // Aborted on any early return, and if this future is dropped
+        // before the swap (a newer version overtook this one).
+        let routers = Routers(spawn_routers(&self.shared, &generation));
         if tokio::time::timeout(RELOAD_SYNC_TIMEOUT, generation.wait_synced())
             .await
             .is_err()
         {
-            for router in routers {
-                router.abort();
-            }
             return Err(StartError::Scope {
                 controller: name,
                 problem: format!(
@@ -484,7 +484,7 @@ impl RunningController {
                 .unwrap_or_else(PoisonError::into_inner),
             Arc::clone(&generation),
         );
-        for router in std::mem::replace(&mut self.routers, routers) {
+        for router in std::mem::replace(&mut self.routers, routers.keep()) {
             router.abort();
         }
         if old.primary().resource.plural != generation.primary().resource.plural
@@ -565,6 +565,25 @@ impl Drop for RunningController {
         self.shared.queue.shutdown();
         for task in self.tasks() {
             task.abort();
+        }
+    }
+}
+
+/// Router tasks not yet handed to a running controller: aborted when
+/// dropped, so that a start or reload that fails or is cancelled leaves no
+/// task behind.
+struct Routers(Vec<JoinHandle<()>>);
+
+impl Routers {
+    fn keep(mut self) -> Vec<JoinHandle<()>> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl Drop for Routers {
+    fn drop(&mut self) {
+        for router in &self.0 {
+            router.abort();
         }
     }
 }
