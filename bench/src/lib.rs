@@ -6,6 +6,9 @@
 
 use std::time::Instant;
 
+pub mod native;
+pub mod webhook;
+
 /// One contender: a name and the work of one iteration.
 pub struct Contender<'a> {
     /// The name in the report.
