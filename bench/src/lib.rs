@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 pub mod native;
+pub mod process;
 pub mod webhook;
 
 /// One contender: a name and the work of one iteration.

@@ -85,7 +85,7 @@ fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
 
 /// A running contender and how to read its reconcile count.
 enum Running {
-    Paddock(paddock::controller::RunningController),
+    Paddock(Box<paddock::controller::RunningController>),
     Native {
         task: tokio::task::JoinHandle<()>,
         counters: Arc<Counters>,
@@ -116,7 +116,7 @@ async fn start(
     let rule =
         |groups: &[&str], resources: &[&str], verbs: &[&str]| Rule::new(groups, resources, verbs);
     Ok(match contender {
-        Contender::Paddock => Running::Paddock(
+        Contender::Paddock => Running::Paddock(Box::new(
             Runtime::new(client.clone())
                 .start(ControllerConfig {
                     guest: guest.clone(),
@@ -131,7 +131,7 @@ async fn start(
                     resync: None,
                 })
                 .await?,
-        ),
+        )),
         Contender::Native | Contender::Webhook => {
             let (decider, hook) = if contender == Contender::Webhook {
                 let (addr, task) = webhook::serve(native::webhook_answer).await?;
