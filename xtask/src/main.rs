@@ -185,17 +185,31 @@ fn demo(root: &Path, once: bool) -> anyhow::Result<()> {
 }
 
 fn bench(root: &Path) -> anyhow::Result<()> {
-    for bench in ["dispatch", "convergence", "reload"] {
-        run(cargo()
-            .args([
-                "run",
-                "--release",
-                "--package",
-                "paddock-bench",
-                "--bin",
-                bench,
-            ])
-            .env("PADDOCK_GUESTS_DIR", guests_dir(root)))?;
+    run(cargo().args([
+        "build",
+        "--release",
+        "--bins",
+        "--package",
+        "paddock",
+        "--package",
+        "paddock-bench",
+        "--package",
+        "devcluster",
+    ]))?;
+    let bin = root.join("target/release");
+    // Each writes target/bench/<name>.json; `summary` reads them all.
+    for bench in [
+        "dispatch",
+        "convergence",
+        "memory",
+        "footprint",
+        "startup",
+        "reload",
+        "summary",
+    ] {
+        run(Command::new(bin.join(bench))
+            .env("PADDOCK_GUESTS_DIR", guests_dir(root))
+            .env("PADDOCK_BENCH_BIN_DIR", &bin))?;
     }
     // The embedded cluster's own list and watch throughput, and memory per object.
     run(cargo().args([
