@@ -169,8 +169,8 @@ fn main() -> anyhow::Result<()> {
 
     println!("\nPaddock benchmarks: headline numbers and targets");
     println!(
-        "{:<52} {:>12} {:<4} {:>10} {}",
-        "measure", "value", "", "target", ""
+        "{:<52} {:>12} {:<4} {:>10}",
+        "measure", "value", "", "target"
     );
     let mut json_rows = Vec::new();
     for row in &rows {
