@@ -40,12 +40,14 @@ impl GuestCacheView {
     }
 
     /// Records a read the grant or the namespaces refused: it reads as
-    /// absent to the guest, and is counted and logged here.
+    /// absent to the guest, and is counted (`paddock_cache_denied_total`,
+    /// `paddock status`). Logged at debug level only: a guest must not be
+    /// able to flood the host's log.
     fn refused(&self, verb: &str, api_version: &str, kind: &str, namespace: Option<&str>) {
         if let Some(stats) = &self.stats {
             ControllerStats::bump(&stats.cache_denied);
         }
-        tracing::warn!(
+        tracing::debug!(
             guest = %self.actor.name,
             verb,
             api_version,
