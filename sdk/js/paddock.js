@@ -66,18 +66,34 @@ export function cluster(apiVersion, kind, name) {
   return { apiVersion, kind, namespace: undefined, name };
 }
 
+const hasOwn = (object, key) => Object.prototype.hasOwnProperty.call(object, key);
+
+/** The value of `object[key]` if `object` is a JSON object that has it, or undefined. */
+function field(object, key) {
+  if (object === null || typeof object !== "object" || Array.isArray(object)) return undefined;
+  const value = hasOwn(object, key) ? object[key] : undefined;
+  return value === null ? undefined : value;
+}
+
 /** The value at a JSON pointer such as `/spec/replicas`, or undefined. */
 export function pointer(object, path) {
   if (path === "") return object;
+  const tokens = path.split("/");
   let current = object;
-  for (const raw of path.replace(/^\//, "").split("/")) {
-    const token = raw.replaceAll("~1", "/").replaceAll("~0", "~");
-    if (current === null || typeof current !== "object") return undefined;
-    if (Array.isArray(current) && !/^[0-9]+$/.test(token)) return undefined;
-    if (!Object.prototype.hasOwnProperty.call(current, token)) return undefined;
-    current = current[token];
+  // tokens[0] is the empty string before the leading "/".
+  for (let i = 1; i < tokens.length; i++) {
+    let token = tokens[i];
+    if (token.includes("~")) token = token.replaceAll("~1", "/").replaceAll("~0", "~");
+    if (Array.isArray(current)) {
+      if (!/^[0-9]+$/.test(token)) return undefined;
+      current = current[Number(token)];
+      if (current === null) return undefined;
+    } else {
+      current = field(current, token);
+    }
+    if (current === undefined) return undefined;
   }
-  return current === null ? undefined : current;
+  return current;
 }
 
 /** The string at a JSON pointer, or undefined. */
@@ -92,34 +108,39 @@ export function intAt(object, path) {
   return Number.isInteger(value) ? value : undefined;
 }
 
+const text = (value) => (typeof value === "string" ? value : undefined);
+const metadata = (object) => field(object, "metadata");
+
 /** `apiVersion`, or `""`. */
-export const apiVersion = (object) => strAt(object, "/apiVersion") ?? "";
+export const apiVersion = (object) => text(field(object, "apiVersion")) ?? "";
 /** `kind`, or `""`. */
-export const kind = (object) => strAt(object, "/kind") ?? "";
+export const kind = (object) => text(field(object, "kind")) ?? "";
 /** `metadata.name`, or `""`. */
-export const name = (object) => strAt(object, "/metadata/name") ?? "";
+export const name = (object) => text(field(metadata(object), "name")) ?? "";
 /** `metadata.namespace`; undefined for cluster-scoped objects. */
-export const namespace = (object) => strAt(object, "/metadata/namespace");
+export const namespace = (object) => text(field(metadata(object), "namespace"));
 /** `metadata.uid`, or `""`. */
-export const uid = (object) => strAt(object, "/metadata/uid") ?? "";
+export const uid = (object) => text(field(metadata(object), "uid")) ?? "";
 /** `metadata.resourceVersion`, if set. */
-export const resourceVersion = (object) => strAt(object, "/metadata/resourceVersion");
+export const resourceVersion = (object) => text(field(metadata(object), "resourceVersion"));
 /** `metadata.generation`, if the kind has one. */
 export const generation = (object) => intAt(object, "/metadata/generation");
 /** Whether `metadata.deletionTimestamp` is set. */
 export const isBeingDeleted = (object) =>
-  pointer(object, "/metadata/deletionTimestamp") !== undefined;
-
-function stringMap(object, field) {
-  const value = pointer(object, `/metadata/${field}`);
-  if (value === undefined || typeof value !== "object" || Array.isArray(value)) return {};
-  return Object.fromEntries(Object.entries(value).filter(([, v]) => typeof v === "string"));
-}
+  field(metadata(object), "deletionTimestamp") !== undefined;
 
 /** One label's value, or undefined. */
-export const label = (object, key) => stringMap(object, "labels")[key];
+export const label = (object, key) => text(field(field(metadata(object), "labels"), key));
 /** One annotation's value, or undefined. */
-export const annotation = (object, key) => stringMap(object, "annotations")[key];
+export const annotation = (object, key) =>
+  text(field(field(metadata(object), "annotations"), key));
+
+function stringMap(object, key) {
+  const map = field(metadata(object), key);
+  if (map === undefined) return {};
+  return Object.fromEntries(Object.entries(map).filter(([, v]) => typeof v === "string"));
+}
+
 /** All labels with string values. */
 export const labels = (object) => stringMap(object, "labels");
 /** All annotations with string values. */
