@@ -6,15 +6,15 @@
 //! `<cache-dir>/<sha256 of the component>-<engine fingerprint>.cwasm`, so a
 //! second load of the same bytes by a compatible engine skips compilation.
 //! Artifacts are written to a temporary file and renamed into place, so a
-//! crash never leaves a half-written entry behind. Within one process, loads
-//! of the same bytes take turns, so that threads loading one component at
-//! the same time compile it once, not once each.
+//! crash never leaves a half-written entry behind. Loads of the same bytes
+//! take turns on a lock file beside the entry, so that threads or processes
+//! (test binaries, two hosts) loading one component at the same time compile
+//! it once, not once each.
 
-use std::collections::HashMap;
+use std::fs::File;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
@@ -63,8 +63,6 @@ pub enum CacheError {
 pub struct CompileCache {
     dir: Option<PathBuf>,
     fingerprint: String,
-    /// One lock per digest being loaded right now.
-    loading: Arc<Mutex<HashMap<String, Arc<Mutex<()>>>>>,
 }
 
 impl CompileCache {
@@ -75,7 +73,6 @@ impl CompileCache {
         Self {
             dir,
             fingerprint: format!("{:016x}", hasher.finish()),
-            loading: Arc::default(),
         }
     }
 
@@ -91,39 +88,17 @@ impl CompileCache {
 
     /// The compiled component for `bytes` (whose sha256 is `digest`), from
     /// the cache when present, else compiled and stored. A load waits for
-    /// another thread's load of the same digest to finish first, and then
-    /// finds its artifact in the cache.
+    /// another thread's or process's load of the same digest to finish
+    /// first, and then finds its artifact in the cache.
     pub fn load(
         &self,
         engine: &Engine,
         bytes: &[u8],
         digest: &str,
     ) -> Result<(Component, CacheStatus), CacheError> {
-        let turn = Arc::clone(
-            self.loading
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .entry(digest.to_owned())
-                .or_default(),
-        );
-        let result = {
-            let _turn = turn.lock().unwrap_or_else(PoisonError::into_inner);
-            self.load_now(engine, bytes, digest)
-        };
-        let mut loading = self.loading.lock().unwrap_or_else(PoisonError::into_inner);
-        // The last one out removes the digest's lock.
-        if Arc::strong_count(&turn) == 2 {
-            loading.remove(digest);
-        }
-        result
-    }
-
-    fn load_now(
-        &self,
-        engine: &Engine,
-        bytes: &[u8],
-        digest: &str,
-    ) -> Result<(Component, CacheStatus), CacheError> {
+        // Held until this load has stored its artifact; without a lock file
+        // (no cache, or an unwritable one) loads simply do not wait.
+        let _turn = self.entry(digest).and_then(|entry| lock_beside(&entry));
         let entry = self.entry(digest);
         if let Some(path) = entry.as_deref().filter(|path| path.is_file()) {
             match deserialize(engine, path) {
@@ -153,6 +128,15 @@ impl CompileCache {
             }
         }
     }
+}
+
+/// Takes the exclusive lock on `<entry>.lock`, waiting for whoever holds it.
+fn lock_beside(entry: &Path) -> Option<File> {
+    let dir = entry.parent()?;
+    std::fs::create_dir_all(dir).ok()?;
+    let file = File::create(entry.with_extension("lock")).ok()?;
+    file.lock().ok()?;
+    Some(file)
 }
 
 fn store(path: &Path, artifact: &[u8]) -> std::io::Result<()> {
