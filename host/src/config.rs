@@ -18,6 +18,7 @@
 //!   limits: {memoryMiB: 64, deadlineMs: 250, concurrency: 2}
 //!   queue: {baseDelayMs: 5, maxDelayMs: 1000000, qps: 10, burst: 100}
 //!   resyncSeconds: 0                  # re-queue everything periodically; 0: never
+//!   instances: reused                 # or fresh-per-call
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -27,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::grants::{Grant, Rule};
 use crate::queue::QueueConfig;
-use crate::wasm::Limits;
+use crate::wasm::{Instances, Limits};
 
 /// The whole controllers file.
 #[derive(Debug, Clone, Deserialize)]
@@ -65,6 +66,10 @@ pub struct ControllerSpec {
     /// nothing changed; 0 (the default) never does.
     #[serde(default)]
     pub resync_seconds: u64,
+    /// `reused` (the default): an instance serves the guest's next call
+    /// too; `fresh-per-call`: nothing survives from one call to the next.
+    #[serde(default)]
+    pub instances: Instances,
 }
 
 /// The `limits` of a controller.

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::LimitsSpec;
 use crate::grants::Rule;
 use crate::queue::QueueConfig;
+use crate::wasm::Instances;
 
 /// A tenant's controller: a guest component working in the resource's own
 /// namespace.
@@ -53,6 +54,10 @@ pub struct WasmControllerSpec {
     /// Re-queue every primary object this often, in seconds; 0 never does.
     #[serde(default)]
     pub resync_seconds: u64,
+    /// `reused` (the default): an instance serves the guest's next call
+    /// too; `fresh-per-call`: nothing survives from one call to the next.
+    #[serde(default)]
+    pub instances: Instances,
 }
 
 /// A platform owner's controller: a guest component working cluster-wide or
@@ -88,6 +93,10 @@ pub struct ClusterWasmControllerSpec {
     /// Re-queue every primary object this often, in seconds; 0 never does.
     #[serde(default)]
     pub resync_seconds: u64,
+    /// `reused` (the default): an instance serves the guest's next call
+    /// too; `fresh-per-call`: nothing survives from one call to the next.
+    #[serde(default)]
+    pub instances: Instances,
 }
 
 /// Where the guest component comes from: exactly one of `configMap` and

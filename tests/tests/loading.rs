@@ -145,8 +145,46 @@ fn a_second_load_is_served_from_the_compile_cache() {
     );
     assert_eq!(reloaded.digest(), loaded.digest());
 
-    let entries: Vec<_> = std::fs::read_dir(dir.path()).expect("list").collect();
-    assert_eq!(entries.len(), 1, "one artifact per module");
+    let artifacts = std::fs::read_dir(dir.path())
+        .expect("list")
+        .filter_map(Result::ok)
+        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "cwasm"))
+        .count();
+    assert_eq!(artifacts, 1, "one artifact per module");
+}
+
+#[test]
+fn loads_of_one_component_at_the_same_time_compile_it_once() {
+    let dir = tempfile::tempdir().expect("temporary cache dir");
+    let module = guest("replica-floor");
+    // Two engines, as two processes would have, sharing one cache folder.
+    let engines: Vec<WasmEngine> = (0..2)
+        .map(|_| {
+            WasmEngine::new(EngineOptions::default().cache_dir(Some(dir.path().to_owned())))
+                .expect("engine")
+        })
+        .collect();
+    let mut statuses: Vec<CacheStatus> = std::thread::scope(|scope| {
+        let loads: Vec<_> = engines
+            .iter()
+            .map(|engine| scope.spawn(|| engine.load(&module, LoadOptions::default())))
+            .collect();
+        loads
+            .into_iter()
+            .map(|load| {
+                load.join()
+                    .expect("no panic")
+                    .expect("loads")
+                    .cache_status()
+            })
+            .collect()
+    });
+    statuses.sort_by_key(|status| format!("{status:?}"));
+    assert_eq!(
+        statuses,
+        [CacheStatus::Hit, CacheStatus::Miss],
+        "one load compiles, the other waits for its artifact"
+    );
 }
 
 #[test]
@@ -158,10 +196,10 @@ fn a_corrupt_cache_entry_is_recompiled() {
     engine.load(&module, LoadOptions::default()).expect("loads");
     let entry = std::fs::read_dir(dir.path())
         .expect("list")
-        .next()
-        .expect("an entry")
-        .expect("entry")
-        .path();
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .find(|path| path.extension().is_some_and(|ext| ext == "cwasm"))
+        .expect("an artifact");
     std::fs::write(&entry, b"garbage").expect("corrupt the entry");
 
     let reloaded = engine

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use paddock::actions::{Action, Outcome};
 use paddock::harness::FixtureCache;
-use paddock::wasm::{Change, EmptyCache, Guest, GuestError, Limits, LoadOptions};
+use paddock::wasm::{Change, EmptyCache, Guest, GuestError, Instances, Limits, LoadOptions};
 use paddock_tests::{engine, guest};
 use serde_json::{Value, json};
 
@@ -14,14 +14,20 @@ const MEMORY_CAP: u64 = 32 * 1024 * 1024;
 const DEADLINE: Duration = Duration::from_millis(100);
 
 fn hostile() -> Guest {
+    hostile_with(Instances::default())
+}
+
+fn hostile_with(instances: Instances) -> Guest {
     engine()
         .load(
             &guest("hostile"),
-            LoadOptions::default().limits(
-                Limits::default()
-                    .memory_bytes(MEMORY_CAP)
-                    .deadline(DEADLINE),
-            ),
+            LoadOptions::default()
+                .limits(
+                    Limits::default()
+                        .memory_bytes(MEMORY_CAP)
+                        .deadline(DEADLINE),
+                )
+                .instances(instances),
         )
         .expect("the hostile guest loads")
 }
@@ -159,9 +165,14 @@ fn printing_never_fails_the_guest() {
     assert_eq!(event_message(&outcome, 0), "printed two lines");
 }
 
+fn count(guest: &Guest) -> String {
+    let outcome = reconcile(guest, "count").expect("counts");
+    event_message(&outcome, 0).to_owned()
+}
+
 #[test]
 fn no_state_survives_from_one_call_to_the_next() {
-    let guest = hostile();
+    let guest = hostile_with(Instances::FreshPerCall);
     for _ in 0..3 {
         let outcome = reconcile(&guest, "count").expect("counts");
         assert_eq!(
@@ -173,8 +184,66 @@ fn no_state_survives_from_one_call_to_the_next() {
 }
 
 #[test]
-fn calls_from_many_threads_run_side_by_side() {
+fn reused_instances_keep_state_within_one_guest_only() {
+    let first = hostile();
+    assert_eq!(first.instances(), Instances::Reused, "reuse is the default");
+    assert_eq!(count(&first), "1");
+    assert_eq!(count(&first), "2", "the instance served the second call");
+    assert_eq!(first.idle_instances(), 1);
+    let clone = first.clone();
+    assert_eq!(count(&clone), "3", "clones share one guest's instances");
+
+    let second = hostile();
+    assert_eq!(second.idle_instances(), 0);
+    assert_eq!(count(&second), "1", "another guest never gets them");
+    assert_eq!(count(&first), "4");
+}
+
+#[test]
+fn a_failed_call_discards_its_instance() {
     let guest = hostile();
+    assert_eq!(count(&guest), "1");
+    assert_eq!(count(&guest), "2");
+    for mode in ["trap", "loop", "allocate", "not-an-object"] {
+        reconcile(&guest, mode).expect_err("the call fails");
+        assert_eq!(guest.idle_instances(), 0, "{mode}: the instance is gone");
+        assert_eq!(count(&guest), "1", "{mode}: the next call starts fresh");
+    }
+}
+
+#[test]
+fn a_guest_error_keeps_the_instance() {
+    let guest = hostile();
+    assert_eq!(count(&guest), "1");
+    reconcile(&guest, "fail-transient").expect_err("the guest fails");
+    assert_eq!(
+        count(&guest),
+        "2",
+        "an error the guest answered is not a fault"
+    );
+}
+
+#[test]
+fn concurrent_callers_get_an_instance_each() {
+    let guest = hostile();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| reconcile(&guest, "slow")))
+            .collect();
+        for handle in handles {
+            handle.join().expect("no panic").expect("the call succeeds");
+        }
+    });
+    let idle = guest.idle_instances();
+    assert!(
+        (1..=4).contains(&idle),
+        "at most one idle instance per concurrent caller, got {idle}"
+    );
+}
+
+#[test]
+fn calls_from_many_threads_run_side_by_side() {
+    let guest = hostile_with(Instances::FreshPerCall);
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..4)
             .map(|_| scope.spawn(|| reconcile(&guest, "count")))

@@ -1,7 +1,10 @@
 //! `cargo xtask`: Paddock's project tasks.
 //!
-//! Every task installs what it needs first (the wasm32-wasip2 Rust target),
-//! so a fresh machine needs nothing done by hand.
+//! Every task installs what it needs first (the wasm32-wasip2 Rust target,
+//! and the Python and JavaScript guest toolchains into `.venv` and
+//! `node_modules`), so a fresh machine needs nothing done by hand.
+
+mod toolchains;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,7 +27,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Install the toolchain pieces the project needs (the wasm32-wasip2 target).
+    /// Install the toolchain pieces the project needs: the wasm32-wasip2
+    /// target, componentize-py into `.venv` and componentize-js into
+    /// `node_modules`, from the pinned `toolchains/requirements.txt` and
+    /// `package-lock.json`.
     Setup,
     /// Build every guest component into target/guests/wasm32-wasip2/release.
     BuildGuests,
@@ -53,23 +59,23 @@ fn main() -> anyhow::Result<()> {
     std::env::set_current_dir(&root)
         .with_context(|| format!("cannot enter the workspace at {}", root.display()))?;
     match cli.task {
-        Task::Setup => setup(),
+        Task::Setup => setup(&root),
         Task::BuildGuests => {
-            setup()?;
+            setup(&root)?;
             build_guests(&root)
         }
         Task::Test { args } => {
-            setup()?;
+            setup(&root)?;
             build_guests(&root)?;
             test(&root, &args)
         }
         Task::Demo { once } => {
-            setup()?;
+            setup(&root)?;
             build_guests(&root)?;
             demo(&root, once || std::env::var_os("CI").is_some())
         }
         Task::Bench => {
-            setup()?;
+            setup(&root)?;
             build_guests(&root)?;
             bench(&root)
         }
@@ -108,7 +114,7 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-fn setup() -> anyhow::Result<()> {
+fn setup(root: &Path) -> anyhow::Result<()> {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
@@ -117,7 +123,7 @@ fn setup() -> anyhow::Result<()> {
     if !installed.lines().any(|line| line.trim() == GUEST_TARGET) {
         run(Command::new("rustup").args(["target", "add", GUEST_TARGET]))?;
     }
-    Ok(())
+    toolchains::setup(root)
 }
 
 /// The package names of every guest crate.
@@ -154,7 +160,8 @@ fn build_guests(root: &Path) -> anyhow::Result<()> {
     for package in guest_packages(root)? {
         command.args(["--package", &package]);
     }
-    run(&mut command)
+    run(&mut command)?;
+    toolchains::build_guests(root, &guests_dir(root))
 }
 
 fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {

@@ -1,18 +1,38 @@
-//! Dispatch cost of one reconcile: the replica-floor guest against the same
-//! logic compiled natively, on a ~2 KB Deployment that needs scaling.
+//! Dispatch cost of one reconcile: the replica-floor guest, built from Rust,
+//! Python and JavaScript, against the same logic compiled natively, on a
+//! ~2 KB Deployment that needs scaling; and what each language's component
+//! costs to load: its size, its compile time (uncached) and its
+//! instantiation.
 //!
 //! Run with `cargo xtask bench`, which builds the guests and this binary in
-//! release mode. Prints a table and writes `target/bench/dispatch.json`.
+//! release mode. Prints two tables and writes `target/bench/dispatch.json`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::Context;
 use paddock::harness::read_object;
-use paddock::wasm::{Change, EmptyCache, EngineOptions, LoadOptions, WasmEngine};
+use paddock::wasm::{Change, EmptyCache, EngineOptions, Guest, Instances, LoadOptions, WasmEngine};
 use paddock_bench::{Contender, alternate};
 use paddock_guest::{Controller, Object, Request};
 use replica_floor::ReplicaFloor;
+
+/// The builds of replica-floor, by language and component file.
+const BUILDS: [(&str, &str); 3] = [
+    ("rust", "replica_floor.wasm"),
+    ("python", "replica_floor_py.wasm"),
+    ("js", "replica_floor_js.wasm"),
+];
+
+/// One language's build, loaded twice: reusing instances and fresh per call.
+struct Build {
+    language: &'static str,
+    bytes: u64,
+    compile_ms: f64,
+    reused: Guest,
+    fresh: Guest,
+}
 
 fn main() -> anyhow::Result<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -25,54 +45,64 @@ fn main() -> anyhow::Result<()> {
     let object =
         read_object(&root.join("guest-examples/replica-floor/fixtures/below-floor/object.yaml"))?;
     let json = object.to_string();
-
-    let engine = WasmEngine::new(
-        EngineOptions::default().cache_dir(Some(root.join("target/paddock-cache"))),
-    )?;
-    let guest = engine.load(&guests.join("replica_floor.wasm"), LoadOptions::default())?;
-    let cache: Arc<EmptyCache> = Arc::new(EmptyCache);
-
-    // Sanity: both answer with the scale and the event.
-    let answer = guest.reconcile(&json, Change::Applied, 0, cache.clone())?;
-    anyhow::ensure!(
-        answer.actions.len() == 2,
-        "the guest should scale and record"
-    );
     let native = native_reconcile(&json);
     anyhow::ensure!(native == 2, "the native logic should scale and record");
 
-    let mut contenders = [
-        Contender {
-            name: "native",
-            run: Box::new(|| {
-                std::hint::black_box(native_reconcile(std::hint::black_box(&json)));
-            }),
-        },
-        Contender {
-            name: "guest reconcile",
-            run: Box::new(|| {
-                let outcome = guest.reconcile(&json, Change::Applied, 0, cache.clone());
-                std::hint::black_box(outcome.ok());
-            }),
-        },
-        Contender {
-            name: "guest describe",
-            run: Box::new(|| {
-                std::hint::black_box(guest.describe().ok());
-            }),
-        },
-    ];
-    let medians = alternate(&mut contenders, 30, 200);
+    let uncached = WasmEngine::new(EngineOptions::default().cache_dir(None))?;
+    let engine = WasmEngine::new(
+        EngineOptions::default().cache_dir(Some(root.join("target/paddock-cache"))),
+    )?;
+    let cache: Arc<EmptyCache> = Arc::new(EmptyCache);
+    let mut builds = Vec::new();
+    for (language, file) in BUILDS {
+        let build = load(&uncached, &engine, language, &guests.join(file))?;
+        // Sanity: every build answers with the scale and the event.
+        for guest in [&build.reused, &build.fresh] {
+            let answer = guest.reconcile(&json, Change::Applied, 0, cache.clone())?;
+            anyhow::ensure!(
+                answer.actions.len() == 2,
+                "{language} should scale and record"
+            );
+        }
+        builds.push(build);
+    }
+
+    let mut contenders = vec![Contender {
+        name: "native",
+        run: Box::new(|| {
+            std::hint::black_box(native_reconcile(std::hint::black_box(&json)));
+        }),
+    }];
+    for build in &builds {
+        for (guest, name) in [
+            (&build.reused, contender_name(build.language, "reconcile")),
+            (
+                &build.fresh,
+                contender_name(build.language, "reconcile, fresh instance"),
+            ),
+        ] {
+            let cache = cache.clone();
+            let json = &json;
+            contenders.push(Contender {
+                name,
+                run: Box::new(move || {
+                    let outcome = guest.reconcile(json, Change::Applied, 0, cache.clone());
+                    std::hint::black_box(outcome.ok());
+                }),
+            });
+        }
+    }
+    let medians = alternate(&mut contenders, 15, 100);
     let native_ns = medians[0];
     println!(
-        "dispatch of one reconcile, {} byte Deployment (median of 30 rounds of 200)",
+        "dispatch of one reconcile, {} byte Deployment (median of 15 rounds of 100)",
         json.len()
     );
-    println!("{:<18} {:>12} {:>10}", "contender", "ns/call", "÷ native");
+    println!("{:<40} {:>12} {:>10}", "contender", "ns/call", "÷ native");
     let mut rows = Vec::new();
     for (contender, ns) in contenders.iter().zip(&medians) {
         println!(
-            "{:<18} {:>12.0} {:>10.2}",
+            "{:<40} {:>12.0} {:>10.2}",
             contender.name,
             ns,
             ns / native_ns
@@ -83,15 +113,90 @@ fn main() -> anyhow::Result<()> {
             "ratioToNative": (ns / native_ns * 100.0).round() / 100.0,
         }));
     }
+
+    println!();
+    println!(
+        "{:<8} {:>12} {:>12} {:>14} {:>14}",
+        "language", "bytes", "compile ms", "instantiate µs", "reconcile µs"
+    );
+    let mut languages = Vec::new();
+    for (index, build) in builds.iter().enumerate() {
+        let reused_ns = medians[1 + 2 * index];
+        let fresh_ns = medians[2 + 2 * index];
+        // A fresh-instance call is an instantiation plus the same call.
+        let instantiate_us = (fresh_ns - reused_ns).max(0.0) / 1000.0;
+        println!(
+            "{:<8} {:>12} {:>12.0} {:>14.1} {:>14.1}",
+            build.language,
+            build.bytes,
+            build.compile_ms,
+            instantiate_us,
+            reused_ns / 1000.0
+        );
+        languages.push(serde_json::json!({
+            "language": build.language,
+            "componentBytes": build.bytes,
+            "compileMs": build.compile_ms.round(),
+            "instantiateUs": (instantiate_us * 10.0).round() / 10.0,
+            "reconcileUs": (reused_ns / 100.0).round() / 10.0,
+            "reconcileFreshInstanceUs": (fresh_ns / 100.0).round() / 10.0,
+        }));
+    }
+    println!("native   reconcile µs {:.1}", native_ns / 1000.0);
+
     let out = root.join("target/bench");
     std::fs::create_dir_all(&out)?;
-    let report =
-        serde_json::json!({"benchmark": "dispatch", "objectBytes": json.len(), "rows": rows});
+    let report = serde_json::json!({
+        "benchmark": "dispatch",
+        "objectBytes": json.len(),
+        "nativeReconcileUs": (native_ns / 100.0).round() / 10.0,
+        "rows": rows,
+        "languages": languages,
+    });
     std::fs::write(
         out.join("dispatch.json"),
         serde_json::to_string_pretty(&report)?,
     )?;
     Ok(())
+}
+
+fn contender_name(language: &str, what: &str) -> &'static str {
+    // Contender names are 'static; a handful of short strings is fine to leak.
+    Box::leak(format!("{language} guest {what}").into_boxed_str())
+}
+
+/// Loads one build: once through an engine without a compile cache (to time
+/// compiling it), then twice through the cached engine.
+fn load(
+    uncached: &WasmEngine,
+    engine: &WasmEngine,
+    language: &'static str,
+    path: &Path,
+) -> anyhow::Result<Build> {
+    let bytes = std::fs::metadata(path)
+        .with_context(|| {
+            format!(
+                "{} is missing: run `cargo xtask build-guests`",
+                path.display()
+            )
+        })?
+        .len();
+    let started = Instant::now();
+    // Compiling dominates a load without cache; the rest is one `describe`.
+    drop(uncached.load(path, LoadOptions::default())?);
+    let compile_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let reused = engine.load(path, LoadOptions::default().instances(Instances::Reused))?;
+    let fresh = engine.load(
+        path,
+        LoadOptions::default().instances(Instances::FreshPerCall),
+    )?;
+    Ok(Build {
+        language,
+        bytes,
+        compile_ms,
+        reused,
+        fresh,
+    })
 }
 
 /// The guest's logic, natively: parse the object and reconcile; the number

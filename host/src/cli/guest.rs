@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::ValueEnum;
 use paddock::harness::{self, Case, FixtureCache};
-use paddock::wasm::{Change, Clock, LoadOptions, WasmEngine};
+use paddock::wasm::{Change, Clock, Instances, LoadOptions, WasmEngine};
 
 use super::{Format, LimitArgs, print};
 
@@ -18,6 +18,25 @@ pub enum ChangeArg {
     Applied,
     /// The object was deleted (its last known state is given).
     Deleted,
+}
+
+/// Whether instances are reused, on the command line.
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+pub enum InstancesArg {
+    /// An instance serves many calls of the guest (the default).
+    #[default]
+    Reused,
+    /// Every call gets a fresh instance.
+    FreshPerCall,
+}
+
+impl From<InstancesArg> for Instances {
+    fn from(instances: InstancesArg) -> Self {
+        match instances {
+            InstancesArg::Reused => Self::Reused,
+            InstancesArg::FreshPerCall => Self::FreshPerCall,
+        }
+    }
 }
 
 /// Arguments of `paddock test`.
@@ -58,6 +77,10 @@ pub struct TestArgs {
     #[arg(short, long, value_enum, default_value = "yaml")]
     output: Format,
 
+    /// Whether the guest's instances are reused across calls.
+    #[arg(long, value_enum, default_value = "reused")]
+    instances: InstancesArg,
+
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -96,7 +119,8 @@ pub fn test(engine: &WasmEngine, args: TestArgs) -> anyhow::Result<ExitCode> {
         &args.module,
         LoadOptions::default()
             .limits(args.limits.limits())
-            .clock(clock),
+            .clock(clock)
+            .instances(args.instances.into()),
     )?;
     let change = match args.change {
         ChangeArg::Applied => Change::Applied,
@@ -131,7 +155,8 @@ fn test_fixtures(engine: &WasmEngine, args: &TestArgs) -> anyhow::Result<ExitCod
             &args.module,
             LoadOptions::default()
                 .limits(args.limits.limits())
-                .clock(case.clock),
+                .clock(case.clock)
+                .instances(args.instances.into()),
         )?;
         let actual = case.actual(&guest);
         if case.passes(&actual) {

@@ -1,6 +1,8 @@
 //! Command-line interface: argument parsing and the subcommands.
 
+mod build;
 mod guest;
+mod new;
 mod run;
 mod status;
 
@@ -50,6 +52,11 @@ enum Command {
     /// Print the definitions of the `WasmController` and
     /// `ClusterWasmController` custom resources (as in deploy/crds.yaml).
     Crd,
+    /// Create a guest project in Rust, Python or JavaScript: the contract,
+    /// the SDK, one fixture; it builds and passes `paddock test` as it is.
+    New(new::NewArgs),
+    /// Build a guest project (as `paddock new` makes it) into a component.
+    Build(build::BuildArgs),
 }
 
 /// Output formats, as kubectl's `-o`.
@@ -85,21 +92,29 @@ impl LimitArgs {
 impl Cli {
     /// Runs the chosen subcommand.
     pub fn run(self) -> anyhow::Result<ExitCode> {
+        let command = match self.command {
+            Command::New(args) => return new::new(args),
+            Command::Build(args) => return build::build(args),
+            Command::Status(args) => return status::status(args),
+            Command::Crd => {
+                print!("{}", paddock::crd::definitions_yaml());
+                return Ok(ExitCode::SUCCESS);
+            }
+            command => command,
+        };
         let cache_dir = match (self.no_cache, self.cache_dir) {
             (true, _) => None,
             (false, Some(dir)) => Some(dir),
             (false, None) => EngineOptions::default().cache_dir,
         };
         let engine = WasmEngine::new(EngineOptions::default().cache_dir(cache_dir))?;
-        match self.command {
+        match command {
             Command::Test(args) => guest::test(&engine, args),
             Command::Describe(args) => guest::describe(&engine, args),
             Command::Run(args) => run::run(&engine, args),
             Command::Dev(args) => run::dev(&engine, args),
-            Command::Status(args) => status::status(args),
-            Command::Crd => {
-                print!("{}", paddock::crd::definitions_yaml());
-                Ok(ExitCode::SUCCESS)
+            Command::New(_) | Command::Build(_) | Command::Status(_) | Command::Crd => {
+                unreachable!("handled before the engine starts")
             }
         }
     }

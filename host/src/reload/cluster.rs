@@ -28,6 +28,7 @@ use crate::crd::{
 };
 use crate::grants::{Grant, Rule};
 use crate::queue::QueueConfig;
+use crate::wasm::Instances;
 use crate::wasm::compile_cache::digest;
 
 /// The name of this source in the supervisor.
@@ -199,6 +200,7 @@ struct Spec {
     limits: LimitsSpec,
     queue: QueueConfig,
     resync_seconds: u64,
+    instances: Instances,
 }
 
 impl Spec {
@@ -239,6 +241,7 @@ impl Declarer {
                         limits: resource.spec.limits,
                         queue: resource.spec.queue,
                         resync_seconds: resource.spec.resync_seconds,
+                        instances: resource.spec.instances,
                     })
                     .map_err(|error| {
                         (
@@ -266,6 +269,7 @@ impl Declarer {
                         limits: resource.spec.limits,
                         queue: resource.spec.queue,
                         resync_seconds: resource.spec.resync_seconds,
+                        instances: resource.spec.instances,
                     })
                     .map_err(|error| {
                         (
@@ -425,6 +429,7 @@ impl Declarer {
             limits,
             queue: spec.queue.clone(),
             resync: (spec.resync_seconds > 0).then(|| Duration::from_secs(spec.resync_seconds)),
+            instances: spec.instances,
             generation: spec.generation,
             cut,
             problem: None,

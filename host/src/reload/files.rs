@@ -245,6 +245,7 @@ fn declare(
                 limits: spec.limits,
                 queue: spec.queue.clone(),
                 resync: (spec.resync_seconds > 0).then(|| Duration::from_secs(spec.resync_seconds)),
+                instances: spec.instances,
                 generation: None,
                 cut: Vec::new(),
                 problem: None,

@@ -26,7 +26,7 @@ use crate::config::LimitsSpec;
 use crate::controller::{ControllerConfig, LastError, RunningController, Runtime, StartError};
 use crate::grants::Grant;
 use crate::queue::QueueConfig;
-use crate::wasm::{Guest, LoadOptions, WasmEngine};
+use crate::wasm::{Guest, Instances, LoadOptions, WasmEngine};
 
 /// How long in-flight reconciles may take to finish when a controller stops.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -99,6 +99,8 @@ pub struct Declared {
     pub queue: QueueConfig,
     /// Periodic re-queue of every primary object.
     pub resync: Option<Duration>,
+    /// Whether instances serve more than one call.
+    pub instances: Instances,
     /// The declaring resource's `metadata.generation`, if any.
     pub generation: Option<i64>,
     /// What tenancy removed from the declared grant or namespaces.
@@ -119,6 +121,7 @@ impl Declared {
             && self.limits == other.limits
             && self.queue == other.queue
             && self.resync == other.resync
+            && self.instances == other.instances
             && self.cut == other.cut
             && self.module_location() == other.module_location()
     }
@@ -282,7 +285,8 @@ impl Supervisor {
         let engine = self.inner.engine.clone();
         let options = LoadOptions::default()
             .name(declared.name.clone())
-            .limits(declared.limits.sandbox());
+            .limits(declared.limits.sandbox())
+            .instances(declared.instances);
         let module = declared.module.clone();
         let loaded = tokio::task::spawn_blocking(move || match &module {
             ModuleSource::File(path) => engine.load(path, options),

@@ -6,8 +6,12 @@
 //! `<cache-dir>/<sha256 of the component>-<engine fingerprint>.cwasm`, so a
 //! second load of the same bytes by a compatible engine skips compilation.
 //! Artifacts are written to a temporary file and renamed into place, so a
-//! crash never leaves a half-written entry behind.
+//! crash never leaves a half-written entry behind. Loads of the same bytes
+//! take turns on a lock file beside the entry, so that threads or processes
+//! (test binaries, two hosts) loading one component at the same time compile
+//! it once, not once each.
 
+use std::fs::File;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -83,13 +87,18 @@ impl CompileCache {
     }
 
     /// The compiled component for `bytes` (whose sha256 is `digest`), from
-    /// the cache when present, else compiled and stored.
+    /// the cache when present, else compiled and stored. A load waits for
+    /// another thread's or process's load of the same digest to finish
+    /// first, and then finds its artifact in the cache.
     pub fn load(
         &self,
         engine: &Engine,
         bytes: &[u8],
         digest: &str,
     ) -> Result<(Component, CacheStatus), CacheError> {
+        // Held until this load has stored its artifact; without a lock file
+        // (no cache, or an unwritable one) loads simply do not wait.
+        let _turn = self.entry(digest).and_then(|entry| lock_beside(&entry));
         let entry = self.entry(digest);
         if let Some(path) = entry.as_deref().filter(|path| path.is_file()) {
             match deserialize(engine, path) {
@@ -119,6 +128,15 @@ impl CompileCache {
             }
         }
     }
+}
+
+/// Takes the exclusive lock on `<entry>.lock`, waiting for whoever holds it.
+fn lock_beside(entry: &Path) -> Option<File> {
+    let dir = entry.parent()?;
+    std::fs::create_dir_all(dir).ok()?;
+    let file = File::create(entry.with_extension("lock")).ok()?;
+    file.lock().ok()?;
+    Some(file)
 }
 
 fn store(path: &Path, artifact: &[u8]) -> std::io::Result<()> {

@@ -2,7 +2,7 @@
 //! sandbox, and the three calls of the contract.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -27,6 +27,33 @@ const REQUIRED_EXPORTS: [&str; 3] = ["describe", "reconcile", "map"];
 /// WASI 0.2 (satisfied with an empty context).
 const ALLOWED_IMPORT_PREFIXES: [&str; 2] = ["paddock:controller/", "wasi:"];
 
+/// Whether a guest's instances serve one call each or are reused.
+///
+/// Instantiating costs microseconds for a Rust guest but a millisecond or
+/// more for an interpreter-carrying Python guest, so by default an instance
+/// is kept after a successful call and serves the next call of the same
+/// guest. What is per call stays per call: the deadline, the memory-cap
+/// verdict, the captured output and the cache the call reads are reset
+/// before every call.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Instances {
+    /// Reuse instances (the default): each [`Guest`] keeps a pool of idle
+    /// instances, at most one per caller running at the same time. An
+    /// instance belongs to one `Guest` only, so no state crosses from one
+    /// guest or tenant to another; it is discarded after any failed call
+    /// (trap, deadline, memory cap, malformed output), so the next call
+    /// starts fresh. Globals the guest sets in one call are still there in
+    /// the next call of the same guest: guests must not depend on them.
+    #[default]
+    Reused,
+    /// A fresh instance for every call: nothing survives from one call to
+    /// the next, at the cost of one instantiation per call.
+    FreshPerCall,
+}
+
 /// How to load a guest.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
@@ -37,6 +64,9 @@ pub struct LoadOptions {
     pub limits: Limits,
     /// The wall clock it reads.
     pub clock: Clock,
+    /// Whether instances are reused across calls. Default:
+    /// [`Instances::Reused`].
+    pub instances: Instances,
 }
 
 impl LoadOptions {
@@ -58,6 +88,13 @@ impl LoadOptions {
     #[must_use]
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Sets whether instances are reused across calls.
+    #[must_use]
+    pub fn instances(mut self, instances: Instances) -> Self {
+        self.instances = instances;
         self
     }
 }
@@ -164,11 +201,12 @@ pub enum Change {
     Deleted,
 }
 
-/// The state of one store: one call's sandbox.
+/// The state of one store: one instance's sandbox.
 pub(crate) struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: MemoryLimiter,
+    output: GuestOutput,
     pub(crate) cache: SharedCache,
     pub(crate) guest: Arc<str>,
 }
@@ -182,34 +220,49 @@ impl WasiView for HostState {
     }
 }
 
-/// A loaded guest, ready to be called. Each call runs in a fresh instance
-/// (a new store from the pre-instantiated component), so no state survives
-/// from one call to the next, and a trapped call leaves nothing broken.
-/// Cheap to clone.
+/// A loaded guest, ready to be called. Each call runs in an instance of
+/// this guest alone: a reused one or a fresh one, as
+/// [`LoadOptions::instances`] says; a failed call's instance is discarded,
+/// so a trapped call leaves nothing broken. Cheap to clone (clones share
+/// the pool of idle instances).
 #[derive(Clone)]
 pub struct Guest {
     inner: Arc<GuestInner>,
 }
 
 struct GuestInner {
-    name: Arc<str>,
     path: PathBuf,
     digest: String,
     info: Info,
-    limits: Limits,
-    clock: Clock,
     cache_status: CacheStatus,
     engine: WasmEngine,
+    sandbox: Sandbox,
+}
+
+/// One guest's compiled component, limits and idle instances.
+struct Sandbox {
+    name: Arc<str>,
+    limits: Limits,
+    clock: Clock,
+    instances: Instances,
     pre: ControllerPre<HostState>,
+    idle: Mutex<Vec<Instance>>,
+}
+
+/// An instance that served a call successfully, waiting for the next one.
+struct Instance {
+    store: Store<HostState>,
+    controller: Controller,
 }
 
 impl std::fmt::Debug for Guest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Guest")
-            .field("name", &self.inner.name)
+            .field("name", &self.inner.sandbox.name)
             .field("path", &self.inner.path)
             .field("digest", &self.inner.digest)
-            .field("limits", &self.inner.limits)
+            .field("limits", &self.inner.sandbox.limits)
+            .field("instances", &self.inner.sandbox.instances)
             .finish_non_exhaustive()
     }
 }
@@ -263,22 +316,27 @@ impl WasmEngine {
             path: path.clone(),
             source,
         })?;
-        let describe_name: Arc<str> = options.name.as_deref().unwrap_or("<loading>").into();
-        let raw_info = call(
-            &self.inner.engine,
-            &pre,
-            CallContext {
-                guest: &describe_name,
-                limits: options.limits,
-                clock: options.clock,
-                cache: Arc::new(EmptyCache),
-            },
-            |controller, store| controller.call_describe(store),
-        )
-        .map_err(|source| LoadError::Describe {
-            path: path.clone(),
-            source: Box::new(source),
-        })?;
+        // `describe` runs in an instance of its own, under the operator's
+        // name if there is one: the guest's own name is not known yet.
+        let loading = Sandbox {
+            name: options.name.as_deref().unwrap_or("<loading>").into(),
+            limits: options.limits,
+            clock: options.clock,
+            instances: Instances::FreshPerCall,
+            pre,
+            idle: Mutex::default(),
+        };
+        let raw_info = loading
+            .call(
+                &self.inner.engine,
+                Arc::new(EmptyCache),
+                |controller, store| controller.call_describe(store),
+                Ok,
+            )
+            .map_err(|source| LoadError::Describe {
+                path: path.clone(),
+                source: Box::new(source),
+            })?;
         let info = Info::from_guest(raw_info).map_err(|problem| LoadError::InvalidInfo {
             path: path.clone(),
             problem,
@@ -286,15 +344,16 @@ impl WasmEngine {
         let name: Arc<str> = options.name.unwrap_or_else(|| info.name.clone()).into();
         Ok(Guest {
             inner: Arc::new(GuestInner {
-                name,
                 path,
                 digest,
                 info,
-                limits: options.limits,
-                clock: options.clock,
                 cache_status,
                 engine: self.clone(),
-                pre,
+                sandbox: Sandbox {
+                    name,
+                    instances: options.instances,
+                    ..loading
+                },
             }),
         })
     }
@@ -354,7 +413,7 @@ fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
 impl Guest {
     /// The guest's name (the operator's, else its own).
     pub fn name(&self) -> &str {
-        &self.inner.name
+        &self.inner.sandbox.name
     }
 
     /// The module file it was loaded from.
@@ -374,7 +433,17 @@ impl Guest {
 
     /// Its sandbox limits.
     pub fn limits(&self) -> Limits {
-        self.inner.limits
+        self.inner.sandbox.limits
+    }
+
+    /// Whether its instances are reused across calls.
+    pub fn instances(&self) -> Instances {
+        self.inner.sandbox.instances
+    }
+
+    /// How many idle instances wait for the next call.
+    pub fn idle_instances(&self) -> usize {
+        self.inner.sandbox.idle_instances().len()
     }
 
     /// Whether loading it compiled the component or took it from the cache.
@@ -382,22 +451,25 @@ impl Guest {
         self.inner.cache_status
     }
 
-    /// Calls `describe` again, in a fresh sandbox.
+    /// Calls `describe` again.
     pub fn describe(&self) -> Result<Info, GuestError> {
-        let info = self.call(Arc::new(EmptyCache), |controller, store| {
-            controller.call_describe(store)
-        })?;
-        Info::from_guest(info).map_err(|problem| GuestError::Malformed {
-            guest: self.inner.name.to_string(),
-            source: MalformedOutput {
-                index: 0,
-                verb: "describe",
-                problem,
+        self.call(
+            Arc::new(EmptyCache),
+            |controller, store| controller.call_describe(store),
+            |info| {
+                Info::from_guest(info).map_err(|problem| GuestError::Malformed {
+                    guest: self.name().to_owned(),
+                    source: MalformedOutput {
+                        index: 0,
+                        verb: "describe",
+                        problem,
+                    },
+                })
             },
-        })
+        )
     }
 
-    /// Reconciles one object (its JSON) in a fresh sandbox, reading `cache`.
+    /// Reconciles one object (its JSON), reading `cache`.
     pub fn reconcile(
         &self,
         object: &str,
@@ -413,100 +485,129 @@ impl Guest {
             },
             attempt,
         };
-        let answer = self.call(cache, |controller, store| {
-            controller.call_reconcile(store, &request)
-        })?;
-        let guest = || self.inner.name.to_string();
-        match answer {
-            Ok(outcome) => {
-                actions::outcome_from_guest(outcome).map_err(|source| GuestError::Malformed {
-                    guest: guest(),
-                    source,
-                })
-            }
-            Err(wit::GuestFailure::Transient(message)) => Err(GuestError::Transient {
+        let guest = || self.name().to_owned();
+        let answer = self.call(
+            cache,
+            |controller, store| controller.call_reconcile(store, &request),
+            |answer| match answer {
+                Ok(outcome) => actions::outcome_from_guest(outcome)
+                    .map(Ok)
+                    .map_err(|source| GuestError::Malformed {
+                        guest: guest(),
+                        source,
+                    }),
+                // The guest answered: its instance is sound and may be reused.
+                Err(failure) => Ok(Err(failure)),
+            },
+        )?;
+        answer.map_err(|failure| match failure {
+            wit::GuestFailure::Transient(message) => GuestError::Transient {
                 guest: guest(),
                 message,
-            }),
-            Err(wit::GuestFailure::Permanent(message)) => Err(GuestError::Permanent {
+            },
+            wit::GuestFailure::Permanent(message) => GuestError::Permanent {
                 guest: guest(),
                 message,
-            }),
-        }
+            },
+        })
     }
 
     /// Maps a changed object of a `mapped` watch to the primary objects to
     /// reconcile.
     pub fn map(&self, changed: &str, cache: SharedCache) -> Result<Vec<ObjectRef>, GuestError> {
         let changed = changed.to_owned();
-        let refs = self.call(cache, |controller, store| {
-            controller.call_map(store, &changed)
-        })?;
-        actions::refs_from_guest(refs).map_err(|source| GuestError::Malformed {
-            guest: self.inner.name.to_string(),
-            source,
-        })
+        self.call(
+            cache,
+            |controller, store| controller.call_map(store, &changed),
+            |refs| {
+                actions::refs_from_guest(refs).map_err(|source| GuestError::Malformed {
+                    guest: self.name().to_owned(),
+                    source,
+                })
+            },
+        )
     }
 
-    fn call<R>(
+    fn call<R, T>(
         &self,
         cache: SharedCache,
         body: impl FnOnce(&Controller, &mut Store<HostState>) -> wasmtime::Result<R>,
-    ) -> Result<R, GuestError> {
+        check: impl FnOnce(R) -> Result<T, GuestError>,
+    ) -> Result<T, GuestError> {
         let inner = &*self.inner;
-        call(
-            &inner.engine.inner.engine,
-            &inner.pre,
-            CallContext {
-                guest: &inner.name,
-                limits: inner.limits,
-                clock: inner.clock,
-                cache,
-            },
-            body,
-        )
+        inner
+            .sandbox
+            .call(&inner.engine.inner.engine, cache, body, check)
     }
 }
 
-struct CallContext<'a> {
-    guest: &'a Arc<str>,
-    limits: Limits,
-    clock: Clock,
-    cache: SharedCache,
-}
+impl Sandbox {
+    fn idle_instances(&self) -> std::sync::MutexGuard<'_, Vec<Instance>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 
-/// Runs one call in a fresh store and instance, under the guest's limits,
-/// and turns a failure into a [`GuestError`] that says which limit was hit.
-fn call<R>(
-    engine: &wasmtime::Engine,
-    pre: &ControllerPre<HostState>,
-    context: CallContext<'_>,
-    body: impl FnOnce(&Controller, &mut Store<HostState>) -> wasmtime::Result<R>,
-) -> Result<R, GuestError> {
-    let CallContext {
-        guest,
-        limits,
-        clock,
-        cache,
-    } = context;
-    let output = GuestOutput::default();
-    let state = HostState {
-        wasi: empty_context(&output, clock),
-        table: ResourceTable::new(),
-        limiter: MemoryLimiter::new(limits.memory_bytes),
-        cache,
-        guest: Arc::clone(guest),
-    };
-    let mut store = Store::new(engine, state);
-    store.limiter(|state| &mut state.limiter);
-    store.set_epoch_deadline(deadline_ticks(limits.deadline));
+    /// Runs one call under the guest's limits, in an idle instance when
+    /// instances are reused, else in a fresh one; `check` validates the
+    /// answer. The instance goes back to the pool only when the call and the
+    /// check succeeded. A failure becomes a [`GuestError`] that says which
+    /// limit was hit.
+    fn call<R, T>(
+        &self,
+        engine: &wasmtime::Engine,
+        cache: SharedCache,
+        body: impl FnOnce(&Controller, &mut Store<HostState>) -> wasmtime::Result<R>,
+        check: impl FnOnce(R) -> Result<T, GuestError>,
+    ) -> Result<T, GuestError> {
+        let reuse = self.instances == Instances::Reused;
+        let idle = if reuse {
+            self.idle_instances().pop()
+        } else {
+            None
+        };
+        let (mut store, controller) = match idle {
+            Some(Instance { store, controller }) => (store, Some(controller)),
+            None => (self.new_store(engine), None),
+        };
+        // What is per call: the cache it reads, the memory-cap verdict, the
+        // captured output and the deadline.
+        let state = store.data_mut();
+        state.cache = cache;
+        state.limiter.reset();
+        state.output.clear();
+        store.set_epoch_deadline(deadline_ticks(self.limits.deadline));
 
-    let result = pre
-        .instantiate(&mut store)
-        .and_then(|controller| body(&controller, &mut store));
-    let printed = output.text();
-    forward_output(guest, &printed);
-    result.map_err(|source| classify(guest, limits, store.data(), source, printed))
+        let result = match controller {
+            Some(controller) => Ok(controller),
+            None => self.pre.instantiate(&mut store),
+        }
+        .and_then(|controller| body(&controller, &mut store).map(|answer| (answer, controller)));
+        let printed = store.data().output.text();
+        forward_output(&self.name, &printed);
+        let (answer, controller) = result
+            .map_err(|source| classify(&self.name, self.limits, store.data(), source, printed))?;
+        let checked = check(answer)?;
+        if reuse {
+            // Drop what this call's cache handle holds on to until the next call.
+            store.data_mut().cache = Arc::new(EmptyCache);
+            self.idle_instances().push(Instance { store, controller });
+        }
+        Ok(checked)
+    }
+
+    fn new_store(&self, engine: &wasmtime::Engine) -> Store<HostState> {
+        let output = GuestOutput::default();
+        let state = HostState {
+            wasi: empty_context(&output, self.clock),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(self.limits.memory_bytes),
+            output,
+            cache: Arc::new(EmptyCache),
+            guest: Arc::clone(&self.name),
+        };
+        let mut store = Store::new(engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store
+    }
 }
 
 fn classify(

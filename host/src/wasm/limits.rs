@@ -63,6 +63,11 @@ impl MemoryLimiter {
         }
     }
 
+    /// Forgets a hit, before the next call of a reused instance.
+    pub(crate) fn reset(&mut self) {
+        self.hit = None;
+    }
+
     /// The size the guest asked for when it hit the cap, if it did.
     pub(crate) fn hit(&self) -> Option<usize> {
         self.hit

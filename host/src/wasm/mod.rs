@@ -24,7 +24,7 @@ mod wasi;
 pub use compile_cache::{CacheStatus, CompileCache};
 pub use engine::{EPOCH_TICK, EngineError, EngineOptions, WasmEngine};
 pub use error::{GuestError, LoadError};
-pub use guest::{Change, Guest, Info, LoadOptions, Relation, Watch};
+pub use guest::{Change, Guest, Info, Instances, LoadOptions, Relation, Watch};
 pub use host_imports::{CacheReader, EmptyCache, ListQuery, SharedCache};
 pub use limits::{DEFAULT_DEADLINE, DEFAULT_MEMORY_BYTES, Limits};
 pub use wasi::{Clock, OUTPUT_CAPACITY};

@@ -74,6 +74,14 @@ impl GuestOutput {
         String::from_utf8_lossy(&buffer).into_owned()
     }
 
+    /// Forgets the output so far, before the next call of a reused instance.
+    pub fn clear(&self) {
+        self.buffer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
     fn append(&self, bytes: &[u8]) {
         let mut buffer = self.buffer.lock().unwrap_or_else(PoisonError::into_inner);
         let room = OUTPUT_CAPACITY.saturating_sub(buffer.len());

@@ -48,8 +48,9 @@ pub use types::{Change, Error, Info, ObjectRef, Relation, Request, Watch};
 
 /// A controller: what it watches and how it reconciles.
 ///
-/// Every method is called on a fresh instance of the guest: keep no state
-/// between calls (it would not survive), read what you need from the
+/// Keep no state between calls: the host may call every method on a fresh
+/// instance, or reuse an instance for several calls of this guest (its
+/// default), so a global may or may not survive. Read what you need from the
 /// request and the [`cache`].
 pub trait Controller {
     /// Who this controller is and what it watches. Exactly one watch is

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use paddock_guest::{Action, Controller, Error, Info, Outcome, Request, Watch, cache, json};
 
 /// Calls this instance has seen: stays at 1 when every call gets a fresh
-/// instance, as it must.
+/// instance, and counts up while the host reuses one.
 static CALLS: AtomicU32 = AtomicU32::new(0);
 
 /// The controller.

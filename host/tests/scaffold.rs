@@ -1,0 +1,142 @@
+//! `paddock new` makes a project in each language that `paddock build`
+//! builds and that passes its own fixture straight away.
+//!
+//! The builds reuse what the test suite already has: the Rust scaffold
+//! builds in the guests' target folder (its dependencies are compiled
+//! there), and the Python and JavaScript ones use the toolchains that
+//! `cargo xtask setup` installed into `.venv` and `node_modules`.
+
+#[allow(dead_code)]
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{cache_dir, root};
+
+fn paddock(args: &[&std::ffi::OsStr], dir: &Path) -> Output {
+    let root = root();
+    let componentize_py = root.join(".venv/bin/componentize-py");
+    let componentize_js = root.join("node_modules/.bin/componentize-js");
+    for tool in [&componentize_py, &componentize_js] {
+        assert!(
+            tool.is_file(),
+            "{} is missing: run `cargo xtask setup` (`cargo xtask test` does it)",
+            tool.display()
+        );
+    }
+    Command::new(env!("CARGO_BIN_EXE_paddock"))
+        .args(args)
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", root.join("target/guests"))
+        .env("PADDOCK_COMPONENTIZE_PY", componentize_py)
+        .env("PADDOCK_COMPONENTIZE_JS", componentize_js)
+        .env("PADDOCK_CACHE_DIR", cache_dir())
+        .output()
+        .expect("paddock runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn succeeds(output: &Output, what: &str) -> String {
+    assert!(
+        output.status.success(),
+        "{what} failed\nstdout: {}\nstderr: {}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    text(&output.stdout)
+}
+
+/// Scaffolds, builds and tests a project in `language`.
+fn scaffold_builds_and_passes(language: &str) {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let name = format!("hello-{language}");
+    succeeds(
+        &paddock(
+            &[
+                "new".as_ref(),
+                "--lang".as_ref(),
+                language.as_ref(),
+                name.as_ref(),
+            ],
+            dir.path(),
+        ),
+        "paddock new",
+    );
+    let project = dir.path().join(&name);
+    let built = succeeds(&paddock(&["build".as_ref()], &project), "paddock build");
+    let component = project.join(format!("{name}.wasm"));
+    assert_eq!(built.trim(), component.display().to_string());
+    assert!(component.is_file(), "the component is built");
+
+    let tested = succeeds(
+        &paddock(
+            &[
+                "test".as_ref(),
+                component.as_os_str(),
+                "--fixture".as_ref(),
+                "fixtures".as_ref(),
+            ],
+            &project,
+        ),
+        "paddock test",
+    );
+    assert!(tested.contains("1 passed, 0 failed"), "{tested}");
+
+    let described = succeeds(
+        &paddock(&["describe".as_ref(), component.as_os_str()], &project),
+        "paddock describe",
+    );
+    assert!(described.contains(&format!("name: {name}")), "{described}");
+}
+
+#[test]
+fn a_rust_scaffold_builds_and_passes_its_fixture() {
+    scaffold_builds_and_passes("rust");
+}
+
+#[test]
+fn a_python_scaffold_builds_and_passes_its_fixture() {
+    scaffold_builds_and_passes("python");
+}
+
+#[test]
+fn a_js_scaffold_builds_and_passes_its_fixture() {
+    scaffold_builds_and_passes("js");
+}
+
+#[test]
+fn new_refuses_a_folder_that_exists() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    std::fs::create_dir(dir.path().join("taken")).expect("a folder");
+    let output = paddock(
+        &[
+            "new".as_ref(),
+            "--lang".as_ref(),
+            "python".as_ref(),
+            "taken".as_ref(),
+        ],
+        dir.path(),
+    );
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("taken already exists: choose another name, or remove it first"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn build_names_what_a_project_needs() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let output = paddock(&["build".as_ref()], dir.path());
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("expected Cargo.toml (Rust), app.py (Python) or app.js (JavaScript)"),
+        "{stderr}"
+    );
+}

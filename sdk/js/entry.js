@@ -1,0 +1,18 @@
+// The component's entry point, written next to the controller by
+// `paddock build`: wraps `app.js` into the exports of the `controller` world.
+import * as controller from "./app.js";
+import { exportController } from "./paddock.js";
+
+const guest = exportController(controller);
+
+export function describe() {
+  return guest.describe();
+}
+
+export function reconcile(request) {
+  return guest.reconcile(request);
+}
+
+export function map(changed) {
+  return guest.map(changed);
+}

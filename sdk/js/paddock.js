@@ -1,0 +1,383 @@
+// Write Paddock controllers in JavaScript.
+//
+// A controller is an ES module (`app.js`) exporting `describe()` and
+// `reconcile(request)`, and `map(changed)` for mapped watches, over plain
+// objects:
+//
+//     import { Action, Watch, annotation, objectRef, done } from "./paddock.js";
+//
+//     export function describe() {
+//       return { name: "replica-floor", watches: [Watch.primary("apps/v1", "Deployment")] };
+//     }
+//
+//     export function reconcile({ object, change, attempt }) {
+//       const floor = annotation(object, "paddock.dev/min-replicas");
+//       if (floor === undefined) return done();
+//       return { actions: [Action.scale(objectRef(object), Number(floor))] };
+//     }
+//
+// `reconcile` answers with `{ actions, requeueAfterMs }` (or just an array of
+// actions); throw `Transient` or `Permanent` to fail it; any other exception
+// traps, like a panic in Rust. Build with `paddock build`, which wraps the
+// module with `exportController` for componentize-js.
+
+import * as hostCache from "paddock:controller/cache@0.1.0";
+import * as hostLog from "paddock:controller/log@0.1.0";
+
+// ---- Errors ---------------------------------------------------------------
+
+/** Worth retrying: the host retries with per-object exponential backoff. */
+export class Transient extends Error {}
+
+/** Not worth retrying until the object changes. */
+export class Permanent extends Error {}
+
+// ---- Watches --------------------------------------------------------------
+
+function watch(apiVersion, kind, relation, options = {}) {
+  return {
+    apiVersion,
+    kind,
+    relation,
+    namespace: options.namespace,
+    labelSelector: options.labelSelector,
+  };
+}
+
+/** Watches; `options` may set `namespace` and `labelSelector`. */
+export const Watch = {
+  /** The kind this controller reconciles. */
+  primary: (apiVersion, kind, options) => watch(apiVersion, kind, "primary", options),
+  /** A kind this controller creates and owns: changes reconcile the owner. */
+  owned: (apiVersion, kind, options) => watch(apiVersion, kind, "owned", options),
+  /** A kind whose changes `map` turns into primary objects to reconcile. */
+  mapped: (apiVersion, kind, options) => watch(apiVersion, kind, "mapped", options),
+};
+
+// ---- Objects --------------------------------------------------------------
+
+/** A reference to a namespaced object. */
+export function namespaced(apiVersion, kind, namespace, name) {
+  return { apiVersion, kind, namespace, name };
+}
+
+/** A reference to a cluster-scoped object. */
+export function cluster(apiVersion, kind, name) {
+  return { apiVersion, kind, namespace: undefined, name };
+}
+
+const hasOwn = (object, key) => Object.prototype.hasOwnProperty.call(object, key);
+
+/** The value of `object[key]` if `object` is a JSON object that has it, or undefined. */
+function field(object, key) {
+  if (object === null || typeof object !== "object" || Array.isArray(object)) return undefined;
+  const value = hasOwn(object, key) ? object[key] : undefined;
+  return value === null ? undefined : value;
+}
+
+/** The value at a JSON pointer such as `/spec/replicas`, or undefined. */
+export function pointer(object, path) {
+  if (path === "") return object;
+  const tokens = path.split("/");
+  let current = object;
+  // tokens[0] is the empty string before the leading "/".
+  for (let i = 1; i < tokens.length; i++) {
+    let token = tokens[i];
+    if (token.includes("~")) token = token.replaceAll("~1", "/").replaceAll("~0", "~");
+    if (Array.isArray(current)) {
+      if (!/^[0-9]+$/.test(token)) return undefined;
+      current = current[Number(token)];
+      if (current === null) return undefined;
+    } else {
+      current = field(current, token);
+    }
+    if (current === undefined) return undefined;
+  }
+  return current;
+}
+
+/** The string at a JSON pointer, or undefined. */
+export function strAt(object, path) {
+  const value = pointer(object, path);
+  return typeof value === "string" ? value : undefined;
+}
+
+/** The integer at a JSON pointer, or undefined. */
+export function intAt(object, path) {
+  const value = pointer(object, path);
+  return Number.isInteger(value) ? value : undefined;
+}
+
+const text = (value) => (typeof value === "string" ? value : undefined);
+const metadata = (object) => field(object, "metadata");
+
+/** `apiVersion`, or `""`. */
+export const apiVersion = (object) => text(field(object, "apiVersion")) ?? "";
+/** `kind`, or `""`. */
+export const kind = (object) => text(field(object, "kind")) ?? "";
+/** `metadata.name`, or `""`. */
+export const name = (object) => text(field(metadata(object), "name")) ?? "";
+/** `metadata.namespace`; undefined for cluster-scoped objects. */
+export const namespace = (object) => text(field(metadata(object), "namespace"));
+/** `metadata.uid`, or `""`. */
+export const uid = (object) => text(field(metadata(object), "uid")) ?? "";
+/** `metadata.resourceVersion`, if set. */
+export const resourceVersion = (object) => text(field(metadata(object), "resourceVersion"));
+/** `metadata.generation`, if the kind has one. */
+export const generation = (object) => intAt(object, "/metadata/generation");
+/** Whether `metadata.deletionTimestamp` is set. */
+export const isBeingDeleted = (object) =>
+  field(metadata(object), "deletionTimestamp") !== undefined;
+
+/** One label's value, or undefined. */
+export const label = (object, key) => text(field(field(metadata(object), "labels"), key));
+/** One annotation's value, or undefined. */
+export const annotation = (object, key) =>
+  text(field(field(metadata(object), "annotations"), key));
+
+function stringMap(object, key) {
+  const map = field(metadata(object), key);
+  if (map === undefined) return {};
+  return Object.fromEntries(Object.entries(map).filter(([, v]) => typeof v === "string"));
+}
+
+/** All labels with string values. */
+export const labels = (object) => stringMap(object, "labels");
+/** All annotations with string values. */
+export const annotations = (object) => stringMap(object, "annotations");
+
+/** Whether `metadata.finalizers` holds `finalizer`. */
+export function hasFinalizer(object, finalizer) {
+  const finalizers = pointer(object, "/metadata/finalizers");
+  return Array.isArray(finalizers) && finalizers.includes(finalizer);
+}
+
+/** The reference to this object. */
+export function objectRef(object) {
+  return {
+    apiVersion: apiVersion(object),
+    kind: kind(object),
+    namespace: namespace(object),
+    name: name(object),
+  };
+}
+
+/** An owner reference naming `object` as the controller of another one. */
+export function controllerReference(object) {
+  return {
+    apiVersion: apiVersion(object),
+    kind: kind(object),
+    name: name(object),
+    uid: uid(object),
+    controller: true,
+    blockOwnerDeletion: true,
+  };
+}
+
+/** The controller owner of `object` as a reference, if it has one. */
+export function controllerOwner(object) {
+  const owners = pointer(object, "/metadata/ownerReferences");
+  if (!Array.isArray(owners)) return undefined;
+  const owner = owners.find((o) => o !== null && typeof o === "object" && o.controller === true);
+  if (owner === undefined) return undefined;
+  const { apiVersion: ownerApiVersion, kind: ownerKind, name: ownerName } = owner;
+  if (![ownerApiVersion, ownerKind, ownerName].every((f) => typeof f === "string")) {
+    return undefined;
+  }
+  return { apiVersion: ownerApiVersion, kind: ownerKind, namespace: namespace(object), name: ownerName };
+}
+
+// ---- Actions --------------------------------------------------------------
+
+function ownedBy(owner, child) {
+  const copy = structuredClone(child);
+  if (copy !== null && typeof copy === "object" && !Array.isArray(copy)) {
+    copy.metadata ??= {};
+    const metadata = copy.metadata;
+    if (metadata !== null && typeof metadata === "object" && !Array.isArray(metadata)) {
+      const ownerNamespace = namespace(owner);
+      if (ownerNamespace !== undefined && metadata.namespace === undefined) {
+        metadata.namespace = ownerNamespace;
+      }
+      metadata.ownerReferences = [controllerReference(owner)];
+    }
+  }
+  return copy;
+}
+
+const patch = (target, patchKind, body) => ({ action: "patch", target, patchKind, body, force: false });
+
+/** Builders for the actions a reconcile answers with (plain objects). */
+export const Action = {
+  /** Create `object`. */
+  create: (object) => ({ action: "create", object }),
+  /** Replace `object` (keep `metadata.resourceVersion` for optimistic concurrency). */
+  update: (object) => ({ action: "update", object }),
+  /** Replace the status of `object` through `/status`. */
+  updateStatus: (object) => ({ action: "update-status", object }),
+  /** Server-side apply `object`, taking over fields other managers own (`force`). */
+  apply: (object) => ({
+    action: "patch", target: objectRef(object), patchKind: "apply", body: object, force: true,
+  }),
+  /** Server-side apply `child` owned by `owner` (owner reference and namespace set for you). */
+  applyOwned: (owner, child) => Action.apply(ownedBy(owner, child)),
+  /** Create `child` owned by `owner` (see `applyOwned`). */
+  createOwned: (owner, child) => Action.create(ownedBy(owner, child)),
+  /** A JSON merge patch of `target`. */
+  mergePatch: (target, body) => patch(target, "merge", body),
+  /** A JSON patch (a list of operations) of `target`. */
+  jsonPatch: (target, operations) => patch(target, "json", operations),
+  /** A strategic merge patch of `target` (built-in kinds only). */
+  strategicPatch: (target, body) => patch(target, "strategic", body),
+  /** Delete `target`. */
+  delete: (target) => ({ action: "delete", target }),
+  /** Set the replicas of `target` through its `/scale` subresource. */
+  scale: (target, replicas) => ({ action: "scale", target, replicas }),
+  /** Record a Normal event about `regarding`. */
+  event: (regarding, reason, message) =>
+    ({ action: "event", regarding, warning: false, reason, message }),
+  /** Record a Warning event about `regarding`. */
+  warning: (regarding, reason, message) =>
+    ({ action: "event", regarding, warning: true, reason, message }),
+};
+
+/** Nothing to do. */
+export function done() {
+  return { actions: [], requeueAfterMs: undefined };
+}
+
+/** Actions, and a requeue after `requeueAfterMs` milliseconds if given. */
+export function outcome(actions, requeueAfterMs) {
+  return { actions, requeueAfterMs };
+}
+
+// ---- Cache, log, time -----------------------------------------------------
+
+/** Read-only access to the host's informer caches, scoped by the grant. */
+export const cache = {
+  /** The cached object `target` names, or undefined. */
+  get(target) {
+    const json = hostCache.get(refToWit(target));
+    return json === undefined ? undefined : JSON.parse(json);
+  },
+  /** Cached objects of one kind, sorted by namespace and name. */
+  list(apiVersion, kind, namespace, labelSelector) {
+    return hostCache.list(apiVersion, kind, namespace, labelSelector).map((json) => JSON.parse(json));
+  },
+};
+
+/** Logging into the host's log, tagged with the guest and the object. */
+export const log = {
+  trace: (message) => hostLog.log("trace", String(message)),
+  debug: (message) => hostLog.log("debug", String(message)),
+  info: (message) => hostLog.log("info", String(message)),
+  warn: (message) => hostLog.log("warn", String(message)),
+  error: (message) => hostLog.log("error", String(message)),
+};
+
+/** The current time as an RFC 3339 timestamp with second precision. */
+export function now() {
+  return new Date().toISOString().replace(/\.\d+Z$/, "Z");
+}
+
+// ---- The export to the component -------------------------------------------
+
+function refToWit(ref) {
+  return {
+    apiVersion: ref.apiVersion,
+    kind: ref.kind,
+    namespace: ref.namespace ?? undefined,
+    name: ref.name,
+  };
+}
+
+function actionToWit(action) {
+  switch (action.action) {
+    case "create":
+    case "update":
+    case "update-status":
+      return { tag: action.action, val: JSON.stringify(action.object) };
+    case "patch":
+      return {
+        tag: "patch",
+        val: {
+          target: refToWit(action.target),
+          kind: action.patchKind,
+          body: JSON.stringify(action.body),
+          force: Boolean(action.force),
+        },
+      };
+    case "delete":
+      return { tag: "delete", val: refToWit(action.target) };
+    case "scale":
+      return { tag: "scale", val: { target: refToWit(action.target), replicas: action.replicas } };
+    case "event":
+      return {
+        tag: "record-event",
+        val: {
+          regarding: refToWit(action.regarding),
+          warning: Boolean(action.warning),
+          reason: action.reason,
+          message: action.message,
+        },
+      };
+    default:
+      throw new TypeError(`unknown action ${JSON.stringify(action.action)}`);
+  }
+}
+
+/**
+ * Wraps a controller module (its `describe`, `reconcile` and optional `map`)
+ * into the component's exports. `paddock build` does this for you.
+ */
+export function exportController(controller) {
+  return {
+    describe() {
+      const info = controller.describe();
+      return {
+        name: info.name,
+        watches: info.watches.map((w) => ({
+          apiVersion: w.apiVersion,
+          kind: w.kind,
+          relation: w.relation,
+          namespace: w.namespace ?? undefined,
+          labelSelector: w.labelSelector ?? undefined,
+        })),
+      };
+    },
+    reconcile(request) {
+      let object;
+      try {
+        object = JSON.parse(request.object);
+      } catch (error) {
+        throw { tag: "permanent", val: `the host sent an object that does not parse: ${error}` };
+      }
+      let answer;
+      try {
+        answer = controller.reconcile({ object, change: request.change, attempt: request.attempt });
+      } catch (error) {
+        if (error instanceof Transient) throw { tag: "transient", val: error.message };
+        if (error instanceof Permanent) throw { tag: "permanent", val: error.message };
+        throw error;
+      }
+      const result = Array.isArray(answer) ? { actions: answer } : (answer ?? done());
+      const requeue = result.requeueAfterMs;
+      return {
+        actions: (result.actions ?? []).map(actionToWit),
+        requeueAfterMs: requeue === undefined || requeue === null
+          ? undefined
+          : BigInt(Math.max(0, Math.round(requeue))),
+      };
+    },
+    map(changed) {
+      if (typeof controller.map !== "function") return [];
+      let object;
+      try {
+        object = JSON.parse(changed);
+      } catch {
+        return [];
+      }
+      return controller.map(object).map(refToWit);
+    },
+  };
+}

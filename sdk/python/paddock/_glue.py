@@ -1,0 +1,79 @@
+"""Conversions between the SDK's types and the generated bindings."""
+
+import json
+
+from componentize_py_types import Err
+from wit_world.imports import types as wit
+
+from .errors import Permanent, Transient
+
+_RELATIONS = {
+    "primary": wit.Relation.PRIMARY,
+    "owned": wit.Relation.OWNED,
+    "mapped": wit.Relation.MAPPED,
+}
+
+_PATCH_KINDS = {
+    "merge": wit.PatchKind.MERGE,
+    "json": wit.PatchKind.JSON,
+    "strategic": wit.PatchKind.STRATEGIC,
+    "apply": wit.PatchKind.APPLY,
+}
+
+
+def ref_to_wit(ref):
+    return wit.ObjectRef(ref.api_version, ref.kind, ref.namespace, ref.name)
+
+
+def info_to_wit(info):
+    watches = []
+    for watch in info.watches:
+        if watch.relation not in _RELATIONS:
+            raise ValueError(f"watch relation {watch.relation!r} is not primary, owned or mapped")
+        watches.append(wit.Watch(watch.api_version, watch.kind, _RELATIONS[watch.relation],
+                                 watch.namespace, watch.label_selector))
+    return wit.Info(info.name, watches)
+
+
+def _dump(value):
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def action_to_wit(action):
+    verb = action.verb
+    if verb == "create":
+        return wit.Action_Create(_dump(action.object))
+    if verb == "update":
+        return wit.Action_Update(_dump(action.object))
+    if verb == "update-status":
+        return wit.Action_UpdateStatus(_dump(action.object))
+    if verb == "patch":
+        return wit.Action_Patch(wit.Patch(ref_to_wit(action.target),
+                                          _PATCH_KINDS[action.patch_kind.value],
+                                          _dump(action.object), action.force))
+    if verb == "delete":
+        return wit.Action_Delete(ref_to_wit(action.target))
+    if verb == "scale":
+        return wit.Action_Scale(wit.Scale(ref_to_wit(action.target), action.replicas))
+    if verb == "record-event":
+        return wit.Action_RecordEvent(wit.Event(ref_to_wit(action.target), action.is_warning,
+                                                action.reason, action.message))
+    raise ValueError(f"unknown action {verb!r}")
+
+
+def reconcile(controller, req):
+    from .controller import Request
+
+    try:
+        obj = json.loads(req.object)
+    except ValueError as error:
+        raise Err(wit.Error_Permanent(f"the host sent an object that does not parse: {error}"))
+    change = "deleted" if req.change == wit.Change.DELETED else "applied"
+    try:
+        outcome = controller.reconcile(Request(obj, change, req.attempt))
+    except Transient as error:
+        raise Err(wit.Error_Transient(str(error)))
+    except Permanent as error:
+        raise Err(wit.Error_Permanent(str(error)))
+    return wit.Outcome([action_to_wit(action) for action in outcome.actions],
+                       outcome.requeue_after_ms)

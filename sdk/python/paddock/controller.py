@@ -1,0 +1,105 @@
+"""The controller class, its description, and the export to the component."""
+
+import json
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from . import _glue
+
+
+@dataclass
+class Watch:
+    """A resource the controller watches."""
+
+    api_version: str
+    kind: str
+    relation: str  # "primary", "owned" or "mapped"
+    namespace: Optional[str] = None
+    label_selector: Optional[str] = None
+
+    @staticmethod
+    def primary(api_version: str, kind: str) -> "Watch":
+        """The kind this controller reconciles."""
+        return Watch(api_version, kind, "primary")
+
+    @staticmethod
+    def owned(api_version: str, kind: str) -> "Watch":
+        """A kind this controller creates and owns: changes reconcile the owner."""
+        return Watch(api_version, kind, "owned")
+
+    @staticmethod
+    def mapped(api_version: str, kind: str) -> "Watch":
+        """A kind whose changes ``map`` turns into primary objects to reconcile."""
+        return Watch(api_version, kind, "mapped")
+
+    def in_namespace(self, namespace: str) -> "Watch":
+        """Only watch one namespace."""
+        self.namespace = namespace
+        return self
+
+    def with_label_selector(self, selector: str) -> "Watch":
+        """Only watch objects matching a label selector, e.g. ``app=web``."""
+        self.label_selector = selector
+        return self
+
+
+@dataclass
+class Info:
+    """Who a controller is and what it watches (exactly one primary watch)."""
+
+    name: str
+    watches: List[Watch] = field(default_factory=list)
+
+    def watch(self, watch: Watch) -> "Info":
+        """Adds a watch."""
+        self.watches.append(watch)
+        return self
+
+
+@dataclass
+class Request:
+    """One call to ``reconcile``."""
+
+    object: dict
+    change: str  # "applied" or "deleted"
+    attempt: int
+
+
+class Controller:
+    """Subclass this: ``describe`` and ``reconcile``, and ``map`` for mapped
+    watches. How long an instance lives is the host's choice (it may be reused
+    for several calls of the same guest, or be fresh per call): keep no state
+    that a reconcile depends on."""
+
+    def describe(self) -> Info:
+        raise NotImplementedError("a controller must describe itself")
+
+    def reconcile(self, request: Request):
+        raise NotImplementedError("a controller must reconcile")
+
+    def map(self, changed: dict) -> list:
+        """The primary objects (``ObjectRef``) to reconcile when ``changed``
+        (an object of a mapped kind) changes. The default maps to nothing."""
+        return []
+
+
+def export(controller_class):
+    """Exports a ``Controller`` subclass as the component's world; assign the
+    result to ``WitWorld`` at the top level of the app module."""
+
+    class WitWorld:
+        def describe(self):
+            return _glue.info_to_wit(controller_class().describe())
+
+        def reconcile(self, req):
+            return _glue.reconcile(controller_class(), req)
+
+        def map(self, changed: str):
+            try:
+                obj = json.loads(changed)
+            except ValueError:
+                return []
+            return [_glue.ref_to_wit(ref) for ref in controller_class().map(obj)]
+
+    WitWorld.__name__ = "WitWorld"
+    return WitWorld

@@ -1,0 +1,126 @@
+//! The sandbox holds against hostile guests written in Python and
+//! JavaScript too: each limit fails its call with its own error, and the
+//! next call of the same guest works, in a fresh instance.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use paddock::actions::{Action, Outcome};
+use paddock::wasm::{Change, EmptyCache, Guest, GuestError, Limits, LoadOptions};
+use paddock_tests::{engine, guest};
+use serde_json::json;
+
+/// Interpreters need room: 64 MiB is the default cap.
+const MEMORY_CAP: u64 = 64 * 1024 * 1024;
+const DEADLINE: Duration = Duration::from_millis(300);
+
+/// The hostile guests, by component name.
+const HOSTILE: [&str; 2] = ["hostile-py", "hostile-js"];
+
+fn hostile(name: &str) -> Guest {
+    engine()
+        .load(
+            &guest(name),
+            LoadOptions::default().limits(
+                Limits::default()
+                    .memory_bytes(MEMORY_CAP)
+                    .deadline(DEADLINE),
+            ),
+        )
+        .unwrap_or_else(|error| panic!("{name} loads: {error:#}"))
+}
+
+fn reconcile(guest: &Guest, mode: &str) -> Result<Outcome, GuestError> {
+    let object = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": format!("mode-{mode}"),
+            "namespace": "default",
+            "annotations": {"paddock.dev/test-mode": mode},
+        },
+    });
+    guest.reconcile(
+        &object.to_string(),
+        Change::Applied,
+        0,
+        Arc::new(EmptyCache),
+    )
+}
+
+fn event_message(outcome: &Outcome) -> &str {
+    match outcome.actions.first() {
+        Some(Action::Event { message, .. }) => message,
+        other => panic!("the answer should be an event, got {other:?}"),
+    }
+}
+
+/// Counts twice (the instance is reused), fails with `mode`, and counts
+/// again from 1: the failed instance was discarded and the guest carries on.
+fn fails_then_recovers(name: &str, mode: &str) -> GuestError {
+    let guest = hostile(name);
+    assert_eq!(
+        event_message(&reconcile(&guest, "count").expect("counts")),
+        "1"
+    );
+    assert_eq!(
+        event_message(&reconcile(&guest, "count").expect("counts")),
+        "2"
+    );
+    let error = reconcile(&guest, mode).expect_err("the call fails");
+    let outcome = reconcile(&guest, "count").expect("the next call succeeds");
+    assert_eq!(
+        event_message(&outcome),
+        "1",
+        "{name}: a fresh instance after {mode}"
+    );
+    error
+}
+
+#[test]
+fn an_infinite_loop_is_stopped_at_the_deadline() {
+    for name in HOSTILE {
+        let error = fails_then_recovers(name, "loop");
+        assert!(
+            matches!(&error, GuestError::Deadline { deadline, .. } if *deadline == DEADLINE),
+            "{name}: expected a deadline error, got {error:?}"
+        );
+    }
+}
+
+#[test]
+fn unbounded_allocation_is_stopped_at_the_memory_cap() {
+    for name in HOSTILE {
+        let error = fails_then_recovers(name, "allocate");
+        match &error {
+            GuestError::MemoryLimit {
+                limit, requested, ..
+            } => {
+                assert_eq!(*limit, MEMORY_CAP, "{name}");
+                assert!(*requested > MEMORY_CAP, "{name} asked for {requested}");
+            }
+            other => panic!("{name}: expected a memory limit error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn an_uncaught_exception_is_a_trap() {
+    for name in HOSTILE {
+        let error = fails_then_recovers(name, "trap");
+        assert!(
+            matches!(error, GuestError::Trap { .. }),
+            "{name}: expected a trap, got {error:?}"
+        );
+    }
+}
+
+#[test]
+fn a_well_behaved_call_answers() {
+    for name in HOSTILE {
+        let guest = hostile(name);
+        assert_eq!(guest.info().name, "hostile", "{name}");
+        let outcome = reconcile(&guest, "behave").expect("behaves");
+        assert_eq!(event_message(&outcome), "all good", "{name}");
+    }
+}
