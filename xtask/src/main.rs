@@ -203,7 +203,10 @@ fn bench(root: &Path) -> anyhow::Result<()> {
         "--package",
         "devcluster",
     ]))?;
-    let bin = root.join("target/release");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let bin = target.join("release");
     // Each writes target/bench/<name>.json; `summary` reads them all.
     for bench in [
         "dispatch",

@@ -1,6 +1,7 @@
 //! Dispatch cost of one reconcile: the replica-floor guest, built from Rust,
-//! Python and JavaScript, against the same logic compiled natively, on a
-//! ~2 KB Deployment that needs scaling; and what each language's component
+//! Python and JavaScript, against the same logic compiled natively and the
+//! same logic behind a local HTTP JSON webhook, on a ~2 KB Deployment that
+//! needs scaling; and what each language's component
 //! costs to load: its size, its compile time (uncached) and its
 //! instantiation.
 //!
@@ -14,7 +15,7 @@ use std::time::Instant;
 use anyhow::Context;
 use paddock::harness::read_object;
 use paddock::wasm::{Change, EmptyCache, EngineOptions, Guest, Instances, LoadOptions, WasmEngine};
-use paddock_bench::{Contender, alternate};
+use paddock_bench::{Contender, alternate, native, webhook};
 use paddock_guest::{Controller, Object, Request};
 use replica_floor::ReplicaFloor;
 
@@ -67,6 +68,28 @@ fn main() -> anyhow::Result<()> {
         builds.push(build);
     }
 
+    // The webhook: a native Rust server on 127.0.0.1 with the same logic,
+    // called over a keep-alive connection (the best case for a hook).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let (addr, _server) = runtime.block_on(webhook::serve(native::webhook_answer))?;
+    let hook = webhook::Client::new(addr);
+    let webhook_call = |json: &str| -> usize {
+        let answer = runtime.block_on(hook.call(json.as_bytes().to_vec()));
+        answer
+            .ok()
+            .and_then(|body| serde_json::from_slice::<serde_json::Value>(&body).ok())
+            .map_or(0, |answer| {
+                usize::from(answer["scale"].is_u64()) + usize::from(answer["event"].is_object())
+            })
+    };
+    anyhow::ensure!(
+        webhook_call(&json) == 2,
+        "the webhook should scale and record"
+    );
+
     let mut contenders = vec![Contender {
         name: "native",
         run: Box::new(|| {
@@ -92,6 +115,12 @@ fn main() -> anyhow::Result<()> {
             });
         }
     }
+    contenders.push(Contender {
+        name: "webhook",
+        run: Box::new(|| {
+            std::hint::black_box(webhook_call(std::hint::black_box(&json)));
+        }),
+    });
     let medians = alternate(&mut contenders, 15, 100);
     let native_ns = medians[0];
     println!(

@@ -75,7 +75,7 @@ fn main() -> anyhow::Result<()> {
         };
     let dispatch = read("dispatch").unwrap_or_default();
     let native = dispatch_ns(&dispatch, "native");
-    let rust = dispatch_ns(&dispatch, "rust guest");
+    let rust = dispatch_ns(&dispatch, "rust guest reconcile");
     let ratio = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
     row("dispatch: native, ns per reconcile", native, "ns", None);
     row(
