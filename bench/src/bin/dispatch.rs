@@ -55,7 +55,16 @@ fn main() -> anyhow::Result<()> {
     )?;
     let cache: Arc<EmptyCache> = Arc::new(EmptyCache);
     let mut builds = Vec::new();
+    // `PADDOCK_BENCH_LANGUAGES=rust` (say) measures only some builds, for
+    // profiling one of them.
+    let only = std::env::var("PADDOCK_BENCH_LANGUAGES").ok();
     for (language, file) in BUILDS {
+        if only
+            .as_deref()
+            .is_some_and(|only| !only.split(',').any(|wanted| wanted.trim() == language))
+        {
+            continue;
+        }
         let build = load(&uncached, &engine, language, &guests.join(file))?;
         // Sanity: every build answers with the scale and the event.
         for guest in [&build.reused, &build.fresh] {
