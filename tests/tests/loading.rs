@@ -222,3 +222,28 @@ fn no_cache_means_every_load_compiles() {
         .expect("loads");
     assert_eq!(loaded.cache_status(), CacheStatus::Uncached);
 }
+
+#[test]
+fn guests_of_one_component_share_its_code_while_one_lives() {
+    let engine = WasmEngine::new(EngineOptions::default().cache_dir(None)).expect("engine");
+    let module = guest("replica-floor");
+    let first = engine
+        .load(&module, LoadOptions::default().name("a"))
+        .expect("loads");
+    assert_eq!(first.cache_status(), CacheStatus::Uncached, "compiled");
+    let second = engine
+        .load(&module, LoadOptions::default().name("b"))
+        .expect("loads");
+    assert_eq!(
+        second.cache_status(),
+        CacheStatus::Hit,
+        "the second guest shares the first one's compiled code"
+    );
+    drop((first, second));
+    let third = engine.load(&module, LoadOptions::default()).expect("loads");
+    assert_eq!(
+        third.cache_status(),
+        CacheStatus::Uncached,
+        "once no guest holds it, the code is released"
+    );
+}

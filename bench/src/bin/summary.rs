@@ -91,8 +91,8 @@ fn main() -> anyhow::Result<()> {
         Some((false, 5.0)),
     );
     for (language, name) in [
-        ("Python", "python guest"),
-        ("JavaScript", "javascript guest"),
+        ("Python", "python guest reconcile"),
+        ("JavaScript", "js guest reconcile"),
     ] {
         row(
             &format!("dispatch: {language} guest, µs per reconcile"),

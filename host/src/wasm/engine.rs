@@ -1,8 +1,9 @@
 //! The shared wasmtime engine: configuration, the linker, the epoch ticker
 //! and the compile cache.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use wasmtime::component::{HasSelf, Linker};
@@ -10,7 +11,7 @@ use wasmtime::{Config, Engine};
 
 use super::bindings::Controller;
 use super::compile_cache::CompileCache;
-use super::guest::HostState;
+use super::guest::{HostState, SharedComponent};
 
 /// How often the engine's epoch advances: the granularity of deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -64,6 +65,8 @@ pub(crate) struct EngineInner {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<HostState>,
     pub(crate) cache: CompileCache,
+    /// Components live guests loaded, by digest.
+    pub(crate) loaded: Mutex<HashMap<String, Weak<SharedComponent>>>,
 }
 
 impl std::fmt::Debug for WasmEngine {
@@ -96,6 +99,7 @@ impl WasmEngine {
                 engine,
                 linker,
                 cache,
+                loaded: Mutex::default(),
             }),
         })
     }

@@ -220,6 +220,10 @@ impl WasiView for HostState {
     }
 }
 
+/// A compiled component shared by the guests that load it: its code is in
+/// memory once, however many controllers run it.
+pub(crate) struct SharedComponent(Component);
+
 /// A loaded guest, ready to be called. Each call runs in an instance of
 /// this guest alone: a reused one or a fresh one, as
 /// [`LoadOptions::instances`] says; a failed call's instance is discarded,
@@ -231,6 +235,9 @@ pub struct Guest {
 }
 
 struct GuestInner {
+    /// Keeps the compiled code shared with other guests of the same
+    /// component registered while this guest lives.
+    _component: Arc<SharedComponent>,
     path: PathBuf,
     digest: String,
     info: Info,
@@ -291,23 +298,31 @@ impl WasmEngine {
         check_header(&path, bytes)?;
         let digest = digest(bytes);
         let started = Instant::now();
-        let (component, cache_status) = self
-            .inner
-            .cache
-            .load(&self.inner.engine, bytes, &digest)
-            .map_err(|error| LoadError::Compile {
-            path: path.clone(),
-            source: match error {
-                super::compile_cache::CacheError::Compile(source) => source,
-            },
-        })?;
+        let (component, cache_status) = match self.loaded_component(&digest) {
+            // Another guest of this process runs the same component: share
+            // its compiled code.
+            Some(shared) => (shared, CacheStatus::Hit),
+            None => {
+                let (component, status) = self
+                    .inner
+                    .cache
+                    .load(&self.inner.engine, bytes, &digest)
+                    .map_err(|error| LoadError::Compile {
+                        path: path.clone(),
+                        source: match error {
+                            super::compile_cache::CacheError::Compile(source) => source,
+                        },
+                    })?;
+                (self.remember_component(&digest, component), status)
+            }
+        };
         tracing::debug!(path = %path.display(), %digest, cache = ?cache_status,
             elapsed = ?started.elapsed(), "loaded component");
-        self.check_shape(&path, &component)?;
+        self.check_shape(&path, &component.0)?;
         let instance_pre = self
             .inner
             .linker
-            .instantiate_pre(&component)
+            .instantiate_pre(&component.0)
             .map_err(|source| LoadError::Contract {
                 path: path.clone(),
                 source,
@@ -344,6 +359,7 @@ impl WasmEngine {
         let name: Arc<str> = options.name.unwrap_or_else(|| info.name.clone()).into();
         Ok(Guest {
             inner: Arc::new(GuestInner {
+                _component: component,
                 path,
                 digest,
                 info,
@@ -356,6 +372,31 @@ impl WasmEngine {
                 },
             }),
         })
+    }
+
+    /// The component of `digest` if a live guest of this engine loaded it.
+    fn loaded_component(&self, digest: &str) -> Option<Arc<SharedComponent>> {
+        self.inner
+            .loaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(digest)
+            .and_then(std::sync::Weak::upgrade)
+    }
+
+    /// Registers a freshly loaded component so that later guests of the
+    /// same digest share its code; entries of components no guest holds
+    /// any more are dropped.
+    fn remember_component(&self, digest: &str, component: Component) -> Arc<SharedComponent> {
+        let shared = Arc::new(SharedComponent(component));
+        let mut loaded = self
+            .inner
+            .loaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        loaded.retain(|_, known| known.strong_count() > 0);
+        loaded.insert(digest.to_owned(), Arc::downgrade(&shared));
+        shared
     }
 
     /// Checks exports and imports by name, so that the error names exactly
