@@ -77,6 +77,24 @@ fn main() -> anyhow::Result<()> {
         builds.push(build);
     }
 
+    // `PADDOCK_BENCH_PROFILE=SECONDS`: only call the first build's reused
+    // guest for that long, for `perf record`.
+    if let Some(seconds) = std::env::var("PADDOCK_BENCH_PROFILE")
+        .ok()
+        .and_then(|text| text.parse::<f64>().ok())
+    {
+        let build = builds.first().context("no build to profile")?;
+        let until = Instant::now() + std::time::Duration::from_secs_f64(seconds);
+        let mut calls = 0u64;
+        while Instant::now() < until {
+            let outcome = build.reused.reconcile(&json, Change::Applied, 0, cache.clone());
+            std::hint::black_box(outcome.ok());
+            calls += 1;
+        }
+        println!("{calls} calls of the {} guest", build.language);
+        return Ok(());
+    }
+
     // The webhook: a native Rust server on 127.0.0.1 with the same logic,
     // called over a keep-alive connection (the best case for a hook).
     let runtime = tokio::runtime::Builder::new_multi_thread()
