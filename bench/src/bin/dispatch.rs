@@ -87,7 +87,9 @@ fn main() -> anyhow::Result<()> {
         let until = Instant::now() + std::time::Duration::from_secs_f64(seconds);
         let mut calls = 0u64;
         while Instant::now() < until {
-            let outcome = build.reused.reconcile(&json, Change::Applied, 0, cache.clone());
+            let outcome = build
+                .reused
+                .reconcile(&json, Change::Applied, 0, cache.clone());
             std::hint::black_box(outcome.ok());
             calls += 1;
         }
