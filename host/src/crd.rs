@@ -34,30 +34,10 @@ use crate::wasm::Instances;
     printcolumn = r#"{"name":"Digest","type":"string","jsonPath":".status.moduleDigest"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
-#[serde(rename_all = "camelCase")]
 pub struct WasmControllerSpec {
-    /// The guest component.
-    pub module: ModuleRef,
-    /// What the guest may read and do (RBAC-style rules). Only rights
-    /// inside this resource's namespace take effect.
-    pub grant: Vec<Rule>,
-    /// Namespaces to work in. A `WasmController` works only in its own
-    /// namespace; any other listed here is cut (the status says so).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub namespaces: Vec<String>,
-    /// Sandbox and concurrency limits (capped by the host's tenant limits).
-    #[serde(default)]
-    pub limits: LimitsSpec,
-    /// Work queue settings.
-    #[serde(default)]
-    pub queue: QueueConfig,
-    /// Re-queue every primary object this often, in seconds; 0 never does.
-    #[serde(default)]
-    pub resync_seconds: u64,
-    /// `reused` (the default): an instance serves the guest's next call
-    /// too; `fresh-per-call`: nothing survives from one call to the next.
-    #[serde(default)]
-    pub instances: Instances,
+    /// The controller's settings.
+    #[serde(flatten)]
+    pub settings: ControllerSettings,
 }
 
 /// A platform owner's controller: a guest component working cluster-wide or
@@ -75,16 +55,31 @@ pub struct WasmControllerSpec {
     printcolumn = r#"{"name":"Digest","type":"string","jsonPath":".status.moduleDigest"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
-#[serde(rename_all = "camelCase")]
 pub struct ClusterWasmControllerSpec {
-    /// The guest component; a ConfigMap reference must name its namespace.
+    /// The controller's settings.
+    #[serde(flatten)]
+    pub settings: ControllerSettings,
+}
+
+/// What both kinds declare: the guest, its grant, where it works, and how
+/// it runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ControllerSettings {
+    /// The guest component. In a `ClusterWasmController` a ConfigMap
+    /// reference must name its namespace; a `WasmController` reads only its
+    /// own namespace.
     pub module: ModuleRef,
-    /// What the guest may read and do (RBAC-style rules).
+    /// What the guest may read and do (RBAC-style rules). A
+    /// `WasmController` gets only the rights inside its own namespace.
     pub grant: Vec<Rule>,
     /// Namespaces to work in; empty for all (and for cluster-scoped kinds).
+    /// A `WasmController` works only in its own namespace; any other listed
+    /// here is cut (the status says so).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub namespaces: Vec<String>,
-    /// Sandbox and concurrency limits.
+    /// Sandbox and concurrency limits (for a `WasmController`, capped by the
+    /// host's tenant limits).
     #[serde(default)]
     pub limits: LimitsSpec,
     /// Work queue settings.

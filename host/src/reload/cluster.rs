@@ -21,14 +21,12 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{broadcast, mpsc};
 
 use super::{Declared, EntryStatus, ModuleSource, Phase, StatusSink, Supervisor};
-use crate::cluster::{InformerEvent, Resource, SharedInformer};
-use crate::config::{LimitsSpec, check_settings, is_dns_label};
+use crate::cluster::{InformerEvent, Resource, SharedInformer, StoredObject};
+use crate::config::{check_settings, is_dns_label};
 use crate::crd::{
-    ClusterWasmController, Condition, ModuleRef, WasmController, WasmControllerStatus,
+    ClusterWasmController, Condition, ControllerSettings, WasmController, WasmControllerStatus,
 };
 use crate::grants::{Grant, Rule};
-use crate::queue::QueueConfig;
-use crate::wasm::Instances;
 use crate::wasm::compile_cache::digest;
 
 /// The name of this source in the supervisor.
@@ -188,29 +186,20 @@ type ModuleVersion = (String, String);
 
 /// One resource's spec, whichever kind.
 struct Spec {
-    kind: &'static str,
+    kind: String,
     namespace: Option<String>,
     name: String,
     uid: String,
     generation: Option<i64>,
     resource_version: String,
-    module: ModuleRef,
-    grant: Vec<Rule>,
-    namespaces: Vec<String>,
-    limits: LimitsSpec,
-    queue: QueueConfig,
-    resync_seconds: u64,
-    instances: Instances,
+    settings: ControllerSettings,
 }
 
 impl Spec {
     /// The controller's name: `namespace/name` for a tenant's, `name` for a
     /// platform owner's.
     fn controller_name(&self) -> String {
-        match &self.namespace {
-            Some(namespace) => format!("{namespace}/{}", self.name),
-            None => self.name.clone(),
-        }
+        controller_name(self.namespace.as_deref(), &self.name)
     }
 
     fn origin(&self) -> String {
@@ -218,80 +207,77 @@ impl Spec {
     }
 }
 
-fn parse<T: DeserializeOwned>(json: &str) -> Result<T, String> {
-    serde_json::from_str(json).map_err(|error| format!("the spec does not parse: {error}"))
+/// A resource whose spec does not parse.
+struct Unreadable {
+    origin: String,
+    controller: String,
+    problem: String,
+}
+
+/// The controller a resource declares: `namespace/name` for a tenant's,
+/// `name` for a platform owner's.
+fn controller_name(namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(namespace) => format!("{namespace}/{name}"),
+        None => name.to_owned(),
+    }
+}
+
+/// One stored resource of kind `K` as a [`Spec`].
+fn read<K>(
+    object: &StoredObject,
+    settings: impl FnOnce(K) -> ControllerSettings,
+) -> Result<Spec, Unreadable>
+where
+    K: DeserializeOwned + kube::Resource<DynamicType = ()>,
+{
+    let kind = K::kind(&()).into_owned();
+    let namespace = (!object.namespace.is_empty()).then(|| object.namespace.to_string());
+    let resource: K = serde_json::from_str(&object.json).map_err(|error| {
+        let controller = controller_name(namespace.as_deref(), &object.name);
+        Unreadable {
+            origin: format!("{kind} {controller}"),
+            controller,
+            problem: format!("the spec does not parse: {error}"),
+        }
+    })?;
+    let meta = resource.meta();
+    let (uid, generation) = (meta.uid.clone().unwrap_or_default(), meta.generation);
+    Ok(Spec {
+        kind,
+        namespace,
+        name: object.name.to_string(),
+        uid,
+        generation,
+        resource_version: object.resource_version.to_string(),
+        settings: settings(resource),
+    })
 }
 
 impl Declarer {
     async fn declare(&mut self, watched: &Watched) -> Vec<Declared> {
-        let mut specs = Vec::new();
+        let mut specs: Vec<Result<Spec, Unreadable>> = Vec::new();
         for object in watched.namespaced.store().list(None, None) {
-            specs.push(
-                parse::<WasmController>(&object.json)
-                    .map(|resource| Spec {
-                        kind: "WasmController",
-                        namespace: resource.metadata.namespace.clone(),
-                        name: resource.metadata.name.clone().unwrap_or_default(),
-                        uid: resource.metadata.uid.clone().unwrap_or_default(),
-                        generation: resource.metadata.generation,
-                        resource_version: object.resource_version.to_string(),
-                        module: resource.spec.module,
-                        grant: resource.spec.grant,
-                        namespaces: resource.spec.namespaces,
-                        limits: resource.spec.limits,
-                        queue: resource.spec.queue,
-                        resync_seconds: resource.spec.resync_seconds,
-                        instances: resource.spec.instances,
-                    })
-                    .map_err(|error| {
-                        (
-                            format!("WasmController {}/{}", object.namespace, object.name),
-                            Some(object.namespace.to_string()),
-                            object.name.to_string(),
-                            error,
-                        )
-                    }),
-            );
+            specs.push(read::<WasmController>(&object, |resource| {
+                resource.spec.settings
+            }));
         }
         for object in watched.cluster.store().list(None, None) {
-            specs.push(
-                parse::<ClusterWasmController>(&object.json)
-                    .map(|resource| Spec {
-                        kind: "ClusterWasmController",
-                        namespace: None,
-                        name: resource.metadata.name.clone().unwrap_or_default(),
-                        uid: resource.metadata.uid.clone().unwrap_or_default(),
-                        generation: resource.metadata.generation,
-                        resource_version: object.resource_version.to_string(),
-                        module: resource.spec.module,
-                        grant: resource.spec.grant,
-                        namespaces: resource.spec.namespaces,
-                        limits: resource.spec.limits,
-                        queue: resource.spec.queue,
-                        resync_seconds: resource.spec.resync_seconds,
-                        instances: resource.spec.instances,
-                    })
-                    .map_err(|error| {
-                        (
-                            format!("ClusterWasmController {}", object.name),
-                            None,
-                            object.name.to_string(),
-                            error,
-                        )
-                    }),
-            );
+            specs.push(read::<ClusterWasmController>(&object, |resource| {
+                resource.spec.settings
+            }));
         }
         let mut declared = Vec::new();
         let mut seen = BTreeSet::new();
         for spec in specs {
             let spec = match spec {
                 Ok(spec) => spec,
-                Err((origin, namespace, name, problem)) => {
+                Err(Unreadable {
+                    origin,
+                    controller,
+                    problem,
+                }) => {
                     tracing::error!(%origin, "{problem}");
-                    let controller = match &namespace {
-                        Some(namespace) => format!("{namespace}/{name}"),
-                        None => name.clone(),
-                    };
                     seen.insert(controller.clone());
                     if let Some(good) = self.last_good.get(&controller) {
                         let mut kept = good.clone();
@@ -371,8 +357,8 @@ impl Declarer {
         sink: &Arc<ResourceSink>,
     ) -> Result<Declared, String> {
         let mut cut = Vec::new();
-        let mut namespaces = spec.namespaces.clone();
-        let mut limits = spec.limits;
+        let mut namespaces = spec.settings.namespaces.clone();
+        let mut limits = spec.settings.limits;
         if let Some(own) = &spec.namespace {
             let others: Vec<&String> = namespaces.iter().filter(|ns| *ns != own).collect();
             if !others.is_empty() {
@@ -386,7 +372,10 @@ impl Declarer {
                 ));
             }
             namespaces = vec![own.clone()];
-            let scoped = self.scopes.cluster_scoped(&self.client, &spec.grant).await;
+            let scoped = self
+                .scopes
+                .cluster_scoped(&self.client, &spec.settings.grant)
+                .await;
             for (index, resources) in scoped {
                 cut.push(format!(
                     "spec.grant[{index}]: cluster-scoped {} (a WasmController has rights only inside {own})",
@@ -416,20 +405,26 @@ impl Declarer {
                 limits.concurrency = tenant.max_concurrency;
             }
         }
-        check_settings(&namespaces, &spec.grant, &limits, &spec.queue)
-            .map_err(|(field, problem)| format!("spec.{field}: {problem}"))?;
+        check_settings(
+            &namespaces,
+            &spec.settings.grant,
+            &limits,
+            &spec.settings.queue,
+        )
+        .map_err(|(field, problem)| format!("spec.{field}: {problem}"))?;
         let (module, module_digest) = self.module(spec, watched)?;
         Ok(Declared {
             name: spec.controller_name(),
             origin: spec.origin(),
             module,
             module_digest,
-            grant: Grant::new(spec.grant.clone()),
+            grant: Grant::new(spec.settings.grant.clone()),
             namespaces,
             limits,
-            queue: spec.queue.clone(),
-            resync: (spec.resync_seconds > 0).then(|| Duration::from_secs(spec.resync_seconds)),
-            instances: spec.instances,
+            queue: spec.settings.queue.clone(),
+            resync: (spec.settings.resync_seconds > 0)
+                .then(|| Duration::from_secs(spec.settings.resync_seconds)),
+            instances: spec.settings.instances,
             generation: spec.generation,
             cut,
             problem: None,
@@ -440,7 +435,7 @@ impl Declarer {
     /// The module's bytes and digest.
     fn module(&mut self, spec: &Spec, watched: &Watched) -> Result<(ModuleSource, String), String> {
         let base64 = base64::engine::general_purpose::STANDARD;
-        match (&spec.module.config_map, &spec.module.inline) {
+        match (&spec.settings.module.config_map, &spec.settings.module.inline) {
             (Some(_), Some(_)) | (None, None) => Err(
                 "spec.module: give exactly one of `configMap` (a ConfigMap key holding the component) and `inline` (the component, base64)".into(),
             ),
