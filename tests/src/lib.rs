@@ -99,6 +99,23 @@ where
     }
 }
 
+/// Waits until a supervisor's status of controller `name` passes `check`
+/// (60 s at most; a reload compiles from the shared cache).
+///
+/// # Panics
+/// With `what` when it does not in time.
+pub async fn status_where(
+    board: &paddock::reload::StatusBoard,
+    name: &str,
+    what: &str,
+    check: impl Fn(&paddock::reload::EntryStatus) -> bool,
+) -> paddock::reload::EntryStatus {
+    eventually(60, what, || async {
+        board.get(name).filter(|status| check(status))
+    })
+    .await
+}
+
 /// The `App` custom resource of the app-operator example.
 pub fn app_resource() -> kube::core::ApiResource {
     kube::core::ApiResource {

@@ -10,9 +10,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use paddock::controller::{ControllerStats, Runtime};
 use paddock::ops::OpsState;
-use paddock::reload::{EntryStatus, Phase, Supervisor, files};
+use paddock::reload::{Phase, Supervisor, files};
 use paddock::wasm::compile_cache::digest;
-use paddock_tests::{cluster, engine, eventually, guest};
+use paddock_tests::{cluster, engine, eventually, guest, status_where};
 use serde_json::json;
 
 /// How long a reload may take in these tests (compiles are cached; the
@@ -83,21 +83,6 @@ async fn setup(entries: &str) -> Setup {
 }
 
 impl Setup {
-    async fn status_where(
-        &self,
-        name: &str,
-        what: &str,
-        check: impl Fn(&EntryStatus) -> bool,
-    ) -> EntryStatus {
-        eventually(RELOAD_SECONDS, what, || async {
-            self.supervisor
-                .board()
-                .get(name)
-                .filter(|status| check(status))
-        })
-        .await
-    }
-
     fn module(&self) -> PathBuf {
         self.dir.path().join("stamp.wasm")
     }
@@ -168,11 +153,13 @@ async fn editing_a_module_swaps_it_live_and_every_update_ends_in_the_new_state()
     let setup = setup(&stamp_entry("stamp.wasm")).await;
     let v1 = module_bytes("stamp-v1");
     let v2 = module_bytes("stamp-v2");
-    setup
-        .status_where("stamp", "stamp-v1 running", |status| {
-            status.phase == Phase::Running && status.digest.as_deref() == Some(&digest(&v1))
-        })
-        .await;
+    status_where(
+        setup.supervisor.board(),
+        "stamp",
+        "stamp-v1 running",
+        |status| status.phase == Phase::Running && status.digest.as_deref() == Some(&digest(&v1)),
+    )
+    .await;
     let api: Api<ConfigMap> = Api::namespaced(setup.client.clone(), "default");
     const OBJECTS: usize = 30;
     for index in 0..OBJECTS {
@@ -215,11 +202,13 @@ async fn editing_a_module_swaps_it_live_and_every_update_ends_in_the_new_state()
     updates.await.expect("the updates finish");
 
     all_stamped(&api, OBJECTS, "stamp-v2").await;
-    let status = setup
-        .status_where("stamp", "stamp-v2 serving", |status| {
-            status.digest.as_deref() == Some(&digest(&v2))
-        })
-        .await;
+    let status = status_where(
+        setup.supervisor.board(),
+        "stamp",
+        "stamp-v2 serving",
+        |status| status.digest.as_deref() == Some(&digest(&v2)),
+    )
+    .await;
     assert_eq!(status.phase, Phase::Running);
     assert_eq!(status.reloads, 1, "one swap: {status:?}");
     assert_eq!(status.reload_failures, 0, "{status:?}");
@@ -241,20 +230,24 @@ async fn editing_a_module_swaps_it_live_and_every_update_ends_in_the_new_state()
 async fn a_broken_new_version_leaves_the_old_one_serving_and_says_why() {
     let setup = setup(&stamp_entry("stamp.wasm")).await;
     let v1 = digest(&module_bytes("stamp-v1"));
-    setup
-        .status_where("stamp", "stamp-v1 running", |status| {
-            status.phase == Phase::Running
-        })
-        .await;
+    status_where(
+        setup.supervisor.board(),
+        "stamp",
+        "stamp-v1 running",
+        |status| status.phase == Phase::Running,
+    )
+    .await;
     let api: Api<ConfigMap> = Api::namespaced(setup.client.clone(), "default");
 
     // Not a component at all.
     write(&setup.module(), b"this is not a component");
-    let status = setup
-        .status_where("stamp", "the broken module reported", |status| {
-            status.reload_failures >= 1
-        })
-        .await;
+    let status = status_where(
+        setup.supervisor.board(),
+        "stamp",
+        "the broken module reported",
+        |status| status.reload_failures >= 1,
+    )
+    .await;
     assert_eq!(status.phase, Phase::Degraded, "{status:?}");
     assert_eq!(
         status.digest.as_deref(),
@@ -273,11 +266,13 @@ async fn a_broken_new_version_leaves_the_old_one_serving_and_says_why() {
 
     // A valid component whose watches exceed the grant.
     write(&setup.module(), &module_bytes("replica-floor"));
-    let status = setup
-        .status_where("stamp", "the over-reaching module reported", |status| {
-            status.reload_failures >= 2
-        })
-        .await;
+    let status = status_where(
+        setup.supervisor.board(),
+        "stamp",
+        "the over-reaching module reported",
+        |status| status.reload_failures >= 2,
+    )
+    .await;
     assert_eq!(status.phase, Phase::Degraded, "{status:?}");
     assert_eq!(
         status.digest.as_deref(),
@@ -311,11 +306,13 @@ async fn a_broken_new_version_leaves_the_old_one_serving_and_says_why() {
     // A good version then swaps in.
     let v2 = module_bytes("stamp-v2");
     write(&setup.module(), &v2);
-    let status = setup
-        .status_where("stamp", "stamp-v2 serving", |status| {
-            status.digest.as_deref() == Some(&digest(&v2))
-        })
-        .await;
+    let status = status_where(
+        setup.supervisor.board(),
+        "stamp",
+        "stamp-v2 serving",
+        |status| status.digest.as_deref() == Some(&digest(&v2)),
+    )
+    .await;
     assert_eq!(status.phase, Phase::Running);
     all_stamped(&api, 1, "stamp-v2").await;
 
@@ -341,11 +338,13 @@ async fn removing_an_entry_stops_its_guest_and_unwatches_what_only_it_needed() {
     ))
     .await;
     for name in ["stamp", "floor"] {
-        setup
-            .status_where(name, &format!("{name} running"), |status| {
-                status.phase == Phase::Running
-            })
-            .await;
+        status_where(
+            setup.supervisor.board(),
+            name,
+            &format!("{name} running"),
+            |status| status.phase == Phase::Running,
+        )
+        .await;
     }
     let informers = setup.supervisor.runtime().informers().clone();
     assert_eq!(informers.find("apps/v1", "Deployment", None).len(), 1);

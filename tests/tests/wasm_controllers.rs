@@ -15,9 +15,9 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use paddock::controller::{ControllerStats, Runtime};
 use paddock::crd::{ClusterWasmController, WasmController};
 use paddock::reload::cluster::{self, TenantLimits};
-use paddock::reload::{EntryStatus, Phase, Supervisor};
+use paddock::reload::{Phase, Supervisor};
 use paddock::wasm::compile_cache::digest;
-use paddock_tests::{cluster, engine, eventually, guest};
+use paddock_tests::{cluster, engine, eventually, guest, status_where};
 use serde_json::{Value, json};
 
 const WAIT: u64 = 60;
@@ -81,23 +81,6 @@ fn host(client: &kube::Client, tenant: TenantLimits) -> Host {
     }
 }
 
-impl Host {
-    async fn status_where(
-        &self,
-        name: &str,
-        what: &str,
-        check: impl Fn(&EntryStatus) -> bool,
-    ) -> EntryStatus {
-        eventually(WAIT, what, || async {
-            self.supervisor
-                .board()
-                .get(name)
-                .filter(|status| check(status))
-        })
-        .await
-    }
-}
-
 fn stamp_grant() -> Value {
     json!([
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch", "patch"]},
@@ -156,12 +139,14 @@ async fn a_wasm_controller_runs_its_configmap_module_and_follows_its_changes() {
     let host = host(&client, TenantLimits::default());
 
     // (Statuses are not kept: one holds its running controller.)
-    let serving = host
-        .status_where("team-a/stamp", "the WasmController running", |status| {
-            status.phase == Phase::Running
-        })
-        .await
-        .digest;
+    let serving = status_where(
+        host.supervisor.board(),
+        "team-a/stamp",
+        "the WasmController running",
+        |status| status.phase == Phase::Running,
+    )
+    .await
+    .digest;
     assert_eq!(serving.as_deref(), Some(digest(&v1).as_str()));
     let mine: Api<ConfigMap> = Api::namespaced(client.clone(), "team-a");
     eventually(WAIT, "team-a/mine stamped by v1", || async {
@@ -210,12 +195,14 @@ async fn a_wasm_controller_runs_its_configmap_module_and_follows_its_changes() {
     )
     .await
     .expect("update mine");
-    let reloads = host
-        .status_where("team-a/stamp", "v2 serving", |status| {
-            status.digest.as_deref() == Some(digest(&v2).as_str())
-        })
-        .await
-        .reloads;
+    let reloads = status_where(
+        host.supervisor.board(),
+        "team-a/stamp",
+        "v2 serving",
+        |status| status.digest.as_deref() == Some(digest(&v2).as_str()),
+    )
+    .await
+    .reloads;
     assert_eq!(reloads, 1);
     eventually(WAIT, "team-a/mine stamped by v2", || async {
         (stamp_of(&mine, "mine").await.as_deref() == Some("stamp-v2")).then_some(())
@@ -426,11 +413,13 @@ async fn a_tenant_stays_inside_its_namespace_and_cannot_starve_its_neighbour() {
         )
         .await
         .expect("create the good tenant");
-    let status = host
-        .status_where("team-a/sly", "the hostile tenant running", |status| {
-            status.phase == Phase::Running
-        })
-        .await;
+    let status = status_where(
+        host.supervisor.board(),
+        "team-a/sly",
+        "the hostile tenant running",
+        |status| status.phase == Phase::Running,
+    )
+    .await;
     let cut = status.cut.join("\n");
     assert!(cut.contains("spec.namespaces: team-b"), "{cut}");
     assert!(cut.contains("cluster-scoped namespaces"), "{cut}");
@@ -444,9 +433,12 @@ async fn a_tenant_stays_inside_its_namespace_and_cannot_starve_its_neighbour() {
     })
     .await;
     assert_eq!(written.cut, status.cut);
-    host.status_where("team-c/good", "the good tenant running", |status| {
-        status.phase == Phase::Running
-    })
+    status_where(
+        host.supervisor.board(),
+        "team-c/good",
+        "the good tenant running",
+        |status| status.phase == Phase::Running,
+    )
     .await;
 
     // The good tenant's latency alone.
