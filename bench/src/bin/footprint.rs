@@ -74,13 +74,7 @@ async fn measure(
     objects: usize,
     root: &std::path::Path,
 ) -> anyhow::Result<()> {
-    let client = kube::Client::try_from(
-        kube::Config::from_custom_kubeconfig(
-            kube::config::Kubeconfig::read_from(kubeconfig)?,
-            &Default::default(),
-        )
-        .await?,
-    )?;
+    let client = process::client(kubeconfig).await?;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
     futures::stream::iter(0..objects)
         .map(|index| {

@@ -29,10 +29,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let path = kubeconfig.context("--kubeconfig FILE is required")?;
-    let kubeconfig =
-        kube::config::Kubeconfig::read_from(&path).with_context(|| format!("reading {path}"))?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
-    let client = kube::Client::try_from(config)?;
+    let client = paddock_bench::process::client(std::path::Path::new(&path)).await?;
     native::run(
         client,
         Decider::Native,

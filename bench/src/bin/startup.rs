@@ -32,13 +32,7 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let kubeconfig = dir.path().join("kubeconfig");
     cluster.write_kubeconfig(&kubeconfig)?;
-    let client = kube::Client::try_from(
-        kube::Config::from_custom_kubeconfig(
-            kube::config::Kubeconfig::read_from(&kubeconfig)?,
-            &Default::default(),
-        )
-        .await?,
-    )?;
+    let client = process::client(&kubeconfig).await?;
     let crd: CustomResourceDefinition = serde_json::from_value(paddock::harness::read_object(
         &root.join("guest-examples/app-operator/deploy/crd.yaml"),
     )?)?;
