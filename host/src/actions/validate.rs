@@ -151,6 +151,15 @@ fn object(json: &str, rule: NameRule) -> Result<Value, String> {
         return Err("`metadata` is missing or not an object".into());
     };
     let name = non_empty_string(metadata.get("name"), "metadata.name");
+    if name.is_ok()
+        && let Some(name) = metadata.get("name").and_then(Value::as_str)
+    {
+        check_name("metadata.name", name, MAX_NAME_BYTES)?;
+    }
+    if let Some(prefix) = metadata.get("generateName").and_then(Value::as_str) {
+        // The server appends five characters.
+        check_name("metadata.generateName", prefix, MAX_NAME_BYTES - 5)?;
+    }
     match (rule, name) {
         (_, Ok(())) => {}
         (NameRule::NameOrGenerateName, Err(_))
@@ -162,8 +171,59 @@ fn object(json: &str, rule: NameRule) -> Result<Value, String> {
     }
     if let Some(namespace) = metadata.get("namespace") {
         non_empty_string(Some(namespace), "metadata.namespace")?;
+        check_namespace("metadata.namespace", namespace.as_str().unwrap_or_default())?;
     }
     Ok(value)
+}
+
+/// The longest object name Kubernetes accepts (a DNS subdomain).
+const MAX_NAME_BYTES: usize = 253;
+
+/// Checks a name a guest sent before anything is built from it: the host
+/// puts names into request paths, so a name must be one path segment that
+/// Kubernetes could accept: 1 to 253 characters of `a-z A-Z 0-9 . - _ : @`,
+/// and not `.` or `..`. (`/` would reach a subresource, `%`, `?` and `#`
+/// would change the request.) The API server applies each kind's stricter
+/// rules after this.
+fn check_name(field: &str, name: &str, max: usize) -> Result<(), String> {
+    let shown = || {
+        let mut shown: String = name.chars().take(40).collect();
+        if shown.len() < name.len() {
+            shown.push('…');
+        }
+        shown
+    };
+    if name.is_empty() || name.len() > max {
+        return Err(format!(
+            "`{field}` is {} bytes long; a name has 1 to {max}",
+            name.len()
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("`{field}` may not be `{name}`"));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '@')))
+    {
+        return Err(format!(
+            "`{field}` `{}` holds {bad:?}; names may hold only letters, digits and `.-_:@`",
+            shown()
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a namespace a guest sent: an RFC 1123 DNS label.
+fn check_namespace(field: &str, namespace: &str) -> Result<(), String> {
+    if crate::config::is_dns_label(namespace) {
+        Ok(())
+    } else {
+        let shown: String = namespace.chars().take(40).collect();
+        Err(format!(
+            "`{field}` `{shown}` is not a namespace name (lower-case letters, digits and `-`, at most 63)"
+        ))
+    }
 }
 
 fn patch_body(json: &str, kind: PatchKind, target: &ObjectRef) -> Result<Value, String> {
@@ -214,6 +274,10 @@ fn object_ref(reference: wit::ObjectRef) -> Result<ObjectRef, String> {
     if reference.namespace.as_deref() == Some("") {
         return Err("`namespace` is an empty string; use none for cluster-scoped objects".into());
     }
+    check_name("name", &reference.name, MAX_NAME_BYTES)?;
+    if let Some(namespace) = &reference.namespace {
+        check_namespace("namespace", namespace)?;
+    }
     Ok(ObjectRef {
         api_version: reference.api_version,
         kind: reference.kind,
@@ -245,6 +309,7 @@ fn type_name(value: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn outcome(actions: Vec<wit::Action>) -> wit::Outcome {
         wit::Outcome {
@@ -343,6 +408,67 @@ mod tests {
             mismatch.problem,
             "body: `kind` is `StatefulSet` but the target's is `Deployment`"
         );
+    }
+
+    #[test]
+    fn names_that_would_change_the_request_are_refused() {
+        let hostile = [
+            "app/status".to_owned(),
+            "app/scale".to_owned(),
+            "..".to_owned(),
+            ".".to_owned(),
+            "app%2Fstatus".to_owned(),
+            "app?dryRun=All".to_owned(),
+            "app#frag".to_owned(),
+            "a".repeat(100 * 1024),
+            "ünïcode".to_owned(),
+            "app\u{0}".to_owned(),
+            "two words".to_owned(),
+        ];
+        for name in &hostile {
+            let patch = wit::Action::Patch(wit::Patch {
+                target: wit::ObjectRef {
+                    name: name.clone(),
+                    ..target()
+                },
+                kind: wit::PatchKind::Merge,
+                body: "{}".into(),
+                force: false,
+            });
+            let error = error_of(patch);
+            assert!(
+                error.problem.starts_with("target: `name`"),
+                "{name:.40}: {error}"
+            );
+            let create = wit::Action::Create(
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}})
+                    .to_string(),
+            );
+            let error = error_of(create);
+            assert!(
+                error.problem.starts_with("`metadata.name`"),
+                "{name:.40}: {error}"
+            );
+        }
+        for namespace in ["a/b", "..", "Team", "x%2Fy", &"n".repeat(64)] {
+            let delete = wit::Action::Delete(wit::ObjectRef {
+                namespace: Some(namespace.to_owned()),
+                ..target()
+            });
+            let error = error_of(delete);
+            assert!(
+                error.problem.starts_with("target: `namespace`"),
+                "{namespace}: {error}"
+            );
+        }
+        // What Kubernetes names do hold is accepted.
+        for name in ["web", "web-1.example", "system:controller:x", "a_b", "x@y"] {
+            let delete = wit::Action::Delete(wit::ObjectRef {
+                name: name.to_owned(),
+                ..target()
+            });
+            outcome_from_guest(outcome(vec![delete])).expect("a valid name");
+        }
     }
 
     #[test]
