@@ -85,6 +85,54 @@ pub struct LimitsSpec {
     /// The most reconciles of this guest running at once. Default 1.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// The most actions one reconcile may answer; a larger answer fails
+    /// the reconcile and none of it is performed. Default 1000.
+    #[serde(default = "default_max_actions")]
+    pub max_actions: u32,
+    /// The most bytes one answer may hold (its actions' JSON, or the
+    /// references `map` returns). Default 4194304 (4 MiB).
+    #[serde(default = "default_max_answer_bytes")]
+    pub max_answer_bytes: u64,
+    /// Longer log lines (from `log` or printed) are cut to this many
+    /// bytes. Default 4096.
+    #[serde(default = "default_max_log_line_bytes")]
+    pub max_log_line_bytes: u32,
+    /// Log bytes one call may write; its further lines are dropped and
+    /// counted. Default 65536.
+    #[serde(default = "default_max_log_bytes_per_call")]
+    pub max_log_bytes_per_call: u64,
+    /// Log lines per second for the whole controller (bursts of twice as
+    /// many); further lines are dropped and counted. Default 100.
+    #[serde(default = "default_log_lines_per_second")]
+    pub log_lines_per_second: u32,
+    /// The shortest `requeue-after`, in milliseconds; shorter requests
+    /// wait this long. Default 1000.
+    #[serde(default = "default_min_requeue_ms")]
+    pub min_requeue_ms: u64,
+}
+
+fn default_max_actions() -> u32 {
+    crate::wasm::DEFAULT_MAX_ACTIONS
+}
+
+fn default_max_answer_bytes() -> u64 {
+    crate::wasm::DEFAULT_MAX_ANSWER_BYTES
+}
+
+fn default_max_log_line_bytes() -> u32 {
+    crate::wasm::DEFAULT_MAX_LOG_LINE_BYTES
+}
+
+fn default_max_log_bytes_per_call() -> u64 {
+    crate::wasm::DEFAULT_MAX_LOG_BYTES_PER_CALL
+}
+
+fn default_log_lines_per_second() -> u32 {
+    crate::wasm::DEFAULT_LOG_LINES_PER_SECOND
+}
+
+fn default_min_requeue_ms() -> u64 {
+    crate::wasm::DEFAULT_MIN_REQUEUE_AFTER.as_millis() as u64
 }
 
 fn default_memory_mib() -> u64 {
@@ -105,6 +153,12 @@ impl Default for LimitsSpec {
             memory_mib: default_memory_mib(),
             deadline_ms: default_deadline_ms(),
             concurrency: default_concurrency(),
+            max_actions: default_max_actions(),
+            max_answer_bytes: default_max_answer_bytes(),
+            max_log_line_bytes: default_max_log_line_bytes(),
+            max_log_bytes_per_call: default_max_log_bytes_per_call(),
+            log_lines_per_second: default_log_lines_per_second(),
+            min_requeue_ms: default_min_requeue_ms(),
         }
     }
 }
@@ -115,6 +169,12 @@ impl LimitsSpec {
         Limits::default()
             .memory_bytes(self.memory_mib.saturating_mul(1024 * 1024))
             .deadline(Duration::from_millis(self.deadline_ms))
+            .max_actions(self.max_actions)
+            .max_answer_bytes(self.max_answer_bytes)
+            .max_log_line_bytes(self.max_log_line_bytes)
+            .max_log_bytes_per_call(self.max_log_bytes_per_call)
+            .log_lines_per_second(self.log_lines_per_second)
+            .min_requeue_after(Duration::from_millis(self.min_requeue_ms))
     }
 }
 
@@ -274,6 +334,15 @@ pub fn check_settings(
     }
     if limits.concurrency == 0 || limits.concurrency > 256 {
         return invalid("limits.concurrency", "must be between 1 and 256".into());
+    }
+    if limits.max_actions == 0 {
+        return invalid("limits.maxActions", "must be at least 1".into());
+    }
+    if limits.max_answer_bytes < 1024 {
+        return invalid("limits.maxAnswerBytes", "must be at least 1024".into());
+    }
+    if limits.max_log_line_bytes < 80 {
+        return invalid("limits.maxLogLineBytes", "must be at least 80".into());
     }
     if let Err(error) = queue.validate() {
         return invalid("queue", error.to_string());

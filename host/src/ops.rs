@@ -20,12 +20,15 @@ use crate::controller::{
     ControllerHandle, ControllerStats, GUEST_ERROR_KINDS, LATENCY_BUCKETS, LastError,
 };
 use crate::reload::{EntryStatus, SourceStatus, StatusBoard};
+use crate::wasm::LimitHitCounts;
+use crate::wasm::slots::{ExecutionSlots, SlotsStatus};
 
 /// What the endpoint reports on.
 #[derive(Debug, Clone)]
 pub struct OpsState {
     informers: InformerRegistry,
     board: StatusBoard,
+    slots: Option<ExecutionSlots>,
     started: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -35,8 +38,23 @@ impl OpsState {
         Self {
             informers,
             board,
+            slots: None,
             started: Arc::default(),
         }
+    }
+
+    /// Also reports on the pool of execution slots: `/healthz` and
+    /// `/readyz` fail while a guest call holds its slot well past its
+    /// deadline.
+    #[must_use]
+    pub fn with_slots(mut self, slots: ExecutionSlots) -> Self {
+        self.slots = Some(slots);
+        self
+    }
+
+    /// Why the host is not healthy, if it is not.
+    fn unhealthy(&self) -> Option<String> {
+        self.slots.as_ref().and_then(ExecutionSlots::stalled)
     }
 
     /// Marks start-up as finished: `/readyz` answers 200 once every
@@ -46,7 +64,8 @@ impl OpsState {
     }
 
     fn ready(&self) -> bool {
-        self.started.load(Ordering::SeqCst)
+        self.unhealthy().is_none()
+            && self.started.load(Ordering::SeqCst)
             && self
                 .informers
                 .all()
@@ -82,6 +101,8 @@ impl OpsState {
                         action_errors: ControllerStats::get(&stats.action_errors),
                         denied: ControllerStats::get(&stats.denied),
                         cache_denied: ControllerStats::get(&stats.cache_denied),
+                        limit_hits: handle.limit_hits(),
+                        flow: handle.flow().to_string(),
                         last_error: handle.last_error(),
                     }
                 });
@@ -91,6 +112,8 @@ impl OpsState {
         StatusReport {
             controllers,
             sources: self.board.sources(),
+            slots: self.slots.as_ref().map(ExecutionSlots::status),
+            unhealthy: self.unhealthy(),
         }
     }
 }
@@ -104,6 +127,12 @@ pub struct StatusReport {
     /// Sources that failed (a controllers file that cannot be read).
     #[serde(default)]
     pub sources: std::collections::BTreeMap<String, SourceStatus>,
+    /// The pool of execution slots guest calls run in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<SlotsStatus>,
+    /// Why `/healthz` fails, when it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unhealthy: Option<String>,
 }
 
 /// One controller in `/status`.
@@ -138,6 +167,13 @@ pub struct RunningReport {
     pub denied: u64,
     /// Cache reads refused by the grant.
     pub cache_denied: u64,
+    /// How often the version serving now hit the bounds on what it
+    /// answers and logs.
+    #[serde(default)]
+    pub limit_hits: LimitHitCounts,
+    /// The flow its guest calls run as (`tenant team-a`, `controller x`).
+    #[serde(default)]
+    pub flow: String,
     /// The latest failed reconcile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<LastError>,
@@ -152,7 +188,7 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let app = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
@@ -165,11 +201,23 @@ pub async fn serve(
     Ok((bound, task))
 }
 
+async fn healthz(State(state): State<OpsState>) -> impl IntoResponse {
+    match state.unhealthy() {
+        None => (StatusCode::OK, "ok".to_owned()),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
+    }
+}
+
 async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
-    if state.ready() {
-        (StatusCode::OK, "ok")
+    if let Some(why) = state.unhealthy() {
+        (StatusCode::SERVICE_UNAVAILABLE, why)
+    } else if state.ready() {
+        (StatusCode::OK, "ok".to_owned())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "informers not synced yet")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "informers not synced yet".to_owned(),
+        )
     }
 }
 
@@ -275,6 +323,36 @@ pub fn render(state: &OpsState) -> String {
                 "paddock_guest_errors_total{{{labels},kind=\"{kind}\"}} {}",
                 ControllerStats::get(value)
             );
+        }
+    }
+    header(
+        &mut out,
+        "paddock_guest_limit_hits_total",
+        "Times the serving version hit a bound on what it answers or logs, by limit.",
+        "counter",
+    );
+    for (controller, labels) in &controllers {
+        for (limit, value) in controller.limit_hits().by_limit() {
+            let _ = writeln!(
+                out,
+                "paddock_guest_limit_hits_total{{{labels},limit=\"{limit}\"}} {value}"
+            );
+        }
+    }
+    if let Some(slots) = &state.slots {
+        let status = slots.status();
+        header(
+            &mut out,
+            "paddock_execution_slots",
+            "The pool of execution slots guest calls run in: its size, slots held, calls waiting.",
+            "gauge",
+        );
+        for (what, value) in [
+            ("total", status.total),
+            ("running", status.running),
+            ("waiting", status.waiting),
+        ] {
+            let _ = writeln!(out, "paddock_execution_slots{{state=\"{what}\"}} {value}");
         }
     }
     header(

@@ -40,6 +40,7 @@ async fn start(
             concurrency: 2,
             queue: QueueConfig::default(),
             resync: None,
+            tenant: None,
         })
         .await
         .expect("the controller starts")
@@ -316,6 +317,7 @@ async fn watches_beyond_the_grant_are_refused_with_the_missing_rule() {
             concurrency: 1,
             queue: QueueConfig::default(),
             resync: None,
+            tenant: None,
         })
         .await
         .expect_err("watch is not granted");

@@ -31,6 +31,7 @@ fn floor_config(concurrency: usize) -> ControllerConfig {
         concurrency,
         queue: QueueConfig::default(),
         resync: None,
+        tenant: None,
     }
 }
 
@@ -168,6 +169,7 @@ async fn a_kind_created_after_start_up_is_picked_up() {
         concurrency: 1,
         queue: QueueConfig::default(),
         resync: None,
+        tenant: None,
     };
     // The App kind does not exist yet: the controller waits for it.
     let starting = {

@@ -25,6 +25,7 @@ fn hostile_config() -> ControllerConfig {
         concurrency: 1,
         queue: QueueConfig::default(),
         resync: None,
+        tenant: None,
     }
 }
 
@@ -96,6 +97,7 @@ async fn resync_reconciles_unchanged_objects_periodically() {
     let controller = runtime
         .start(ControllerConfig {
             resync: Some(Duration::from_millis(50)),
+            tenant: None,
             ..hostile_config()
         })
         .await

@@ -322,3 +322,114 @@ fn a_guest_gets_no_files_environment_network_or_names() {
     }
     assert!(!std::path::Path::new("/tmp/paddock-sandbox-probe").exists());
 }
+
+#[test]
+fn a_guest_sleeping_in_wasi_is_stopped_at_its_deadline() {
+    // The guest sleeps 20 s through `wasi:io/poll`, where epoch
+    // interruption cannot reach it; the call must still end at 100 ms.
+    let guest = hostile();
+    let error = reconcile(&guest, "sleep").expect_err("the sleep outlasts the deadline");
+    assert!(
+        matches!(&error, GuestError::Deadline { deadline, .. } if *deadline == DEADLINE),
+        "expected a deadline error, got {error:?}"
+    );
+    assert_recovers(&guest);
+}
+
+#[test]
+fn a_describe_that_sleeps_fails_the_load_at_its_deadline() {
+    let loaded = engine().load(
+        &guest("hostile_describe"),
+        LoadOptions::default().limits(Limits::default().deadline(DEADLINE)),
+    );
+    match loaded {
+        Err(paddock::wasm::LoadError::Describe { source, .. }) => assert!(
+            matches!(*source, GuestError::Deadline { .. }),
+            "expected a deadline error, got {source:?}"
+        ),
+        other => panic!("expected describe to fail at its deadline, got {other:?}"),
+    }
+}
+
+/// The hostile guest with `limits`, and time enough to build 100,000 actions.
+fn hostile_limited(limits: Limits) -> Guest {
+    engine()
+        .load(
+            &guest("hostile"),
+            LoadOptions::default().limits(limits.deadline(Duration::from_secs(10))),
+        )
+        .expect("the hostile guest loads")
+}
+
+#[test]
+fn an_answer_of_too_many_actions_is_refused_whole() {
+    let guest = hostile_limited(Limits::default());
+    let error = reconcile(&guest, "flood-actions").expect_err("100,000 actions");
+    assert!(
+        matches!(
+            &error,
+            GuestError::OutputLimit {
+                limit: "maxActions",
+                ..
+            }
+        ),
+        "got {error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "guest `hostile` answered 100000 actions, more than the 1000 allowed (limits.maxActions)"
+    );
+    assert_eq!(guest.limit_hits().actions, 1);
+    assert_recovers(&guest);
+}
+
+#[test]
+fn an_answer_larger_than_its_byte_limit_is_refused() {
+    // 100,000 events of some 60 bytes each: allowed by count, over 64 KiB.
+    let guest = hostile_limited(
+        Limits::default()
+            .max_actions(200_000)
+            .max_answer_bytes(64 * 1024),
+    );
+    let error = reconcile(&guest, "flood-actions").expect_err("too large");
+    assert!(
+        matches!(
+            &error,
+            GuestError::OutputLimit {
+                limit: "maxAnswerBytes",
+                ..
+            }
+        ),
+        "got {error:?}"
+    );
+    assert_eq!(guest.limit_hits().answer_bytes, 1);
+}
+
+#[test]
+fn a_log_flood_is_cut_to_the_line_and_call_budgets_and_counted() {
+    let guest = hostile_limited(Limits::default());
+    // 64 lines of 1 MiB: each line is cut to 4 KiB, and the call's 64 KiB
+    // budget ends the rest. The reconcile itself succeeds.
+    let outcome = reconcile(&guest, "flood-log").expect("logging never fails a call");
+    assert_eq!(event_message(&outcome, 0), "64 MiB");
+    let hits = guest.limit_hits();
+    assert!(hits.log_lines_cut >= 1, "{hits:?}");
+    assert!(hits.log_lines_dropped >= 40, "{hits:?}");
+    assert_eq!(hits.log_lines_cut + hits.log_lines_dropped, 64, "{hits:?}");
+}
+
+#[test]
+fn a_requeue_shorter_than_the_floor_is_raised_to_it() {
+    let guest = hostile();
+    let outcome = reconcile(&guest, "requeue-zero").expect("answers");
+    assert_eq!(
+        outcome.requeue_after,
+        Some(paddock::wasm::DEFAULT_MIN_REQUEUE_AFTER)
+    );
+    assert_eq!(guest.limit_hits().requeue_raised, 1);
+    let fifty = reconcile(&guest, "requeue").expect("answers");
+    assert_eq!(
+        fifty.requeue_after,
+        Some(paddock::wasm::DEFAULT_MIN_REQUEUE_AFTER)
+    );
+}

@@ -279,6 +279,7 @@ fn tenant_resource(name: &str, module: &str, extra: Value) -> WasmController {
             {"apiGroups": ["apps"], "resources": ["deployments", "deployments/scale"], "verbs": ["get", "patch"]},
             {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
             {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["create"]},
+            {"apiGroups": ["paddock.dev"], "resources": ["wasmcontrollers", "wasmcontrollers/status"], "verbs": ["get", "update", "patch"]},
         ],
     });
     if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
@@ -361,19 +362,22 @@ async fn a_tenant_stays_inside_its_namespace_and_cannot_starve_its_neighbour() {
         json!({"metadata": {"name": "target"}, "data": {"owner": "team-b"}}),
     )
     .await;
-    create::<Deployment>(
-        &client,
-        "team-b",
-        json!({"metadata": {"name": "web"}, "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "web"}]}}}}),
-    )
-    .await;
+    for team in ["team-a", "team-b"] {
+        create::<Deployment>(
+            &client,
+            team,
+            json!({"metadata": {"name": "web"}, "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "web"}]}}}}),
+        )
+        .await;
+    }
     let host = host(
         &client,
         TenantLimits {
             max_memory_mib: 64,
             max_deadline_ms: 1000,
             max_concurrency: 2,
+            ..TenantLimits::default()
         },
     );
     // Another controller of the host caches every Secret: the tenant's
@@ -467,6 +471,11 @@ async fn a_tenant_stays_inside_its_namespace_and_cannot_starve_its_neighbour() {
         ("scale", "scale-outside", "team-b", "web"),
         ("secret", "ungranted-kind", "team-a", "stolen"),
         ("namespace", "cluster-scoped", "team-a", "planted-namespace"),
+        ("by-status", "patch-by-name", "team-a", "web/status"),
+        ("by-scale", "patch-by-name", "team-a", "web/scale"),
+        ("by-encoded", "patch-by-name", "team-a", "web%2Fscale"),
+        ("by-dots", "patch-by-name", "team-a", ".."),
+        ("forge", "forge-status", "team-a", "sly"),
     ];
     for (name, mode, target_namespace, target) in attempts {
         create::<ConfigMap>(
@@ -495,13 +504,40 @@ async fn a_tenant_stays_inside_its_namespace_and_cannot_starve_its_neighbour() {
     for object in ["create", "patch", "delete", "scale", "secret", "namespace"] {
         expect_event(object, "ActionDenied", "").await;
     }
+    expect_event("forge", "ActionDenied", "Paddock's own resources").await;
     let sly = host
         .supervisor
         .board()
         .get("team-a/sly")
         .and_then(|status| status.handle)
         .expect("the hostile tenant runs");
-    assert!(ControllerStats::get(&sly.stats().denied) >= 6);
+    assert!(ControllerStats::get(&sly.stats().denied) >= 7);
+    // A name that reaches for a subresource (or changes the path) is
+    // malformed output: refused before any request is built.
+    eventually(WAIT, "the four names refused as malformed", || async {
+        (ControllerStats::get(&sly.stats().guest_errors_by_kind[5]) >= 4).then_some(())
+    })
+    .await;
+    let own_web: Api<Deployment> = Api::namespaced(client.clone(), "team-a");
+    let web = own_web.get("web").await.expect("web");
+    assert_eq!(
+        web.spec.and_then(|spec| spec.replicas),
+        Some(2),
+        "not scaled through `web/scale`"
+    );
+    assert_ne!(
+        web.status.and_then(|status| status.replicas),
+        Some(7),
+        "status not written through `web/status`"
+    );
+    let own: WasmController = tenants.get("sly").await.expect("sly");
+    assert_ne!(
+        own.status
+            .and_then(|status| status.module_digest)
+            .as_deref(),
+        Some("forged"),
+        "the tenant cannot write its own status"
+    );
     assert!(ControllerStats::get(&sly.stats().cache_denied) >= 2);
     let theirs: Api<ConfigMap> = Api::namespaced(client.clone(), "team-b");
     assert!(theirs.get_opt("planted").await.expect("get").is_none());
@@ -553,9 +589,88 @@ async fn a_tenant_stays_inside_its_namespace_and_cannot_starve_its_neighbour() {
         burning < Duration::from_millis(500).max(alone * 10),
         "the good tenant's median latency went from {alone:?} to {burning:?} beside a tenant that runs to its deadline"
     );
-    assert!(
-        ControllerStats::get(&sly.stats().guest_errors_by_kind[2]) >= 2,
-        "the burner kept running to its deadline"
+    // The burner kept running to its deadline (its tenant's one execution
+    // slot at a time) while the neighbour was measured.
+    eventually(WAIT, "the burner hitting its deadline again", || async {
+        (ControllerStats::get(&sly.stats().guest_errors_by_kind[2]) >= 2).then_some(())
+    })
+    .await;
+    host.supervisor.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_runs_no_more_controllers_than_the_host_allows() {
+    let (_cluster, client) = cluster().await;
+    install_crds(&client).await;
+    namespace(&client, "crowd").await;
+    let module = base64(&bytes("tenant"));
+    let resources: Api<WasmController> = Api::namespaced(client.clone(), "crowd");
+    // Created in this order: `c` is the newest (or, within one second,
+    // last by name).
+    for name in ["a", "b", "c"] {
+        resources
+            .create(
+                &PostParams::default(),
+                &tenant_resource(name, &module, json!({})),
+            )
+            .await
+            .expect("create");
+    }
+    let host = host(
+        &client,
+        TenantLimits {
+            max_controllers_per_namespace: 2,
+            ..TenantLimits::default()
+        },
     );
+    for name in ["crowd/a", "crowd/b"] {
+        status_where(
+            host.supervisor.board(),
+            name,
+            "within the cap, running",
+            |status| status.phase == Phase::Running,
+        )
+        .await;
+    }
+    let refused = eventually(
+        WAIT,
+        "the third one's status says why it does not run",
+        || async {
+            let status = resources.get("c").await.ok()?.status?;
+            let degraded = status
+                .conditions
+                .iter()
+                .find(|condition| {
+                    condition
+                        .message
+                        .contains("--tenant-max-controllers-per-namespace")
+                })?
+                .clone();
+            Some(degraded)
+        },
+    )
+    .await;
+    assert!(
+        refused
+            .message
+            .contains("namespace crowd already runs 2 WasmControllers"),
+        "{refused:?}"
+    );
+    assert!(
+        host.supervisor.board().get("crowd/c").is_none(),
+        "the third one does not run"
+    );
+    // Removing one lets the third one run.
+    resources
+        .delete("a", &DeleteParams::default())
+        .await
+        .expect("delete a");
+    status_where(
+        host.supervisor.board(),
+        "crowd/c",
+        "the third one running once there is room",
+        |status| status.phase == Phase::Running,
+    )
+    .await;
     host.supervisor.shutdown().await;
 }

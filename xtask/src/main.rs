@@ -215,6 +215,7 @@ fn bench(root: &Path) -> anyhow::Result<()> {
         "footprint",
         "startup",
         "reload",
+        "tenants",
         "summary",
     ] {
         run(Command::new(bin.join(bench))

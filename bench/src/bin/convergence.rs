@@ -129,6 +129,7 @@ async fn start(
                     concurrency: 4,
                     queue: QueueConfig::default(),
                     resync: None,
+                    tenant: None,
                 })
                 .await?,
         )),

@@ -29,7 +29,13 @@ pub struct Actor {
     pub grant: Grant,
     /// Its namespaces; empty for all.
     pub namespaces: Vec<String>,
+    /// The tenant's namespace when a tenant declared the controller (a
+    /// `WasmController`), `None` when the operator did.
+    pub tenant: Option<String>,
 }
+
+/// Paddock's own API group: `WasmController` and `ClusterWasmController`.
+pub const PADDOCK_GROUP: &str = "paddock.dev";
 
 impl Actor {
     /// The field manager of its writes.
@@ -388,6 +394,10 @@ fn check(
     {
         return Err(format!("{} has no /scale subresource", resource.plural));
     }
+    let (group, _) = split_api_version(&resource.api_version);
+    if group == PADDOCK_GROUP && !matches!(action, Action::Event { .. }) {
+        check_paddock_write(actor, action)?;
+    }
     actor
         .grant
         .check(&[permission_of(action, resource)])
@@ -399,6 +409,35 @@ fn check(
                 format!("not granted: {permission}; add a rule such as {rule_hint}")
             },
         )
+}
+
+/// Guests may not write Paddock's own resources, whose status the host
+/// writes and whose spec decides what guests may do: never their status,
+/// never from a tenant's guest, and otherwise only under a rule that names
+/// the `paddock.dev` group itself (a `*` group does not cover it).
+fn check_paddock_write(actor: &Actor, action: &Action) -> Result<(), String> {
+    if let Some(namespace) = &actor.tenant {
+        return Err(format!(
+            "a tenant's guest (WasmController in {namespace}) may not write Paddock's own resources ({PADDOCK_GROUP})"
+        ));
+    }
+    if let Action::UpdateStatus { .. } = action {
+        return Err(format!(
+            "the status of Paddock's own resources ({PADDOCK_GROUP}) is written by the host only"
+        ));
+    }
+    let named = actor
+        .grant
+        .rules
+        .iter()
+        .any(|rule| rule.api_groups.iter().any(|group| group == PADDOCK_GROUP));
+    if named {
+        Ok(())
+    } else {
+        Err(format!(
+            "writes to Paddock's own resources need a rule naming apiGroups [\"{PADDOCK_GROUP}\"] itself; `*` does not cover them"
+        ))
+    }
 }
 
 fn permanent(
@@ -473,6 +512,7 @@ mod tests {
     fn actor(resources: &[&str], verbs: &[&str], namespaces: &[&str]) -> Actor {
         let strings = |list: &[&str]| list.iter().map(|item| (*item).to_owned()).collect();
         Actor {
+            tenant: None,
             name: "floor".into(),
             grant: Grant::new(vec![Rule {
                 api_groups: vec!["apps".into()],
@@ -521,6 +561,50 @@ mod tests {
         let error = check(&fenced, &scale(), &resource, Some("shop")).unwrap_err();
         assert!(error.contains("outside the guest's namespaces"), "{error}");
         assert!(!fenced.may_use_namespace(None));
+    }
+
+    #[test]
+    fn guests_write_paddocks_own_resources_only_when_the_operator_names_the_group() {
+        let resource = Resource {
+            group: PADDOCK_GROUP.into(),
+            version: "v1alpha1".into(),
+            api_version: "paddock.dev/v1alpha1".into(),
+            kind: "WasmController".into(),
+            plural: "wasmcontrollers".into(),
+            namespaced: true,
+            subresources: vec!["status".into()],
+        };
+        let object = serde_json::json!({
+            "apiVersion": "paddock.dev/v1alpha1",
+            "kind": "WasmController",
+            "metadata": {"name": "floor", "namespace": "team-a"},
+            "status": {"moduleDigest": "forged"},
+        });
+        let status = Action::UpdateStatus {
+            object: object.clone(),
+        };
+        let update = Action::Update { object };
+        let everything = Actor {
+            tenant: None,
+            name: "op".into(),
+            grant: Grant::new(vec![Rule::new(&["*"], &["*"], &["*"])]),
+            namespaces: Vec::new(),
+        };
+        let wildcard = check(&everything, &update, &resource, Some("team-a")).unwrap_err();
+        assert!(wildcard.contains("`*` does not cover them"), "{wildcard}");
+        let named = Actor {
+            grant: Grant::new(vec![Rule::new(&[PADDOCK_GROUP], &["*"], &["*"])]),
+            ..everything
+        };
+        assert!(check(&named, &update, &resource, Some("team-a")).is_ok());
+        let forged = check(&named, &status, &resource, Some("team-a")).unwrap_err();
+        assert!(forged.contains("written by the host only"), "{forged}");
+        let tenant = Actor {
+            tenant: Some("team-a".into()),
+            ..named
+        };
+        let refused = check(&tenant, &update, &resource, Some("team-a")).unwrap_err();
+        assert!(refused.contains("a tenant's guest"), "{refused}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ use paddock::ops::OpsState;
 use paddock::reload::cluster::TenantLimits;
 use paddock::reload::{Phase, StatusBoard, Supervisor};
 use paddock::wasm::WasmEngine;
+use paddock::wasm::slots::ExecutionSlots;
 
 /// Arguments of `paddock run`.
 #[derive(Debug, clap::Args)]
@@ -62,14 +63,63 @@ pub struct TenantArgs {
     /// The most reconciles at once a tenant's `WasmController` gets.
     #[arg(long, value_name = "N", default_value_t = TenantLimits::default().max_concurrency)]
     tenant_max_concurrency: usize,
+
+    /// The most actions one answer of a tenant's guest may hold.
+    #[arg(long, value_name = "N", default_value_t = TenantLimits::default().max_actions)]
+    tenant_max_actions: u32,
+
+    /// The most bytes one answer of a tenant's guest may hold.
+    #[arg(long, value_name = "BYTES", default_value_t = TenantLimits::default().max_answer_bytes)]
+    tenant_max_answer_bytes: u64,
+
+    /// The longest log line of a tenant's guest, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = TenantLimits::default().max_log_line_bytes)]
+    tenant_max_log_line_bytes: u32,
+
+    /// The most log bytes one call of a tenant's guest may write.
+    #[arg(long, value_name = "BYTES", default_value_t = TenantLimits::default().max_log_bytes_per_call)]
+    tenant_max_log_bytes_per_call: u64,
+
+    /// The most log lines per second of one tenant's controller.
+    #[arg(long, value_name = "N", default_value_t = TenantLimits::default().max_log_lines_per_second)]
+    tenant_max_log_lines_per_second: u32,
+
+    /// The shortest requeue-after a tenant's guest gets, in ms.
+    #[arg(long, value_name = "MS", default_value_t = TenantLimits::default().min_requeue_ms)]
+    tenant_min_requeue_ms: u64,
+
+    /// Execution slots: the most guest calls running at once on this host
+    /// (default: four per core).
+    #[arg(long, value_name = "N", default_value_t = paddock::wasm::slots::default_slots())]
+    guest_slots: usize,
+
+    /// The most execution slots one tenant (a namespace's
+    /// `WasmController`s) holds at once (default: half the cores, at least 1).
+    #[arg(long, value_name = "N", default_value_t = paddock::wasm::slots::default_per_tenant())]
+    tenant_slots: usize,
+
+    /// The most `WasmController`s that run in one namespace.
+    #[arg(long, value_name = "N", default_value_t = TenantLimits::default().max_controllers_per_namespace)]
+    tenant_max_controllers_per_namespace: usize,
 }
 
 impl TenantArgs {
+    fn slots(&self) -> ExecutionSlots {
+        ExecutionSlots::new(self.guest_slots, self.tenant_slots)
+    }
+
     fn limits(&self) -> TenantLimits {
         TenantLimits {
             max_memory_mib: self.tenant_max_memory_mib,
             max_deadline_ms: self.tenant_max_deadline_ms,
             max_concurrency: self.tenant_max_concurrency,
+            max_actions: self.tenant_max_actions,
+            max_answer_bytes: self.tenant_max_answer_bytes,
+            max_log_line_bytes: self.tenant_max_log_line_bytes,
+            max_log_bytes_per_call: self.tenant_max_log_bytes_per_call,
+            max_log_lines_per_second: self.tenant_max_log_lines_per_second,
+            min_requeue_ms: self.tenant_min_requeue_ms,
+            max_controllers_per_namespace: self.tenant_max_controllers_per_namespace,
         }
     }
 }
@@ -136,7 +186,8 @@ pub fn run(engine: &WasmEngine, args: RunArgs) -> anyhow::Result<ExitCode> {
             config: args.config.as_deref(),
             cluster: args.from_cluster.then(|| args.tenant.limits()),
         };
-        serve(engine, client, sources, Until::Signal, args.ops_addr).await
+        let slots = args.tenant.slots();
+        serve(engine, client, sources, slots, Until::Signal, args.ops_addr).await
     })
 }
 
@@ -190,7 +241,8 @@ pub fn dev(engine: &WasmEngine, args: DevArgs) -> anyhow::Result<ExitCode> {
             config: args.config.as_deref(),
             cluster: args.from_cluster.then(|| args.tenant.limits()),
         };
-        let code = serve(engine, client, sources, until, args.ops_addr).await;
+        let slots = args.tenant.slots();
+        let code = serve(engine, client, sources, slots, until, args.ops_addr).await;
         cluster.shutdown().await;
         code
     })
@@ -289,12 +341,14 @@ async fn serve(
     engine: &WasmEngine,
     client: Client,
     sources: Sources<'_>,
+    slots: ExecutionSlots,
     until: Until,
     ops_addr: std::net::SocketAddr,
 ) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::new(client.clone());
+    let runtime = Runtime::with_slots(client.clone(), slots.clone());
     let supervisor = Supervisor::new(engine.clone(), runtime.clone());
-    let ops = OpsState::new(runtime.informers().clone(), supervisor.board().clone());
+    let ops =
+        OpsState::new(runtime.informers().clone(), supervisor.board().clone()).with_slots(slots);
     let (bound, _ops_task) = paddock::ops::serve(ops_addr, ops.clone())
         .await
         .with_context(|| {

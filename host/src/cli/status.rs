@@ -81,6 +81,7 @@ fn table(report: &StatusReport) -> String {
         "RECONCILES".to_owned(),
         "ERRORS".to_owned(),
         "DENIED".to_owned(),
+        "LIMITS".to_owned(),
         "LAST ERROR".to_owned(),
     ]];
     for controller in &report.controllers {
@@ -120,10 +121,13 @@ fn table(report: &StatusReport) -> String {
             running.map_or("-".to_owned(), |running| {
                 (running.denied + running.cache_denied).to_string()
             }),
+            running.map_or("-".to_owned(), |running| {
+                running.limit_hits.total().to_string()
+            }),
             last_error,
         ]);
     }
-    let widths: Vec<usize> = (0..9)
+    let widths: Vec<usize> = (0..10)
         .map(|column| {
             rows.iter()
                 .map(|row| row[column].chars().count())

@@ -25,6 +25,7 @@ use crate::cluster::{
 };
 use crate::grants::{Denied, Grant, Permission};
 use crate::queue::{QueueConfig, Workqueue};
+use crate::wasm::slots::{ExecutionSlots, Flow};
 use crate::wasm::{Guest, Relation, Watch};
 
 /// One guest to run, as the runtime needs it.
@@ -43,6 +44,11 @@ pub struct ControllerConfig {
     /// Re-queue every primary object this often even without changes
     /// (controller-runtime's sync period); `None` for never.
     pub resync: Option<Duration>,
+    /// The tenant's namespace when a tenant declared it (a
+    /// `WasmController`): its guest calls share that tenant's execution
+    /// slots, and it may not write Paddock's own resources. `None` for a
+    /// controller the operator declared.
+    pub tenant: Option<String>,
 }
 
 /// A controller that could not start.
@@ -96,20 +102,34 @@ pub struct Runtime {
     pub(crate) discovery: Discovery,
     pub(crate) registry: InformerRegistry,
     pub(crate) executor: ActionExecutor,
+    pub(crate) slots: ExecutionSlots,
 }
 
 /// How long a reload waits for the informers of new watches to list.
 const RELOAD_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Runtime {
-    /// A runtime talking to the cluster through `client`.
+    /// A runtime talking to the cluster through `client`, running guest
+    /// calls in a default pool of execution slots.
     pub fn new(client: Client) -> Self {
+        Self::with_slots(client, ExecutionSlots::default())
+    }
+
+    /// A runtime whose guest calls run in `slots`.
+    pub fn with_slots(client: Client, slots: ExecutionSlots) -> Self {
         let discovery = Discovery::new(client.clone());
         Self {
             registry: InformerRegistry::new(client.clone()),
             executor: ActionExecutor::new(client, discovery.clone()),
             discovery,
+            slots,
         }
+    }
+
+    /// The pool of execution slots every guest call of this runtime takes
+    /// one of.
+    pub fn slots(&self) -> &ExecutionSlots {
+        &self.slots
     }
 
     /// The shared informers.
@@ -162,6 +182,8 @@ impl Runtime {
             in_flight: Mutex::default(),
             stats,
             executor: self.executor.clone(),
+            slots: self.slots.clone(),
+            flow: Flow::of(&name, config.tenant.as_deref()),
             last_error: Mutex::default(),
             reloads: AtomicU64::new(0),
         });
@@ -204,6 +226,7 @@ impl Runtime {
             name: name.clone(),
             grant: config.grant.clone(),
             namespaces: config.namespaces.clone(),
+            tenant: config.tenant.clone(),
         };
         let mut watched = Vec::new();
         for watch in &config.guest.info().watches {
@@ -299,6 +322,9 @@ pub(crate) struct Shared {
     pub(crate) in_flight: Mutex<std::collections::HashSet<ObjectKey>>,
     pub(crate) stats: Arc<ControllerStats>,
     pub(crate) executor: ActionExecutor,
+    /// Where its guest calls run, and as which flow.
+    pub(crate) slots: ExecutionSlots,
+    pub(crate) flow: Flow,
     /// The latest failure, for `paddock status`.
     pub(crate) last_error: Mutex<Option<LastError>>,
     /// Versions swapped in since the start.
@@ -394,6 +420,17 @@ impl ControllerHandle {
     /// Versions swapped in since the start.
     pub fn reloads(&self) -> u64 {
         self.shared.reloads.load(Ordering::Relaxed)
+    }
+
+    /// How often the version serving now hit the bounds on what it
+    /// answers and logs.
+    pub fn limit_hits(&self) -> crate::wasm::LimitHitCounts {
+        self.shared.current().guest.limit_hits()
+    }
+
+    /// The flow its guest calls run as.
+    pub fn flow(&self) -> &Flow {
+        &self.shared.flow
     }
 }
 

@@ -83,7 +83,13 @@ async fn route_one(
             let guest = generation.guest.clone();
             let cache = Arc::clone(&generation.cache) as crate::wasm::SharedCache;
             let json = object.json.to_string();
-            let mapped = tokio::task::spawn_blocking(move || guest.map(&json, cache)).await;
+            let deadline = guest.limits().deadline;
+            let mapped = shared
+                .slots
+                .run(&shared.flow, Some(deadline), move || {
+                    guest.map(&json, cache)
+                })
+                .await;
             let primary = &generation.primary().resource;
             match mapped {
                 Ok(Ok(refs)) => {

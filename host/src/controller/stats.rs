@@ -8,13 +8,14 @@ pub const LATENCY_BUCKETS: [f64; 11] = [
 ];
 
 /// The kinds of guest failure counted separately.
-pub const GUEST_ERROR_KINDS: [&str; 6] = [
+pub const GUEST_ERROR_KINDS: [&str; 7] = [
     "transient",
     "permanent",
     "deadline_exceeded",
     "memory_limit_exceeded",
     "trap",
     "malformed_output",
+    "output_limit_exceeded",
 ];
 
 /// Counters of one controller.
@@ -26,7 +27,7 @@ pub struct ControllerStats {
     /// Sum of reconcile latencies, in microseconds.
     pub latency_sum_micros: AtomicU64,
     /// Guest failures by kind, in the order of [`GUEST_ERROR_KINDS`].
-    pub guest_errors_by_kind: [AtomicU64; 6],
+    pub guest_errors_by_kind: [AtomicU64; 7],
     /// Reconciles started.
     pub reconciles: AtomicU64,
     /// Reconciles whose actions all succeeded.

@@ -93,9 +93,13 @@ async fn reconcile(shared: &Arc<Shared>, generation: &Generation, key: &ObjectKe
     let guest = generation.guest.clone();
     let cache = Arc::clone(&generation.cache) as SharedCache;
     let json = Arc::clone(&object);
-    let answer =
-        tokio::task::spawn_blocking(move || guest.reconcile(&json.json, change, attempt, cache))
-            .await;
+    let deadline = guest.limits().deadline;
+    let answer = shared
+        .slots
+        .run(&shared.flow, Some(deadline), move || {
+            guest.reconcile(&json.json, change, attempt, cache)
+        })
+        .await;
     let outcome = match answer {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(error)) => {

@@ -44,6 +44,22 @@ pub struct TenantLimits {
     pub max_deadline_ms: u64,
     /// The most reconciles at once.
     pub max_concurrency: usize,
+    /// The most actions per answer.
+    pub max_actions: u32,
+    /// The most bytes per answer.
+    pub max_answer_bytes: u64,
+    /// The longest log line, in bytes.
+    pub max_log_line_bytes: u32,
+    /// The most log bytes per call.
+    pub max_log_bytes_per_call: u64,
+    /// The most log lines per second per controller.
+    pub max_log_lines_per_second: u32,
+    /// The shortest `requeue-after` a tenant may get, in milliseconds (a
+    /// floor: a tenant's `minRequeueMs` below it is raised).
+    pub min_requeue_ms: u64,
+    /// The most `WasmController`s that run in one namespace; the others
+    /// are refused (oldest first run).
+    pub max_controllers_per_namespace: usize,
 }
 
 impl Default for TenantLimits {
@@ -52,7 +68,29 @@ impl Default for TenantLimits {
             max_memory_mib: 128,
             max_deadline_ms: 1000,
             max_concurrency: 2,
+            max_actions: 100,
+            max_answer_bytes: 1024 * 1024,
+            max_log_line_bytes: 4096,
+            max_log_bytes_per_call: 16 * 1024,
+            max_log_lines_per_second: 20,
+            min_requeue_ms: 1000,
+            max_controllers_per_namespace: 10,
         }
+    }
+}
+
+/// Lowers `value` to `cap` when it is above it, saying so in `cut`.
+fn lower_to<T: PartialOrd + Copy + std::fmt::Display>(
+    cut: &mut Vec<String>,
+    field: &str,
+    value: &mut T,
+    cap: T,
+) {
+    if *value > cap {
+        cut.push(format!(
+            "spec.limits.{field}: {value} lowered to the host's tenant cap {cap}"
+        ));
+        *value = cap;
     }
 }
 
@@ -134,7 +172,7 @@ async fn run(supervisor: Supervisor, client: Client, tenant: TenantLimits) {
         namespaced,
         cluster,
         sinks: HashMap::new(),
-        modules: HashMap::new(),
+        modules: ModuleMemos::default(),
         last_good: HashMap::new(),
         scopes: Scopes::default(),
     };
@@ -174,15 +212,72 @@ struct Declarer {
     cluster: Arc<Resource>,
     /// One status writer per resource, by controller name.
     sinks: HashMap<String, Arc<ResourceSink>>,
-    /// Decoded modules, by where they came from and that source's version.
-    modules: HashMap<ModuleVersion, (String, Arc<[u8]>)>,
+    /// The decoded module of each controller.
+    modules: ModuleMemos,
     /// The last declaration of each controller that could be used.
     last_good: HashMap<String, Declared>,
     scopes: Scopes,
 }
 
-/// Where a module came from, and that source's resourceVersion.
-type ModuleVersion = (String, String);
+/// The decoded module of each controller, so that a pass over unchanged
+/// resources decodes nothing: one entry per controller, replaced when its
+/// source changes and dropped with the controller.
+#[derive(Debug, Default)]
+struct ModuleMemos {
+    by_controller: HashMap<String, ModuleMemo>,
+}
+
+/// One controller's decoded module.
+#[derive(Debug)]
+struct ModuleMemo {
+    /// Where the bytes came from and that source's version.
+    source: (String, String),
+    digest: String,
+    bytes: Arc<[u8]>,
+}
+
+impl ModuleMemos {
+    /// The digest and bytes of `controller`'s module from `source`
+    /// (where, and which version), decoded by `decode` unless they are
+    /// already known.
+    fn get_or_decode(
+        &mut self,
+        controller: &str,
+        source: (String, String),
+        decode: impl FnOnce() -> Result<Vec<u8>, String>,
+    ) -> Result<(String, Arc<[u8]>), String> {
+        if let Some(memo) = self.by_controller.get(controller)
+            && memo.source == source
+        {
+            return Ok((memo.digest.clone(), Arc::clone(&memo.bytes)));
+        }
+        let bytes: Arc<[u8]> = decode()?.into();
+        let found = digest(&bytes);
+        self.by_controller.insert(
+            controller.to_owned(),
+            ModuleMemo {
+                source,
+                digest: found.clone(),
+                bytes: Arc::clone(&bytes),
+            },
+        );
+        Ok((found, bytes))
+    }
+
+    /// Forgets the modules of controllers not in `seen`.
+    fn retain(&mut self, seen: &BTreeSet<String>) {
+        self.by_controller.retain(|name, _| seen.contains(name));
+    }
+
+    /// The bytes held.
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.by_controller
+            .values()
+            .map(|memo| memo.bytes.len())
+            .sum()
+    }
+}
 
 /// One resource's spec, whichever kind.
 struct Spec {
@@ -192,6 +287,8 @@ struct Spec {
     uid: String,
     generation: Option<i64>,
     resource_version: String,
+    /// `metadata.creationTimestamp` (RFC 3339, so it sorts as text).
+    created: String,
     settings: ControllerSettings,
 }
 
@@ -243,6 +340,11 @@ where
     })?;
     let meta = resource.meta();
     let (uid, generation) = (meta.uid.clone().unwrap_or_default(), meta.generation);
+    let created = meta
+        .creation_timestamp
+        .as_ref()
+        .map(|time| time.0.to_string())
+        .unwrap_or_default();
     Ok(Spec {
         kind,
         namespace,
@@ -250,6 +352,7 @@ where
         uid,
         generation,
         resource_version: object.resource_version.to_string(),
+        created,
         settings: settings(resource),
     })
 }
@@ -267,6 +370,7 @@ impl Declarer {
                 resource.spec.settings
             }));
         }
+        let over_cap = self.over_namespace_cap(&specs);
         let mut declared = Vec::new();
         let mut seen = BTreeSet::new();
         for spec in specs {
@@ -290,13 +394,25 @@ impl Declarer {
             let name = spec.controller_name();
             seen.insert(name.clone());
             let sink = self.sink(&spec);
-            match self.declare_one(&spec, watched, &sink).await {
+            let found = if over_cap.contains(&name) {
+                Err(format!(
+                    "namespace {} already runs {} WasmControllers, the most the host allows (--tenant-max-controllers-per-namespace); this one, the newest, is not run",
+                    spec.namespace.as_deref().unwrap_or_default(),
+                    self.tenant.max_controllers_per_namespace
+                ))
+            } else {
+                self.declare_one(&spec, watched, &sink).await
+            };
+            match found {
                 Ok(found) => {
                     self.last_good.insert(name, found.clone());
                     declared.push(found);
                 }
                 Err(problem) => {
                     tracing::error!(origin = %spec.origin(), "{problem}");
+                    if over_cap.contains(&name) {
+                        self.last_good.remove(&name);
+                    }
                     match self.last_good.get(&name) {
                         Some(good) => {
                             let mut kept = good.clone();
@@ -320,7 +436,30 @@ impl Declarer {
         }
         self.sinks.retain(|name, _| seen.contains(name));
         self.last_good.retain(|name, _| seen.contains(name));
+        self.modules.retain(&seen);
         declared
+    }
+
+    /// The tenants' controllers beyond the per-namespace cap: in each
+    /// namespace, all but the oldest `max_controllers_per_namespace`.
+    fn over_namespace_cap(&self, specs: &[Result<Spec, Unreadable>]) -> BTreeSet<String> {
+        let mut by_namespace: HashMap<&str, Vec<&Spec>> = HashMap::new();
+        for spec in specs.iter().flatten() {
+            if let Some(namespace) = &spec.namespace {
+                by_namespace.entry(namespace).or_default().push(spec);
+            }
+        }
+        let mut over = BTreeSet::new();
+        for mut specs in by_namespace.into_values() {
+            specs.sort_by(|a, b| (&a.created, &a.name).cmp(&(&b.created, &b.name)));
+            over.extend(
+                specs
+                    .iter()
+                    .skip(self.tenant.max_controllers_per_namespace)
+                    .map(|spec| spec.controller_name()),
+            );
+        }
+        over
     }
 
     fn sink(&mut self, spec: &Spec) -> Arc<ResourceSink> {
@@ -383,26 +522,61 @@ impl Declarer {
                 ));
             }
             let tenant = self.tenant;
-            if limits.memory_mib > tenant.max_memory_mib {
+            let cut = &mut cut;
+            lower_to(
+                cut,
+                "memoryMiB",
+                &mut limits.memory_mib,
+                tenant.max_memory_mib,
+            );
+            lower_to(
+                cut,
+                "deadlineMs",
+                &mut limits.deadline_ms,
+                tenant.max_deadline_ms,
+            );
+            lower_to(
+                cut,
+                "concurrency",
+                &mut limits.concurrency,
+                tenant.max_concurrency,
+            );
+            lower_to(
+                cut,
+                "maxActions",
+                &mut limits.max_actions,
+                tenant.max_actions,
+            );
+            lower_to(
+                cut,
+                "maxAnswerBytes",
+                &mut limits.max_answer_bytes,
+                tenant.max_answer_bytes,
+            );
+            lower_to(
+                cut,
+                "maxLogLineBytes",
+                &mut limits.max_log_line_bytes,
+                tenant.max_log_line_bytes,
+            );
+            lower_to(
+                cut,
+                "maxLogBytesPerCall",
+                &mut limits.max_log_bytes_per_call,
+                tenant.max_log_bytes_per_call,
+            );
+            lower_to(
+                cut,
+                "logLinesPerSecond",
+                &mut limits.log_lines_per_second,
+                tenant.max_log_lines_per_second,
+            );
+            if limits.min_requeue_ms < tenant.min_requeue_ms {
                 cut.push(format!(
-                    "spec.limits.memoryMiB: {} lowered to the host's tenant cap {}",
-                    limits.memory_mib, tenant.max_memory_mib
+                    "spec.limits.minRequeueMs: {} raised to the host's tenant floor {}",
+                    limits.min_requeue_ms, tenant.min_requeue_ms
                 ));
-                limits.memory_mib = tenant.max_memory_mib;
-            }
-            if limits.deadline_ms > tenant.max_deadline_ms {
-                cut.push(format!(
-                    "spec.limits.deadlineMs: {} lowered to the host's tenant cap {}",
-                    limits.deadline_ms, tenant.max_deadline_ms
-                ));
-                limits.deadline_ms = tenant.max_deadline_ms;
-            }
-            if limits.concurrency > tenant.max_concurrency {
-                cut.push(format!(
-                    "spec.limits.concurrency: {} lowered to the host's tenant cap {}",
-                    limits.concurrency, tenant.max_concurrency
-                ));
-                limits.concurrency = tenant.max_concurrency;
+                limits.min_requeue_ms = tenant.min_requeue_ms;
             }
         }
         check_settings(
@@ -429,6 +603,7 @@ impl Declarer {
             cut,
             problem: None,
             sink: Some(Arc::clone(sink) as Arc<dyn StatusSink>),
+            tenant: spec.namespace.clone(),
         })
     }
 
@@ -441,17 +616,13 @@ impl Declarer {
             ),
             (None, Some(inline)) => {
                 let origin = format!("{} spec.module.inline", spec.origin());
-                let memo = (format!("{}/inline", spec.uid), spec.resource_version.clone());
-                if let Some((found, bytes)) = self.modules.get(&memo) {
-                    return Ok((ModuleSource::Bytes { origin, bytes: Arc::clone(bytes) }, found.clone()));
-                }
-                let compact: String = inline.chars().filter(|c| !c.is_whitespace()).collect();
-                let bytes: Arc<[u8]> = base64
-                    .decode(compact)
-                    .map_err(|error| format!("spec.module.inline is not valid base64 ({error}); encode the component with `base64 -w0 guest.wasm`"))?
-                    .into();
-                let found = digest(&bytes);
-                self.modules.insert(memo, (found.clone(), Arc::clone(&bytes)));
+                let source = (format!("{}/inline", spec.uid), spec.resource_version.clone());
+                let (found, bytes) = self.modules.get_or_decode(&spec.controller_name(), source, || {
+                    let compact: String = inline.chars().filter(|c| !c.is_whitespace()).collect();
+                    base64
+                        .decode(compact)
+                        .map_err(|error| format!("spec.module.inline is not valid base64 ({error}); encode the component with `base64 -w0 guest.wasm`"))
+                })?;
                 Ok((ModuleSource::Bytes { origin, bytes }, found))
             }
             (Some(reference), None) => {
@@ -477,27 +648,22 @@ impl Declarer {
                     ));
                 };
                 let origin = format!("ConfigMap {namespace}/{} key {}", reference.name, reference.key);
-                let memo = (origin.clone(), config_map.resource_version.to_string());
-                if let Some((found, bytes)) = self.modules.get(&memo) {
-                    return Ok((ModuleSource::Bytes { origin, bytes: Arc::clone(bytes) }, found.clone()));
-                }
-                let value: serde_json::Value = serde_json::from_str(&config_map.json)
-                    .map_err(|error| format!("{origin}: unreadable ConfigMap: {error}"))?;
-                let Some(encoded) = value["binaryData"][&reference.key].as_str() else {
-                    let hint = if value["data"][&reference.key].is_string() {
-                        "it is in `data`, which holds text; put the component in `binaryData` (kubectl create configmap --from-file does)"
-                    } else {
-                        "the key is missing"
+                let source = (origin.clone(), config_map.resource_version.to_string());
+                let (found, bytes) = self.modules.get_or_decode(&spec.controller_name(), source, || {
+                    let value: serde_json::Value = serde_json::from_str(&config_map.json)
+                        .map_err(|error| format!("{origin}: unreadable ConfigMap: {error}"))?;
+                    let Some(encoded) = value["binaryData"][&reference.key].as_str() else {
+                        let hint = if value["data"][&reference.key].is_string() {
+                            "it is in `data`, which holds text; put the component in `binaryData` (kubectl create configmap --from-file does)"
+                        } else {
+                            "the key is missing"
+                        };
+                        return Err(format!("spec.module.configMap.key: {origin}: {hint}"));
                     };
-                    return Err(format!("spec.module.configMap.key: {origin}: {hint}"));
-                };
-                let bytes: Arc<[u8]> = base64
-                    .decode(encoded)
-                    .map_err(|error| format!("{origin}: binaryData is not base64: {error}"))?
-                    .into();
-                let found = digest(&bytes);
-                self.modules.retain(|(known, _), _| *known != origin);
-                self.modules.insert(memo, (found.clone(), Arc::clone(&bytes)));
+                    base64
+                        .decode(encoded)
+                        .map_err(|error| format!("{origin}: binaryData is not base64: {error}"))
+                })?;
                 Ok((ModuleSource::Bytes { origin, bytes }, found))
             }
         }
@@ -757,5 +923,48 @@ fn resource_status(status: &EntryStatus, current: &WasmControllerStatus) -> Wasm
         module_digest: status.digest.clone(),
         observed_generation: status.observed_generation,
         cut: status.cut.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_controller_keeps_one_module_and_drops_it_with_the_controller() {
+        let mut memos = ModuleMemos::default();
+        let module = vec![7u8; 100_000];
+        // 600 edits of one resource (each a new resourceVersion), as a
+        // tenant editing its inline module would make.
+        for version in 0..600 {
+            let source = ("uid/inline".to_owned(), version.to_string());
+            memos
+                .get_or_decode("team-a/floor", source, || Ok(module.clone()))
+                .expect("decodes");
+        }
+        assert_eq!(memos.bytes(), module.len(), "one copy, not one per edit");
+        let unchanged = ("uid/inline".to_owned(), "599".to_owned());
+        memos
+            .get_or_decode("team-a/floor", unchanged, || {
+                panic!("an unchanged source is not decoded again")
+            })
+            .expect("known");
+        memos.retain(&BTreeSet::new());
+        assert_eq!(memos.bytes(), 0, "dropped with the resource");
+    }
+
+    #[test]
+    fn tenant_caps_lower_limits_and_say_so() {
+        let mut cut = Vec::new();
+        let mut actions = 5_000u32;
+        lower_to(&mut cut, "maxActions", &mut actions, 100);
+        assert_eq!(actions, 100);
+        assert_eq!(
+            cut,
+            ["spec.limits.maxActions: 5000 lowered to the host's tenant cap 100"]
+        );
+        let mut within = 10u32;
+        lower_to(&mut cut, "maxActions", &mut within, 100);
+        assert_eq!((within, cut.len()), (10, 1));
     }
 }

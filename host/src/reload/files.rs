@@ -250,6 +250,7 @@ fn declare(
                 cut: Vec::new(),
                 problem: None,
                 sink: None,
+                tenant: None,
             })
         })
         .collect()

@@ -26,6 +26,7 @@ use crate::config::LimitsSpec;
 use crate::controller::{ControllerConfig, LastError, RunningController, Runtime, StartError};
 use crate::grants::Grant;
 use crate::queue::QueueConfig;
+use crate::wasm::slots::Flow;
 use crate::wasm::{Guest, Instances, LoadOptions, WasmEngine};
 
 /// How long in-flight reconciles may take to finish when a controller stops.
@@ -110,6 +111,9 @@ pub struct Declared {
     pub problem: Option<String>,
     /// Where status changes go besides the status board.
     pub sink: Option<Arc<dyn StatusSink>>,
+    /// The tenant's namespace when a tenant declared it (a
+    /// `WasmController`); `None` when the operator did.
+    pub tenant: Option<String>,
 }
 
 impl Declared {
@@ -138,6 +142,7 @@ impl Declared {
             concurrency: self.limits.concurrency,
             queue: self.queue.clone(),
             resync: self.resync,
+            tenant: self.tenant.clone(),
         }
     }
 }
@@ -288,13 +293,21 @@ impl Supervisor {
             .limits(declared.limits.sandbox())
             .instances(declared.instances);
         let module = declared.module.clone();
-        let loaded = tokio::task::spawn_blocking(move || match &module {
-            ModuleSource::File(path) => engine.load(path, options),
-            ModuleSource::Bytes { origin, bytes } => {
-                engine.load_bytes(Path::new(origin), bytes, options)
-            }
-        })
-        .await;
+        // A load compiles (no deadline), then calls `describe` (under the
+        // guest's deadline); it waits for a slot of its tenant's like any
+        // call, so a storm of edits cannot take more threads than that.
+        let flow = Flow::of(&declared.name, declared.tenant.as_deref());
+        let loaded = self
+            .inner
+            .runtime
+            .slots()
+            .run(&flow, None, move || match &module {
+                ModuleSource::File(path) => engine.load(path, options),
+                ModuleSource::Bytes { origin, bytes } => {
+                    engine.load_bytes(Path::new(origin), bytes, options)
+                }
+            })
+            .await;
         match loaded {
             Ok(Ok(guest)) => Ok(guest),
             Ok(Err(error)) => Err(error_chain(&error)),

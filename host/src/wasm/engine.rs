@@ -89,6 +89,7 @@ impl WasmEngine {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(EngineError::Setup)?;
+        super::wasi::bound_blocking_waits(&mut linker).map_err(EngineError::Setup)?;
         Controller::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
             .map_err(EngineError::Setup)?;
 

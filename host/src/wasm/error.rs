@@ -160,6 +160,17 @@ pub enum GuestError {
         #[source]
         source: MalformedOutput,
     },
+    /// The guest answered more than its limits allow; nothing of the
+    /// answer is performed.
+    #[error("guest `{guest}` {problem} (limits.{limit})")]
+    OutputLimit {
+        /// The guest's name.
+        guest: String,
+        /// The limit, as the controller's `limits` field names it.
+        limit: &'static str,
+        /// How far the answer went.
+        problem: String,
+    },
 }
 
 impl GuestError {
@@ -177,6 +188,7 @@ impl GuestError {
             Self::MemoryLimit { .. } => "memory_limit_exceeded",
             Self::Trap { .. } => "trap",
             Self::Malformed { .. } => "malformed_output",
+            Self::OutputLimit { .. } => "output_limit_exceeded",
         }
     }
 }

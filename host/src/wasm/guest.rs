@@ -15,9 +15,10 @@ use super::bindings::{self as wit, Controller, ControllerPre};
 use super::compile_cache::{CacheStatus, digest};
 use super::engine::{WasmEngine, deadline_ticks};
 use super::error::{GuestError, LoadError};
+use super::guest_log::GuestLog;
 use super::host_imports::{EmptyCache, SharedCache};
-use super::limits::{Limits, MemoryLimiter};
-use super::wasi::{Clock, GuestOutput, empty_context};
+use super::limits::{LimitHitCounts, LimitHits, Limits, MemoryLimiter};
+use super::wasi::{BlockedPastDeadline, CallDeadline, Clock, GuestOutput, empty_context};
 use crate::actions::{self, MalformedOutput, ObjectRef, Outcome};
 
 /// The exports the `controller` world requires.
@@ -209,6 +210,18 @@ pub(crate) struct HostState {
     output: GuestOutput,
     pub(crate) cache: SharedCache,
     pub(crate) guest: Arc<str>,
+    /// When the current call must end; blocking WASI waits give up then.
+    deadline_at: Instant,
+    /// The guest's log budget, and the log bytes the current call wrote.
+    pub(crate) log: Arc<GuestLog>,
+    pub(crate) logged: u64,
+    pub(crate) hits: Arc<LimitHits>,
+}
+
+impl CallDeadline for HostState {
+    fn call_deadline(&self) -> Instant {
+        self.deadline_at
+    }
 }
 
 impl WasiView for HostState {
@@ -250,6 +263,8 @@ struct GuestInner {
 struct Sandbox {
     name: Arc<str>,
     limits: Limits,
+    log: Arc<GuestLog>,
+    hits: Arc<LimitHits>,
     clock: Clock,
     instances: Instances,
     pre: ControllerPre<HostState>,
@@ -336,6 +351,8 @@ impl WasmEngine {
         let loading = Sandbox {
             name: options.name.as_deref().unwrap_or("<loading>").into(),
             limits: options.limits,
+            log: Arc::new(GuestLog::new(&options.limits)),
+            hits: Arc::default(),
             clock: options.clock,
             instances: Instances::FreshPerCall,
             pre,
@@ -487,6 +504,11 @@ impl Guest {
         self.inner.sandbox.idle_instances().len()
     }
 
+    /// How often its calls hit the bounds on what they answer and log.
+    pub fn limit_hits(&self) -> LimitHitCounts {
+        self.inner.sandbox.hits.snapshot()
+    }
+
     /// Whether loading it compiled the component or took it from the cache.
     pub fn cache_status(&self) -> CacheStatus {
         self.inner.cache_status
@@ -527,16 +549,30 @@ impl Guest {
             attempt,
         };
         let guest = || self.name().to_owned();
+        let limits = self.limits();
         let answer = self.call(
             cache,
             |controller, store| controller.call_reconcile(store, &request),
             |answer| match answer {
-                Ok(outcome) => actions::outcome_from_guest(outcome)
-                    .map(Ok)
-                    .map_err(|source| GuestError::Malformed {
-                        guest: guest(),
-                        source,
-                    }),
+                Ok(outcome) => {
+                    self.check_answer(
+                        outcome.actions.len(),
+                        outcome.actions.iter().map(action_bytes).sum(),
+                    )?;
+                    let mut outcome = actions::outcome_from_guest(outcome).map_err(|source| {
+                        GuestError::Malformed {
+                            guest: guest(),
+                            source,
+                        }
+                    })?;
+                    if let Some(delay) = &mut outcome.requeue_after
+                        && *delay < limits.min_requeue_after
+                    {
+                        LimitHits::bump(&self.inner.sandbox.hits.requeue_raised);
+                        *delay = limits.min_requeue_after;
+                    }
+                    Ok(Ok(outcome))
+                }
                 // The guest answered: its instance is sound and may be reused.
                 Err(failure) => Ok(Err(failure)),
             },
@@ -561,12 +597,45 @@ impl Guest {
             cache,
             |controller, store| controller.call_map(store, &changed),
             |refs| {
+                self.check_answer(0, refs.iter().map(ref_bytes).sum())?;
                 actions::refs_from_guest(refs).map_err(|source| GuestError::Malformed {
                     guest: self.name().to_owned(),
                     source,
                 })
             },
         )
+    }
+
+    /// Refuses an answer of more actions or bytes than the limits allow.
+    fn check_answer(&self, actions: usize, bytes: usize) -> Result<(), GuestError> {
+        let limits = self.limits();
+        let hits = &self.inner.sandbox.hits;
+        let (limit, problem) = if actions > limits.max_actions as usize {
+            LimitHits::bump(&hits.actions);
+            (
+                "maxActions",
+                format!(
+                    "answered {actions} actions, more than the {} allowed",
+                    limits.max_actions
+                ),
+            )
+        } else if bytes as u64 > limits.max_answer_bytes {
+            LimitHits::bump(&hits.answer_bytes);
+            (
+                "maxAnswerBytes",
+                format!(
+                    "answered {bytes} bytes, more than the {} allowed",
+                    limits.max_answer_bytes
+                ),
+            )
+        } else {
+            return Ok(());
+        };
+        Err(GuestError::OutputLimit {
+            guest: self.name().to_owned(),
+            limit,
+            problem,
+        })
     }
 
     fn call<R, T>(
@@ -615,6 +684,8 @@ impl Sandbox {
         state.cache = cache;
         state.limiter.reset();
         state.output.clear();
+        state.logged = 0;
+        state.deadline_at = Instant::now() + self.limits.deadline;
         store.set_epoch_deadline(deadline_ticks(self.limits.deadline));
 
         let result = match controller {
@@ -623,7 +694,7 @@ impl Sandbox {
         }
         .and_then(|controller| body(&controller, &mut store).map(|answer| (answer, controller)));
         let printed = store.data().output.text();
-        forward_output(&self.name, &printed);
+        forward_output(store.data_mut(), &printed);
         let (answer, controller) = result
             .map_err(|source| classify(&self.name, self.limits, store.data(), source, printed))?;
         let checked = check(answer)?;
@@ -644,6 +715,10 @@ impl Sandbox {
             output,
             cache: Arc::new(EmptyCache),
             guest: Arc::clone(&self.name),
+            deadline_at: Instant::now(),
+            log: Arc::clone(&self.log),
+            logged: 0,
+            hits: Arc::clone(&self.hits),
         };
         let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -665,7 +740,9 @@ fn classify(
             limit: limits.memory_bytes,
             requested: u64::try_from(requested).unwrap_or(u64::MAX),
         }
-    } else if source.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+    } else if source.downcast_ref::<Trap>() == Some(&Trap::Interrupt)
+        || source.downcast_ref::<BlockedPastDeadline>().is_some()
+    {
         GuestError::Deadline {
             guest,
             deadline: limits.deadline,
@@ -681,9 +758,36 @@ fn classify(
     error
 }
 
-/// Writes what a guest printed to stdout or stderr into the host's log.
-fn forward_output(guest: &str, printed: &str) {
+/// Writes what a guest printed to stdout or stderr into the host's log,
+/// within its log budget.
+fn forward_output(state: &mut HostState, printed: &str) {
     for line in printed.lines().filter(|line| !line.trim().is_empty()) {
-        tracing::info!(guest, output = line, "guest output");
+        if let Some(line) = state.log.admit(&mut state.logged, line, &state.hits) {
+            tracing::info!(guest = &*state.guest, output = &*line, "guest output");
+        }
     }
+}
+
+/// The bytes one action of an answer carries.
+fn action_bytes(action: &wit::Action) -> usize {
+    let reference = |target: &wit::ObjectRef| ref_bytes(target);
+    match action {
+        wit::Action::Create(json) | wit::Action::Update(json) | wit::Action::UpdateStatus(json) => {
+            json.len()
+        }
+        wit::Action::Patch(patch) => reference(&patch.target) + patch.body.len(),
+        wit::Action::Delete(target) => reference(target),
+        wit::Action::Scale(scale) => reference(&scale.target) + 4,
+        wit::Action::RecordEvent(event) => {
+            reference(&event.regarding) + event.reason.len() + event.message.len()
+        }
+    }
+}
+
+/// The bytes one object reference carries.
+fn ref_bytes(target: &wit::ObjectRef) -> usize {
+    target.api_version.len()
+        + target.kind.len()
+        + target.namespace.as_ref().map_or(0, String::len)
+        + target.name.len()
 }

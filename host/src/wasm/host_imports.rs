@@ -80,6 +80,9 @@ impl cache::Host for HostState {
 
 impl log::Host for HostState {
     fn log(&mut self, level: log::Level, message: String) {
+        let Some(message) = self.log.admit(&mut self.logged, &message, &self.hits) else {
+            return;
+        };
         let guest = &*self.guest;
         match level {
             log::Level::Trace => tracing::trace!(guest, "{message}"),

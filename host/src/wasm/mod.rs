@@ -17,8 +17,10 @@ pub mod compile_cache;
 mod engine;
 mod error;
 mod guest;
+mod guest_log;
 mod host_imports;
 mod limits;
+pub mod slots;
 mod wasi;
 
 pub use compile_cache::{CacheStatus, CompileCache};
@@ -26,5 +28,9 @@ pub use engine::{EPOCH_TICK, EngineError, EngineOptions, WasmEngine};
 pub use error::{GuestError, LoadError};
 pub use guest::{Change, Guest, Info, Instances, LoadOptions, Relation, Watch};
 pub use host_imports::{CacheReader, EmptyCache, ListQuery, SharedCache};
-pub use limits::{DEFAULT_DEADLINE, DEFAULT_MEMORY_BYTES, Limits};
+pub use limits::{
+    DEFAULT_DEADLINE, DEFAULT_LOG_LINES_PER_SECOND, DEFAULT_MAX_ACTIONS, DEFAULT_MAX_ANSWER_BYTES,
+    DEFAULT_MAX_LOG_BYTES_PER_CALL, DEFAULT_MAX_LOG_LINE_BYTES, DEFAULT_MEMORY_BYTES,
+    DEFAULT_MIN_REQUEUE_AFTER, LimitHitCounts, LimitHits, Limits,
+};
 pub use wasi::{Clock, OUTPUT_CAPACITY};

@@ -6,15 +6,85 @@
 //! environment variables, no arguments, no network (TCP, UDP and name
 //! lookups all refused), stdin closed. Standard output and error are
 //! captured, bounded, and forwarded to the host's log after each call.
+//!
+//! WASI's only blocking waits are `wasi:io/poll`'s `poll` and
+//! `pollable.block` (a sleep, a clock subscription, a socket that never
+//! becomes ready). Epoch interruption cannot stop a guest inside a host
+//! call, so those two are replaced by versions that give up at the call's
+//! deadline and fail the call as a deadline failure: a guest call ends at
+//! its deadline whatever it is doing.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
+use wasmtime::StoreContextMut;
+use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxBuilder};
+use wasmtime_wasi::runtime::in_tokio;
+use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxBuilder, WasiView};
+use wasmtime_wasi_io::bindings::wasi::io::poll::{Host as _, HostPollable as _};
 use wasmtime_wasi_io::bytes::Bytes;
-use wasmtime_wasi_io::poll::Pollable;
+use wasmtime_wasi_io::poll::{DynPollable, Pollable};
 use wasmtime_wasi_io::streams::{OutputStream, StreamResult};
+
+/// The interface whose blocking functions are bounded: the version
+/// wasmtime-wasi links (guests importing an older 0.2 version are served
+/// by it too).
+const POLL_INTERFACE: &str = "wasi:io/poll@0.2.12";
+
+/// A store whose calls have a wall-clock deadline.
+pub(crate) trait CallDeadline {
+    /// When the call running in this store must end.
+    fn call_deadline(&self) -> Instant;
+}
+
+/// A guest waited in `poll` or `pollable.block` until its call's deadline;
+/// the call fails like one stopped by epoch interruption.
+#[derive(Debug, thiserror::Error)]
+#[error("the guest was still waiting in a blocking WASI call at its deadline")]
+pub(crate) struct BlockedPastDeadline;
+
+/// Replaces the blocking `poll` and `pollable.block` that
+/// `wasmtime_wasi::p2::add_to_linker_sync` linked with versions that wait
+/// no longer than the call's deadline. Call it after that function.
+pub(crate) fn bound_blocking_waits<T>(linker: &mut Linker<T>) -> wasmtime::Result<()>
+where
+    T: WasiView + CallDeadline + 'static,
+{
+    linker.allow_shadowing(true);
+    let mut poll = linker.instance(POLL_INTERFACE)?;
+    poll.func_wrap(
+        "poll",
+        |mut store: StoreContextMut<'_, T>, (pollables,): (Vec<Resource<DynPollable>>,)| {
+            let deadline = store.data().call_deadline();
+            let table = store.data_mut().ctx().table;
+            let ready = until(deadline, table.poll(pollables))?;
+            Ok((ready,))
+        },
+    )?;
+    poll.func_wrap(
+        "[method]pollable.block",
+        |mut store: StoreContextMut<'_, T>, (pollable,): (Resource<DynPollable>,)| {
+            let deadline = store.data().call_deadline();
+            let table = store.data_mut().ctx().table;
+            until(deadline, table.block(pollable))
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// Runs a WASI wait until it ends or `deadline` passes, whichever is first.
+fn until<R>(
+    deadline: Instant,
+    wait: impl Future<Output = wasmtime::Result<R>>,
+) -> wasmtime::Result<R> {
+    in_tokio(async {
+        tokio::time::timeout_at(deadline.into(), wait)
+            .await
+            .map_err(|_elapsed| wasmtime::Error::new(BlockedPastDeadline))?
+    })
+}
 
 /// How much of a guest's stdout and stderr one call keeps; the rest of the
 /// output is dropped (writes still succeed, so a chatty guest never fails).

@@ -6,13 +6,22 @@
 //! `print` (writes to stdout and stderr), `count` (reports how many calls
 //! this instance has seen), `fail-transient`, `requeue` (asks to be reconciled again in 50 ms),
 //! `slow` (works 20 ms, then reports `data.value` in an event), `cache` (reports what
-//! `cache.list` of ConfigMaps returns). Anything else behaves: one Normal
-//! event.
+//! `cache.list` of ConfigMaps returns), `sleep` (sleeps 20 s through WASI, then
+//! reports it woke), `flood-actions` (answers 100,000 events), `flood-log` (logs
+//! 1 MiB lines, 64 of them), `requeue-zero` (asks to be reconciled again at
+//! once), `merge-patch` (merge-patches the object `data.target` names, as
+//! `{"apiVersion","kind","namespace","name"}`, with the body in `data.body`) and
+//! `update-status` (sends `data.object` as an update-status). Anything else
+//! behaves: one Normal event.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use paddock_guest::{Action, Controller, Error, Info, Outcome, Request, Watch, cache, json};
+use paddock_guest::log::{Level, log};
+use paddock_guest::{
+    Action, Controller, Error, Info, ObjectRef, Outcome, Request, Value, Watch, cache, json,
+    serde_json,
+};
 
 /// Calls this instance has seen: stays at 1 when every call gets a fresh
 /// instance, and counts up while the host reuses one.
@@ -68,6 +77,35 @@ impl Controller for Hostile {
                 let calls = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
                 Ok(Outcome::done().with(Action::event(me, "Counted", calls.to_string())))
             }
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(20));
+                Ok(Outcome::done().with(Action::event(me, "Woke", "slept 20 s")))
+            }
+            "flood-actions" => {
+                let mut outcome = Outcome::done();
+                for index in 0..100_000 {
+                    outcome.push(Action::event(me.clone(), "Flood", index.to_string()));
+                }
+                Ok(outcome)
+            }
+            "flood-log" => {
+                let line = "x".repeat(1 << 20);
+                for _ in 0..64 {
+                    log(Level::Info, &line);
+                }
+                Ok(Outcome::done().with(Action::event(me, "Logged", "64 MiB")))
+            }
+            "requeue-zero" => Ok(Outcome::done()
+                .with(Action::event(me, "Again", "at once"))
+                .requeue_after(std::time::Duration::ZERO)),
+            "merge-patch" => {
+                let target = target_of(&data_json(&object, "target")?);
+                let body = data_json(&object, "body")?;
+                Ok(Outcome::done().with(Action::merge_patch(target, body)))
+            }
+            "update-status" => {
+                Ok(Outcome::done().with(Action::update_status(data_json(&object, "object")?)))
+            }
             "fail-transient" => Err(Error::transient("asked to fail")),
             "requeue" => Ok(Outcome::done()
                 .with(Action::event(me, "Requeued", "see you in 50 ms"))
@@ -83,6 +121,23 @@ impl Controller for Hostile {
             }
             _ => Ok(Outcome::done().with(Action::event(me, "Reconciled", "all good"))),
         }
+    }
+}
+
+/// The JSON held in the object's `data.<key>`.
+fn data_json(object: &paddock_guest::Object, key: &str) -> Result<Value, Error> {
+    let text = object.str_at(&format!("/data/{key}")).unwrap_or("{}");
+    serde_json::from_str(text).map_err(|error| Error::permanent(format!("data.{key}: {error}")))
+}
+
+/// An object reference written as JSON.
+fn target_of(value: &Value) -> ObjectRef {
+    let field = |name: &str| value[name].as_str().unwrap_or_default().to_owned();
+    ObjectRef {
+        api_version: field("apiVersion"),
+        kind: field("kind"),
+        namespace: value["namespace"].as_str().map(str::to_owned),
+        name: field("name"),
     }
 }
 

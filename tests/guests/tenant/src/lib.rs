@@ -13,6 +13,11 @@
 //! - `scale-outside`: scales a Deployment there;
 //! - `ungranted-kind`: creates a Secret in its own namespace;
 //! - `cluster-scoped`: creates a Namespace;
+//! - `patch-by-name`: merge-patches the Deployment named `data.name` (such
+//!   as `web/status` or `web/scale`, reaching for a subresource through
+//!   the name) with `{"spec":{"replicas":0},"status":{"replicas":7}}`;
+//! - `forge-status`: writes the status of the `WasmController` named
+//!   `data.name` with a forged `moduleDigest`;
 //! - `burn`: never returns.
 //!
 //! Anything else behaves: it stamps the ConfigMap with the `data.value` it
@@ -78,6 +83,16 @@ impl Controller for Tenant {
                 "apiVersion": "v1",
                 "kind": "Namespace",
                 "metadata": {"name": name},
+            })),
+            "patch-by-name" => Action::merge_patch(
+                target("apps/v1", "Deployment"),
+                json!({"spec": {"replicas": 0}, "status": {"replicas": 7}}),
+            ),
+            "forge-status" => Action::update_status(json!({
+                "apiVersion": "paddock.dev/v1alpha1",
+                "kind": "WasmController",
+                "metadata": {"namespace": namespace, "name": name},
+                "status": {"moduleDigest": "forged"},
             })),
             "burn" => {
                 let mut counter = 0u64;
