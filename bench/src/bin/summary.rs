@@ -159,6 +159,19 @@ fn main() -> anyhow::Result<()> {
         "ms",
         None,
     );
+    let tenants = read("tenants").unwrap_or_default();
+    row(
+        "tenants: good tenant beside every attack / alone",
+        tenants["ratio"].as_f64(),
+        "x",
+        Some((true, 2.0)),
+    );
+    row(
+        "tenants: host RSS after the attack",
+        tenants["rss_mib"]["after"].as_f64(),
+        "MiB",
+        None,
+    );
     let startup = read("startup").unwrap_or_default();
     row(
         "start-up: to ready, 3 controllers, 10,000 objects",
