@@ -12,7 +12,9 @@
 //! guest, which stamps each ConfigMap with the value it saw.
 //!
 //! Run with `cargo xtask bench`; `PADDOCK_BENCH_SAMPLES` sets the samples
-//! per phase (default 25). Writes `target/bench/tenants.json`.
+//! per phase (default 25), `PADDOCK_BENCH_ATTACKS` a comma-separated subset
+//! of the attacks (the modes below and `edits`; default all). Writes
+//! `target/bench/tenants.json`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -135,6 +137,12 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("{name} is built by `cargo xtask build-guests`"))?;
         Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
     };
+    let chosen = std::env::var("PADDOCK_BENCH_ATTACKS").ok();
+    let attacking = |attack: &str| {
+        chosen
+            .as_deref()
+            .is_none_or(|list| list.split(',').any(|item| item.trim() == attack))
+    };
     let good_module = encode("tenant.wasm")?;
     let bad_module = encode("hostile.wasm")?;
 
@@ -213,6 +221,9 @@ async fn main() -> anyhow::Result<()> {
     wait_running(&supervisor, "bad/bad-0").await?;
     let targets: Api<ConfigMap> = Api::namespaced(client.clone(), "bad");
     for (mode, count) in ATTACKS {
+        if !attacking(mode) {
+            continue;
+        }
         for index in 0..count {
             let data = if mode == "update-status" {
                 json!({"object": json!({
@@ -235,7 +246,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     // Edits of the hostile resources for as long as the attack lasts.
-    let editing = Arc::new(AtomicBool::new(true));
+    let editing = Arc::new(AtomicBool::new(attacking("edits")));
     let editor = {
         let bad = bad.clone();
         let editing = Arc::clone(&editing);

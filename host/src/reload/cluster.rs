@@ -173,6 +173,7 @@ async fn run(supervisor: Supervisor, client: Client, tenant: TenantLimits) {
         cluster,
         sinks: HashMap::new(),
         modules: ModuleMemos::default(),
+        specs: HashMap::new(),
         last_good: HashMap::new(),
         scopes: Scopes::default(),
     };
@@ -214,6 +215,10 @@ struct Declarer {
     sinks: HashMap<String, Arc<ResourceSink>>,
     /// The decoded module of each controller.
     modules: ModuleMemos,
+    /// Each resource's spec as last read, by kind, namespace and name, with
+    /// the resourceVersion it was read at: a pass parses only the
+    /// resources that changed (an inline module makes a spec large).
+    specs: HashMap<SpecKey, (String, Result<Spec, Unreadable>)>,
     /// The last declaration of each controller that could be used.
     last_good: HashMap<String, Declared>,
     scopes: Scopes,
@@ -279,7 +284,16 @@ impl ModuleMemos {
     }
 }
 
+/// Which resource a spec was read from: its kind (`namespaced` or
+/// `cluster`), namespace and name.
+type SpecKey = (&'static str, String, String);
+
+fn spec_key(kind: &'static str, object: &StoredObject) -> SpecKey {
+    (kind, object.namespace.to_string(), object.name.to_string())
+}
+
 /// One resource's spec, whichever kind.
+#[derive(Clone)]
 struct Spec {
     kind: String,
     namespace: Option<String>,
@@ -305,6 +319,7 @@ impl Spec {
 }
 
 /// A resource whose spec does not parse.
+#[derive(Clone)]
 struct Unreadable {
     origin: String,
     controller: String,
@@ -358,18 +373,42 @@ where
 }
 
 impl Declarer {
+    /// The spec of `object`, parsed again only when its resourceVersion
+    /// moved since the last pass.
+    fn spec(
+        &mut self,
+        kind: &'static str,
+        object: &StoredObject,
+        parse: fn(&StoredObject) -> Result<Spec, Unreadable>,
+    ) -> Result<Spec, Unreadable> {
+        let key = spec_key(kind, object);
+        if let Some((version, spec)) = self.specs.get(&key)
+            && **version == *object.resource_version
+        {
+            return spec.clone();
+        }
+        let spec = parse(object);
+        self.specs
+            .insert(key, (object.resource_version.to_string(), spec.clone()));
+        spec
+    }
+
     async fn declare(&mut self, watched: &Watched) -> Vec<Declared> {
         let mut specs: Vec<Result<Spec, Unreadable>> = Vec::new();
+        let mut listed = BTreeSet::new();
         for object in watched.namespaced.store().list(None, None) {
-            specs.push(read::<WasmController>(&object, |resource| {
-                resource.spec.settings
+            listed.insert(spec_key("namespaced", &object));
+            specs.push(self.spec("namespaced", &object, |object| {
+                read::<WasmController>(object, |resource| resource.spec.settings)
             }));
         }
         for object in watched.cluster.store().list(None, None) {
-            specs.push(read::<ClusterWasmController>(&object, |resource| {
-                resource.spec.settings
+            listed.insert(spec_key("cluster", &object));
+            specs.push(self.spec("cluster", &object, |object| {
+                read::<ClusterWasmController>(object, |resource| resource.spec.settings)
             }));
         }
+        self.specs.retain(|key, _| listed.contains(key));
         let over_cap = self.over_namespace_cap(&specs);
         let mut declared = Vec::new();
         let mut seen = BTreeSet::new();
