@@ -348,6 +348,7 @@ async fn main() -> anyhow::Result<()> {
         }))?,
     )?;
     supervisor.shutdown().await;
+    slots.drained(SAMPLE_TIMEOUT).await;
     cluster.shutdown().await;
     Ok(())
 }

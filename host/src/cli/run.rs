@@ -171,6 +171,9 @@ enum Until {
     Converged,
 }
 
+/// How long a shutting-down host waits for guest calls still running.
+const SLOTS_DRAIN: Duration = Duration::from_secs(30);
+
 /// How long `--once` waits for the controllers to go idle.
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -347,8 +350,8 @@ async fn serve(
 ) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::with_slots(client.clone(), slots.clone());
     let supervisor = Supervisor::new(engine.clone(), runtime.clone());
-    let ops =
-        OpsState::new(runtime.informers().clone(), supervisor.board().clone()).with_slots(slots);
+    let ops = OpsState::new(runtime.informers().clone(), supervisor.board().clone())
+        .with_slots(slots.clone());
     let (bound, _ops_task) = paddock::ops::serve(ops_addr, ops.clone())
         .await
         .with_context(|| {
@@ -404,6 +407,9 @@ async fn serve(
     }
     tracing::info!("shutting down");
     supervisor.shutdown().await;
+    // Calls still running end at their deadlines; let them, so that none
+    // outlives the runtime.
+    slots.drained(SLOTS_DRAIN).await;
     if failed > 0 {
         code = ExitCode::FAILURE;
     }

@@ -61,6 +61,8 @@ struct Inner {
     total: usize,
     per_tenant: usize,
     state: Mutex<State>,
+    /// Told whenever the last held slot is freed.
+    idle: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default)]
@@ -132,6 +134,7 @@ impl ExecutionSlots {
                     free: total,
                     ..State::default()
                 }),
+                idle: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -206,6 +209,23 @@ impl ExecutionSlots {
             "a guest call has held its execution slot for {} s, past its deadline",
             stuck.as_secs()
         ))
+    }
+
+    /// Waits until no call holds a slot, for at most `timeout`; whether
+    /// the pool drained. A host shutting down waits for this, so that no
+    /// guest call outlives the runtime its WASI waits need.
+    pub async fn drained(&self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, async {
+            loop {
+                let idle = self.inner.idle.notified();
+                if self.inner.lock().free == self.inner.total {
+                    return;
+                }
+                idle.await;
+            }
+        })
+        .await
+        .is_ok()
     }
 
     /// The pool's size and use now.
@@ -285,6 +305,9 @@ impl Inner {
 
     fn finish(&self, state: &mut State, flow: &Flow, call: u64) {
         state.free += 1;
+        if state.free == self.total {
+            self.idle.notify_waiters();
+        }
         state.calls.remove(&call);
         if let Some(running) = state.running.get_mut(flow) {
             *running -= 1;
@@ -399,6 +422,7 @@ mod tests {
             .await
             .expect("runs");
         assert_eq!(answer, 42);
+        assert!(slots.drained(Duration::from_secs(1)).await);
         assert_eq!(slots.status().running, 0);
         assert!(slots.stalled().is_none());
     }
