@@ -1,13 +1,16 @@
 //! List and watch throughput with 10 000 objects, and memory per stored object.
 //!
-//! Run with `cargo run --release -p devcluster --example bench [-- <objects>]`.
+//! Run with `cargo run --release -p devcluster --example bench [-- <objects> [rbac]]`; with
+//! `rbac` the requests are made by a ServiceAccount holding `edit` through RBAC instead of the
+//! admin (whose `system:masters` group skips authorisation).
 
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use devcluster::{DevCluster, Options};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::{Client, Config};
 use serde_json::json;
@@ -36,6 +39,51 @@ fn configmap(i: usize) -> Result<ConfigMap> {
     }))?)
 }
 
+async fn connect(kubeconfig: &str) -> Result<Client> {
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(kubeconfig)?;
+    Ok(Client::try_from(
+        Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?,
+    )?)
+}
+
+/// A ServiceAccount bound to `edit` and to a ClusterRole for namespaces; returns its token.
+async fn rbac_user(admin: &Client) -> Result<String> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), "default");
+    let pp = PostParams::default();
+    accounts
+        .create(
+            &pp,
+            &serde_json::from_value(json!({"metadata": {"name": "bench"}}))?,
+        )
+        .await?;
+    let roles: Api<ClusterRole> = Api::all(admin.clone());
+    roles
+        .create(
+            &pp,
+            &serde_json::from_value(json!({"metadata": {"name": "bench-namespaces"}, "rules": [
+                {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["*"]}]}))?,
+        )
+        .await?;
+    let bindings: Api<ClusterRoleBinding> = Api::all(admin.clone());
+    for role in ["edit", "bench-namespaces"] {
+        bindings
+            .create(
+                &pp,
+                &serde_json::from_value(json!({
+                    "metadata": {"name": format!("bench-{role}")},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+                    "subjects": [{"kind": "ServiceAccount", "name": "bench", "namespace": "default"}],
+                }))?,
+            )
+            .await?;
+    }
+    let request = serde_json::from_value(json!({"spec": {"expirationSeconds": 86400}}))?;
+    let issued = accounts
+        .create_token_request("bench", &pp, &request)
+        .await?;
+    Ok(issued.status.context("TokenRequest status")?.token)
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let objects: usize = std::env::args()
@@ -43,10 +91,17 @@ async fn main() -> Result<()> {
         .map(|a| a.parse())
         .transpose()?
         .unwrap_or(10_000);
+    let rbac = std::env::args().nth(2).as_deref() == Some("rbac");
     let dev = DevCluster::start(Options::new().watch_history(objects * 2)).await?;
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(&dev.kubeconfig_yaml())?;
-    let client =
-        Client::try_from(Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?)?;
+    let admin = connect(&dev.kubeconfig_yaml()).await?;
+    let client = if rbac {
+        let token = rbac_user(&admin).await?;
+        println!("as system:serviceaccount:default:bench (RBAC: edit + namespaces)");
+        connect(&dev.kubeconfig_yaml_for_token(&token)).await?
+    } else {
+        println!("as the admin (system:masters)");
+        admin
+    };
     let api: Api<ConfigMap> = Api::namespaced(client, "default");
 
     let mut live = api.watch(&WatchParams::default(), "0").await?.boxed();
@@ -85,7 +140,8 @@ async fn main() -> Result<()> {
     let started = Instant::now();
     for _ in 0..rounds {
         let list = api.list(&ListParams::default()).await?;
-        assert_eq!(list.items.len(), objects);
+        // Every namespace also holds the cluster's `kube-root-ca.crt`.
+        assert_eq!(list.items.len(), objects + 1);
     }
     let secs = started.elapsed().as_secs_f64();
     println!(

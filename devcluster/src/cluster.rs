@@ -10,9 +10,11 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::auth::authn::{Authenticator, PeerUser};
 use crate::core::Core;
 use crate::faults::{Counters, FaultRule, Faults};
 use crate::shared::Shared;
+use crate::tls::Identity;
 
 /// Errors starting or using a `DevCluster`.
 #[derive(Debug, thiserror::Error)]
@@ -118,16 +120,18 @@ impl Options {
         self
     }
 
-    /// Keep the cluster's objects in this directory across restarts (default: memory only).
-    /// The state is loaded at start and saved shortly after every change and at shutdown;
-    /// watches cannot resume across a restart (410 Expired).
+    /// Keep the cluster's objects and identity in this directory across restarts (default:
+    /// memory only). The state is loaded at start and saved shortly after every change and at
+    /// shutdown; the CA, serving certificate, token-signing key and admin token are kept, so
+    /// kubeconfigs and tokens issued before a restart still work after it. Watches cannot
+    /// resume across a restart (410 Expired).
     #[must_use]
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = Some(dir.into());
         self
     }
 
-    /// The bearer token clients must send (default: a random one).
+    /// The admin's bearer token (default: a random one, or the stored one with a data directory).
     #[must_use]
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
@@ -135,8 +139,9 @@ impl Options {
     }
 }
 
-/// A running embedded Kubernetes API server on 127.0.0.1: HTTPS with a certificate from a CA made
-/// at start (in the kubeconfig), and a bearer token.
+/// A running embedded Kubernetes API server on 127.0.0.1: HTTPS with a certificate from the
+/// cluster's CA (in the kubeconfig); callers authenticate with the admin token, ServiceAccount
+/// tokens or client certificates, and every request is authorised by RBAC.
 ///
 /// Dropping the handle stops the server.
 #[derive(Debug)]
@@ -144,6 +149,7 @@ pub struct DevCluster {
     shared: Arc<Shared>,
     addr: SocketAddr,
     ca_pem: String,
+    identity: Identity,
     data_dir: Option<PathBuf>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
@@ -160,17 +166,23 @@ impl DevCluster {
         let addr = listener
             .local_addr()
             .map_err(|source| Error::Bind { addr, source })?;
-        let token = options
-            .token
-            .clone()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        let identity = load_identity(&options)?;
+        let authn = Authenticator::new(
+            identity.admin_token.clone(),
+            &identity.service_account_key_pem,
+        )
+        .map_err(|e| Error::Tls(crate::tls::TlsError::Certificate(e)))?;
         let mut core = Core::new(options.watch_history, options.namespace_deletion_delay);
-        if let Some(dir) = &options.data_dir {
-            crate::persist::load(dir, &mut core)?;
+        core.root_ca = identity.ca_pem.clone();
+        if let Some(dir) = &options.data_dir
+            && crate::persist::load(dir, &mut core)?
+        {
+            crate::auth::rbac::seed(&mut core);
         }
+        crate::auth::serviceaccounts::ensure_namespace_objects(&mut core);
         let shared = Arc::new(Shared {
             core: Mutex::new(core),
-            token,
+            authn,
             faults: Faults::default(),
             counters: Counters::default(),
             close_watches: watch::channel(0).0,
@@ -178,12 +190,12 @@ impl DevCluster {
             bookmark_interval: options.bookmark_interval,
             simulator: AtomicBool::new(options.workload_simulator),
         });
-        let tls = crate::tls::generate()?;
+        let tls_config = identity.server_config()?;
         let (stop, stopped) = oneshot::channel::<()>();
         let app = crate::server::router(shared.clone());
         let server = tokio::spawn(serve(
             listener,
-            tokio_rustls::TlsAcceptor::from(tls.config),
+            tokio_rustls::TlsAcceptor::from(tls_config),
             app,
             stopped,
         ));
@@ -199,7 +211,8 @@ impl DevCluster {
             data_dir: options.data_dir,
             shared,
             addr,
-            ca_pem: tls.ca_pem,
+            ca_pem: identity.ca_pem.clone(),
+            identity,
             stop: Some(stop),
             server: Some(server),
             tasks,
@@ -221,23 +234,57 @@ impl DevCluster {
         &self.ca_pem
     }
 
-    /// The bearer token every request must carry.
+    /// The admin's bearer token (user `kubernetes-admin` in group `system:masters`).
     pub fn token(&self) -> &str {
-        &self.shared.token
+        self.shared.authn.admin_token()
     }
 
-    /// A kubeconfig (YAML) for this cluster, usable by kube-rs and kubectl.
+    /// A kubeconfig (YAML) for this cluster as the admin, usable by kube-rs and kubectl.
     pub fn kubeconfig_yaml(&self) -> String {
-        crate::kubeconfig::render(&self.base_url(), &self.ca_pem, &self.shared.token)
+        self.kubeconfig_yaml_for_token(self.token())
     }
 
-    /// Writes the kubeconfig to a file.
+    /// A kubeconfig (YAML) authenticating with another bearer token, e.g. a ServiceAccount
+    /// token from a TokenRequest (`kubectl create token`).
+    pub fn kubeconfig_yaml_for_token(&self, token: &str) -> String {
+        crate::kubeconfig::render(
+            &self.base_url(),
+            &self.ca_pem,
+            &crate::kubeconfig::Credentials::Token(token),
+        )
+    }
+
+    /// A kubeconfig (YAML) for `user` in `groups` (at most one, besides the
+    /// `system:authenticated` every user has) with a client certificate signed by the cluster
+    /// CA (user from the CommonName, group from the Organization), as kubeadm writes them.
+    /// What the user may do is up to RBAC, unless the group is `system:masters`.
+    pub fn kubeconfig_yaml_for_user(&self, user: &str, groups: &[&str]) -> Result<String, Error> {
+        let (cert, key) = self.identity.client_certificate(user, groups)?;
+        Ok(crate::kubeconfig::render(
+            &self.base_url(),
+            &self.ca_pem,
+            &crate::kubeconfig::Credentials::ClientCertificate {
+                cert: &cert,
+                key: &key,
+            },
+        ))
+    }
+
+    /// Writes the admin kubeconfig to a file.
     pub fn write_kubeconfig(&self, path: impl AsRef<Path>) -> Result<(), Error> {
-        let path = path.as_ref();
-        std::fs::write(path, self.kubeconfig_yaml()).map_err(|source| Error::WriteKubeconfig {
-            path: path.to_owned(),
-            source,
-        })
+        write_file(path.as_ref(), &self.kubeconfig_yaml())
+    }
+
+    /// Writes a client-certificate kubeconfig for `user` in `groups` (see
+    /// [`kubeconfig_yaml_for_user`](Self::kubeconfig_yaml_for_user)) to a file only its owner
+    /// may read (it holds a private key).
+    pub fn write_kubeconfig_for_user(
+        &self,
+        path: impl AsRef<Path>,
+        user: &str,
+        groups: &[&str],
+    ) -> Result<(), Error> {
+        write_file(path.as_ref(), &self.kubeconfig_yaml_for_user(user, groups)?)
     }
 
     /// Ends every open watch now (clients see the stream end and re-watch).
@@ -351,6 +398,63 @@ impl Drop for DevCluster {
     }
 }
 
+fn write_file(path: &Path, text: &str) -> Result<(), Error> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
+        .map_err(|source| Error::WriteKubeconfig {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// The stored identity with `--data-dir` (made and stored on first start), else a new one; an
+/// explicit token replaces the stored admin token.
+fn load_identity(options: &Options) -> Result<Identity, Error> {
+    let Some(dir) = &options.data_dir else {
+        return Ok(Identity::generate(options.token.clone())?);
+    };
+    let identity = match crate::persist::load_identity(dir)? {
+        Some(stored)
+            if options
+                .token
+                .as_ref()
+                .is_none_or(|t| *t == stored.admin_token) =>
+        {
+            return Ok(stored);
+        }
+        Some(mut stored) => {
+            stored.admin_token = options.token.clone().unwrap_or_default();
+            stored
+        }
+        None => Identity::generate(options.token.clone())?,
+    };
+    crate::persist::save_identity(dir, &identity)?;
+    Ok(identity)
+}
+
+/// The user a connection's verified client certificate names.
+fn peer_user(tls: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>) -> PeerUser {
+    let user = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .and_then(|der| crate::tls::certificate_user(der))
+        .map(|(name, groups)| {
+            let mut groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+            if !groups.contains(&crate::auth::AUTHENTICATED) {
+                groups.push(crate::auth::AUTHENTICATED);
+            }
+            Arc::new(crate::auth::UserInfo::named(&name, &groups))
+        });
+    PeerUser(user)
+}
+
 /// Accepts TLS connections and serves HTTP/1.1 on each until `stopped` fires.
 async fn serve(
     listener: tokio::net::TcpListener,
@@ -381,6 +485,7 @@ async fn serve(
                             return;
                         }
                     };
+                    let app = app.layer(axum::Extension(peer_user(&tls)));
                     let service = hyper_util::service::TowerToHyperService::new(app);
                     let conn = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(tls), service);

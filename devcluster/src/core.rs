@@ -53,6 +53,10 @@ pub(crate) struct Core {
     pub next_cluster_ip: u32,
     /// How long a deleted namespace stays `Terminating` before its contents are removed.
     pub namespace_delay: std::time::Duration,
+    /// The RBAC bindings index, with the resourceVersion of the RBAC objects it was built from.
+    policy: Option<(u64, Arc<crate::auth::rbac::Policy>)>,
+    /// The cluster CA (PEM) published in every namespace's `kube-root-ca.crt`.
+    pub root_ca: String,
 }
 
 /// A resource request target parsed from the URL.
@@ -187,6 +191,8 @@ impl Core {
             gc: VecDeque::new(),
             next_cluster_ip: 2,
             namespace_delay,
+            policy: None,
+            root_ca: String::new(),
         };
         core.seed();
         core
@@ -232,6 +238,25 @@ impl Core {
         if let Value::Object(m) = svc {
             self.store.put(&Arc::from("/services"), m);
         }
+        crate::auth::rbac::seed(self);
+    }
+
+    /// The RBAC index, rebuilt when a Role, ClusterRole or binding changed since the last call.
+    pub(crate) fn policy(&mut self) -> Arc<crate::auth::rbac::Policy> {
+        use crate::auth::rbac::{CLUSTER_ROLE_BINDINGS, CLUSTER_ROLES, ROLE_BINDINGS, ROLES};
+        let version = [ROLES, CLUSTER_ROLES, ROLE_BINDINGS, CLUSTER_ROLE_BINDINGS]
+            .iter()
+            .map(|s| self.store.changed_at(s))
+            .max()
+            .unwrap_or(0);
+        if let Some((built_at, policy)) = &self.policy
+            && *built_at == version
+        {
+            return policy.clone();
+        }
+        let policy = Arc::new(crate::auth::rbac::Policy::build(&self.store));
+        self.policy = Some((version, policy.clone()));
+        policy
     }
 
     /// The namespace object, if it exists.

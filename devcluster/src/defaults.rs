@@ -126,6 +126,7 @@ pub(crate) fn on_create(core: &mut Core, res: &ResourceDef, obj: &mut Map<String
                 }
                 default_containers(spec);
                 default_tolerations(spec);
+                crate::auth::serviceaccounts::mount_token(spec);
             }
         }
         "/services" => {

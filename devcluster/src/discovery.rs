@@ -100,6 +100,17 @@ pub(crate) fn resources(reg: &Registry, group: &str, version: &str) -> Option<Va
                 "verbs": ["get", "patch", "update"],
             }));
         }
+        if &*r.storage == "/serviceaccounts" {
+            list.push(json!({
+                "name": "serviceaccounts/token",
+                "singularName": "",
+                "namespaced": true,
+                "group": "authentication.k8s.io",
+                "version": "v1",
+                "kind": "TokenRequest",
+                "verbs": ["create"],
+            }));
+        }
         if r.scale.is_some() {
             list.push(json!({
                 "name": format!("{}/scale", r.plural),
@@ -166,6 +177,11 @@ fn aggregated_resource(r: &ResourceDef) -> Value {
     }
     if r.status_subresource {
         subs.push(json!({"subresource": "status", "responseKind": kind, "verbs": ["get", "patch", "update"]}));
+    }
+    if &*r.storage == "/serviceaccounts" {
+        let token =
+            json!({"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"});
+        subs.push(json!({"subresource": "token", "responseKind": token, "verbs": ["create"]}));
     }
     if !subs.is_empty() {
         m.insert("subresources".into(), Value::Array(subs));

@@ -6,8 +6,25 @@
 //! finalizers, garbage collection and namespace deletion. It is the cluster `paddock dev`
 //! starts and the one every test runs against.
 //!
-//! It speaks HTTPS (a CA made at start; its certificate is in the generated kubeconfig) and
-//! wants a bearer token: client-go (kubectl) only sends tokens over TLS.
+//! It speaks HTTPS (a CA made at start, or kept in the data directory; its certificate is in the
+//! generated kubeconfig) and knows who is calling, as a real kube-apiserver does:
+//!
+//! - **Authentication**: the admin bearer token of [`DevCluster::kubeconfig_yaml`] (user
+//!   `kubernetes-admin`, group `system:masters`); client certificates signed by the cluster CA
+//!   (user from the CommonName, groups from the Organizations, see
+//!   [`DevCluster::kubeconfig_yaml_for_user`]); ServiceAccount tokens from TokenRequest
+//!   (`kubectl create token`, signed JWTs, checked against the ServiceAccount's uid) and
+//!   TokenReview; anything else is `system:anonymous`, and a bad token is 401.
+//! - **RBAC** on every request (Roles, ClusterRoles with aggregation, bindings, subresources,
+//!   resourceNames, non-resource paths), with the default roles (`cluster-admin`, `admin`,
+//!   `edit`, `view`, `system:basic-user`, `system:discovery`, `system:public-info-viewer`) and
+//!   the escalation check; `system:masters` bypasses it. 403s read as a real server's.
+//! - **Impersonation** headers (`kubectl --as`, `--as-group`), each authorised by `impersonate`.
+//! - **Access reviews**: SubjectAccessReview, LocalSubjectAccessReview, SelfSubjectAccessReview
+//!   (`kubectl auth can-i`), SelfSubjectRulesReview (`auth can-i --list`), SelfSubjectReview
+//!   (`auth whoami`).
+//! - A `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap in every namespace, and
+//!   the projected token volume on Pods.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,13 +44,14 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The same faults are reachable over HTTP for `paddock dev`, under `/devcluster/v1/` with the
-//! same token: `POST close-watches`, `POST expire-history`, `POST faults` (a [`FaultRule`] as
+//! The same faults are reachable over HTTP for `paddock dev`, under `/devcluster/v1/`, for the
+//! admin (or anyone RBAC allows those paths, such as a `cluster-admin`): `POST close-watches`, `POST expire-history`, `POST faults` (a [`FaultRule`] as
 //! JSON), `DELETE faults`, `PUT latency` (`{"millis": 50}`), `PUT simulator`
 //! (`{"enabled": true}`) and `GET counters`.
 
 mod admin;
 mod apply;
+mod auth;
 mod cluster;
 mod core;
 mod crd;

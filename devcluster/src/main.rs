@@ -12,13 +12,18 @@ struct Args {
     /// Port to listen on (0: any free port).
     #[arg(long, default_value_t = 0)]
     port: u16,
-    /// Where to write the kubeconfig.
+    /// Where to write the kubeconfig (the admin, by bearer token).
     #[arg(long, default_value = "devcluster.kubeconfig")]
     kubeconfig_out: PathBuf,
+    /// Where to write a second kubeconfig authenticating with a client certificate
+    /// (`kubernetes-admin` in group `system:masters`).
+    #[arg(long, default_value = "devcluster-cert.kubeconfig")]
+    cert_kubeconfig_out: PathBuf,
     /// Make Deployment, ReplicaSet and StatefulSet status follow spec.replicas.
     #[arg(long)]
     workload_simulator: bool,
-    /// Keep the cluster's objects in this directory across restarts.
+    /// Keep the cluster's objects and identity (CA, keys, admin token) in this directory
+    /// across restarts.
     #[arg(long)]
     data_dir: Option<PathBuf>,
 }
@@ -43,6 +48,11 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("starting the devcluster")?;
     cluster.write_kubeconfig(&args.kubeconfig_out)?;
+    cluster.write_kubeconfig_for_user(
+        &args.cert_kubeconfig_out,
+        "kubernetes-admin",
+        &["system:masters"],
+    )?;
     let path = std::fs::canonicalize(&args.kubeconfig_out).unwrap_or(args.kubeconfig_out);
     println!("{}", path.display());
     eprintln!(

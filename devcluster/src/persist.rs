@@ -1,5 +1,5 @@
 //! Optional persistence (`--data-dir`): the store is snapshotted to one JSON file after changes
-//! and loaded back at start.
+//! and loaded back at start; the cluster's identity (CA, keys, admin token) is kept beside it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,9 +10,13 @@ use serde_json::{Map, Value};
 use crate::core::{Core, GcTask};
 use crate::json::meta;
 use crate::shared::Shared;
+use crate::tls::Identity;
 
 /// The snapshot file inside the data directory.
 const FILE: &str = "devcluster-state.json";
+
+/// The identity file inside the data directory (readable by its owner only).
+const IDENTITY_FILE: &str = "devcluster-identity.json";
 
 /// How long after a change the snapshot is written (changes in between are batched).
 const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -38,6 +42,40 @@ pub enum PersistError {
         #[source]
         source: serde_json::Error,
     },
+}
+
+/// The stored identity, if the data directory has one.
+pub(crate) fn load_identity(dir: &Path) -> Result<Option<Identity>, PersistError> {
+    let path = dir.join(IDENTITY_FILE);
+    let text = match std::fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(PersistError::Io { path, source }),
+    };
+    serde_json::from_slice(&text)
+        .map(Some)
+        .map_err(|source| PersistError::Parse { path, source })
+}
+
+/// Writes the identity (keys included) to a file only its owner may read.
+pub(crate) fn save_identity(dir: &Path, identity: &Identity) -> Result<(), PersistError> {
+    std::fs::create_dir_all(dir).map_err(|source| PersistError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let path = dir.join(IDENTITY_FILE);
+    let text = serde_json::to_vec_pretty(identity).map_err(|source| PersistError::Parse {
+        path: path.clone(),
+        source,
+    })?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let write = options
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, &text));
+    write.map_err(|source| PersistError::Io { path, source })
 }
 
 fn file(dir: &Path) -> PathBuf {

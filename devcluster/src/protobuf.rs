@@ -1,5 +1,6 @@
-//! Just enough of Kubernetes' protobuf encoding to read the bodies `kubectl create namespace |
-//! configmap | secret | serviceaccount` send (kubectl uses protobuf for built-in types).
+//! Just enough of Kubernetes' protobuf encoding to read the bodies kubectl's imperative commands
+//! send (`create namespace | configmap | secret | serviceaccount | role | rolebinding | token`,
+//! `auth can-i`, `auth whoami`): kubectl uses protobuf for built-in types.
 
 use base64::Engine;
 use serde_json::{Map, Value};
@@ -202,6 +203,216 @@ fn decode_kind(kind: &str, raw: &[u8]) -> Result<Map<String, Value>, ProtoError>
     Ok(obj)
 }
 
+/// How one field of a message reads: its JSON name and shape.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    Str,
+    Strs,
+    Int,
+    Meta,
+    Msg(Message),
+    Msgs(Message),
+    /// `map<string, string>`.
+    StrMap,
+    /// `map<string, ExtraValue>` (user extras: lists of strings).
+    ExtraMap,
+}
+
+/// A message as `(field number, JSON name, shape)` triples.
+type Message = &'static [(u64, &'static str, Shape)];
+
+const POLICY_RULE: Message = &[
+    (1, "verbs", Shape::Strs),
+    (2, "apiGroups", Shape::Strs),
+    (3, "resources", Shape::Strs),
+    (4, "resourceNames", Shape::Strs),
+    (5, "nonResourceURLs", Shape::Strs),
+];
+const SELECTOR_REQUIREMENT: Message = &[
+    (1, "key", Shape::Str),
+    (2, "operator", Shape::Str),
+    (3, "values", Shape::Strs),
+];
+const LABEL_SELECTOR: Message = &[
+    (1, "matchLabels", Shape::StrMap),
+    (2, "matchExpressions", Shape::Msgs(SELECTOR_REQUIREMENT)),
+];
+const ROLE: Message = &[
+    (1, "metadata", Shape::Meta),
+    (2, "rules", Shape::Msgs(POLICY_RULE)),
+];
+const CLUSTER_ROLE: Message = &[
+    (1, "metadata", Shape::Meta),
+    (2, "rules", Shape::Msgs(POLICY_RULE)),
+    (
+        3,
+        "aggregationRule",
+        Shape::Msg(&[(1, "clusterRoleSelectors", Shape::Msgs(LABEL_SELECTOR))]),
+    ),
+];
+const SUBJECT: Message = &[
+    (1, "kind", Shape::Str),
+    (2, "apiGroup", Shape::Str),
+    (3, "name", Shape::Str),
+    (4, "namespace", Shape::Str),
+];
+const ROLE_REF: Message = &[
+    (1, "apiGroup", Shape::Str),
+    (2, "kind", Shape::Str),
+    (3, "name", Shape::Str),
+];
+const BINDING: Message = &[
+    (1, "metadata", Shape::Meta),
+    (2, "subjects", Shape::Msgs(SUBJECT)),
+    (3, "roleRef", Shape::Msg(ROLE_REF)),
+];
+const TOKEN_REQUEST: Message = &[
+    (1, "metadata", Shape::Meta),
+    (
+        2,
+        "spec",
+        Shape::Msg(&[
+            (1, "audiences", Shape::Strs),
+            (4, "expirationSeconds", Shape::Int),
+            (
+                3,
+                "boundObjectRef",
+                Shape::Msg(&[
+                    (1, "kind", Shape::Str),
+                    (2, "apiVersion", Shape::Str),
+                    (3, "name", Shape::Str),
+                    (4, "uid", Shape::Str),
+                ]),
+            ),
+        ]),
+    ),
+];
+const TOKEN_REVIEW: Message = &[
+    (1, "metadata", Shape::Meta),
+    (
+        2,
+        "spec",
+        Shape::Msg(&[(1, "token", Shape::Str), (2, "audiences", Shape::Strs)]),
+    ),
+];
+const RESOURCE_ATTRIBUTES: Message = &[
+    (1, "namespace", Shape::Str),
+    (2, "verb", Shape::Str),
+    (3, "group", Shape::Str),
+    (4, "version", Shape::Str),
+    (5, "resource", Shape::Str),
+    (6, "subresource", Shape::Str),
+    (7, "name", Shape::Str),
+];
+const NON_RESOURCE_ATTRIBUTES: Message = &[(1, "path", Shape::Str), (2, "verb", Shape::Str)];
+const SELF_ACCESS_REVIEW: Message = &[
+    (1, "metadata", Shape::Meta),
+    (
+        2,
+        "spec",
+        Shape::Msg(&[
+            (1, "resourceAttributes", Shape::Msg(RESOURCE_ATTRIBUTES)),
+            (
+                2,
+                "nonResourceAttributes",
+                Shape::Msg(NON_RESOURCE_ATTRIBUTES),
+            ),
+        ]),
+    ),
+];
+const ACCESS_REVIEW: Message = &[
+    (1, "metadata", Shape::Meta),
+    (
+        2,
+        "spec",
+        Shape::Msg(&[
+            (1, "resourceAttributes", Shape::Msg(RESOURCE_ATTRIBUTES)),
+            (
+                2,
+                "nonResourceAttributes",
+                Shape::Msg(NON_RESOURCE_ATTRIBUTES),
+            ),
+            (3, "user", Shape::Str),
+            (4, "groups", Shape::Strs),
+            (5, "extra", Shape::ExtraMap),
+            (6, "uid", Shape::Str),
+        ]),
+    ),
+];
+const RULES_REVIEW: Message = &[
+    (1, "metadata", Shape::Meta),
+    (2, "spec", Shape::Msg(&[(1, "namespace", Shape::Str)])),
+];
+const SELF_REVIEW: Message = &[(1, "metadata", Shape::Meta)];
+
+/// The identity and RBAC kinds read through their message tables.
+fn message_of(api_version: &str, kind: &str) -> Option<Message> {
+    Some(match (api_version, kind) {
+        ("rbac.authorization.k8s.io/v1", "Role") => ROLE,
+        ("rbac.authorization.k8s.io/v1", "ClusterRole") => CLUSTER_ROLE,
+        ("rbac.authorization.k8s.io/v1", "RoleBinding" | "ClusterRoleBinding") => BINDING,
+        ("authentication.k8s.io/v1", "TokenRequest") => TOKEN_REQUEST,
+        ("authentication.k8s.io/v1", "TokenReview") => TOKEN_REVIEW,
+        ("authentication.k8s.io/v1", "SelfSubjectReview") => SELF_REVIEW,
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => SELF_ACCESS_REVIEW,
+        ("authorization.k8s.io/v1", "SubjectAccessReview" | "LocalSubjectAccessReview") => {
+            ACCESS_REVIEW
+        }
+        ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => RULES_REVIEW,
+        _ => return None,
+    })
+}
+
+/// Decodes a message by its table; unknown fields are skipped.
+fn decode_message(raw: &[u8], spec: Message) -> Result<Map<String, Value>, ProtoError> {
+    let mut obj = Map::new();
+    for (n, f) in fields(raw)? {
+        let Some((_, name, shape)) = spec.iter().find(|(num, _, _)| *num == n) else {
+            continue;
+        };
+        let name = *name;
+        match (*shape, f) {
+            (Shape::Str, Field::Bytes(v)) => set_text(&mut obj, name, v)?,
+            (Shape::Strs, Field::Bytes(v)) => push(&mut obj, name, Value::from(text(v)?)),
+            (Shape::Int, Field::Varint(v)) => {
+                // int64 travels as its two's complement in a varint.
+                drop(obj.insert(name.into(), Value::from(v as i64)));
+            }
+            (Shape::Meta, Field::Bytes(v)) => drop(obj.insert(name.into(), object_meta(v)?)),
+            (Shape::Msg(m), Field::Bytes(v)) => {
+                drop(obj.insert(name.into(), Value::Object(decode_message(v, m)?)));
+            }
+            (Shape::Msgs(m), Field::Bytes(v)) => {
+                push(&mut obj, name, Value::Object(decode_message(v, m)?));
+            }
+            (Shape::StrMap, Field::Bytes(v)) => put_entry(&mut obj, name, v, false)?,
+            (Shape::ExtraMap, Field::Bytes(v)) => {
+                let mut key = String::new();
+                let mut items = Vec::new();
+                for (en, ef) in fields(v)? {
+                    match (en, ef) {
+                        (1, Field::Bytes(k)) => key = text(k)?,
+                        (2, Field::Bytes(list)) => {
+                            for (_, item) in fields(list)? {
+                                if let Field::Bytes(i) = item {
+                                    items.push(Value::from(text(i)?));
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                let map = obj.entry(name).or_insert_with(|| Value::Object(Map::new()));
+                if let Some(m) = map.as_object_mut() {
+                    m.insert(key, Value::Array(items));
+                }
+            }
+            _ => return Err(ProtoError::Malformed),
+        }
+    }
+    Ok(obj)
+}
+
 /// Decodes a `application/vnd.kubernetes.protobuf` body into a JSON object with kind and apiVersion.
 pub(crate) fn decode(body: &[u8]) -> Result<Map<String, Value>, ProtoError> {
     let envelope = body.strip_prefix(b"k8s\0").ok_or(ProtoError::Malformed)?;
@@ -221,14 +432,17 @@ pub(crate) fn decode(body: &[u8]) -> Result<Map<String, Value>, ProtoError> {
             _ => {}
         }
     }
-    if !matches!(
+    let mut obj = if let Some(spec) = message_of(&api_version, &kind) {
+        decode_message(raw, spec)?
+    } else if matches!(
         kind.as_str(),
         "ConfigMap" | "Secret" | "Namespace" | "ServiceAccount"
-    ) || api_version != "v1"
+    ) && api_version == "v1"
     {
+        decode_kind(&kind, raw)?
+    } else {
         return Err(ProtoError::Unsupported(kind));
-    }
-    let mut obj = decode_kind(&kind, raw)?;
+    };
     obj.insert("kind".into(), Value::from(kind));
     obj.insert("apiVersion".into(), Value::from(api_version));
     Ok(obj)

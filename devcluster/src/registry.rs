@@ -19,6 +19,9 @@ pub(crate) const ALL_VERBS: &[&str] = &[
     "watch",
 ];
 
+/// The verbs of the review resources: answered on create, never stored.
+pub(crate) const CREATE_ONLY: &[&str] = &["create"];
+
 /// When `metadata.generation` moves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Generation {
@@ -63,6 +66,8 @@ pub(crate) struct ResourceDef {
     pub printer_columns: Option<Vec<Value>>,
     /// A CRD's `openAPIV3Schema` per served version.
     pub schemas: Vec<(String, Value)>,
+    /// A review (TokenReview, SubjectAccessReview, ...): created, answered, never stored.
+    pub review: bool,
 }
 
 impl ResourceDef {
@@ -121,7 +126,25 @@ fn builtin(
         storage: Arc::from(format!("{group}/{plural}")),
         printer_columns: None,
         schemas: Vec::new(),
+        review: false,
     }
+}
+
+/// A create-only review resource of `group`.
+fn review(group: &str, plural: &str, kind: &str, namespaced: bool) -> ResourceDef {
+    let mut def = builtin(
+        group,
+        plural,
+        kind,
+        namespaced,
+        &[],
+        false,
+        Generation::None,
+        false,
+    );
+    def.verbs = CREATE_ONLY;
+    def.review = true;
+    def
 }
 
 /// The registry of served resources.
@@ -134,6 +157,9 @@ impl Registry {
     /// The built-in resources of a fresh cluster.
     pub(crate) fn builtin() -> Self {
         use Generation::{None as NoGen, Spec};
+        const RBAC: &str = "rbac.authorization.k8s.io";
+        const AUTHN: &str = "authentication.k8s.io";
+        const AUTHZ: &str = "authorization.k8s.io";
         let mut namespaces = builtin(
             "",
             "namespaces",
@@ -254,6 +280,58 @@ impl Registry {
                 false,
             ),
             crds,
+            builtin(
+                RBAC,
+                "clusterrolebindings",
+                "ClusterRoleBinding",
+                false,
+                &[],
+                false,
+                NoGen,
+                false,
+            ),
+            builtin(
+                RBAC,
+                "clusterroles",
+                "ClusterRole",
+                false,
+                &[],
+                false,
+                NoGen,
+                false,
+            ),
+            builtin(
+                RBAC,
+                "rolebindings",
+                "RoleBinding",
+                true,
+                &[],
+                false,
+                NoGen,
+                false,
+            ),
+            builtin(RBAC, "roles", "Role", true, &[], false, NoGen, false),
+            review(AUTHN, "selfsubjectreviews", "SelfSubjectReview", false),
+            review(AUTHN, "tokenreviews", "TokenReview", false),
+            review(
+                AUTHZ,
+                "localsubjectaccessreviews",
+                "LocalSubjectAccessReview",
+                true,
+            ),
+            review(
+                AUTHZ,
+                "selfsubjectaccessreviews",
+                "SelfSubjectAccessReview",
+                false,
+            ),
+            review(
+                AUTHZ,
+                "selfsubjectrulesreviews",
+                "SelfSubjectRulesReview",
+                false,
+            ),
+            review(AUTHZ, "subjectaccessreviews", "SubjectAccessReview", false),
         ];
         Self {
             resources: resources.into_iter().map(Arc::new).collect(),
@@ -466,6 +544,7 @@ pub(crate) fn from_crd(crd: &Map<String, Value>) -> Result<ResourceDef, Vec<Caus
                 Some((name.to_owned(), schema.clone()))
             })
             .collect(),
+        review: false,
         printer_columns: reference
             .and_then(|r| r.get("additionalPrinterColumns"))
             .and_then(Value::as_array)

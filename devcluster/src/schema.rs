@@ -255,6 +255,10 @@ fn builtin_fields(storage: &str) -> Option<&'static [&'static str]> {
             "reportingInstance",
         ],
         "coordination.k8s.io/leases" => &["spec"],
+        "rbac.authorization.k8s.io/roles" => &["rules"],
+        "rbac.authorization.k8s.io/clusterroles" => &["rules", "aggregationRule"],
+        "rbac.authorization.k8s.io/rolebindings"
+        | "rbac.authorization.k8s.io/clusterrolebindings" => &["subjects", "roleRef"],
         "/namespaces"
         | "/pods"
         | "/services"

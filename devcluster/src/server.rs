@@ -1,4 +1,4 @@
-//! The HTTP front: bearer-token auth, URL routing to discovery and resources, verbs, faults and counters.
+//! The HTTP front: authentication and authorisation, URL routing to discovery and resources, verbs, faults and counters.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,6 +10,8 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, header};
 
+use crate::auth::authn::PeerUser;
+use crate::auth::{Attributes, UserInfo, forbidden};
 use crate::core::{Query, Target};
 use crate::delete::{self, DeleteOpts};
 use crate::discovery;
@@ -68,16 +70,11 @@ fn query_of(uri: &http::Uri) -> Query {
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
-    let authorized = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| t.trim() == shared.token);
-    if !authorized {
-        return error(&ApiError::unauthorized());
-    }
     let (parts, body) = req.into_parts();
+    let user = match identify(&shared, &parts) {
+        Ok(user) => user,
+        Err(e) => return error(&e),
+    };
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(e) => return error(&ApiError::bad_request(format!("reading request body: {e}"))),
@@ -170,6 +167,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         None => {}
         Some("status") if res.status_subresource => {}
         Some("scale") if res.scale.is_some() => {}
+        Some("token") if &*res.storage == "/serviceaccounts" => {}
         Some(_) => return plain_not_found(),
     }
     let target = Target {
@@ -190,7 +188,10 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             .is_some_and(|a| a.contains("as=Table")),
     };
     let is_watch = watch_prefix || q.flag("watch");
+    let token_request = target.subresource.as_deref() == Some("token");
     let verb = match (&parts.method, target.name.is_some()) {
+        (&Method::POST, true) if token_request => "create",
+        (_, _) if token_request => return error(&ApiError::method_not_allowed()),
         (&Method::GET, _) if is_watch => "watch",
         (&Method::GET, true) => "get",
         (&Method::GET, false) => "list",
@@ -201,7 +202,8 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         (&Method::DELETE, false) => "deletecollection",
         _ => return error(&ApiError::method_not_allowed()),
     };
-    if target.subresource.is_some() && !matches!(verb, "get" | "update" | "patch") {
+    if target.subresource.is_some() && !token_request && !matches!(verb, "get" | "update" | "patch")
+    {
         return error(&ApiError::method_not_allowed());
     }
     if target.subresource.is_none() && !target.res.verbs.contains(&verb) && verb != "watch" {
@@ -254,7 +256,30 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let result = execute(&shared, verb, &target, &q, user_agent, content_type, &body);
+    let result = if target.res.review {
+        crate::auth::reviews::create(&shared, &user, &target, &body, content_type)
+            .map(|(code, bytes)| (code, bytes, Vec::new()))
+    } else if token_request {
+        let core = shared.core.lock();
+        crate::auth::serviceaccounts::token_request(
+            &core,
+            &shared.authn,
+            &target,
+            &body,
+            content_type,
+        )
+        .map(|(code, bytes)| (code, bytes, Vec::new()))
+    } else {
+        let request = Call {
+            verb,
+            target: &target,
+            query: &q,
+            user: &user,
+            user_agent,
+            content_type,
+        };
+        execute(&shared, &request, &body)
+    };
     match result {
         Ok((code, bytes, warnings)) => {
             let mut resp = json(code, bytes);
@@ -302,19 +327,26 @@ async fn wait_for_resource_version(shared: &Shared, q: &Query) -> Option<ApiErro
     Some(err)
 }
 
+/// One resource request, parsed.
+struct Call<'a> {
+    verb: &'a str,
+    target: &'a Target,
+    query: &'a Query,
+    user: &'a UserInfo,
+    user_agent: &'a str,
+    content_type: &'a str,
+}
+
 /// Runs one non-watch request under the store lock; returns code, body and `Warning`s.
 fn execute(
     shared: &Shared,
-    verb: &str,
-    t: &Target,
-    q: &Query,
-    user_agent: &str,
-    content_type: &str,
+    call: &Call<'_>,
     body: &[u8],
 ) -> Result<(u16, Bytes, Vec<String>), ApiError> {
+    let (verb, t, q, content_type) = (call.verb, call.target, call.query, call.content_type);
     let writes = matches!(verb, "create" | "update" | "patch");
     let ctx = if writes {
-        Some(WriteCtx::from_request(q, user_agent)?)
+        Some(WriteCtx::from_request(q, call.user_agent, call.user)?)
     } else {
         None
     };
@@ -337,7 +369,41 @@ fn execute(
         }
         _ => Err(ApiError::method_not_allowed()),
     };
+    if result.is_ok() && !matches!(verb, "get" | "list") {
+        after_change(&mut core, t);
+    }
     shared.collect_garbage(&mut core);
     let warnings = ctx.map(|c| c.warnings.into_inner()).unwrap_or_default();
     result.map(|(code, bytes)| (code, bytes, warnings))
+}
+
+/// What kube-controller-manager does after a change: a new namespace gets its `default`
+/// ServiceAccount and `kube-root-ca.crt`; a changed ClusterRole is re-aggregated.
+fn after_change(core: &mut crate::core::Core, t: &Target) {
+    match &*t.res.storage {
+        "/namespaces" => crate::auth::serviceaccounts::ensure_namespace_objects(core),
+        crate::auth::rbac::CLUSTER_ROLES => crate::auth::rbac::aggregate(core),
+        _ => {}
+    }
+}
+
+/// Who a request acts as: authenticated, then impersonated, then authorised (401 or 403 otherwise).
+fn identify(shared: &Shared, parts: &http::request::Parts) -> Result<UserInfo, ApiError> {
+    let user = shared.authn.authenticate(
+        &shared.core,
+        &parts.headers,
+        parts.extensions.get::<PeerUser>(),
+    )?;
+    let user = crate::auth::impersonate::impersonate(&shared.core, user, &parts.headers)?;
+    if user.is_master() {
+        return Ok(user);
+    }
+    let attrs = Attributes::of_request(&parts.method, parts.uri.path(), &query_of(&parts.uri));
+    let decision = crate::auth::authorize(&shared.core, &user, &attrs);
+    if decision.allowed {
+        Ok(user)
+    } else {
+        tracing::debug!(user = %user.name, ?attrs, "forbidden");
+        Err(forbidden(&user.name, &attrs, &decision.reason))
+    }
 }

@@ -14,8 +14,8 @@ use crate::faults::{Counters, Faults};
 pub(crate) struct Shared {
     /// Store, registry and pending collector work.
     pub core: Mutex<Core>,
-    /// The bearer token every request must carry.
-    pub token: String,
+    /// Turns credentials (client certificates, the admin token, ServiceAccount tokens) into users.
+    pub authn: crate::auth::authn::Authenticator,
     /// Injected faults.
     pub faults: Faults,
     /// Request and watch counters.

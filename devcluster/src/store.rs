@@ -81,6 +81,8 @@ pub(crate) struct Store {
     uids: HashMap<String, ObjRef>,
     dependents: HashMap<String, BTreeSet<ObjRef>>,
     notify: watch::Sender<u64>,
+    /// The resourceVersion of the last change of each storage key.
+    changed: HashMap<Arc<str>, u64>,
 }
 
 fn owner_uids(obj: &Map<String, Value>) -> Vec<String> {
@@ -107,6 +109,7 @@ impl Store {
             uids: HashMap::new(),
             dependents: HashMap::new(),
             notify: watch::channel(1).0,
+            changed: HashMap::new(),
         }
     }
 
@@ -143,6 +146,7 @@ impl Store {
         }
         self.rv = rv;
         self.compacted = rv;
+        self.changed = self.tables.keys().map(|k| (k.clone(), rv)).collect();
         self.notify.send_replace(rv);
     }
 
@@ -154,6 +158,11 @@ impl Store {
     /// The latest resourceVersion.
     pub(crate) fn rv(&self) -> u64 {
         self.rv
+    }
+
+    /// The resourceVersion of the last change to a storage key (0 if never changed).
+    pub(crate) fn changed_at(&self, storage: &str) -> u64 {
+        self.changed.get(storage).copied().unwrap_or(0)
     }
 
     /// The highest resourceVersion no longer covered by the history.
@@ -239,6 +248,10 @@ impl Store {
     }
 
     fn record(&mut self, change: Change) {
+        match self.changed.get_mut(&change.storage) {
+            Some(rv) => *rv = change.rv,
+            None => drop(self.changed.insert(change.storage.clone(), change.rv)),
+        }
         self.history.push_back(Arc::new(change));
         while self.history.len() > self.history_cap {
             if let Some(old) = self.history.pop_front() {
@@ -317,6 +330,7 @@ impl Store {
     pub(crate) fn drop_table(&mut self, storage: &str) {
         if let Some(table) = self.tables.remove(storage) {
             let storage: Arc<str> = Arc::from(storage);
+            self.changed.insert(storage.clone(), self.rv);
             for (key, stored) in table {
                 self.unindex(&storage, &key, &stored.decode());
             }

@@ -24,11 +24,17 @@ pub(crate) struct WriteCtx {
     pub strict: bool,
     /// `Warning`s for the response (unknown fields dropped).
     pub warnings: std::cell::RefCell<Vec<String>>,
+    /// Who writes (for RBAC's escalation check).
+    pub user: crate::auth::UserInfo,
 }
 
 impl WriteCtx {
     /// Reads `fieldManager` and `dryRun`, falling back to the User-Agent's product for the manager.
-    pub(crate) fn from_request(q: &Query, user_agent: &str) -> Result<Self, ApiError> {
+    pub(crate) fn from_request(
+        q: &Query,
+        user_agent: &str,
+        user: &crate::auth::UserInfo,
+    ) -> Result<Self, ApiError> {
         let dry_run = match q.get("dryRun") {
             None | Some("") => false,
             Some("All") => true,
@@ -78,11 +84,15 @@ impl WriteCtx {
             dry_run,
             strict: q.get("fieldValidation") == Some("Strict"),
             warnings: std::cell::RefCell::new(Vec::new()),
+            user: user.clone(),
         })
     }
 }
 
-fn parse_object(body: &[u8], content_type: &str) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn parse_object(
+    body: &[u8],
+    content_type: &str,
+) -> Result<Map<String, Value>, ApiError> {
     let essence = content_type.split(';').next().unwrap_or_default().trim();
     let parsed = match essence {
         "" | "application/json" | "*/*" => {
@@ -352,6 +362,7 @@ fn create_object(
     defaults::on_create(core, &t.res, &mut obj);
     check_schema(t, &mut obj, ctx)?;
     crd::on_write(&t.res, &mut obj);
+    crate::auth::rbac::admit(core, t, &obj, &ctx.user)?;
     let now = now_rfc3339();
     let api_version = t.api_version();
     let writer = Writer {
@@ -682,6 +693,7 @@ pub(crate) fn finish_update(
         apply::record_update(Some(&old_obj), &mut new, &writer, t.lists());
     }
     crd::on_write(&t.res, &mut new);
+    crate::auth::rbac::admit(core, t, &new, &ctx.user)?;
     if new == old_obj {
         return Ok((200, t.render(old)));
     }

@@ -40,6 +40,14 @@ fn status<T: std::fmt::Debug>(r: kube::Result<T>) -> Box<Status> {
     }
 }
 
+/// Deletes the `kube-root-ca.crt` ConfigMap every namespace holds, for tests that count the
+/// ConfigMaps of `default`.
+async fn without_root_ca(api: &Api<ConfigMap>) -> Result<()> {
+    api.delete("kube-root-ca.crt", &DeleteParams::default())
+        .await?;
+    Ok(())
+}
+
 fn cm(name: &str) -> ConfigMap {
     serde_json::from_value(json!({"metadata": {"name": name}, "data": {"a": "1"}}))
         .expect("valid ConfigMap")
@@ -145,22 +153,40 @@ async fn create_widget_crd(client: &Client) -> Result<()> {
 }
 
 #[tokio::test]
-async fn requests_without_the_token_get_401_status() -> Result<()> {
+async fn anonymous_requests_are_forbidden_and_bad_tokens_get_401() -> Result<()> {
     let (dev, _) = cluster().await?;
-    let mut kubeconfig = kube::config::Kubeconfig::from_yaml(&dev.kubeconfig_yaml())?;
-    for user in &mut kubeconfig.auth_infos {
-        if let Some(info) = user.auth_info.as_mut() {
-            info.token = None;
+    let with_token = |token: Option<&str>| {
+        let mut kubeconfig = kube::config::Kubeconfig::from_yaml(&dev.kubeconfig_yaml())?;
+        for user in &mut kubeconfig.auth_infos {
+            if let Some(info) = user.auth_info.as_mut() {
+                info.token = token.map(|t| t.to_owned().into());
+            }
         }
-    }
-    let config = Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+        anyhow::Ok(kubeconfig)
+    };
+    let config = Config::from_custom_kubeconfig(with_token(None)?, &Default::default()).await?;
     let anonymous = Client::try_from(config)?;
     let s = status(
         Api::<ConfigMap>::default_namespaced(anonymous)
             .list(&ListParams::default())
             .await,
     );
-    assert_eq!((s.code, s.reason.as_str()), (401, "Unauthorized"));
+    assert_eq!((s.code, s.reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        s.message,
+        r#"configmaps is forbidden: User "system:anonymous" cannot list resource "configmaps" in API group "" in the namespace "default""#
+    );
+    let config =
+        Config::from_custom_kubeconfig(with_token(Some("wrong"))?, &Default::default()).await?;
+    let s = status(
+        Api::<ConfigMap>::default_namespaced(Client::try_from(config)?)
+            .list(&ListParams::default())
+            .await,
+    );
+    assert_eq!(
+        (s.code, s.reason.as_str(), s.message.as_str()),
+        (401, "Unauthorized", "Unauthorized")
+    );
     Ok(())
 }
 
@@ -725,6 +751,7 @@ async fn server_side_apply_owns_fields_and_reports_conflicts() -> Result<()> {
 async fn lists_select_sort_and_paginate() -> Result<()> {
     let (dev, client) = cluster().await?;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    without_root_ca(&api).await?;
     for (name, tier) in [
         ("e", "web"),
         ("c", "db"),
@@ -900,6 +927,7 @@ fn name_of(ev: &WatchEvent<ConfigMap>) -> String {
 async fn watches_replay_resume_filter_and_expire() -> Result<()> {
     let (dev, client) = cluster().await?;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    without_root_ca(&api).await?;
     api.create(&PostParams::default(), &cm("old")).await?;
     let mut from_zero = api.watch(&WatchParams::default(), "0").await?.boxed();
     let ev = next_event(&mut from_zero).await?;
@@ -996,6 +1024,7 @@ async fn watch_timeout_bookmarks_and_streaming_lists() -> Result<()> {
     let (_dev, client) =
         start(Options::new().bookmark_interval(Duration::from_millis(100))).await?;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    without_root_ca(&api).await?;
     api.create(&PostParams::default(), &cm("x")).await?;
     let started = tokio::time::Instant::now();
     let mut stream = api
@@ -1393,6 +1422,7 @@ async fn custom_resources_are_served_scaled_and_removed_with_their_crd() -> Resu
 async fn metadata_only_views() -> Result<()> {
     let (_dev, client) = cluster().await?;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    without_root_ca(&api).await?;
     api.create(&PostParams::default(), &cm("m")).await?;
     let list = api.list_metadata(&ListParams::default()).await?;
     assert_eq!(list.types.kind, "PartialObjectMetadataList");
