@@ -4,6 +4,7 @@
 //! alternately, batch by batch, in one run, and compared by the ratio of
 //! their medians.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 pub mod native;
@@ -48,6 +49,18 @@ pub fn alternate(contenders: &mut [Contender<'_>], rounds: usize, batch: usize) 
         }
     }
     samples.into_iter().map(median).collect()
+}
+
+/// The workspace root, and the folder of the built guest components
+/// (`PADDOCK_GUESTS_DIR`, else `target/guests/wasm32-wasip2/release`).
+pub fn workspace_dirs() -> (PathBuf, PathBuf) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), PathBuf::from);
+    let guests = std::env::var_os("PADDOCK_GUESTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/guests/wasm32-wasip2/release"));
+    (root, guests)
 }
 
 /// The median of some samples.

@@ -8,7 +8,7 @@
 //! Run with `cargo xtask bench`, which builds the guests and this binary in
 //! release mode. Prints two tables and writes `target/bench/dispatch.json`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -36,13 +36,7 @@ struct Build {
 }
 
 fn main() -> anyhow::Result<()> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(PathBuf::from)
-        .context("the bench crate lives in the workspace")?;
-    let guests = std::env::var_os("PADDOCK_GUESTS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target/guests/wasm32-wasip2/release"));
+    let (root, guests) = paddock_bench::workspace_dirs();
     let object =
         read_object(&root.join("guest-examples/replica-floor/fixtures/below-floor/object.yaml"))?;
     let json = object.to_string();

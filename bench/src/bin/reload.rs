@@ -10,7 +10,7 @@
 //! Run with `cargo xtask bench`; `PADDOCK_BENCH_SWAPS` sets the swaps per
 //! kind (default 9). Writes `target/bench/reload.json`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -70,13 +70,7 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|text| text.parse().ok())
         .unwrap_or(9);
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(PathBuf::from)
-        .context("the bench crate lives in the workspace")?;
-    let guests = std::env::var_os("PADDOCK_GUESTS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target/guests/wasm32-wasip2/release"));
+    let (root, guests) = paddock_bench::workspace_dirs();
     let v1 = std::fs::read(guests.join("stamp_v1.wasm"))
         .context("stamp-v1 is built by `cargo xtask build-guests`")?;
     let v2 = std::fs::read(guests.join("stamp_v2.wasm"))

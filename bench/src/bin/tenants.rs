@@ -16,7 +16,6 @@
 //! of the attacks (the modes below and `edits`; default all). Writes
 //! `target/bench/tenants.json`.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -33,6 +32,7 @@ use paddock::reload::cluster::{self, TenantLimits};
 use paddock::reload::{Phase, Supervisor};
 use paddock::wasm::slots::ExecutionSlots;
 use paddock::wasm::{EngineOptions, WasmEngine};
+use paddock_bench::median;
 use serde_json::{Value, json};
 
 /// How long one reconcile may take before the run fails.
@@ -62,11 +62,6 @@ fn rss_mib() -> f64 {
                 .ok()
         })
         .map_or(0.0, |kib| kib / 1024.0)
-}
-
-fn median(mut samples: Vec<f64>) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
 }
 
 fn controller(name: &str, module: &str, grant: Value) -> anyhow::Result<WasmController> {
@@ -125,13 +120,7 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|text| text.parse().ok())
         .unwrap_or(25);
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(PathBuf::from)
-        .context("the bench crate lives in the workspace")?;
-    let guests = std::env::var_os("PADDOCK_GUESTS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target/guests/wasm32-wasip2/release"));
+    let (root, guests) = paddock_bench::workspace_dirs();
     let encode = |name: &str| -> anyhow::Result<String> {
         let bytes = std::fs::read(guests.join(name))
             .with_context(|| format!("{name} is built by `cargo xtask build-guests`"))?;
