@@ -218,7 +218,7 @@ struct Declarer {
     /// Each resource's spec as last read, by kind, namespace and name, with
     /// the resourceVersion it was read at: a pass parses only the
     /// resources that changed (an inline module makes a spec large).
-    specs: HashMap<SpecKey, (String, Result<Spec, Unreadable>)>,
+    specs: HashMap<SpecKey, (String, Result<Arc<Spec>, Unreadable>)>,
     /// The last declaration of each controller that could be used.
     last_good: HashMap<String, Declared>,
     scopes: Scopes,
@@ -380,21 +380,21 @@ impl Declarer {
         kind: &'static str,
         object: &StoredObject,
         parse: fn(&StoredObject) -> Result<Spec, Unreadable>,
-    ) -> Result<Spec, Unreadable> {
+    ) -> Result<Arc<Spec>, Unreadable> {
         let key = spec_key(kind, object);
         if let Some((version, spec)) = self.specs.get(&key)
             && **version == *object.resource_version
         {
             return spec.clone();
         }
-        let spec = parse(object);
+        let spec = parse(object).map(Arc::new);
         self.specs
             .insert(key, (object.resource_version.to_string(), spec.clone()));
         spec
     }
 
     async fn declare(&mut self, watched: &Watched) -> Vec<Declared> {
-        let mut specs: Vec<Result<Spec, Unreadable>> = Vec::new();
+        let mut specs: Vec<Result<Arc<Spec>, Unreadable>> = Vec::new();
         let mut listed = BTreeSet::new();
         for object in watched.namespaced.store().list(None, None) {
             listed.insert(spec_key("namespaced", &object));
@@ -481,11 +481,11 @@ impl Declarer {
 
     /// The tenants' controllers beyond the per-namespace cap: in each
     /// namespace, all but the oldest `max_controllers_per_namespace`.
-    fn over_namespace_cap(&self, specs: &[Result<Spec, Unreadable>]) -> BTreeSet<String> {
+    fn over_namespace_cap(&self, specs: &[Result<Arc<Spec>, Unreadable>]) -> BTreeSet<String> {
         let mut by_namespace: HashMap<&str, Vec<&Spec>> = HashMap::new();
         for spec in specs.iter().flatten() {
             if let Some(namespace) = &spec.namespace {
-                by_namespace.entry(namespace).or_default().push(spec);
+                by_namespace.entry(namespace).or_default().push(&**spec);
             }
         }
         let mut over = BTreeSet::new();

@@ -770,16 +770,15 @@ fn forward_output(state: &mut HostState, printed: &str) {
 
 /// The bytes one action of an answer carries.
 fn action_bytes(action: &wit::Action) -> usize {
-    let reference = |target: &wit::ObjectRef| ref_bytes(target);
     match action {
         wit::Action::Create(json) | wit::Action::Update(json) | wit::Action::UpdateStatus(json) => {
             json.len()
         }
-        wit::Action::Patch(patch) => reference(&patch.target) + patch.body.len(),
-        wit::Action::Delete(target) => reference(target),
-        wit::Action::Scale(scale) => reference(&scale.target) + 4,
+        wit::Action::Patch(patch) => ref_bytes(&patch.target) + patch.body.len(),
+        wit::Action::Delete(target) => ref_bytes(target),
+        wit::Action::Scale(scale) => ref_bytes(&scale.target) + 4,
         wit::Action::RecordEvent(event) => {
-            reference(&event.regarding) + event.reason.len() + event.message.len()
+            ref_bytes(&event.regarding) + event.reason.len() + event.message.len()
         }
     }
 }
