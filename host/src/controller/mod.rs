@@ -118,9 +118,10 @@ impl Runtime {
     /// A runtime whose guest calls run in `slots`.
     pub fn with_slots(client: Client, slots: ExecutionSlots) -> Self {
         let discovery = Discovery::new(client.clone());
+        let registry = InformerRegistry::new(client.clone());
         Self {
-            registry: InformerRegistry::new(client.clone()),
-            executor: ActionExecutor::new(client, discovery.clone()),
+            executor: ActionExecutor::new(client, discovery.clone(), registry.clone()),
+            registry,
             discovery,
             slots,
         }
@@ -177,6 +178,11 @@ impl Runtime {
         let shared = Arc::new(Shared {
             name: name.clone(),
             current: RwLock::new(Arc::clone(&generation)),
+            maps: Workqueue::new(config.queue.clone()).map_err(|source| StartError::Queue {
+                controller: name.clone(),
+                source,
+            })?,
+            map_tombstones: Mutex::default(),
             queue,
             tombstones: Mutex::default(),
             in_flight: Mutex::default(),
@@ -318,6 +324,11 @@ pub(crate) struct Shared {
     pub(crate) queue: Workqueue<ObjectKey>,
     /// Last known states of deleted primary objects not yet reconciled.
     pub(crate) tombstones: Mutex<HashMap<ObjectKey, Arc<StoredObject>>>,
+    /// Changed objects of mapped watches waiting for the guest's `map`,
+    /// with the same backoff rules as the primary keys.
+    pub(crate) maps: Workqueue<routing::MapKey>,
+    /// Last known states of deleted mapped objects not yet mapped.
+    pub(crate) map_tombstones: Mutex<HashMap<routing::MapKey, Arc<StoredObject>>>,
     /// Keys being reconciled now: a safety net under the queue's own rule.
     pub(crate) in_flight: Mutex<std::collections::HashSet<ObjectKey>>,
     pub(crate) stats: Arc<ControllerStats>,
@@ -467,10 +478,11 @@ impl RunningController {
         self.shared.queue.metrics()
     }
 
-    /// Whether nothing is queued, waiting or running.
+    /// Whether nothing is queued, waiting or running, to reconcile or to map.
     pub fn is_idle(&self) -> bool {
-        let metrics = self.shared.queue.metrics();
-        metrics.depth == 0 && metrics.in_flight == 0 && metrics.waiting == 0
+        [self.shared.queue.metrics(), self.shared.maps.metrics()]
+            .iter()
+            .all(|metrics| metrics.depth == 0 && metrics.in_flight == 0 && metrics.waiting == 0)
     }
 
     /// Swaps in a new version: a new guest, grant, namespaces, limits or
@@ -506,13 +518,15 @@ impl RunningController {
                 ),
             });
         }
-        self.shared
-            .queue
-            .reconfigure(&config.queue)
-            .map_err(|source| StartError::Queue {
+        for reconfigured in [
+            self.shared.queue.reconfigure(&config.queue),
+            self.shared.maps.reconfigure(&config.queue),
+        ] {
+            reconfigured.map_err(|source| StartError::Queue {
                 controller: name.clone(),
                 source,
             })?;
+        }
         let old = std::mem::replace(
             &mut *self
                 .shared
@@ -533,6 +547,18 @@ impl RunningController {
                 .unwrap_or_else(PoisonError::into_inner)
                 .clear();
         }
+        // Deletions of kinds the new version no longer maps are not mapped.
+        self.shared
+            .map_tombstones
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|key, _| {
+                generation.watched.iter().any(|watched| {
+                    watched.watch.relation == Relation::Mapped
+                        && watched.watch.api_version == key.api_version
+                        && watched.watch.kind == key.kind
+                })
+            });
         drop(old);
         self.set_resync(config.resync);
         self.set_concurrency(config.concurrency);
@@ -579,7 +605,10 @@ impl RunningController {
     /// Stops taking keys, lets in-flight reconciles finish (for at most
     /// `grace`), and stops.
     pub async fn shutdown(mut self, grace: Duration) {
-        let drained = self.shared.queue.shutdown_with_drain();
+        let drained = futures::future::join(
+            self.shared.queue.shutdown_with_drain(),
+            self.shared.maps.shutdown_with_drain(),
+        );
         if tokio::time::timeout(grace, drained).await.is_err() {
             tracing::warn!(controller = %self.name(), "in-flight reconciles did not finish in time");
         }
@@ -600,6 +629,7 @@ impl RunningController {
 impl Drop for RunningController {
     fn drop(&mut self) {
         self.shared.queue.shutdown();
+        self.shared.maps.shutdown();
         for task in self.tasks() {
             task.abort();
         }

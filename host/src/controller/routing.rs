@@ -2,7 +2,9 @@
 //!
 //! `primary` events queue the object itself (a deletion keeps its last
 //! state as a tombstone); `owned` events queue the controller owner when it
-//! is of the primary kind; `mapped` events ask the guest's `map`.
+//! is of the primary kind; `mapped` events queue the changed object in the
+//! controller's map queue, where a worker asks the guest's `map` for the
+//! primaries to queue (see [`super::worker`]).
 
 use std::sync::Arc;
 
@@ -24,16 +26,16 @@ pub(crate) async fn route(
     loop {
         match events.recv().await {
             Ok(InformerEvent::Applied(object)) => {
-                route_one(&shared, &generation, index, &object, false).await
+                route_one(&shared, &generation, index, &object, false);
             }
             Ok(InformerEvent::Deleted(object)) => {
-                route_one(&shared, &generation, index, &object, true).await
+                route_one(&shared, &generation, index, &object, true);
             }
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 // Level-triggered: re-route what the store holds now.
                 tracing::warn!(guest = %shared.name, missed, "fell behind an informer; re-queueing its objects");
                 for object in informer.store().list(None, None) {
-                    route_one(&shared, &generation, index, &object, false).await;
+                    route_one(&shared, &generation, index, &object, false);
                 }
             }
             Err(broadcast::error::RecvError::Closed) => return,
@@ -41,7 +43,7 @@ pub(crate) async fn route(
     }
 }
 
-async fn route_one(
+fn route_one(
     shared: &Arc<Shared>,
     generation: &Generation,
     index: usize,
@@ -73,45 +75,72 @@ async fn route_one(
                 && *owner.kind == primary.kind
                 && split_api_version(&owner.api_version).0 == primary.group
             {
+                // An owner reference names an owner in the object's own
+                // namespace, or a cluster-scoped one.
+                let namespace = if primary.namespaced {
+                    object.namespace.to_string()
+                } else {
+                    String::new()
+                };
                 ControllerStats::bump(&shared.stats.queued);
-                shared
-                    .queue
-                    .add((object.namespace.to_string(), owner.name.to_string()));
+                shared.queue.add((namespace, owner.name.to_string()));
             }
         }
         Relation::Mapped => {
-            let guest = generation.guest.clone();
-            let cache = Arc::clone(&generation.cache) as crate::wasm::SharedCache;
-            let json = object.json.to_string();
-            let deadline = guest.limits().deadline;
-            let mapped = shared
-                .slots
-                .run(&shared.flow, Some(deadline), move || {
-                    guest.map(&json, cache)
-                })
-                .await;
-            let primary = &generation.primary().resource;
-            match mapped {
-                Ok(Ok(refs)) => {
-                    for reference in refs {
-                        if reference.kind == primary.kind
-                            && split_api_version(&reference.api_version).0 == primary.group
-                        {
-                            ControllerStats::bump(&shared.stats.queued);
-                            shared
-                                .queue
-                                .add((reference.namespace.unwrap_or_default(), reference.name));
-                        }
-                    }
-                }
-                Ok(Err(error)) => {
-                    tracing::warn!(guest = %shared.name, %error, "map failed");
-                }
-                Err(error) => {
-                    tracing::error!(guest = %shared.name, %error, "map task failed")
+            let key = MapKey {
+                api_version: watched.watch.api_version.clone(),
+                kind: watched.watch.kind.clone(),
+                object: object.key(),
+            };
+            {
+                let mut tombstones = shared
+                    .map_tombstones
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if deleted {
+                    tombstones.insert(key.clone(), Arc::clone(object));
+                } else {
+                    tombstones.remove(&key);
                 }
             }
+            shared.maps.add(key);
         }
+    }
+}
+
+/// A changed object of a `mapped` watch, waiting for the guest's `map`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct MapKey {
+    /// The watch's `apiVersion`.
+    pub(crate) api_version: String,
+    /// The watch's kind.
+    pub(crate) kind: String,
+    /// The changed object.
+    pub(crate) object: crate::cluster::ObjectKey,
+}
+
+impl std::fmt::Display for MapKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (namespace, name) = &self.object;
+        if namespace.is_empty() {
+            write!(f, "{} {name}", self.kind)
+        } else {
+            write!(f, "{} {namespace}/{name}", self.kind)
+        }
+    }
+}
+
+/// The key of primary object `name` in `namespace`, as the queue holds it:
+/// without a namespace when the primary kind is cluster-scoped.
+pub(crate) fn primary_key(
+    generation: &Generation,
+    namespace: Option<String>,
+    name: String,
+) -> crate::cluster::ObjectKey {
+    if generation.primary().resource.namespaced {
+        (namespace.unwrap_or_default(), name)
+    } else {
+        (String::new(), name)
     }
 }
 

@@ -26,14 +26,18 @@ pub struct ControllerStats {
     pub latency_buckets: [AtomicU64; 12],
     /// Sum of reconcile latencies, in microseconds.
     pub latency_sum_micros: AtomicU64,
-    /// Guest failures by kind, in the order of [`GUEST_ERROR_KINDS`].
+    /// Guest failures (of reconciles and maps) by kind, in the order of
+    /// [`GUEST_ERROR_KINDS`].
     pub guest_errors_by_kind: [AtomicU64; 7],
     /// Reconciles started.
     pub reconciles: AtomicU64,
     /// Reconciles whose actions all succeeded.
     pub succeeded: AtomicU64,
-    /// Reconciles that failed in the guest (any kind).
+    /// Guest calls (reconciles and maps) that failed in the guest (any kind).
     pub guest_errors: AtomicU64,
+    /// `map` calls that failed (also counted in `guest_errors`); each is
+    /// retried with its key's backoff.
+    pub map_errors: AtomicU64,
     /// Reconciles whose actions failed or were denied.
     pub action_errors: AtomicU64,
     /// Actions denied by the grant.

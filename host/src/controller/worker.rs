@@ -8,11 +8,12 @@ use tracing::Instrument;
 
 use tokio::sync::watch;
 
+use super::routing::{self, MapKey};
 use super::stats::ControllerStats;
 use super::{Generation, Shared};
 use crate::actions::ObjectRef;
-use crate::cluster::{ObjectKey, StoredObject};
-use crate::wasm::{Change, SharedCache};
+use crate::cluster::{ObjectKey, StoredObject, split_api_version};
+use crate::wasm::{Change, Relation, SharedCache};
 
 /// Works until the queue shuts down, or until fewer than `index + 1`
 /// workers are wanted.
@@ -22,9 +23,15 @@ pub(crate) async fn work(shared: Arc<Shared>, index: usize, mut target: watch::R
             return;
         }
         // `get` is cancel safe: a key is taken only when it is returned.
-        let key = tokio::select! {
+        // Reconciles and maps share the controller's workers, so its
+        // concurrency bounds both.
+        let job = tokio::select! {
             key = shared.queue.get() => match key {
-                Some(key) => key,
+                Some(key) => Job::Reconcile(key),
+                None => return,
+            },
+            key = shared.maps.get() => match key {
+                Some(key) => Job::Map(key),
                 None => return,
             },
             changed = target.changed() => match changed {
@@ -33,31 +40,143 @@ pub(crate) async fn work(shared: Arc<Shared>, index: usize, mut target: watch::R
             },
         };
         let generation = shared.current();
-        let span = tracing::info_span!(
-            "reconcile",
-            guest = %shared.name,
-            digest = %&generation.guest.digest()[..12],
-            resource = %generation.primary().resource.plural,
-            namespace = %key.0,
-            name = %key.1,
-        );
-        let fresh = shared
-            .in_flight
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(key.clone());
-        if !fresh {
-            ControllerStats::bump(&shared.stats.overlaps);
-            tracing::error!(namespace = %key.0, name = %key.1, "a key was handed to two workers at once");
+        match job {
+            Job::Reconcile(key) => reconcile_key(&shared, &generation, key).await,
+            Job::Map(key) => {
+                let span = tracing::info_span!(
+                    "map",
+                    guest = %shared.name,
+                    digest = %&generation.guest.digest()[..12],
+                    kind = %key.kind,
+                    namespace = %key.object.0,
+                    name = %key.object.1,
+                );
+                map(&shared, &generation, &key).instrument(span).await;
+                shared.maps.done(&key);
+            }
         }
-        reconcile(&shared, &generation, &key).instrument(span).await;
-        shared
-            .in_flight
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&key);
-        shared.queue.done(&key);
     }
+}
+
+/// What a worker took.
+enum Job {
+    Reconcile(ObjectKey),
+    Map(MapKey),
+}
+
+async fn reconcile_key(shared: &Arc<Shared>, generation: &Generation, key: ObjectKey) {
+    let span = tracing::info_span!(
+        "reconcile",
+        guest = %shared.name,
+        digest = %&generation.guest.digest()[..12],
+        resource = %generation.primary().resource.plural,
+        namespace = %key.0,
+        name = %key.1,
+    );
+    let fresh = shared
+        .in_flight
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(key.clone());
+    if !fresh {
+        ControllerStats::bump(&shared.stats.overlaps);
+        tracing::error!(namespace = %key.0, name = %key.1, "a key was handed to two workers at once");
+    }
+    reconcile(shared, generation, &key).instrument(span).await;
+    shared
+        .in_flight
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .remove(&key);
+    shared.queue.done(&key);
+}
+
+/// The latest state of a changed object of a mapped watch: in a store, or
+/// its tombstone when it was deleted.
+fn latest_mapped(
+    shared: &Shared,
+    generation: &Generation,
+    key: &MapKey,
+) -> Option<(Arc<StoredObject>, bool)> {
+    let watched = generation.watched.iter().find(|watched| {
+        watched.watch.relation == Relation::Mapped
+            && watched.watch.api_version == key.api_version
+            && watched.watch.kind == key.kind
+    })?;
+    let stored = watched
+        .informers
+        .iter()
+        .find_map(|informer| informer.store().get(&key.object.0, &key.object.1));
+    if let Some(object) = stored {
+        return Some((object, false));
+    }
+    shared
+        .map_tombstones
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(key)
+        .map(|object| (Arc::clone(object), true))
+}
+
+/// Asks the guest which primaries a changed object maps to, and queues
+/// them. A failed `map` is counted and recorded like a failed reconcile
+/// and retried with the key's backoff, so no primary it would have named
+/// is silently skipped.
+async fn map(shared: &Arc<Shared>, generation: &Generation, key: &MapKey) {
+    let Some((object, from_tombstone)) = latest_mapped(shared, generation, key) else {
+        // The version serving now does not map this kind any more.
+        shared.maps.forget(key);
+        return;
+    };
+    let guest = generation.guest.clone();
+    let cache = Arc::clone(&generation.cache) as SharedCache;
+    let json = Arc::clone(&object);
+    let deadline = guest.limits().deadline;
+    let mapped = shared
+        .slots
+        .run(&shared.flow, Some(deadline), move || {
+            guest.map(&json.json, cache)
+        })
+        .await;
+    let failure = match mapped {
+        Ok(Ok(refs)) => {
+            let primary = &generation.primary().resource;
+            for reference in refs {
+                if reference.kind == primary.kind
+                    && split_api_version(&reference.api_version).0 == primary.group
+                {
+                    ControllerStats::bump(&shared.stats.queued);
+                    shared.queue.add(routing::primary_key(
+                        generation,
+                        reference.namespace,
+                        reference.name,
+                    ));
+                }
+            }
+            shared.maps.forget(key);
+            if from_tombstone {
+                shared
+                    .map_tombstones
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(key);
+            }
+            return;
+        }
+        Ok(Err(error)) => {
+            shared.stats.guest_error(error.kind());
+            tracing::warn!(error.type = error.kind(), %error, "map failed");
+            error.to_string()
+        }
+        Err(error) => {
+            ControllerStats::bump(&shared.stats.guest_errors);
+            tracing::error!(%error, "map task failed");
+            format!("map task failed: {error}")
+        }
+    };
+    ControllerStats::bump(&shared.stats.map_errors);
+    shared.record_error(format!("map of {key} failed: {failure}"));
+    shared.maps.add_rate_limited(key.clone());
 }
 
 /// The latest state of a primary object: in a store, or its tombstone.
@@ -171,7 +290,7 @@ async fn reconcile(shared: &Arc<Shared>, generation: &Generation, key: &ObjectKe
             }
             tracing::warn!(%error, "actions failed");
             shared.record_error(format!("{error:#}"));
-            if error.is_permanent() {
+            if !error.is_retried() {
                 shared.queue.forget(key);
             } else if let Some(delay) = error.retry_after() {
                 shared.queue.add_after(key.clone(), delay);

@@ -151,9 +151,12 @@ impl ExecutionSlots {
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, tokio::task::JoinError> {
         let slot = self.acquire(flow, deadline).await;
+        // The blocking thread carries on the caller's span, so what the
+        // guest logs is tagged with the controller and the object.
+        let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            work()
+            span.in_scope(work)
         })
         .await
     }
