@@ -42,7 +42,7 @@ pub async fn client(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
     let file = kube::config::Kubeconfig::read_from(kubeconfig)
         .with_context(|| format!("reading {}", kubeconfig.display()))?;
     let config = kube::Config::from_custom_kubeconfig(file, &Default::default()).await?;
-    Ok(kube::Client::try_from(config)?)
+    Ok(paddock::cluster::client(config)?)
 }
 
 /// A free port on 127.0.0.1.

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Event, Namespace, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Service};
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use paddock::controller::{
     ControllerConfig, ControllerStats, RunningController, Runtime, StartError,
@@ -418,5 +418,221 @@ async fn cache_reads_are_narrowed_to_the_grant() {
         .labels
         .unwrap_or_default();
     assert!(!labels.contains_key("cost-center"), "{labels:?}");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_requeue_a_cluster_scoped_owner_and_a_failed_map_is_retried() {
+    let (cluster, client) = cluster().await;
+    let runtime = Runtime::new(client.clone());
+    let grant = vec![
+        rule(&[""], &["namespaces"], &["get", "list", "watch"]),
+        rule(&[""], &["configmaps"], &["get", "list", "watch", "patch"]),
+        rule(&[""], &["secrets"], &["get", "list", "watch"]),
+        events_rule(),
+    ];
+    let controller = start(&runtime, "keeper", "keeper", grant).await;
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let kept: Namespace = serde_json::from_value(
+        json!({"metadata": {"name": "kept", "labels": {"keeper.paddock.dev/keep": "yes"}}}),
+    )
+    .expect("a Namespace");
+    namespaces
+        .create(&PostParams::default(), &kept)
+        .await
+        .expect("create the namespace");
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "kept");
+    let keeper_data = |key: &'static str, want: &'static str| {
+        let configmaps = configmaps.clone();
+        async move {
+            let data = configmaps.get_opt("keeper").await.ok().flatten()?.data?;
+            (data.get(key).map(String::as_str) == Some(want)).then_some(())
+        }
+    };
+    eventually(20, "the Namespace's ConfigMap", || {
+        keeper_data("owner", "kept")
+    })
+    .await;
+
+    // A change to the child must reconcile its cluster-scoped owner, whose
+    // queue key has no namespace.
+    let tamper = json!({"data": {"owner": "tampered"}});
+    configmaps
+        .patch("keeper", &PatchParams::default(), &Patch::Merge(&tamper))
+        .await
+        .expect("tamper with the child");
+    eventually(20, "the owner to restore its child", || {
+        keeper_data("owner", "kept")
+    })
+    .await;
+
+    // The map of a new Secret traps until a ConfigMap `gate` exists.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), "kept");
+    let secret = serde_json::from_value(json!({"metadata": {"name": "s1"}})).expect("a Secret");
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create the Secret");
+    let error = eventually(20, "the failed map to be counted and recorded", || async {
+        let handle = controller.handle();
+        let error = handle.last_error()?;
+        (ControllerStats::get(&controller.stats().map_errors) >= 1).then_some(error)
+    })
+    .await;
+    assert!(
+        error.message.contains("map of Secret kept/s1 failed"),
+        "{}",
+        error.message
+    );
+    assert!(
+        ControllerStats::get(&controller.stats().guest_errors_by_kind[4]) >= 1,
+        "the trap is counted among the guest errors"
+    );
+    assert!(
+        keeper_data("secrets", "0").await.is_some(),
+        "nothing reconciled the Namespace for the Secret yet"
+    );
+
+    // Nothing about the Secret changes: only a retried map queues the
+    // Namespace once the gate exists.
+    let gate = serde_json::from_value(json!({"metadata": {"name": "gate"}})).expect("a ConfigMap");
+    configmaps
+        .create(&PostParams::default(), &gate)
+        .await
+        .expect("create the gate");
+    eventually(30, "the retried map to reconcile the Namespace", || {
+        keeper_data("secrets", "1")
+    })
+    .await;
+    cluster.shutdown().await;
+}
+
+/// A controller of the `tenant` guest named `name`, operator-declared, with
+/// `event_verbs` on events.
+async fn tenant(runtime: &Runtime, name: &str, event_verbs: &[&str]) -> RunningController {
+    let grant = vec![
+        rule(&[""], &["configmaps"], &["get", "list", "watch"]),
+        rule(&[""], &["secrets"], &["get"]),
+        rule(&["events.k8s.io"], &["events"], event_verbs),
+    ];
+    start(runtime, "tenant", name, grant).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_name_the_object_by_uid_and_count_repeats_per_guest() {
+    let (cluster, client) = cluster().await;
+    let runtime = Runtime::new(client.clone());
+    let first = tenant(&runtime, "tenant-a", &["create", "patch"]).await;
+    let second = tenant(&runtime, "tenant-b", &["create", "patch"]).await;
+    // Recording a repeat patches the event: `create` alone is not enough.
+    let create_only = tenant(&runtime, "tenant-c", &["create"]).await;
+
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let watched: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "watched", "annotations": {"paddock.dev/tenant-mode": "read-secret"}},
+        "data": {"value": "1"},
+    }))
+    .expect("a ConfigMap");
+    let uid = configmaps
+        .create(&PostParams::default(), &watched)
+        .await
+        .expect("create")
+        .metadata
+        .uid
+        .expect("a uid");
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "default");
+    let read_events = || async {
+        let mut found: Vec<_> = events
+            .list(&ListParams::default())
+            .await
+            .map(|list| list.items)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|event| event.reason.as_deref() == Some("SecretRead"))
+            .collect();
+        found.sort_by(|a, b| a.reporting_controller.cmp(&b.reporting_controller));
+        found
+    };
+    eventually(20, "one event of each guest allowed to record", || async {
+        (read_events().await.len() == 2).then_some(())
+    })
+    .await;
+
+    // A second reconcile records the same event again: each guest counts
+    // the repeat in its own event's series.
+    let change = json!({"data": {"value": "2"}});
+    configmaps
+        .patch("watched", &PatchParams::default(), &Patch::Merge(&change))
+        .await
+        .expect("change the ConfigMap");
+    let recorded = eventually(20, "each guest to count its repeat", || async {
+        let found = read_events().await;
+        let counted = found.len() == 2
+            && found
+                .iter()
+                .all(|event| event.series.as_ref().map(|series| series.count) == Some(2));
+        counted.then_some(found)
+    })
+    .await;
+    let controllers: Vec<_> = recorded
+        .iter()
+        .map(|event| event.reporting_controller.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(controllers, ["paddock-tenant-a", "paddock-tenant-b"]);
+    for event in &recorded {
+        let regarding = event.regarding.as_ref().expect("a regarding object");
+        assert_eq!(regarding.uid.as_deref(), Some(uid.as_str()));
+        assert_eq!(regarding.kind.as_deref(), Some("ConfigMap"));
+        assert!(
+            event
+                .reporting_instance
+                .as_deref()
+                .is_some_and(|instance| !instance.is_empty()),
+            "a reporting instance"
+        );
+    }
+    let denied = eventually(20, "tenant-c's event to be denied", || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|event| {
+                event.reason.as_deref() == Some("ActionDenied")
+                    && event.reporting_controller.as_deref() == Some("paddock-tenant-c")
+                    && event
+                        .regarding
+                        .as_ref()
+                        .is_some_and(|regarding| regarding.name.as_deref() == Some("watched"))
+            })
+    })
+    .await;
+    let note = denied.note.unwrap_or_default();
+    assert!(
+        note.contains("verb `patch` on resource `events` in API group events.k8s.io"),
+        "recording an event needs `patch` as well as `create`: {note}"
+    );
+    assert!(ControllerStats::get(&create_only.stats().denied) >= 1);
+
+    // kubectl finds the events of an object by its uid.
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, cluster.kubeconfig_yaml()).expect("write the kubeconfig");
+    let described = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["describe", "configmap", "watched", "-n", "default"])
+        .output()
+        .expect("kubectl runs (it is on PATH in CI)");
+    let text = String::from_utf8_lossy(&described.stdout);
+    assert!(described.status.success(), "{text}");
+    assert!(
+        text.contains("SecretRead") && text.contains("paddock-tenant-a"),
+        "kubectl describe shows the guest's events:\n{text}"
+    );
+    drop((first, second, create_only));
     cluster.shutdown().await;
 }

@@ -270,3 +270,96 @@ async fn nothing_is_lost_under_dropped_watches_expired_history_and_failing_reque
     }
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_backs_the_key_off_through_the_queue() {
+    let (cluster, client) = cluster().await;
+    let runtime = Runtime::new(client.clone());
+    let controller = runtime.start(floor_config(1)).await.expect("starts");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+
+    // Three 429s with `Retry-After: 1`. Retried inside the client, they
+    // would hold the only worker for three seconds and never reach the
+    // controller; retried through the queue, each fails one reconcile and
+    // the key waits its second in the queue.
+    cluster.inject(
+        FaultRule::too_many_requests()
+            .verb("patch")
+            .resource("apps", "deployments/scale")
+            .times(3),
+    );
+    deployments
+        .create(&PostParams::default(), &deployment("throttled"))
+        .await
+        .expect("create");
+    scaled(&deployments, "throttled").await;
+    assert_eq!(
+        ControllerStats::get(&controller.stats().action_errors),
+        3,
+        "every 429 failed one reconcile: none was retried inside the client"
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_action_is_retried_until_its_cause_is_gone() {
+    let (cluster, client) = cluster().await;
+    let runtime = Runtime::new(client.clone());
+    let controller = runtime
+        .start(ControllerConfig {
+            guest: engine()
+                .load(&guest("tenant"), LoadOptions::default())
+                .expect("loads"),
+            grant: Grant::new(vec![
+                rule(&[""], &["configmaps"], &["get", "list", "watch", "create"]),
+                rule(&[""], &["events"], &["create", "patch"]),
+            ]),
+            namespaces: Vec::new(),
+            concurrency: 1,
+            queue: QueueConfig::default().max_delay(std::time::Duration::from_millis(200)),
+            resync: None,
+            tenant: None,
+        })
+        .await
+        .expect("starts");
+
+    // The guest creates a ConfigMap in a namespace that does not exist yet:
+    // the API server answers 404, which is not the guest's last word.
+    let configmaps: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "default",
+        &kube::core::ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
+    );
+    let primary: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "planter", "annotations": {"paddock.dev/tenant-mode": "create-outside"}},
+        "data": {"namespace": "later", "name": "planted"},
+    }))
+    .expect("a ConfigMap");
+    configmaps
+        .create(&PostParams::default(), &primary)
+        .await
+        .expect("create");
+    eventually(20, "two rejected attempts", || async {
+        (ControllerStats::get(&controller.stats().action_errors) >= 2).then_some(())
+    })
+    .await;
+
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let later: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "later"}})).expect("a Namespace");
+    namespaces
+        .create(&PostParams::default(), &later)
+        .await
+        .expect("create the namespace");
+    let planted: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "later",
+        &kube::core::ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
+    );
+    eventually(20, "the retried create to succeed", || async {
+        planted.get_opt("planted").await.ok().flatten()
+    })
+    .await;
+    cluster.shutdown().await;
+}

@@ -211,7 +211,7 @@ async fn wait_for(seen: &Seen, names: &[&str], what: &str) -> anyhow::Result<()>
 async fn round(contender: Contender, objects: usize, guest: &Guest) -> anyhow::Result<Sample> {
     let cluster = devcluster::DevCluster::start(devcluster::Options::new()).await?;
     let kubeconfig = kube::config::Kubeconfig::from_yaml(&cluster.kubeconfig_yaml())?;
-    let client = kube::Client::try_from(
+    let client = paddock::cluster::client(
         kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?,
     )?;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");

@@ -79,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
     let cluster = devcluster::DevCluster::start(devcluster::Options::new()).await?;
     let kubeconfig = kube::config::Kubeconfig::from_yaml(&cluster.kubeconfig_yaml())?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
-    let client = kube::Client::try_from(config)?;
+    let client = paddock::cluster::client(config)?;
     let dir = tempfile::tempdir()?;
     let engine =
         WasmEngine::new(EngineOptions::default().cache_dir(Some(dir.path().join("cache"))))?;

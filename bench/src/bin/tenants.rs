@@ -138,7 +138,7 @@ async fn main() -> anyhow::Result<()> {
     let cluster = devcluster::DevCluster::start(devcluster::Options::new()).await?;
     let kubeconfig = kube::config::Kubeconfig::from_yaml(&cluster.kubeconfig_yaml())?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
-    let client = kube::Client::try_from(config)?;
+    let client = paddock::cluster::client(config)?;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in [WasmController::crd(), ClusterWasmController::crd()] {
         crds.create(&PostParams::default(), &crd).await?;

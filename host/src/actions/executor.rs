@@ -3,10 +3,14 @@
 //!
 //! All actions are checked before any is performed: if one is denied, none
 //! is, so a reconcile is never half-applied because of a missing grant.
-//! API errors are sorted the way a controller needs: conflicts and
-//! overload are retried with backoff (honouring `retryAfterSeconds`),
-//! invalid or forbidden requests are permanent and reported on the primary
-//! object as a Warning event.
+//! Failures are sorted the way a controller needs (see
+//! [`ExecuteError`]): a denial is not retried; conflicts, throttling,
+//! server errors and network errors are retried (after the server's
+//! `Retry-After` when it gives one); anything else the API server rejects
+//! (invalid, not found, an unserved kind) is retried with the key's
+//! exponential backoff, as kube-runtime and controller-runtime retry a
+//! failed reconcile, and reported on the primary object as a Warning
+//! event.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +21,7 @@ use serde_json::{Value, json};
 
 use super::events::EventRecorder;
 use super::{Action, EventType, ObjectRef, Outcome, PatchKind};
-use crate::cluster::{Discovery, Resource, split_api_version};
+use crate::cluster::{Discovery, InformerRegistry, Resource, split_api_version};
 use crate::grants::{Denied, Grant, Permission};
 
 /// Who is acting: the guest's name, grant and namespaces.
@@ -56,7 +60,10 @@ impl Actor {
 /// Why a reconcile's actions were not all performed.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecuteError {
-    /// An action is outside the guest's grant or namespaces; nothing was performed.
+    /// An action is outside the guest's grant or namespaces, or the API
+    /// server forbade it (403); nothing more was performed. Not retried:
+    /// retrying cannot grant a right. The object's next change, a resync or
+    /// a new version of the controller reconciles it again.
     #[error("guest `{guest}`: action #{index} ({verb} {target}) was denied: {reason}")]
     Denied {
         /// The guest.
@@ -70,7 +77,9 @@ pub enum ExecuteError {
         /// The missing permission.
         reason: String,
     },
-    /// Worth retrying with backoff (conflict, overload, server error, network).
+    /// Worth retrying soon: a conflict (409), throttling (429), a server
+    /// error (5xx) or a network error. Retried after the server's
+    /// `Retry-After` when it gave one, else with the key's backoff.
     #[error("guest `{guest}`: action #{index} ({verb} {target}) failed, will retry")]
     Transient {
         /// The guest.
@@ -87,9 +96,13 @@ pub enum ExecuteError {
         #[source]
         source: Box<kube::Error>,
     },
-    /// Not worth retrying until the object changes (invalid, forbidden, unknown kind).
+    /// The API server rejected the action (400, 404, 405, 415, 422), or
+    /// its kind is not served, or its body is not an object. Reported as a
+    /// Warning event and retried with the key's exponential backoff: the
+    /// cause may go away without the object changing (a CRD installed, a
+    /// namespace created, a webhook mended).
     #[error("guest `{guest}`: action #{index} ({verb} {target}) failed: {message}")]
-    Permanent {
+    Rejected {
         /// The guest.
         guest: String,
         /// The action's position.
@@ -98,15 +111,17 @@ pub enum ExecuteError {
         verb: &'static str,
         /// Its target.
         target: String,
+        /// The HTTP status, when the API server answered.
+        code: Option<u16>,
         /// What the server or discovery said.
         message: String,
     },
 }
 
 impl ExecuteError {
-    /// Whether retrying without a change is pointless.
-    pub fn is_permanent(&self) -> bool {
-        !matches!(self, Self::Transient { .. })
+    /// Whether the key is retried: every failure but a denial.
+    pub fn is_retried(&self) -> bool {
+        !matches!(self, Self::Denied { .. })
     }
 
     /// The wait the server asked for, if any.
@@ -114,6 +129,16 @@ impl ExecuteError {
         match self {
             Self::Transient { retry_after, .. } => *retry_after,
             _ => None,
+        }
+    }
+
+    /// The reason of the Warning event that reports it, `None` for a
+    /// transient failure (not reported: it is expected to clear by itself).
+    pub fn event_reason(&self) -> Option<&'static str> {
+        match self {
+            Self::Denied { .. } => Some("ActionDenied"),
+            Self::Rejected { .. } => Some("ActionFailed"),
+            Self::Transient { .. } => None,
         }
     }
 }
@@ -139,10 +164,11 @@ struct Resolved {
 }
 
 impl ActionExecutor {
-    /// An executor using `client`.
-    pub fn new(client: Client, discovery: Discovery) -> Self {
+    /// An executor using `client`; events find the uid of the objects they
+    /// regard in `registry`'s stores.
+    pub fn new(client: Client, discovery: Discovery, registry: InformerRegistry) -> Self {
         Self {
-            recorder: EventRecorder::new(client.clone()),
+            recorder: EventRecorder::new(client.clone(), discovery.clone(), registry),
             client,
             discovery,
         }
@@ -154,7 +180,7 @@ impl ActionExecutor {
     }
 
     /// Checks every action, then performs them in order, stopping at the
-    /// first failure. Denials and permanent failures are recorded as
+    /// first failure. Denials and rejections are recorded as
     /// Warning events on `primary`.
     pub async fn execute(
         &self,
@@ -168,8 +194,8 @@ impl ActionExecutor {
             let resource = match self.resolve(&target).await {
                 Ok(resource) => resource,
                 Err(message) => {
-                    let error = permanent(actor, index, action, &target, message);
-                    self.report(actor, primary, "ActionFailed", &error).await;
+                    let error = rejected(actor, index, action, &target, None, message);
+                    self.report(actor, primary, &error).await;
                     return Err(error);
                 }
             };
@@ -183,7 +209,7 @@ impl ActionExecutor {
                     reason,
                 };
                 tracing::warn!(guest = %actor.name, %error, "action denied");
-                self.report(actor, primary, "ActionDenied", &error).await;
+                self.report(actor, primary, &error).await;
                 return Err(error);
             }
             resolved.push(Resolved {
@@ -195,9 +221,7 @@ impl ActionExecutor {
             if let Err(source) = self.perform(actor, action, resolved).await {
                 let target = target_of(action);
                 let error = classify(actor, index, action, &target, source);
-                if error.is_permanent() {
-                    self.report(actor, primary, "ActionFailed", &error).await;
-                }
+                self.report(actor, primary, &error).await;
                 return Err(error);
             }
         }
@@ -211,7 +235,12 @@ impl ActionExecutor {
             .map_err(|error| error.to_string())
     }
 
-    async fn report(&self, actor: &Actor, primary: &ObjectRef, reason: &str, error: &ExecuteError) {
+    /// Records a Warning event on the primary object for a denied or
+    /// rejected action (repeats are counted on one event).
+    async fn report(&self, actor: &Actor, primary: &ObjectRef, error: &ExecuteError) {
+        let Some(reason) = error.event_reason() else {
+            return;
+        };
         self.recorder
             .record(
                 &actor.field_manager(),
@@ -341,7 +370,7 @@ pub fn target_of(action: &Action) -> ObjectRef {
             target.clone()
         }
         Action::Event { regarding, .. } => ObjectRef {
-            api_version: "v1".into(),
+            api_version: "events.k8s.io/v1".into(),
             kind: "Event".into(),
             namespace: Some(
                 regarding
@@ -357,6 +386,7 @@ pub fn target_of(action: &Action) -> ObjectRef {
 /// The permission an action needs on its resource.
 fn permission_of<'a>(action: &Action, resource: &'a Resource) -> Permission<'a> {
     let (verb, subresource) = match action {
+        // Events are checked by `check_event`.
         Action::Create { .. } | Action::Event { .. } => ("create", None),
         Action::Update { .. } => ("update", None),
         Action::UpdateStatus { .. } => ("update", Some("status")),
@@ -371,6 +401,32 @@ fn permission_of<'a>(action: &Action, resource: &'a Resource) -> Permission<'a> 
         resource: &resource.plural,
         subresource,
     }
+}
+
+/// Checks that the actor may record events: `create` for a new one and
+/// `patch` for a repeat counted in its series, on `events` of
+/// `events.k8s.io` (what the recorder sends) or of the core group (the same
+/// objects, served by both groups).
+fn check_event(actor: &Actor) -> Result<(), String> {
+    let needed = |group| {
+        ["create", "patch"].map(|verb| Permission {
+            verb,
+            group,
+            resource: "events",
+            subresource: None,
+        })
+    };
+    let denied = match actor.grant.check(&needed("events.k8s.io")) {
+        Ok(()) => return Ok(()),
+        Err(denied) => denied,
+    };
+    if actor.grant.check(&needed("")).is_ok() {
+        return Ok(());
+    }
+    Err(format!(
+        "not granted: {}; add a rule such as {}",
+        denied.permission, denied.rule_hint
+    ))
 }
 
 /// Checks one action against the actor's grant and namespaces.
@@ -397,6 +453,9 @@ fn check(
     let (group, _) = split_api_version(&resource.api_version);
     if group == PADDOCK_GROUP && !matches!(action, Action::Event { .. }) {
         check_paddock_write(actor, action)?;
+    }
+    if let Action::Event { .. } = action {
+        return check_event(actor);
     }
     actor
         .grant
@@ -440,24 +499,26 @@ fn check_paddock_write(actor: &Actor, action: &Action) -> Result<(), String> {
     }
 }
 
-fn permanent(
+fn rejected(
     actor: &Actor,
     index: usize,
     action: &Action,
     target: &ObjectRef,
+    code: Option<u16>,
     message: String,
 ) -> ExecuteError {
-    ExecuteError::Permanent {
+    ExecuteError::Rejected {
         guest: actor.name.clone(),
         index,
         verb: action.verb(),
         target: target.to_string(),
+        code,
         message,
     }
 }
 
-/// Sorts an API error: 409, 429, 5xx and network errors are transient;
-/// 400, 403, 404, 405, 415 and 422 are permanent.
+/// Sorts an API error: 403 is a denial; 409, 429, 5xx and network errors
+/// are transient; other answers are rejections.
 fn classify(
     actor: &Actor,
     index: usize,
@@ -465,13 +526,30 @@ fn classify(
     target: &ObjectRef,
     error: kube::Error,
 ) -> ExecuteError {
-    if let kube::Error::Api(status) = &error
-        && matches!(status.code, 400 | 403 | 404 | 405 | 415 | 422)
-    {
-        return permanent(actor, index, action, target, status.message.clone());
-    }
-    if let kube::Error::SerdeError(serde) = &error {
-        return permanent(actor, index, action, target, serde.to_string());
+    match &error {
+        kube::Error::Api(status) if status.code == 403 => {
+            return ExecuteError::Denied {
+                guest: actor.name.clone(),
+                index,
+                verb: action.verb(),
+                target: target.to_string(),
+                reason: format!("the API server forbade it: {}", status.message),
+            };
+        }
+        kube::Error::Api(status) if !matches!(status.code, 409 | 429 | 500..) => {
+            return rejected(
+                actor,
+                index,
+                action,
+                target,
+                Some(status.code),
+                status.message.clone(),
+            );
+        }
+        kube::Error::SerdeError(serde) => {
+            return rejected(actor, index, action, target, None, serde.to_string());
+        }
+        _ => {}
     }
     let retry_after = match &error {
         kube::Error::Api(status) => status

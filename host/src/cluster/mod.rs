@@ -1,10 +1,12 @@
 //! The Kubernetes side: discovery, shared informers and their stores.
 
+mod client;
 mod discovery;
 mod informer;
 mod registry;
 mod store;
 
+pub use client::client;
 pub use discovery::{Discovery, Resource, split_api_version};
 pub use informer::{InformerEvent, InformerStats, SharedInformer};
 pub use registry::InformerRegistry;

@@ -146,6 +146,22 @@ impl StoredObject {
         })
     }
 
+    /// Its `metadata.uid`, read from its JSON.
+    pub fn uid(&self) -> Option<String> {
+        #[derive(Deserialize)]
+        struct Uid<'a> {
+            #[serde(borrow)]
+            metadata: UidMetadata<'a>,
+        }
+        #[derive(Deserialize)]
+        struct UidMetadata<'a> {
+            #[serde(default, borrow)]
+            uid: Option<Cow<'a, str>>,
+        }
+        let parsed: Uid<'_> = serde_json::from_str(&self.json).ok()?;
+        parsed.metadata.uid.map(Cow::into_owned)
+    }
+
     /// The object's key.
     pub fn key(&self) -> ObjectKey {
         (self.namespace.to_string(), self.name.to_string())
