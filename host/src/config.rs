@@ -12,7 +12,7 @@
 //!   - apiGroups: [apps]
 //!     resources: [deployments, deployments/scale]
 //!     verbs: [get, list, watch, patch]
-//!   - apiGroups: [""]
+//!   - apiGroups: [events.k8s.io]
 //!     resources: [events]
 //!     verbs: [create, patch]
 //!   limits: {memoryMiB: 64, deadlineMs: 250, concurrency: 2}
