@@ -51,6 +51,9 @@ pub struct InformerStats {
     pub restarts: AtomicU64,
     /// Events applied to the store.
     pub events: AtomicU64,
+    /// Objects skipped because they could not be read (each is logged once
+    /// with its key; the informer carries on).
+    pub unparsed: AtomicU64,
 }
 
 /// One list+watch of one resource, shared by every controller that needs it.
@@ -87,6 +90,7 @@ impl SharedInformer {
             events: events.clone(),
             synced: synced_tx,
             stats: Arc::clone(&stats),
+            unparsed: std::sync::Mutex::default(),
         };
         let task = tokio::spawn(reflector.run());
         Self {
@@ -148,7 +152,12 @@ struct Reflector {
     events: broadcast::Sender<InformerEvent>,
     synced: watch::Sender<bool>,
     stats: Arc<InformerStats>,
+    /// Keys of unreadable objects already logged.
+    unparsed: std::sync::Mutex<std::collections::HashSet<String>>,
 }
+
+/// The most keys of unreadable objects remembered as logged.
+const UNPARSED_REMEMBERED: usize = 4096;
 
 /// Why a watch ended.
 enum WatchEnd {
@@ -227,6 +236,36 @@ fn jitter_millis(max: u64) -> u64 {
 }
 
 impl Reflector {
+    /// Counts an object that cannot be read, and logs it once per key:
+    /// lists and watches both skip it, so one bad object neither stops the
+    /// informer nor floods the log at every relist.
+    fn skip_unparsed(&self, raw: &RawValue, error: &serde_json::Error) {
+        self.stats.unparsed.fetch_add(1, Ordering::Relaxed);
+        let value: Option<serde_json::Value> = serde_json::from_str(raw.get()).ok();
+        let text = |pointer: &str| {
+            value
+                .as_ref()
+                .and_then(|value| value.pointer(pointer))
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("?")
+                .to_owned()
+        };
+        let key = format!("{}/{}", text("/metadata/namespace"), text("/metadata/name"));
+        let first = {
+            let mut logged = self
+                .unparsed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if logged.len() >= UNPARSED_REMEMBERED {
+                logged.clear();
+            }
+            logged.insert(key.clone())
+        };
+        if first {
+            tracing::warn!(resource = %self.url, object = %key, %error, "skipping an object that cannot be read; it is counted in paddock_informer_unparsed_total");
+        }
+    }
+
     async fn run(self) {
         let mut backoff = Backoff { attempt: 0 };
         loop {
@@ -285,9 +324,7 @@ impl Reflector {
             for item in page.items {
                 match StoredObject::parse(item, &self.resource.api_version, &self.resource.kind) {
                     Ok(object) => objects.push(Arc::new(object)),
-                    Err(error) => {
-                        tracing::warn!(resource = %self.url, %error, "skipping an object that does not parse")
-                    }
+                    Err(error) => self.skip_unparsed(item, &error),
                 }
             }
             match page
@@ -355,10 +392,16 @@ impl Reflector {
                     ) {
                         Ok(object) => Arc::new(object),
                         Err(error) => {
-                            return WatchEnd::Failed(
-                                version,
-                                format!("bad watched object: {error}"),
-                            );
+                            // Skipped as a list skips it: the watch goes on
+                            // from the version the event carries.
+                            self.skip_unparsed(event.object, &error);
+                            if let Ok(versioned) =
+                                serde_json::from_str::<Versioned>(event.object.get())
+                                && let Some(next) = versioned.metadata.resource_version
+                            {
+                                version = next;
+                            }
+                            continue;
                         }
                     };
                     version = object.resource_version.to_string();
@@ -393,5 +436,87 @@ impl Reflector {
             }
         }
         WatchEnd::Closed(version)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use axum::extract::Query;
+    use axum::response::IntoResponse;
+
+    use super::*;
+
+    /// An API server that lists one readable and one unreadable ConfigMap,
+    /// then watches an unreadable change followed by a readable one, and
+    /// holds the watch open.
+    async fn serve(
+        Query(query): Query<std::collections::HashMap<String, String>>,
+    ) -> axum::response::Response {
+        if query.get("watch").is_some_and(|watch| watch == "true") {
+            let lines = concat!(
+                r#"{"type":"ADDED","object":{"apiVersion":"v1","kind":"ConfigMap","metadata":{"namespace":"default","resourceVersion":"11"}}}"#,
+                "\n",
+                r#"{"type":"ADDED","object":{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"after","namespace":"default","resourceVersion":"12"}}}"#,
+                "\n",
+            );
+            let stream = futures::stream::iter([Ok::<_, std::io::Error>(lines.to_owned())])
+                .chain(futures::stream::pending());
+            return axum::body::Body::from_stream(stream).into_response();
+        }
+        let list = serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMapList",
+            "metadata": {"resourceVersion": "10"},
+            "items": [
+                {"metadata": {"name": "good", "namespace": "default", "resourceVersion": "9"}},
+                {"metadata": {"name": 7, "namespace": "default", "resourceVersion": "8"}},
+            ],
+        });
+        axum::Json(list).into_response()
+    }
+
+    #[tokio::test]
+    async fn unreadable_objects_are_skipped_counted_and_do_not_stop_the_watch() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port");
+        let address = listener.local_addr().expect("an address");
+        let app = axum::Router::new().route("/api/v1/configmaps", axum::routing::get(serve));
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let uri: axum::http::Uri = format!("http://{address}").parse().expect("a URI");
+        let client = Client::try_from(kube::Config::new(uri)).expect("a client");
+        let resource = Arc::new(Resource {
+            group: String::new(),
+            version: "v1".into(),
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            plural: "configmaps".into(),
+            namespaced: true,
+            subresources: Vec::new(),
+        });
+        let informer = SharedInformer::start(client, resource, None);
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while informer.store().get("default", "after").is_none() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the readable change after the unreadable one arrives");
+        assert!(informer.store().get("default", "good").is_some());
+        let stats = informer.stats();
+        assert_eq!(
+            stats.unparsed.load(Ordering::Relaxed),
+            2,
+            "one listed, one watched"
+        );
+        assert_eq!(stats.lists.load(Ordering::Relaxed), 1, "no relist");
+        assert_eq!(
+            stats.restarts.load(Ordering::Relaxed),
+            0,
+            "the watch went on"
+        );
+        server.abort();
     }
 }
