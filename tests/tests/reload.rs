@@ -316,13 +316,26 @@ async fn a_broken_new_version_leaves_the_old_one_serving_and_says_why() {
     assert_eq!(status.phase, Phase::Running);
     all_stamped(&api, 1, "stamp-v2").await;
 
-    // Touching the file without changing it does nothing.
+    // Touching the file without changing it does nothing: once the source
+    // has read it again, nothing reloaded.
+    let passes = || {
+        let sources = setup.supervisor.board().sources();
+        (
+            sources.values().map(|source| source.passes).sum::<u64>(),
+            sources.values().map(|source| source.changes).sum::<u64>(),
+        )
+    };
+    let (before, changes) = passes();
     write(&setup.module(), &v2);
     write(
         &setup.config,
         std::fs::read(&setup.config).expect("read").as_slice(),
     );
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    eventually(RELOAD_SECONDS, "the touched file read again", || async {
+        (passes().0 > before).then_some(())
+    })
+    .await;
+    assert_eq!(passes().1, changes, "the pass changed no controller");
     let after = setup.supervisor.board().get("stamp").expect("status");
     assert_eq!(after.reloads, status.reloads, "no reload without a change");
     setup.supervisor.shutdown().await;

@@ -118,6 +118,14 @@ pub struct StatusBoard {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SourceStatus {
+    /// Times it was read and its declarations handed to the supervisor
+    /// (each settled change of the file, even one that changed nothing).
+    #[serde(default)]
+    pub passes: u64,
+    /// Controllers its passes started, reloaded or stopped; a pass over an
+    /// unchanged file adds nothing.
+    #[serde(default)]
+    pub changes: u64,
     /// Failures since the start.
     pub errors: u64,
     /// The failure now, if the source is broken.
@@ -158,18 +166,17 @@ impl StatusBoard {
         });
     }
 
-    pub(crate) fn clear_source_error(&self, source: &str) {
-        if let Some(status) = self
-            .sources
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get_mut(source)
-        {
-            status.error = None;
-        }
+    /// Records a pass of a source that could be used, and the controllers
+    /// it changed; clears its failure.
+    pub(crate) fn record_source_pass(&self, source: &str, changes: usize) {
+        let mut sources = self.sources.write().unwrap_or_else(PoisonError::into_inner);
+        let status = sources.entry(source.to_owned()).or_default();
+        status.passes += 1;
+        status.changes += changes as u64;
+        status.error = None;
     }
 
-    /// The failures of every source that had one.
+    /// Every source read since the start, with its passes and failures.
     pub fn sources(&self) -> BTreeMap<String, SourceStatus> {
         self.sources
             .read()

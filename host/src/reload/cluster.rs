@@ -179,7 +179,7 @@ async fn run(supervisor: Supervisor, client: Client, tenant: TenantLimits) {
     };
     loop {
         let declared = declarer.declare(&watched).await;
-        supervisor.apply(SOURCE, declared);
+        let _ = supervisor.apply(SOURCE, declared);
         if !next_change(&mut events).await {
             return;
         }

@@ -120,7 +120,8 @@ pub fn watch(path: &Path, supervisor: Supervisor) -> Result<FileSource, FileSour
     })?;
     let mut watched = Vec::new();
     rewatch(&mut watcher, &mut watched, &path, &file)?;
-    supervisor.apply(&source, declared);
+    let changes = supervisor.apply(&source, declared);
+    supervisor.board().record_source_pass(&source, changes);
     let task = tokio::spawn(async move {
         // Keeps the watcher alive as long as the task.
         let mut watcher = watcher;
@@ -148,11 +149,11 @@ pub fn watch(path: &Path, supervisor: Supervisor) -> Result<FileSource, FileSour
                     Ok((file, declared))
                 }) {
                 Ok((file, declared)) => {
-                    supervisor.board().clear_source_error(&source);
                     if let Err(error) = rewatch(&mut watcher, &mut watched, &path, &file) {
                         tracing::warn!(%error, "cannot watch a module's folder; its changes will be missed");
                     }
-                    supervisor.apply(&source, declared);
+                    let changes = supervisor.apply(&source, declared);
+                    supervisor.board().record_source_pass(&source, changes);
                 }
                 Err(error) => {
                     let message = super::error_chain(&error);

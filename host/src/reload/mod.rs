@@ -158,6 +158,9 @@ struct Inner {
     runtime: Runtime,
     board: StatusBoard,
     entries: Mutex<HashMap<String, Entry>>,
+    /// Set by `shutdown`: controllers stop because the host does, not
+    /// because they were removed, so they keep their finalizers.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// Keeps the running controllers equal to their declarations. Cheap to
@@ -182,6 +185,7 @@ impl Supervisor {
                 runtime,
                 board: StatusBoard::default(),
                 entries: Mutex::default(),
+                stopping: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -198,8 +202,11 @@ impl Supervisor {
 
     /// Makes `source`'s controllers exactly `declared`: new names start,
     /// changed ones reload, missing ones stop. A name another source
-    /// already declares is refused (its status says so).
-    pub fn apply(&self, source: &str, declared: Vec<Declared>) {
+    /// already declares is refused (its status says so). Answers how many
+    /// controllers this changes (started, reloaded or stopped): 0 when the
+    /// declarations are the ones already running.
+    pub fn apply(&self, source: &str, declared: Vec<Declared>) -> usize {
+        let mut changes = 0;
         let mut entries = self
             .inner
             .entries
@@ -233,7 +240,7 @@ impl Supervisor {
             let declared = Arc::new(declared);
             match entries.get(&name) {
                 Some(entry) => {
-                    entry.declared.send_if_modified(|current| {
+                    changes += usize::from(entry.declared.send_if_modified(|current| {
                         let changed = current.as_ref().is_none_or(|current| {
                             !current.same_version(&declared)
                                 || current.generation != declared.generation
@@ -241,9 +248,10 @@ impl Supervisor {
                         });
                         *current = Some(Arc::clone(&declared));
                         changed
-                    });
+                    }));
                 }
                 None => {
+                    changes += 1;
                     let (sender, receiver) = watch::channel(Some(declared));
                     let task = tokio::spawn(manage(self.clone(), name.clone(), receiver));
                     entries.insert(
@@ -259,13 +267,17 @@ impl Supervisor {
         }
         for (name, entry) in entries.iter() {
             if entry.source == source && !wanted.contains(name) {
-                entry.declared.send_replace(None);
+                changes += usize::from(entry.declared.send_replace(None).is_some());
             }
         }
+        changes
     }
 
     /// Stops every controller, letting in-flight reconciles finish.
     pub async fn shutdown(&self) {
+        self.inner
+            .stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let tasks: Vec<_> = {
             let mut entries = self
                 .inner
@@ -387,8 +399,19 @@ async fn manage(
         }
     }
     if let Some(controller) = running.take() {
-        tracing::info!(controller = %name, "no longer declared; stopping");
-        controller.shutdown(STOP_GRACE).await;
+        let removed = !supervisor
+            .inner
+            .stopping
+            .load(std::sync::atomic::Ordering::SeqCst);
+        if removed {
+            tracing::info!(controller = %name, "no longer declared; stopping");
+            let released = controller.remove(STOP_GRACE).await;
+            if released > 0 {
+                tracing::info!(controller = %name, released, "finalizers released");
+            }
+        } else {
+            controller.shutdown(STOP_GRACE).await;
+        }
     }
     board.remove(&name);
 }
