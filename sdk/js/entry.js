@@ -16,3 +16,7 @@ export function reconcile(request) {
 export function map(changed) {
   return guest.map(changed);
 }
+
+export function finalizes() {
+  return guest.finalizes();
+}

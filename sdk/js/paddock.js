@@ -10,6 +10,12 @@
 //       return { name: "replica-floor", watches: [Watch.primary("apps/v1", "Deployment")] };
 //     }
 //
+// `describe` may add `finalizes: true`: the host then holds each primary
+// object with the finalizer `paddock.dev/<controller>`, so a deletion
+// reaches `reconcile` while the object still exists (`isDeletion(request)`);
+// once that reconcile succeeds the host removes the finalizer. The grant
+// must allow `patch` on the primary resource.
+//
 //     export function reconcile({ object, change, attempt }) {
 //       const floor = annotation(object, "paddock.dev/min-replicas");
 //       if (floor === undefined) return done();
@@ -21,8 +27,8 @@
 // traps, like a panic in Rust. Build with `paddock build`, which wraps the
 // module with `exportController` for componentize-js.
 
-import * as hostCache from "paddock:controller/cache@0.1.0";
-import * as hostLog from "paddock:controller/log@0.1.0";
+import * as hostCache from "paddock:controller/cache@0.1.1";
+import * as hostLog from "paddock:controller/log@0.1.1";
 
 // ---- Errors ---------------------------------------------------------------
 
@@ -145,6 +151,14 @@ function stringMap(object, key) {
 export const labels = (object) => stringMap(object, "labels");
 /** All annotations with string values. */
 export const annotations = (object) => stringMap(object, "annotations");
+
+/**
+ * Whether a reconcile is about a deletion: the object is gone (`change` is
+ * `"deleted"`) or is being deleted (`deletionTimestamp` set, as a finalizing
+ * controller sees it). Clean up, and answer.
+ */
+export const isDeletion = (request) =>
+  request.change === "deleted" || isBeingDeleted(request.object);
 
 /** Whether `metadata.finalizers` holds `finalizer`. */
 export function hasFinalizer(object, finalizer) {
@@ -344,6 +358,9 @@ export function exportController(controller) {
           labelSelector: w.labelSelector ?? undefined,
         })),
       };
+    },
+    finalizes() {
+      return Boolean(controller.describe().finalizes);
     },
     reconcile(request) {
       let object;

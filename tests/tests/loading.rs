@@ -92,7 +92,7 @@ fn exports_of_the_wrong_types_break_the_contract() {
     .expect("valid wat");
     let error = load_bytes(&component);
     assert!(matches!(error, LoadError::Contract { .. }), "{error:?}");
-    assert!(error.to_string().contains("paddock:controller@0.1.0"));
+    assert!(error.to_string().contains("paddock:controller@0.1"));
 }
 
 #[test]
@@ -246,4 +246,35 @@ fn guests_of_one_component_share_its_code_while_one_lives() {
         CacheStatus::Uncached,
         "once no guest holds it, the code is released"
     );
+}
+
+#[test]
+fn a_guest_built_against_0_1_0_loads_and_runs_unchanged() {
+    let legacy = engine()
+        .load(&guest("legacy"), LoadOptions::default())
+        .expect("a 0.1.0 guest loads on a 0.1.1 host");
+    assert_eq!(legacy.info().name, "legacy");
+    assert!(
+        !legacy.info().finalizes,
+        "without the export it does not finalize"
+    );
+    let object = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "old", "namespace": "default"},
+        "data": {"value": "7"},
+    });
+    let outcome = legacy
+        .reconcile(
+            &object.to_string(),
+            paddock::wasm::Change::Applied,
+            0,
+            std::sync::Arc::new(paddock::wasm::EmptyCache),
+        )
+        .expect("it reconciles");
+    assert_eq!(outcome.actions.len(), 1, "{outcome:?}");
+
+    let finalizing = engine()
+        .load(&guest("finalizing"), LoadOptions::default())
+        .expect("loads");
+    assert!(finalizing.info().finalizes, "the Rust SDK declares it");
 }

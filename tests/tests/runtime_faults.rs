@@ -5,7 +5,8 @@ use std::sync::atomic::Ordering;
 
 use devcluster::{FaultKind, FaultRule};
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, DynamicObject, PostParams};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use paddock::controller::{ControllerConfig, ControllerStats, RunningController, Runtime};
 use paddock::grants::{Grant, Rule};
 use paddock::queue::QueueConfig;
@@ -361,5 +362,140 @@ async fn a_rejected_action_is_retried_until_its_cause_is_gone() {
         planted.get_opt("planted").await.ok().flatten()
     })
     .await;
+    cluster.shutdown().await;
+}
+
+fn finalizing_config(grant: Vec<Rule>) -> ControllerConfig {
+    ControllerConfig {
+        guest: engine()
+            .load(&guest("finalizing"), LoadOptions::default())
+            .expect("loads"),
+        grant: Grant::new(grant),
+        namespaces: Vec::new(),
+        concurrency: 1,
+        queue: QueueConfig::default(),
+        resync: None,
+        tenant: None,
+    }
+}
+
+fn finalizing_grant() -> Vec<Rule> {
+    vec![rule(
+        &[""],
+        &["configmaps"],
+        &["get", "list", "watch", "patch"],
+    )]
+}
+
+async fn holds_finalizer(api: &Api<ConfigMap>, name: &str) -> bool {
+    api.get_opt(name)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|map| map.metadata.finalizers)
+        .is_some_and(|held| held.iter().any(|f| f == "paddock.dev/finalizing"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finalizing_guest_sees_a_deletion_made_while_the_host_was_down() {
+    let (cluster, client) = cluster().await;
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+
+    // Finalizing needs `patch` on the primary resource.
+    let refused = Runtime::new(client.clone())
+        .start(finalizing_config(vec![rule(
+            &[""],
+            &["configmaps"],
+            &["get", "list", "watch"],
+        )]))
+        .await
+        .expect_err("refused without patch");
+    assert!(
+        refused
+            .to_string()
+            .contains("finalizes its ConfigMap objects"),
+        "{refused}"
+    );
+
+    let runtime = Runtime::new(client.clone());
+    let controller = runtime
+        .start(finalizing_config(finalizing_grant()))
+        .await
+        .expect("starts");
+    let precious: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "precious", "labels": {"finalize.paddock.dev/watch": "yes"}},
+    }))
+    .expect("a ConfigMap");
+    let uid = configmaps
+        .create(&PostParams::default(), &precious)
+        .await
+        .expect("create")
+        .metadata
+        .uid
+        .expect("a uid");
+    eventually(20, "the host to add its finalizer", || async {
+        holds_finalizer(&configmaps, "precious").await.then_some(())
+    })
+    .await;
+
+    // The host goes away without a word, and the object is deleted then:
+    // the finalizer holds it.
+    drop(controller);
+    drop(runtime);
+    configmaps
+        .delete("precious", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let held = configmaps.get("precious").await.expect("still there");
+    assert!(held.metadata.deletion_timestamp.is_some());
+
+    // Back up, the guest sees the deletion while the object exists; once it
+    // answered, the object is gone, and no `deleted` reconcile follows.
+    let runtime = Runtime::new(client.clone());
+    let controller = runtime
+        .start(finalizing_config(finalizing_grant()))
+        .await
+        .expect("restarts");
+    eventually(20, "the finalized object to be deleted", || async {
+        configmaps
+            .get_opt("precious")
+            .await
+            .ok()
+            .and_then(|found| found.is_none().then_some(()))
+    })
+    .await;
+    eventually(20, "the controller to settle", || async {
+        controller.is_idle().then_some(())
+    })
+    .await;
+    let cleaned = configmaps
+        .get("precious-cleaned")
+        .await
+        .expect("the guest cleaned up")
+        .data
+        .unwrap_or_default();
+    assert_eq!(cleaned.get("uid"), Some(&uid));
+    assert_eq!(
+        cleaned.get("seen").map(String::as_str),
+        Some("being-deleted"),
+        "the guest saw the deletion once, while the object existed"
+    );
+
+    // A controller that is removed lets go of the objects it holds.
+    let kept: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "kept", "labels": {"finalize.paddock.dev/watch": "yes"}},
+    }))
+    .expect("a ConfigMap");
+    configmaps
+        .create(&PostParams::default(), &kept)
+        .await
+        .expect("create");
+    eventually(20, "the finalizer on the second object", || async {
+        holds_finalizer(&configmaps, "kept").await.then_some(())
+    })
+    .await;
+    let released = controller.remove(std::time::Duration::from_secs(10)).await;
+    assert_eq!(released, 1);
+    assert!(!holds_finalizer(&configmaps, "kept").await);
     cluster.shutdown().await;
 }

@@ -124,3 +124,29 @@ fn a_well_behaved_call_answers() {
         assert_eq!(event_message(&outcome), "all good", "{name}");
     }
 }
+
+#[test]
+fn the_sdks_declare_finalizing_and_tell_a_deletion() {
+    for name in HOSTILE {
+        let guest = hostile(name);
+        assert!(guest.info().finalizes, "{name} declares that it finalizes");
+        let deletion = |deleting: bool, change: Change| {
+            let mut metadata = json!({
+                "name": "mode-deletion",
+                "namespace": "default",
+                "annotations": {"paddock.dev/test-mode": "deletion"},
+            });
+            if deleting {
+                metadata["deletionTimestamp"] = json!("2026-12-02T00:00:00Z");
+            }
+            let object = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata});
+            let outcome = guest
+                .reconcile(&object.to_string(), change, 0, Arc::new(EmptyCache))
+                .unwrap_or_else(|error| panic!("{name} answers: {error:#}"));
+            event_message(&outcome).to_owned()
+        };
+        assert_eq!(deletion(false, Change::Applied), "no deletion", "{name}");
+        assert_eq!(deletion(true, Change::Applied), "deletion", "{name}");
+        assert_eq!(deletion(false, Change::Deleted), "deletion", "{name}");
+    }
+}

@@ -179,6 +179,11 @@ impl ActionExecutor {
         &self.recorder
     }
 
+    /// The client it acts with.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Checks every action, then performs them in order, stopping at the
     /// first failure. Denials and rejections are recorded as
     /// Warning events on `primary`.

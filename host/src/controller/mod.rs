@@ -3,6 +3,7 @@
 //! actions.
 
 mod cache_view;
+mod finalizer;
 mod routing;
 mod stats;
 mod worker;
@@ -71,6 +72,22 @@ pub enum StartError {
         /// The watched apiVersion.
         api_version: String,
         /// The watched kind.
+        kind: String,
+        /// The missing permission.
+        #[source]
+        source: Denied,
+    },
+    /// The guest finalizes its primary objects but may not patch them.
+    #[error(
+        "controller `{controller}` finalizes its {kind} objects ({api_version}), which needs \
+         `patch` on them beyond its grant"
+    )]
+    Finalizer {
+        /// The controller.
+        controller: String,
+        /// The primary apiVersion.
+        api_version: String,
+        /// The primary kind.
         kind: String,
         /// The missing permission.
         #[source]
@@ -192,6 +209,7 @@ impl Runtime {
             flow: Flow::of(&name, config.tenant.as_deref()),
             last_error: Mutex::default(),
             reloads: AtomicU64::new(0),
+            finalized: Mutex::default(),
         });
         // Aborted if this future is dropped before the controller exists.
         let routers = Routers(spawn_routers(&shared, &generation));
@@ -265,7 +283,20 @@ impl Runtime {
                 },
             });
         }
+        let finalizer = if config.guest.info().finalizes {
+            let primary = watched
+                .iter()
+                .find(|watched| watched.watch.relation == Relation::Primary)
+                .map(|watched| Arc::clone(&watched.resource));
+            if let Some(resource) = primary {
+                check_finalizing(&name, &actor, &resource)?;
+            }
+            Some(finalizer::name_for(&name))
+        } else {
+            None
+        };
         Ok(Generation {
+            finalizer,
             guest: config.guest.clone(),
             cache: Arc::new(GuestCacheView {
                 actor: actor.clone(),
@@ -296,6 +327,9 @@ pub(crate) struct Generation {
     pub(crate) actor: Actor,
     pub(crate) watched: Vec<Watched>,
     pub(crate) cache: Arc<GuestCacheView>,
+    /// The finalizer the controller holds its primary objects with, when
+    /// its guest finalizes them.
+    pub(crate) finalizer: Option<String>,
 }
 
 impl Generation {
@@ -340,12 +374,39 @@ pub(crate) struct Shared {
     pub(crate) last_error: Mutex<Option<LastError>>,
     /// Versions swapped in since the start.
     reloads: AtomicU64,
+    /// Uids of objects whose finalizer this controller removed after its
+    /// guest finalized them: their deletion needs no `deleted` reconcile.
+    pub(crate) finalized: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Shared {
     /// The version serving now.
     pub(crate) fn current(&self) -> Arc<Generation> {
         Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Drops the tombstone of a deleted primary object.
+    pub(crate) fn forget_tombstone(&self, key: &ObjectKey) {
+        self.tombstones
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+    }
+
+    /// Remembers that the guest finalized the object of `uid`. Bounded: past
+    /// the bound the memory is cleared, and a deletion whose event comes
+    /// later is delivered as `deleted` (one reconcile too many, never one
+    /// too few).
+    pub(crate) fn remember_finalized(&self, uid: String) {
+        const REMEMBERED: usize = 65_536;
+        let mut finalized = self
+            .finalized
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if finalized.len() >= REMEMBERED {
+            finalized.clear();
+        }
+        finalized.insert(uid);
     }
 
     /// Records a failure for `paddock status`.
@@ -559,6 +620,14 @@ impl RunningController {
                         && watched.watch.kind == key.kind
                 })
             });
+        // A version that no longer finalizes these objects (or finalizes
+        // another kind) lets go of the old version's finalizers.
+        let same_primary = old.primary().resource.plural == generation.primary().resource.plural
+            && old.primary().resource.api_version == generation.primary().resource.api_version;
+        if old.finalizer.is_some() && (generation.finalizer.is_none() || !same_primary) {
+            let released = release_generation(&self.shared, &old).await;
+            tracing::info!(controller = %name, released, "the new version does not finalize; finalizers released");
+        }
         drop(old);
         self.set_resync(config.resync);
         self.set_concurrency(config.concurrency);
@@ -566,6 +635,19 @@ impl RunningController {
         routing::queue_all_primaries(&self.shared, &generation);
         tracing::info!(controller = %name, digest = %config.guest.digest(), "new version serving");
         Ok(())
+    }
+
+    /// Stops like [`RunningController::shutdown`], then removes this
+    /// controller's finalizer from every primary object that holds it: for
+    /// a controller that is removed (a host that merely stops keeps its
+    /// finalizers, so deletions wait for its return). Answers how many
+    /// objects it released.
+    pub async fn remove(self, grace: Duration) -> usize {
+        let shared = Arc::clone(&self.shared);
+        // Keeps the informers, and so the stores, until the release is done.
+        let generation = shared.current();
+        self.shutdown(grace).await;
+        release_generation(&shared, &generation).await
     }
 
     /// Starts or stops workers so that `concurrency` run.
@@ -655,6 +737,27 @@ impl Drop for Routers {
     }
 }
 
+/// Removes `generation`'s finalizer from the primary objects its stores hold.
+async fn release_generation(shared: &Shared, generation: &Generation) -> usize {
+    let Some(finalizer) = &generation.finalizer else {
+        return 0;
+    };
+    let primary = generation.primary();
+    let objects: Vec<_> = primary
+        .informers
+        .iter()
+        .flat_map(|informer| informer.store().list(None, None))
+        .collect();
+    finalizer::release(
+        shared.executor.client(),
+        &generation.actor,
+        &primary.resource,
+        objects,
+        finalizer,
+    )
+    .await
+}
+
 /// Subscribes to every informer of `generation` and routes its events.
 fn spawn_routers(shared: &Arc<Shared>, generation: &Arc<Generation>) -> Vec<JoinHandle<()>> {
     let mut routers = Vec::new();
@@ -698,6 +801,26 @@ fn check_watch(
             controller: name.to_owned(),
             api_version: watch.api_version.clone(),
             kind: watch.kind.clone(),
+            source,
+        })
+}
+
+/// Checks that the grant allows `patch` on the primary resource, which
+/// adding and removing the finalizer needs.
+fn check_finalizing(name: &str, actor: &Actor, resource: &Resource) -> Result<(), StartError> {
+    let (group, _) = crate::cluster::split_api_version(&resource.api_version);
+    actor
+        .grant
+        .check(&[Permission {
+            verb: "patch",
+            group,
+            resource: &resource.plural,
+            subresource: None,
+        }])
+        .map_err(|source| StartError::Finalizer {
+            controller: name.to_owned(),
+            api_version: resource.api_version.clone(),
+            kind: resource.kind.clone(),
             source,
         })
 }

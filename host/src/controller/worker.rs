@@ -8,6 +8,7 @@ use tracing::Instrument;
 
 use tokio::sync::watch;
 
+use super::finalizer::{self, FinalizerState, Step};
 use super::routing::{self, MapKey};
 use super::stats::ControllerStats;
 use super::{Generation, Shared};
@@ -201,9 +202,75 @@ fn latest(
         .map(|object| (Arc::clone(object), Change::Deleted))
 }
 
+/// What a finalizing controller does before calling its guest: `None` when
+/// the reconcile ends here, else whether a successful answer must remove
+/// the finalizer.
+async fn finalize_step(
+    shared: &Arc<Shared>,
+    generation: &Generation,
+    key: &ObjectKey,
+    object: &Arc<StoredObject>,
+    change: Change,
+) -> Option<Option<FinalizerState>> {
+    let Some(finalizer) = generation.finalizer.as_deref() else {
+        return Some(None);
+    };
+    let state = FinalizerState::of(object);
+    if change == Change::Deleted {
+        // Deleted after the guest finalized it: its cleanup is done.
+        let finalized = state.uid.as_ref().is_some_and(|uid| {
+            shared
+                .finalized
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(uid)
+        });
+        if finalized {
+            shared.forget_tombstone(key);
+            shared.queue.forget(key);
+            return None;
+        }
+        return Some(None);
+    }
+    match Step::of(&state, finalizer) {
+        Step::Reconcile => Some(None),
+        Step::Finalize => Some(Some(state)),
+        Step::Skip => {
+            shared.queue.forget(key);
+            None
+        }
+        Step::Add => {
+            let written = finalizer::write(
+                shared.executor.client(),
+                &generation.actor,
+                &generation.primary().resource,
+                object,
+                &state,
+                finalizer,
+                true,
+            )
+            .await;
+            match written {
+                // The write's watch event queues the object again.
+                Ok(()) => shared.queue.forget(key),
+                Err(error) => {
+                    ControllerStats::bump(&shared.stats.action_errors);
+                    tracing::warn!(%error, finalizer, "could not add the finalizer");
+                    shared.record_error(format!("adding the finalizer {finalizer}: {error}"));
+                    shared.queue.add_rate_limited(key.clone());
+                }
+            }
+            None
+        }
+    }
+}
+
 async fn reconcile(shared: &Arc<Shared>, generation: &Generation, key: &ObjectKey) {
     let Some((object, change)) = latest(shared, generation, key) else {
         shared.queue.forget(key);
+        return;
+    };
+    let Some(finalizing) = finalize_step(shared, generation, key, &object, change).await else {
         return;
     };
     ControllerStats::bump(&shared.stats.reconciles);
@@ -271,13 +338,13 @@ async fn reconcile(shared: &Arc<Shared>, generation: &Generation, key: &ObjectKe
                 "reconciled: {}",
                 if summary.is_empty() { "nothing to do".to_owned() } else { summary.join("; ") }
             );
+            if let Some(state) = finalizing {
+                release_after_finalizing(shared, generation, key, &object, &state).await;
+                return;
+            }
             shared.queue.forget(key);
             if change == Change::Deleted {
-                shared
-                    .tombstones
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .remove(key);
+                shared.forget_tombstone(key);
             }
             if let Some(delay) = outcome.requeue_after {
                 shared.queue.add_after(key.clone(), delay);
@@ -297,6 +364,46 @@ async fn reconcile(shared: &Arc<Shared>, generation: &Generation, key: &ObjectKe
             } else {
                 shared.queue.add_rate_limited(key.clone());
             }
+        }
+    }
+}
+
+/// Removes the finalizer once the guest's answer to a deletion succeeded;
+/// the object is then deleted, and its `deleted` event not delivered.
+async fn release_after_finalizing(
+    shared: &Arc<Shared>,
+    generation: &Generation,
+    key: &ObjectKey,
+    object: &Arc<StoredObject>,
+    state: &FinalizerState,
+) {
+    let Some(finalizer) = generation.finalizer.as_deref() else {
+        return;
+    };
+    let released = finalizer::write(
+        shared.executor.client(),
+        &generation.actor,
+        &generation.primary().resource,
+        object,
+        state,
+        finalizer,
+        false,
+    )
+    .await;
+    match released {
+        Ok(()) => {
+            if let Some(uid) = &state.uid {
+                shared.remember_finalized(uid.clone());
+            }
+            shared.queue.forget(key);
+        }
+        Err(error) => {
+            // The guest is asked again: its cleanup must be idempotent, as
+            // every reconcile must.
+            ControllerStats::bump(&shared.stats.action_errors);
+            tracing::warn!(%error, finalizer, "could not remove the finalizer");
+            shared.record_error(format!("removing the finalizer {finalizer}: {error}"));
+            shared.queue.add_rate_limited(key.clone());
         }
     }
 }

@@ -1,9 +1,24 @@
 //! The host side of `wit/controller.wit`: the one place that runs `bindgen!`.
+//!
+//! The bindings are of the `base` world, which every guest implements since
+//! 0.1.0; the optional exports that later versions added to `controller`
+//! are looked up by name (see `super::guest`), so older guests load as
+//! they are.
 
 wasmtime::component::bindgen!({
     path: "../wit",
-    world: "paddock:controller/controller",
+    world: "paddock:controller/base",
 });
+
+/// The bindings of a guest's instance.
+pub type Controller = Base;
+
+/// A guest's component, ready to be instantiated.
+pub type ControllerPre<T> = BasePre<T>;
+
+/// The optional export of `controller` saying whether a guest finalizes its
+/// primary objects (since 0.1.1).
+pub const FINALIZES_EXPORT: &str = "finalizes";
 
 pub use self::paddock::controller::types::{
     Action, Change, Error as GuestFailure, Event, Patch, PatchKind, Relation, Scale, Watch,

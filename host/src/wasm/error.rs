@@ -73,7 +73,7 @@ pub enum LoadError {
     },
     /// The component's imports or exports do not match the contract's types
     /// (for example a guest built against another version of the WIT).
-    #[error("{} does not match the paddock:controller@0.1.0 contract", path.display())]
+    #[error("{} does not match the paddock:controller@0.1 contract", path.display())]
     Contract {
         /// The module file.
         path: PathBuf,

@@ -11,7 +11,7 @@ use wasmtime::component::{Component, ResourceTable};
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{self as wit, Controller, ControllerPre};
+use super::bindings::{self as wit, Controller, ControllerPre, FINALIZES_EXPORT};
 use super::compile_cache::{CacheStatus, digest};
 use super::engine::{WasmEngine, deadline_ticks};
 use super::error::{GuestError, LoadError};
@@ -130,7 +130,8 @@ pub struct Watch {
     pub label_selector: Option<String>,
 }
 
-/// What a guest's `describe` answered.
+/// What a guest declared at load: its `describe`, and its optional
+/// declarations (the exports `controller` added after 0.1.0).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Info {
@@ -138,6 +139,10 @@ pub struct Info {
     pub name: String,
     /// Its watches; exactly one is primary.
     pub watches: Vec<Watch>,
+    /// Whether it finalizes its primary objects (`finalizes`; `false` for
+    /// a guest without that export).
+    #[serde(default)]
+    pub finalizes: bool,
 }
 
 impl Info {
@@ -149,7 +154,7 @@ impl Info {
             .unwrap_or(&self.watches[0])
     }
 
-    fn from_guest(info: wit::Info) -> Result<Self, String> {
+    fn from_guest(info: wit::Info, finalizes: bool) -> Result<Self, String> {
         if info.name.trim().is_empty() {
             return Err("`name` is empty".into());
         }
@@ -187,6 +192,7 @@ impl Info {
         Ok(Self {
             name: info.name,
             watches,
+            finalizes,
         })
     }
 }
@@ -274,6 +280,7 @@ struct Sandbox {
 /// An instance that served a call successfully, waiting for the next one.
 struct Instance {
     store: Store<HostState>,
+    instance: wasmtime::component::Instance,
     controller: Controller,
 }
 
@@ -358,21 +365,17 @@ impl WasmEngine {
             pre,
             idle: Mutex::default(),
         };
-        let raw_info = loading
-            .call(
-                &self.inner.engine,
-                Arc::new(EmptyCache),
-                |controller, store| controller.call_describe(store),
-                Ok,
-            )
+        let (raw_info, finalizes) = loading
+            .call(&self.inner.engine, Arc::new(EmptyCache), declarations, Ok)
             .map_err(|source| LoadError::Describe {
                 path: path.clone(),
                 source: Box::new(source),
             })?;
-        let info = Info::from_guest(raw_info).map_err(|problem| LoadError::InvalidInfo {
-            path: path.clone(),
-            problem,
-        })?;
+        let info =
+            Info::from_guest(raw_info, finalizes).map_err(|problem| LoadError::InvalidInfo {
+                path: path.clone(),
+                problem,
+            })?;
         let name: Arc<str> = options.name.unwrap_or_else(|| info.name.clone()).into();
         Ok(Guest {
             inner: Arc::new(GuestInner {
@@ -514,22 +517,18 @@ impl Guest {
         self.inner.cache_status
     }
 
-    /// Calls `describe` again.
+    /// Calls `describe` (and the optional declarations) again.
     pub fn describe(&self) -> Result<Info, GuestError> {
-        self.call(
-            Arc::new(EmptyCache),
-            |controller, store| controller.call_describe(store),
-            |info| {
-                Info::from_guest(info).map_err(|problem| GuestError::Malformed {
-                    guest: self.name().to_owned(),
-                    source: MalformedOutput {
-                        index: 0,
-                        verb: "describe",
-                        problem,
-                    },
-                })
-            },
-        )
+        self.call(Arc::new(EmptyCache), declarations, |(info, finalizes)| {
+            Info::from_guest(info, finalizes).map_err(|problem| GuestError::Malformed {
+                guest: self.name().to_owned(),
+                source: MalformedOutput {
+                    index: 0,
+                    verb: "describe",
+                    problem,
+                },
+            })
+        })
     }
 
     /// Reconciles one object (its JSON), reading `cache`.
@@ -552,7 +551,7 @@ impl Guest {
         let limits = self.limits();
         let answer = self.call(
             cache,
-            |controller, store| controller.call_reconcile(store, &request),
+            |controller, _, store| controller.call_reconcile(store, &request),
             |answer| match answer {
                 Ok(outcome) => {
                     self.check_answer(
@@ -595,7 +594,7 @@ impl Guest {
         let changed = changed.to_owned();
         self.call(
             cache,
-            |controller, store| controller.call_map(store, &changed),
+            |controller, _, store| controller.call_map(store, &changed),
             |refs| {
                 self.check_answer(0, refs.iter().map(ref_bytes).sum())?;
                 actions::refs_from_guest(refs).map_err(|source| GuestError::Malformed {
@@ -641,7 +640,11 @@ impl Guest {
     fn call<R, T>(
         &self,
         cache: SharedCache,
-        body: impl FnOnce(&Controller, &mut Store<HostState>) -> wasmtime::Result<R>,
+        body: impl FnOnce(
+            &Controller,
+            &wasmtime::component::Instance,
+            &mut Store<HostState>,
+        ) -> wasmtime::Result<R>,
         check: impl FnOnce(R) -> Result<T, GuestError>,
     ) -> Result<T, GuestError> {
         let inner = &*self.inner;
@@ -665,7 +668,11 @@ impl Sandbox {
         &self,
         engine: &wasmtime::Engine,
         cache: SharedCache,
-        body: impl FnOnce(&Controller, &mut Store<HostState>) -> wasmtime::Result<R>,
+        body: impl FnOnce(
+            &Controller,
+            &wasmtime::component::Instance,
+            &mut Store<HostState>,
+        ) -> wasmtime::Result<R>,
         check: impl FnOnce(R) -> Result<T, GuestError>,
     ) -> Result<T, GuestError> {
         let reuse = self.instances == Instances::Reused;
@@ -674,8 +681,12 @@ impl Sandbox {
         } else {
             None
         };
-        let (mut store, controller) = match idle {
-            Some(Instance { store, controller }) => (store, Some(controller)),
+        let (mut store, reused) = match idle {
+            Some(Instance {
+                store,
+                instance,
+                controller,
+            }) => (store, Some((instance, controller))),
             None => (self.new_store(engine), None),
         };
         // What is per call: the cache it reads, the memory-cap verdict, the
@@ -688,22 +699,38 @@ impl Sandbox {
         state.deadline_at = Instant::now() + self.limits.deadline;
         store.set_epoch_deadline(deadline_ticks(self.limits.deadline));
 
-        let result = match controller {
-            Some(controller) => Ok(controller),
-            None => self.pre.instantiate(&mut store),
+        let result = match reused {
+            Some(reused) => Ok(reused),
+            None => self.instantiate(&mut store),
         }
-        .and_then(|controller| body(&controller, &mut store).map(|answer| (answer, controller)));
+        .and_then(|(instance, controller)| {
+            body(&controller, &instance, &mut store).map(|answer| (answer, instance, controller))
+        });
         let printed = store.data().output.text();
         forward_output(store.data_mut(), &printed);
-        let (answer, controller) = result
+        let (answer, instance, controller) = result
             .map_err(|source| classify(&self.name, self.limits, store.data(), source, printed))?;
         let checked = check(answer)?;
         if reuse {
             // Drop what this call's cache handle holds on to until the next call.
             store.data_mut().cache = Arc::new(EmptyCache);
-            self.idle_instances().push(Instance { store, controller });
+            self.idle_instances().push(Instance {
+                store,
+                instance,
+                controller,
+            });
         }
         Ok(checked)
+    }
+
+    /// A new instance, and the contract's bindings of it.
+    fn instantiate(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<(wasmtime::component::Instance, Controller)> {
+        let instance = self.pre.instance_pre().instantiate(&mut *store)?;
+        let controller = Controller::new(&mut *store, &instance)?;
+        Ok((instance, controller))
     }
 
     fn new_store(&self, engine: &wasmtime::Engine) -> Store<HostState> {
@@ -724,6 +751,30 @@ impl Sandbox {
         store.limiter(|state| &mut state.limiter);
         store
     }
+}
+
+/// Calls `describe`, then the optional `finalizes` when the guest exports
+/// it (a guest built against 0.1.0 does not: it does not finalize).
+fn declarations(
+    controller: &Controller,
+    instance: &wasmtime::component::Instance,
+    store: &mut Store<HostState>,
+) -> wasmtime::Result<(wit::Info, bool)> {
+    let info = controller.call_describe(&mut *store)?;
+    let finalizes = match instance.get_export_index(&mut *store, None, FINALIZES_EXPORT) {
+        None => false,
+        Some(export) => {
+            let function = instance
+                .get_typed_func::<(), (bool,)>(&mut *store, &export)
+                .map_err(|error| {
+                    error.context(format!(
+                        "the export `{FINALIZES_EXPORT}` is not `func() -> bool`"
+                    ))
+                })?;
+            function.call(&mut *store, ())?.0
+        }
+    };
+    Ok((info, finalizes))
 }
 
 fn classify(

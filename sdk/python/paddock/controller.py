@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from . import _glue
+from .objects import is_being_deleted
 
 
 @dataclass
@@ -45,10 +46,18 @@ class Watch:
 
 @dataclass
 class Info:
-    """Who a controller is and what it watches (exactly one primary watch)."""
+    """Who a controller is and what it watches (exactly one primary watch).
+
+    ``finalizes=True``: the host holds each primary object with the
+    finalizer ``paddock.dev/<controller>``, so a deletion reaches
+    ``reconcile`` while the object still exists (``request.is_deletion``),
+    even when the host was down when it was deleted; once that reconcile
+    succeeds the host removes the finalizer. The grant must allow ``patch``
+    on the primary resource."""
 
     name: str
     watches: List[Watch] = field(default_factory=list)
+    finalizes: bool = False
 
     def watch(self, watch: Watch) -> "Info":
         """Adds a watch."""
@@ -63,6 +72,13 @@ class Request:
     object: dict
     change: str  # "applied" or "deleted"
     attempt: int
+
+    @property
+    def is_deletion(self) -> bool:
+        """Whether this reconcile is about a deletion: the object is gone
+        (``change == "deleted"``) or is being deleted (``deletionTimestamp``
+        set, as a finalizing controller sees it). Clean up, and answer."""
+        return self.change == "deleted" or is_being_deleted(self.object)
 
 
 class Controller:
@@ -93,6 +109,9 @@ def export(controller_class):
 
         def reconcile(self, req):
             return _glue.reconcile(controller_class(), req)
+
+        def finalizes(self) -> bool:
+            return bool(controller_class().describe().finalizes)
 
         def map(self, changed: str):
             try:

@@ -11,6 +11,11 @@ pub fn describe<C: Controller>() -> wit::Info {
     info_to_wit(C::describe())
 }
 
+/// `finalizes`: what `describe` declares.
+pub fn finalizes<C: Controller>() -> bool {
+    C::describe().finalizes
+}
+
 /// `reconcile`, converted for the bindings.
 pub fn reconcile<C: Controller>(request: wit::Request) -> Result<wit::Outcome, wit::Error> {
     let object = Object::parse(&request.object).map_err(|error| {

@@ -96,6 +96,10 @@ macro_rules! export_controller {
             fn map(changed: ::std::string::String) -> ::std::vec::Vec<$crate::__private::wit::ObjectRef> {
                 $crate::__private::map::<$controller>(changed)
             }
+
+            fn finalizes() -> bool {
+                $crate::__private::finalizes::<$controller>()
+            }
         }
 
         $crate::__private::bindings::__export_raw!(__PaddockGuestExport with_types_in $crate::__private::bindings);
@@ -105,7 +109,7 @@ macro_rules! export_controller {
 #[doc(hidden)]
 pub mod __private {
     //! Used by [`export_controller!`](crate::export_controller); not part of the API.
-    pub use crate::glue::{describe, map, reconcile};
+    pub use crate::glue::{describe, finalizes, map, reconcile};
     pub use wit_bindgen;
 
     pub use bindings::paddock::controller::types as wit;

@@ -66,6 +66,15 @@ pub struct Request {
     pub attempt: u32,
 }
 
+impl Request {
+    /// Whether this reconcile is about a deletion: the object is gone
+    /// ([`Change::Deleted`]) or is being deleted (`deletionTimestamp` set,
+    /// as a finalizing controller sees it). Clean up, and answer.
+    pub fn is_deletion(&self) -> bool {
+        self.change == Change::Deleted || self.object.is_being_deleted()
+    }
+}
+
 /// How a watched resource relates to the controller's primary objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Relation {
@@ -142,6 +151,9 @@ pub struct Info {
     pub name: String,
     /// The watched resources.
     pub watches: Vec<Watch>,
+    /// Whether the controller finalizes its primary objects (see
+    /// [`Info::finalizes`]).
+    pub finalizes: bool,
 }
 
 impl Info {
@@ -150,6 +162,7 @@ impl Info {
         Self {
             name: name.to_owned(),
             watches: Vec::new(),
+            finalizes: false,
         }
     }
 
@@ -157,6 +170,19 @@ impl Info {
     #[must_use]
     pub fn watch(mut self, watch: Watch) -> Self {
         self.watches.push(watch);
+        self
+    }
+
+    /// Finalizes the primary objects: the host holds each with the
+    /// finalizer `paddock.dev/<controller>`, so a deletion reaches
+    /// [`Controller::reconcile`](crate::Controller::reconcile) while the
+    /// object still exists (see [`Request::is_deletion`]), even when the
+    /// host was down when it was deleted; once that reconcile succeeds the
+    /// host removes the finalizer. The grant must allow `patch` on the
+    /// primary resource.
+    #[must_use]
+    pub fn finalizes(mut self) -> Self {
+        self.finalizes = true;
         self
     }
 }

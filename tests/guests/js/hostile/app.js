@@ -3,17 +3,20 @@
 // The annotation `paddock.dev/test-mode` picks the misbehaviour: `loop`
 // (never returns), `allocate` (grows memory without bound), `trap` (throws
 // an exception the SDK does not turn into an error), `count` (reports how
-// many calls this instance has seen). Anything else behaves: one Normal event.
+// many calls this instance has seen), `deletion` (reports whether the request
+// is about a deletion). Anything else behaves: one Normal event. It declares
+// that it finalizes its primaries, for the SDK's side of finalizers.
 
-import { Action, Watch, annotation, objectRef } from "./paddock.js";
+import { Action, Watch, annotation, isDeletion, objectRef } from "./paddock.js";
 
 let calls = 0;
 
 export function describe() {
-  return { name: "hostile", watches: [Watch.primary("v1", "ConfigMap")] };
+  return { name: "hostile", watches: [Watch.primary("v1", "ConfigMap")], finalizes: true };
 }
 
-export function reconcile({ object }) {
+export function reconcile(request) {
+  const { object } = request;
   const me = objectRef(object);
   switch (annotation(object, "paddock.dev/test-mode") ?? "") {
     case "loop": {
@@ -26,6 +29,8 @@ export function reconcile({ object }) {
     }
     case "trap":
       throw new Error("hostile guest threw on purpose");
+    case "deletion":
+      return [Action.event(me, "Deletion", isDeletion(request) ? "deletion" : "no deletion")];
     case "count":
       calls += 1;
       return [Action.event(me, "Counted", String(calls))];

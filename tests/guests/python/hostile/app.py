@@ -3,7 +3,9 @@
 The annotation `paddock.dev/test-mode` picks the misbehaviour: `loop` (never
 returns), `allocate` (grows memory without bound), `trap` (raises an
 exception the SDK does not turn into an error), `count` (reports how many
-calls this instance has seen). Anything else behaves: one Normal event.
+calls this instance has seen), `deletion` (reports whether the request is
+about a deletion). Anything else behaves: one Normal event. It declares that
+it finalizes its primaries, for the SDK's side of finalizers.
 """
 
 import paddock
@@ -14,7 +16,7 @@ CALLS = 0
 
 class Hostile(paddock.Controller):
     def describe(self):
-        return Info("hostile", [Watch.primary("v1", "ConfigMap")])
+        return Info("hostile", [Watch.primary("v1", "ConfigMap")], finalizes=True)
 
     def reconcile(self, request):
         global CALLS
@@ -30,6 +32,9 @@ class Hostile(paddock.Controller):
                 hoard.append(bytearray(1 << 20))
         if mode == "trap":
             raise RuntimeError("hostile guest raised on purpose")
+        if mode == "deletion":
+            answer = "deletion" if request.is_deletion else "no deletion"
+            return Outcome.done().with_(Action.event(me, "Deletion", answer))
         if mode == "count":
             CALLS += 1
             return Outcome.done().with_(Action.event(me, "Counted", str(CALLS)))
