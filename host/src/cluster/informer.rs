@@ -5,11 +5,11 @@
 //! list's resourceVersion with bookmarks; a watch that ends is resumed from
 //! the last resourceVersion seen; `410 Gone` (as an HTTP status or as an
 //! ERROR event) means the history is gone, so it relists and reports what
-//! the relist changed; other errors back off exponentially with jitter.
+//! the relist changed; other errors back off exponentially with jitter
+//! ([`Backoff::informer`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use futures::{AsyncBufReadExt, StreamExt};
 use kube::Client;
@@ -20,6 +20,7 @@ use tokio::sync::{broadcast, watch};
 
 use super::discovery::Resource;
 use super::store::{Changes, Store, StoredObject};
+use crate::retry::Backoff;
 
 /// How many events a slow subscriber may fall behind before it is told it
 /// lagged (and must re-read the store).
@@ -198,43 +199,15 @@ struct VersionedMeta {
     resource_version: Option<String>,
 }
 
-/// Exponential backoff with jitter: 200 ms doubling to 30 s.
-struct Backoff {
-    attempt: u32,
-}
-
-impl Backoff {
-    fn next(&mut self) -> Duration {
-        let base = 200u64.saturating_mul(1 << self.attempt.min(8)).min(30_000);
-        self.attempt += 1;
-        let jitter = jitter_millis(base / 2);
-        Duration::from_millis(base / 2 + jitter)
-    }
-
-    fn reset(&mut self) {
-        self.attempt = 0;
-    }
-}
-
-/// A pseudo-random number in `0..=max`, from the clock's low bits: enough
-/// to spread retries of many informers apart.
-fn jitter_millis(max: u64) -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.subsec_nanos())
-        .unwrap_or(0);
-    u64::from(nanos) % (max + 1)
-}
-
 impl Reflector {
     async fn run(self) {
-        let mut backoff = Backoff { attempt: 0 };
+        let mut backoff = Backoff::informer();
         loop {
             let version = match self.list().await {
                 Ok(version) => version,
                 Err(error) => {
                     self.stats.restarts.fetch_add(1, Ordering::Relaxed);
-                    let delay = backoff.next();
+                    let delay = backoff.next_delay();
                     tracing::warn!(resource = %self.url, %error, ?delay, "list failed; retrying");
                     tokio::time::sleep(delay).await;
                     continue;
@@ -256,7 +229,7 @@ impl Reflector {
                     WatchEnd::Failed(last, error) => {
                         self.stats.restarts.fetch_add(1, Ordering::Relaxed);
                         version = last;
-                        let delay = backoff.next();
+                        let delay = backoff.next_delay();
                         tracing::warn!(resource = %self.url, %error, ?delay, "watch failed; resuming");
                         tokio::time::sleep(delay).await;
                     }

@@ -150,17 +150,14 @@ impl Runtime {
         &self,
         config: ControllerConfig,
     ) -> Result<RunningController, StartError> {
-        let mut delay = Duration::from_millis(250);
-        loop {
-            match self.start(config.clone()).await {
-                Err(StartError::Discovery { controller, source }) => {
-                    tracing::info!(%controller, error = %source, ?delay, "waiting for a watched kind to be served");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                }
-                other => return other,
-            }
-        }
+        crate::retry::retry_while(
+            || self.start(config.clone()),
+            |error| matches!(error, StartError::Discovery { .. }),
+            |error, delay| {
+                tracing::info!(%error, ?delay, "waiting for a watched kind to be served");
+            },
+        )
+        .await
     }
 
     /// Starts one controller: resolves and checks its watches, subscribes

@@ -123,11 +123,15 @@ struct Watched {
     config_maps: Arc<SharedInformer>,
 }
 
-async fn resolve(supervisor: &Supervisor) -> (Arc<Resource>, Arc<Resource>, Arc<Resource>) {
-    let discovery = supervisor.runtime().discovery().clone();
-    let mut delay = Duration::from_millis(250);
-    loop {
-        let found = async {
+/// The three watched resources, waiting (with backoff) until the cluster
+/// serves them. It returns an error only if the retry gives up, which the
+/// schedule never does.
+async fn resolve(
+    supervisor: &Supervisor,
+) -> Result<(Arc<Resource>, Arc<Resource>, Arc<Resource>), crate::cluster::ClusterError> {
+    let discovery = supervisor.runtime().discovery();
+    crate::retry::retry_while(
+        || async {
             Ok::<_, crate::cluster::ClusterError>((
                 discovery
                     .resolve("paddock.dev/v1alpha1", "WasmController")
@@ -137,21 +141,25 @@ async fn resolve(supervisor: &Supervisor) -> (Arc<Resource>, Arc<Resource>, Arc<
                     .await?,
                 discovery.resolve("v1", "ConfigMap").await?,
             ))
-        }
-        .await;
-        match found {
-            Ok(found) => return found,
-            Err(error) => {
-                tracing::warn!(%error, ?delay, "the WasmController resources are not served; install them with `paddock crd | kubectl apply -f -`");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
+        },
+        // Every failure is waited out: the definitions may be installed,
+        // the cluster may come back.
+        |_| true,
+        |error, delay| {
+            tracing::warn!(%error, ?delay, "the WasmController resources are not served; install them with `paddock crd | kubectl apply -f -`");
+        },
+    )
+    .await
 }
 
 async fn run(supervisor: Supervisor, client: Client, tenant: TenantLimits) {
-    let (namespaced, cluster, config_maps) = resolve(&supervisor).await;
+    let (namespaced, cluster, config_maps) = match resolve(&supervisor).await {
+        Ok(found) => found,
+        Err(error) => {
+            tracing::error!(%error, "the WasmController resources cannot be watched");
+            return;
+        }
+    };
     let registry = supervisor.runtime().informers().clone();
     let watched = Watched {
         namespaced: registry.informer(&namespaced, None),

@@ -482,23 +482,23 @@ async fn start(
     wanted: &Declared,
     config: ControllerConfig,
 ) -> Result<RunningController, StartError> {
-    let mut delay = Duration::from_millis(250);
-    loop {
-        match supervisor.runtime().start(config.clone()).await {
-            Err(StartError::Discovery { controller, source }) => {
-                let message = format!("waiting for a watched kind to be served: {source}");
-                tracing::info!(%controller, ?delay, "{message}");
-                supervisor.board().update(name, wanted, |status| {
-                    status.phase = Phase::WaitingForKind;
-                    status.last_reload_error = Some(LastError {
-                        at: jiff::Timestamp::now(),
-                        message: message.clone(),
-                    });
+    crate::retry::retry_while(
+        || supervisor.runtime().start(config.clone()),
+        |error| matches!(error, StartError::Discovery { .. }),
+        |error, delay| {
+            let StartError::Discovery { controller, source } = error else {
+                return;
+            };
+            let message = format!("waiting for a watched kind to be served: {source}");
+            tracing::info!(%controller, ?delay, "{message}");
+            supervisor.board().update(name, wanted, |status| {
+                status.phase = Phase::WaitingForKind;
+                status.last_reload_error = Some(LastError {
+                    at: jiff::Timestamp::now(),
+                    message: message.clone(),
                 });
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-            other => return other,
-        }
-    }
+            });
+        },
+    )
+    .await
 }
