@@ -72,7 +72,7 @@ pub async fn cluster() -> (devcluster::DevCluster, kube::Client) {
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .expect("the kubeconfig is usable");
-    let client = kube::Client::try_from(config).expect("a client");
+    let client = paddock::cluster::client(config).expect("a client");
     (cluster, client)
 }
 

@@ -279,7 +279,7 @@ pub async fn client(kubeconfig: Option<&Path>, context: Option<&str>) -> anyhow:
             .await
             .context("finding a cluster: pass --kubeconfig, set KUBECONFIG, or run in a pod")?,
     };
-    Client::try_from(config).context("creating the Kubernetes client")
+    paddock::cluster::client(config).context("creating the Kubernetes client")
 }
 
 /// Installs the `WasmController` and `ClusterWasmController` definitions.

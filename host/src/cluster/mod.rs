@@ -1,10 +1,13 @@
-//! The Kubernetes side: discovery, shared informers and their stores.
+//! The Kubernetes side: the client, discovery, shared informers and their
+//! stores.
 
+mod client;
 mod discovery;
 mod informer;
 mod registry;
 mod store;
 
+pub use client::{AGENT, client};
 pub use discovery::{Discovery, Resource, split_api_version};
 pub use informer::{InformerEvent, InformerStats, SharedInformer};
 pub use registry::InformerRegistry;
@@ -24,4 +27,7 @@ pub enum ClusterError {
         #[source]
         source: Box<kube::Error>,
     },
+    /// kube could not build a client from the configuration.
+    #[error("cannot build a Kubernetes client from the configuration")]
+    Client(#[source] Box<kube::Error>),
 }
