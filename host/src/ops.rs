@@ -20,7 +20,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::cluster::InformerRegistry;
+use crate::cluster::{InformerRegistry, error_chain};
 use serde::{Deserialize, Serialize};
 
 use crate::controller::{
@@ -65,19 +65,60 @@ impl OpsState {
     }
 
     /// Marks start-up as finished: `/readyz` answers 200 once every
-    /// informer has synced too.
+    /// informer has listed and while each one's latest request reaches the
+    /// API server.
     pub fn mark_started(&self) {
         self.started.store(true, Ordering::SeqCst);
     }
 
-    fn ready(&self) -> bool {
-        self.unhealthy().is_none()
-            && self.started.load(Ordering::SeqCst)
-            && self
-                .informers
-                .all()
-                .iter()
-                .all(|informer| informer.is_synced())
+    /// Why the host is not ready, if it is not: start-up is not finished,
+    /// or an informer has not listed yet or lost the API server (its
+    /// latest list or watch request failed: credentials, TLS, no
+    /// connection, forbidden).
+    fn not_ready(&self) -> Option<String> {
+        if let Some(why) = self.unhealthy() {
+            return Some(why);
+        }
+        if !self.started.load(Ordering::SeqCst) {
+            return Some("starting".to_owned());
+        }
+        let mut informers = self.informers.all();
+        informers.sort_by_key(|informer| informer.describe());
+        informers.iter().find_map(|informer| {
+            let health = informer.health();
+            match (&health.failure, health.synced) {
+                (Some(failure), _) => Some(format!(
+                    "informer {}: {}",
+                    informer.describe(),
+                    error_chain(&**failure)
+                )),
+                (None, false) => Some(format!(
+                    "informer {} has not listed yet",
+                    informer.describe()
+                )),
+                (None, true) => None,
+            }
+        })
+    }
+
+    /// The informers and how they stand with the API server.
+    fn informer_reports(&self) -> Vec<InformerReport> {
+        let mut reports: Vec<InformerReport> = self
+            .informers
+            .all()
+            .iter()
+            .map(|informer| {
+                let health = informer.health();
+                InformerReport {
+                    informer: informer.describe(),
+                    synced: health.synced,
+                    connected: health.failure.is_none(),
+                    error: health.failure.map(|failure| error_chain(&*failure)),
+                }
+            })
+            .collect();
+        reports.sort_by(|a, b| a.informer.cmp(&b.informer));
+        reports
     }
 
     /// The running controllers.
@@ -119,10 +160,27 @@ impl OpsState {
         StatusReport {
             controllers,
             sources: self.board.sources(),
+            informers: self.informer_reports(),
             slots: self.slots.as_ref().map(ExecutionSlots::status),
             unhealthy: self.unhealthy(),
+            not_ready: self.not_ready(),
         }
     }
+}
+
+/// One informer in `/status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InformerReport {
+    /// What it watches: `deployments.apps/v1 in all namespaces`.
+    pub informer: String,
+    /// Whether it has listed.
+    pub synced: bool,
+    /// Whether its latest list or watch request reached the API server.
+    pub connected: bool,
+    /// Why it did not, when it did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// What `/status` answers: every declared controller.
@@ -134,12 +192,18 @@ pub struct StatusReport {
     /// Sources that failed (a controllers file that cannot be read).
     #[serde(default)]
     pub sources: std::collections::BTreeMap<String, SourceStatus>,
+    /// The shared informers and how they stand with the API server.
+    #[serde(default)]
+    pub informers: Vec<InformerReport>,
     /// The pool of execution slots guest calls run in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slots: Option<SlotsStatus>,
     /// Why `/healthz` fails, when it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unhealthy: Option<String>,
+    /// Why `/readyz` fails, when it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_ready: Option<String>,
 }
 
 /// One controller in `/status`.
@@ -216,15 +280,9 @@ async fn healthz(State(state): State<OpsState>) -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
-    if let Some(why) = state.unhealthy() {
-        (StatusCode::SERVICE_UNAVAILABLE, why)
-    } else if state.ready() {
-        (StatusCode::OK, "ok".to_owned())
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "informers not synced yet".to_owned(),
-        )
+    match state.not_ready() {
+        None => (StatusCode::OK, "ok".to_owned()),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
     }
 }
 
@@ -635,5 +693,77 @@ mod tests {
             );
             assert!(groups.contains(&"a.example.com") && groups.contains(&"b.example.com"));
         }
+    }
+
+    /// Waits, 20 s at most, until `check` passes on why the host is not
+    /// ready.
+    async fn readiness_until(state: &OpsState, what: &str, check: impl Fn(Option<&str>) -> bool) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let why = state.not_ready();
+            if check(why.as_deref()) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; not ready because: {why:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn readiness_follows_the_informers_link_to_the_api_server() {
+        use crate::cluster::Discovery;
+        use crate::cluster::tests::client_for;
+
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let cluster =
+            devcluster::DevCluster::start(devcluster::Options::new().data_dir(dir.path()))
+                .await
+                .expect("the embedded cluster starts");
+        let port = cluster.addr().port();
+        let client = client_for(&cluster.kubeconfig_yaml()).await;
+        let configmaps = Discovery::new(client.clone())
+            .resolve("v1", "ConfigMap")
+            .await
+            .expect("ConfigMaps are served");
+        let informers = InformerRegistry::new(client);
+        let _informer = informers.informer(&configmaps, None);
+        let state = OpsState::new(informers, StatusBoard::default());
+        assert_eq!(state.not_ready().as_deref(), Some("starting"));
+        state.mark_started();
+        readiness_until(&state, "ready", |why| why.is_none()).await;
+
+        // The API server goes away and comes back, with other credentials.
+        cluster.shutdown().await;
+        let _cluster = devcluster::DevCluster::start(
+            devcluster::Options::new()
+                .data_dir(dir.path())
+                .port(port)
+                .token("a-token-the-host-does-not-have"),
+        )
+        .await
+        .expect("the embedded cluster starts again");
+        readiness_until(&state, "a 401 to make the host not ready", |why| {
+            why.is_some_and(|why| why.contains("401"))
+        })
+        .await;
+        let response = readyz(State(state.clone())).await.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let report = state.report();
+        let [informer] = report.informers.as_slice() else {
+            panic!("one informer in {:?}", report.informers);
+        };
+        assert_eq!(informer.informer, "configmaps/v1 in all namespaces");
+        assert!(informer.synced && !informer.connected, "{informer:?}");
+        assert!(
+            informer
+                .error
+                .as_deref()
+                .is_some_and(|error| error.contains("credentials")),
+            "{informer:?}"
+        );
+        assert!(report.not_ready.is_some_and(|why| why.contains("401")));
     }
 }

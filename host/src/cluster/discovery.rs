@@ -97,6 +97,12 @@ impl Discovery {
 
     /// The resource serving `kind` of `api_version`, asking the API server
     /// when it is not known yet.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::UnknownKind`] when the cluster does not serve the
+    /// kind; otherwise what the request met (credentials, TLS, no
+    /// connection: see [`ClusterError::from_request`]).
     pub async fn resolve(
         &self,
         api_version: &str,
@@ -109,10 +115,13 @@ impl Discovery {
         let gvk = GroupVersionKind::gvk(group, version, kind);
         let (resource, capabilities) = kube::discovery::pinned_kind(&self.client, &gvk)
             .await
-            .map_err(|source| ClusterError::UnknownKind {
-                api_version: api_version.to_owned(),
-                kind: kind.to_owned(),
-                source: Box::new(source),
+            .map_err(|error| match error {
+                // The group-version is not served, or does not hold the kind.
+                kube::Error::Discovery(_) => unknown_kind(api_version, kind, error),
+                kube::Error::Api(ref status) if status.code == 404 => {
+                    unknown_kind(api_version, kind, error)
+                }
+                other => ClusterError::from_request(other),
             })?;
         let resolved = Arc::new(Resource {
             group: resource.group,
@@ -153,6 +162,15 @@ impl Discovery {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&(api_version.to_owned(), kind.to_owned()));
+    }
+}
+
+/// The error for a kind the cluster does not serve.
+fn unknown_kind(api_version: &str, kind: &str, source: kube::Error) -> ClusterError {
+    ClusterError::UnknownKind {
+        api_version: api_version.to_owned(),
+        kind: kind.to_owned(),
+        source: Box::new(source),
     }
 }
 

@@ -63,6 +63,29 @@ pub enum StartError {
         #[source]
         source: ClusterError,
     },
+    /// Discovery of a watched kind failed for another reason than the kind
+    /// not being served: the credentials, TLS, the connection.
+    #[error("controller `{controller}` cannot resolve its watches")]
+    Cluster {
+        /// The controller.
+        controller: String,
+        /// What failed.
+        #[source]
+        source: ClusterError,
+    },
+    /// An informer of its watches did not list in time.
+    #[error("controller `{controller}`: the informer of {informer} did not list within {waited:?}")]
+    NotSynced {
+        /// The controller.
+        controller: String,
+        /// The informer, e.g. `configmaps/v1 in all namespaces`.
+        informer: String,
+        /// How long the start waited.
+        waited: Duration,
+        /// Why its latest list failed, if it did.
+        #[source]
+        source: Option<Arc<ClusterError>>,
+    },
     /// The guest's watches exceed its grant.
     #[error("controller `{controller}` watches {kind} ({api_version}) beyond its grant")]
     Grant {
@@ -103,10 +126,12 @@ pub struct Runtime {
     pub(crate) registry: InformerRegistry,
     pub(crate) executor: ActionExecutor,
     pub(crate) slots: ExecutionSlots,
+    sync_timeout: Duration,
 }
 
-/// How long a reload waits for the informers of new watches to list.
-const RELOAD_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a start or a reload waits, by default, for the informers of
+/// its watches to list.
+pub const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Runtime {
     /// A runtime talking to the cluster through `client`, running guest
@@ -123,7 +148,18 @@ impl Runtime {
             executor: ActionExecutor::new(client, discovery.clone()),
             discovery,
             slots,
+            sync_timeout: DEFAULT_SYNC_TIMEOUT,
         }
+    }
+
+    /// How long a start or a reload waits for the informers of its watches
+    /// to list (default [`DEFAULT_SYNC_TIMEOUT`], 60 s) before it fails
+    /// with [`StartError::NotSynced`] and the reason of the latest failed
+    /// list.
+    #[must_use]
+    pub fn with_sync_timeout(mut self, timeout: Duration) -> Self {
+        self.sync_timeout = timeout;
+        self
     }
 
     /// The pool of execution slots every guest call of this runtime takes
@@ -186,7 +222,7 @@ impl Runtime {
         });
         // Aborted if this future is dropped before the controller exists.
         let routers = Routers(spawn_routers(&shared, &generation));
-        generation.wait_synced().await;
+        generation.wait_synced(&name, self.sync_timeout).await?;
         routing::queue_all_primaries(&shared, &generation);
         let (worker_target, _) = watch::channel(config.concurrency.max(1));
         let mut controller = RunningController {
@@ -231,9 +267,15 @@ impl Runtime {
                 .discovery
                 .resolve(&watch.api_version, &watch.kind)
                 .await
-                .map_err(|source| StartError::Discovery {
-                    controller: name.clone(),
-                    source,
+                .map_err(|source| match source {
+                    ClusterError::UnknownKind { .. } => StartError::Discovery {
+                        controller: name.clone(),
+                        source,
+                    },
+                    source => StartError::Cluster {
+                        controller: name.clone(),
+                        source,
+                    },
                 })?;
             check_watch(&name, &actor, watch, &resource)?;
             let scopes = scopes(&name, &actor, watch, &resource)?;
@@ -298,12 +340,28 @@ impl Generation {
             .unwrap_or(&self.watched[0])
     }
 
-    async fn wait_synced(&self) {
-        for watched in &self.watched {
-            for informer in &watched.informers {
-                informer.wait_synced().await;
-            }
+    /// Waits for every informer to list, for at most `timeout`.
+    async fn wait_synced(&self, controller: &str, timeout: Duration) -> Result<(), StartError> {
+        let informers = || self.watched.iter().flat_map(|watched| &watched.informers);
+        let all = futures::future::join_all(informers().map(|informer| informer.wait_synced()));
+        if tokio::time::timeout(timeout, all).await.is_ok() {
+            return Ok(());
         }
+        // Name the first informer that has not listed, with why; one that
+        // failed says more than one still waiting.
+        let unsynced: Vec<&Arc<SharedInformer>> = informers()
+            .filter(|informer| !informer.is_synced())
+            .collect();
+        let informer = unsynced
+            .iter()
+            .find(|informer| informer.health().failure.is_some())
+            .or(unsynced.first());
+        Err(StartError::NotSynced {
+            controller: controller.to_owned(),
+            informer: informer.map_or_else(String::new, |informer| informer.describe()),
+            waited: timeout,
+            source: informer.and_then(|informer| informer.health().failure),
+        })
     }
 }
 
@@ -492,17 +550,9 @@ impl RunningController {
         // Aborted on any early return, and if this future is dropped
         // before the swap (a newer version overtook this one).
         let routers = Routers(spawn_routers(&self.shared, &generation));
-        if tokio::time::timeout(RELOAD_SYNC_TIMEOUT, generation.wait_synced())
-            .await
-            .is_err()
-        {
-            return Err(StartError::Scope {
-                controller: name,
-                problem: format!(
-                    "the informers of its new watches did not list within {RELOAD_SYNC_TIMEOUT:?}"
-                ),
-            });
-        }
+        generation
+            .wait_synced(&name, self.runtime.sync_timeout)
+            .await?;
         self.shared
             .queue
             .reconfigure(&config.queue)

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 
 pub use board::{EntryStatus, Phase, SourceStatus, StatusBoard};
 
+use crate::cluster::error_chain;
 use crate::config::LimitsSpec;
 use crate::controller::{ControllerConfig, LastError, RunningController, Runtime, StartError};
 use crate::grants::Grant;
@@ -314,18 +315,6 @@ impl Supervisor {
             Err(error) => Err(format!("the loading task failed: {error}")),
         }
     }
-}
-
-/// An error and its causes, on one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Applies the declarations of one controller, latest first, until it is
