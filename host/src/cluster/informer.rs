@@ -11,7 +11,8 @@
 //! Its [`InformerHealth`] says whether it has listed once and whether its
 //! latest list or watch request reached the API server, with the failure
 //! (credentials, TLS, no connection, forbidden, gone) when it did not: what
-//! `/readyz` and `/status` report.
+//! `/readyz` and `/status` report. A 404 means the kind is no longer served
+//! at its URL: discovery is told to forget it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +24,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::{broadcast, watch};
 
-use super::discovery::Resource;
+use super::discovery::{Discovery, Resource};
 use super::store::{Changes, Store, StoredObject};
 use super::{ClusterError, error_chain};
 use crate::retry::Backoff;
@@ -99,6 +100,17 @@ impl SharedInformer {
     /// Starts listing and watching `resource` (in `namespace`, or across
     /// all namespaces for `None`).
     pub fn start(client: Client, resource: Arc<Resource>, namespace: Option<String>) -> Self {
+        Self::start_with_discovery(client, resource, namespace, None)
+    }
+
+    /// Like [`SharedInformer::start`]; besides, a 404 on its URL makes
+    /// `discovery`, if given, forget the resource.
+    pub fn start_with_discovery(
+        client: Client,
+        resource: Arc<Resource>,
+        namespace: Option<String>,
+        discovery: Option<Discovery>,
+    ) -> Self {
         let store = Arc::new(Store::default());
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (health_tx, health) = watch::channel(InformerHealth::default());
@@ -111,6 +123,7 @@ impl SharedInformer {
             events: events.clone(),
             health: health_tx,
             stats: Arc::clone(&stats),
+            discovery,
         };
         let task = tokio::spawn(reflector.run());
         Self {
@@ -194,6 +207,7 @@ struct Reflector {
     events: broadcast::Sender<InformerEvent>,
     health: watch::Sender<InformerHealth>,
     stats: Arc<InformerStats>,
+    discovery: Option<Discovery>,
 }
 
 /// Why a watch ended.
@@ -285,8 +299,11 @@ impl Reflector {
     }
 
     /// Records a failed request: the informer is not connected until one
-    /// succeeds.
+    /// succeeds. A 404 means the resource is gone from its URL.
     fn failed(&self, error: ClusterError) {
+        if let (ClusterError::NotFound(_), Some(discovery)) = (&error, &self.discovery) {
+            discovery.forget(&self.resource.api_version, &self.resource.kind);
+        }
         self.health
             .send_modify(|health| health.failure = Some(Arc::new(error)));
     }

@@ -8,7 +8,7 @@ mod registry;
 mod store;
 
 pub use client::{AGENT, client};
-pub use discovery::{Discovery, Resource, split_api_version};
+pub use discovery::{Discovery, MAX_AGE, Resource, split_api_version};
 pub use informer::{InformerEvent, InformerHealth, InformerStats, SharedInformer};
 pub use registry::InformerRegistry;
 pub use store::{ObjectKey, OwnerRef, Store, StoredObject};

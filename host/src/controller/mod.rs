@@ -144,7 +144,7 @@ impl Runtime {
     pub fn with_slots(client: Client, slots: ExecutionSlots) -> Self {
         let discovery = Discovery::new(client.clone());
         Self {
-            registry: InformerRegistry::new(client.clone()),
+            registry: InformerRegistry::new(client.clone()).with_discovery(discovery.clone()),
             executor: ActionExecutor::new(client, discovery.clone()),
             discovery,
             slots,
