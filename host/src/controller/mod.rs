@@ -197,7 +197,8 @@ impl Runtime {
     }
 
     /// Starts one controller: resolves and checks its watches, subscribes
-    /// to the shared informers, waits for them to sync, queues every
+    /// to the shared informers, waits for them to list (for at most the
+    /// sync timeout, see [`Runtime::with_sync_timeout`]), queues every
     /// primary object and starts the workers.
     pub async fn start(&self, config: ControllerConfig) -> Result<RunningController, StartError> {
         let name = config.guest.name().to_owned();
