@@ -15,6 +15,7 @@
 //!   (the controllers file, `WasmController` resources), swapping new
 //!   versions in live;
 //! - [`ops`]: `/healthz`, `/readyz` and `/metrics`;
+//! - [`retry`]: the backoff every wait on the cluster uses;
 //! - [`selector`]: Kubernetes label selectors, for `cache.list`;
 //! - [`harness`]: the offline harness behind `paddock test`.
 
@@ -28,5 +29,6 @@ pub mod harness;
 pub mod ops;
 pub mod queue;
 pub mod reload;
+pub mod retry;
 pub mod selector;
 pub mod wasm;

@@ -1,8 +1,8 @@
-//! The operations endpoint: `/healthz`, `/readyz` and `/metrics` (Prometheus
-//! text format), built from the running controllers and informers at
-//! scrape time (no global registry).
+//! The operations endpoint: `/healthz`, `/readyz`, `/metrics` (Prometheus
+//! text format, encoded by `prometheus-client`) and `/status`, built from
+//! the running controllers and informers at scrape time (no global
+//! registry).
 
-use std::fmt::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -12,8 +12,15 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use prometheus_client::encoding::prometheus_text::{CONTENT_TYPE, encode};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
-use crate::cluster::InformerRegistry;
+use crate::cluster::{InformerRegistry, error_chain};
 use serde::{Deserialize, Serialize};
 
 use crate::controller::{
@@ -58,19 +65,60 @@ impl OpsState {
     }
 
     /// Marks start-up as finished: `/readyz` answers 200 once every
-    /// informer has synced too.
+    /// informer has listed and while each one's latest request reaches the
+    /// API server.
     pub fn mark_started(&self) {
         self.started.store(true, Ordering::SeqCst);
     }
 
-    fn ready(&self) -> bool {
-        self.unhealthy().is_none()
-            && self.started.load(Ordering::SeqCst)
-            && self
-                .informers
-                .all()
-                .iter()
-                .all(|informer| informer.is_synced())
+    /// Why the host is not ready, if it is not: start-up is not finished,
+    /// or an informer has not listed yet or lost the API server (its
+    /// latest list or watch request failed: credentials, TLS, no
+    /// connection, forbidden).
+    fn not_ready(&self) -> Option<String> {
+        if let Some(why) = self.unhealthy() {
+            return Some(why);
+        }
+        if !self.started.load(Ordering::SeqCst) {
+            return Some("starting".to_owned());
+        }
+        let mut informers = self.informers.all();
+        informers.sort_by_key(|informer| informer.describe());
+        informers.iter().find_map(|informer| {
+            let health = informer.health();
+            match (&health.failure, health.synced) {
+                (Some(failure), _) => Some(format!(
+                    "informer {}: {}",
+                    informer.describe(),
+                    error_chain(&**failure)
+                )),
+                (None, false) => Some(format!(
+                    "informer {} has not listed yet",
+                    informer.describe()
+                )),
+                (None, true) => None,
+            }
+        })
+    }
+
+    /// The informers and how they stand with the API server.
+    fn informer_reports(&self) -> Vec<InformerReport> {
+        let mut reports: Vec<InformerReport> = self
+            .informers
+            .all()
+            .iter()
+            .map(|informer| {
+                let health = informer.health();
+                InformerReport {
+                    informer: informer.describe(),
+                    synced: health.synced,
+                    connected: health.failure.is_none(),
+                    error: health.failure.map(|failure| error_chain(&*failure)),
+                }
+            })
+            .collect();
+        reports.sort_by(|a, b| a.informer.cmp(&b.informer));
+        reports
     }
 
     /// The running controllers.
@@ -112,10 +160,27 @@ impl OpsState {
         StatusReport {
             controllers,
             sources: self.board.sources(),
+            informers: self.informer_reports(),
             slots: self.slots.as_ref().map(ExecutionSlots::status),
             unhealthy: self.unhealthy(),
+            not_ready: self.not_ready(),
         }
     }
+}
+
+/// One informer in `/status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InformerReport {
+    /// What it watches: `deployments.apps/v1 in all namespaces`.
+    pub informer: String,
+    /// Whether it has listed.
+    pub synced: bool,
+    /// Whether its latest list or watch request reached the API server.
+    pub connected: bool,
+    /// Why it did not, when it did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// What `/status` answers: every declared controller.
@@ -127,12 +192,18 @@ pub struct StatusReport {
     /// Sources that failed (a controllers file that cannot be read).
     #[serde(default)]
     pub sources: std::collections::BTreeMap<String, SourceStatus>,
+    /// The shared informers and how they stand with the API server.
+    #[serde(default)]
+    pub informers: Vec<InformerReport>,
     /// The pool of execution slots guest calls run in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slots: Option<SlotsStatus>,
     /// Why `/healthz` fails, when it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unhealthy: Option<String>,
+    /// Why `/readyz` fails, when it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_ready: Option<String>,
 }
 
 /// One controller in `/status`.
@@ -209,15 +280,9 @@ async fn healthz(State(state): State<OpsState>) -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
-    if let Some(why) = state.unhealthy() {
-        (StatusCode::SERVICE_UNAVAILABLE, why)
-    } else if state.ready() {
-        (StatusCode::OK, "ok".to_owned())
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "informers not synced yet".to_owned(),
-        )
+    match state.not_ready() {
+        None => (StatusCode::OK, "ok".to_owned()),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
     }
 }
 
@@ -226,264 +291,488 @@ async fn status(State(state): State<OpsState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<OpsState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        render(&state),
-    )
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], render(&state))
 }
 
-/// A metric with one value per controller: name, help, type, and how to
-/// read it.
-type SimpleMetric = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&ControllerHandle) -> u64,
-);
+/// The labels of every controller series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ControllerLabels {
+    controller: String,
+    digest: String,
+}
 
-/// The metrics in Prometheus text format. Every controller series carries
-/// the digest of the module serving now; counters count across versions.
+/// A controller series split by one more label (`kind`, `limit`,
+/// `result`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SplitLabels {
+    #[prometheus(flatten)]
+    controller: ControllerLabels,
+    #[prometheus(flatten)]
+    by: [(&'static str, &'static str); 1],
+}
+
+/// The labels of a declared controller's reload counts (no digest: a
+/// controller that never started has none).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    controller: String,
+    result: &'static str,
+}
+
+/// The labels of an informer's series. `group` and `version` tell apart
+/// resources of different API groups (or versions) that share a plural.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InformerLabels {
+    resource: String,
+    namespace: String,
+    group: String,
+    version: String,
+}
+
+/// A family of counters with `Counter`'s default atomics.
+type Counters<S> = Family<S, Counter>;
+/// A family of gauges with `Gauge`'s default atomics.
+type Gauges<S> = Family<S, Gauge>;
+
+/// A gauge's value from a count (saturating: gauges are signed).
+fn gauge_value(count: u64) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
+}
+
+/// The reconcile latency histograms, read from the controllers' bucket
+/// counters at scrape time (prometheus-client's `Histogram` only records
+/// observations, and the counts live in [`ControllerStats`]).
+#[derive(Debug, Default)]
+struct LatencyHistograms(Vec<LatencySeries>);
+
+#[derive(Debug)]
+struct LatencySeries {
+    labels: ControllerLabels,
+    /// `(upper bound, count in this bucket)`, the last bound `+Inf`.
+    buckets: Vec<(f64, u64)>,
+    sum_seconds: f64,
+    count: u64,
+}
+
+impl EncodeMetric for LatencyHistograms {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        for series in &self.0 {
+            encoder
+                .encode_family(&series.labels)?
+                .encode_histogram::<NoLabelSet>(
+                    series.sum_seconds,
+                    series.count,
+                    &series.buckets,
+                    None,
+                )?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// The metrics in the Prometheus text format (version 0.0.4), from a
+/// registry built for this scrape (no global registry). Every controller
+/// series carries the digest of the module serving now; counters count
+/// across versions.
 pub fn render(state: &OpsState) -> String {
-    let mut out = String::new();
-    let controllers: Vec<(ControllerHandle, String)> = state
+    let mut registry = Registry::default();
+    let controllers: Vec<(ControllerHandle, ControllerLabels)> = state
         .controllers()
         .into_iter()
         .map(|controller| {
-            let labels = format!(
-                "controller=\"{}\",digest=\"{}\"",
-                controller.name(),
-                controller.digest()
-            );
+            let labels = ControllerLabels {
+                controller: controller.name().to_owned(),
+                digest: controller.digest(),
+            };
             (controller, labels)
         })
         .collect();
-    let header = |out: &mut String, name: &str, help: &str, kind: &str| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    let split = |labels: &ControllerLabels, name: &'static str, value: &'static str| SplitLabels {
+        controller: labels.clone(),
+        by: [(name, value)],
     };
-    header(
-        &mut out,
-        "paddock_guest_info",
-        "The module serving for each controller.",
-        "gauge",
-    );
+
+    let info = Gauges::<ControllerLabels>::default();
     for (_, labels) in &controllers {
-        let _ = writeln!(out, "paddock_guest_info{{{labels}}} 1");
+        info.get_or_create(labels).set(1);
     }
-    let simple: [SimpleMetric; 5] = [
-        (
-            "paddock_reconciles_total",
-            "Reconciles started.",
-            "counter",
-            |c| ControllerStats::get(&c.stats().reconciles),
-        ),
-        (
-            "paddock_cache_denied_total",
-            "Cache reads refused because they reach outside the grant.",
-            "counter",
-            |c| ControllerStats::get(&c.stats().cache_denied),
-        ),
-        (
-            "paddock_queue_depth",
-            "Keys ready in the work queue.",
-            "gauge",
-            |c| c.queue_metrics().depth as u64,
-        ),
-        (
-            "paddock_queue_adds_total",
-            "Keys added to the work queue.",
-            "counter",
-            |c| c.queue_metrics().adds,
-        ),
-        (
-            "paddock_queue_retries_total",
-            "Rate-limited re-adds (retries).",
-            "counter",
-            |c| c.queue_metrics().retries,
-        ),
-    ];
-    for (name, help, kind, value) in simple {
-        header(&mut out, name, help, kind);
-        for (controller, labels) in &controllers {
-            let _ = writeln!(out, "{name}{{{labels}}} {}", value(controller));
-        }
-    }
-    header(
-        &mut out,
-        "paddock_guest_errors_total",
-        "Failed guest calls by kind.",
-        "counter",
+    registry.register(
+        "paddock_guest_info",
+        "The module serving for each controller",
+        info,
     );
-    for (controller, labels) in &controllers {
-        for (kind, value) in GUEST_ERROR_KINDS
-            .iter()
-            .zip(&controller.stats().guest_errors_by_kind)
-        {
-            let _ = writeln!(
-                out,
-                "paddock_guest_errors_total{{{labels},kind=\"{kind}\"}} {}",
-                ControllerStats::get(value)
-            );
-        }
-    }
-    header(
-        &mut out,
-        "paddock_guest_limit_hits_total",
-        "Times the serving version hit a bound on what it answers or logs, by limit.",
-        "counter",
+
+    let counter =
+        |registry: &mut Registry, name: &str, help: &str, value: fn(&ControllerHandle) -> u64| {
+            let family = Counters::<ControllerLabels>::default();
+            for (controller, labels) in &controllers {
+                family.get_or_create(labels).inc_by(value(controller));
+            }
+            registry.register(name, help, family);
+        };
+    let gauge =
+        |registry: &mut Registry, name: &str, help: &str, value: fn(&ControllerHandle) -> u64| {
+            let family = Gauges::<ControllerLabels>::default();
+            for (controller, labels) in &controllers {
+                family
+                    .get_or_create(labels)
+                    .set(gauge_value(value(controller)));
+            }
+            registry.register(name, help, family);
+        };
+    // prometheus-client adds `_total` to counter names.
+    counter(
+        &mut registry,
+        "paddock_reconciles",
+        "Reconciles started",
+        |c| ControllerStats::get(&c.stats().reconciles),
     );
-    for (controller, labels) in &controllers {
-        for (limit, value) in controller.limit_hits().by_limit() {
-            let _ = writeln!(
-                out,
-                "paddock_guest_limit_hits_total{{{labels},limit=\"{limit}\"}} {value}"
-            );
-        }
-    }
-    if let Some(slots) = &state.slots {
-        let status = slots.status();
-        header(
-            &mut out,
-            "paddock_execution_slots",
-            "The pool of execution slots guest calls run in: its size, slots held, calls waiting.",
-            "gauge",
-        );
-        for (what, value) in [
-            ("total", status.total),
-            ("running", status.running),
-            ("waiting", status.waiting),
-        ] {
-            let _ = writeln!(out, "paddock_execution_slots{{state=\"{what}\"}} {value}");
-        }
-    }
-    header(
-        &mut out,
-        "paddock_actions_total",
-        "Actions by result.",
-        "counter",
+    counter(
+        &mut registry,
+        "paddock_cache_denied",
+        "Cache reads refused because they reach outside the grant",
+        |c| ControllerStats::get(&c.stats().cache_denied),
     );
+    gauge(
+        &mut registry,
+        "paddock_queue_depth",
+        "Keys ready in the work queue",
+        |c| c.queue_metrics().depth as u64,
+    );
+    counter(
+        &mut registry,
+        "paddock_queue_adds",
+        "Keys added to the work queue",
+        |c| c.queue_metrics().adds,
+    );
+    counter(
+        &mut registry,
+        "paddock_queue_retries",
+        "Rate-limited re-adds (retries)",
+        |c| c.queue_metrics().retries,
+    );
+
+    let guest_errors = Counters::<SplitLabels>::default();
+    let limit_hits = Counters::<SplitLabels>::default();
+    let actions = Counters::<SplitLabels>::default();
+    let mut latency = LatencyHistograms::default();
     for (controller, labels) in &controllers {
         let stats = controller.stats();
+        for (kind, value) in GUEST_ERROR_KINDS.iter().zip(&stats.guest_errors_by_kind) {
+            guest_errors
+                .get_or_create(&split(labels, "kind", kind))
+                .inc_by(ControllerStats::get(value));
+        }
+        for (limit, value) in controller.limit_hits().by_limit() {
+            limit_hits
+                .get_or_create(&split(labels, "limit", limit))
+                .inc_by(value);
+        }
         for (result, value) in [
             ("performed", &stats.actions),
             ("failed", &stats.action_errors),
             ("denied", &stats.denied),
         ] {
-            let _ = writeln!(
-                out,
-                "paddock_actions_total{{{labels},result=\"{result}\"}} {}",
-                ControllerStats::get(value)
-            );
+            actions
+                .get_or_create(&split(labels, "result", result))
+                .inc_by(ControllerStats::get(value));
         }
+        let buckets: Vec<(f64, u64)> = LATENCY_BUCKETS
+            .iter()
+            .copied()
+            .chain([f64::INFINITY])
+            .zip(stats.latency_buckets.iter().map(ControllerStats::get))
+            .collect();
+        latency.0.push(LatencySeries {
+            labels: labels.clone(),
+            count: buckets.iter().map(|(_, count)| count).sum(),
+            buckets,
+            sum_seconds: ControllerStats::get(&stats.latency_sum_micros) as f64 / 1e6,
+        });
     }
-    header(
-        &mut out,
+    registry.register(
+        "paddock_guest_errors",
+        "Failed guest calls by kind",
+        guest_errors,
+    );
+    registry.register(
+        "paddock_guest_limit_hits",
+        "Times the serving version hit a bound on what it answers or logs, by limit",
+        limit_hits,
+    );
+    if let Some(slots) = &state.slots {
+        let status = slots.status();
+        let family = Gauges::<[(&'static str, &'static str); 1]>::default();
+        for (what, value) in [
+            ("total", status.total),
+            ("running", status.running),
+            ("waiting", status.waiting),
+        ] {
+            family
+                .get_or_create(&[("state", what)])
+                .set(gauge_value(value as u64));
+        }
+        registry.register(
+            "paddock_execution_slots",
+            "The pool of execution slots guest calls run in: its size, slots held, calls waiting",
+            family,
+        );
+    }
+    registry.register("paddock_actions", "Actions by result", actions);
+    registry.register(
         "paddock_reconcile_duration_seconds",
-        "Reconcile latency: guest call and actions.",
-        "histogram",
+        "Reconcile latency: guest call and actions",
+        latency,
     );
-    for (controller, labels) in &controllers {
-        let stats = controller.stats();
-        let mut cumulative = 0;
-        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&stats.latency_buckets) {
-            cumulative += ControllerStats::get(bucket);
-            let _ = writeln!(
-                out,
-                "paddock_reconcile_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
-            );
-        }
-        cumulative += ControllerStats::get(&stats.latency_buckets[LATENCY_BUCKETS.len()]);
-        let sum = ControllerStats::get(&stats.latency_sum_micros) as f64 / 1e6;
-        let _ = writeln!(
-            out,
-            "paddock_reconcile_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {cumulative}"
-        );
-        let _ = writeln!(
-            out,
-            "paddock_reconcile_duration_seconds_sum{{{labels}}} {sum}"
-        );
-        let _ = writeln!(
-            out,
-            "paddock_reconcile_duration_seconds_count{{{labels}}} {cumulative}"
-        );
-    }
-    let statuses = state.board.all();
-    header(
-        &mut out,
-        "paddock_reloads_total",
-        "New versions swapped in, or refused, per controller.",
-        "counter",
-    );
-    for status in &statuses {
+
+    let reloads = Counters::<ReloadLabels>::default();
+    for status in state.board.all() {
         for (result, value) in [
             ("swapped", status.reloads),
             ("failed", status.reload_failures),
         ] {
-            let _ = writeln!(
-                out,
-                "paddock_reloads_total{{controller=\"{}\",result=\"{result}\"}} {value}",
-                status.name
-            );
+            reloads
+                .get_or_create(&ReloadLabels {
+                    controller: status.name.clone(),
+                    result,
+                })
+                .inc_by(value);
         }
     }
-    header(
-        &mut out,
-        "paddock_source_errors_total",
-        "Times a source of controllers (a controllers file) could not be used.",
-        "counter",
+    registry.register(
+        "paddock_reloads",
+        "New versions swapped in, or refused, per controller",
+        reloads,
     );
+    let source_errors = Counters::<[(&'static str, String); 1]>::default();
     for (source, status) in state.board.sources() {
-        let _ = writeln!(
-            out,
-            "paddock_source_errors_total{{source=\"{}\"}} {}",
-            source.replace('\\', "\\\\").replace('"', "\\\""),
-            status.errors
-        );
+        source_errors
+            .get_or_create(&[("source", source)])
+            .inc_by(status.errors);
     }
-    let informers = state.informers.all();
-    header(
-        &mut out,
+    registry.register(
+        "paddock_source_errors",
+        "Times a source of controllers (a controllers file) could not be used",
+        source_errors,
+    );
+
+    let objects = Gauges::<InformerLabels>::default();
+    let store_bytes = Gauges::<InformerLabels>::default();
+    let restarts = Counters::<InformerLabels>::default();
+    let unparsed = Counters::<InformerLabels>::default();
+    for informer in state.informers.all() {
+        let resource = informer.resource();
+        let labels = InformerLabels {
+            resource: resource.plural.clone(),
+            namespace: informer.namespace().unwrap_or("").to_owned(),
+            group: resource.group.clone(),
+            version: resource.version.clone(),
+        };
+        objects
+            .get_or_create(&labels)
+            .set(gauge_value(informer.store().len() as u64));
+        store_bytes
+            .get_or_create(&labels)
+            .set(gauge_value(informer.store().heap_bytes() as u64));
+        restarts
+            .get_or_create(&labels)
+            .inc_by(informer.stats().restarts.load(Ordering::Relaxed));
+        unparsed
+            .get_or_create(&labels)
+            .inc_by(informer.stats().unparsed.load(Ordering::Relaxed));
+    }
+    registry.register(
         "paddock_informer_objects",
-        "Objects in an informer's store.",
-        "gauge",
+        "Objects in an informer's store",
+        objects,
     );
-    for informer in &informers {
-        let _ = writeln!(
-            out,
-            "paddock_informer_objects{{resource=\"{}\",namespace=\"{}\"}} {}",
-            informer.resource().plural,
-            informer.namespace().unwrap_or(""),
-            informer.store().len()
-        );
-    }
-    header(
-        &mut out,
+    registry.register(
         "paddock_informer_store_bytes",
-        "Heap bytes of an informer's store.",
-        "gauge",
+        "Heap bytes of an informer's store",
+        store_bytes,
     );
-    for informer in &informers {
-        let _ = writeln!(
-            out,
-            "paddock_informer_store_bytes{{resource=\"{}\",namespace=\"{}\"}} {}",
-            informer.resource().plural,
-            informer.namespace().unwrap_or(""),
-            informer.store().heap_bytes()
-        );
-    }
-    header(
-        &mut out,
-        "paddock_watch_restarts_total",
-        "Informer recoveries (errors, 410 Gone).",
-        "counter",
+    registry.register(
+        "paddock_watch_restarts",
+        "Informer recoveries (errors, 410 Gone)",
+        restarts,
     );
-    for informer in &informers {
-        let _ = writeln!(
-            out,
-            "paddock_watch_restarts_total{{resource=\"{}\",namespace=\"{}\"}} {}",
-            informer.resource().plural,
-            informer.namespace().unwrap_or(""),
-            informer.stats().restarts.load(Ordering::Relaxed)
-        );
+    registry.register(
+        "paddock_informer_unparsed",
+        "Objects an informer skipped because they could not be read",
+        unparsed,
+    );
+
+    let mut out = String::new();
+    // Writing into a String cannot fail, and neither can the encoders
+    // above; were one to, the scrape gets what was written so far.
+    if let Err(error) = encode(&mut out, &registry) {
+        tracing::error!(%error, "encoding the metrics failed");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::cluster::Resource;
+
+    /// `/metrics` parsed by a Prometheus text-format parser.
+    fn scrape(state: &OpsState) -> prometheus_parse::Scrape {
+        let text = render(state);
+        prometheus_parse::Scrape::parse(text.lines().map(|line| Ok(line.to_owned())))
+            .expect("the metrics parse")
+    }
+
+    /// Every sample's name and labels, sorted; histograms as one sample.
+    fn series(scrape: &prometheus_parse::Scrape) -> Vec<(String, BTreeMap<String, String>)> {
+        let mut series: Vec<_> = scrape
+            .samples
+            .iter()
+            .map(|sample| {
+                let labels = sample
+                    .labels
+                    .iter()
+                    .map(|(name, value)| (name.clone(), value.clone()))
+                    .collect();
+                (sample.metric.clone(), labels)
+            })
+            .collect();
+        series.sort();
+        series
+    }
+
+    fn widgets(group: &str) -> Arc<Resource> {
+        Arc::new(Resource {
+            group: group.into(),
+            version: "v1".into(),
+            api_version: format!("{group}/v1"),
+            kind: "Widget".into(),
+            plural: "widgets".into(),
+            namespaced: true,
+            subresources: Vec::new(),
+        })
+    }
+
+    /// A client for an address nothing answers on: the informers keep
+    /// failing to list, which leaves their stores empty.
+    fn unreachable_client() -> kube::Client {
+        let url = "http://127.0.0.1:9".parse().expect("a URL");
+        kube::Client::try_from(kube::Config::new(url)).expect("a client")
+    }
+
+    #[tokio::test]
+    async fn two_groups_with_one_plural_are_two_informer_series() {
+        let informers = InformerRegistry::new(unreachable_client());
+        let _a = informers.informer(&widgets("a.example.com"), None);
+        let _b = informers.informer(&widgets("b.example.com"), None);
+        let state = OpsState::new(informers, StatusBoard::default());
+        let scrape = scrape(&state);
+
+        let all = series(&scrape);
+        let mut unique = all.clone();
+        unique.dedup();
+        assert_eq!(all, unique, "every series appears once");
+        for metric in [
+            "paddock_informer_objects",
+            "paddock_informer_store_bytes",
+            "paddock_watch_restarts_total",
+        ] {
+            let groups: Vec<&str> = scrape
+                .samples
+                .iter()
+                .filter(|sample| sample.metric == metric)
+                .inspect(|sample| {
+                    assert_eq!(sample.labels.get("resource"), Some("widgets"));
+                    assert_eq!(sample.labels.get("namespace"), Some(""));
+                    assert_eq!(sample.labels.get("version"), Some("v1"));
+                })
+                .filter_map(|sample| sample.labels.get("group"))
+                .collect();
+            assert_eq!(
+                groups.len(),
+                2,
+                "{metric}: one series per group: {:?}",
+                scrape.samples
+            );
+            assert!(groups.contains(&"a.example.com") && groups.contains(&"b.example.com"));
+        }
+    }
+
+    /// Waits, 20 s at most, until `check` passes on why the host is not
+    /// ready.
+    async fn readiness_until(state: &OpsState, what: &str, check: impl Fn(Option<&str>) -> bool) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let why = state.not_ready();
+            if check(why.as_deref()) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; not ready because: {why:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn readiness_follows_the_informers_link_to_the_api_server() {
+        use crate::cluster::Discovery;
+        use crate::cluster::tests::client_for;
+
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let cluster =
+            devcluster::DevCluster::start(devcluster::Options::new().data_dir(dir.path()))
+                .await
+                .expect("the embedded cluster starts");
+        let port = cluster.addr().port();
+        let client = client_for(&cluster.kubeconfig_yaml()).await;
+        let configmaps = Discovery::new(client.clone())
+            .resolve("v1", "ConfigMap")
+            .await
+            .expect("ConfigMaps are served");
+        let informers = InformerRegistry::new(client);
+        let _informer = informers.informer(&configmaps, None);
+        let state = OpsState::new(informers, StatusBoard::default());
+        assert_eq!(state.not_ready().as_deref(), Some("starting"));
+        state.mark_started();
+        readiness_until(&state, "ready", |why| why.is_none()).await;
+
+        // The API server goes away and comes back, with other credentials.
+        cluster.shutdown().await;
+        let _cluster = devcluster::DevCluster::start(
+            devcluster::Options::new()
+                .data_dir(dir.path())
+                .port(port)
+                .token("a-token-the-host-does-not-have"),
+        )
+        .await
+        .expect("the embedded cluster starts again");
+        readiness_until(&state, "a 401 to make the host not ready", |why| {
+            why.is_some_and(|why| why.contains("401"))
+        })
+        .await;
+        let response = readyz(State(state.clone())).await.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let report = state.report();
+        let [informer] = report.informers.as_slice() else {
+            panic!("one informer in {:?}", report.informers);
+        };
+        assert_eq!(informer.informer, "configmaps/v1 in all namespaces");
+        assert!(informer.synced && !informer.connected, "{informer:?}");
+        assert!(
+            informer
+                .error
+                .as_deref()
+                .is_some_and(|error| error.contains("credentials")),
+            "{informer:?}"
+        );
+        assert!(report.not_ready.is_some_and(|why| why.contains("401")));
+    }
 }

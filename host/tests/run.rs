@@ -130,38 +130,60 @@ async fn run_reconciles_through_a_kubeconfig_and_stops_on_sigterm() {
 
     let (status, metrics) = http_get(port, "/metrics").await.expect("metrics answer");
     assert_eq!(status, 200);
-    assert!(
-        metrics.contains("paddock_reconciles_total{controller=\"floor\""),
-        "{metrics}"
-    );
+    let scrape = prometheus_parse::Scrape::parse(metrics.lines().map(|line| Ok(line.to_owned())))
+        .expect("the metrics parse");
     let digest = paddock::wasm::compile_cache::digest(
         &std::fs::read(module("replica_floor")).expect("read the module"),
     );
-    let labels = format!("controller=\"floor\",digest=\"{digest}\"");
-    assert!(
-        metrics.contains(&format!(
-            "paddock_actions_total{{{labels},result=\"performed\"}} 2"
-        )),
-        "{metrics}"
+    // The value of the one sample of `metric` whose labels include `labels`.
+    let value = |metric: &str, labels: &[(&str, &str)]| {
+        let found: Vec<&prometheus_parse::Sample> = scrape
+            .samples
+            .iter()
+            .filter(|sample| {
+                sample.metric == metric
+                    && labels
+                        .iter()
+                        .all(|(name, value)| sample.labels.get(name) == Some(*value))
+            })
+            .collect();
+        assert_eq!(found.len(), 1, "one {metric} {labels:?} in:\n{metrics}");
+        found[0].value.clone()
+    };
+    let floor = [("controller", "floor"), ("digest", digest.as_str())];
+    assert!(matches!(
+        value("paddock_reconciles_total", &floor),
+        prometheus_parse::Value::Counter(count) if count >= 1.0
+    ));
+    let performed = [floor[0], floor[1], ("result", "performed")];
+    assert_eq!(
+        value("paddock_actions_total", &performed),
+        prometheus_parse::Value::Counter(2.0)
     );
-    assert!(
-        metrics.contains(&format!("paddock_guest_info{{{labels}}} 1")),
-        "{metrics}"
+    assert_eq!(
+        value("paddock_guest_info", &floor),
+        prometheus_parse::Value::Gauge(1.0)
     );
-    assert!(
-        metrics.contains("paddock_informer_objects{resource=\"deployments\",namespace=\"\"} 1"),
-        "{metrics}"
+    let deployments = [
+        ("resource", "deployments"),
+        ("namespace", ""),
+        ("group", "apps"),
+        ("version", "v1"),
+    ];
+    assert_eq!(
+        value("paddock_informer_objects", &deployments),
+        prometheus_parse::Value::Gauge(1.0)
     );
-    let histogram_count = metrics
-        .lines()
-        .find(|line| {
-            line.starts_with(&format!(
-                "paddock_reconcile_duration_seconds_count{{{labels}}}"
-            ))
-        })
-        .and_then(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
-        .expect("a latency histogram for the guest");
-    assert!(histogram_count >= 1, "{metrics}");
+    let prometheus_parse::Value::Histogram(buckets) =
+        value("paddock_reconcile_duration_seconds", &floor)
+    else {
+        panic!("a latency histogram for the guest in:\n{metrics}");
+    };
+    let total = buckets
+        .iter()
+        .find(|bucket| bucket.less_than.is_infinite())
+        .map(|bucket| bucket.count);
+    assert!(total.is_some_and(|count| count >= 1.0), "{metrics}");
 
     // `paddock status` reads the same host.
     let status = Command::new(env!("CARGO_BIN_EXE_paddock"))

@@ -499,3 +499,133 @@ async fn a_finalizing_guest_sees_a_deletion_made_while_the_host_was_down() {
     assert!(!holds_finalizer(&configmaps, "kept").await);
     cluster.shutdown().await;
 }
+
+/// A client for the embedded cluster from a kubeconfig's text.
+async fn client_for(kubeconfig: &str) -> kube::Client {
+    let kubeconfig =
+        kube::config::Kubeconfig::from_yaml(kubeconfig).expect("the kubeconfig parses");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("the kubeconfig is usable");
+    paddock::cluster::client(config).expect("a client")
+}
+
+/// A forbidden list at start: the host's identity may discover the kind
+/// but not list it. The start does not hang: it fails within the
+/// configured sync timeout, naming the informer and the 403, and through
+/// the supervisor the reason is in `/status`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forbidden_list_at_start_fails_within_the_sync_timeout_with_the_reason() {
+    use paddock::cluster::ClusterError;
+    use paddock::controller::StartError;
+    use std::time::{Duration, Instant};
+
+    let (cluster, _admin) = cluster().await;
+    // A user RBAC grants nothing but discovery.
+    let kubeconfig = cluster
+        .kubeconfig_yaml_for_user("nobody", &[])
+        .expect("a kubeconfig");
+    let runtime =
+        Runtime::new(client_for(&kubeconfig).await).with_sync_timeout(Duration::from_secs(2));
+    let started = Instant::now();
+    let error = tokio::time::timeout(Duration::from_secs(30), runtime.start(floor_config(1)))
+        .await
+        .expect("the start returns instead of hanging")
+        .expect_err("the list is forbidden");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    let StartError::NotSynced {
+        informer, source, ..
+    } = &error
+    else {
+        panic!("not a sync failure: {error:?}");
+    };
+    assert_eq!(informer, "deployments.apps/v1 in all namespaces");
+    assert!(
+        matches!(source.as_deref(), Some(ClusterError::Forbidden(_))),
+        "{error:?}"
+    );
+    let message = paddock::cluster::error_chain(&error);
+    assert!(message.contains("403"), "{message}");
+
+    // The same through the supervisor and a controllers file: Failed, with
+    // the reason in `/status`.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("controllers.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "controllers:
+- name: floor
+  module: {}
+  grant:
+  - {{apiGroups: [apps], resources: [deployments], verbs: [get, list, watch]}}
+",
+            guest("replica-floor").display()
+        ),
+    )
+    .expect("write the controllers file");
+    let supervisor = paddock::reload::Supervisor::new(engine(), runtime.clone());
+    let _source =
+        paddock::reload::files::watch(&config, supervisor.clone()).expect("the file is watched");
+    let ops = paddock::ops::OpsState::new(
+        supervisor.runtime().informers().clone(),
+        supervisor.board().clone(),
+    );
+    let report = eventually(30, "the controller to wait for the cluster", || async {
+        let report = ops.report();
+        report
+            .controllers
+            .iter()
+            .any(|controller| controller.status.phase == paddock::reload::Phase::WaitingForCluster)
+            .then_some(report)
+    })
+    .await;
+    let failure = report.controllers[0]
+        .status
+        .last_reload_error
+        .as_ref()
+        .expect("a reason")
+        .message
+        .clone();
+    assert!(
+        failure.contains("did not list within 2s") && failure.contains("403"),
+        "{failure}"
+    );
+}
+
+/// A wrong token at start is reported as a 401 at once, not as a kind the
+/// cluster does not serve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_token_at_start_is_reported_as_401() {
+    use paddock::cluster::ClusterError;
+    use paddock::controller::StartError;
+
+    let (cluster, _admin) = cluster().await;
+    let runtime = Runtime::new(client_for(&cluster.kubeconfig_yaml_for_token("wrong")).await);
+    let error = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        runtime.start_when_served(floor_config(1)),
+    )
+    .await
+    .expect("the start does not wait for a kind")
+    .expect_err("the token is wrong");
+    assert!(
+        matches!(
+            &error,
+            StartError::Cluster {
+                source: ClusterError::Unauthorized(_),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let message = paddock::cluster::error_chain(&error);
+    assert!(
+        message.contains("401") && !message.contains("does not serve"),
+        "{message}"
+    );
+}

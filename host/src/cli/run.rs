@@ -47,6 +47,12 @@ pub struct RunArgs {
     /// Where to serve /healthz, /readyz, /metrics and /status.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
     ops_addr: std::net::SocketAddr,
+
+    /// How long a controller's start (or reload) waits for the informers
+    /// of its watches to list before it fails with the reason (a forbidden
+    /// list, a kind that is gone, the API server unreachable), in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = paddock::controller::DEFAULT_SYNC_TIMEOUT.as_secs())]
+    sync_timeout_seconds: u64,
 }
 
 /// The caps of tenants' `WasmController`s.
@@ -190,7 +196,18 @@ pub fn run(engine: &WasmEngine, args: RunArgs) -> anyhow::Result<ExitCode> {
             cluster: args.from_cluster.then(|| args.tenant.limits()),
         };
         let slots = args.tenant.slots();
-        serve(engine, client, sources, slots, Until::Signal, args.ops_addr).await
+        let runtime = Runtime::with_slots(client.clone(), slots.clone())
+            .with_sync_timeout(Duration::from_secs(args.sync_timeout_seconds));
+        serve(
+            engine,
+            runtime,
+            client,
+            sources,
+            slots,
+            Until::Signal,
+            args.ops_addr,
+        )
+        .await
     })
 }
 
@@ -245,7 +262,17 @@ pub fn dev(engine: &WasmEngine, args: DevArgs) -> anyhow::Result<ExitCode> {
             cluster: args.from_cluster.then(|| args.tenant.limits()),
         };
         let slots = args.tenant.slots();
-        let code = serve(engine, client, sources, slots, until, args.ops_addr).await;
+        let runtime = Runtime::with_slots(client.clone(), slots.clone());
+        let code = serve(
+            engine,
+            runtime,
+            client,
+            sources,
+            slots,
+            until,
+            args.ops_addr,
+        )
+        .await;
         cluster.shutdown().await;
         code
     })
@@ -342,13 +369,13 @@ pub async fn apply_manifests(client: &Client, manifests: &[PathBuf]) -> anyhow::
 /// `Until::Converged`, until every controller is idle).
 async fn serve(
     engine: &WasmEngine,
+    runtime: Runtime,
     client: Client,
     sources: Sources<'_>,
     slots: ExecutionSlots,
     until: Until,
     ops_addr: std::net::SocketAddr,
 ) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::with_slots(client.clone(), slots.clone());
     let supervisor = Supervisor::new(engine.clone(), runtime.clone());
     let ops = OpsState::new(runtime.informers().clone(), supervisor.board().clone())
         .with_slots(slots.clone());
@@ -376,9 +403,12 @@ async fn serve(
     }
     ops.mark_started();
     let statuses = supervisor.board().all();
+    // At start, a controller still waiting for the cluster counts as
+    // failed: when none can start, the credentials or the address are
+    // likely wrong, and saying so beats waiting.
     let failed = statuses
         .iter()
-        .filter(|status| status.phase == Phase::Failed)
+        .filter(|status| matches!(status.phase, Phase::Failed | Phase::WaitingForCluster))
         .count();
     if sources.cluster.is_none() && failed == statuses.len() {
         supervisor.shutdown().await;

@@ -156,6 +156,18 @@ fn table(report: &StatusReport) -> String {
             ));
         }
     }
+    for informer in &report.informers {
+        if let Some(error) = &informer.error {
+            out.push_str(&format!(
+                "\ninformer {} cannot reach the API server: {}\n",
+                informer.informer,
+                one_line(error)
+            ));
+        }
+    }
+    if let Some(why) = &report.not_ready {
+        out.push_str(&format!("\nnot ready: {}\n", one_line(why)));
+    }
     out
 }
 

@@ -1,10 +1,20 @@
 //! Discovery: from a watched or acted-on `apiVersion` and `kind` to the
 //! resource that serves it (plural, scope, subresources), cached, and
-//! looked up again when a kind is unknown so that CRDs created after
-//! start-up are found without a restart.
+//! looked up again when a kind is unknown (CRDs created after start-up are
+//! found without a restart), when its answer is older than [`MAX_AGE`],
+//! or after a 404 on its URL ([`Discovery::forget`], which the informers
+//! call), so that a CRD that changed version or scope is not served from a
+//! stale answer.
+//!
+//! Each lookup is kube's `discovery::pinned_kind`: one request for the one
+//! group-version asked about. `kube::Discovery` is not used here because it
+//! lists every group and version of the cluster on each run and keeps no
+//! per-kind answers to forget; the host resolves a handful of kinds, one
+//! at a time, as guests name them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use kube::Client;
 use kube::core::{ApiResource, GroupVersionKind};
@@ -70,8 +80,11 @@ pub fn split_api_version(api_version: &str) -> (&str, &str) {
     }
 }
 
-/// Resources found so far, by apiVersion and kind.
-type Known = HashMap<(String, String), Arc<Resource>>;
+/// How long an answer of discovery is used before it is asked again.
+pub const MAX_AGE: Duration = Duration::from_secs(300);
+
+/// Resources found so far, by apiVersion and kind, with when.
+type Known = HashMap<(String, String), (Arc<Resource>, Instant)>;
 
 /// Resolves kinds to resources, caching what it found.
 #[derive(Clone)]
@@ -96,24 +109,43 @@ impl Discovery {
     }
 
     /// The resource serving `kind` of `api_version`, asking the API server
-    /// when it is not known yet.
+    /// when it is not known yet or its answer is older than [`MAX_AGE`].
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::UnknownKind`] when the cluster does not serve the
+    /// kind; otherwise what the request met (credentials, TLS, no
+    /// connection: see [`ClusterError::from_request`]).
     pub async fn resolve(
         &self,
         api_version: &str,
         kind: &str,
     ) -> Result<Arc<Resource>, ClusterError> {
-        if let Some(known) = self.cached(api_version, kind) {
+        if let Some((known, at)) = self.entry(api_version, kind)
+            && at.elapsed() < MAX_AGE
+        {
             return Ok(known);
         }
         let (group, version) = split_api_version(api_version);
         let gvk = GroupVersionKind::gvk(group, version, kind);
-        let (resource, capabilities) = kube::discovery::pinned_kind(&self.client, &gvk)
-            .await
-            .map_err(|source| ClusterError::UnknownKind {
-                api_version: api_version.to_owned(),
-                kind: kind.to_owned(),
-                source: Box::new(source),
-            })?;
+        let found = kube::discovery::pinned_kind(&self.client, &gvk).await;
+        let (resource, capabilities) = match found {
+            Ok(found) => found,
+            Err(error) => {
+                let error = match error {
+                    // The group-version is not served, or does not hold the kind.
+                    kube::Error::Discovery(_) => unknown_kind(api_version, kind, error),
+                    kube::Error::Api(ref status) if status.code == 404 => {
+                        unknown_kind(api_version, kind, error)
+                    }
+                    other => ClusterError::from_request(other),
+                };
+                if matches!(error, ClusterError::UnknownKind { .. }) {
+                    self.forget(api_version, kind);
+                }
+                return Err(error);
+            }
+        };
         let resolved = Arc::new(Resource {
             group: resource.group,
             version: resource.version,
@@ -132,13 +164,17 @@ impl Discovery {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(
                 (api_version.to_owned(), kind.to_owned()),
-                Arc::clone(&resolved),
+                (Arc::clone(&resolved), Instant::now()),
             );
         Ok(resolved)
     }
 
     /// The resource serving `kind`, if already known (no network).
     pub fn cached(&self, api_version: &str, kind: &str) -> Option<Arc<Resource>> {
+        self.entry(api_version, kind).map(|(resource, _)| resource)
+    }
+
+    fn entry(&self, api_version: &str, kind: &str) -> Option<(Arc<Resource>, Instant)> {
         self.known
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -146,13 +182,22 @@ impl Discovery {
             .cloned()
     }
 
-    /// Forgets a kind, so that the next `resolve` asks the API server again
-    /// (after a 404 on its URL, say).
+    /// Forgets a kind, so that the next `resolve` asks the API server again.
+    /// The informers call it after a 404 on the kind's URL.
     pub fn forget(&self, api_version: &str, kind: &str) {
         self.known
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&(api_version.to_owned(), kind.to_owned()));
+    }
+}
+
+/// The error for a kind the cluster does not serve.
+fn unknown_kind(api_version: &str, kind: &str, source: kube::Error) -> ClusterError {
+    ClusterError::UnknownKind {
+        api_version: api_version.to_owned(),
+        kind: kind.to_owned(),
+        source: Box::new(source),
     }
 }
 
@@ -197,5 +242,129 @@ mod tests {
     fn api_versions_split() {
         assert_eq!(split_api_version("apps/v1"), ("apps", "v1"));
         assert_eq!(split_api_version("v1"), ("", "v1"));
+    }
+}
+
+#[cfg(test)]
+mod refresh_tests {
+    use std::time::Duration;
+
+    use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
+
+    use super::*;
+    use crate::cluster::tests::{client_for, devcluster};
+    use crate::cluster::{ClusterError, InformerRegistry};
+
+    fn crds(client: &Client) -> Api<DynamicObject> {
+        let resource = ApiResource {
+            group: "apiextensions.k8s.io".into(),
+            version: "v1".into(),
+            api_version: "apiextensions.k8s.io/v1".into(),
+            kind: "CustomResourceDefinition".into(),
+            plural: "customresourcedefinitions".into(),
+        };
+        Api::all_with(client.clone(), &resource)
+    }
+
+    fn widget_crd(version: &str, scope: &str) -> DynamicObject {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": "widgets.example.com"},
+            "spec": {
+                "group": "example.com",
+                "scope": scope,
+                "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+                "versions": [{
+                    "name": version, "served": true, "storage": true,
+                    "schema": {"openAPIV3Schema": {
+                        "type": "object", "x-kubernetes-preserve-unknown-fields": true
+                    }}
+                }]
+            }
+        }))
+        .expect("a CRD")
+    }
+
+    /// Resolves until the kind is served (a new CRD is served at once, but
+    /// give it a bounded moment).
+    async fn served(discovery: &Discovery, api_version: &str) -> Arc<Resource> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match discovery.resolve(api_version, "Widget").await {
+                Ok(resource) => return resource,
+                Err(error) => assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "Widget {api_version} not served after 10 s: {error}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_recreated_crd_is_resolved_again_after_a_404() {
+        let cluster = devcluster().await;
+        let client = client_for(&cluster.kubeconfig_yaml()).await;
+        let crds = crds(&client);
+        crds.create(&PostParams::default(), &widget_crd("v1", "Namespaced"))
+            .await
+            .expect("the CRD is created");
+        let discovery = Discovery::new(client.clone());
+        let v1 = served(&discovery, "example.com/v1").await;
+        assert!(v1.namespaced);
+        let informers = InformerRegistry::new(client.clone()).with_discovery(discovery.clone());
+        let informer = informers.informer(&v1, None);
+        informer.wait_synced().await;
+        assert!(discovery.cached("example.com/v1", "Widget").is_some());
+
+        // The CRD is re-created with another version and scope.
+        crds.delete("widgets.example.com", &DeleteParams::default())
+            .await
+            .expect("the CRD is deleted");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while crds
+            .get_opt("widgets.example.com")
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the CRD is still there"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        crds.create(&PostParams::default(), &widget_crd("v2", "Cluster"))
+            .await
+            .expect("the CRD is re-created");
+        // The informer's watch is renewed on the old URL and meets a 404
+        // (the deletion may have ended it already).
+        cluster.close_watches();
+        let mut health = informer.health();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !matches!(health.failure.as_deref(), Some(ClusterError::NotFound(_))) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the informer did not meet a 404: {health:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            health = informer.health();
+        }
+        assert!(
+            discovery.cached("example.com/v1", "Widget").is_none(),
+            "the 404 made discovery forget the old version"
+        );
+        let error = discovery
+            .resolve("example.com/v1", "Widget")
+            .await
+            .expect_err("v1 is gone");
+        assert!(
+            matches!(error, ClusterError::UnknownKind { .. }),
+            "{error:?}"
+        );
+        let v2 = served(&discovery, "example.com/v2").await;
+        assert!(!v2.namespaced, "the new scope is seen");
     }
 }

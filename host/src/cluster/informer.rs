@@ -5,11 +5,17 @@
 //! list's resourceVersion with bookmarks; a watch that ends is resumed from
 //! the last resourceVersion seen; `410 Gone` (as an HTTP status or as an
 //! ERROR event) means the history is gone, so it relists and reports what
-//! the relist changed; other errors back off exponentially with jitter.
+//! the relist changed; other errors back off exponentially with jitter
+//! ([`Backoff::informer`]).
+//!
+//! Its [`InformerHealth`] says whether it has listed once and whether its
+//! latest list or watch request reached the API server, with the failure
+//! (credentials, TLS, no connection, forbidden, gone) when it did not: what
+//! `/readyz` and `/status` report. A 404 means the kind is no longer served
+//! at its URL: discovery is told to forget it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use futures::{AsyncBufReadExt, StreamExt};
 use kube::Client;
@@ -18,8 +24,10 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::{broadcast, watch};
 
-use super::discovery::Resource;
+use super::discovery::{Discovery, Resource};
 use super::store::{Changes, Store, StoredObject};
+use super::{ClusterError, error_chain};
+use crate::retry::Backoff;
 
 /// How many events a slow subscriber may fall behind before it is told it
 /// lagged (and must re-read the store).
@@ -56,6 +64,23 @@ pub struct InformerStats {
     pub unparsed: AtomicU64,
 }
 
+/// How an informer stands with the API server.
+#[derive(Debug, Clone, Default)]
+pub struct InformerHealth {
+    /// Whether a list has completed: the store holds the cluster's objects.
+    pub synced: bool,
+    /// Why its latest list or watch request failed; `None` once one
+    /// succeeds again.
+    pub failure: Option<Arc<ClusterError>>,
+}
+
+impl InformerHealth {
+    /// Whether it has listed and its latest request reached the API server.
+    pub fn is_ready(&self) -> bool {
+        self.synced && self.failure.is_none()
+    }
+}
+
 /// One list+watch of one resource, shared by every controller that needs it.
 #[derive(Debug)]
 pub struct SharedInformer {
@@ -63,7 +88,7 @@ pub struct SharedInformer {
     namespace: Option<String>,
     store: Arc<Store>,
     events: broadcast::Sender<InformerEvent>,
-    synced: watch::Receiver<bool>,
+    health: watch::Receiver<InformerHealth>,
     stats: Arc<InformerStats>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -78,9 +103,20 @@ impl SharedInformer {
     /// Starts listing and watching `resource` (in `namespace`, or across
     /// all namespaces for `None`).
     pub fn start(client: Client, resource: Arc<Resource>, namespace: Option<String>) -> Self {
+        Self::start_with_discovery(client, resource, namespace, None)
+    }
+
+    /// Like [`SharedInformer::start`]; besides, a 404 on its URL makes
+    /// `discovery`, if given, forget the resource.
+    pub fn start_with_discovery(
+        client: Client,
+        resource: Arc<Resource>,
+        namespace: Option<String>,
+        discovery: Option<Discovery>,
+    ) -> Self {
         let store = Arc::new(Store::default());
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        let (synced_tx, synced) = watch::channel(false);
+        let (health_tx, health) = watch::channel(InformerHealth::default());
         let stats = Arc::new(InformerStats::default());
         let reflector = Reflector {
             client,
@@ -88,9 +124,10 @@ impl SharedInformer {
             resource: Arc::clone(&resource),
             store: Arc::clone(&store),
             events: events.clone(),
-            synced: synced_tx,
+            health: health_tx,
             stats: Arc::clone(&stats),
             unparsed: std::sync::Mutex::default(),
+            discovery,
         };
         let task = tokio::spawn(reflector.run());
         Self {
@@ -98,9 +135,31 @@ impl SharedInformer {
             namespace,
             store,
             events,
-            synced,
+            health,
             stats,
             task,
+        }
+    }
+
+    /// Where it stands with the API server.
+    pub fn health(&self) -> InformerHealth {
+        self.health.borrow().clone()
+    }
+
+    /// What it watches, for messages: `deployments.apps/v1 in shop`,
+    /// `configmaps/v1 in all namespaces`.
+    pub fn describe(&self) -> String {
+        let resource = if self.resource.group.is_empty() {
+            format!("{}/{}", self.resource.plural, self.resource.version)
+        } else {
+            format!(
+                "{}.{}/{}",
+                self.resource.plural, self.resource.group, self.resource.version
+            )
+        };
+        match &self.namespace {
+            Some(namespace) => format!("{resource} in {namespace}"),
+            None => format!("{resource} in all namespaces"),
         }
     }
 
@@ -132,15 +191,15 @@ impl SharedInformer {
 
     /// Whether the first list has completed.
     pub fn is_synced(&self) -> bool {
-        *self.synced.borrow()
+        self.health.borrow().synced
     }
 
     /// Waits until the first list has completed.
     pub async fn wait_synced(&self) {
-        let mut synced = self.synced.clone();
+        let mut health = self.health.clone();
         // The sender lives as long as the reflector task; if it is gone the
         // informer is shutting down and there is nothing to wait for.
-        let _ = synced.wait_for(|synced| *synced).await;
+        let _ = health.wait_for(|health| health.synced).await;
     }
 }
 
@@ -150,10 +209,11 @@ struct Reflector {
     resource: Arc<Resource>,
     store: Arc<Store>,
     events: broadcast::Sender<InformerEvent>,
-    synced: watch::Sender<bool>,
+    health: watch::Sender<InformerHealth>,
     stats: Arc<InformerStats>,
     /// Keys of unreadable objects already logged.
     unparsed: std::sync::Mutex<std::collections::HashSet<String>>,
+    discovery: Option<Discovery>,
 }
 
 /// The most keys of unreadable objects remembered as logged.
@@ -207,34 +267,6 @@ struct VersionedMeta {
     resource_version: Option<String>,
 }
 
-/// Exponential backoff with jitter: 200 ms doubling to 30 s.
-struct Backoff {
-    attempt: u32,
-}
-
-impl Backoff {
-    fn next(&mut self) -> Duration {
-        let base = 200u64.saturating_mul(1 << self.attempt.min(8)).min(30_000);
-        self.attempt += 1;
-        let jitter = jitter_millis(base / 2);
-        Duration::from_millis(base / 2 + jitter)
-    }
-
-    fn reset(&mut self) {
-        self.attempt = 0;
-    }
-}
-
-/// A pseudo-random number in `0..=max`, from the clock's low bits: enough
-/// to spread retries of many informers apart.
-fn jitter_millis(max: u64) -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.subsec_nanos())
-        .unwrap_or(0);
-    u64::from(nanos) % (max + 1)
-}
-
 impl Reflector {
     /// Counts an object that cannot be read, and logs it once per key:
     /// lists and watches both skip it, so one bad object neither stops the
@@ -267,14 +299,15 @@ impl Reflector {
     }
 
     async fn run(self) {
-        let mut backoff = Backoff { attempt: 0 };
+        let mut backoff = Backoff::informer();
         loop {
             let version = match self.list().await {
                 Ok(version) => version,
                 Err(error) => {
                     self.stats.restarts.fetch_add(1, Ordering::Relaxed);
-                    let delay = backoff.next();
-                    tracing::warn!(resource = %self.url, %error, ?delay, "list failed; retrying");
+                    let delay = backoff.next_delay();
+                    tracing::warn!(resource = %self.url, error = %error_chain(&error), ?delay, "list failed; retrying");
+                    self.failed(error);
                     tokio::time::sleep(delay).await;
                     continue;
                 }
@@ -295,7 +328,7 @@ impl Reflector {
                     WatchEnd::Failed(last, error) => {
                         self.stats.restarts.fetch_add(1, Ordering::Relaxed);
                         version = last;
-                        let delay = backoff.next();
+                        let delay = backoff.next_delay();
                         tracing::warn!(resource = %self.url, %error, ?delay, "watch failed; resuming");
                         tokio::time::sleep(delay).await;
                     }
@@ -304,9 +337,25 @@ impl Reflector {
         }
     }
 
+    /// Records a failed request: the informer is not connected until one
+    /// succeeds. A 404 means the resource is gone from its URL.
+    fn failed(&self, error: ClusterError) {
+        if let (ClusterError::NotFound(_), Some(discovery)) = (&error, &self.discovery) {
+            discovery.forget(&self.resource.api_version, &self.resource.kind);
+        }
+        self.health
+            .send_modify(|health| health.failure = Some(Arc::new(error)));
+    }
+
+    /// Records a request that reached the API server.
+    fn reached(&self) {
+        self.health
+            .send_if_modified(|health| health.failure.take().is_some());
+    }
+
     /// Lists every page, replaces the store and publishes what changed;
     /// the list's resourceVersion.
-    async fn list(&self) -> Result<String, kube::Error> {
+    async fn list(&self) -> Result<String, ClusterError> {
         self.stats.lists.fetch_add(1, Ordering::Relaxed);
         let mut objects = Vec::new();
         let mut continue_token: Option<String> = None;
@@ -317,10 +366,16 @@ impl Reflector {
             }
             let request = kube::core::Request::new(&self.url)
                 .list(&params)
-                .map_err(kube::Error::BuildRequest)?;
-            let text = self.client.request_text(request).await?;
-            let page: ListPage<'_> =
-                serde_json::from_str(&text).map_err(kube::Error::SerdeError)?;
+                .map_err(|error| {
+                    ClusterError::Request(Box::new(kube::Error::BuildRequest(error)))
+                })?;
+            let text = self
+                .client
+                .request_text(request)
+                .await
+                .map_err(ClusterError::from_request)?;
+            let page: ListPage<'_> = serde_json::from_str(&text)
+                .map_err(|error| ClusterError::Request(Box::new(kube::Error::SerdeError(error))))?;
             for item in page.items {
                 match StoredObject::parse(item, &self.resource.api_version, &self.resource.kind) {
                     Ok(object) => objects.push(Arc::new(object)),
@@ -349,7 +404,10 @@ impl Reflector {
         for object in applied {
             let _ = self.events.send(InformerEvent::Applied(object));
         }
-        self.synced.send_replace(true);
+        self.health.send_replace(InformerHealth {
+            synced: true,
+            failure: None,
+        });
         Ok(version)
     }
 
@@ -365,9 +423,18 @@ impl Reflector {
         };
         let body = match self.client.request_stream(request).await {
             Ok(body) => body,
-            Err(kube::Error::Api(status)) if status.code == 410 => return WatchEnd::Expired,
-            Err(error) => return WatchEnd::Failed(version, error.to_string()),
+            Err(kube::Error::Api(status)) if status.code == 410 => {
+                self.reached();
+                return WatchEnd::Expired;
+            }
+            Err(error) => {
+                let error = ClusterError::from_request(error);
+                let message = error_chain(&error);
+                self.failed(error);
+                return WatchEnd::Failed(version, message);
+            }
         };
+        self.reached();
         let mut lines = body.lines();
         while let Some(line) = lines.next().await {
             let line = match line {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use kube::Client;
 
-use super::discovery::Resource;
+use super::discovery::{Discovery, Resource};
 use super::informer::SharedInformer;
 
 type InformerKey = (String, String, Option<String>);
@@ -15,6 +15,7 @@ type InformerKey = (String, String, Option<String>);
 #[derive(Clone)]
 pub struct InformerRegistry {
     client: Client,
+    discovery: Option<Discovery>,
     informers: Arc<Mutex<HashMap<InformerKey, Weak<SharedInformer>>>>,
 }
 
@@ -29,8 +30,17 @@ impl InformerRegistry {
     pub fn new(client: Client) -> Self {
         Self {
             client,
+            discovery: None,
             informers: Arc::default(),
         }
+    }
+
+    /// Its informers make `discovery` forget a resource after a 404 on its
+    /// URL (the kind, or its version, is gone).
+    #[must_use]
+    pub fn with_discovery(mut self, discovery: Discovery) -> Self {
+        self.discovery = Some(discovery);
+        self
     }
 
     /// The informer of `resource` in `namespace` (`None`: all namespaces),
@@ -53,10 +63,11 @@ impl InformerRegistry {
         if let Some(existing) = informers.get(&key).and_then(Weak::upgrade) {
             return existing;
         }
-        let informer = Arc::new(SharedInformer::start(
+        let informer = Arc::new(SharedInformer::start_with_discovery(
             self.client.clone(),
             Arc::clone(resource),
             namespace,
+            self.discovery.clone(),
         ));
         informers.insert(key, Arc::downgrade(&informer));
         informer

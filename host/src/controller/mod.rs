@@ -64,6 +64,29 @@ pub enum StartError {
         #[source]
         source: ClusterError,
     },
+    /// Discovery of a watched kind failed for another reason than the kind
+    /// not being served: the credentials, TLS, the connection.
+    #[error("controller `{controller}` cannot resolve its watches")]
+    Cluster {
+        /// The controller.
+        controller: String,
+        /// What failed.
+        #[source]
+        source: ClusterError,
+    },
+    /// An informer of its watches did not list in time.
+    #[error("controller `{controller}`: the informer of {informer} did not list within {waited:?}")]
+    NotSynced {
+        /// The controller.
+        controller: String,
+        /// The informer, e.g. `configmaps/v1 in all namespaces`.
+        informer: String,
+        /// How long the start waited.
+        waited: Duration,
+        /// Why its latest list failed, if it did.
+        #[source]
+        source: Option<Arc<ClusterError>>,
+    },
     /// The guest's watches exceed its grant.
     #[error("controller `{controller}` watches {kind} ({api_version}) beyond its grant")]
     Grant {
@@ -120,10 +143,12 @@ pub struct Runtime {
     pub(crate) registry: InformerRegistry,
     pub(crate) executor: ActionExecutor,
     pub(crate) slots: ExecutionSlots,
+    sync_timeout: Duration,
 }
 
-/// How long a reload waits for the informers of new watches to list.
-const RELOAD_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a start or a reload waits, by default, for the informers of
+/// its watches to list.
+pub const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Runtime {
     /// A runtime talking to the cluster through `client`, running guest
@@ -135,13 +160,25 @@ impl Runtime {
     /// A runtime whose guest calls run in `slots`.
     pub fn with_slots(client: Client, slots: ExecutionSlots) -> Self {
         let discovery = Discovery::new(client.clone());
-        let registry = InformerRegistry::new(client.clone());
+        let registry = InformerRegistry::new(client.clone()).with_discovery(discovery.clone());
+        let executor = ActionExecutor::new(client, discovery.clone(), registry.clone());
         Self {
-            executor: ActionExecutor::new(client, discovery.clone(), registry.clone()),
             registry,
+            executor,
             discovery,
             slots,
+            sync_timeout: DEFAULT_SYNC_TIMEOUT,
         }
+    }
+
+    /// How long a start or a reload waits for the informers of its watches
+    /// to list (default [`DEFAULT_SYNC_TIMEOUT`], 60 s) before it fails
+    /// with [`StartError::NotSynced`] and the reason of the latest failed
+    /// list.
+    #[must_use]
+    pub fn with_sync_timeout(mut self, timeout: Duration) -> Self {
+        self.sync_timeout = timeout;
+        self
     }
 
     /// The pool of execution slots every guest call of this runtime takes
@@ -168,21 +205,19 @@ impl Runtime {
         &self,
         config: ControllerConfig,
     ) -> Result<RunningController, StartError> {
-        let mut delay = Duration::from_millis(250);
-        loop {
-            match self.start(config.clone()).await {
-                Err(StartError::Discovery { controller, source }) => {
-                    tracing::info!(%controller, error = %source, ?delay, "waiting for a watched kind to be served");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                }
-                other => return other,
-            }
-        }
+        crate::retry::retry_while(
+            || self.start(config.clone()),
+            |error| matches!(error, StartError::Discovery { .. }),
+            |error, delay| {
+                tracing::info!(%error, ?delay, "waiting for a watched kind to be served");
+            },
+        )
+        .await
     }
 
     /// Starts one controller: resolves and checks its watches, subscribes
-    /// to the shared informers, waits for them to sync, queues every
+    /// to the shared informers, waits for them to list (for at most the
+    /// sync timeout, see [`Runtime::with_sync_timeout`]), queues every
     /// primary object and starts the workers.
     pub async fn start(&self, config: ControllerConfig) -> Result<RunningController, StartError> {
         let name = config.guest.name().to_owned();
@@ -213,7 +248,7 @@ impl Runtime {
         });
         // Aborted if this future is dropped before the controller exists.
         let routers = Routers(spawn_routers(&shared, &generation));
-        generation.wait_synced().await;
+        generation.wait_synced(&name, self.sync_timeout).await?;
         routing::queue_all_primaries(&shared, &generation);
         let (worker_target, _) = watch::channel(config.concurrency.max(1));
         let mut controller = RunningController {
@@ -258,9 +293,15 @@ impl Runtime {
                 .discovery
                 .resolve(&watch.api_version, &watch.kind)
                 .await
-                .map_err(|source| StartError::Discovery {
-                    controller: name.clone(),
-                    source,
+                .map_err(|source| match source {
+                    ClusterError::UnknownKind { .. } => StartError::Discovery {
+                        controller: name.clone(),
+                        source,
+                    },
+                    source => StartError::Cluster {
+                        controller: name.clone(),
+                        source,
+                    },
                 })?;
             check_watch(&name, &actor, watch, &resource)?;
             let scopes = scopes(&name, &actor, watch, &resource)?;
@@ -341,12 +382,28 @@ impl Generation {
             .unwrap_or(&self.watched[0])
     }
 
-    async fn wait_synced(&self) {
-        for watched in &self.watched {
-            for informer in &watched.informers {
-                informer.wait_synced().await;
-            }
+    /// Waits for every informer to list, for at most `timeout`.
+    async fn wait_synced(&self, controller: &str, timeout: Duration) -> Result<(), StartError> {
+        let informers = || self.watched.iter().flat_map(|watched| &watched.informers);
+        let all = futures::future::join_all(informers().map(|informer| informer.wait_synced()));
+        if tokio::time::timeout(timeout, all).await.is_ok() {
+            return Ok(());
         }
+        // Name the first informer that has not listed, with why; one that
+        // failed says more than one still waiting.
+        let unsynced: Vec<&Arc<SharedInformer>> = informers()
+            .filter(|informer| !informer.is_synced())
+            .collect();
+        let informer = unsynced
+            .iter()
+            .find(|informer| informer.health().failure.is_some())
+            .or(unsynced.first());
+        Err(StartError::NotSynced {
+            controller: controller.to_owned(),
+            informer: informer.map_or_else(String::new, |informer| informer.describe()),
+            waited: timeout,
+            source: informer.and_then(|informer| informer.health().failure),
+        })
     }
 }
 
@@ -568,17 +625,9 @@ impl RunningController {
         // Aborted on any early return, and if this future is dropped
         // before the swap (a newer version overtook this one).
         let routers = Routers(spawn_routers(&self.shared, &generation));
-        if tokio::time::timeout(RELOAD_SYNC_TIMEOUT, generation.wait_synced())
-            .await
-            .is_err()
-        {
-            return Err(StartError::Scope {
-                controller: name,
-                problem: format!(
-                    "the informers of its new watches did not list within {RELOAD_SYNC_TIMEOUT:?}"
-                ),
-            });
-        }
+        generation
+            .wait_synced(&name, self.runtime.sync_timeout)
+            .await?;
         for reconfigured in [
             self.shared.queue.reconfigure(&config.queue),
             self.shared.maps.reconfigure(&config.queue),

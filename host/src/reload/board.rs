@@ -18,6 +18,10 @@ pub enum Phase {
     Loading,
     /// A watched kind is not served yet; starting again with backoff.
     WaitingForKind,
+    /// The API server could not be reached, or refused a request the start
+    /// needs (401, 403, TLS, a list that did not complete in time): the
+    /// reason is the last error; starting again with backoff.
+    WaitingForCluster,
     /// It serves its declared version.
     Running,
     /// A new version is being loaded; the old one serves meanwhile.

@@ -8,20 +8,23 @@
 //! its module only from its own namespace, and its limits are capped by the
 //! host's tenant limits; its status lists every cut. Each resource's status
 //! follows its controller: `Ready`, `Degraded`, the serving module's digest
-//! and the observed generation.
+//! and the observed generation. Which resources are cluster-scoped comes
+//! from kube's discovery, asked again as [`MAX_AGE`] passes or when a
+//! grant names something it did not find.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use kube::Client;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::discovery::Scope;
 use serde::de::DeserializeOwned;
 use tokio::sync::{broadcast, mpsc};
 
 use super::{Declared, EntryStatus, ModuleSource, Phase, StatusSink, Supervisor};
-use crate::cluster::{InformerEvent, Resource, SharedInformer, StoredObject};
+use crate::cluster::{InformerEvent, MAX_AGE, Resource, SharedInformer, StoredObject};
 use crate::config::{check_settings, is_dns_label};
 use crate::crd::{
     ClusterWasmController, Condition, ControllerSettings, WasmController, WasmControllerStatus,
@@ -123,11 +126,15 @@ struct Watched {
     config_maps: Arc<SharedInformer>,
 }
 
-async fn resolve(supervisor: &Supervisor) -> (Arc<Resource>, Arc<Resource>, Arc<Resource>) {
-    let discovery = supervisor.runtime().discovery().clone();
-    let mut delay = Duration::from_millis(250);
-    loop {
-        let found = async {
+/// The three watched resources, waiting (with backoff) until the cluster
+/// serves them. It returns an error only if the retry gives up, which the
+/// schedule never does.
+async fn resolve(
+    supervisor: &Supervisor,
+) -> Result<(Arc<Resource>, Arc<Resource>, Arc<Resource>), crate::cluster::ClusterError> {
+    let discovery = supervisor.runtime().discovery();
+    crate::retry::retry_while(
+        || async {
             Ok::<_, crate::cluster::ClusterError>((
                 discovery
                     .resolve("paddock.dev/v1alpha1", "WasmController")
@@ -137,21 +144,25 @@ async fn resolve(supervisor: &Supervisor) -> (Arc<Resource>, Arc<Resource>, Arc<
                     .await?,
                 discovery.resolve("v1", "ConfigMap").await?,
             ))
-        }
-        .await;
-        match found {
-            Ok(found) => return found,
-            Err(error) => {
-                tracing::warn!(%error, ?delay, "the WasmController resources are not served; install them with `paddock crd | kubectl apply -f -`");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
+        },
+        // Every failure is waited out: the definitions may be installed,
+        // the cluster may come back.
+        |_| true,
+        |error, delay| {
+            tracing::warn!(%error, ?delay, "the WasmController resources are not served; install them with `paddock crd | kubectl apply -f -`");
+        },
+    )
+    .await
 }
 
 async fn run(supervisor: Supervisor, client: Client, tenant: TenantLimits) {
-    let (namespaced, cluster, config_maps) = resolve(&supervisor).await;
+    let (namespaced, cluster, config_maps) = match resolve(&supervisor).await {
+        Ok(found) => found,
+        Err(error) => {
+            tracing::error!(%error, "the WasmController resources cannot be watched");
+            return;
+        }
+    };
     let registry = supervisor.runtime().informers().clone();
     let watched = Watched {
         namespaced: registry.informer(&namespaced, None),
@@ -709,12 +720,73 @@ impl Declarer {
     }
 }
 
-/// Which resources of the cluster are cluster-scoped, by group, from
-/// discovery (asked once per group).
+/// The least time between two discoveries asked for because a rule names
+/// a group or resource the last one did not find: a rule naming something
+/// that does not exist must not make every pass ask again.
+const SCOPES_MIN_REFRESH: Duration = Duration::from_secs(10);
+
+/// Which resources of the cluster are cluster-scoped, from kube's
+/// discovery of the groups the grants name (of every group, once a rule
+/// names `*`). Asked again when older than [`MAX_AGE`], and when a rule
+/// names a group or resource it did not find (a CRD created since), at
+/// most once per [`SCOPES_MIN_REFRESH`].
 #[derive(Debug, Default)]
 struct Scopes {
-    groups: HashMap<String, Vec<(String, bool)>>,
-    all_groups: Option<Vec<String>>,
+    found: Option<FoundScopes>,
+}
+
+/// One discovery of the cluster's resources.
+struct FoundScopes {
+    discovery: kube::Discovery,
+    at: Instant,
+    /// Whether every group was asked for.
+    all: bool,
+    /// The groups asked for, when not all.
+    groups: BTreeSet<String>,
+}
+
+impl std::fmt::Debug for FoundScopes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FoundScopes")
+            .field("all", &self.all)
+            .field("groups", &self.groups)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FoundScopes {
+    /// `(plural, namespaced)` of every resource of `group`.
+    fn resources(&self, group: &str) -> Vec<(String, bool)> {
+        self.discovery
+            .get(group)
+            .map(|group| {
+                group
+                    .recommended_resources()
+                    .into_iter()
+                    .map(|(resource, capabilities)| {
+                        (resource.plural, capabilities.scope == Scope::Namespaced)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether every group and resource the rules name by name was found.
+    fn knows(&self, grant: &[Rule]) -> bool {
+        grant.iter().all(|rule| {
+            rule.api_groups
+                .iter()
+                .filter(|group| *group != "*")
+                .all(|group| {
+                    let resources = self.resources(group);
+                    !resources.is_empty()
+                        && rule.resources.iter().all(|resource| {
+                            let base = resource.split('/').next().unwrap_or(resource);
+                            base == "*" || resources.iter().any(|(plural, _)| plural == base)
+                        })
+                })
+        })
+    }
 }
 
 impl Scopes {
@@ -725,19 +797,28 @@ impl Scopes {
         client: &Client,
         grant: &[Rule],
     ) -> Vec<(usize, Vec<String>)> {
-        let mut found = Vec::new();
+        self.refresh_for(client, grant).await;
+        let Some(found) = &self.found else {
+            return Vec::new();
+        };
+        let mut cut = Vec::new();
         for (index, rule) in grant.iter().enumerate() {
-            let mut groups: Vec<String> = Vec::new();
+            let mut groups: BTreeSet<String> = BTreeSet::new();
             for group in &rule.api_groups {
                 if group == "*" {
-                    groups.extend(self.every_group(client).await);
+                    groups.extend(
+                        found
+                            .discovery
+                            .groups()
+                            .map(|group| group.name().to_owned()),
+                    );
                 } else {
-                    groups.push(group.clone());
+                    groups.insert(group.clone());
                 }
             }
             let mut names = BTreeSet::new();
             for group in groups {
-                for (plural, namespaced) in self.resources(client, &group).await {
+                for (plural, namespaced) in found.resources(&group) {
                     let matches = rule.resources.iter().any(|resource| {
                         let base = resource.split('/').next().unwrap_or(resource);
                         base == "*" || base == plural
@@ -748,62 +829,66 @@ impl Scopes {
                 }
             }
             if !names.is_empty() {
-                found.push((index, names.into_iter().collect()));
+                cut.push((index, names.into_iter().collect()));
             }
         }
-        found
+        cut
     }
 
-    async fn every_group(&mut self, client: &Client) -> Vec<String> {
-        if self.all_groups.is_none() {
-            let mut groups = vec![String::new()];
-            if let Ok(list) = client.list_api_groups().await {
-                groups.extend(list.groups.into_iter().map(|group| group.name));
-            }
-            self.all_groups = Some(groups);
-        }
-        self.all_groups.clone().unwrap_or_default()
-    }
-
-    async fn resources(&mut self, client: &Client, group: &str) -> Vec<(String, bool)> {
-        if let Some(known) = self.groups.get(group) {
-            return known.clone();
-        }
-        let list = if group.is_empty() {
-            client.list_core_api_resources("v1").await.ok()
-        } else {
-            let version = client
-                .list_api_groups()
-                .await
-                .ok()
-                .and_then(|groups| {
-                    groups
-                        .groups
-                        .into_iter()
-                        .find(|found| found.name == group)
-                        .and_then(|found| {
-                            found
-                                .preferred_version
-                                .or_else(|| found.versions.into_iter().next())
-                        })
-                })
-                .map(|version| version.group_version);
-            match version {
-                Some(version) => client.list_api_group_resources(&version).await.ok(),
-                None => None,
+    /// Asks discovery again when the last answer does not cover the
+    /// grant's groups, is older than [`MAX_AGE`], or misses something the
+    /// grant names (at most once per [`SCOPES_MIN_REFRESH`]). A failed
+    /// discovery keeps the last answer.
+    async fn refresh_for(&mut self, client: &Client, grant: &[Rule]) {
+        let named = || {
+            grant
+                .iter()
+                .flat_map(|rule| &rule.api_groups)
+                .filter(|group| *group != "*")
+                .cloned()
+        };
+        let wants_all = grant
+            .iter()
+            .any(|rule| rule.api_groups.iter().any(|group| group == "*"));
+        let needed = match &self.found {
+            None => true,
+            Some(found) => {
+                let covers =
+                    found.all || (!wants_all && named().all(|group| found.groups.contains(&group)));
+                !covers
+                    || found.at.elapsed() >= MAX_AGE
+                    || (found.at.elapsed() >= SCOPES_MIN_REFRESH && !found.knows(grant))
             }
         };
-        let resources: Vec<(String, bool)> = list
-            .map(|list| {
-                list.resources
-                    .into_iter()
-                    .filter(|resource| !resource.name.contains('/'))
-                    .map(|resource| (resource.name, resource.namespaced))
-                    .collect()
-            })
-            .unwrap_or_default();
-        self.groups.insert(group.to_owned(), resources.clone());
-        resources
+        if !needed {
+            return;
+        }
+        let all = wants_all || self.found.as_ref().is_some_and(|found| found.all);
+        let mut groups: BTreeSet<String> = named().collect();
+        if let Some(found) = &self.found {
+            groups.extend(found.groups.iter().cloned());
+        }
+        let discovery = kube::Discovery::new(client.clone());
+        let discovery = if all {
+            discovery
+        } else {
+            let allow: Vec<&str> = groups.iter().map(String::as_str).collect();
+            discovery.filter(&allow)
+        };
+        match discovery.run().await {
+            Ok(discovery) => {
+                self.found = Some(FoundScopes {
+                    discovery,
+                    at: Instant::now(),
+                    all,
+                    groups,
+                });
+            }
+            Err(error) => {
+                let error = crate::cluster::ClusterError::from_request(error);
+                tracing::warn!(error = %crate::cluster::error_chain(&error), "cannot discover which resources are cluster-scoped; using the last answer");
+            }
+        }
     }
 }
 
@@ -928,6 +1013,14 @@ fn resource_status(status: &EntryStatus, current: &WasmControllerStatus) -> Wasm
                 "WaitingForKind",
                 String::new(),
             ),
+            Phase::WaitingForCluster => (
+                "False",
+                "WaitingForCluster",
+                error.clone(),
+                "False",
+                "WaitingForCluster",
+                String::new(),
+            ),
             Phase::Failed => (
                 "False",
                 "Failed",
@@ -1005,5 +1098,71 @@ mod tests {
         let mut within = 10u32;
         lower_to(&mut cut, "maxActions", &mut within, 100);
         assert_eq!((within, cut.len()), (10, 1));
+    }
+
+    #[tokio::test]
+    async fn a_cluster_scoped_kind_created_later_is_found() {
+        use crate::cluster::tests::{client_for, devcluster};
+
+        let cluster = devcluster().await;
+        let client = client_for(&cluster.kubeconfig_yaml()).await;
+        let grant = vec![Rule::new(&["example.com"], &["gadgets"], &["get", "list"])];
+        let mut scopes = Scopes::default();
+        assert!(scopes.cluster_scoped(&client, &grant).await.is_empty());
+
+        let crds: Api<DynamicObject> = Api::all_with(
+            client.clone(),
+            &kube::core::ApiResource {
+                group: "apiextensions.k8s.io".into(),
+                version: "v1".into(),
+                api_version: "apiextensions.k8s.io/v1".into(),
+                kind: "CustomResourceDefinition".into(),
+                plural: "customresourcedefinitions".into(),
+            },
+        );
+        let crd: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": "gadgets.example.com"},
+            "spec": {
+                "group": "example.com",
+                "scope": "Cluster",
+                "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+                "versions": [{
+                    "name": "v1", "served": true, "storage": true,
+                    "schema": {"openAPIV3Schema": {
+                        "type": "object", "x-kubernetes-preserve-unknown-fields": true
+                    }}
+                }]
+            }
+        }))
+        .expect("a CRD");
+        crds.create(&kube::api::PostParams::default(), &crd)
+            .await
+            .expect("the CRD is created");
+        // As if the last discovery were SCOPES_MIN_REFRESH old: the grant
+        // names a resource it did not find, so it is asked again.
+        if let Some(found) = scopes.found.as_mut() {
+            found.at = Instant::now()
+                .checked_sub(SCOPES_MIN_REFRESH)
+                .expect("the clock is past the refresh interval");
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let cut = scopes.cluster_scoped(&client, &grant).await;
+            if cut == vec![(0, vec!["gadgets".to_owned()])] {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gadgets not found cluster-scoped: {cut:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if let Some(found) = scopes.found.as_mut() {
+                found.at = Instant::now()
+                    .checked_sub(SCOPES_MIN_REFRESH)
+                    .expect("the clock is past the refresh interval");
+            }
+        }
     }
 }

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 
 pub use board::{EntryStatus, Phase, SourceStatus, StatusBoard};
 
+use crate::cluster::error_chain;
 use crate::config::LimitsSpec;
 use crate::controller::{ControllerConfig, LastError, RunningController, Runtime, StartError};
 use crate::grants::Grant;
@@ -328,18 +329,6 @@ impl Supervisor {
     }
 }
 
-/// An error and its causes, on one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 /// Applies the declarations of one controller, latest first, until it is
 /// no longer declared.
 async fn manage(
@@ -498,30 +487,49 @@ async fn apply_version(
 }
 
 /// Starts a controller, waiting (and saying so) while a watched kind is
-/// not served yet.
+/// not served yet or the API server cannot be used: an outage or a
+/// credential being rotated must not leave a declared controller stopped
+/// until someone edits it. Problems of the declaration itself (its grant,
+/// its scope, its queue settings) end the start at once.
 async fn start(
     supervisor: &Supervisor,
     name: &str,
     wanted: &Declared,
     config: ControllerConfig,
 ) -> Result<RunningController, StartError> {
-    let mut delay = Duration::from_millis(250);
-    loop {
-        match supervisor.runtime().start(config.clone()).await {
-            Err(StartError::Discovery { controller, source }) => {
-                let message = format!("waiting for a watched kind to be served: {source}");
-                tracing::info!(%controller, ?delay, "{message}");
-                supervisor.board().update(name, wanted, |status| {
-                    status.phase = Phase::WaitingForKind;
-                    status.last_reload_error = Some(LastError {
-                        at: jiff::Timestamp::now(),
-                        message: message.clone(),
-                    });
+    crate::retry::retry_while(
+        || supervisor.runtime().start(config.clone()),
+        |error| {
+            matches!(
+                error,
+                StartError::Discovery { .. }
+                    | StartError::Cluster { .. }
+                    | StartError::NotSynced { .. }
+            )
+        },
+        |error, delay| {
+            let (phase, message) = match error {
+                StartError::Discovery { source, .. } => (
+                    Phase::WaitingForKind,
+                    format!("waiting for a watched kind to be served: {source}"),
+                ),
+                other => (
+                    Phase::WaitingForCluster,
+                    format!(
+                        "waiting for the cluster: {}; starting again in {delay:?}",
+                        error_chain(other)
+                    ),
+                ),
+            };
+            tracing::info!(controller = %name, ?delay, "{message}");
+            supervisor.board().update(name, wanted, |status| {
+                status.phase = phase;
+                status.last_reload_error = Some(LastError {
+                    at: jiff::Timestamp::now(),
+                    message: message.clone(),
                 });
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-            other => return other,
-        }
-    }
+            });
+        },
+    )
+    .await
 }
