@@ -454,6 +454,11 @@ async fn children_requeue_a_cluster_scoped_owner_and_a_failed_map_is_retried() {
         keeper_data("owner", "kept")
     })
     .await;
+    let unlabelled: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    assert!(
+        unlabelled.get_opt("keeper").await.expect("get").is_none(),
+        "a Namespace outside the watch's label selector is not reconciled"
+    );
 
     // A change to the child must reconcile its cluster-scoped owner, whose
     // queue key has no namespace.
@@ -503,6 +508,20 @@ async fn children_requeue_a_cluster_scoped_owner_and_a_failed_map_is_retried() {
         .expect("create the gate");
     eventually(30, "the retried map to reconcile the Namespace", || {
         keeper_data("secrets", "1")
+    })
+    .await;
+
+    // A deletion reaches the guest as `deleted`, with the last state.
+    namespaces
+        .delete("kept", &Default::default())
+        .await
+        .expect("delete the namespace");
+    eventually(30, "the guest to see the deletion", || async {
+        let events = events_with_reason(&client, "default", "Forgotten").await;
+        events
+            .iter()
+            .any(|event| event.involved_object.name.as_deref() == Some("kept"))
+            .then_some(())
     })
     .await;
     cluster.shutdown().await;

@@ -1,34 +1,56 @@
-//! Records Kubernetes Events on behalf of guests and of the host, through
-//! kube-runtime's `Recorder`: `events.k8s.io/v1` Events with
-//! `reportingController` and `reportingInstance` set and the regarding
-//! object's `uid` filled in (`kubectl describe` finds events by uid), and a
-//! repeat of the same event counted in the first one's `series` (a `patch`)
-//! instead of creating another object.
+//! Records Kubernetes Events on behalf of guests and of the host:
+//! `events.k8s.io/v1` Events with `reportingController` and
+//! `reportingInstance` set and the regarding object's `uid` filled in
+//! (`kubectl describe` finds events by uid).
 //!
-//! Each reporting controller (`paddock-<name>`) has a recorder, and so a
-//! deduplication memory, of its own: one guest's events never count as
-//! repeats of another's.
+//! A repeat of the same event (same reporting controller, object, type,
+//! reason and note) within six minutes is counted in the first one's
+//! `series` with a patch, as client-go's events broadcaster and
+//! kube-runtime's `Recorder` do. Unlike those two, the note is part of what
+//! makes a repeat: a guest's message carries what it did ("scaled to 5"),
+//! and a new message must be seen, as the core/v1 recorder showed it. Each
+//! reporting controller (`paddock-<name>`) keeps its own memory of what it
+//! recorded: one guest's events never count as another's repeats.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::{Event, EventSeries};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Client;
-use kube::api::{Api, DynamicObject};
-use kube::runtime::events::{Event, EventType as KubeEventType, Recorder, Reporter};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 
 use super::{EventType, ObjectRef};
 use crate::cluster::{Discovery, InformerRegistry};
 
-/// The most reporting controllers remembered; past that the recorders are
-/// dropped (a repeat then creates a new Event, as after a restart).
-const REMEMBERED: usize = 1024;
+/// The most events remembered for counting repeats; past that the memory
+/// is cleared (a repeat then creates a new Event, as after a restart).
+const REMEMBERED: usize = 4096;
+
+/// How long a repeat is counted in the first event's series (client-go's
+/// window for a series).
+const SERIES_WINDOW: SignedDuration = SignedDuration::from_mins(6);
 
 /// The longest `note` the API server accepts on an `events.k8s.io/v1` Event.
 const NOTE_LIMIT: usize = 1024;
 
 /// The longest `reason` the API server accepts.
 const REASON_LIMIT: usize = 128;
+
+/// What makes two events the same: the reporting controller, the regarded
+/// object (with its uid), the type, the reason and the note.
+type EventKey = (String, ObjectRef, Option<String>, EventType, String, String);
+
+/// An event recorded, and how often.
+#[derive(Debug, Clone)]
+struct Recorded {
+    namespace: String,
+    name: String,
+    count: i32,
+    last: Timestamp,
+}
 
 /// Records events.
 #[derive(Clone)]
@@ -38,7 +60,7 @@ pub struct EventRecorder {
     registry: InformerRegistry,
     /// This host's name, the `reportingInstance` of its events.
     instance: Arc<str>,
-    recorders: Arc<Mutex<HashMap<String, Recorder>>>,
+    recorded: Arc<Mutex<HashMap<EventKey, Recorded>>>,
 }
 
 impl std::fmt::Debug for EventRecorder {
@@ -63,7 +85,7 @@ impl EventRecorder {
             discovery,
             registry,
             instance: instance.into(),
-            recorders: Arc::default(),
+            recorded: Arc::default(),
         }
     }
 
@@ -99,48 +121,117 @@ impl EventRecorder {
         reason: &str,
         message: &str,
     ) -> Result<(), kube::Error> {
-        let reference = ObjectReference {
-            api_version: Some(regarding.api_version.clone()),
-            kind: Some(regarding.kind.clone()),
-            namespace: regarding.namespace.clone(),
-            name: Some(regarding.name.clone()),
-            uid: self.uid_of(regarding).await,
-            ..ObjectReference::default()
-        };
+        let uid = self.uid_of(regarding).await;
+        let reason = truncate(reason, REASON_LIMIT);
+        let note = truncate(message, NOTE_LIMIT);
+        let key: EventKey = (
+            component.to_owned(),
+            regarding.clone(),
+            uid.clone(),
+            event_type,
+            reason.to_owned(),
+            note.to_owned(),
+        );
+        let now = Timestamp::now();
+        let repeat = self
+            .memory()
+            .get(&key)
+            .filter(|recorded| recorded.last + SERIES_WINDOW > now)
+            .cloned();
+        if let Some(recorded) = repeat {
+            let count = recorded.count + 1;
+            let series = EventSeries {
+                count,
+                last_observed_time: MicroTime(now),
+            };
+            let api: Api<Event> = Api::namespaced(self.client.clone(), &recorded.namespace);
+            let patch = serde_json::json!({"series": series});
+            match api
+                .patch(
+                    &recorded.name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+            {
+                Ok(_) => {
+                    self.remember(
+                        key,
+                        Recorded {
+                            count,
+                            last: now,
+                            ..recorded
+                        },
+                    );
+                    return Ok(());
+                }
+                // The event expired or was deleted: record it anew.
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(error) => return Err(error),
+            }
+        }
+        let namespace = regarding
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let name = format!("{}.{:x}", regarding.name, now.as_nanosecond());
         let event = Event {
-            type_: match event_type {
-                EventType::Normal => KubeEventType::Normal,
-                EventType::Warning => KubeEventType::Warning,
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(namespace.clone()),
+                ..ObjectMeta::default()
             },
-            reason: truncate(reason, REASON_LIMIT).to_owned(),
-            note: Some(truncate(message, NOTE_LIMIT).to_owned()),
-            action: "Reconcile".into(),
-            secondary: None,
+            event_time: Some(MicroTime(now)),
+            action: Some("Reconcile".into()),
+            reason: Some(reason.to_owned()),
+            note: Some(note.to_owned()),
+            type_: Some(
+                match event_type {
+                    EventType::Normal => "Normal",
+                    EventType::Warning => "Warning",
+                }
+                .into(),
+            ),
+            regarding: Some(ObjectReference {
+                api_version: Some(regarding.api_version.clone()),
+                kind: Some(regarding.kind.clone()),
+                namespace: regarding.namespace.clone(),
+                name: Some(regarding.name.clone()),
+                uid,
+                ..ObjectReference::default()
+            }),
+            reporting_controller: Some(component.to_owned()),
+            reporting_instance: Some(self.instance.to_string()),
+            ..Event::default()
         };
-        self.recorder(component).publish(&event, &reference).await
-    }
-
-    /// The recorder of one reporting controller.
-    fn recorder(&self, component: &str) -> Recorder {
-        let mut recorders = self
-            .recorders
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(recorder) = recorders.get(component) {
-            return recorder.clone();
-        }
-        if recorders.len() >= REMEMBERED {
-            recorders.clear();
-        }
-        let recorder = Recorder::new(
-            self.client.clone(),
-            Reporter {
-                controller: component.to_owned(),
-                instance: Some(self.instance.to_string()),
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+        api.create(&PostParams::default(), &event).await?;
+        self.remember(
+            key,
+            Recorded {
+                namespace,
+                name,
+                count: 1,
+                last: now,
             },
         );
-        recorders.insert(component.to_owned(), recorder.clone());
-        recorder
+        Ok(())
+    }
+
+    fn memory(&self) -> std::sync::MutexGuard<'_, HashMap<EventKey, Recorded>> {
+        self.recorded.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn remember(&self, key: EventKey, recorded: Recorded) {
+        let mut memory = self.memory();
+        if memory.len() >= REMEMBERED {
+            let now = Timestamp::now();
+            memory.retain(|_, kept| kept.last + SERIES_WINDOW > now);
+            if memory.len() >= REMEMBERED {
+                memory.clear();
+            }
+        }
+        memory.insert(key, recorded);
     }
 
     /// The uid of the regarded object: from an informer's store when one

@@ -6,6 +6,9 @@
 //! Namespace (`controller: true`), whose data names the owner and counts
 //! the Secrets the cache holds in the namespace.
 //!
+//! A deleted Namespace is answered with a Normal event `Forgotten` (in
+//! `default`, as events about cluster-scoped objects are).
+//!
 //! Secrets are mapped: a changed Secret maps to its namespace's Namespace,
 //! but only once a ConfigMap `gate` exists in that namespace. Until then
 //! `map` traps, as a guest whose lookup is not ready yet would.
@@ -29,7 +32,12 @@ impl Controller for Keeper {
 
     fn reconcile(request: Request) -> Result<Outcome, Error> {
         if request.change == Change::Deleted {
-            return Ok(Outcome::done());
+            // Its ConfigMap went with it; say that the deletion was seen.
+            return Ok(Outcome::done().with(Action::event(
+                request.object.object_ref(),
+                "Forgotten",
+                "the Namespace is gone",
+            )));
         }
         let namespace = request.object;
         let name = namespace.name();
