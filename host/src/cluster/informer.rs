@@ -22,16 +22,19 @@ use kube::Client;
 use kube::api::{ListParams, WatchParams};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use super::discovery::{Discovery, Resource};
 use super::store::{Changes, Store, StoredObject};
 use super::{ClusterError, error_chain};
 use crate::retry::Backoff;
 
-/// How many events a slow subscriber may fall behind before it is told it
-/// lagged (and must re-read the store).
+/// How many events a slow [`SharedInformer::subscribe`] subscriber may fall
+/// behind before it is told it lagged (and must re-read the store).
 const EVENT_BUFFER: usize = 16 * 1024;
+
+/// The subscribers that get every event ([`SharedInformer::subscribe_all`]).
+type Subscribers = Arc<std::sync::Mutex<Vec<mpsc::UnboundedSender<InformerEvent>>>>;
 
 /// Page size of lists.
 const LIST_PAGE: u32 = 500;
@@ -88,6 +91,7 @@ pub struct SharedInformer {
     namespace: Option<String>,
     store: Arc<Store>,
     events: broadcast::Sender<InformerEvent>,
+    subscribers: Subscribers,
     health: watch::Receiver<InformerHealth>,
     stats: Arc<InformerStats>,
     task: tokio::task::JoinHandle<()>,
@@ -116,6 +120,7 @@ impl SharedInformer {
     ) -> Self {
         let store = Arc::new(Store::default());
         let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let subscribers = Subscribers::default();
         let (health_tx, health) = watch::channel(InformerHealth::default());
         let stats = Arc::new(InformerStats::default());
         let reflector = Reflector {
@@ -124,6 +129,7 @@ impl SharedInformer {
             resource: Arc::clone(&resource),
             store: Arc::clone(&store),
             events: events.clone(),
+            subscribers: Arc::clone(&subscribers),
             health: health_tx,
             stats: Arc::clone(&stats),
             unparsed: std::sync::Mutex::default(),
@@ -135,6 +141,7 @@ impl SharedInformer {
             namespace,
             store,
             events,
+            subscribers,
             health,
             stats,
             task,
@@ -183,10 +190,26 @@ impl SharedInformer {
         &self.stats
     }
 
-    /// Changes from now on. Subscribe before reading the store so that no
+    /// Changes from now on, for a subscriber that only needs to know that
+    /// something changed: one that falls behind is told it lagged and must
+    /// re-read the store. Subscribe before reading the store so that no
     /// change falls between the two.
     pub fn subscribe(&self) -> broadcast::Receiver<InformerEvent> {
         self.events.subscribe()
+    }
+
+    /// Every change from now on, for a subscriber that must see each one (a
+    /// controller's router: a deletion it missed would be a `deleted`
+    /// reconcile lost). It never lags: events wait for it, so it must keep
+    /// reading. Subscribe before reading the store so that no change falls
+    /// between the two.
+    pub fn subscribe_all(&self) -> mpsc::UnboundedReceiver<InformerEvent> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        self.subscribers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(sender);
+        receiver
     }
 
     /// Whether the first list has completed.
@@ -209,6 +232,7 @@ struct Reflector {
     resource: Arc<Resource>,
     store: Arc<Store>,
     events: broadcast::Sender<InformerEvent>,
+    subscribers: Subscribers,
     health: watch::Sender<InformerHealth>,
     stats: Arc<InformerStats>,
     /// Keys of unreadable objects already logged.
@@ -268,6 +292,16 @@ struct VersionedMeta {
 }
 
 impl Reflector {
+    /// Sends an event to every subscriber; those that went away are
+    /// dropped.
+    fn publish(&self, event: InformerEvent) {
+        self.subscribers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|subscriber| subscriber.send(event.clone()).is_ok());
+        let _ = self.events.send(event);
+    }
+
     /// Counts an object that cannot be read, and logs it once per key:
     /// lists and watches both skip it, so one bad object neither stops the
     /// informer nor floods the log at every relist.
@@ -399,10 +433,10 @@ impl Reflector {
         };
         let Changes { applied, deleted } = self.store.replace(objects);
         for object in deleted {
-            let _ = self.events.send(InformerEvent::Deleted(object));
+            self.publish(InformerEvent::Deleted(object));
         }
         for object in applied {
-            let _ = self.events.send(InformerEvent::Applied(object));
+            self.publish(InformerEvent::Applied(object));
         }
         self.health.send_replace(InformerHealth {
             synced: true,
@@ -475,10 +509,10 @@ impl Reflector {
                     self.stats.events.fetch_add(1, Ordering::Relaxed);
                     if event.kind == "DELETED" {
                         self.store.remove(&object.key());
-                        let _ = self.events.send(InformerEvent::Deleted(object));
+                        self.publish(InformerEvent::Deleted(object));
                     } else {
                         self.store.apply(Arc::clone(&object));
-                        let _ = self.events.send(InformerEvent::Applied(object));
+                        self.publish(InformerEvent::Applied(object));
                     }
                 }
                 "BOOKMARK" => {
@@ -544,14 +578,21 @@ mod tests {
         axum::Json(list).into_response()
     }
 
-    #[tokio::test]
-    async fn unreadable_objects_are_skipped_counted_and_do_not_stop_the_watch() {
+    /// An informer of ConfigMaps against an API server answering with
+    /// `handler`, and the server's task.
+    async fn informer_of<H, T>(handler: H) -> (SharedInformer, tokio::task::JoinHandle<()>)
+    where
+        H: axum::handler::Handler<T, ()>,
+        T: 'static,
+    {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a port");
         let address = listener.local_addr().expect("an address");
-        let app = axum::Router::new().route("/api/v1/configmaps", axum::routing::get(serve));
-        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let app = axum::Router::new().route("/api/v1/configmaps", axum::routing::get(handler));
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
         let uri: axum::http::Uri = format!("http://{address}").parse().expect("a URI");
         let client = Client::try_from(kube::Config::new(uri)).expect("a client");
         let resource = Arc::new(Resource {
@@ -563,7 +604,67 @@ mod tests {
             namespaced: true,
             subresources: Vec::new(),
         });
-        let informer = SharedInformer::start(client, resource, None);
+        (SharedInformer::start(client, resource, None), server)
+    }
+
+    /// Lists nothing, then watches `BURST` creations at once.
+    const BURST: usize = 20_000;
+
+    async fn burst(
+        Query(query): Query<std::collections::HashMap<String, String>>,
+    ) -> axum::response::Response {
+        if query.get("watch").is_some_and(|watch| watch == "true") {
+            let lines: String = (0..BURST)
+                .map(|index| {
+                    format!(
+                        "{{\"type\":\"ADDED\",\"object\":{{\"metadata\":{{\"name\":\"c{index}\",\"namespace\":\"default\",\"resourceVersion\":\"{}\"}}}}}}\n",
+                        index + 2
+                    )
+                })
+                .collect();
+            let stream = futures::stream::iter([Ok::<_, std::io::Error>(lines)])
+                .chain(futures::stream::pending());
+            return axum::body::Body::from_stream(stream).into_response();
+        }
+        axum::Json(serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMapList",
+            "metadata": {"resourceVersion": "1"}, "items": [],
+        }))
+        .into_response()
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_of_every_event_never_falls_behind() {
+        let (informer, server) = informer_of(burst).await;
+        let mut every = informer.subscribe_all();
+        let mut some = informer.subscribe();
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while informer.store().len() < BURST {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the burst is stored");
+        // Nobody read while the burst arrived: more events than the
+        // broadcast buffer holds.
+        let mut seen = 0;
+        while every.try_recv().is_ok() {
+            seen += 1;
+        }
+        assert_eq!(seen, BURST, "every event waited for the subscriber");
+        assert!(
+            matches!(
+                some.try_recv(),
+                Err(broadcast::error::TryRecvError::Lagged(_))
+            ),
+            "a change subscriber is told it lagged instead"
+        );
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn unreadable_objects_are_skipped_counted_and_do_not_stop_the_watch() {
+        let (informer, server) = informer_of(serve).await;
         tokio::time::timeout(Duration::from_secs(10), async {
             while informer.store().get("default", "after").is_none() {
                 tokio::time::sleep(Duration::from_millis(10)).await;

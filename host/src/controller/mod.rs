@@ -812,12 +812,11 @@ fn spawn_routers(shared: &Arc<Shared>, generation: &Arc<Generation>) -> Vec<Join
     let mut routers = Vec::new();
     for (index, watched) in generation.watched.iter().enumerate() {
         for informer in &watched.informers {
-            let events = informer.subscribe();
+            let events = informer.subscribe_all();
             routers.push(tokio::spawn(routing::route(
                 Arc::clone(shared),
                 Arc::clone(generation),
                 index,
-                Arc::clone(informer),
                 events,
             )));
         }

@@ -8,37 +8,30 @@
 
 use std::sync::Arc;
 
-use tokio::sync::broadcast;
+use tokio::sync::mpsc;
 
 use super::stats::ControllerStats;
 use super::{Generation, Shared};
-use crate::cluster::{InformerEvent, SharedInformer, StoredObject, split_api_version};
+use crate::cluster::{InformerEvent, StoredObject, split_api_version};
 use crate::wasm::Relation;
 
-/// Routes the events of one informer of watch `index` until the stream ends.
+/// Routes the events of one informer of watch `index` until the stream
+/// ends. The subscription gets every event (it never lags, and routing
+/// never waits), so no deletion is lost to a router that fell behind.
 pub(crate) async fn route(
     shared: Arc<Shared>,
     generation: Arc<Generation>,
     index: usize,
-    informer: Arc<SharedInformer>,
-    mut events: broadcast::Receiver<InformerEvent>,
+    mut events: mpsc::UnboundedReceiver<InformerEvent>,
 ) {
-    loop {
-        match events.recv().await {
-            Ok(InformerEvent::Applied(object)) => {
+    while let Some(event) = events.recv().await {
+        match event {
+            InformerEvent::Applied(object) => {
                 route_one(&shared, &generation, index, &object, false);
             }
-            Ok(InformerEvent::Deleted(object)) => {
+            InformerEvent::Deleted(object) => {
                 route_one(&shared, &generation, index, &object, true);
             }
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                // Level-triggered: re-route what the store holds now.
-                tracing::warn!(guest = %shared.name, missed, "fell behind an informer; re-queueing its objects");
-                for object in informer.store().list(None, None) {
-                    route_one(&shared, &generation, index, &object, false);
-                }
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
         }
     }
 }
