@@ -67,13 +67,22 @@ pub async fn cluster() -> (devcluster::DevCluster, kube::Client) {
         devcluster::DevCluster::start(devcluster::Options::new().workload_simulator(true))
             .await
             .expect("the embedded cluster starts");
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(&cluster.kubeconfig_yaml())
-        .expect("the kubeconfig parses");
+    let client = client_for(&cluster.kubeconfig_yaml()).await;
+    (cluster, client)
+}
+
+/// A client as the host builds it ([`paddock::cluster::client`]) from a
+/// kubeconfig's text.
+///
+/// # Panics
+/// When the kubeconfig is unusable.
+pub async fn client_for(kubeconfig: &str) -> kube::Client {
+    let kubeconfig =
+        kube::config::Kubeconfig::from_yaml(kubeconfig).expect("the kubeconfig parses");
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .expect("the kubeconfig is usable");
-    let client = paddock::cluster::client(config).expect("a client");
-    (cluster, client)
+    paddock::cluster::client(config).expect("a client")
 }
 
 /// Waits until `check` answers `Some`, polling every 20 ms, for at most

@@ -11,7 +11,7 @@ use paddock::controller::{ControllerConfig, ControllerStats, RunningController, 
 use paddock::grants::{Grant, Rule};
 use paddock::queue::QueueConfig;
 use paddock::wasm::LoadOptions;
-use paddock_tests::{cluster, engine, eventually, guest};
+use paddock_tests::{client_for, cluster, engine, eventually, guest};
 use serde_json::json;
 
 fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> Rule {
@@ -500,20 +500,11 @@ async fn a_finalizing_guest_sees_a_deletion_made_while_the_host_was_down() {
     cluster.shutdown().await;
 }
 
-/// A client for the embedded cluster from a kubeconfig's text.
-async fn client_for(kubeconfig: &str) -> kube::Client {
-    let kubeconfig =
-        kube::config::Kubeconfig::from_yaml(kubeconfig).expect("the kubeconfig parses");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .expect("the kubeconfig is usable");
-    paddock::cluster::client(config).expect("a client")
-}
-
 /// A forbidden list at start: the host's identity may discover the kind
 /// but not list it. The start does not hang: it fails within the
 /// configured sync timeout, naming the informer and the 403, and through
-/// the supervisor the reason is in `/status`.
+/// the supervisor the controller waits for the cluster with that reason in
+/// `/status`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forbidden_list_at_start_fails_within_the_sync_timeout_with_the_reason() {
     use paddock::cluster::ClusterError;
@@ -551,8 +542,9 @@ async fn a_forbidden_list_at_start_fails_within_the_sync_timeout_with_the_reason
     let message = paddock::cluster::error_chain(&error);
     assert!(message.contains("403"), "{message}");
 
-    // The same through the supervisor and a controllers file: Failed, with
-    // the reason in `/status`.
+    // The same through the supervisor and a controllers file: waiting for
+    // the cluster (started again with backoff), with the reason in
+    // `/status`.
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("controllers.yaml");
     std::fs::write(
