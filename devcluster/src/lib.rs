@@ -60,6 +60,8 @@ mod delete;
 mod discovery;
 mod events;
 mod faults;
+#[doc(hidden)]
+pub mod fuzzing;
 mod gc;
 mod json;
 mod kubeconfig;

@@ -71,12 +71,12 @@ pub(crate) fn render_list(
     out.freeze()
 }
 
-fn encode_continue(rv: u64, ns: &str, name: &str) -> String {
+pub(crate) fn encode_continue(rv: u64, ns: &str, name: &str) -> String {
     let token = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": [ns, name]});
     base64::engine::general_purpose::STANDARD.encode(token.to_string())
 }
 
-fn decode_continue(token: &str) -> Result<(u64, String, String), ApiError> {
+pub(crate) fn decode_continue(token: &str) -> Result<(u64, String, String), ApiError> {
     let bad = || {
         ApiError::bad_request(
             "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",

@@ -13,6 +13,9 @@ pub(crate) enum SelectorError {
     /// A field selector term is malformed.
     #[error("invalid selector: '{0}'; can't understand '{1}'")]
     Field(String, String),
+    /// A field selector value is malformed.
+    #[error("{0}")]
+    Value(String),
     /// The field is not supported for this resource.
     #[error("field label not supported: {0}")]
     UnsupportedField(String),
@@ -31,7 +34,7 @@ enum Op {
 }
 
 /// A parsed label selector; empty matches everything.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct LabelSelector {
     requirements: Vec<(String, Op)>,
 }
@@ -212,7 +215,7 @@ impl LabelSelector {
 }
 
 /// A parsed field selector.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct FieldSelector {
     terms: Vec<(String, bool, String)>,
 }
@@ -250,21 +253,87 @@ fn extra_fields(storage: &str) -> &'static [&'static str] {
     }
 }
 
+/// Splits a field selector on the commas a backslash does not escape.
+fn split_terms(s: &str) -> Vec<&str> {
+    let mut terms = Vec::new();
+    let (mut start, mut escaped) = (0, false);
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            ',' => {
+                terms.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    terms.push(&s[start..]);
+    terms
+}
+
+/// Splits a term at its leftmost operator (`!=`, `==` or `=`), as the API
+/// server does: field, whether it is an equality, value.
+fn split_term(term: &str) -> Option<(&str, bool, &str)> {
+    term.char_indices().find_map(|(i, _)| {
+        let rest = &term[i..];
+        [("!=", false), ("==", true), ("=", true)]
+            .into_iter()
+            .find(|(op, _)| rest.starts_with(op))
+            .map(|(op, equal)| (&term[..i], equal, &rest[op.len()..]))
+    })
+}
+
+/// A field selector value with its escapes (`\\`, `\,`, `\=`) resolved;
+/// an unescaped `,` or `=` or another escape is an error, as in the API
+/// server.
+fn unescape_value(value: &str) -> Result<String, SelectorError> {
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(c @ ('\\' | ',' | '=')) => out.push(c),
+                Some(other) => {
+                    return Err(SelectorError::Value(format!(
+                        "invalid escape sequence: \\{other}"
+                    )));
+                }
+                None => return Err(SelectorError::Value("invalid escape sequence: \\".into())),
+            },
+            ',' | '=' => {
+                return Err(SelectorError::Value(format!(
+                    "invalid field selector: unescaped character '{c}'"
+                )));
+            }
+            c => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
+/// A field selector value with `\\`, `,` and `=` escaped.
+fn escape_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        if matches!(c, '\\' | ',' | '=') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 impl FieldSelector {
-    /// Parses the `fieldSelector` query parameter for the resource stored under `storage`.
+    /// Parses the `fieldSelector` query parameter for the resource stored under `storage`:
+    /// terms split on unescaped commas, each split at its leftmost operator, values unescaped.
     pub(crate) fn parse(s: &str, storage: &str) -> Result<Self, SelectorError> {
         let mut terms = Vec::new();
-        if s.trim().is_empty() {
-            return Ok(Self { terms });
-        }
-        for term in s.split(',') {
-            let (field, equal, value) = if let Some((f, v)) = term.split_once("!=") {
-                (f, false, v)
-            } else if let Some((f, v)) = term.split_once("==") {
-                (f, true, v)
-            } else if let Some((f, v)) = term.split_once('=') {
-                (f, true, v)
-            } else {
+        for term in split_terms(s) {
+            if term.trim().is_empty() {
+                continue;
+            }
+            let Some((field, equal, value)) = split_term(term) else {
                 return Err(SelectorError::Field(s.to_owned(), term.to_owned()));
             };
             let field = field.trim();
@@ -274,7 +343,7 @@ impl FieldSelector {
             {
                 return Err(SelectorError::UnsupportedField(field.to_owned()));
             }
-            terms.push((field.to_owned(), equal, value.trim().to_owned()));
+            terms.push((field.to_owned(), equal, unescape_value(value.trim())?));
         }
         Ok(Self { terms })
     }
@@ -305,6 +374,42 @@ impl FieldSelector {
             };
             (actual == *value) == *equal
         })
+    }
+}
+
+/// The selector in its canonical text, which parses back to it.
+impl std::fmt::Display for LabelSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (index, (key, op)) in self.requirements.iter().enumerate() {
+            if index > 0 {
+                f.write_str(",")?;
+            }
+            match op {
+                Op::Exists => write!(f, "{key}")?,
+                Op::NotExists => write!(f, "!{key}")?,
+                Op::Equals(v) => write!(f, "{key}={v}")?,
+                Op::NotEquals(v) => write!(f, "{key}!={v}")?,
+                Op::In(vs) => write!(f, "{key} in ({})", vs.join(","))?,
+                Op::NotIn(vs) => write!(f, "{key} notin ({})", vs.join(","))?,
+                Op::Gt(n) => write!(f, "{key}>{n}")?,
+                Op::Lt(n) => write!(f, "{key}<{n}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The selector in its canonical text (values escaped), which parses back to it.
+impl std::fmt::Display for FieldSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (index, (field, equal, value)) in self.terms.iter().enumerate() {
+            if index > 0 {
+                f.write_str(",")?;
+            }
+            let op = if *equal { "=" } else { "!=" };
+            write!(f, "{field}{op}{}", escape_value(value))?;
+        }
+        Ok(())
     }
 }
 
@@ -349,5 +454,40 @@ mod tests {
         assert!(s.matches(pod.as_object().unwrap()));
         assert!(FieldSelector::parse("spec.foo=a", "/configmaps").is_err());
         assert!(FieldSelector::parse("metadata.name", "/configmaps").is_err());
+    }
+
+    #[test]
+    fn field_selectors_split_at_the_leftmost_operator_and_unescape_values() {
+        let cm = |name: &str| {
+            json!({"metadata": {"name": name}})
+                .as_object()
+                .cloned()
+                .unwrap()
+        };
+        // The API server splits at the leftmost operator: here `==`, so the
+        // value is `a!\=b`, that is `a!=b`. (This was split at `!=` and refused
+        // as the field `metadata.name==a`.)
+        let s = FieldSelector::parse(r"metadata.name==a!\=b", "/configmaps").unwrap();
+        assert!(s.matches(&cm("a!=b")));
+        assert_eq!(s.to_string(), r"metadata.name=a!\=b");
+        // Escaped commas stay in the value; an empty term is skipped.
+        let s = FieldSelector::parse(r"metadata.name=a\,b\\c,", "/configmaps").unwrap();
+        assert!(s.matches(&cm(r"a,b\c")));
+        assert_eq!(s.to_string(), r"metadata.name=a\,b\\c");
+        for bad in [
+            r"metadata.name=a=b",
+            r"metadata.name=a\",
+            r"metadata.name=a\x",
+        ] {
+            assert!(FieldSelector::parse(bad, "/configmaps").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn selectors_render_to_text_that_parses_back() {
+        let text = "a=b,!c,d!=,e in (f,),g notin (h),i>-3,j<4,k";
+        let s = LabelSelector::parse(text).unwrap();
+        assert_eq!(s.to_string(), "a=b,!c,d!=,e in (f,),g notin (h),i>-3,j<4,k");
+        assert_eq!(LabelSelector::parse(&s.to_string()).unwrap(), s);
     }
 }

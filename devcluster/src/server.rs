@@ -62,7 +62,7 @@ fn plain_not_found() -> Response {
         .into_response()
 }
 
-fn query_of(uri: &http::Uri) -> Query {
+pub(crate) fn query_of(uri: &http::Uri) -> Query {
     let map = axum::extract::Query::<HashMap<String, String>>::try_from_uri(uri)
         .map(|q| q.0)
         .unwrap_or_default();
@@ -84,7 +84,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         return crate::admin::handle(&shared, &parts.method, rest, &body);
     }
     let q = query_of(&parts.uri);
-    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let segs = segments(&path);
     let reg = shared.core.lock().registry.clone();
     let accept = parts
         .headers
@@ -128,29 +128,23 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             },
         };
     }
-    let (group, version, rest) = match segs.as_slice() {
-        ["api", v, rest @ ..] => ("", *v, rest),
-        ["apis", g, v, rest @ ..] => (*g, *v, rest),
-        _ => return plain_not_found(),
+    let Some(ResourcePath {
+        group,
+        version,
+        watch: watch_prefix,
+        namespace,
+        plural,
+        name,
+        subresource: sub,
+    }) = ResourcePath::parse(&segs)
+    else {
+        return plain_not_found();
     };
-    let (watch_prefix, rest) = match rest {
-        ["watch", rest @ ..] => (true, rest),
-        _ => (false, rest),
-    };
-    let (namespace, rest) = match rest {
-        ["namespaces", ns, rest @ ..]
-            if rest.len() > 1 || (rest.len() == 1 && !matches!(rest[0], "status" | "finalize")) =>
-        {
-            (Some((*ns).to_owned()), rest)
-        }
-        _ => (None, rest),
-    };
-    let (plural, name, sub) = match rest {
-        [p] => (*p, None, None),
-        [p, n] => (*p, Some((*n).to_owned()), None),
-        [p, n, s] => (*p, Some((*n).to_owned()), Some((*s).to_owned())),
-        _ => return plain_not_found(),
-    };
+    let (namespace, name, sub) = (
+        namespace.map(str::to_owned),
+        name.map(str::to_owned),
+        sub.map(str::to_owned),
+    );
     let Some(res) = reg.find(group, version, plural) else {
         if !reg.serves_group_version(group, version) && reg.serves_group(group) {
             return error(&ApiError::path_not_found());
@@ -295,6 +289,95 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             tracing::debug!(verb, resource = %target.res.plural, code = e.code, message = %e.message, "request failed");
             error(&e)
         }
+    }
+}
+
+/// The non-empty segments of a request path.
+pub(crate) fn segments(path: &str) -> Vec<&str> {
+    path.split('/').filter(|s| !s.is_empty()).collect()
+}
+
+/// What a resource request's path names, before the registry is asked:
+/// `/api/{version}` or `/apis/{group}/{version}`, then optionally `watch`,
+/// `namespaces/{namespace}`, and `{plural}[/{name}[/{subresource}]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ResourcePath<'a> {
+    /// The API group, `""` for the core group.
+    pub(crate) group: &'a str,
+    /// The version.
+    pub(crate) version: &'a str,
+    /// Whether the path starts with the legacy `watch` segment.
+    pub(crate) watch: bool,
+    /// The namespace, for a namespaced request.
+    pub(crate) namespace: Option<&'a str>,
+    /// The resource's plural name.
+    pub(crate) plural: &'a str,
+    /// The object's name.
+    pub(crate) name: Option<&'a str>,
+    /// The subresource.
+    pub(crate) subresource: Option<&'a str>,
+}
+
+impl<'a> ResourcePath<'a> {
+    /// Reads the segments of a resource request's path; `None` when they
+    /// name no resource (a 404).
+    pub(crate) fn parse(segs: &[&'a str]) -> Option<Self> {
+        let (group, version, rest) = match segs {
+            ["api", v, rest @ ..] => ("", *v, rest),
+            ["apis", g, v, rest @ ..] => (*g, *v, rest),
+            _ => return None,
+        };
+        let (watch, rest) = match rest {
+            ["watch", rest @ ..] => (true, rest),
+            _ => (false, rest),
+        };
+        // `namespaces/{name}/status` and `/finalize` are subresources of a
+        // Namespace, not a resource inside one.
+        let (namespace, rest) = match rest {
+            ["namespaces", ns, rest @ ..]
+                if rest.len() > 1
+                    || (rest.len() == 1 && !matches!(rest[0], "status" | "finalize")) =>
+            {
+                (Some(*ns), rest)
+            }
+            _ => (None, rest),
+        };
+        let (plural, name, subresource) = match rest {
+            [p] => (*p, None, None),
+            [p, n] => (*p, Some(*n), None),
+            [p, n, s] => (*p, Some(*n), Some(*s)),
+            _ => return None,
+        };
+        Some(Self {
+            group,
+            version,
+            watch,
+            namespace,
+            plural,
+            name,
+            subresource,
+        })
+    }
+
+    /// The path this names, as [`ResourcePath::parse`] reads it.
+    pub(crate) fn to_path(&self) -> String {
+        let mut path = match self.group {
+            "" => format!("/api/{}", self.version),
+            group => format!("/apis/{group}/{}", self.version),
+        };
+        let parts = [
+            self.watch.then_some("watch"),
+            self.namespace.map(|_| "namespaces"),
+            self.namespace,
+            Some(self.plural),
+            self.name,
+            self.subresource,
+        ];
+        for part in parts.into_iter().flatten() {
+            path.push('/');
+            path.push_str(part);
+        }
+        path
     }
 }
 

@@ -1,8 +1,7 @@
 //! Identity end to end: ServiceAccount tokens, client certificates, RBAC, impersonation and the
 //! access reviews, driven with the real kubectl (which must be on PATH) and kube-rs.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+mod common;
 
 use anyhow::{Context, Result, bail, ensure};
 use devcluster::{DevCluster, Options};
@@ -11,57 +10,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ServiceAccount};
 use kube::api::{Api, PostParams};
 use kube::{Client, Config};
 use serde_json::json;
-use tokio::process::Command;
 
-const WAIT: Duration = Duration::from_secs(20);
-
-/// kubectl with one kubeconfig.
-struct Kubectl {
-    kubeconfig: PathBuf,
-}
-
-impl Kubectl {
-    fn new(dir: &Path, name: &str, yaml: &str) -> Result<Self> {
-        let kubeconfig = dir.join(name);
-        std::fs::write(&kubeconfig, yaml).with_context(|| format!("writing {name}"))?;
-        Ok(Self { kubeconfig })
-    }
-
-    /// Runs kubectl; returns (success, stdout, stderr). A missing kubectl fails the test.
-    async fn try_run(&self, args: &[&str]) -> Result<(bool, String, String)> {
-        let mut cmd = Command::new("kubectl");
-        cmd.arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .kill_on_drop(true);
-        let out = tokio::time::timeout(WAIT, cmd.output())
-            .await
-            .with_context(|| format!("kubectl {args:?} timed out"))?
-            .context("kubectl must be on PATH for these tests")?;
-        Ok((
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        ))
-    }
-
-    async fn run(&self, args: &[&str]) -> Result<String> {
-        let (ok, stdout, stderr) = self.try_run(args).await?;
-        if !ok {
-            bail!("kubectl {args:?} failed: {stderr}");
-        }
-        Ok(stdout)
-    }
-
-    /// Runs kubectl expecting it to fail; returns stderr.
-    async fn refused(&self, args: &[&str]) -> Result<String> {
-        let (ok, stdout, stderr) = self.try_run(args).await?;
-        if ok {
-            bail!("kubectl {args:?} succeeded but should have been refused: {stdout}");
-        }
-        Ok(stderr)
-    }
-}
+use common::Kubectl;
 
 async fn connect(yaml: &str) -> Result<Client> {
     let kc = kube::config::Kubeconfig::from_yaml(yaml)?;

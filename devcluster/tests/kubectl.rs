@@ -1,16 +1,15 @@
-//! Drives the devcluster with the real `kubectl` (skipped, with a message, when it is not on PATH).
+//! Drives the devcluster with the real `kubectl`, which must be on PATH.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use devcluster::{DevCluster, Options};
-use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 
-const WAIT: Duration = Duration::from_secs(20);
+use common::{Kubectl, WAIT};
 
 const CRD: &str = r#"
 apiVersion: apiextensions.k8s.io/v1
@@ -46,75 +45,18 @@ metadata: {name: w1}
 spec: {replicas: 5}
 "#;
 
-fn kubectl_on_path() -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join("kubectl").is_file()))
-}
-
-struct Kubectl {
-    kubeconfig: PathBuf,
-    dir: PathBuf,
-}
-
-impl Kubectl {
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("kubectl");
-        cmd.arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .current_dir(&self.dir)
-            .kill_on_drop(true);
-        cmd
-    }
-
-    /// Runs kubectl; returns (success, stdout, stderr).
-    async fn try_run(&self, args: &[&str]) -> Result<(bool, String, String)> {
-        let out = tokio::time::timeout(WAIT, self.command(args).output())
-            .await
-            .with_context(|| format!("kubectl {args:?} timed out"))??;
-        Ok((
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        ))
-    }
-
-    async fn run(&self, args: &[&str]) -> Result<String> {
-        let (ok, stdout, stderr) = self.try_run(args).await?;
-        if !ok {
-            bail!("kubectl {args:?} failed: {stderr}");
-        }
-        Ok(stdout)
-    }
-
-    async fn json(&self, args: &[&str]) -> Result<Value> {
-        let mut all = args.to_vec();
-        all.extend(["-o", "json"]);
-        Ok(serde_json::from_str(&self.run(&all).await?)?)
-    }
-}
-
 fn write(dir: &Path, name: &str, text: &str) -> Result<()> {
     std::fs::write(dir.join(name), text).with_context(|| format!("writing {name}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_applies_gets_scales_patches_watches_and_deletes() -> Result<()> {
-    if !kubectl_on_path() {
-        println!("skipping: kubectl is not on PATH");
-        return Ok(());
-    }
     let dev = DevCluster::start(Options::new()).await?;
     let dir = tempfile::tempdir()?;
-    let kubeconfig = dir.path().join("kubeconfig");
-    dev.write_kubeconfig(&kubeconfig)?;
     write(dir.path(), "crd.yaml", CRD)?;
     write(dir.path(), "widget.yaml", WIDGET)?;
     write(dir.path(), "applied.yaml", APPLIED)?;
-    let k = Kubectl {
-        kubeconfig,
-        dir: dir.path().to_owned(),
-    };
+    let k = Kubectl::new(dir.path(), "kubeconfig", &dev.kubeconfig_yaml())?;
 
     let namespaces = k.run(&["get", "namespaces", "-o", "name"]).await?;
     assert!(namespaces.contains("namespace/kube-system"), "{namespaces}");

@@ -24,6 +24,8 @@ pub mod cluster;
 pub mod config;
 pub mod controller;
 pub mod crd;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grants;
 pub mod harness;
 pub mod ops;

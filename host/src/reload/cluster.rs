@@ -25,7 +25,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::{Declared, EntryStatus, ModuleSource, Phase, StatusSink, Supervisor};
 use crate::cluster::{InformerEvent, MAX_AGE, Resource, SharedInformer, StoredObject};
-use crate::config::{check_settings, is_dns_label};
+use crate::config::{LimitsSpec, check_settings, is_dns_label};
 use crate::crd::{
     ClusterWasmController, Condition, ControllerSettings, WasmController, WasmControllerStatus,
 };
@@ -34,6 +34,9 @@ use crate::wasm::compile_cache::digest;
 
 /// The name of this source in the supervisor.
 const SOURCE: &str = "cluster";
+
+/// The problem of a module given both or neither way.
+const ONE_MODULE_SOURCE: &str = "spec.module: give exactly one of `configMap` (a ConfigMap key holding the component) and `inline` (the component, base64)";
 
 /// How long to wait for more changes before declaring again.
 const SETTLE: Duration = Duration::from_millis(10);
@@ -549,17 +552,7 @@ impl Declarer {
         let mut namespaces = spec.settings.namespaces.clone();
         let mut limits = spec.settings.limits;
         if let Some(own) = &spec.namespace {
-            let others: Vec<&String> = namespaces.iter().filter(|ns| *ns != own).collect();
-            if !others.is_empty() {
-                cut.push(format!(
-                    "spec.namespaces: {} (a WasmController works only in its own namespace, {own})",
-                    others
-                        .iter()
-                        .map(|ns| ns.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
+            cut.extend(namespaces_cut(own, &namespaces));
             namespaces = vec![own.clone()];
             let scoped = self
                 .scopes
@@ -571,63 +564,7 @@ impl Declarer {
                     resources.join(", ")
                 ));
             }
-            let tenant = self.tenant;
-            let cut = &mut cut;
-            lower_to(
-                cut,
-                "memoryMiB",
-                &mut limits.memory_mib,
-                tenant.max_memory_mib,
-            );
-            lower_to(
-                cut,
-                "deadlineMs",
-                &mut limits.deadline_ms,
-                tenant.max_deadline_ms,
-            );
-            lower_to(
-                cut,
-                "concurrency",
-                &mut limits.concurrency,
-                tenant.max_concurrency,
-            );
-            lower_to(
-                cut,
-                "maxActions",
-                &mut limits.max_actions,
-                tenant.max_actions,
-            );
-            lower_to(
-                cut,
-                "maxAnswerBytes",
-                &mut limits.max_answer_bytes,
-                tenant.max_answer_bytes,
-            );
-            lower_to(
-                cut,
-                "maxLogLineBytes",
-                &mut limits.max_log_line_bytes,
-                tenant.max_log_line_bytes,
-            );
-            lower_to(
-                cut,
-                "maxLogBytesPerCall",
-                &mut limits.max_log_bytes_per_call,
-                tenant.max_log_bytes_per_call,
-            );
-            lower_to(
-                cut,
-                "logLinesPerSecond",
-                &mut limits.log_lines_per_second,
-                tenant.max_log_lines_per_second,
-            );
-            if limits.min_requeue_ms < tenant.min_requeue_ms {
-                cut.push(format!(
-                    "spec.limits.minRequeueMs: {} raised to the host's tenant floor {}",
-                    limits.min_requeue_ms, tenant.min_requeue_ms
-                ));
-                limits.min_requeue_ms = tenant.min_requeue_ms;
-            }
+            limits = cap_limits(limits, &self.tenant, &mut cut);
         }
         check_settings(
             &namespaces,
@@ -660,19 +597,20 @@ impl Declarer {
     /// The module's bytes and digest.
     fn module(&mut self, spec: &Spec, watched: &Watched) -> Result<(ModuleSource, String), String> {
         let base64 = base64::engine::general_purpose::STANDARD;
-        match (&spec.settings.module.config_map, &spec.settings.module.inline) {
-            (Some(_), Some(_)) | (None, None) => Err(
-                "spec.module: give exactly one of `configMap` (a ConfigMap key holding the component) and `inline` (the component, base64)".into(),
-            ),
+        match (
+            &spec.settings.module.config_map,
+            &spec.settings.module.inline,
+        ) {
+            (Some(_), Some(_)) | (None, None) => Err(ONE_MODULE_SOURCE.into()),
             (None, Some(inline)) => {
                 let origin = format!("{} spec.module.inline", spec.origin());
-                let source = (format!("{}/inline", spec.uid), spec.resource_version.clone());
-                let (found, bytes) = self.modules.get_or_decode(&spec.controller_name(), source, || {
-                    let compact: String = inline.chars().filter(|c| !c.is_whitespace()).collect();
-                    base64
-                        .decode(compact)
-                        .map_err(|error| format!("spec.module.inline is not valid base64 ({error}); encode the component with `base64 -w0 guest.wasm`"))
-                })?;
+                let source = (
+                    format!("{}/inline", spec.uid),
+                    spec.resource_version.clone(),
+                );
+                let (found, bytes) =
+                    self.modules
+                        .get_or_decode(&spec.controller_name(), source, || decode_inline(inline))?;
                 Ok((ModuleSource::Bytes { origin, bytes }, found))
             }
             (Some(reference), None) => {
@@ -689,15 +627,21 @@ impl Declarer {
                     }
                 };
                 if !is_dns_label(&namespace) {
-                    return Err(format!("spec.module.configMap.namespace: `{namespace}` is not a namespace name"));
+                    return Err(format!(
+                        "spec.module.configMap.namespace: `{namespace}` is not a namespace name"
+                    ));
                 }
-                let Some(config_map) = watched.config_maps.store().get(&namespace, &reference.name) else {
+                let Some(config_map) = watched.config_maps.store().get(&namespace, &reference.name)
+                else {
                     return Err(format!(
                         "spec.module.configMap: ConfigMap {namespace}/{} does not exist; create it with `kubectl create configmap {} -n {namespace} --from-file={}=guest.wasm`",
                         reference.name, reference.name, reference.key
                     ));
                 };
-                let origin = format!("ConfigMap {namespace}/{} key {}", reference.name, reference.key);
+                let origin = format!(
+                    "ConfigMap {namespace}/{} key {}",
+                    reference.name, reference.key
+                );
                 let source = (origin.clone(), config_map.resource_version.to_string());
                 let (found, bytes) = self.modules.get_or_decode(&spec.controller_name(), source, || {
                     let value: serde_json::Value = serde_json::from_str(&config_map.json)
@@ -718,6 +662,158 @@ impl Declarer {
             }
         }
     }
+}
+
+/// What a tenant's `spec.namespaces` loses: every namespace but its own.
+fn namespaces_cut(own: &str, namespaces: &[String]) -> Option<String> {
+    let others: Vec<&str> = namespaces
+        .iter()
+        .map(String::as_str)
+        .filter(|ns| *ns != own)
+        .collect();
+    (!others.is_empty()).then(|| {
+        format!(
+            "spec.namespaces: {} (a WasmController works only in its own namespace, {own})",
+            others.join(", ")
+        )
+    })
+}
+
+/// A tenant's limits capped by the host's tenant limits (and its
+/// `minRequeueMs` raised to the floor), each change said in `cut`.
+fn cap_limits(mut limits: LimitsSpec, tenant: &TenantLimits, cut: &mut Vec<String>) -> LimitsSpec {
+    lower_to(
+        cut,
+        "memoryMiB",
+        &mut limits.memory_mib,
+        tenant.max_memory_mib,
+    );
+    lower_to(
+        cut,
+        "deadlineMs",
+        &mut limits.deadline_ms,
+        tenant.max_deadline_ms,
+    );
+    lower_to(
+        cut,
+        "concurrency",
+        &mut limits.concurrency,
+        tenant.max_concurrency,
+    );
+    lower_to(
+        cut,
+        "maxActions",
+        &mut limits.max_actions,
+        tenant.max_actions,
+    );
+    lower_to(
+        cut,
+        "maxAnswerBytes",
+        &mut limits.max_answer_bytes,
+        tenant.max_answer_bytes,
+    );
+    lower_to(
+        cut,
+        "maxLogLineBytes",
+        &mut limits.max_log_line_bytes,
+        tenant.max_log_line_bytes,
+    );
+    lower_to(
+        cut,
+        "maxLogBytesPerCall",
+        &mut limits.max_log_bytes_per_call,
+        tenant.max_log_bytes_per_call,
+    );
+    lower_to(
+        cut,
+        "logLinesPerSecond",
+        &mut limits.log_lines_per_second,
+        tenant.max_log_lines_per_second,
+    );
+    if limits.min_requeue_ms < tenant.min_requeue_ms {
+        cut.push(format!(
+            "spec.limits.minRequeueMs: {} raised to the host's tenant floor {}",
+            limits.min_requeue_ms, tenant.min_requeue_ms
+        ));
+        limits.min_requeue_ms = tenant.min_requeue_ms;
+    }
+    limits
+}
+
+/// Decodes a `spec.module.inline` component (base64, whitespace ignored).
+fn decode_inline(inline: &str) -> Result<Vec<u8>, String> {
+    let compact: String = inline.chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .map_err(|error| {
+            format!(
+                "spec.module.inline is not valid base64 ({error}); encode the component with `base64 -w0 guest.wasm`"
+            )
+        })
+}
+
+/// What a resource declares without asking the cluster anything: its
+/// settings after tenancy (minus the cluster-scoped-rights cut, which needs
+/// discovery) and its inline module. The fuzz targets' way in.
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq)]
+pub struct OfflineDeclaration {
+    /// The settings as read, before tenancy.
+    pub settings: ControllerSettings,
+    /// The namespaces it works in.
+    pub namespaces: Vec<String>,
+    /// Its limits, capped for a tenant.
+    pub limits: LimitsSpec,
+    /// What tenancy cut.
+    pub cut: Vec<String>,
+    /// The inline module's bytes, if the module is inline.
+    pub inline_module: Option<Vec<u8>>,
+}
+
+/// Reads a stored `WasmController` (namespaced) or `ClusterWasmController`
+/// and declares it as far as that needs no cluster: the same steps as
+/// [`Declarer`] takes, in the same functions.
+#[doc(hidden)]
+pub fn declare_offline(
+    object: &StoredObject,
+    tenant: &TenantLimits,
+) -> Result<OfflineDeclaration, String> {
+    let spec = if object.namespace.is_empty() {
+        read::<ClusterWasmController>(object, |resource| resource.spec.settings)
+    } else {
+        read::<WasmController>(object, |resource| resource.spec.settings)
+    }
+    .map_err(|unreadable| unreadable.problem)?;
+    let mut cut = Vec::new();
+    let mut namespaces = spec.settings.namespaces.clone();
+    let mut limits = spec.settings.limits;
+    if let Some(own) = &spec.namespace {
+        cut.extend(namespaces_cut(own, &namespaces));
+        namespaces = vec![own.clone()];
+        limits = cap_limits(limits, tenant, &mut cut);
+    }
+    check_settings(
+        &namespaces,
+        &spec.settings.grant,
+        &limits,
+        &spec.settings.queue,
+    )
+    .map_err(|(field, problem)| format!("spec.{field}: {problem}"))?;
+    let module = &spec.settings.module;
+    let inline_module = match (&module.config_map, &module.inline) {
+        (Some(_), Some(_)) | (None, None) => {
+            return Err(ONE_MODULE_SOURCE.into());
+        }
+        (None, Some(inline)) => Some(decode_inline(inline)?),
+        (Some(_), None) => None,
+    };
+    Ok(OfflineDeclaration {
+        settings: spec.settings.clone(),
+        namespaces,
+        limits,
+        cut,
+        inline_module,
+    })
 }
 
 /// The least time between two discoveries asked for because a rule names

@@ -1,0 +1,4 @@
+//! Fuzzes guest_output; the checks live in `paddock::fuzzing` so the corpus replay test runs the same ones.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| paddock::fuzzing::guest_output(data));
