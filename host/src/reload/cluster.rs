@@ -566,13 +566,7 @@ impl Declarer {
             }
             limits = cap_limits(limits, &self.tenant, &mut cut);
         }
-        check_settings(
-            &namespaces,
-            &spec.settings.grant,
-            &limits,
-            &spec.settings.queue,
-        )
-        .map_err(|(field, problem)| format!("spec.{field}: {problem}"))?;
+        check_spec(&spec.settings, &namespaces, &limits)?;
         let (module, module_digest) = self.module(spec, watched)?;
         Ok(Declared {
             name: spec.controller_name(),
@@ -662,6 +656,17 @@ impl Declarer {
             }
         }
     }
+}
+
+/// Checks a resource's settings as tenancy left them (its namespaces and
+/// limits), naming the field under `spec.` in the error.
+fn check_spec(
+    settings: &ControllerSettings,
+    namespaces: &[String],
+    limits: &LimitsSpec,
+) -> Result<(), String> {
+    check_settings(namespaces, &settings.grant, limits, &settings.queue)
+        .map_err(|(field, problem)| format!("spec.{field}: {problem}"))
 }
 
 /// What a tenant's `spec.namespaces` loses: every namespace but its own.
@@ -792,13 +797,7 @@ pub fn declare_offline(
         namespaces = vec![own.clone()];
         limits = cap_limits(limits, tenant, &mut cut);
     }
-    check_settings(
-        &namespaces,
-        &spec.settings.grant,
-        &limits,
-        &spec.settings.queue,
-    )
-    .map_err(|(field, problem)| format!("spec.{field}: {problem}"))?;
+    check_spec(&spec.settings, &namespaces, &limits)?;
     let module = &spec.settings.module;
     let inline_module = match (&module.config_map, &module.inline) {
         (Some(_), Some(_)) | (None, None) => {
