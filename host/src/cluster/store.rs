@@ -48,12 +48,70 @@ pub struct StoredObject {
 
 #[derive(Deserialize)]
 struct Head<'a> {
-    #[serde(default, borrow, rename = "apiVersion")]
-    api_version: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    kind: Option<Cow<'a, str>>,
+    /// Raw, so that a present `null` is told from an absent field.
+    #[serde(default, borrow, rename = "apiVersion", deserialize_with = "present")]
+    api_version: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    kind: Option<&'a RawValue>,
     #[serde(borrow)]
     metadata: Metadata<'a>,
+}
+
+/// A field that is there, `null` included (`Option` alone reads `null` as absent).
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(deserializer).map(Some)
+}
+
+/// Reads every value of a JSON document and keeps none: the check that it
+/// parses into a `serde_json::Value` (numbers such as `1e400` do not),
+/// without building one.
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(CheckedVisitor)
+    }
+}
+
+struct CheckedVisitor;
+
+impl<'de> serde::de::Visitor<'de> for CheckedVisitor {
+    type Value = Checked;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_unit<E>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, Checked>()?
+            .is_some()
+        {}
+        Ok(Checked)
+    }
 }
 
 #[derive(Deserialize)]
@@ -103,10 +161,13 @@ impl StoredObject {
         } else {
             raw.get()
         };
+        serde_json::from_str::<Checked>(text)?;
         let head: Head<'_> = serde_json::from_str(text)?;
-        let json: Box<str> = if head.api_version.is_some() && head.kind.is_some() {
+        let is_string =
+            |field: Option<&RawValue>| field.is_some_and(|raw| raw.get().starts_with('"'));
+        let json: Box<str> = if is_string(head.api_version) && is_string(head.kind) {
             text.into()
-        } else {
+        } else if head.api_version.is_none() && head.kind.is_none() {
             let rest = text
                 .trim_start()
                 .strip_prefix('{')
@@ -119,6 +180,15 @@ impl StoredObject {
                 serde_json::Value::from(kind)
             )
             .into()
+        } else {
+            // One of them present but not a string (`null`, say): written
+            // over, never written twice.
+            let mut value: serde_json::Value = serde_json::from_str(text)?;
+            if let Some(fields) = value.as_object_mut() {
+                fields.insert("apiVersion".to_owned(), api_version.into());
+                fields.insert("kind".to_owned(), kind.into());
+            }
+            serde_json::to_string(&value)?.into()
         };
         let metadata = head.metadata;
         let controller = metadata.owner_references.and_then(|owners| {
@@ -359,6 +429,33 @@ mod tests {
         );
         assert!(!object.json.contains("managedFields"), "{}", object.json);
         assert!(object.json.contains("\"spec\""));
+    }
+
+    #[test]
+    fn a_null_kind_is_written_over_once() {
+        let object = parse(r#"{"kind":null,"metadata":{"name":"a"},"spec":{}}"#);
+        assert_eq!(
+            object.json.matches("\"kind\"").count(),
+            1,
+            "{}",
+            object.json
+        );
+        let value: serde_json::Value = serde_json::from_str(&object.json).expect("still JSON");
+        assert_eq!(value["kind"], "Deployment");
+        assert_eq!(value["apiVersion"], "apps/v1");
+    }
+
+    #[test]
+    fn numbers_no_json_reader_can_hold_are_refused() {
+        for text in [
+            r#"{"metadata":{"name":"a"},"spec":{"size":1e400}}"#,
+            r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"a"},"spec":[-1e999]}"#,
+        ] {
+            let raw: Box<RawValue> = serde_json::from_str(text).expect("well-formed JSON text");
+            let error = StoredObject::parse(&raw, "apps/v1", "Deployment")
+                .expect_err("a number out of range is refused");
+            assert!(error.to_string().contains("out of range"), "{error}");
+        }
     }
 
     #[test]
