@@ -81,7 +81,10 @@ async fn rbac_user(admin: &Client) -> Result<String> {
     let issued = accounts
         .create_token_request("bench", &pp, &request)
         .await?;
-    Ok(issued.status.context("TokenRequest status")?.token)
+    issued
+        .status
+        .and_then(|status| status.token)
+        .context("TokenRequest status.token")
 }
 
 #[tokio::main]

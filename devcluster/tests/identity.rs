@@ -393,8 +393,9 @@ async fn kube_rs_token_request_then_token_review() -> Result<()> {
         .create_token_request("fakesa", &PostParams::default(), &request)
         .await?;
     let status = issued.status.context("TokenRequest status")?;
-    assert_eq!(issued.spec.expiration_seconds, Some(3600));
-    let token = status.token;
+    let spec = issued.spec.context("TokenRequest spec")?;
+    assert_eq!(spec.expiration_seconds, Some(3600));
+    let token = status.token.context("TokenRequest status.token")?;
     assert!(!token.is_empty());
 
     let reviews: Api<TokenReview> = Api::all(client.clone());
@@ -437,8 +438,8 @@ async fn kube_rs_token_request_then_token_review() -> Result<()> {
         .create_token_request("fakesa", &PostParams::default(), &default_aud)
         .await?
         .status
-        .context("status")?
-        .token;
+        .and_then(|status| status.token)
+        .context("status.token")?;
     let sa_client = connect(&dev.kubeconfig_yaml_for_token(&token)).await?;
     let whoami: Api<ConfigMap> = Api::namespaced(sa_client.clone(), "default");
     let refused = whoami
@@ -527,8 +528,8 @@ async fn identity_survives_a_restart_with_a_data_dir() -> Result<()> {
         )
         .await?
         .status
-        .context("status")?
-        .token;
+        .and_then(|status| status.token)
+        .context("status.token")?;
     let token_kubeconfig = dev.kubeconfig_yaml_for_token(&token);
     let port = dev.addr().port();
     dev.shutdown().await;
