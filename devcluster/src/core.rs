@@ -90,9 +90,9 @@ impl Target {
         if self.table {
             return crate::table::render(self, &[bytes::Bytes::copy_from_slice(body)], Map::new());
         }
-        if crate::events::is_events_view(&self.res) && !self.metadata_only {
+        if crate::convert::converts(&self.res, &self.version) && !self.metadata_only {
             let mut obj = crate::json::decode(body);
-            crate::events::to_view(&mut obj);
+            crate::convert::to_served(&self.res, &self.version, &mut obj);
             return with_type(
                 &self.res.kind,
                 &self.api_version(),
@@ -114,9 +114,9 @@ impl Target {
     pub(crate) fn item_body(&self, body: &bytes::Bytes) -> bytes::Bytes {
         if self.metadata_only {
             crate::json::metadata_only(body)
-        } else if crate::events::is_events_view(&self.res) {
+        } else if crate::convert::converts(&self.res, &self.version) {
             let mut obj = crate::json::decode(body);
-            crate::events::to_view(&mut obj);
+            crate::convert::to_served(&self.res, &self.version, &mut obj);
             crate::json::encode_body(&obj)
         } else {
             body.clone()
@@ -125,9 +125,7 @@ impl Target {
 
     /// Brings an object written through this request's view into the stored shape.
     pub(crate) fn to_stored_shape(&self, obj: &mut Map<String, Value>) {
-        if crate::events::is_events_view(&self.res) {
-            crate::events::to_core(obj);
-        }
+        crate::convert::to_stored(&self.res, &self.version, obj);
     }
 
     /// How lists of this resource merge in apply and field ownership.
@@ -239,6 +237,7 @@ impl Core {
             self.store.put(&Arc::from("/services"), m);
         }
         crate::auth::rbac::seed(self);
+        crate::apiservices::sync(self);
     }
 
     /// The RBAC index, rebuilt when a Role, ClusterRole or binding changed since the last call.

@@ -137,6 +137,7 @@ pub(crate) fn after_write(core: &mut Core, res: &ResourceDef, stored: &Stored) {
         Ok(def) => {
             tracing::debug!(group = %def.group, plural = %def.plural, "serving custom resource");
             core.registry.add_custom(def);
+            crate::apiservices::sync(core);
         }
         Err(causes) => tracing::warn!(?causes, "stored CRD cannot be served"),
     }
@@ -156,6 +157,7 @@ pub(crate) fn after_remove(core: &mut Core, res: &ResourceDef, gone: &Map<String
         .unwrap_or_default();
     core.registry.remove_custom(group, plural);
     core.store.drop_table(&format!("{group}/{plural}"));
+    crate::apiservices::sync(core);
 }
 
 /// The storage key of the resource a CRD serves.

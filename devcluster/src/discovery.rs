@@ -91,36 +91,19 @@ pub(crate) fn resources(reg: &Registry, group: &str, version: &str) -> Option<Va
         .filter(|r| r.group == group && r.versions.iter().any(|v| v == version))
     {
         list.push(resource_entry(r));
-        if r.status_subresource {
-            list.push(json!({
-                "name": format!("{}/status", r.plural),
+        for sub in r.all_subresources() {
+            let mut entry = json!({
+                "name": format!("{}/{}", r.plural, sub.name),
                 "singularName": "",
                 "namespaced": r.namespaced,
-                "kind": r.kind,
-                "verbs": ["get", "patch", "update"],
-            }));
-        }
-        if &*r.storage == "/serviceaccounts" {
-            list.push(json!({
-                "name": "serviceaccounts/token",
-                "singularName": "",
-                "namespaced": true,
-                "group": "authentication.k8s.io",
-                "version": "v1",
-                "kind": "TokenRequest",
-                "verbs": ["create"],
-            }));
-        }
-        if r.scale.is_some() {
-            list.push(json!({
-                "name": format!("{}/scale", r.plural),
-                "singularName": "",
-                "namespaced": r.namespaced,
-                "group": "autoscaling",
-                "version": "v1",
-                "kind": "Scale",
-                "verbs": ["get", "patch", "update"],
-            }));
+                "kind": sub.kind.map_or(r.kind.as_str(), |(_, _, kind)| kind),
+                "verbs": sub.verbs,
+            });
+            if let Some((group, version, _)) = sub.kind.filter(|(g, _, _)| *g != r.group) {
+                entry["group"] = Value::from(group);
+                entry["version"] = Value::from(version);
+            }
+            list.push(entry);
         }
     }
     let gv = if group.is_empty() {
@@ -170,19 +153,22 @@ fn aggregated_resource(r: &ResourceDef) -> Value {
     if !r.categories.is_empty() {
         m.insert("categories".into(), Value::from(r.categories.clone()));
     }
-    let mut subs = Vec::new();
-    if r.scale.is_some() {
-        let scale = json!({"group": "autoscaling", "version": "v1", "kind": "Scale"});
-        subs.push(json!({"subresource": "scale", "responseKind": scale, "acceptedTypes": [scale], "verbs": ["get", "patch", "update"]}));
-    }
-    if r.status_subresource {
-        subs.push(json!({"subresource": "status", "responseKind": kind, "verbs": ["get", "patch", "update"]}));
-    }
-    if &*r.storage == "/serviceaccounts" {
-        let token =
-            json!({"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"});
-        subs.push(json!({"subresource": "token", "responseKind": token, "verbs": ["create"]}));
-    }
+    let subs: Vec<Value> = r
+        .all_subresources()
+        .iter()
+        .map(|sub| {
+            let response = sub.kind.map_or_else(
+                || kind.clone(),
+                |(group, version, kind)| json!({"group": group, "version": version, "kind": kind}),
+            );
+            let mut entry =
+                json!({"subresource": sub.name, "responseKind": response, "verbs": sub.verbs});
+            if sub.name == "scale" {
+                entry["acceptedTypes"] = json!([response]);
+            }
+            entry
+        })
+        .collect();
     if !subs.is_empty() {
         m.insert("subresources".into(), Value::Array(subs));
     }

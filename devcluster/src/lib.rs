@@ -50,9 +50,11 @@
 //! (`{"enabled": true}`) and `GET counters`.
 
 mod admin;
+mod apiservices;
 mod apply;
 mod auth;
 mod cluster;
+mod convert;
 mod core;
 mod crd;
 mod defaults;
@@ -79,6 +81,7 @@ mod shared;
 mod simulator;
 mod status;
 mod store;
+mod subresources;
 mod table;
 mod tls;
 mod watch;

@@ -129,6 +129,7 @@ pub(crate) fn load(dir: &Path, core: &mut Core) -> Result<bool, PersistError> {
             core.schedule(GcTask::Crd { name });
         }
     }
+    crate::apiservices::sync(core);
     let terminating: Vec<String> = core
         .store
         .iter("/namespaces", None)

@@ -27,8 +27,9 @@ pub(crate) const CREATE_ONLY: &[&str] = &["create"];
 pub(crate) enum Generation {
     /// The type has no generation (ConfigMap, Namespace, Lease, ...).
     None,
-    /// Generation starts at 1 and moves when `spec` changes.
-    Spec,
+    /// Generation starts at 1 and moves when any of these fields changes (`spec`,
+    /// `webhooks`, `metadata.annotations`, ...), as the type's registry strategy decides.
+    On(&'static [&'static str]),
     /// Custom resources: moves when anything but `metadata` (and `status`, with the
     /// status subresource) changes.
     AllButMetadata,
@@ -57,6 +58,8 @@ pub(crate) struct ResourceDef {
     pub verbs: &'static [&'static str],
     pub status_subresource: bool,
     pub scale: Option<ScalePaths>,
+    /// Subresources other than `status` and `scale`.
+    pub subresources: Vec<Subresource>,
     pub generation: Generation,
     /// Custom resources take no strategic merge patches.
     pub custom: bool,
@@ -80,6 +83,34 @@ impl ResourceDef {
         }
     }
 
+    /// Every subresource, `status` and `scale` included, by name.
+    pub(crate) fn all_subresources(&self) -> Vec<Subresource> {
+        let mut all = self.subresources.clone();
+        if self.status_subresource {
+            all.push(Subresource {
+                name: "status",
+                kind: None,
+                verbs: GET_PATCH_UPDATE,
+            });
+        }
+        if self.scale.is_some() {
+            all.push(Subresource {
+                name: "scale",
+                kind: Some(("autoscaling", "v1", "Scale")),
+                verbs: GET_PATCH_UPDATE,
+            });
+        }
+        all.sort_by_key(|sub| sub.name);
+        all
+    }
+
+    /// The subresource served under `name`.
+    pub(crate) fn subresource(&self, name: &str) -> Option<Subresource> {
+        self.all_subresources()
+            .into_iter()
+            .find(|sub| sub.name == name)
+    }
+
     /// The preferred version.
     pub(crate) fn preferred(&self) -> &str {
         self.versions.first().map(String::as_str).unwrap_or("v1")
@@ -94,58 +125,121 @@ fn scale(spec: &str, status: &str, selector: &str) -> Option<ScalePaths> {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn builtin(
-    group: &str,
-    plural: &str,
-    kind: &str,
-    namespaced: bool,
-    short: &[&str],
-    status: bool,
-    generation: Generation,
-    all: bool,
-) -> ResourceDef {
+/// Whether a k8s-openapi scope is a namespace.
+trait Scope {
+    const NAMESPACED: bool;
+}
+
+impl Scope for k8s_openapi::NamespaceResourceScope {
+    const NAMESPACED: bool = true;
+}
+
+impl Scope for k8s_openapi::ClusterResourceScope {
+    const NAMESPACED: bool = false;
+}
+
+/// A built-in resource as k8s-openapi types it: group, version, kind, plural and scope.
+fn served<K>() -> ResourceDef
+where
+    K: k8s_openapi::Resource,
+    K::Scope: Scope,
+{
     ResourceDef {
-        group: group.to_owned(),
-        versions: vec!["v1".to_owned()],
-        plural: plural.to_owned(),
-        singular: kind.to_lowercase(),
-        kind: kind.to_owned(),
-        namespaced,
-        short_names: short.iter().map(|s| (*s).to_owned()).collect(),
-        categories: if all {
-            vec!["all".to_owned()]
-        } else {
-            Vec::new()
-        },
+        group: K::GROUP.to_owned(),
+        versions: vec![K::VERSION.to_owned()],
+        plural: K::URL_PATH_SEGMENT.to_owned(),
+        singular: K::KIND.to_lowercase(),
+        kind: K::KIND.to_owned(),
+        namespaced: K::Scope::NAMESPACED,
+        short_names: Vec::new(),
+        categories: Vec::new(),
         verbs: ALL_VERBS,
-        status_subresource: status,
+        status_subresource: false,
         scale: None,
-        generation,
+        subresources: Vec::new(),
+        generation: Generation::None,
         custom: false,
-        storage: Arc::from(format!("{group}/{plural}")),
+        storage: Arc::from(format!("{}/{}", K::GROUP, K::URL_PATH_SEGMENT)),
         printer_columns: None,
         schemas: Vec::new(),
         review: false,
     }
 }
 
-/// A create-only review resource of `group`.
-fn review(group: &str, plural: &str, kind: &str, namespaced: bool) -> ResourceDef {
-    let mut def = builtin(
-        group,
-        plural,
-        kind,
-        namespaced,
-        &[],
-        false,
-        Generation::None,
-        false,
-    );
-    def.verbs = CREATE_ONLY;
-    def.review = true;
-    def
+/// What a real server's discovery adds to the typed facts of a built-in resource.
+impl ResourceDef {
+    fn short(mut self, names: &[&str]) -> Self {
+        self.short_names = names.iter().map(|s| (*s).to_owned()).collect();
+        self
+    }
+
+    fn category(mut self, category: &str) -> Self {
+        self.categories.push(category.to_owned());
+        self
+    }
+
+    fn verbs(mut self, verbs: &'static [&'static str]) -> Self {
+        self.verbs = verbs;
+        self
+    }
+
+    fn status(mut self) -> Self {
+        self.status_subresource = true;
+        self
+    }
+
+    /// `/scale` at the workload replicas paths.
+    fn scaled(mut self) -> Self {
+        self.scale = scale(".spec.replicas", ".status.replicas", ".status.selector");
+        self
+    }
+
+    fn sub(
+        mut self,
+        name: &'static str,
+        kind: Option<Gvk>,
+        verbs: &'static [&'static str],
+    ) -> Self {
+        self.subresources.push(Subresource { name, kind, verbs });
+        self
+    }
+
+    fn generation(mut self, generation: Generation) -> Self {
+        self.generation = generation;
+        self
+    }
+
+    /// Also served at `version`, after the versions it has.
+    fn also(mut self, version: &str) -> Self {
+        self.versions.push(version.to_owned());
+        self
+    }
+
+    fn review(mut self) -> Self {
+        self.verbs = CREATE_ONLY;
+        self.review = true;
+        self
+    }
 }
+
+/// A group, version and kind, as a subresource names what it takes and answers.
+pub(crate) type Gvk = (&'static str, &'static str, &'static str);
+
+/// A subresource other than `status` and `scale`.
+#[derive(Debug, Clone)]
+pub(crate) struct Subresource {
+    pub name: &'static str,
+    /// What it takes and answers; `None` for the resource's own kind.
+    pub kind: Option<Gvk>,
+    pub verbs: &'static [&'static str],
+}
+
+const GET_PATCH_UPDATE: &[&str] = &["get", "patch", "update"];
+const CREATE_GET: &[&str] = &["create", "get"];
+const PROXY: &[&str] = &["create", "delete", "get", "patch", "update"];
+const ALL_BUT_COLLECTION: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
 
 /// The registry of served resources.
 #[derive(Debug, Clone)]
@@ -154,184 +248,225 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    /// The built-in resources of a fresh cluster.
+    /// The built-in resources of a fresh cluster: what a real 1.36 server with its default
+    /// feature gates serves (no alpha or beta versions), in the order its discovery lists them.
     pub(crate) fn builtin() -> Self {
-        use Generation::{None as NoGen, Spec};
-        const RBAC: &str = "rbac.authorization.k8s.io";
-        const AUTHN: &str = "authentication.k8s.io";
-        const AUTHZ: &str = "authorization.k8s.io";
-        let mut namespaces = builtin(
-            "",
-            "namespaces",
-            "Namespace",
-            false,
-            &["ns"],
-            true,
-            NoGen,
-            false,
-        );
-        namespaces.verbs = &[
-            "create", "delete", "get", "list", "patch", "update", "watch",
-        ];
-        let mut pods = builtin("", "pods", "Pod", true, &["po"], true, Spec, true);
-        pods.singular = "pod".into();
-        let mut events_k8s = builtin(
-            "events.k8s.io",
-            "events",
-            "Event",
-            true,
-            &["ev"],
-            false,
-            NoGen,
-            false,
-        );
-        events_k8s.storage = Arc::from("/events");
-        let mut deployments = builtin(
-            "apps",
-            "deployments",
-            "Deployment",
-            true,
-            &["deploy"],
-            true,
-            Spec,
-            true,
-        );
-        deployments.scale = scale(".spec.replicas", ".status.replicas", ".status.selector");
-        let mut replicasets = builtin(
-            "apps",
-            "replicasets",
-            "ReplicaSet",
-            true,
-            &["rs"],
-            true,
-            Spec,
-            true,
-        );
-        replicasets.scale = scale(".spec.replicas", ".status.replicas", ".status.selector");
-        let mut statefulsets = builtin(
-            "apps",
-            "statefulsets",
-            "StatefulSet",
-            true,
-            &["sts"],
-            true,
-            Spec,
-            true,
-        );
-        statefulsets.scale = scale(".spec.replicas", ".status.replicas", ".status.selector");
-        let crds = builtin(
-            "apiextensions.k8s.io",
-            "customresourcedefinitions",
-            "CustomResourceDefinition",
-            false,
-            &["crd", "crds"],
-            true,
-            Spec,
-            false,
-        );
+        use Generation::On;
+        use k8s_openapi::api::{
+            admissionregistration::v1 as admission, apps::v1 as apps, authentication::v1 as authn,
+            authorization::v1 as authz, autoscaling::v2 as hpa, batch::v1 as batch,
+            certificates::v1 as certificates, coordination::v1 as coordination, core::v1 as core,
+            discovery::v1 as discovery, events::v1 as events, flowcontrol::v1 as flowcontrol,
+            networking::v1 as networking, node::v1 as node, policy::v1 as policy, rbac::v1 as rbac,
+            resource::v1 as dra, scheduling::v1 as scheduling, storage::v1 as storage,
+        };
+        use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
+        use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1 as apiregistration;
+        const SPEC: Generation = On(&["spec"]);
         let resources = vec![
-            builtin(
-                "",
-                "configmaps",
-                "ConfigMap",
-                true,
-                &["cm"],
-                false,
-                NoGen,
-                false,
+            // core/v1
+            served::<core::Binding>().verbs(CREATE_ONLY),
+            served::<core::ComponentStatus>()
+                .short(&["cs"])
+                .verbs(&["get", "list"]),
+            served::<core::ConfigMap>().short(&["cm"]),
+            served::<core::Endpoints>().short(&["ep"]),
+            served::<core::Event>().short(&["ev"]),
+            served::<core::LimitRange>().short(&["limits"]),
+            served::<core::Namespace>()
+                .short(&["ns"])
+                .verbs(ALL_BUT_COLLECTION)
+                .status()
+                .sub("finalize", None, &["update"]),
+            served::<core::Node>().short(&["no"]).status().sub(
+                "proxy",
+                Some(("", "v1", "NodeProxyOptions")),
+                PROXY,
             ),
-            builtin("", "events", "Event", true, &["ev"], false, NoGen, false),
-            namespaces,
-            pods,
-            builtin("", "secrets", "Secret", true, &[], false, NoGen, false),
-            builtin(
-                "",
-                "serviceaccounts",
-                "ServiceAccount",
-                true,
-                &["sa"],
-                false,
-                NoGen,
-                false,
+            served::<core::PersistentVolumeClaim>()
+                .short(&["pvc"])
+                .status(),
+            served::<core::PersistentVolume>().short(&["pv"]).status(),
+            served::<core::Pod>()
+                .short(&["po"])
+                .category("all")
+                .status()
+                .generation(SPEC)
+                .sub("attach", Some(("", "v1", "PodAttachOptions")), CREATE_GET)
+                .sub("binding", Some(("", "v1", "Binding")), CREATE_ONLY)
+                .sub("ephemeralcontainers", None, GET_PATCH_UPDATE)
+                .sub("eviction", Some(("policy", "v1", "Eviction")), CREATE_ONLY)
+                .sub("exec", Some(("", "v1", "PodExecOptions")), CREATE_GET)
+                .sub("log", None, &["get"])
+                .sub(
+                    "portforward",
+                    Some(("", "v1", "PodPortForwardOptions")),
+                    CREATE_GET,
+                )
+                .sub("proxy", Some(("", "v1", "PodProxyOptions")), PROXY)
+                .sub("resize", None, GET_PATCH_UPDATE),
+            served::<core::PodTemplate>().generation(On(&["template"])),
+            served::<core::ReplicationController>()
+                .short(&["rc"])
+                .category("all")
+                .status()
+                .scaled()
+                .generation(SPEC),
+            served::<core::ResourceQuota>().short(&["quota"]).status(),
+            served::<core::Secret>(),
+            served::<core::ServiceAccount>().short(&["sa"]).sub(
+                "token",
+                Some(("authentication.k8s.io", "v1", "TokenRequest")),
+                CREATE_ONLY,
             ),
-            builtin("", "services", "Service", true, &["svc"], true, NoGen, true),
-            builtin(
-                "apps",
-                "daemonsets",
-                "DaemonSet",
-                true,
-                &["ds"],
-                true,
-                Spec,
-                true,
-            ),
-            deployments,
-            replicasets,
-            statefulsets,
-            events_k8s,
-            builtin(
-                "coordination.k8s.io",
-                "leases",
-                "Lease",
-                true,
-                &[],
-                false,
-                NoGen,
-                false,
-            ),
-            crds,
-            builtin(
-                RBAC,
-                "clusterrolebindings",
-                "ClusterRoleBinding",
-                false,
-                &[],
-                false,
-                NoGen,
-                false,
-            ),
-            builtin(
-                RBAC,
-                "clusterroles",
-                "ClusterRole",
-                false,
-                &[],
-                false,
-                NoGen,
-                false,
-            ),
-            builtin(
-                RBAC,
-                "rolebindings",
-                "RoleBinding",
-                true,
-                &[],
-                false,
-                NoGen,
-                false,
-            ),
-            builtin(RBAC, "roles", "Role", true, &[], false, NoGen, false),
-            review(AUTHN, "selfsubjectreviews", "SelfSubjectReview", false),
-            review(AUTHN, "tokenreviews", "TokenReview", false),
-            review(
-                AUTHZ,
-                "localsubjectaccessreviews",
-                "LocalSubjectAccessReview",
-                true,
-            ),
-            review(
-                AUTHZ,
-                "selfsubjectaccessreviews",
-                "SelfSubjectAccessReview",
-                false,
-            ),
-            review(
-                AUTHZ,
-                "selfsubjectrulesreviews",
-                "SelfSubjectRulesReview",
-                false,
-            ),
-            review(AUTHZ, "subjectaccessreviews", "SubjectAccessReview", false),
+            served::<core::Service>()
+                .short(&["svc"])
+                .category("all")
+                .status()
+                .sub("proxy", Some(("", "v1", "ServiceProxyOptions")), PROXY),
+            // admissionregistration.k8s.io/v1
+            served::<admission::MutatingAdmissionPolicy>()
+                .category("api-extensions")
+                .generation(SPEC),
+            served::<admission::MutatingAdmissionPolicyBinding>()
+                .category("api-extensions")
+                .generation(SPEC),
+            served::<admission::MutatingWebhookConfiguration>()
+                .category("api-extensions")
+                .generation(On(&["webhooks"])),
+            served::<admission::ValidatingAdmissionPolicy>()
+                .category("api-extensions")
+                .status()
+                .generation(SPEC),
+            served::<admission::ValidatingAdmissionPolicyBinding>()
+                .category("api-extensions")
+                .generation(SPEC),
+            served::<admission::ValidatingWebhookConfiguration>()
+                .category("api-extensions")
+                .generation(On(&["webhooks"])),
+            // apiextensions.k8s.io/v1
+            served::<apiextensions::CustomResourceDefinition>()
+                .short(&["crd", "crds"])
+                .category("api-extensions")
+                .status()
+                .generation(SPEC),
+            // apiregistration.k8s.io/v1
+            served::<apiregistration::APIService>()
+                .category("api-extensions")
+                .status(),
+            // apps/v1
+            served::<apps::ControllerRevision>(),
+            served::<apps::DaemonSet>()
+                .short(&["ds"])
+                .category("all")
+                .status()
+                .generation(SPEC),
+            served::<apps::Deployment>()
+                .short(&["deploy"])
+                .category("all")
+                .status()
+                .scaled()
+                .generation(On(&["spec", "metadata.annotations"])),
+            served::<apps::ReplicaSet>()
+                .short(&["rs"])
+                .category("all")
+                .status()
+                .scaled()
+                .generation(SPEC),
+            served::<apps::StatefulSet>()
+                .short(&["sts"])
+                .category("all")
+                .status()
+                .scaled()
+                .generation(SPEC),
+            // authentication.k8s.io/v1
+            served::<authn::SelfSubjectReview>().review(),
+            served::<authn::TokenReview>().review(),
+            // authorization.k8s.io/v1
+            served::<authz::LocalSubjectAccessReview>().review(),
+            served::<authz::SelfSubjectAccessReview>().review(),
+            served::<authz::SelfSubjectRulesReview>().review(),
+            served::<authz::SubjectAccessReview>().review(),
+            // autoscaling/v2, also v1
+            served::<hpa::HorizontalPodAutoscaler>()
+                .short(&["hpa"])
+                .category("all")
+                .status()
+                .also("v1"),
+            // batch/v1
+            served::<batch::CronJob>()
+                .short(&["cj"])
+                .category("all")
+                .status()
+                .generation(SPEC),
+            served::<batch::Job>()
+                .category("all")
+                .status()
+                .generation(SPEC),
+            // certificates.k8s.io/v1
+            served::<certificates::CertificateSigningRequest>()
+                .short(&["csr"])
+                .status()
+                .sub("approval", None, GET_PATCH_UPDATE),
+            // coordination.k8s.io/v1
+            served::<coordination::Lease>(),
+            // discovery.k8s.io/v1
+            served::<discovery::EndpointSlice>().generation(On(&[
+                "addressType",
+                "endpoints",
+                "ports",
+                "metadata.labels",
+            ])),
+            // events.k8s.io/v1: the same objects as core/v1 Events
+            {
+                let mut def = served::<events::Event>().short(&["ev"]);
+                def.storage = Arc::from("/events");
+                def
+            },
+            // flowcontrol.apiserver.k8s.io/v1
+            served::<flowcontrol::FlowSchema>()
+                .status()
+                .generation(SPEC),
+            served::<flowcontrol::PriorityLevelConfiguration>()
+                .status()
+                .generation(SPEC),
+            // networking.k8s.io/v1
+            served::<networking::IngressClass>().generation(SPEC),
+            served::<networking::Ingress>()
+                .short(&["ing"])
+                .status()
+                .generation(SPEC),
+            served::<networking::IPAddress>().short(&["ip"]),
+            served::<networking::NetworkPolicy>()
+                .short(&["netpol"])
+                .generation(SPEC),
+            served::<networking::ServiceCIDR>().status(),
+            // node.k8s.io/v1
+            served::<node::RuntimeClass>(),
+            // policy/v1
+            served::<policy::PodDisruptionBudget>()
+                .short(&["pdb"])
+                .status()
+                .generation(SPEC),
+            // rbac.authorization.k8s.io/v1
+            served::<rbac::ClusterRoleBinding>(),
+            served::<rbac::ClusterRole>(),
+            served::<rbac::RoleBinding>(),
+            served::<rbac::Role>(),
+            // resource.k8s.io/v1
+            served::<dra::DeviceClass>().generation(SPEC),
+            served::<dra::ResourceClaim>().status(),
+            served::<dra::ResourceClaimTemplate>(),
+            served::<dra::ResourceSlice>().generation(SPEC),
+            // scheduling.k8s.io/v1
+            served::<scheduling::PriorityClass>().short(&["pc"]),
+            // storage.k8s.io/v1
+            served::<storage::CSIDriver>().generation(SPEC),
+            served::<storage::CSINode>(),
+            served::<storage::CSIStorageCapacity>(),
+            served::<storage::StorageClass>().short(&["sc"]),
+            served::<storage::VolumeAttachment>().status(),
+            served::<storage::VolumeAttributesClass>().short(&["vac"]),
         ];
         Self {
             resources: resources.into_iter().map(Arc::new).collect(),
@@ -534,6 +669,7 @@ pub(crate) fn from_crd(crd: &Map<String, Value>) -> Result<ResourceDef, Vec<Caus
         verbs: ALL_VERBS,
         status_subresource: sub.and_then(|s| s.get("status")).is_some(),
         scale,
+        subresources: Vec::new(),
         generation: Generation::AllButMetadata,
         custom: true,
         schemas: served

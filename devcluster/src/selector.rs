@@ -221,6 +221,16 @@ pub(crate) struct FieldSelector {
 }
 
 /// Fields a resource may be selected by, beyond `metadata.name` and `metadata.namespace`.
+/// What a field the object leaves out reads as: the apiserver formats the Go
+/// zero value of booleans and counts.
+fn absent_as(field: &str) -> &'static str {
+    match field {
+        "spec.unschedulable" | "spec.hostNetwork" => "false",
+        "status.replicas" | "status.successful" => "0",
+        _ => "",
+    }
+}
+
 fn extra_fields(storage: &str) -> &'static [&'static str] {
     match storage {
         "/pods" => &[
@@ -248,7 +258,11 @@ fn extra_fields(storage: &str) -> &'static [&'static str] {
             "source",
             "type",
         ],
-        "apps/replicasets" => &["status.replicas"],
+        "apps/replicasets" | "/replicationcontrollers" => &["status.replicas"],
+        "/nodes" => &["spec.unschedulable"],
+        "/services" => &["spec.clusterIP", "spec.type"],
+        "batch/jobs" => &["status.successful"],
+        "certificates.k8s.io/certificatesigningrequests" => &["spec.signerName"],
         _ => &[],
     }
 }
@@ -369,7 +383,7 @@ impl FieldSelector {
             };
             let actual = match actual {
                 Some(Value::String(s)) => s.clone(),
-                Some(Value::Null) | None => String::new(),
+                Some(Value::Null) | None => absent_as(field).to_owned(),
                 Some(other) => other.to_string(),
             };
             (actual == *value) == *equal

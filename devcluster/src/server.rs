@@ -21,6 +21,7 @@ use crate::list;
 use crate::scale;
 use crate::shared::Shared;
 use crate::status::ApiError;
+use crate::subresources;
 use crate::watch::{self, WatchRequest};
 use crate::write::{self, WriteCtx};
 
@@ -157,13 +158,13 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     if res.namespaced && namespace.is_none() && name.is_some() {
         return plain_not_found();
     }
-    match sub.as_deref() {
-        None => {}
-        Some("status") if res.status_subresource => {}
-        Some("scale") if res.scale.is_some() => {}
-        Some("token") if &*res.storage == "/serviceaccounts" => {}
-        Some(_) => return plain_not_found(),
-    }
+    let subresource = match sub.as_deref() {
+        None => None,
+        Some(name) => match res.subresource(name) {
+            Some(subresource) => Some(subresource),
+            None => return plain_not_found(),
+        },
+    };
     let target = Target {
         res,
         version: version.to_owned(),
@@ -184,8 +185,14 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let is_watch = watch_prefix || q.flag("watch");
     let token_request = target.subresource.as_deref() == Some("token");
     let verb = match (&parts.method, target.name.is_some()) {
-        (&Method::POST, true) if token_request => "create",
-        (_, _) if token_request => return error(&ApiError::method_not_allowed()),
+        _ if subresource.is_some() => match parts.method {
+            Method::GET => "get",
+            Method::POST => "create",
+            Method::PUT => "update",
+            Method::PATCH => "patch",
+            Method::DELETE => "delete",
+            _ => return error(&ApiError::method_not_allowed()),
+        },
         (&Method::GET, _) if is_watch => "watch",
         (&Method::GET, true) => "get",
         (&Method::GET, false) => "list",
@@ -196,8 +203,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         (&Method::DELETE, false) => "deletecollection",
         _ => return error(&ApiError::method_not_allowed()),
     };
-    if target.subresource.is_some() && !token_request && !matches!(verb, "get" | "update" | "patch")
-    {
+    if subresource.is_some_and(|subresource| !subresource.verbs.contains(&verb)) {
         return error(&ApiError::method_not_allowed());
     }
     if target.subresource.is_none() && !target.res.verbs.contains(&verb) && verb != "watch" {
@@ -436,6 +442,23 @@ fn execute(
     let mut core = shared.core.lock();
     let sub = t.subresource.as_deref();
     let result = match (verb, ctx.as_ref()) {
+        (_, _)
+            if matches!(
+                sub,
+                Some("log" | "exec" | "attach" | "portforward" | "proxy")
+            ) =>
+        {
+            subresources::connect(&core, t, q)
+        }
+        ("get" | "list", _) if &*t.res.storage == "/componentstatuses" => {
+            subresources::component_status(t)
+        }
+        ("create", Some(ctx)) if sub == Some("binding") || &*t.res.storage == "/bindings" => {
+            subresources::bind(&mut core, t, body, content_type, ctx)
+        }
+        ("create", _) if sub == Some("eviction") => {
+            subresources::evict(&mut core, t, body, content_type, q)
+        }
         ("get", _) if sub == Some("scale") => scale::get(&core, t),
         ("get", _) => list::get(&core, t),
         ("list", _) => list::list(&core, t, q),

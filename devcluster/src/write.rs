@@ -7,7 +7,9 @@ use crate::apply::{self, Writer};
 use crate::core::{Core, Query, Target};
 use crate::crd;
 use crate::defaults;
-use crate::json::{finalizers, meta, meta_mut, meta_str, now_rfc3339, with_type};
+use crate::json::{
+    finalizers, get_path, meta, meta_mut, meta_str, now_rfc3339, set_path, with_type,
+};
 use crate::patch::{self, PatchType};
 use crate::registry::Generation;
 use crate::status::{ApiError, Cause};
@@ -456,9 +458,7 @@ pub(crate) fn patch(
         return Err(t.not_found());
     };
     let mut current = old.decode();
-    if crate::events::is_events_view(&t.res) {
-        crate::events::to_view(&mut current);
-    }
+    crate::convert::to_served(&t.res, &t.version, &mut current);
     let mut doc = Value::Object(current);
     if let Some(m) = doc.as_object_mut() {
         m.insert("kind".into(), Value::from(t.res.kind.clone()));
@@ -559,6 +559,63 @@ fn without(obj: &Map<String, Value>, keys: &[&str]) -> Map<String, Value> {
         .collect()
 }
 
+/// The one field a subresource writes; the rest of the body is ignored.
+fn writable_through(subresource: &str) -> Option<&'static [&'static str]> {
+    Some(match subresource {
+        "status" => &["status"],
+        "ephemeralcontainers" => &["spec", "ephemeralContainers"],
+        "finalize" => &["spec", "finalizers"],
+        "approval" => &["status", "conditions"],
+        _ => return None,
+    })
+}
+
+/// A pod's `resize` subresource writes its containers' `resources` and
+/// `resizePolicy`, matched by name, and nothing else.
+fn resized(old: &Map<String, Value>, new: &Map<String, Value>) -> Map<String, Value> {
+    let mut merged = old.clone();
+    let wanted = new
+        .get("spec")
+        .and_then(|spec| spec.get("containers"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let Some(containers) = merged
+        .get_mut("spec")
+        .and_then(|spec| spec.get_mut("containers"))
+        .and_then(Value::as_array_mut)
+    else {
+        return merged;
+    };
+    for container in containers.iter_mut().filter_map(Value::as_object_mut) {
+        let name = container.get("name").cloned();
+        let Some(asked) = wanted.iter().find(|c| c.get("name") == name.as_ref()) else {
+            continue;
+        };
+        for field in ["resources", "resizePolicy"] {
+            match asked.get(field) {
+                Some(value) => container.insert(field.to_owned(), value.clone()),
+                None => container.remove(field),
+            };
+        }
+    }
+    merged
+}
+
+fn remove_path(obj: &mut Map<String, Value>, path: &[&str]) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut current = obj;
+    for parent in parents {
+        match current.get_mut(*parent).and_then(Value::as_object_mut) {
+            Some(next) => current = next,
+            None => return,
+        }
+    }
+    current.remove(*last);
+}
+
 /// How `managedFields` are settled by a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Ownership {
@@ -581,18 +638,24 @@ pub(crate) fn finish_update(
     new.remove("kind");
     new.remove("apiVersion");
     let sub = t.subresource.as_deref().unwrap_or_default();
-    if sub == "status" {
+    if let Some(path) = writable_through(sub) {
         let mut merged = old_obj.clone();
-        match new.remove("status") {
-            Some(s) => merged.insert("status".into(), s),
-            None => merged.remove("status"),
-        };
+        let written = path
+            .split_first()
+            .and_then(|(head, rest)| get_path(new.get(*head)?, rest))
+            .cloned();
+        match written {
+            Some(value) => set_path(&mut merged, path, value),
+            None => remove_path(&mut merged, path),
+        }
         if ownership == Ownership::Applied
             && let Some(mf) = meta(&new).and_then(|m| m.get("managedFields")).cloned()
         {
             meta_mut(&mut merged).insert("managedFields".into(), mf);
         }
         new = merged;
+    } else if sub == "resize" {
+        new = resized(&old_obj, &new);
     } else if t.res.status_subresource {
         match old_obj.get("status") {
             Some(s) => new.insert("status".into(), s.clone()),
@@ -664,7 +727,12 @@ pub(crate) fn finish_update(
     check_schema(t, &mut new, ctx)?;
     let spec_changed = match t.res.generation {
         Generation::None => false,
-        Generation::Spec => old_obj.get("spec") != new.get("spec"),
+        Generation::On(fields) => fields.iter().any(|field| {
+            let (head, rest) = field.split_once('.').unwrap_or((field, ""));
+            let path: Vec<&str> = rest.split('.').filter(|p| !p.is_empty()).collect();
+            old_obj.get(head).and_then(|v| get_path(v, &path))
+                != new.get(head).and_then(|v| get_path(v, &path))
+        }),
         Generation::AllButMetadata => {
             let skip: &[&str] = if t.res.status_subresource {
                 &["metadata", "status"]

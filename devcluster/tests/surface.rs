@@ -1,0 +1,598 @@
+//! The whole built-in API, as a real kube-apiserver 1.36 serves it: discovery
+//! lists what `../shared/KUBE-API-NOTES.md` records, every resource takes
+//! writes, and the subresources that are not views of one field (binding,
+//! eviction, approval, the kubelet connections) answer as a real server
+//! without kubelets does.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use anyhow::{Context, Result, ensure};
+use devcluster::{DevCluster, Options};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
+};
+use kube::core::Status;
+use kube::{Client, Config, Discovery};
+use serde_json::{Value, json};
+
+use common::Kubectl;
+
+/// `kubectl api-versions` of a real 1.36 server.
+const API_VERSIONS: &[&str] = &[
+    "admissionregistration.k8s.io/v1",
+    "apiextensions.k8s.io/v1",
+    "apiregistration.k8s.io/v1",
+    "apps/v1",
+    "authentication.k8s.io/v1",
+    "authorization.k8s.io/v1",
+    "autoscaling/v1",
+    "autoscaling/v2",
+    "batch/v1",
+    "certificates.k8s.io/v1",
+    "coordination.k8s.io/v1",
+    "discovery.k8s.io/v1",
+    "events.k8s.io/v1",
+    "flowcontrol.apiserver.k8s.io/v1",
+    "networking.k8s.io/v1",
+    "node.k8s.io/v1",
+    "policy/v1",
+    "rbac.authorization.k8s.io/v1",
+    "resource.k8s.io/v1",
+    "scheduling.k8s.io/v1",
+    "storage.k8s.io/v1",
+    "v1",
+];
+
+/// `kubectl api-resources -o name` of a real 1.36 server.
+const API_RESOURCES: &[&str] = &[
+    "bindings",
+    "componentstatuses",
+    "configmaps",
+    "endpoints",
+    "events",
+    "limitranges",
+    "namespaces",
+    "nodes",
+    "persistentvolumeclaims",
+    "persistentvolumes",
+    "pods",
+    "podtemplates",
+    "replicationcontrollers",
+    "resourcequotas",
+    "secrets",
+    "serviceaccounts",
+    "services",
+    "mutatingadmissionpolicies.admissionregistration.k8s.io",
+    "mutatingadmissionpolicybindings.admissionregistration.k8s.io",
+    "mutatingwebhookconfigurations.admissionregistration.k8s.io",
+    "validatingadmissionpolicies.admissionregistration.k8s.io",
+    "validatingadmissionpolicybindings.admissionregistration.k8s.io",
+    "validatingwebhookconfigurations.admissionregistration.k8s.io",
+    "customresourcedefinitions.apiextensions.k8s.io",
+    "apiservices.apiregistration.k8s.io",
+    "controllerrevisions.apps",
+    "daemonsets.apps",
+    "deployments.apps",
+    "replicasets.apps",
+    "statefulsets.apps",
+    "selfsubjectreviews.authentication.k8s.io",
+    "tokenreviews.authentication.k8s.io",
+    "localsubjectaccessreviews.authorization.k8s.io",
+    "selfsubjectaccessreviews.authorization.k8s.io",
+    "selfsubjectrulesreviews.authorization.k8s.io",
+    "subjectaccessreviews.authorization.k8s.io",
+    "horizontalpodautoscalers.autoscaling",
+    "cronjobs.batch",
+    "jobs.batch",
+    "certificatesigningrequests.certificates.k8s.io",
+    "leases.coordination.k8s.io",
+    "endpointslices.discovery.k8s.io",
+    "events.events.k8s.io",
+    "flowschemas.flowcontrol.apiserver.k8s.io",
+    "prioritylevelconfigurations.flowcontrol.apiserver.k8s.io",
+    "ingressclasses.networking.k8s.io",
+    "ingresses.networking.k8s.io",
+    "ipaddresses.networking.k8s.io",
+    "networkpolicies.networking.k8s.io",
+    "servicecidrs.networking.k8s.io",
+    "runtimeclasses.node.k8s.io",
+    "poddisruptionbudgets.policy",
+    "clusterrolebindings.rbac.authorization.k8s.io",
+    "clusterroles.rbac.authorization.k8s.io",
+    "rolebindings.rbac.authorization.k8s.io",
+    "roles.rbac.authorization.k8s.io",
+    "deviceclasses.resource.k8s.io",
+    "resourceclaims.resource.k8s.io",
+    "resourceclaimtemplates.resource.k8s.io",
+    "resourceslices.resource.k8s.io",
+    "priorityclasses.scheduling.k8s.io",
+    "csidrivers.storage.k8s.io",
+    "csinodes.storage.k8s.io",
+    "csistoragecapacities.storage.k8s.io",
+    "storageclasses.storage.k8s.io",
+    "volumeattachments.storage.k8s.io",
+    "volumeattributesclasses.storage.k8s.io",
+];
+
+async fn cluster() -> Result<(DevCluster, Client)> {
+    let dev = DevCluster::start(Options::new()).await?;
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&dev.kubeconfig_yaml())?;
+    let mut config =
+        Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+            .await?;
+    // An eviction's 429 is the answer under test: kube's retry layer would wait it out.
+    config.default_retry = false;
+    let client = Client::try_from(config)?;
+    Ok((dev, client))
+}
+
+/// The Status of a failed call.
+fn status<T: std::fmt::Debug>(result: kube::Result<T>) -> Box<Status> {
+    match result {
+        Err(kube::Error::Api(status)) => status,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+fn lines(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn strings(list: &[&str]) -> BTreeSet<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_lists_the_resources_and_versions_of_a_real_server() -> Result<()> {
+    assert_eq!(API_RESOURCES.len(), 67);
+    assert_eq!(API_VERSIONS.len(), 22);
+    let dev = DevCluster::start(Options::new()).await?;
+    let dir = tempfile::tempdir()?;
+    let k = Kubectl::new(dir.path(), "kubeconfig", &dev.kubeconfig_yaml())?;
+    let versions = lines(&k.run(&["api-versions"]).await?);
+    assert_eq!(versions, strings(API_VERSIONS));
+    let resources = lines(&k.run(&["api-resources", "-o", "name"]).await?);
+    assert_eq!(resources, strings(API_RESOURCES));
+
+    // The wide listing carries short names, scope and verbs as a real server's does.
+    let wide = k.run(&["api-resources", "-o", "wide"]).await?;
+    let row = |name: &str| {
+        wide.lines()
+            .find(|line| line.split_whitespace().next() == Some(name))
+            .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    assert!(
+        row("horizontalpodautoscalers").starts_with(
+            "horizontalpodautoscalers hpa autoscaling/v2 true HorizontalPodAutoscaler"
+        ),
+        "{}",
+        row("horizontalpodautoscalers")
+    );
+    assert!(
+        row("componentstatuses").contains("cs v1 false ComponentStatus get,list"),
+        "{}",
+        row("componentstatuses")
+    );
+    assert!(
+        row("bindings").contains("v1 true Binding create"),
+        "{}",
+        row("bindings")
+    );
+    assert!(
+        row("cronjobs").contains("cj batch/v1 true CronJob") && row("cronjobs").ends_with("all"),
+        "{}",
+        row("cronjobs")
+    );
+    let all = k.run(&["get", "all", "-A", "-o", "name"]).await?;
+    assert!(all.contains("service/kubernetes"), "{all}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_discovery_includes_the_aggregator_and_an_api_service_per_group_version() -> Result<()>
+{
+    let (_dev, client) = cluster().await?;
+    let discovery = Discovery::new(client.clone()).run().await?;
+    let groups: BTreeSet<String> = discovery.groups().map(|g| g.name().to_owned()).collect();
+    for group in [
+        "apiregistration.k8s.io",
+        "resource.k8s.io",
+        "flowcontrol.apiserver.k8s.io",
+    ] {
+        assert!(groups.contains(group), "{group} missing from {groups:?}");
+    }
+    let autoscaling = discovery
+        .groups()
+        .find(|g| g.name() == "autoscaling")
+        .context("autoscaling served")?;
+    assert_eq!(autoscaling.preferred_version_or_latest(), "v2");
+    assert_eq!(autoscaling.versions().collect::<Vec<_>>(), ["v2", "v1"]);
+
+    let services: Api<APIService> = Api::all(client);
+    let apps = services.get("v1.apps").await?;
+    let spec = apps.spec.context("spec")?;
+    assert_eq!(spec.group.as_deref(), Some("apps"));
+    assert_eq!(spec.group_priority_minimum, 17800);
+    assert_eq!(spec.version_priority, 15);
+    let conditions = apps.status.and_then(|s| s.conditions).unwrap_or_default();
+    assert!(
+        conditions.iter().any(|c| c.type_ == "Available"
+            && c.status == "True"
+            && c.reason.as_deref() == Some("Local")),
+        "{conditions:?}"
+    );
+    let names: BTreeSet<String> = services
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|s| s.metadata.name)
+        .collect();
+    assert!(
+        names.contains("v1.") && names.contains("v2.autoscaling"),
+        "{names:?}"
+    );
+    assert!(!names.contains("v1.apiregistration.k8s.io"), "{names:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crd_group_gets_an_api_service_until_its_last_crd_is_gone() -> Result<()> {
+    let (_dev, client) = cluster().await?;
+    let crds: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+            "customresourcedefinitions",
+        ),
+    );
+    let crd: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.example.com"},
+        "spec": {
+            "group": "example.com",
+            "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}],
+        },
+    }))?;
+    crds.create(&PostParams::default(), &crd).await?;
+    let services: Api<APIService> = Api::all(client);
+    let service = services.get("v1.example.com").await?;
+    let spec = service.spec.context("spec")?;
+    assert_eq!(
+        (spec.group_priority_minimum, spec.version_priority),
+        (1000, 100)
+    );
+    assert_eq!(
+        service
+            .metadata
+            .labels
+            .unwrap_or_default()
+            .get("kube-aggregator.kubernetes.io/automanaged")
+            .map(String::as_str),
+        Some("true")
+    );
+    crds.delete("gadgets.example.com", &Default::default())
+        .await?;
+    let gone = kube::runtime::wait::await_condition(
+        services,
+        "v1.example.com",
+        |service: Option<&APIService>| service.is_none(),
+    );
+    tokio::time::timeout(std::time::Duration::from_secs(10), gone)
+        .await
+        .context("v1.example.com outlived its CRD by 10 s")??;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_are_created_cordoned_and_listed_by_field_selector() -> Result<()> {
+    let (_dev, client) = cluster().await?;
+    let nodes: Api<Node> = Api::all(client);
+    for name in ["n1", "n2"] {
+        let node: Node = serde_json::from_value(json!({"metadata": {"name": name}}))?;
+        nodes.create(&PostParams::default(), &node).await?;
+    }
+    nodes.cordon("n1").await?;
+    let names = |list: Vec<Node>| -> Vec<String> {
+        list.into_iter().filter_map(|n| n.metadata.name).collect()
+    };
+    let cordoned = nodes
+        .list(&ListParams::default().fields("spec.unschedulable=true"))
+        .await?;
+    assert_eq!(names(cordoned.items), ["n1"]);
+    let schedulable = nodes
+        .list(&ListParams::default().fields("spec.unschedulable=false"))
+        .await?;
+    assert_eq!(names(schedulable.items), ["n2"]);
+    nodes.uncordon("n1").await?;
+    let schedulable = nodes
+        .list(&ListParams::default().fields("spec.unschedulable!=true"))
+        .await?;
+    assert_eq!(names(schedulable.items), ["n1", "n2"]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_signing_request_is_approved_through_its_approval_subresource() -> Result<()>
+{
+    let (_dev, client) = cluster().await?;
+    let csrs: Api<CertificateSigningRequest> = Api::all(client);
+    let key = rcgen::KeyPair::generate()?;
+    let request = rcgen::CertificateParams::new(Vec::<String>::new())?
+        .serialize_request(&key)?
+        .pem()?;
+    let csr: CertificateSigningRequest = serde_json::from_value(json!({
+        "metadata": {"name": "alice"},
+        "spec": {
+            "request": base64_encode(request.as_bytes()),
+            "signerName": "kubernetes.io/kube-apiserver-client",
+            "usages": ["client auth"],
+        },
+    }))?;
+    csrs.create(&PostParams::default(), &csr).await?;
+    let approval = json!({"status": {"conditions": [{
+        "type": "Approved", "status": "True", "reason": "Test", "message": "approved by the test",
+    }]}, "spec": {"signerName": "example.com/other"}});
+    let approved = csrs
+        .patch_approval("alice", &PatchParams::default(), &Patch::Merge(&approval))
+        .await?;
+    let conditions = approved
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default();
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c.type_ == "Approved" && c.status == "True"),
+        "{conditions:?}"
+    );
+    assert_eq!(
+        approved.spec.signer_name, "kubernetes.io/kube-apiserver-client",
+        "the approval subresource writes conditions only"
+    );
+    let listed = csrs
+        .list(&ListParams::default().fields("spec.signerName=kubernetes.io/kube-apiserver-client"))
+        .await?;
+    assert_eq!(listed.items.len(), 1);
+    Ok(())
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn pod(name: &str) -> Result<Pod> {
+    Ok(serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "c", "image": "nginx"}]},
+    }))?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_are_bound_evicted_and_refuse_kubelet_connections_without_a_node() -> Result<()> {
+    let (_dev, client) = cluster().await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(&PostParams::default(), &pod("web")?).await?;
+
+    // Without a node: no log yet, and no exec.
+    let log = pods.logs("web", &Default::default()).await?;
+    assert_eq!(log, "");
+    let exec = client
+        .request_text(
+            http::Request::post("/api/v1/namespaces/default/pods/web/exec?command=ls&stdout=true")
+                .body(Vec::new())?,
+        )
+        .await;
+    let refused = status(exec);
+    assert_eq!(refused.code, 400);
+    assert_eq!(refused.message, "pod web does not have a host assigned");
+    let wrong = status(
+        pods.logs(
+            "web",
+            &kube::api::LogParams {
+                container: Some("nope".into()),
+                ..Default::default()
+            },
+        )
+        .await,
+    );
+    assert_eq!(wrong.message, "container nope is not valid for pod web");
+
+    // Binding assigns the node once.
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "web"},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": "n1"}});
+    let bind = |body: Value| {
+        http::Request::post("/api/v1/namespaces/default/pods/web/binding")
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&body).unwrap_or_default())
+    };
+    let answer: Value = serde_json::from_str(&client.request_text(bind(binding.clone())?).await?)?;
+    assert_eq!(answer["status"], "Success");
+    let bound = pods.get("web").await?;
+    assert_eq!(
+        bound.spec.as_ref().and_then(|s| s.node_name.as_deref()),
+        Some("n1")
+    );
+    let scheduled = bound.status.and_then(|s| s.conditions).unwrap_or_default();
+    assert!(
+        scheduled
+            .iter()
+            .any(|c| c.type_ == "PodScheduled" && c.status == "True"),
+        "{scheduled:?}"
+    );
+    let again = status(client.request_text(bind(binding)?).await);
+    assert_eq!(again.code, 409);
+    assert!(
+        again.message.contains("is already assigned to node \"n1\""),
+        "{}",
+        again.message
+    );
+
+    // A budget that allows no disruption refuses an eviction of a running pod.
+    pods.patch_status(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Running"}})),
+    )
+    .await?;
+    let budgets: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "default",
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("policy", "v1", "PodDisruptionBudget"),
+            "poddisruptionbudgets",
+        ),
+    );
+    let budget: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": {"name": "keep"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}},
+    }))?;
+    budgets.create(&PostParams::default(), &budget).await?;
+    let evict = status(pods.evict("web", &Default::default()).await);
+    assert_eq!(evict.code, 429);
+    assert!(
+        evict
+            .message
+            .starts_with("Cannot evict pod as it would violate the pod's disruption budget."),
+        "{}",
+        evict.message
+    );
+    budgets.delete("keep", &Default::default()).await?;
+    pods.evict("web", &Default::default()).await?;
+    ensure!(
+        pods.get_opt("web")
+            .await?
+            .is_none_or(|p| p.metadata.deletion_timestamp.is_some()),
+        "an evicted pod is deleted"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autoscalers_read_the_same_in_v1_and_v2() -> Result<()> {
+    let (_dev, client) = cluster().await?;
+    let resource = |version: &str| {
+        ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("autoscaling", version, "HorizontalPodAutoscaler"),
+            "horizontalpodautoscalers",
+        )
+    };
+    let v1: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &resource("v1"));
+    let v2: Api<DynamicObject> = Api::namespaced_with(client, "default", &resource("v2"));
+    let written: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "web"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "minReplicas": 1, "maxReplicas": 4, "targetCPUUtilizationPercentage": 60},
+    }))?;
+    v1.create(&PostParams::default(), &written).await?;
+    let as_v2 = v2.get("web").await?;
+    assert_eq!(
+        as_v2.data["spec"]["metrics"],
+        json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}}])
+    );
+    assert!(
+        as_v2.data["spec"]
+            .get("targetCPUUtilizationPercentage")
+            .is_none()
+    );
+    let as_v1 = v1.get("web").await?;
+    assert_eq!(as_v1.data["spec"]["targetCPUUtilizationPercentage"], 60);
+    assert!(as_v1.data["spec"].get("metrics").is_none());
+    assert_eq!(
+        as_v1.types.map(|t| t.api_version),
+        Some("autoscaling/v1".to_owned())
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generation_moves_as_each_kind_decides() -> Result<()> {
+    let (_dev, client) = cluster().await?;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    let job: Job = serde_json::from_value(json!({
+        "metadata": {"name": "once"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}},
+    }))?;
+    let created = jobs.create(&PostParams::default(), &job).await?;
+    assert_eq!(created.metadata.generation, Some(1));
+    let labelled = jobs
+        .patch(
+            "once",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}})),
+        )
+        .await?;
+    assert_eq!(labelled.metadata.generation, Some(1), "labels are not spec");
+    let suspended = jobs
+        .patch(
+            "once",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"suspend": true}})),
+        )
+        .await?;
+    assert_eq!(suspended.metadata.generation, Some(2));
+
+    let slices: Api<EndpointSlice> = Api::namespaced(client, "default");
+    let slice: EndpointSlice = serde_json::from_value(json!({
+        "metadata": {"name": "web-1"}, "addressType": "IPv4", "endpoints": [],
+    }))?;
+    slices.create(&PostParams::default(), &slice).await?;
+    let relabelled = slices
+        .patch(
+            "web-1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"kubernetes.io/service-name": "web"}}})),
+        )
+        .await?;
+    assert_eq!(
+        relabelled.metadata.generation,
+        Some(2),
+        "an EndpointSlice's labels count for its generation"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn component_statuses_report_the_embedded_controllers() -> Result<()> {
+    let (_dev, client) = cluster().await?;
+    let text = client
+        .request_text(http::Request::get("/api/v1/componentstatuses").body(Vec::new())?)
+        .await?;
+    let list: Value = serde_json::from_str(&text)?;
+    assert_eq!(list["kind"], "ComponentStatusList");
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .context("items")?
+        .iter()
+        .filter_map(|i| i["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(names, ["controller-manager", "scheduler", "etcd-0"]);
+    let refused = status(
+        client
+            .request_text(
+                http::Request::delete("/api/v1/componentstatuses/scheduler").body(Vec::new())?,
+            )
+            .await,
+    );
+    assert_eq!(refused.code, 405);
+    Ok(())
+}
