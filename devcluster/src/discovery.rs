@@ -8,12 +8,12 @@ use crate::registry::{Registry, ResourceDef};
 pub(crate) fn version() -> Value {
     json!({
         "major": "1",
-        "minor": "35",
+        "minor": "36",
         "emulationMajor": "1",
-        "emulationMinor": "35",
+        "emulationMinor": "36",
         "minCompatibilityMajor": "1",
-        "minCompatibilityMinor": "34",
-        "gitVersion": "v1.35.0-devcluster",
+        "minCompatibilityMinor": "35",
+        "gitVersion": "v1.36.0-devcluster",
         "gitCommit": "0000000000000000000000000000000000000000",
         "gitTreeState": "clean",
         "buildDate": "2026-01-01T00:00:00Z",
