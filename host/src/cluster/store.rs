@@ -54,7 +54,31 @@ struct Head<'a> {
     #[serde(default, borrow, deserialize_with = "present")]
     kind: Option<&'a RawValue>,
     #[serde(borrow)]
-    metadata: Metadata<'a>,
+    metadata: Object<Metadata<'a>>,
+}
+
+/// A struct read only from a JSON object: serde also reads structs from
+/// arrays (`"metadata": ["web", "shop"]`), which no API server sends and a
+/// guest's JSON reader would not read as metadata.
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Fields<T> {
+            type Value = Object<T>;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Object<T>, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Object)
+            }
+        }
+        deserializer.deserialize_map(Fields(std::marker::PhantomData))
+    }
 }
 
 /// A field that is there, `null` included (`Option` alone reads `null` as absent).
@@ -125,7 +149,7 @@ struct Metadata<'a> {
     #[serde(default, borrow)]
     labels: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
     #[serde(default, borrow, rename = "ownerReferences")]
-    owner_references: Option<Vec<OwnerReference<'a>>>,
+    owner_references: Option<Vec<Object<OwnerReference<'a>>>>,
 }
 
 #[derive(Deserialize)]
@@ -190,10 +214,11 @@ impl StoredObject {
             }
             serde_json::to_string(&value)?.into()
         };
-        let metadata = head.metadata;
+        let metadata = head.metadata.0;
         let controller = metadata.owner_references.and_then(|owners| {
             owners
                 .into_iter()
+                .map(|owner| owner.0)
                 .find(|owner| owner.controller == Some(true))
                 .map(|owner| OwnerRef {
                     api_version: owner.api_version.into(),
@@ -455,6 +480,19 @@ mod tests {
             let error = StoredObject::parse(&raw, "apps/v1", "Deployment")
                 .expect_err("a number out of range is refused");
             assert!(error.to_string().contains("out of range"), "{error}");
+        }
+    }
+
+    #[test]
+    fn metadata_and_owners_are_objects_never_arrays() {
+        for text in [
+            r#"{"metadata":["web","shop"]}"#,
+            r#"{"metadata":{"name":"web","ownerReferences":[["v1","App","shop","u",true]]}}"#,
+        ] {
+            let raw: Box<RawValue> = serde_json::from_str(text).expect("well-formed JSON text");
+            let error = StoredObject::parse(&raw, "apps/v1", "Deployment")
+                .expect_err("an array where an object belongs is refused");
+            assert!(error.to_string().contains("a JSON object"), "{error}");
         }
     }
 
