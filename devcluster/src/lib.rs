@@ -84,6 +84,7 @@ mod store;
 mod subresources;
 mod table;
 mod tls;
+mod validation;
 mod watch;
 mod write;
 

@@ -618,6 +618,15 @@ pub(crate) fn from_crd(crd: &Map<String, Value>) -> Result<ResourceDef, Vec<Caus
             "spec.versions",
         ));
     }
+    for (index, version) in versions.iter().enumerate() {
+        if get_path(version, &["schema", "openAPIV3Schema"]).is_none() {
+            causes.push(Cause::new(
+                "FieldValueRequired",
+                "Required value",
+                format!("spec.versions[{index}].schema.openAPIV3Schema"),
+            ));
+        }
+    }
     if !causes.is_empty() {
         return Err(causes);
     }

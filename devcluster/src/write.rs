@@ -154,6 +154,31 @@ fn check_type(t: &Target, obj: &Map<String, Value>) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// An apply configuration names its type: the field manager has no schema
+/// for a body without `apiVersion` and `kind` (400, worded as the apiserver's).
+fn check_applied_type(applied: &Map<String, Value>) -> Result<(), ApiError> {
+    let text = |field: &str| {
+        applied
+            .get(field)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    let (api_version, kind) = (text("apiVersion"), text("kind"));
+    if !api_version.is_empty() && !kind.is_empty() {
+        return Ok(());
+    }
+    let (group, version) = match api_version.split_once('/') {
+        Some((group, version)) => (group, version),
+        None => ("", api_version),
+    };
+    let gvk = format!("{group}/{version}, Kind={kind}");
+    Err(ApiError::bad_request(format!(
+        "failed to create typed patch object ({}/{}; {gvk}): no corresponding type for {gvk}",
+        meta_str(applied, "namespace").unwrap_or_default(),
+        meta_str(applied, "name").unwrap_or_default(),
+    )))
+}
+
 fn check_namespace(core: &Core, t: &Target, name: &str, creating: bool) -> Result<(), ApiError> {
     if !t.res.namespaced {
         return Ok(());
@@ -362,6 +387,10 @@ fn create_object(
     obj.remove("kind");
     obj.remove("apiVersion");
     defaults::on_create(core, &t.res, &mut obj);
+    let causes = crate::validation::validate(&t.res, &obj);
+    if !causes.is_empty() {
+        return Err(ApiError::invalid(&t.res.kind, &t.res.group, &name, causes));
+    }
     check_schema(t, &mut obj, ctx)?;
     crd::on_write(&t.res, &mut obj);
     crate::auth::rbac::admit(core, t, &obj, &ctx.user)?;
@@ -518,6 +547,7 @@ fn server_side_apply(
     let Value::Object(mut applied) = applied else {
         return Err(ApiError::bad_request("apply body must be an object"));
     };
+    check_applied_type(&applied)?;
     check_type(t, &applied)?;
     check_body_name(t, &mut applied)?;
     check_body_namespace(t, &mut applied)?;
@@ -715,7 +745,8 @@ pub(crate) fn finish_update(
         }
     }
     defaults::mutate_secret(&t.res, &mut new);
-    let causes = defaults::validate_labels(&new);
+    let mut causes = defaults::validate_labels(&new);
+    causes.extend(crate::validation::validate(&t.res, &new));
     if !causes.is_empty() {
         return Err(ApiError::invalid(
             &t.res.kind,
