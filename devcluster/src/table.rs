@@ -445,7 +445,8 @@ fn builtin_row(storage: &str, o: &Value) -> Option<(Vec<Column>, Vec<Value>)> {
     Some(row)
 }
 
-/// Columns and cells from a CRD's `additionalPrinterColumns`: Name, the columns, Age.
+/// Columns and cells from a CRD's `additionalPrinterColumns`: Name, then exactly the columns
+/// (a real server adds no Age; a CRD that wants one lists it).
 fn printer_row(columns: &[Value], o: &Value) -> (Vec<Value>, Vec<Value>) {
     let mut defs = vec![column_json(NAME)];
     let mut cells = vec![Value::from(text(o, "metadata.name"))];
@@ -476,20 +477,50 @@ fn printer_row(columns: &[Value], o: &Value) -> (Vec<Value>, Vec<Value>) {
             .get("jsonPath")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let value = if path.contains(['[', '@', '*']) {
-            None
-        } else {
-            at(o, path)
-        };
-        cells.push(match (ty, value) {
-            ("date", v) => since(v),
-            (_, Some(v)) => v.clone(),
-            (_, None) => Value::Null,
-        });
+        cells.push(printer_cell(ty, first_match(o, path)));
     }
-    defs.push(column_json(AGE));
-    cells.push(since(at(o, "metadata.creationTimestamp")));
     (defs, cells)
+}
+
+/// The first value a CRD column's JSONPath (`.status.conditions[?(@.type=="Ready")].status`)
+/// finds, as the apiserver's table convertor takes it.
+fn first_match<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
+    let path = path.trim();
+    let path = path
+        .strip_prefix('{')
+        .and_then(|p| p.strip_suffix('}'))
+        .unwrap_or(path);
+    let query = if path.starts_with('$') {
+        path.to_owned()
+    } else {
+        format!("${path}")
+    };
+    jsonpath_rust::JsonPath::query(obj, &query)
+        .ok()?
+        .into_iter()
+        .next()
+}
+
+/// A column's cell of a given type, as the apiserver's table convertor fills it:
+/// values of another type are empty, strings print any value as text.
+fn printer_cell(ty: &str, value: Option<&Value>) -> Value {
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Value::Null;
+    };
+    match ty {
+        "date" => since(Some(value)),
+        "string" => match value {
+            Value::String(text) => Value::from(text.clone()),
+            other => Value::from(other.to_string()),
+        },
+        "integer" => value
+            .as_i64()
+            .or_else(|| value.as_f64().map(|f| f as i64))
+            .map_or(Value::Null, Value::from),
+        "number" => value.as_f64().map_or(Value::Null, Value::from),
+        "boolean" => value.as_bool().map_or(Value::Null, Value::from),
+        _ => Value::Null,
+    }
 }
 
 fn column_json((name, ty, format, priority): Column) -> Value {
@@ -568,5 +599,38 @@ mod tests {
         );
         assert_eq!(cells[1], "2/3");
         assert_eq!(cells[7], "app=web");
+    }
+
+    #[test]
+    fn crd_columns_follow_their_json_paths_and_add_no_age() {
+        let columns = vec![
+            json!({"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}),
+            json!({"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"}),
+            json!({"name": "Labels", "type": "string", "jsonPath": ".metadata.labels"}),
+            json!({"name": "Wrong", "type": "boolean", "jsonPath": ".spec.replicas"}),
+            json!({"name": "First", "type": "string", "jsonPath": ".spec.items[*].name"}),
+        ];
+        let widget = json!({
+            "metadata": {"name": "w", "labels": {"a": "b"}},
+            "spec": {"replicas": 3.0, "items": [{"name": "x"}, {"name": "y"}]},
+            "status": {"conditions": [{"type": "Synced", "status": "False"}, {"type": "Ready", "status": "True"}]},
+        });
+        let (defs, cells) = printer_row(&columns, &widget);
+        let names: Vec<&str> = defs.iter().filter_map(|d| d["name"].as_str()).collect();
+        assert_eq!(
+            names,
+            ["Name", "Ready", "Replicas", "Labels", "Wrong", "First"]
+        );
+        assert_eq!(
+            cells,
+            [
+                json!("w"),
+                json!("True"),
+                json!(3),
+                json!("{\"a\":\"b\"}"),
+                Value::Null,
+                json!("x")
+            ]
+        );
     }
 }

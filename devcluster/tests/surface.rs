@@ -123,14 +123,19 @@ const API_RESOURCES: &[&str] = &[
 
 async fn cluster() -> Result<(DevCluster, Client)> {
     let dev = DevCluster::start(Options::new()).await?;
+    let client = client_of(&dev).await?;
+    Ok((dev, client))
+}
+
+/// A client of `dev` without kube's retry layer: an eviction's 429 is an
+/// answer under test, which the layer would wait out.
+async fn client_of(dev: &DevCluster) -> Result<Client> {
     let kubeconfig = kube::config::Kubeconfig::from_yaml(&dev.kubeconfig_yaml())?;
     let mut config =
         Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
             .await?;
-    // An eviction's 429 is the answer under test: kube's retry layer would wait it out.
     config.default_retry = false;
-    let client = Client::try_from(config)?;
-    Ok((dev, client))
+    Ok(Client::try_from(config)?)
 }
 
 /// The Status of a failed call.
@@ -594,5 +599,57 @@ async fn component_statuses_report_the_embedded_controllers() -> Result<()> {
             .await,
     );
     assert_eq!(refused.code, 405);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_objects_are_refused_with_a_real_servers_words() -> Result<()> {
+    let dev = DevCluster::start(Options::new()).await?;
+    let dir = tempfile::tempdir()?;
+    let k = Kubectl::new(dir.path(), "kubeconfig", &dev.kubeconfig_yaml())?;
+    std::fs::write(
+        dir.path().join("empty.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: e}\nspec: {}\n",
+    )?;
+    let refused = k.refused(&["create", "-f", "empty.yaml"]).await?;
+    for line in [
+        "The Deployment \"e\" is invalid:",
+        "* spec.selector: Required value",
+        "* spec.template.metadata.labels: Invalid value: null: `selector` does not match template `labels`",
+        "* spec.template.spec.containers: Required value",
+    ] {
+        assert!(refused.contains(line), "{line:?} missing from {refused}");
+    }
+
+    std::fs::write(
+        dir.path().join("kindless.yaml"),
+        "apiVersion: v1\nmetadata: {name: c, namespace: default}\ndata: {a: b}\n",
+    )?;
+    let client = client_of(&dev).await?;
+    let kindless = client
+        .request_text(
+            http::Request::patch("/api/v1/namespaces/default/configmaps/c?fieldManager=test")
+                .header("content-type", "application/apply-patch+yaml")
+                .body(std::fs::read(dir.path().join("kindless.yaml"))?)?,
+        )
+        .await;
+    let refused = status(kindless);
+    assert_eq!(refused.code, 400);
+    assert_eq!(
+        refused.message,
+        "failed to create typed patch object (default/c; /v1, Kind=): no corresponding type for /v1, Kind="
+    );
+
+    std::fs::write(
+        dir.path().join("schemaless.yaml"),
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: things.example.com}\n\
+         spec:\n  group: example.com\n  scope: Namespaced\n  names: {plural: things, singular: thing, kind: Thing}\n\
+         \x20 versions: [{name: v1, served: true, storage: true}]\n",
+    )?;
+    let refused = k.refused(&["create", "-f", "schemaless.yaml"]).await?;
+    assert!(
+        refused.contains("spec.versions[0].schema.openAPIV3Schema: Required value"),
+        "{refused}"
+    );
     Ok(())
 }
