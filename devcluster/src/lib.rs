@@ -92,4 +92,5 @@ pub use cluster::{DevCluster, Error, Options};
 pub use faults::{FaultKind, FaultRule};
 pub use kubeconfig::CONTEXT_NAME;
 pub use persist::PersistError;
+pub use selector::{LabelSelector, SelectorError};
 pub use tls::TlsError;

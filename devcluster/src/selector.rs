@@ -4,9 +4,9 @@ use serde_json::{Map, Value};
 
 use crate::json::get_path;
 
-/// A selector that could not be parsed.
+/// A selector that could not be parsed, worded as the API server words it.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum SelectorError {
+pub enum SelectorError {
     /// A label selector requirement is malformed.
     #[error("unable to parse requirement: {0}")]
     Label(String),
@@ -21,7 +21,7 @@ pub(crate) enum SelectorError {
     UnsupportedField(String),
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Op {
     Exists,
     NotExists,
@@ -33,9 +33,11 @@ enum Op {
     Lt(i64),
 }
 
-/// A parsed label selector; empty matches everything.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct LabelSelector {
+/// A parsed label selector (equality- and set-based, as the API server reads
+/// `labelSelector`); empty matches everything. The host reads selectors with
+/// this parser too, so both accept and refuse the same texts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LabelSelector {
     requirements: Vec<(String, Op)>,
 }
 
@@ -170,7 +172,7 @@ fn parse_requirement(req: &str) -> Result<(String, Op), SelectorError> {
 
 impl LabelSelector {
     /// Parses the `labelSelector` query parameter.
-    pub(crate) fn parse(s: &str) -> Result<Self, SelectorError> {
+    pub fn parse(s: &str) -> Result<Self, SelectorError> {
         if s.trim().is_empty() {
             return Ok(Self::default());
         }
@@ -182,18 +184,22 @@ impl LabelSelector {
     }
 
     /// Whether the selector selects everything.
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.requirements.is_empty()
     }
 
     /// Whether a label set matches.
     pub(crate) fn matches(&self, labels: &[(String, String)]) -> bool {
-        let get = |k: &str| {
+        self.matches_with(|k: &str| {
             labels
                 .iter()
                 .find(|(lk, _)| lk == k)
                 .map(|(_, v)| v.as_str())
-        };
+        })
+    }
+
+    /// Whether the labels `get` reads by key match.
+    pub fn matches_with<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> bool {
         self.requirements.iter().all(|(key, op)| {
             let value = get(key);
             match op {
