@@ -11,6 +11,8 @@ type Column = (&'static str, &'static str, &'static str, u8);
 
 const NAME: Column = ("Name", "string", "name", 0);
 const AGE: Column = ("Age", "string", "", 0);
+/// The apiserver's default table, for kinds without a printer (Roles, LimitRanges, ...).
+const CREATED_AT: Column = ("Created At", "date", "", 0);
 
 /// The apiserver's `HumanDuration`: `45s`, `3m20s`, `2h5m`, `4d3h`, `2y30d`.
 pub(crate) fn human_duration(secs: i64) -> String {
@@ -127,7 +129,145 @@ fn or_none(s: String) -> Value {
     Value::from(if s.is_empty() { "<none>".to_owned() } else { s })
 }
 
-/// Columns and cells of one built-in resource, or `None` for the default (Name, Age) table.
+/// A status condition's `status`, by type.
+fn condition<'a>(obj: &'a Value, kind: &str) -> Option<&'a str> {
+    at(obj, "status.conditions")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some(kind))?
+        .get("status")?
+        .as_str()
+}
+
+/// Whether a status condition of this type is `True`.
+fn has_condition(obj: &Value, kind: &str) -> bool {
+    condition(obj, kind) == Some("True")
+}
+
+fn annotation<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
+    get_path(obj, &["metadata", "annotations", key]).and_then(Value::as_str)
+}
+
+/// Seconds since the epoch of an RFC 3339 timestamp.
+fn timestamp(value: Option<&Value>) -> Option<i64> {
+    value?
+        .as_str()?
+        .parse::<jiff::Timestamp>()
+        .ok()
+        .map(|t| t.as_second())
+}
+
+/// A `*bool` as the printers print it: `False` when unset.
+fn go_bool_ptr(value: Option<&Value>) -> &'static str {
+    match value.and_then(Value::as_bool) {
+        Some(true) => "True",
+        _ => "False",
+    }
+}
+
+/// At most three items, then `+ N more...`, or `none` for an empty list.
+fn first_three(items: &[&str], none: &str) -> String {
+    match items.len() {
+        0 => none.to_owned(),
+        1..=3 => items.join(","),
+        n => format!("{} + {} more...", items[..3].join(","), n - 3),
+    }
+}
+
+/// An autoscaler's targets as `kubectl get hpa` prints them: each metric's
+/// current value (or `<unknown>`) over its target.
+fn hpa_targets(obj: &Value) -> String {
+    let metrics = at(obj, "spec.metrics")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if metrics.is_empty() {
+        return "<none>".to_owned();
+    }
+    let current = at(obj, "status.currentMetrics")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut parts: Vec<String> = Vec::new();
+    for metric in &metrics {
+        let kind = metric
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let source = match kind {
+            "Resource" => metric.get("resource"),
+            "ContainerResource" => metric.get("containerResource"),
+            "Pods" => metric.get("pods"),
+            "Object" => metric.get("object"),
+            "External" => metric.get("external"),
+            _ => None,
+        };
+        let Some(source) = source else {
+            parts.push("<unknown type>".to_owned());
+            continue;
+        };
+        let target = &source["target"];
+        let name = source
+            .get("name")
+            .and_then(Value::as_str)
+            .or_else(|| source["metric"]["name"].as_str())
+            .unwrap_or_default();
+        let (wanted, suffix) = match target.get("averageUtilization") {
+            Some(utilization) => (utilization.to_string(), "%"),
+            None => (
+                target
+                    .get("averageValue")
+                    .or_else(|| target.get("value"))
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                    .unwrap_or_default(),
+                "",
+            ),
+        };
+        let now = current
+            .iter()
+            .filter(|c| c.get("type").and_then(Value::as_str) == Some(kind))
+            .find_map(|c| {
+                let seen = match kind {
+                    "Resource" => c.get("resource"),
+                    "ContainerResource" => c.get("containerResource"),
+                    "Pods" => c.get("pods"),
+                    "Object" => c.get("object"),
+                    _ => c.get("external"),
+                }?;
+                let seen_name = seen
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .or_else(|| seen["metric"]["name"].as_str())
+                    .unwrap_or_default();
+                if seen_name != name {
+                    return None;
+                }
+                let value = &seen["current"];
+                if suffix == "%" {
+                    value.get("averageUtilization").map(|u| format!("{u}%"))
+                } else {
+                    value
+                        .get("averageValue")
+                        .or_else(|| value.get("value"))
+                        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                }
+            })
+            .unwrap_or_else(|| "<unknown>".to_owned());
+        let prefix = if kind == "Resource" || kind == "ContainerResource" {
+            format!("{name}: ")
+        } else {
+            String::new()
+        };
+        parts.push(format!("{prefix}{now}/{wanted}{suffix}"));
+    }
+    match parts.len() {
+        n if n > 2 => format!("{} + {} more...", parts[..2].join(", "), n - 2),
+        _ => parts.join(", "),
+    }
+}
+
+/// Columns and cells of one built-in resource (the apiserver's printers), or `None` for
+/// the default table (Name, Created At).
 fn builtin_row(storage: &str, o: &Value) -> Option<(Vec<Column>, Vec<Value>)> {
     let name = Value::from(text(o, "metadata.name"));
     let age = since(at(o, "metadata.creationTimestamp"));
@@ -388,6 +528,567 @@ fn builtin_row(storage: &str, o: &Value) -> Option<(Vec<Column>, Vec<Value>)> {
                     .unwrap_or(Value::Null),
             ],
         ),
+        "batch/jobs" => {
+            let succeeded = int(o, "status.succeeded");
+            let completions = match at(o, "spec.completions").and_then(Value::as_i64) {
+                Some(want) => format!("{succeeded}/{want}"),
+                None => match at(o, "spec.parallelism").and_then(Value::as_i64) {
+                    Some(parallel) if parallel > 1 => format!("{succeeded}/1 of {parallel}"),
+                    _ => format!("{succeeded}/1"),
+                },
+            };
+            let duration = match (
+                timestamp(at(o, "status.startTime")),
+                timestamp(at(o, "status.completionTime")),
+            ) {
+                (None, _) => String::new(),
+                (Some(start), None) => human_duration(jiff::Timestamp::now().as_second() - start),
+                (Some(start), Some(end)) => human_duration(end - start),
+            };
+            let status = if has_condition(o, "Complete") {
+                "Complete"
+            } else if has_condition(o, "Failed") {
+                "Failed"
+            } else if at(o, "metadata.deletionTimestamp").is_some() {
+                "Terminating"
+            } else if has_condition(o, "Suspended") {
+                "Suspended"
+            } else if has_condition(o, "FailureTarget") {
+                "FailureTarget"
+            } else if has_condition(o, "SuccessCriteriaMet") {
+                "SuccessCriteriaMet"
+            } else {
+                "Running"
+            };
+            let (c, i) = containers_and_images(o, "spec.template.spec.containers");
+            (
+                vec![
+                    NAME,
+                    ("Status", "string", "", 0),
+                    ("Completions", "string", "", 0),
+                    ("Duration", "string", "", 0),
+                    AGE,
+                    ("Containers", "string", "", 1),
+                    ("Images", "string", "", 1),
+                    ("Selector", "string", "", 1),
+                ],
+                vec![
+                    name,
+                    Value::from(status),
+                    Value::from(completions),
+                    Value::from(duration),
+                    age,
+                    c,
+                    i,
+                    selector(o, "spec.selector"),
+                ],
+            )
+        }
+        "batch/cronjobs" => {
+            let (c, i) = containers_and_images(o, "spec.jobTemplate.spec.template.spec.containers");
+            let last = match at(o, "status.lastScheduleTime") {
+                Some(time) => since(Some(time)),
+                None => Value::from("<none>"),
+            };
+            (
+                vec![
+                    NAME,
+                    ("Schedule", "string", "", 0),
+                    ("Timezone", "string", "", 0),
+                    ("Suspend", "boolean", "", 0),
+                    ("Active", "integer", "", 0),
+                    ("Last Schedule", "string", "", 0),
+                    AGE,
+                    ("Containers", "string", "", 1),
+                    ("Images", "string", "", 1),
+                    ("Selector", "string", "", 1),
+                ],
+                vec![
+                    name,
+                    Value::from(text(o, "spec.schedule")),
+                    or_none(text(o, "spec.timeZone")),
+                    Value::from(go_bool_ptr(at(o, "spec.suspend"))),
+                    Value::from(
+                        at(o, "status.active")
+                            .and_then(Value::as_array)
+                            .map_or(0, Vec::len),
+                    ),
+                    last,
+                    age,
+                    c,
+                    i,
+                    selector(o, "spec.jobTemplate.spec.selector"),
+                ],
+            )
+        }
+        "/nodes" => {
+            let mut status: Vec<&str> = Vec::new();
+            if let Some(ready) = condition(o, "Ready") {
+                status.push(if ready == "True" { "Ready" } else { "NotReady" });
+            }
+            if status.is_empty() {
+                status.push("Unknown");
+            }
+            if at(o, "spec.unschedulable").and_then(Value::as_bool) == Some(true) {
+                status.push("SchedulingDisabled");
+            }
+            let mut roles: Vec<String> = at(o, "metadata.labels")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .filter_map(|(key, value)| {
+                    if let Some(role) = key.strip_prefix("node-role.kubernetes.io/") {
+                        (!role.is_empty()).then(|| role.to_owned())
+                    } else if key == "kubernetes.io/role" {
+                        value.as_str().filter(|v| !v.is_empty()).map(str::to_owned)
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            roles.sort();
+            roles.dedup();
+            let address = |kind: &str| {
+                at(o, "status.addresses")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .find(|a| a.get("type").and_then(Value::as_str) == Some(kind))
+                    .and_then(|a| a.get("address").and_then(Value::as_str))
+                    .unwrap_or("<none>")
+                    .to_owned()
+            };
+            let unknown = |path: &str| {
+                let value = text(o, path);
+                if value.is_empty() {
+                    "<unknown>".to_owned()
+                } else {
+                    value
+                }
+            };
+            let mut kernel = unknown("status.nodeInfo.kernelVersion");
+            let arch = text(o, "status.nodeInfo.architecture");
+            if !arch.is_empty() {
+                kernel = format!("{kernel} ({arch})");
+            }
+            (
+                vec![
+                    NAME,
+                    ("Status", "string", "", 0),
+                    ("Roles", "string", "", 0),
+                    AGE,
+                    ("Version", "string", "", 0),
+                    ("Internal-IP", "string", "", 1),
+                    ("External-IP", "string", "", 1),
+                    ("OS-Image", "string", "", 1),
+                    ("Kernel-Version", "string", "", 1),
+                    ("Container-Runtime", "string", "", 1),
+                ],
+                vec![
+                    name,
+                    Value::from(status.join(",")),
+                    or_none(roles.join(",")),
+                    age,
+                    Value::from(text(o, "status.nodeInfo.kubeletVersion")),
+                    Value::from(address("InternalIP")),
+                    Value::from(address("ExternalIP")),
+                    Value::from(unknown("status.nodeInfo.osImage")),
+                    Value::from(kernel),
+                    Value::from(unknown("status.nodeInfo.containerRuntimeVersion")),
+                ],
+            )
+        }
+        "networking.k8s.io/ingresses" => {
+            let hosts: Vec<&str> = at(o, "spec.rules")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r.get("host").and_then(Value::as_str))
+                .filter(|h| !h.is_empty())
+                .collect();
+            let hosts = match hosts.len() {
+                0 => "*".to_owned(),
+                1..=4 => hosts.join(","),
+                n => format!("{} + {} more...", hosts[..4].join(","), n - 4),
+            };
+            let address: Vec<&str> = at(o, "status.loadBalancer.ingress")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|i| {
+                    i.get("ip")
+                        .or_else(|| i.get("hostname"))
+                        .and_then(Value::as_str)
+                })
+                .collect();
+            let tls = at(o, "spec.tls")
+                .and_then(Value::as_array)
+                .is_some_and(|t| !t.is_empty());
+            (
+                vec![
+                    NAME,
+                    ("Class", "string", "", 0),
+                    ("Hosts", "string", "", 0),
+                    ("Address", "string", "", 0),
+                    ("Ports", "string", "", 0),
+                    AGE,
+                ],
+                vec![
+                    name,
+                    or_none(text(o, "spec.ingressClassName")),
+                    Value::from(hosts),
+                    Value::from(address.join(",")),
+                    Value::from(if tls { "80, 443" } else { "80" }),
+                    age,
+                ],
+            )
+        }
+        "networking.k8s.io/ingressclasses" => {
+            let mut shown = text(o, "metadata.name");
+            if annotation(o, "ingressclass.kubernetes.io/is-default-class") == Some("true") {
+                shown.push_str(" (default)");
+            }
+            let parameters = match at(o, "spec.parameters") {
+                Some(p) => {
+                    let mut kind = p
+                        .get("kind")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned();
+                    if let Some(group) = p.get("apiGroup").and_then(Value::as_str) {
+                        kind = format!("{kind}.{group}");
+                    }
+                    format!(
+                        "{kind}/{}",
+                        p.get("name").and_then(Value::as_str).unwrap_or_default()
+                    )
+                }
+                None => "<none>".to_owned(),
+            };
+            (
+                vec![
+                    NAME,
+                    ("Controller", "string", "", 0),
+                    ("Parameters", "string", "", 0),
+                    AGE,
+                ],
+                vec![
+                    Value::from(shown),
+                    Value::from(text(o, "spec.controller")),
+                    Value::from(parameters),
+                    age,
+                ],
+            )
+        }
+        "autoscaling/horizontalpodautoscalers" => {
+            let min = at(o, "spec.minReplicas")
+                .and_then(Value::as_i64)
+                .map_or_else(|| "<unset>".to_owned(), |m| m.to_string());
+            (
+                vec![
+                    NAME,
+                    ("Reference", "string", "", 0),
+                    ("Targets", "string", "", 0),
+                    ("MinPods", "string", "", 0),
+                    ("MaxPods", "string", "", 0),
+                    ("Replicas", "string", "", 0),
+                    AGE,
+                ],
+                vec![
+                    name,
+                    Value::from(format!(
+                        "{}/{}",
+                        text(o, "spec.scaleTargetRef.kind"),
+                        text(o, "spec.scaleTargetRef.name")
+                    )),
+                    Value::from(hpa_targets(o)),
+                    Value::from(min),
+                    Value::from(int(o, "spec.maxReplicas")),
+                    Value::from(int(o, "status.currentReplicas")),
+                    age,
+                ],
+            )
+        }
+        "policy/poddisruptionbudgets" => {
+            let bound = |path: &str| match at(o, path) {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                _ => "N/A".to_owned(),
+            };
+            (
+                vec![
+                    NAME,
+                    ("Min Available", "string", "", 0),
+                    ("Max Unavailable", "string", "", 0),
+                    ("Allowed Disruptions", "integer", "", 0),
+                    AGE,
+                ],
+                vec![
+                    name,
+                    Value::from(bound("spec.minAvailable")),
+                    Value::from(bound("spec.maxUnavailable")),
+                    Value::from(int(o, "status.disruptionsAllowed")),
+                    age,
+                ],
+            )
+        }
+        "rbac.authorization.k8s.io/rolebindings"
+        | "rbac.authorization.k8s.io/clusterrolebindings" => {
+            let subjects = |kind: &str| -> Value {
+                let names: Vec<String> = at(o, "subjects")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter(|s| s.get("kind").and_then(Value::as_str) == Some(kind))
+                    .map(|s| {
+                        let name = s.get("name").and_then(Value::as_str).unwrap_or_default();
+                        match s.get("namespace").and_then(Value::as_str) {
+                            Some(ns) if kind == "ServiceAccount" => format!("{ns}/{name}"),
+                            _ => name.to_owned(),
+                        }
+                    })
+                    .collect();
+                Value::from(names.join(", "))
+            };
+            (
+                vec![
+                    NAME,
+                    ("Role", "string", "", 0),
+                    AGE,
+                    ("Users", "string", "", 1),
+                    ("Groups", "string", "", 1),
+                    ("ServiceAccounts", "string", "", 1),
+                ],
+                vec![
+                    name,
+                    Value::from(format!(
+                        "{}/{}",
+                        text(o, "roleRef.kind"),
+                        text(o, "roleRef.name")
+                    )),
+                    age,
+                    subjects("User"),
+                    subjects("Group"),
+                    subjects("ServiceAccount"),
+                ],
+            )
+        }
+        "certificates.k8s.io/certificatesigningrequests" => {
+            let mut status: Vec<&str> = Vec::new();
+            for kind in ["Approved", "Denied", "Failed"] {
+                if has_condition(o, kind) {
+                    status.push(kind);
+                }
+            }
+            if status.is_empty() {
+                status.push("Pending");
+            }
+            if at(o, "status.certificate")
+                .is_some_and(|c| c.as_str().is_some_and(|c| !c.is_empty()))
+            {
+                status.push("Issued");
+            }
+            let requested = at(o, "spec.expirationSeconds")
+                .and_then(Value::as_i64)
+                .map_or_else(|| "<none>".to_owned(), human_duration);
+            (
+                vec![
+                    NAME,
+                    AGE,
+                    ("SignerName", "string", "", 0),
+                    ("Requestor", "string", "", 0),
+                    ("RequestedDuration", "string", "", 0),
+                    ("Condition", "string", "", 0),
+                ],
+                vec![
+                    name,
+                    age,
+                    or_none(text(o, "spec.signerName")),
+                    Value::from(text(o, "spec.username")),
+                    Value::from(requested),
+                    Value::from(status.join(",")),
+                ],
+            )
+        }
+        "scheduling.k8s.io/priorityclasses" => (
+            vec![
+                NAME,
+                ("Value", "integer", "", 0),
+                ("Global-Default", "boolean", "", 0),
+                AGE,
+                ("PreemptionPolicy", "string", "", 0),
+            ],
+            vec![
+                name,
+                Value::from(int(o, "value")),
+                Value::from(
+                    at(o, "globalDefault")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false),
+                ),
+                age,
+                Value::from(text(o, "preemptionPolicy")),
+            ],
+        ),
+        "storage.k8s.io/storageclasses" => {
+            let mut shown = text(o, "metadata.name");
+            if annotation(o, "storageclass.kubernetes.io/is-default-class") == Some("true")
+                || annotation(o, "storageclass.beta.kubernetes.io/is-default-class") == Some("true")
+            {
+                shown.push_str(" (default)");
+            }
+            let or = |path: &str, default: &str| {
+                let value = text(o, path);
+                if value.is_empty() {
+                    default.to_owned()
+                } else {
+                    value
+                }
+            };
+            (
+                vec![
+                    NAME,
+                    ("Provisioner", "string", "", 0),
+                    ("ReclaimPolicy", "string", "", 0),
+                    ("VolumeBindingMode", "string", "", 0),
+                    ("AllowVolumeExpansion", "string", "", 0),
+                    AGE,
+                ],
+                vec![
+                    Value::from(shown),
+                    Value::from(text(o, "provisioner")),
+                    Value::from(or("reclaimPolicy", "Delete")),
+                    Value::from(or("volumeBindingMode", "Immediate")),
+                    Value::from(
+                        at(o, "allowVolumeExpansion")
+                            .and_then(Value::as_bool)
+                            .unwrap_or(false),
+                    ),
+                    age,
+                ],
+            )
+        }
+        "discovery.k8s.io/endpointslices" => {
+            let ports: Vec<String> = at(o, "ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.get("port").and_then(Value::as_i64))
+                .map(|p| p.to_string())
+                .collect();
+            let addresses: Vec<&str> = at(o, "endpoints")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.get("addresses").and_then(Value::as_array))
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            (
+                vec![
+                    NAME,
+                    ("AddressType", "string", "", 0),
+                    ("Ports", "string", "", 0),
+                    ("Endpoints", "string", "", 0),
+                    AGE,
+                ],
+                vec![
+                    name,
+                    Value::from(text(o, "addressType")),
+                    Value::from(if ports.is_empty() {
+                        "<unset>".to_owned()
+                    } else {
+                        ports.join(",")
+                    }),
+                    Value::from(first_three(&addresses, "<unset>")),
+                    age,
+                ],
+            )
+        }
+        "/replicationcontrollers" => {
+            let (c, i) = containers_and_images(o, "spec.template.spec.containers");
+            let selector: Vec<String> = at(o, "spec.selector")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect();
+            (
+                vec![
+                    NAME,
+                    ("Desired", "integer", "", 0),
+                    ("Current", "integer", "", 0),
+                    ("Ready", "integer", "", 0),
+                    AGE,
+                    ("Containers", "string", "", 1),
+                    ("Images", "string", "", 1),
+                    ("Selector", "string", "", 1),
+                ],
+                vec![
+                    name,
+                    Value::from(int(o, "spec.replicas")),
+                    Value::from(int(o, "status.replicas")),
+                    Value::from(int(o, "status.readyReplicas")),
+                    age,
+                    c,
+                    i,
+                    Value::from(selector.join(",")),
+                ],
+            )
+        }
+        "node.k8s.io/runtimeclasses" => (
+            vec![NAME, ("Handler", "string", "", 0), AGE],
+            vec![name, Value::from(text(o, "handler")), age],
+        ),
+        "admissionregistration.k8s.io/mutatingwebhookconfigurations"
+        | "admissionregistration.k8s.io/validatingwebhookconfigurations" => (
+            vec![NAME, ("Webhooks", "integer", "", 0), AGE],
+            vec![
+                name,
+                Value::from(
+                    at(o, "webhooks")
+                        .and_then(Value::as_array)
+                        .map_or(0, Vec::len),
+                ),
+                age,
+            ],
+        ),
+        "/serviceaccounts" => (vec![NAME, AGE], vec![name, age]),
+        "apiregistration.k8s.io/apiservices" => {
+            let service = match at(o, "spec.service") {
+                Some(s) if !s.is_null() => format!(
+                    "{}/{}",
+                    s.get("namespace")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default(),
+                    s.get("name").and_then(Value::as_str).unwrap_or_default()
+                ),
+                _ => "Local".to_owned(),
+            };
+            let available = match condition(o, "Available") {
+                Some("True") => "True".to_owned(),
+                Some(status) => {
+                    let reason = at(o, "status.conditions")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .find(|c| c.get("type").and_then(Value::as_str) == Some("Available"))
+                        .and_then(|c| c.get("reason").and_then(Value::as_str))
+                        .unwrap_or_default();
+                    format!("{status} ({reason})")
+                }
+                None => "Unknown".to_owned(),
+            };
+            (
+                vec![
+                    NAME,
+                    ("Service", "string", "", 0),
+                    ("Available", "string", "", 0),
+                    AGE,
+                ],
+                vec![name, Value::from(service), Value::from(available), age],
+            )
+        }
         "coordination.k8s.io/leases" => (
             vec![NAME, ("Holder", "string", "", 0), AGE],
             vec![name, Value::from(text(o, "spec.holderIdentity")), age],
@@ -539,10 +1240,12 @@ pub(crate) fn render(t: &Target, bodies: &[Bytes], list_meta: Map<String, Value>
             (cols.into_iter().map(column_json).collect(), cells)
         } else {
             (
-                vec![column_json(NAME), column_json(AGE)],
+                vec![column_json(NAME), column_json(CREATED_AT)],
                 vec![
                     Value::from(text(&obj, "metadata.name")),
-                    since(at(&obj, "metadata.creationTimestamp")),
+                    at(&obj, "metadata.creationTimestamp")
+                        .cloned()
+                        .unwrap_or(Value::Null),
                 ],
             )
         };
@@ -561,7 +1264,7 @@ pub(crate) fn render(t: &Target, bodies: &[Bytes], list_meta: Map<String, Value>
         } else {
             builtin_row(&t.res.storage, &Value::Null)
                 .map(|(c, _)| c.into_iter().map(column_json).collect())
-                .unwrap_or_else(|| vec![column_json(NAME), column_json(AGE)])
+                .unwrap_or_else(|| vec![column_json(NAME), column_json(CREATED_AT)])
         }
     });
     encode_typed(&json!({
@@ -632,5 +1335,47 @@ mod tests {
                 json!("x")
             ]
         );
+    }
+
+    fn cells_of(storage: &str, obj: Value) -> Vec<(String, Value)> {
+        let (columns, cells) = builtin_row(storage, &obj).expect("a printer");
+        columns.iter().map(|c| c.0.to_owned()).zip(cells).collect()
+    }
+
+    #[test]
+    fn jobs_nodes_and_autoscalers_print_as_kubectl_shows_them() {
+        let job = cells_of(
+            "batch/jobs",
+            json!({"metadata": {"name": "once"}, "spec": {"completions": 3},
+                "status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}}),
+        );
+        assert_eq!(job[1], ("Status".into(), json!("Complete")));
+        assert_eq!(job[2], ("Completions".into(), json!("1/3")));
+
+        let node = cells_of(
+            "/nodes",
+            json!({"metadata": {"name": "n1", "labels": {"node-role.kubernetes.io/control-plane": ""}},
+                "spec": {"unschedulable": true},
+                "status": {"conditions": [{"type": "Ready", "status": "False"}], "nodeInfo": {"kubeletVersion": "v1.36.0"}}}),
+        );
+        assert_eq!(node[1].1, json!("NotReady,SchedulingDisabled"));
+        assert_eq!(node[2].1, json!("control-plane"));
+        assert_eq!(node[4].1, json!("v1.36.0"));
+
+        let hpa = cells_of(
+            "autoscaling/horizontalpodautoscalers",
+            json!({"metadata": {"name": "web"},
+                "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "maxReplicas": 4,
+                    "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}}]}}),
+        );
+        assert_eq!(hpa[1].1, json!("Deployment/web"));
+        assert_eq!(hpa[2].1, json!("cpu: <unknown>/60%"));
+        assert_eq!(hpa[3].1, json!("<unset>"));
+    }
+
+    #[test]
+    fn kinds_without_a_printer_get_the_default_table() {
+        assert!(builtin_row("rbac.authorization.k8s.io/roles", &json!({})).is_none());
+        assert_eq!(CREATED_AT.0, "Created At");
     }
 }
