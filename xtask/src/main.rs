@@ -4,6 +4,7 @@
 //! and the Python and JavaScript guest toolchains into `.venv` and
 //! `node_modules`), so a fresh machine needs nothing done by hand.
 
+mod gen_protobuf;
 mod toolchains;
 
 use std::path::{Path, PathBuf};
@@ -51,6 +52,12 @@ enum Task {
     Bench,
     /// Check formatting and run clippy with warnings denied.
     Lint,
+    /// Write devcluster's protobuf message tables from the sources of k8s-pb and k8s-openapi.
+    GenProtobuf {
+        /// Fail when the committed table differs from what would be written, instead of writing.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -80,6 +87,7 @@ fn main() -> anyhow::Result<()> {
             bench(&root)
         }
         Task::Lint => lint(),
+        Task::GenProtobuf { check } => gen_protobuf::run(&root, check),
     }
 }
 
