@@ -35,7 +35,8 @@ enum Task {
     Setup,
     /// Build every guest component into target/guests/wasm32-wasip2/release.
     BuildGuests,
-    /// Set up, build the guests, and run the whole test suite.
+    /// Set up, build the guests, check the generated protobuf tables are current, and run the
+    /// whole test suite.
     Test {
         /// Extra arguments for `cargo test` (after `--`).
         #[arg(last = true)]
@@ -173,6 +174,7 @@ fn build_guests(root: &Path) -> anyhow::Result<()> {
 }
 
 fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
+    gen_protobuf::run(root, true)?;
     let mut command = cargo();
     command
         .args(["test", "--workspace"])
