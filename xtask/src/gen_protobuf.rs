@@ -479,7 +479,7 @@ fn generate(sources: &Sources) -> anyhow::Result<String> {
         kinds.entry(key).or_insert(kind);
     }
     let graduated = add_graduated(&mut pb, &kinds)?;
-    add_inline_defs(&pb, &mut defs);
+    let inline_defs = add_inline_defs(&pb, &mut defs);
     let shapes: BTreeMap<String, &str> = SHAPES
         .iter()
         .map(|(name, shape)| (name.to_lowercase(), *shape))
@@ -487,6 +487,7 @@ fn generate(sources: &Sources) -> anyhow::Result<String> {
 
     let mut problems = Vec::new();
     let mut left_out = Vec::new();
+    let mut unnumbered = Vec::new();
     let mut out = String::new();
     let included = included_messages(&pb, &defs, &shapes);
     // Kinds: resources of either crate, their lists, and the meta kinds.
@@ -537,6 +538,16 @@ fn generate(sources: &Sources) -> anyhow::Result<String> {
             "pub(super) static {name}: Message = Message {{ name: {:?}, shape: Shape::{shape}, fields: &[",
             message.rust_name
         )?;
+        if let (Some(d), "Object", false) = (def, shape, inline_defs.contains(key)) {
+            for json in d.json.values() {
+                if !matches!(json.as_str(), "apiVersion" | "kind")
+                    && !carries(&pb, d, message, &normalise(json))
+                {
+                    let module = message.module.trim_start_matches("api/");
+                    unnumbered.push(format!("{module} {}.{json}", message.rust_name));
+                }
+            }
+        }
         if let (true, Some(d)) = (graduated.contains_key(key), def) {
             let proto: BTreeSet<String> = message
                 .fields
@@ -608,7 +619,7 @@ fn generate(sources: &Sources) -> anyhow::Result<String> {
     writeln!(out, "];")?;
 
     let graduated: Vec<String> = graduated.into_values().collect();
-    let out = header(sources, &left_out, &graduated) + &out;
+    let out = header(sources, &left_out, &unnumbered, &graduated) + &out;
     if !problems.is_empty() {
         bail!(
             "the table cannot be generated:\n  {}",
@@ -616,6 +627,24 @@ fn generate(sources: &Sources) -> anyhow::Result<String> {
         );
     }
     Ok(out)
+}
+
+/// Whether a message, or a struct it embeds inline (a field with no JSON name of its own in
+/// the message's definition), has a field of this normalised name.
+fn carries(
+    pb: &BTreeMap<String, PbMessage>,
+    def: &OpenApiDef,
+    message: &PbMessage,
+    name: &str,
+) -> bool {
+    message.fields.iter().any(|f| {
+        let own = normalise(&f.rust_name);
+        own == name
+            || (!def.json.contains_key(&own)
+                && f.label == "Single"
+                && matches!(&f.ty, PbType::Message(t)
+                    if pb.get(t).is_some_and(|inner| carries(pb, def, inner, name))))
+    })
 }
 
 /// Whether a message is a list kind: list metadata and items, nothing else.
@@ -629,7 +658,12 @@ fn is_list(message: &PbMessage) -> bool {
 }
 
 /// The table module's doc comment and imports.
-fn header(sources: &Sources, left_out: &[String], graduated: &[String]) -> String {
+fn header(
+    sources: &Sources,
+    left_out: &[String],
+    unnumbered: &[String],
+    graduated: &[String],
+) -> String {
     let paragraphs = [
         "Protobuf message tables for every built-in kind: field numbers, wire types and JSON \
          names."
@@ -644,6 +678,12 @@ fn header(sources: &Sources, left_out: &[String], graduated: &[String]) -> Strin
             "Fields of {PB_CRATE} that the `{OPENAPI_MODULE}` definitions lack are left out, so \
              they are skipped like any unknown field: {}.",
             list_or_none(left_out)
+        ),
+        format!(
+            "Fields the `{OPENAPI_MODULE}` definitions have and {PB_CRATE}'s protos do not (added \
+             after them) have no field number: they are not read from or written to protobuf \
+             bodies: {}.",
+            list_or_none(unnumbered)
         ),
         format!(
             "Messages of GA versions newer than {PB_CRATE}'s protos, copied from the same group's \
@@ -781,7 +821,11 @@ fn add_graduated(
 /// Gives the Go structs embedded inline (`ProbeHandler` in `Probe`, `Rule` in
 /// `RuleWithOperations`), which have no OpenAPI definition of their own, their JSON names
 /// from the definition they are flattened into.
-fn add_inline_defs(pb: &BTreeMap<String, PbMessage>, defs: &mut BTreeMap<String, OpenApiDef>) {
+fn add_inline_defs(
+    pb: &BTreeMap<String, PbMessage>,
+    defs: &mut BTreeMap<String, OpenApiDef>,
+) -> BTreeSet<String> {
+    let mut added = BTreeSet::new();
     loop {
         let mut found = Vec::new();
         for (key, message) in pb {
@@ -801,8 +845,9 @@ fn add_inline_defs(pb: &BTreeMap<String, PbMessage>, defs: &mut BTreeMap<String,
             }
         }
         if found.is_empty() {
-            return;
+            return added;
         }
+        added.extend(found.iter().map(|(key, _)| key.clone()));
         defs.extend(found);
     }
 }

@@ -7,6 +7,23 @@
 //! Fields of k8s-pb that the `v1_36` definitions lack are left out, so they are skipped like any
 //! unknown field: PodSpec.workload_ref.
 //!
+//! Fields the `v1_36` definitions have and k8s-pb's protos do not (added after them) have no field
+//! number: they are not read from or written to protobuf bodies: certificates/v1beta1
+//! PodCertificateRequestSpec.stubPKCS10Request, core/v1 PodSpec.schedulingGroup, core/v1
+//! PodStatus.nodeAllocatableResourceClaimStatuses, core/v1 ResourceHealth.message, core/v1
+//! VolumeMountStatus.volumeStatus, resource/v1 Device.nodeAllocatableResourceMappings, resource/v1
+//! DeviceAttribute.bools, resource/v1 DeviceAttribute.ints, resource/v1 DeviceAttribute.strings,
+//! resource/v1 DeviceAttribute.versions, resource/v1beta1
+//! BasicDevice.nodeAllocatableResourceMappings, resource/v1beta1 DeviceAttribute.bools,
+//! resource/v1beta1 DeviceAttribute.ints, resource/v1beta1 DeviceAttribute.strings,
+//! resource/v1beta1 DeviceAttribute.versions, resource/v1beta2
+//! Device.nodeAllocatableResourceMappings, resource/v1beta2 DeviceAttribute.bools, resource/v1beta2
+//! DeviceAttribute.ints, resource/v1beta2 DeviceAttribute.strings, resource/v1beta2
+//! DeviceAttribute.versions, storage/v1 CSIDriverSpec.preventPodSchedulingIfMissing,
+//! apimachinery/pkg/apis/meta/v1 ListMeta.shardInfo, apimachinery/pkg/apis/meta/v1
+//! WatchEvent.annotations, apimachinery/pkg/apis/meta/v1 WatchEvent.metadata,
+//! apimachinery/pkg/apis/meta/v1 WatchEvent.resourceVersion.
+//!
 //! Messages of GA versions newer than k8s-pb's protos, copied from the same group's newest other
 //! version (a graduating type keeps its field numbers) and checked field by field against the
 //! `v1_36` definitions: ApplyConfiguration from v1beta1, JsonPatch from v1beta1,
