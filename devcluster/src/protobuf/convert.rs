@@ -9,12 +9,27 @@ use super::wire::{Reader, Wire, Writer};
 
 const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-/// Reads a message as the JSON Kubernetes writes for it.
-pub(crate) fn to_json(message: &'static Message, raw: &[u8]) -> Result<Value, ProtoError> {
+/// How deep messages may nest in a body: serde_json's limit for JSON bodies, so a protobuf
+/// body cannot hold what its JSON twin could not (nor exhaust the stack).
+const MAX_DEPTH: usize = 128;
+
+/// Reads a message as the JSON Kubernetes writes for it; `depth` counts the messages (and
+/// embedded bodies) it sits in.
+pub(crate) fn to_json(
+    message: &'static Message,
+    raw: &[u8],
+    depth: usize,
+) -> Result<Value, ProtoError> {
+    if depth > MAX_DEPTH {
+        return Err(ProtoError::Message(format!(
+            "proto: messages nested deeper than {MAX_DEPTH}"
+        )));
+    }
+    let depth = depth + 1;
     match message.shape {
         Shape::Object => {
             let mut obj = Map::new();
-            read_object(message, raw, &mut obj)?;
+            read_object(message, raw, &mut obj, depth)?;
             Ok(Value::Object(obj))
         }
         // Go writes a zero time as an empty message; its JSON is null.
@@ -35,7 +50,9 @@ pub(crate) fn to_json(message: &'static Message, raw: &[u8]) -> Result<Value, Pr
         }
         Shape::RawJson => match bytes_at(raw, 1)? {
             None | Some([]) => Ok(Value::Null),
-            Some(b) if b.starts_with(super::PREFIX) => super::decode(b).map(Value::Object),
+            Some(b) if b.starts_with(super::PREFIX) => {
+                super::decode_nested(b, depth).map(Value::Object)
+            }
             Some(b) => serde_json::from_slice(b).map_err(|e| {
                 ProtoError::Message(format!("embedded JSON of {}: {e}", message.name))
             }),
@@ -51,13 +68,17 @@ pub(crate) fn to_json(message: &'static Message, raw: &[u8]) -> Result<Value, Pr
             Ok(Value::Array(items))
         }
         Shape::SchemaOrArray | Shape::SchemaOrBool | Shape::SchemaOrStringArray => {
-            read_schema_or(message, raw)
+            read_schema_or(message, raw, depth)
         }
     }
 }
 
 /// The `JSONSchemaPropsOr*` unions: the schema when one is set, else the other arm.
-fn read_schema_or(message: &'static Message, raw: &[u8]) -> Result<Value, ProtoError> {
+fn read_schema_or(
+    message: &'static Message,
+    raw: &[u8],
+    depth: usize,
+) -> Result<Value, ProtoError> {
     let schema_field = message
         .fields
         .iter()
@@ -70,8 +91,10 @@ fn read_schema_or(message: &'static Message, raw: &[u8]) -> Result<Value, ProtoE
     let mut r = Reader::new(raw);
     while let Some((n, w)) = r.field()? {
         match (message.shape, n, w) {
-            (_, n, Wire::Bytes(b)) if n == schema_field.number => one = Some(to_json(schema, b)?),
-            (Shape::SchemaOrArray, 2, Wire::Bytes(b)) => many.push(to_json(schema, b)?),
+            (_, n, Wire::Bytes(b)) if n == schema_field.number => {
+                one = Some(to_json(schema, b, depth)?)
+            }
+            (Shape::SchemaOrArray, 2, Wire::Bytes(b)) => many.push(to_json(schema, b, depth)?),
             (Shape::SchemaOrStringArray, 2, Wire::Bytes(b)) => many.push(Value::from(text(b)?)),
             (Shape::SchemaOrBool, 1, Wire::Varint(v)) => allows = v != 0,
             (_, n, w) => return Err(wrong_wire_type(w, n, message.name)),
@@ -88,6 +111,7 @@ fn read_object(
     message: &'static Message,
     raw: &[u8],
     obj: &mut Map<String, Value>,
+    depth: usize,
 ) -> Result<(), ProtoError> {
     let mut r = Reader::new(raw);
     while let Some((n, w)) = r.field()? {
@@ -99,12 +123,12 @@ fn read_object(
             let (Type::Message(inner), Wire::Bytes(b)) = (field.ty, w) else {
                 return Err(wrong_wire_type(w, n, message.name));
             };
-            read_object(inner, b, obj)?;
+            read_object(inner, b, obj, depth)?;
             continue;
         }
         match field.label {
             Label::Single => {
-                if let Some(v) = read_value(field, w)? {
+                if let Some(v) = read_value(field, w, depth)? {
                     obj.insert(field.json.to_owned(), v);
                 }
             }
@@ -124,17 +148,17 @@ fn read_object(
                                 Type::Double => Wire::Fixed64(packed.fixed64()?),
                                 _ => Wire::Varint(packed.varint()?),
                             };
-                            list.push(read_element(field, v)?);
+                            list.push(read_element(field, v, depth)?);
                         }
                     }
-                    _ => list.push(read_element(field, w)?),
+                    _ => list.push(read_element(field, w, depth)?),
                 }
             }
             Label::Map => {
                 let Wire::Bytes(entry) = w else {
                     return Err(wrong_wire_type(w, n, field.json));
                 };
-                let (key, value) = read_entry(field, entry)?;
+                let (key, value) = read_entry(field, entry, depth)?;
                 let map = obj
                     .entry(field.json)
                     .or_insert_with(|| Value::Object(Map::new()));
@@ -149,15 +173,15 @@ fn read_object(
 
 /// A single field's value; `None` for an empty string, which Go's JSON leaves out while its
 /// protobuf always carries it.
-fn read_value(field: &Field, w: Wire<'_>) -> Result<Option<Value>, ProtoError> {
+fn read_value(field: &Field, w: Wire<'_>, depth: usize) -> Result<Option<Value>, ProtoError> {
     if let (Type::String, Wire::Bytes([])) = (field.ty, w) {
         return Ok(None);
     }
-    read_element(field, w).map(Some)
+    read_element(field, w, depth).map(Some)
 }
 
 /// One value of a field, as an element of a list or a map keeps it (empty strings included).
-fn read_element(field: &Field, w: Wire<'_>) -> Result<Value, ProtoError> {
+fn read_element(field: &Field, w: Wire<'_>, depth: usize) -> Result<Value, ProtoError> {
     Ok(match (field.ty, w) {
         (Type::String, Wire::Bytes(b)) => Value::from(text(b)?),
         (Type::Bytes, Wire::Bytes(b)) => Value::from(BASE64.encode(b)),
@@ -167,7 +191,7 @@ fn read_element(field: &Field, w: Wire<'_>) -> Result<Value, ProtoError> {
         (Type::Double, Wire::Fixed64(v)) => Number::from_f64(f64::from_bits(v))
             .map(Value::Number)
             .ok_or_else(|| ProtoError::Message(format!("{} is not a number", field.json)))?,
-        (Type::Message(m), Wire::Bytes(b)) => to_json(m, b)?,
+        (Type::Message(m), Wire::Bytes(b)) => to_json(m, b, depth)?,
         (_, w) => {
             return Err(ProtoError::Message(format!(
                 "proto: wrong wireType = {} for field {}",
@@ -179,20 +203,20 @@ fn read_element(field: &Field, w: Wire<'_>) -> Result<Value, ProtoError> {
 }
 
 /// A map entry: the key at 1, the value at 2.
-fn read_entry(field: &Field, entry: &[u8]) -> Result<(String, Value), ProtoError> {
+fn read_entry(field: &Field, entry: &[u8], depth: usize) -> Result<(String, Value), ProtoError> {
     let (mut key, mut value) = (String::new(), None);
     let mut r = Reader::new(entry);
     while let Some((n, w)) = r.field()? {
         match (n, w) {
             (1, Wire::Bytes(k)) => key = text(k)?,
-            (2, w) => value = Some(read_element(field, w)?),
+            (2, w) => value = Some(read_element(field, w, depth)?),
             (n, w) => return Err(wrong_wire_type(w, n, field.json)),
         }
     }
     // An absent value is the type's zero value.
     let value = match (value, field.ty) {
         (Some(v), _) => v,
-        (None, Type::Message(m)) => to_json(m, &[])?,
+        (None, Type::Message(m)) => to_json(m, &[], depth)?,
         (None, _) => Value::from(""),
     };
     Ok((key, value))

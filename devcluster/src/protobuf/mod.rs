@@ -175,11 +175,16 @@ pub(crate) fn is_protobuf(body: &[u8]) -> bool {
 
 /// Decodes a protobuf body into a JSON object with `kind` and `apiVersion`.
 pub(crate) fn decode(body: &[u8]) -> Result<Map<String, Value>, ProtoError> {
+    decode_nested(body, 0)
+}
+
+/// Decodes a body found `depth` messages deep (a `RawExtension` holding a protobuf body).
+fn decode_nested(body: &[u8], depth: usize) -> Result<Map<String, Value>, ProtoError> {
     let (api_version, kind, raw) = open_envelope(body)?;
     let Some(message) = message_of(&api_version, &kind) else {
         return Err(ProtoError::UnknownKind { api_version, kind });
     };
-    let Value::Object(mut obj) = convert::to_json(message, raw)? else {
+    let Value::Object(mut obj) = convert::to_json(message, raw, depth)? else {
         return Err(ProtoError::Message(format!("{kind} is not an object")));
     };
     obj.insert("apiVersion".into(), Value::from(api_version));

@@ -409,3 +409,47 @@ fn every_kind_in_the_table_encodes_an_empty_object() {
         assert_eq!(Value::Object(back), obj, "{api_version} {kind}");
     }
 }
+
+#[test]
+fn deep_nesting_is_refused_not_a_stack_overflow() {
+    let crd = message_of("apiextensions.k8s.io/v1", "CustomResourceDefinition").unwrap();
+    let props = find_message(crd, "JsonSchemaProps").unwrap();
+    let not = props.fields.iter().find(|f| f.json == "not").unwrap();
+    // A schema nested in its own `not`, far deeper than any JSON body may be.
+    let mut schema: Vec<u8> = Vec::new();
+    for _ in 0..1_000 {
+        let mut w = wire::Writer::default();
+        w.bytes_field(not.number, &schema);
+        schema = w.into_bytes();
+    }
+    let err = convert::to_json(props, &schema, 0).unwrap_err();
+    assert_eq!(err.to_string(), "proto: messages nested deeper than 128");
+    // 100 levels are fine.
+    let mut shallow: Vec<u8> = Vec::new();
+    for _ in 0..100 {
+        let mut w = wire::Writer::default();
+        w.bytes_field(not.number, &shallow);
+        shallow = w.into_bytes();
+    }
+    assert!(convert::to_json(props, &shallow, 0).is_ok());
+}
+
+/// A message reachable from `from` by name, searched breadth first.
+fn find_message(from: &'static table::Message, name: &str) -> Option<&'static table::Message> {
+    let mut queue = std::collections::VecDeque::from([from]);
+    let mut seen = std::collections::HashSet::new();
+    while let Some(m) = queue.pop_front() {
+        if m.name == name {
+            return Some(m);
+        }
+        if !seen.insert(m.name) {
+            continue;
+        }
+        for f in m.fields {
+            if let table::Type::Message(inner) = f.ty {
+                queue.push_back(inner);
+            }
+        }
+    }
+    None
+}
