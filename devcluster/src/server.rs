@@ -212,21 +212,23 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("as=Table")),
     };
-    // Tables and metadata-only answers are JSON, as are custom resources (406 when the client
-    // takes nothing but protobuf).
+    // Errors are Status objects, written as protobuf when the client prefers it. Objects of
+    // tables, metadata-only views and custom resources are JSON (406 when the client takes
+    // nothing but protobuf).
+    let errors_in = crate::protobuf::negotiate(accept, true).unwrap_or(Encoding::Json);
     let encoding = if target.table || target.metadata_only {
         Encoding::Json
     } else {
         match crate::protobuf::negotiate(accept, !target.res.custom) {
             Ok(e) => e,
-            Err(e) => return error(&e),
+            Err(e) => return error_in(&e, errors_in),
         }
     };
     let is_watch = watch_prefix || q.flag("watch");
     let token_request = target.subresource.as_deref() == Some("token");
     let verb = match (&parts.method, target.name.is_some()) {
         (&Method::POST, true) if token_request => "create",
-        (_, _) if token_request => return error(&ApiError::method_not_allowed()),
+        (_, _) if token_request => return error_in(&ApiError::method_not_allowed(), errors_in),
         (&Method::GET, _) if is_watch => "watch",
         (&Method::GET, true) => "get",
         (&Method::GET, false) => "list",
@@ -235,14 +237,14 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         (&Method::PATCH, true) => "patch",
         (&Method::DELETE, true) => "delete",
         (&Method::DELETE, false) => "deletecollection",
-        _ => return error(&ApiError::method_not_allowed()),
+        _ => return error_in(&ApiError::method_not_allowed(), errors_in),
     };
     if target.subresource.is_some() && !token_request && !matches!(verb, "get" | "update" | "patch")
     {
-        return error(&ApiError::method_not_allowed());
+        return error_in(&ApiError::method_not_allowed(), errors_in);
     }
     if target.subresource.is_none() && !target.res.verbs.contains(&verb) && verb != "watch" {
-        return error(&ApiError::method_not_allowed());
+        return error_in(&ApiError::method_not_allowed(), errors_in);
     }
     shared
         .counters
@@ -260,7 +262,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     };
     if let Some(err) = shared.faults.take(info) {
         tracing::debug!(verb, resource = %target.res.plural, code = err.code, "injected fault");
-        return error_in(&err, encoding);
+        return error_in(&err, errors_in);
     }
     if verb == "watch" {
         let mut q = q;
@@ -283,13 +285,13 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
                 }
                 resp
             }
-            Err(e) => error_in(&e, encoding),
+            Err(e) => error_in(&e, errors_in),
         };
     }
     if matches!(verb, "get" | "list")
         && let Some(err) = wait_for_resource_version(&shared, &q).await
     {
-        return error_in(&err, encoding);
+        return error_in(&err, errors_in);
     }
     let user_agent = parts
         .headers
@@ -338,7 +340,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         }
         Err(e) => {
             tracing::debug!(verb, resource = %target.res.plural, code = e.code, message = %e.message, "request failed");
-            error_in(&e, encoding)
+            error_in(&e, errors_in)
         }
     }
 }

@@ -321,7 +321,7 @@ async fn protobuf_answers_for_gets_lists_watches_and_errors() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn custom_resources_answer_json_or_406_under_a_protobuf_accept() -> Result<()> {
+async fn custom_resources_answer_json_their_errors_protobuf() -> Result<()> {
     let dev = DevCluster::start(Options::new()).await?;
     let client = client(&dev).await?;
     let crds: kube::Api<
@@ -360,15 +360,30 @@ async fn custom_resources_answer_json_or_406_under_a_protobuf_accept() -> Result
     let list: Value = serde_json::from_slice(&body)?;
     assert_eq!(list["kind"], "WidgetList");
 
-    // Nothing but protobuf: 406 NotAcceptable, in JSON.
+    // Nothing but protobuf: 406 NotAcceptable, a Status written as protobuf.
     let (code, content_type, body) = get(&client, uri, PROTOBUF).await?;
-    assert_eq!((code, content_type.as_str()), (406, "application/json"));
-    let status: Value = serde_json::from_slice(&body)?;
-    assert_eq!(status["reason"], "NotAcceptable");
+    assert_eq!((code, content_type.as_str()), (406, PROTOBUF));
+    let (_, kind, status) = envelope(&body)?;
+    assert_eq!(kind, "Status");
+    assert_eq!(text(&status, 4)?, "NotAcceptable");
     assert_eq!(
-        status["message"],
-        "only the following media types are accepted: application/json, application/yaml"
+        text(&status, 3)?,
+        "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf"
     );
+
+    // Errors are Status objects: protobuf when preferred, for custom resources too.
+    let (code, content_type, body) = get(
+        &client,
+        &format!("{uri}/none"),
+        "application/vnd.kubernetes.protobuf, application/json",
+    )
+    .await?;
+    assert_eq!((code, content_type.as_str()), (404, PROTOBUF));
+    assert_eq!(number(&envelope(&body)?.2, 6)?, 404);
+
+    // Nothing the server writes: 406 in JSON.
+    let (code, content_type, _) = get(&client, uri, "text/html").await?;
+    assert_eq!((code, content_type.as_str()), (406, "application/json"));
 
     // A protobuf body for a custom resource: 415.
     let req = http::Request::builder()

@@ -70,10 +70,14 @@ pub(crate) enum Encoding {
     Protobuf,
 }
 
+/// The media types every resource endpoint lists when it cannot answer in any the client
+/// takes (custom resources too: their serializers know protobuf for Status and the like).
+const ACCEPTED: &str = "application/json, application/yaml, application/vnd.kubernetes.protobuf";
+
 /// Chooses an answer's encoding from the `Accept` header, in the client's order of
-/// preference: protobuf only for built-in kinds, as a real server whose custom resource
-/// serializers know JSON and YAML only. An Accept that allows nothing but protobuf for a custom
-/// resource is a 406.
+/// preference. Custom resources are never written as protobuf (`built_in` false), as a real
+/// server restricts their objects to JSON and YAML; their errors, Status objects, can be. An
+/// Accept that allows nothing the endpoint writes is a 406.
 pub(crate) fn negotiate(accept: &str, built_in: bool) -> Result<Encoding, ApiError> {
     let mut ranges: Vec<(f32, &str)> = accept
         .split(',')
@@ -92,26 +96,24 @@ pub(crate) fn negotiate(accept: &str, built_in: bool) -> Result<Encoding, ApiErr
             (q > 0.0).then_some((q, essence))
         })
         .collect();
+    if ranges.is_empty() {
+        return Ok(Encoding::Json);
+    }
     ranges.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let mut asked_protobuf = false;
     for (_, essence) in &ranges {
         match *essence {
             MEDIA_TYPE if built_in => return Ok(Encoding::Protobuf),
-            MEDIA_TYPE => asked_protobuf = true,
             "application/json" | "application/yaml" | "*/*" | "application/*" => {
                 return Ok(Encoding::Json);
             }
             _ => {}
         }
     }
-    if asked_protobuf {
-        return Err(ApiError::new(
-            406,
-            "NotAcceptable",
-            "only the following media types are accepted: application/json, application/yaml",
-        ));
-    }
-    Ok(Encoding::Json)
+    Err(ApiError::new(
+        406,
+        "NotAcceptable",
+        format!("only the following media types are accepted: {ACCEPTED}"),
+    ))
 }
 
 /// The message of a kind: by `apiVersion` and kind, then the `meta.k8s.io/v1` kinds every

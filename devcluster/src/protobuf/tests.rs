@@ -371,11 +371,19 @@ fn accept_headers_choose_the_encoding() {
         .unwrap(),
         Encoding::Protobuf
     );
+    let err = negotiate("application/vnd.kubernetes.protobuf", false).unwrap_err();
     assert_eq!(
-        negotiate("application/vnd.kubernetes.protobuf", false)
-            .unwrap_err()
-            .code,
-        406
+        (err.code, err.message.as_str()),
+        (
+            406,
+            "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf"
+        )
+    );
+    assert_eq!(negotiate("text/html", true).unwrap_err().code, 406);
+    // Only a transformation: served as JSON by the Table and metadata views.
+    assert_eq!(
+        negotiate("application/json;as=Table;g=meta.k8s.io;v=v1", true).unwrap(),
+        Encoding::Json
     );
 }
 
