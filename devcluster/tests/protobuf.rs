@@ -385,16 +385,22 @@ async fn custom_resources_answer_json_their_errors_protobuf() -> Result<()> {
     let (code, content_type, _) = get(&client, uri, "text/html").await?;
     assert_eq!((code, content_type.as_str()), (406, "application/json"));
 
-    // A protobuf body for a custom resource: 415.
+    // A protobuf body for a custom resource: read into an object with no kind, a 400.
     let req = http::Request::builder()
         .method("POST")
         .uri(uri)
         .header("content-type", PROTOBUF)
+        .header("accept", "application/json")
         .body(kube::client::Body::from(
             b"k8s\0\x0a\x18\x0a\x0eexample.com/v1\x12\x06Widget".to_vec(),
         ))?;
     let resp = client.send(req).await?;
-    assert_eq!(resp.status().as_u16(), 415);
+    assert_eq!(resp.status().as_u16(), 400);
+    let status: Value = serde_json::from_slice(&resp.into_body().collect_bytes().await?)?;
+    assert_eq!(
+        status["message"],
+        "Widget in version \"v1\" cannot be handled as a Widget: Object 'Kind' is missing in 'object has no kind field '"
+    );
     Ok(())
 }
 

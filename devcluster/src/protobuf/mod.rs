@@ -194,18 +194,31 @@ fn decode_nested(body: &[u8], depth: usize) -> Result<Map<String, Value>, ProtoE
     Ok(obj)
 }
 
-/// Decodes a request body sent as protobuf to an endpoint of `into` (the kind it expects),
-/// failing as kube-apiserver does: a 400 naming both kinds, or a 415 for a kind no message
-/// exists for at its own endpoint (a custom resource: their endpoints read JSON and YAML only).
+/// Decodes a request body sent as protobuf to the endpoint of a built-in kind, `into`,
+/// failing as kube-apiserver's create and update handlers do: a 400 naming the sent and the
+/// expected kinds, or "the object provided is unrecognized" when the envelope cannot be read.
 pub(crate) fn decode_request(body: &[u8], into: &str) -> Result<Map<String, Value>, ApiError> {
-    let sent = open_envelope(body).ok();
-    decode(body).map_err(|e| match (&e, &sent) {
-        (ProtoError::UnknownKind { kind, .. }, _) if kind == into => ApiError::new(
-            415,
-            "UnsupportedMediaType",
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
-        ),
-        (_, Some((api_version, kind, _))) if !kind.is_empty() => {
+    decode(body).map_err(|e| decode_error(body, into, &e))
+}
+
+/// The 400 a custom resource's endpoint answers to a protobuf body: its serializers list
+/// protobuf (for Status and the like), so the body is read, but into an unstructured object
+/// that has no kind yet, which the protobuf decoder refuses.
+pub(crate) fn refuse_for_custom_resource(body: &[u8], into: &str) -> ApiError {
+    let e = match open_envelope(body) {
+        Ok(_) => {
+            ProtoError::Message("Object 'Kind' is missing in 'object has no kind field '".into())
+        }
+        Err(e) => e,
+    };
+    decode_error(body, into, &e)
+}
+
+/// kube-apiserver's `transformDecodeError`: which kind was sent when the envelope says, else
+/// a summary of the body.
+fn decode_error(body: &[u8], into: &str, e: &ProtoError) -> ApiError {
+    match open_envelope(body) {
+        Ok((api_version, kind, _)) if !kind.is_empty() => {
             let version = api_version.rsplit('/').next().unwrap_or_default();
             ApiError::bad_request(format!(
                 "{kind} in version {version:?} cannot be handled as a {into}: {e}"
@@ -215,7 +228,7 @@ pub(crate) fn decode_request(body: &[u8], into: &str) -> Result<Map<String, Valu
             "the object provided is unrecognized (must be of type {into}): {e} ({})",
             summarize(body)
         )),
-    })
+    }
 }
 
 /// The first 30 bytes of a body in hex, as kube-apiserver summarizes an unreadable body.

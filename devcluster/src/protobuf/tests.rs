@@ -310,8 +310,14 @@ fn kinds_without_a_message_are_refused_as_the_apiserver_does() {
         &type_meta,
     ]
     .concat();
-    let err = decode_request(&body, "Widget").unwrap_err();
-    assert_eq!(err.code, 415);
+    let err = refuse_for_custom_resource(&body, "Widget");
+    assert_eq!(
+        (err.code, err.message.as_str()),
+        (
+            400,
+            "Widget in version \"v1\" cannot be handled as a Widget: Object 'Kind' is missing in 'object has no kind field '"
+        )
+    );
     let err = decode_request(&body, "ConfigMap").unwrap_err();
     assert_eq!(err.code, 400);
     assert_eq!(
