@@ -270,8 +270,13 @@ fn bytes_at(raw: &[u8], number: u32) -> Result<Option<&[u8]>, ProtoError> {
 
 /// RFC 3339 in UTC, to the second (`Time`) or the microsecond (`MicroTime`).
 fn format_time(seconds: i64, nanos: i32, micro: bool) -> Result<String, ProtoError> {
-    let ts = jiff::Timestamp::new(seconds, nanos)
-        .map_err(|e| ProtoError::Message(format!("timestamp out of range: {e}")))?;
+    // Go keeps microseconds of a MicroTime and refuses to write years JSON cannot hold.
+    let ts = jiff::Timestamp::new(seconds, nanos - nanos % 1000)
+        .ok()
+        .filter(|ts| (0..=9999).contains(&ts.to_zoned(jiff::tz::TimeZone::UTC).year()))
+        .ok_or_else(|| {
+            ProtoError::Message("Time.MarshalJSON: year outside of range [0,9999]".into())
+        })?;
     let format = if micro {
         "%Y-%m-%dT%H:%M:%S%.6fZ"
     } else {
@@ -391,9 +396,10 @@ fn write_object(
             continue;
         };
         if value.is_null() {
-            // Go writes a zero time as an empty message, and reads it back as JSON's null.
+            // Go writes a zero time or an empty RawExtension as an empty message, and reads it
+            // back as JSON's null.
             if let (Label::Single, Type::Message(m)) = (field.label, field.ty)
-                && matches!(m.shape, Shape::Time | Shape::MicroTime)
+                && matches!(m.shape, Shape::Time | Shape::MicroTime | Shape::RawJson)
             {
                 w.bytes_field(field.number, &[]);
             }

@@ -327,6 +327,14 @@ fn kinds_without_a_message_are_refused_as_the_apiserver_does() {
 }
 
 #[test]
+fn empty_raw_extensions_read_and_write_as_null() {
+    // Go's JSON for a RawExtension with nothing in it.
+    round_trip(
+        json!({"apiVersion": "apps/v1", "kind": "ControllerRevision", "metadata": {"name": "r"}, "data": null, "revision": 1}),
+    );
+}
+
+#[test]
 fn delete_options_arrive_under_any_group_version() {
     let opts = json!({"apiVersion": "apps/v1", "kind": "DeleteOptions", "propagationPolicy": "Foreground", "gracePeriodSeconds": 5});
     round_trip(opts);
@@ -466,4 +474,35 @@ fn find_message(from: &'static table::Message, name: &str) -> Option<&'static ta
         }
     }
     None
+}
+
+#[test]
+fn times_keep_what_go_keeps() {
+    let crd = message_of("coordination.k8s.io/v1", "Lease").unwrap();
+    let micro = find_message(crd, "MicroTime").unwrap();
+    let time = find_message(crd, "Time");
+    // 1714558830 s and 123456789 ns: Go keeps the microseconds of a MicroTime.
+    let mut w = wire::Writer::default();
+    w.varint_field(1, 1_714_558_830);
+    w.varint_field(2, 123_456_789);
+    let raw = w.into_bytes();
+    assert_eq!(
+        convert::to_json(micro, &raw, 0).unwrap(),
+        json!("2024-05-01T10:20:30.123456Z")
+    );
+    let event = message_of("v1", "Event").unwrap();
+    let time = time.or_else(|| find_message(event, "Time")).unwrap();
+    assert_eq!(
+        convert::to_json(time, &raw, 0).unwrap(),
+        json!("2024-05-01T10:20:30Z")
+    );
+    // Year 10000 has no RFC 3339 form.
+    let mut w = wire::Writer::default();
+    w.varint_field(1, 253_402_300_800);
+    assert_eq!(
+        convert::to_json(time, &w.into_bytes(), 0)
+            .unwrap_err()
+            .to_string(),
+        "Time.MarshalJSON: year outside of range [0,9999]"
+    );
 }
