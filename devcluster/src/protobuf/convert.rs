@@ -290,6 +290,22 @@ fn mismatch(field: &str, want: &str, got: &Value) -> ProtoError {
     ProtoError::Message(format!("field {field}: expected {want}, got {got}"))
 }
 
+/// Writes a JSON object as a message of the object shape (every kind's).
+pub(crate) fn from_object(
+    message: &'static Message,
+    obj: &Map<String, Value>,
+) -> Result<Vec<u8>, ProtoError> {
+    if message.shape != Shape::Object {
+        return Err(ProtoError::Message(format!(
+            "{} is not an object",
+            message.name
+        )));
+    }
+    let mut w = Writer::default();
+    write_object(message, obj, &mut w)?;
+    Ok(w.into_bytes())
+}
+
 /// Writes a JSON value as a message.
 pub(crate) fn from_json(message: &'static Message, value: &Value) -> Result<Vec<u8>, ProtoError> {
     let mut w = Writer::default();

@@ -255,7 +255,7 @@ pub(crate) fn encode(obj: &Map<String, Value>) -> Result<Vec<u8>, ProtoError> {
             kind: kind.to_owned(),
         });
     };
-    let raw = convert::from_json(message, &Value::Object(obj.clone()))?;
+    let raw = convert::from_object(message, obj)?;
     let mut type_meta = Writer::default();
     type_meta.bytes_field(1, api_version.as_bytes());
     type_meta.bytes_field(2, kind.as_bytes());
