@@ -113,9 +113,7 @@ pub(crate) fn parse_object(
             return Err(ApiError::new(
                 415,
                 "UnsupportedMediaType",
-                format!(
-                    "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml; got {essence:?}"
-                ),
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf",
             ));
         }
     };

@@ -485,6 +485,20 @@ async fn scale_updates_and_delete_options_arrive_as_protobuf() -> Result<()> {
     assert_eq!(code, 200);
     assert!(deployments.get_opt("web").await?.is_none());
 
+    // A body in a format the server does not read: 415, listing protobuf among those it does.
+    let req = http::Request::builder()
+        .method("POST")
+        .uri("/apis/apps/v1/namespaces/default/deployments")
+        .header("content-type", "text/plain")
+        .body(kube::client::Body::from(b"{}".to_vec()))?;
+    let resp = client.send(req).await?;
+    assert_eq!(resp.status().as_u16(), 415);
+    let status: Value = serde_json::from_slice(&resp.into_body().collect_bytes().await?)?;
+    assert_eq!(
+        status["message"],
+        "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf"
+    );
+
     // A malformed body: the apiserver's 400.
     let (code, body) = send(
         &client,
