@@ -514,3 +514,43 @@ async fn scale_updates_and_delete_options_arrive_as_protobuf() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_served_built_in_resource_lists_as_protobuf() -> Result<()> {
+    let dev = DevCluster::start(Options::new()).await?;
+    let client = client(&dev).await?;
+    let discovery = kube::Discovery::new(client.clone()).run().await?;
+    let mut listed = Vec::new();
+    for group in discovery.groups() {
+        for (resource, caps) in group.recommended_resources() {
+            if !caps.supports_operation(kube::discovery::verbs::LIST) {
+                continue;
+            }
+            let uri = match resource.group.as_str() {
+                "" => format!("/api/{}/{}", resource.version, resource.plural),
+                g => format!("/apis/{g}/{}/{}", resource.version, resource.plural),
+            };
+            let (code, content_type, body) = get(&client, &uri, PROTOBUF).await?;
+            assert_eq!(
+                (code, content_type.as_str()),
+                (200, PROTOBUF),
+                "{uri}: {}",
+                String::from_utf8_lossy(&body)
+            );
+            let (api_version, kind, _) = envelope(&body)?;
+            assert_eq!(api_version, resource.api_version, "{uri}");
+            assert_eq!(kind, format!("{}List", resource.kind), "{uri}");
+            listed.push(resource.plural);
+        }
+    }
+    for plural in [
+        "configmaps",
+        "deployments",
+        "pods",
+        "leases",
+        "clusterroles",
+    ] {
+        assert!(listed.iter().any(|p| p == plural), "{plural} in {listed:?}");
+    }
+    Ok(())
+}
