@@ -22,6 +22,8 @@ impl DeleteOpts {
     pub(crate) fn parse(body: &[u8], q: &Query) -> Result<Self, ApiError> {
         let v: Value = if body.iter().all(u8::is_ascii_whitespace) {
             Value::Object(Map::new())
+        } else if crate::protobuf::is_protobuf(body) {
+            crate::protobuf::decode_request(body, "DeleteOptions").map(Value::Object)?
         } else {
             serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?

@@ -4,7 +4,9 @@
 //! aggregated), CRUD, list with selectors and pagination, watch with resume, bookmarks and 410,
 //! merge/JSON/strategic patches and server-side apply, status and scale subresources, CRDs,
 //! finalizers, garbage collection and namespace deletion. It is the cluster `paddock dev`
-//! starts and the one every test runs against.
+//! starts and the one every test runs against. Bodies are JSON, YAML or, for every built-in
+//! kind, Kubernetes protobuf (requests, answers and watch streams, as kubectl and client-go
+//! send and ask for them).
 //!
 //! It speaks HTTPS (a CA made at start, or kept in the data directory; its certificate is in the
 //! generated kubeconfig) and knows who is calling, as a real kube-apiserver does:

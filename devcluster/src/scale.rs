@@ -132,8 +132,12 @@ pub(crate) fn update(
     ctx: &WriteCtx,
 ) -> Result<(u16, Bytes), ApiError> {
     let stored = current(core, t)?;
-    let scale: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("error decoding Scale: {e}")))?;
+    let scale: Value = if crate::protobuf::is_protobuf(body) {
+        crate::protobuf::decode_request(body, "Scale").map(Value::Object)?
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding Scale: {e}")))?
+    };
     write_scale(core, t, &stored, &scale, ctx)
 }
 

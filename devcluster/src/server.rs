@@ -18,6 +18,7 @@ use crate::discovery;
 use crate::faults::RequestInfo;
 use crate::json::encode_typed;
 use crate::list;
+use crate::protobuf::Encoding;
 use crate::scale;
 use crate::shared::Shared;
 use crate::status::ApiError;
@@ -44,7 +45,37 @@ fn json(code: u16, body: Bytes) -> Response {
 }
 
 fn error(err: &ApiError) -> Response {
-    let mut resp = json(err.code, err.to_bytes());
+    error_in(err, Encoding::Json)
+}
+
+/// A JSON answer re-encoded as protobuf when the client asked for it; a kind with no
+/// protobuf message stays JSON.
+fn answer(code: u16, body: Bytes, encoding: Encoding) -> Response {
+    if encoding == Encoding::Json || body.is_empty() {
+        return json(code, body);
+    }
+    match crate::protobuf::encode_json(&body) {
+        Ok(encoded) => {
+            let mut resp = json(code, Bytes::from(encoded));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(crate::protobuf::MEDIA_TYPE),
+            );
+            resp
+        }
+        Err(e @ crate::protobuf::ProtoError::UnknownKind { .. }) => {
+            tracing::debug!(error = %e, "answering JSON");
+            json(code, body)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "answer cannot be written as protobuf");
+            error(&ApiError::internal(e.to_string()))
+        }
+    }
+}
+
+fn error_in(err: &ApiError, encoding: Encoding) -> Response {
+    let mut resp = answer(err.code, err.to_bytes(), encoding);
     *resp.status_mut() = err.status_code();
     if let Some(secs) = err.retry_after
         && let Ok(v) = HeaderValue::from_str(&secs.to_string())
@@ -182,6 +213,18 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("as=Table")),
     };
+    // Errors are Status objects, written as protobuf when the client prefers it. Objects of
+    // tables, metadata-only views and custom resources are JSON (406 when the client takes
+    // nothing but protobuf).
+    let errors_in = crate::protobuf::negotiate(accept, true).unwrap_or(Encoding::Json);
+    let encoding = if target.table || target.metadata_only {
+        Encoding::Json
+    } else {
+        match crate::protobuf::negotiate(accept, !target.res.custom) {
+            Ok(e) => e,
+            Err(e) => return error_in(&e, errors_in),
+        }
+    };
     let is_watch = watch_prefix || q.flag("watch");
     let token_request = target.subresource.as_deref() == Some("token");
     let verb = match (&parts.method, target.name.is_some()) {
@@ -191,7 +234,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             Method::PUT => "update",
             Method::PATCH => "patch",
             Method::DELETE => "delete",
-            _ => return error(&ApiError::method_not_allowed()),
+            _ => return error_in(&ApiError::method_not_allowed(), errors_in),
         },
         (&Method::GET, _) if is_watch => "watch",
         (&Method::GET, true) => "get",
@@ -201,13 +244,13 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         (&Method::PATCH, true) => "patch",
         (&Method::DELETE, true) => "delete",
         (&Method::DELETE, false) => "deletecollection",
-        _ => return error(&ApiError::method_not_allowed()),
+        _ => return error_in(&ApiError::method_not_allowed(), errors_in),
     };
     if subresource.is_some_and(|subresource| !subresource.verbs.contains(&verb)) {
-        return error(&ApiError::method_not_allowed());
+        return error_in(&ApiError::method_not_allowed(), errors_in);
     }
     if target.subresource.is_none() && !target.res.verbs.contains(&verb) && verb != "watch" {
-        return error(&ApiError::method_not_allowed());
+        return error_in(&ApiError::method_not_allowed(), errors_in);
     }
     shared
         .counters
@@ -225,7 +268,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     };
     if let Some(err) = shared.faults.take(info) {
         tracing::debug!(verb, resource = %target.res.plural, code = err.code, "injected fault");
-        return error(&err);
+        return error_in(&err, errors_in);
     }
     if verb == "watch" {
         let mut q = q;
@@ -237,14 +280,24 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             ..target
         };
         return match WatchRequest::parse(collection, &q) {
-            Ok(w) => json(200, Bytes::new()).map(|_| watch::stream(shared.clone(), w)),
-            Err(e) => error(&e),
+            Ok(w) => {
+                let mut resp =
+                    json(200, Bytes::new()).map(|_| watch::stream(shared.clone(), w, encoding));
+                if encoding == Encoding::Protobuf {
+                    resp.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static(crate::protobuf::WATCH_MEDIA_TYPE),
+                    );
+                }
+                resp
+            }
+            Err(e) => error_in(&e, errors_in),
         };
     }
     if matches!(verb, "get" | "list")
         && let Some(err) = wait_for_resource_version(&shared, &q).await
     {
-        return error(&err);
+        return error_in(&err, errors_in);
     }
     let user_agent = parts
         .headers
@@ -282,7 +335,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     };
     match result {
         Ok((code, bytes, warnings)) => {
-            let mut resp = json(code, bytes);
+            let mut resp = answer(code, bytes, encoding);
             for w in warnings {
                 let text = format!("299 - {}", serde_json::Value::from(w));
                 if let Ok(v) = HeaderValue::from_str(&text) {
@@ -293,7 +346,7 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         }
         Err(e) => {
             tracing::debug!(verb, resource = %target.res.plural, code = e.code, message = %e.message, "request failed");
-            error(&e)
+            error_in(&e, errors_in)
         }
     }
 }

@@ -53,7 +53,7 @@ pub(crate) fn bind(
     content_type: &str,
     ctx: &WriteCtx,
 ) -> Result<(u16, Bytes), ApiError> {
-    let binding = parse_object(body, content_type)?;
+    let binding = parse_object(body, content_type, "Binding", false)?;
     if binding
         .get("kind")
         .and_then(Value::as_str)
@@ -222,7 +222,7 @@ pub(crate) fn evict(
     content_type: &str,
     query: &Query,
 ) -> Result<(u16, Bytes), ApiError> {
-    let eviction = parse_object(body, content_type)?;
+    let eviction = parse_object(body, content_type, "Eviction", false)?;
     let name = meta_str(&eviction, "name").unwrap_or_default();
     if name != t.name() {
         return Err(ApiError::bad_request(

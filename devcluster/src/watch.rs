@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use crate::core::{Query, Target};
 use crate::json::{decode, encode_body, meta_mut};
 use crate::list::selectors;
+use crate::protobuf::Encoding;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::shared::Shared;
 use crate::status::{ApiError, Cause};
@@ -215,7 +216,7 @@ impl Drop for OpenWatch {
 }
 
 /// Starts streaming a watch; the returned body ends at the timeout, on a fault, or when the client leaves.
-pub(crate) fn stream(shared: Arc<Shared>, req: WatchRequest) -> Body {
+pub(crate) fn stream(shared: Arc<Shared>, req: WatchRequest, encoding: Encoding) -> Body {
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     shared
         .counters
@@ -229,8 +230,19 @@ pub(crate) fn stream(shared: Arc<Shared>, req: WatchRequest) -> Body {
         let _guard = guard;
         run(shared, req, tx).await;
     });
-    let body = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    let body = futures::stream::unfold(rx, move |mut rx| async move {
+        let event = rx.recv().await?;
+        let event = match encoding {
+            Encoding::Json => event,
+            Encoding::Protobuf => match crate::protobuf::watch_frame(&event) {
+                Ok(frame) => frame,
+                Err(e) => {
+                    tracing::warn!(error = %e, "watch event cannot be written as protobuf; ending the watch");
+                    return None;
+                }
+            },
+        };
+        Some((Ok::<_, Infallible>(event), rx))
     });
     Body::from_stream(body)
 }

@@ -91,9 +91,13 @@ impl WriteCtx {
     }
 }
 
+/// Reads a request body by its `Content-Type`; `into` is the kind the endpoint takes, `custom`
+/// whether it is a custom resource (which cannot be read from protobuf).
 pub(crate) fn parse_object(
     body: &[u8],
     content_type: &str,
+    into: &str,
+    custom: bool,
 ) -> Result<Map<String, Value>, ApiError> {
     let essence = content_type.split(';').next().unwrap_or_default().trim();
     let parsed = match essence {
@@ -103,21 +107,15 @@ pub(crate) fn parse_object(
         "application/yaml" | "application/x-yaml" | "text/yaml" => std::str::from_utf8(body)
             .map_err(|e| e.to_string())
             .and_then(|t| serde_saphyr::from_str::<Value>(t).map_err(|e| e.to_string())),
-        "application/vnd.kubernetes.protobuf" => {
-            return crate::protobuf::decode(body).map_err(|e| match e {
-                crate::protobuf::ProtoError::Malformed => ApiError::bad_request(e.to_string()),
-                crate::protobuf::ProtoError::Unsupported(_) => {
-                    ApiError::new(415, "UnsupportedMediaType", e.to_string())
-                }
-            });
+        crate::protobuf::MEDIA_TYPE if custom => {
+            return Err(crate::protobuf::refuse_for_custom_resource(body, into));
         }
+        crate::protobuf::MEDIA_TYPE => return crate::protobuf::decode_request(body, into),
         _ => {
             return Err(ApiError::new(
                 415,
                 "UnsupportedMediaType",
-                format!(
-                    "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml; got {essence:?}"
-                ),
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf",
             ));
         }
     };
@@ -304,7 +302,7 @@ pub(crate) fn create(
     content_type: &str,
     ctx: &WriteCtx,
 ) -> Result<(u16, Bytes), ApiError> {
-    let mut obj = parse_object(body, content_type)?;
+    let mut obj = parse_object(body, content_type, &t.res.kind, t.res.custom)?;
     t.to_stored_shape(&mut obj);
     check_type(t, &obj)?;
     create_object(core, t, obj, ctx, None)
@@ -432,7 +430,7 @@ pub(crate) fn update(
     content_type: &str,
     ctx: &WriteCtx,
 ) -> Result<(u16, Bytes), ApiError> {
-    let mut obj = parse_object(body, content_type)?;
+    let mut obj = parse_object(body, content_type, &t.res.kind, t.res.custom)?;
     t.to_stored_shape(&mut obj);
     check_type(t, &obj)?;
     let name = check_body_name(t, &mut obj)?;

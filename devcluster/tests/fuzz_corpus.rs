@@ -29,4 +29,5 @@ fn replay(target: &str, check: fn(&[u8])) {
 fn fuzz_corpus_replays() {
     replay("devcluster_request", devcluster::fuzzing::request);
     replay("devcluster_patch", devcluster::fuzzing::patch);
+    replay("devcluster_protobuf", devcluster::fuzzing::protobuf);
 }

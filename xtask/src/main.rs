@@ -4,6 +4,7 @@
 //! and the Python and JavaScript guest toolchains into `.venv` and
 //! `node_modules`), so a fresh machine needs nothing done by hand.
 
+mod gen_protobuf;
 mod toolchains;
 
 use std::path::{Path, PathBuf};
@@ -34,7 +35,8 @@ enum Task {
     Setup,
     /// Build every guest component into target/guests/wasm32-wasip2/release.
     BuildGuests,
-    /// Set up, build the guests, and run the whole test suite.
+    /// Set up, build the guests, check the generated protobuf tables are current, and run the
+    /// whole test suite.
     Test {
         /// Extra arguments for `cargo test` (after `--`).
         #[arg(last = true)]
@@ -51,6 +53,12 @@ enum Task {
     Bench,
     /// Check formatting and run clippy with warnings denied.
     Lint,
+    /// Write devcluster's protobuf message tables from the sources of k8s-pb and k8s-openapi.
+    GenProtobuf {
+        /// Fail when the committed table differs from what would be written, instead of writing.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -80,6 +88,7 @@ fn main() -> anyhow::Result<()> {
             bench(&root)
         }
         Task::Lint => lint(),
+        Task::GenProtobuf { check } => gen_protobuf::run(&root, check),
     }
 }
 
@@ -165,6 +174,7 @@ fn build_guests(root: &Path) -> anyhow::Result<()> {
 }
 
 fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
+    gen_protobuf::run(root, true)?;
     let mut command = cargo();
     command
         .args(["test", "--workspace"])

@@ -35,7 +35,7 @@ pub(crate) fn create(
     body: &[u8],
     content_type: &str,
 ) -> Result<(u16, Bytes), ApiError> {
-    let request = crate::write::parse_object(body, content_type)?;
+    let request = crate::write::parse_object(body, content_type, &t.res.kind, false)?;
     if let Some(kind) = request.get("kind").and_then(Value::as_str)
         && !kind.is_empty()
         && kind != t.res.kind

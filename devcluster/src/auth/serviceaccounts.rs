@@ -151,7 +151,7 @@ pub(crate) fn token_request(
     body: &[u8],
     content_type: &str,
 ) -> Result<(u16, Bytes), ApiError> {
-    let request = crate::write::parse_object(body, content_type)?;
+    let request = crate::write::parse_object(body, content_type, "TokenRequest", false)?;
     let (ns, name) = (t.ns(), t.name());
     let sa = core
         .store
