@@ -181,9 +181,11 @@ pub(crate) fn on_create(core: &mut Core, res: &ResourceDef, obj: &mut Map<String
                 spec.entry("replicas").or_insert(json!(1));
                 spec.entry("revisionHistoryLimit").or_insert(json!(10));
                 spec.entry("progressDeadlineSeconds").or_insert(json!(600));
-                spec.entry("strategy").or_insert_with(|| {
-                    json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})
-                });
+                default_rolling(
+                    spec,
+                    "strategy",
+                    &[("maxSurge", json!("25%")), ("maxUnavailable", json!("25%"))],
+                );
                 default_template(spec);
             }
         }
@@ -197,9 +199,7 @@ pub(crate) fn on_create(core: &mut Core, res: &ResourceDef, obj: &mut Map<String
                         spec.entry("podManagementPolicy")
                             .or_insert_with(|| json!("OrderedReady"));
                         spec.entry("revisionHistoryLimit").or_insert(json!(10));
-                        spec.entry("updateStrategy").or_insert_with(
-                            || json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
-                        );
+                        default_rolling(spec, "updateStrategy", &[("partition", json!(0))]);
                         spec.entry("persistentVolumeClaimRetentionPolicy")
                             .or_insert_with(
                                 || json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
@@ -207,9 +207,11 @@ pub(crate) fn on_create(core: &mut Core, res: &ResourceDef, obj: &mut Map<String
                     }
                     "daemonsets" => {
                         spec.entry("revisionHistoryLimit").or_insert(json!(10));
-                        spec.entry("updateStrategy").or_insert_with(|| {
-                            json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}})
-                        });
+                        default_rolling(
+                            spec,
+                            "updateStrategy",
+                            &[("maxSurge", json!(0)), ("maxUnavailable", json!(1))],
+                        );
                     }
                     _ => {
                         spec.entry("replicas").or_insert(json!(1));
@@ -248,6 +250,31 @@ pub(crate) fn mutate_secret(res: &ResourceDef, obj: &mut Map<String, Value>) {
 }
 
 /// The `DefaultTolerationSeconds` admission plugin: tolerate not-ready and unreachable nodes for 300 s.
+/// A workload's strategy as the apiserver defaults it, field by field: an
+/// absent or empty type is RollingUpdate, whose absent settings take their
+/// defaults (so `strategy: {}`, as `kubectl create deployment` sends it, is
+/// filled too).
+fn default_rolling(spec: &mut Map<String, Value>, key: &str, settings: &[(&str, Value)]) {
+    let strategy = spec.entry(key).or_insert_with(|| json!({}));
+    let Some(strategy) = strategy.as_object_mut() else {
+        return;
+    };
+    let kind = strategy
+        .entry("type")
+        .or_insert_with(|| json!("RollingUpdate"));
+    if kind.as_str() != Some("RollingUpdate") {
+        return;
+    }
+    let rolling = strategy.entry("rollingUpdate").or_insert_with(|| json!({}));
+    if let Some(rolling) = rolling.as_object_mut() {
+        for (name, value) in settings {
+            rolling
+                .entry((*name).to_owned())
+                .or_insert_with(|| value.clone());
+        }
+    }
+}
+
 fn default_tolerations(pod_spec: &mut Map<String, Value>) {
     let list = pod_spec.entry("tolerations").or_insert_with(|| json!([]));
     let Some(list) = list.as_array_mut() else {

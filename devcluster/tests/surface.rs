@@ -653,3 +653,150 @@ async fn invalid_objects_are_refused_with_a_real_servers_words() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_creates_every_kind_its_generators_make() -> Result<()> {
+    let dev = DevCluster::start(Options::new()).await?;
+    let dir = tempfile::tempdir()?;
+    let k = Kubectl::new(dir.path(), "kubeconfig", &dev.kubeconfig_yaml())?;
+    // kubectl sends each of these bodies as protobuf.
+    let creates: &[&[&str]] = &[
+        &["create", "deployment", "web", "--image=nginx"],
+        &["create", "service", "clusterip", "web", "--tcp=80:8080"],
+        &["create", "job", "once", "--image=busybox"],
+        &[
+            "create",
+            "cronjob",
+            "tick",
+            "--image=busybox",
+            "--schedule=*/5 * * * *",
+        ],
+        &[
+            "create",
+            "role",
+            "reader",
+            "--verb=get,list",
+            "--resource=pods",
+        ],
+        &[
+            "create",
+            "rolebinding",
+            "readers",
+            "--role=reader",
+            "--user=alice",
+        ],
+        &[
+            "create",
+            "clusterrole",
+            "nodes",
+            "--verb=get",
+            "--resource=nodes",
+        ],
+        &[
+            "create",
+            "clusterrolebinding",
+            "nodes",
+            "--clusterrole=nodes",
+            "--group=ops",
+        ],
+        &[
+            "create",
+            "ingress",
+            "web",
+            "--rule=shop.example.com/=web:80",
+        ],
+        &["create", "quota", "small", "--hard=pods=10"],
+        &["create", "priorityclass", "high", "--value=1000"],
+        &[
+            "create",
+            "pdb",
+            "web",
+            "--selector=app=web",
+            "--min-available=1",
+        ],
+        &["create", "serviceaccount", "robot"],
+        &[
+            "autoscale",
+            "deployment",
+            "web",
+            "--max=3",
+            "--cpu-percent=50",
+        ],
+    ];
+    for args in creates {
+        let out = k.run(args).await?;
+        assert!(
+            out.contains("created") || out.contains("autoscaled"),
+            "kubectl {args:?}: {out}"
+        );
+    }
+    let names = lines(
+        &k.run(&[
+            "get",
+            "deployments,services,jobs,cronjobs,roles,rolebindings,ingresses,resourcequotas,poddisruptionbudgets,horizontalpodautoscalers",
+            "-o",
+            "name",
+        ])
+        .await?,
+    );
+    for name in [
+        "deployment.apps/web",
+        "service/web",
+        "job.batch/once",
+        "cronjob.batch/tick",
+        "role.rbac.authorization.k8s.io/reader",
+        "rolebinding.rbac.authorization.k8s.io/readers",
+        "ingress.networking.k8s.io/web",
+        "resourcequota/small",
+        "poddisruptionbudget.policy/web",
+        "horizontalpodautoscaler.autoscaling/web",
+    ] {
+        assert!(names.contains(name), "{name} missing from {names:?}");
+    }
+    // kubectl sends `strategy: {}`; the server defaults it field by field.
+    let deployment = k.json(&["get", "deployment", "web"]).await?;
+    assert_eq!(
+        deployment["spec"]["strategy"],
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})
+    );
+    let job = k.json(&["get", "job", "once"]).await?;
+    assert_eq!(
+        job["spec"]["template"]["spec"]["containers"][0]["image"],
+        "busybox"
+    );
+    let ingress = k.json(&["get", "ingress", "web"]).await?;
+    assert_eq!(ingress["spec"]["rules"][0]["host"], "shop.example.com");
+    let quota = k.json(&["get", "quota", "small"]).await?;
+    assert_eq!(quota["spec"]["hard"]["pods"], "10");
+    let priority = k.json(&["get", "priorityclass", "high"]).await?;
+    assert_eq!(priority["value"], 1000);
+
+    // The tables kubectl prints come from the server.
+    let jobs = k.run(&["get", "jobs"]).await?;
+    assert!(
+        jobs.lines()
+            .next()
+            .is_some_and(|header| header.split_whitespace().collect::<Vec<_>>()
+                == ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]),
+        "{jobs}"
+    );
+    let roles = k.run(&["get", "roles"]).await?;
+    assert!(roles.starts_with("NAME"), "{roles}");
+    assert!(
+        roles
+            .lines()
+            .next()
+            .is_some_and(|h| h.contains("CREATED AT")),
+        "{roles}"
+    );
+
+    let token = k.run(&["create", "token", "robot"]).await?;
+    assert_eq!(token.trim().split('.').count(), 3, "a JWT: {token}");
+    let (ok, out, err) = k.try_run(&["get", "nodes"]).await?;
+    assert!(ok, "{err}");
+    assert!(
+        out.is_empty() && err.contains("No resources found"),
+        "{out} {err}"
+    );
+    Ok(())
+}
