@@ -113,7 +113,12 @@ impl Target {
     /// A list item (no kind or apiVersion) as this request wants to see it.
     pub(crate) fn item_body(&self, body: &bytes::Bytes) -> bytes::Bytes {
         if self.metadata_only {
-            crate::json::metadata_only(body)
+            // Each item of a PartialObjectMetadataList names its kind, as a real server writes it.
+            with_type(
+                "PartialObjectMetadata",
+                "meta.k8s.io/v1",
+                &crate::json::metadata_only(body),
+            )
         } else if crate::convert::converts(&self.res, &self.version) {
             let mut obj = crate::json::decode(body);
             crate::convert::to_served(&self.res, &self.version, &mut obj);

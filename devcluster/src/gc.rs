@@ -231,6 +231,8 @@ fn namespace(core: &mut Core, name: &str) {
         return;
     }
     let mut remaining = 0usize;
+    let mut by_resource: Vec<String> = Vec::new();
+    let mut by_finalizer: std::collections::BTreeMap<String, usize> = Default::default();
     for storage in core.store.storages() {
         if &*storage == "/namespaces" {
             continue;
@@ -248,16 +250,138 @@ fn namespace(core: &mut Core, name: &str) {
                 delete_ref(core, &r, Propagation::Background);
             }
         }
-        remaining += core.store.iter(&storage, Some(name)).count();
+        let left = core.store.iter(&storage, Some(name)).count();
+        if left > 0 {
+            let (group, resource) = storage.split_once('/').unwrap_or(("", &storage));
+            by_resource.push(format!("{resource}.{group} has {left} resource instances"));
+            for (_, stored) in core.store.iter(&storage, Some(name)) {
+                for finalizer in finalizers(&stored.decode()) {
+                    *by_finalizer.entry(finalizer).or_default() += 1;
+                }
+            }
+        }
+        remaining += left;
     }
+    set_deletion_conditions(core, ns.clone(), &by_resource, &by_finalizer);
     if remaining > 0 {
         return;
     }
-    let mut obj = ns;
+    let Some(mut obj) = core.namespace(name) else {
+        return;
+    };
     if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
         spec.remove("finalizers");
     }
     write(core, &Arc::from("/namespaces"), obj);
+}
+
+/// The conditions kube-controller-manager's namespace deleter keeps on a
+/// Terminating namespace: what content and which finalizers remain.
+fn set_deletion_conditions(
+    core: &mut Core,
+    mut ns: Map<String, Value>,
+    by_resource: &[String],
+    by_finalizer: &std::collections::BTreeMap<String, usize>,
+) {
+    let mut resources = by_resource.to_vec();
+    resources.sort();
+    let finalizers: Vec<String> = by_finalizer
+        .iter()
+        .map(|(finalizer, count)| format!("{finalizer} in {count} resource instances"))
+        .collect();
+    let wanted = [
+        ("NamespaceDeletionDiscoveryFailure", None),
+        ("NamespaceDeletionGroupVersionParsingFailure", None),
+        ("NamespaceDeletionContentFailure", None),
+        (
+            "NamespaceContentRemaining",
+            (!resources.is_empty()).then(|| {
+                (
+                    "SomeResourcesRemain",
+                    format!("Some resources are remaining: {}", resources.join(", ")),
+                )
+            }),
+        ),
+        (
+            "NamespaceFinalizersRemaining",
+            (!finalizers.is_empty()).then(|| {
+                (
+                    "SomeFinalizersRemain",
+                    format!(
+                        "Some content in the namespace has finalizers remaining: {}",
+                        finalizers.join(", ")
+                    ),
+                )
+            }),
+        ),
+    ];
+    let ok = |kind: &str| -> (&'static str, &'static str) {
+        match kind {
+            "NamespaceDeletionDiscoveryFailure" => (
+                "ResourcesDiscovered",
+                "All resources successfully discovered",
+            ),
+            "NamespaceDeletionGroupVersionParsingFailure" => (
+                "ParsedGroupVersions",
+                "All legacy kube types successfully parsed",
+            ),
+            "NamespaceDeletionContentFailure" => (
+                "ContentDeleted",
+                "All content successfully deleted, may be waiting on finalization",
+            ),
+            "NamespaceContentRemaining" => ("ContentRemoved", "All content successfully removed"),
+            _ => (
+                "ContentHasNoFinalizers",
+                "All content-preserving finalizers finished",
+            ),
+        }
+    };
+    let old: Vec<Value> = ns
+        .get("status")
+        .and_then(|s| s.get("conditions"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let now = crate::json::now_rfc3339();
+    let conditions: Vec<Value> = wanted
+        .into_iter()
+        .map(|(kind, problem)| {
+            let (status, reason, message) = match problem {
+                Some((reason, message)) => ("True", reason.to_owned(), message),
+                None => {
+                    let (reason, message) = ok(kind);
+                    ("False", reason.to_owned(), message.to_owned())
+                }
+            };
+            let previous = old
+                .iter()
+                .find(|c| c.get("type").and_then(Value::as_str) == Some(kind));
+            let unchanged = previous.is_some_and(|c| {
+                c.get("status").and_then(Value::as_str) == Some(status)
+                    && c.get("reason").and_then(Value::as_str) == Some(reason.as_str())
+                    && c.get("message").and_then(Value::as_str) == Some(message.as_str())
+            });
+            let since = match previous {
+                Some(c) if unchanged => c.get("lastTransitionTime").cloned().unwrap_or_default(),
+                _ => Value::from(now.clone()),
+            };
+            serde_json::json!({
+                "type": kind,
+                "status": status,
+                "lastTransitionTime": since,
+                "reason": reason,
+                "message": message,
+            })
+        })
+        .collect();
+    if conditions == old {
+        return;
+    }
+    if let Some(status) = ns.get_mut("status").and_then(Value::as_object_mut) {
+        status.insert("conditions".into(), Value::Array(conditions));
+    }
+    // A plain write: the namespace itself goes only once its content is gone.
+    core.store.put(&Arc::from("/namespaces"), ns);
 }
 
 fn crd_cleanup(core: &mut Core, name: &str) {

@@ -1427,6 +1427,11 @@ async fn metadata_only_views() -> Result<()> {
     let list = api.list_metadata(&ListParams::default()).await?;
     assert_eq!(list.types.kind, "PartialObjectMetadataList");
     assert_eq!(list.items[0].metadata.name.as_deref(), Some("m"));
+    assert_eq!(
+        list.items[0].types.as_ref().map(|t| t.kind.as_str()),
+        Some("PartialObjectMetadata"),
+        "each item names its kind"
+    );
     let one = api.get_metadata("m").await?;
     assert_eq!(
         one.types.map(|t| (t.api_version, t.kind)),

@@ -800,3 +800,83 @@ async fn kubectl_creates_every_kind_its_generators_make() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminating_namespace_says_which_content_and_finalizers_remain() -> Result<()> {
+    use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+    let (_dev, client) = cluster().await?;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "held"}}))?,
+        )
+        .await?;
+    let maps: Api<ConfigMap> = Api::namespaced(client, "held");
+    maps.create(
+        &PostParams::default(),
+        &serde_json::from_value(
+            json!({"metadata": {"name": "kept", "finalizers": ["example.com/keep"]}}),
+        )?,
+    )
+    .await?;
+    namespaces.delete("held", &Default::default()).await?;
+    let reported = kube::runtime::wait::await_condition(
+        namespaces.clone(),
+        "held",
+        |ns: Option<&Namespace>| {
+            ns.and_then(|ns| ns.status.as_ref())
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c.type_ == "NamespaceFinalizersRemaining" && c.status == "True")
+                })
+        },
+    );
+    let held = tokio::time::timeout(std::time::Duration::from_secs(10), reported)
+        .await
+        .context("the namespace reports its remaining finalizers within 10 s")??
+        .context("the namespace is still there")?;
+    let conditions = held.status.and_then(|s| s.conditions).unwrap_or_default();
+    let message = |kind: &str| {
+        conditions
+            .iter()
+            .find(|c| c.type_ == kind)
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    };
+    assert_eq!(
+        message("NamespaceFinalizersRemaining"),
+        Some((
+            "True".to_owned(),
+            Some("SomeFinalizersRemain".to_owned()),
+            Some(
+                "Some content in the namespace has finalizers remaining: example.com/keep in 1 resource instances"
+                    .to_owned()
+            )
+        ))
+    );
+    assert_eq!(
+        message("NamespaceContentRemaining").map(|m| m.2),
+        Some(Some(
+            "Some resources are remaining: configmaps. has 1 resource instances".to_owned()
+        ))
+    );
+    assert_eq!(
+        message("NamespaceDeletionDiscoveryFailure").map(|m| m.0),
+        Some("False".to_owned())
+    );
+    maps.patch(
+        "kept",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await?;
+    let gone =
+        kube::runtime::wait::await_condition(namespaces, "held", |ns: Option<&Namespace>| {
+            ns.is_none()
+        });
+    tokio::time::timeout(std::time::Duration::from_secs(10), gone)
+        .await
+        .context("the namespace goes within 10 s of its last finalizer")??;
+    Ok(())
+}
