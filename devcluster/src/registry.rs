@@ -619,12 +619,10 @@ pub(crate) fn from_crd(crd: &Map<String, Value>) -> Result<ResourceDef, Vec<Caus
         ));
     }
     for (index, version) in versions.iter().enumerate() {
-        if get_path(version, &["schema", "openAPIV3Schema"]).is_none() {
-            causes.push(Cause::new(
-                "FieldValueRequired",
-                "Required value",
-                format!("spec.versions[{index}].schema.openAPIV3Schema"),
-            ));
+        let at = format!("spec.versions[{index}].schema.openAPIV3Schema");
+        match get_path(version, &["schema", "openAPIV3Schema"]) {
+            Some(schema) => causes.extend(crate::schema::uncompilable_rules(schema, &at)),
+            None => causes.push(Cause::new("FieldValueRequired", "Required value", at)),
         }
     }
     if !causes.is_empty() {

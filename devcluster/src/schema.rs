@@ -76,9 +76,11 @@ fn walk(value: &mut Value, schema: &Value, path: &str, out: &mut Findings) {
         ));
         return;
     }
+    check_value(value, schema, path, out);
     let preserve = flag(schema, "x-kubernetes-preserve-unknown-fields");
     match value {
         Value::Object(obj) => {
+            apply_defaults(obj, schema);
             if let Some(required) = schema.get("required").and_then(Value::as_array) {
                 for r in required.iter().filter_map(Value::as_str) {
                     if !obj.contains_key(r) {
@@ -120,6 +122,333 @@ fn walk(value: &mut Value, schema: &Value, path: &str, out: &mut Findings) {
             }
         }
         _ => {}
+    }
+}
+
+/// Sets the `default` of every property the object leaves out (or sets to
+/// `null` where the schema does not allow it), as the apiserver defaults a
+/// custom resource before it validates it.
+fn apply_defaults(obj: &mut Map<String, Value>, schema: &Value) {
+    let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
+        return;
+    };
+    for (key, property) in properties {
+        let Some(default) = property.get("default") else {
+            continue;
+        };
+        let absent = match obj.get(key) {
+            None => true,
+            Some(Value::Null) => !flag(property, "nullable"),
+            Some(_) => false,
+        };
+        if absent {
+            obj.insert(key.clone(), default.clone());
+        }
+    }
+}
+
+/// A JSON value as Go's `%v` prints it in validation messages.
+fn go_value(value: &Value) -> String {
+    match value {
+        Value::String(text) => format!("{text:?}"),
+        Value::Null => "null".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// A schema number (`50`, `0.5`) as Go's `%v` prints it.
+fn go_number(number: &Value) -> String {
+    match number.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+        Some(f) => f.to_string(),
+        None => number.to_string(),
+    }
+}
+
+fn invalid(value: &Value, path: &str, rule: &str) -> Cause {
+    Cause::new(
+        "FieldValueInvalid",
+        format!("Invalid value: {}: {path} in body {rule}", go_value(value)),
+        path,
+    )
+}
+
+/// The value constraints of a structural schema (`enum`, bounds, lengths,
+/// `pattern`, item and property counts), worded as the apiserver words them.
+fn check_value(value: &Value, schema: &Value, path: &str, out: &mut Findings) {
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
+        && !allowed.contains(value)
+    {
+        let listed: Vec<String> = allowed.iter().map(go_value).collect();
+        out.causes.push(Cause::new(
+            "FieldValueNotSupported",
+            format!(
+                "Unsupported value: {}: supported values: {}",
+                go_value(value),
+                listed.join(", ")
+            ),
+            path,
+        ));
+    }
+    match value {
+        Value::Number(number) => {
+            let n = number.as_f64().unwrap_or_default();
+            if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
+                if flag(schema, "exclusiveMaximum") && n >= max {
+                    out.causes.push(invalid(
+                        value,
+                        path,
+                        &format!("should be less than {}", go_number(&schema["maximum"])),
+                    ));
+                } else if n > max {
+                    out.causes.push(invalid(
+                        value,
+                        path,
+                        &format!(
+                            "should be less than or equal to {}",
+                            go_number(&schema["maximum"])
+                        ),
+                    ));
+                }
+            }
+            if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
+                if flag(schema, "exclusiveMinimum") && n <= min {
+                    out.causes.push(invalid(
+                        value,
+                        path,
+                        &format!("should be greater than {}", go_number(&schema["minimum"])),
+                    ));
+                } else if n < min {
+                    out.causes.push(invalid(
+                        value,
+                        path,
+                        &format!(
+                            "should be greater than or equal to {}",
+                            go_number(&schema["minimum"])
+                        ),
+                    ));
+                }
+            }
+            if let Some(factor) = schema.get("multipleOf").and_then(Value::as_f64)
+                && factor > 0.0
+                && (n / factor).fract().abs() > f64::EPSILON
+            {
+                out.causes.push(invalid(
+                    value,
+                    path,
+                    &format!(
+                        "should be a multiple of {}",
+                        go_number(&schema["multipleOf"])
+                    ),
+                ));
+            }
+        }
+        Value::String(text) => {
+            let length = text.chars().count() as u64;
+            if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
+                && length > max
+            {
+                out.causes.push(Cause::new(
+                    "FieldValueTooLong",
+                    format!("Too long: may not be more than {max} bytes"),
+                    path,
+                ));
+            }
+            if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
+                && length < min
+            {
+                out.causes.push(invalid(
+                    value,
+                    path,
+                    &format!("should be at least {min} chars long"),
+                ));
+            }
+            if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
+                let matches = regex::Regex::new(pattern).map(|re| re.is_match(text));
+                if matches.is_ok_and(|m| !m) {
+                    out.causes
+                        .push(invalid(value, path, &format!("should match '{pattern}'")));
+                }
+            }
+        }
+        Value::Array(items) => {
+            let count = items.len() as u64;
+            if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
+                && count > max
+            {
+                out.causes.push(Cause::new(
+                    "FieldValueTooMany",
+                    format!("Too many: {count}: must have at most {max} items"),
+                    path,
+                ));
+            }
+            if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
+                && count < min
+            {
+                out.causes.push(invalid(
+                    value,
+                    path,
+                    &format!("should have at least {min} items"),
+                ));
+            }
+        }
+        Value::Object(fields) => {
+            let count = fields.len() as u64;
+            if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64)
+                && count > max
+            {
+                out.causes.push(Cause::new(
+                    "FieldValueTooMany",
+                    format!("Too many: {count}: must have at most {max} items"),
+                    path,
+                ));
+            }
+            if let Some(min) = schema.get("minProperties").and_then(Value::as_u64)
+                && count < min
+            {
+                out.causes.push(invalid(
+                    value,
+                    path,
+                    &format!("should have at least {min} properties"),
+                ));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether a schema declares any `x-kubernetes-validations` rule.
+fn has_rules(schema: &Value) -> bool {
+    match schema {
+        Value::Object(fields) => {
+            fields.contains_key("x-kubernetes-validations") || fields.values().any(has_rules)
+        }
+        Value::Array(items) => items.iter().any(has_rules),
+        _ => false,
+    }
+}
+
+/// Evaluates the CEL rules (`x-kubernetes-validations`) of every node the
+/// object has, with `self` bound to the node's value. Transition rules (those
+/// that read `oldSelf`) are left to updates and not evaluated here.
+fn check_rules(value: &Value, schema: &Value, path: &str, out: &mut Findings) {
+    if let Some(rules) = schema
+        .get("x-kubernetes-validations")
+        .and_then(Value::as_array)
+    {
+        for rule in rules {
+            let Some(expression) = rule.get("rule").and_then(Value::as_str) else {
+                continue;
+            };
+            if expression.contains("oldSelf") {
+                continue;
+            }
+            let field = match rule.get("fieldPath").and_then(Value::as_str) {
+                Some(extra) => format!("{path}{extra}"),
+                None => path.to_owned(),
+            };
+            let reason =
+                rule.get("reason")
+                    .and_then(Value::as_str)
+                    .map_or("FieldValueInvalid", |reason| match reason {
+                        "FieldValueRequired" => "FieldValueRequired",
+                        "FieldValueDuplicate" => "FieldValueDuplicate",
+                        "FieldValueForbidden" => "FieldValueForbidden",
+                        _ => "FieldValueInvalid",
+                    });
+            let message = rule
+                .get("message")
+                .and_then(Value::as_str)
+                .map_or_else(|| format!("failed rule: {expression}"), str::to_owned);
+            match evaluate(expression, value) {
+                Ok(true) => {}
+                Ok(false) => out.causes.push(Cause::new(
+                    reason,
+                    format!("Invalid value: {message}"),
+                    field,
+                )),
+                Err(error) => out.causes.push(Cause::new(
+                    "FieldValueInvalid",
+                    format!("Invalid value: rule evaluation error: {error}"),
+                    field,
+                )),
+            }
+        }
+    }
+    match value {
+        Value::Object(fields) => {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+            for (key, child) in fields {
+                if let Some(child_schema) = properties.and_then(|p| p.get(key)).or(additional) {
+                    check_rules(child, child_schema, &join(path, key), out);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                for (index, item) in items.iter().enumerate() {
+                    check_rules(item, item_schema, &format!("{path}[{index}]"), out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The CEL rules of a CRD schema that do not compile, as causes at their
+/// schema path (`...properties[spec].x-kubernetes-validations[0].rule`).
+pub(crate) fn uncompilable_rules(schema: &Value, path: &str) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let Value::Object(fields) = schema else {
+        return causes;
+    };
+    if let Some(rules) = fields
+        .get("x-kubernetes-validations")
+        .and_then(Value::as_array)
+    {
+        for (index, rule) in rules.iter().enumerate() {
+            let Some(expression) = rule.get("rule").and_then(Value::as_str) else {
+                continue;
+            };
+            if let Err(error) = cel::Program::compile(expression) {
+                causes.push(Cause::new(
+                    "FieldValueInvalid",
+                    format!("Invalid value: {expression:?}: compilation failed: {error}"),
+                    format!("{path}.x-kubernetes-validations[{index}].rule"),
+                ));
+            }
+        }
+    }
+    if let Some(properties) = fields.get("properties").and_then(Value::as_object) {
+        for (key, child) in properties {
+            causes.extend(uncompilable_rules(
+                child,
+                &format!("{path}.properties[{key}]"),
+            ));
+        }
+    }
+    for key in ["items", "additionalProperties"] {
+        if let Some(child) = fields.get(key).filter(|c| c.is_object()) {
+            causes.extend(uncompilable_rules(child, &format!("{path}.{key}")));
+        }
+    }
+    causes
+}
+
+/// One CEL rule over `self`; `Ok(false)` when it does not hold.
+fn evaluate(expression: &str, value: &Value) -> Result<bool, String> {
+    let program = cel::Program::compile(expression).map_err(|error| error.to_string())?;
+    let mut context = cel::Context::default();
+    context
+        .add_variable("self", value.clone())
+        .map_err(|error| error.to_string())?;
+    match program
+        .execute(&context)
+        .map_err(|error| error.to_string())?
+    {
+        cel::Value::Bool(holds) => Ok(holds),
+        other => Err(format!("rule did not evaluate to a bool: {other:?}")),
     }
 }
 
@@ -178,6 +507,7 @@ pub(crate) fn check_replicas(obj: &Value, path: &str) -> Vec<Cause> {
 /// `apiVersion`, `kind` and `metadata` are the server's and left alone.
 pub(crate) fn check(obj: &mut Map<String, Value>, schema: &Value) -> Findings {
     let mut out = Findings::default();
+    apply_defaults(obj, schema);
     let preserve = flag(schema, "x-kubernetes-preserve-unknown-fields");
     let properties = schema.get("properties").and_then(Value::as_object);
     let keys: Vec<String> = obj.keys().cloned().collect();
@@ -204,6 +534,29 @@ pub(crate) fn check(obj: &mut Map<String, Value>, schema: &Value) -> Findings {
                 out.causes
                     .push(Cause::new("FieldValueRequired", "Required value", r));
             }
+        }
+    }
+    if has_rules(schema) {
+        if out.causes.is_empty() {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            for (key, child) in obj.iter() {
+                if matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
+                    continue;
+                }
+                if let Some(child_schema) = properties.and_then(|p| p.get(key)) {
+                    check_rules(child, child_schema, key, &mut out);
+                }
+            }
+            if let Some(rules) = schema.get("x-kubernetes-validations") {
+                let root = serde_json::json!({"x-kubernetes-validations": rules});
+                check_rules(&Value::Object(obj.clone()), &root, "<nil>", &mut out);
+            }
+        } else {
+            out.causes.push(Cause::new(
+                "FieldValueInvalid",
+                "Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
+                "<nil>",
+            ));
         }
     }
     out

@@ -880,3 +880,105 @@ async fn a_terminating_namespace_says_which_content_and_finalizers_remain() -> R
         .context("the namespace goes within 10 s of its last finalizer")??;
     Ok(())
 }
+
+const SIZED_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: boxes.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: boxes, singular: box, kind: Box}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            x-kubernetes-validations:
+            - rule: "self.size <= 10 || self.mode == 'big'"
+              message: size above 10 needs mode big
+            properties:
+              mode: {type: string, enum: [small, big], default: small}
+              size: {type: integer, default: 3, maximum: 50}
+              name: {type: string, maxLength: 5}
+              tags: {type: array, maxItems: 2, items: {type: string, pattern: "^[a-z]+$"}}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_resources_are_defaulted_and_validated_as_a_real_server_does() -> Result<()> {
+    let dev = DevCluster::start(Options::new()).await?;
+    let dir = tempfile::tempdir()?;
+    let k = Kubectl::new(dir.path(), "kubeconfig", &dev.kubeconfig_yaml())?;
+    std::fs::write(dir.path().join("crd.yaml"), SIZED_CRD)?;
+    k.run(&["apply", "-f", "crd.yaml"]).await?;
+    k.run(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/boxes.example.com",
+    ])
+    .await?;
+    let object = |name: &str, spec: &str| {
+        format!("apiVersion: example.com/v1\nkind: Box\nmetadata: {{name: {name}}}\nspec: {spec}\n")
+    };
+    std::fs::write(dir.path().join("empty.yaml"), object("empty", "{}"))?;
+    k.run(&["create", "-f", "empty.yaml"]).await?;
+    let stored = k.json(&["get", "box", "empty"]).await?;
+    assert_eq!(stored["spec"], json!({"mode": "small", "size": 3}));
+
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        object(
+            "bad",
+            "{mode: zz, name: toolong, size: 60, tags: [a, b, C]}",
+        ),
+    )?;
+    let refused = k.refused(&["create", "-f", "bad.yaml"]).await?;
+    for line in [
+        "* spec.mode: Unsupported value: \"zz\": supported values: \"small\", \"big\"",
+        "* spec.name: Too long: may not be more than 5 bytes",
+        "* spec.size: Invalid value: 60: spec.size in body should be less than or equal to 50",
+        "* spec.tags: Too many: 3: must have at most 2 items",
+        "* spec.tags[2]: Invalid value: \"C\": spec.tags[2] in body should match '^[a-z]+$'",
+        "* <nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
+    ] {
+        assert!(refused.contains(line), "{line:?} missing from {refused}");
+    }
+
+    std::fs::write(dir.path().join("big.yaml"), object("big", "{size: 20}"))?;
+    let refused = k.refused(&["create", "-f", "big.yaml"]).await?;
+    assert!(
+        refused.contains("* spec: Invalid value: size above 10 needs mode big")
+            || refused.contains("spec: Invalid value: size above 10 needs mode big"),
+        "{refused}"
+    );
+    std::fs::write(
+        dir.path().join("bigger.yaml"),
+        object("bigger", "{size: 20, mode: big}"),
+    )?;
+    k.run(&["create", "-f", "bigger.yaml"]).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crd_whose_rule_does_not_compile_is_refused() -> Result<()> {
+    let dev = DevCluster::start(Options::new()).await?;
+    let dir = tempfile::tempdir()?;
+    let k = Kubectl::new(dir.path(), "kubeconfig", &dev.kubeconfig_yaml())?;
+    std::fs::write(
+        dir.path().join("crd.yaml"),
+        SIZED_CRD.replace("self.size <= 10 ||", "self.size <= ||"),
+    )?;
+    let refused = k.refused(&["apply", "-f", "crd.yaml"]).await?;
+    assert!(
+        refused.contains(
+            "spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value"
+        ) && refused.contains("compilation failed"),
+        "{refused}"
+    );
+    Ok(())
+}
