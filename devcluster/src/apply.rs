@@ -508,7 +508,12 @@ pub(crate) fn apply(
     let mut entries = current.map(read_entries).unwrap_or_default();
     let new_set = leaves(applied, lists);
     let cur_value = Value::Object(current.cloned().unwrap_or_default());
-    let applied_value = Value::Object(applied.clone());
+    // A field conflicts when applying would change its value, as structured
+    // merge compares the live object with the merged one: an identical value,
+    // or a list item whose applied fields all match, becomes shared ownership.
+    let mut preview = current.cloned().unwrap_or_default();
+    merge_applied(&mut preview, applied, lists);
+    let merged_value = Value::Object(preview);
     let mut conflicts = Vec::new();
     for e in entries.iter_mut() {
         if e.manager == w.manager && e.operation == "Apply" && e.subresource == w.subresource {
@@ -518,7 +523,7 @@ pub(crate) fn apply(
             .fields
             .iter()
             .filter(|p| {
-                new_set.contains(*p) && value_at(&cur_value, p) != value_at(&applied_value, p)
+                new_set.contains(*p) && value_at(&cur_value, p) != value_at(&merged_value, p)
             })
             .cloned()
             .collect();

@@ -982,3 +982,50 @@ async fn a_crd_whose_rule_does_not_compile_is_refused() -> Result<()> {
     );
     Ok(())
 }
+
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: d, namespace: default}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: d}}
+  template:
+    metadata: {labels: {app: d}}
+    spec:
+      containers:
+      - name: c
+        image: nginx
+        ports: [{containerPort: 80}]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_after_create_shares_identical_values() -> Result<()> {
+    let dev = DevCluster::start(Options::new()).await?;
+    let dir = tempfile::tempdir()?;
+    let k = Kubectl::new(dir.path(), "kubeconfig", &dev.kubeconfig_yaml())?;
+    std::fs::write(dir.path().join("d.yaml"), DEPLOYMENT)?;
+    k.run(&["create", "-f", "d.yaml"]).await?;
+    let out = k.run(&["apply", "--server-side", "-f", "d.yaml"]).await?;
+    assert!(out.contains("serverside-applied"), "{out}");
+
+    // A value another manager owns still conflicts when the apply changes it.
+    std::fs::write(
+        dir.path().join("d2.yaml"),
+        DEPLOYMENT.replace("image: nginx", "image: httpd"),
+    )?;
+    let refused = k
+        .refused(&[
+            "apply",
+            "--server-side",
+            "--field-manager=other",
+            "-f",
+            "d2.yaml",
+        ])
+        .await?;
+    assert!(
+        refused.contains("conflict") && refused.contains(".image"),
+        "{refused}"
+    );
+    Ok(())
+}
