@@ -121,6 +121,22 @@ fn strategic_map(
         if key.starts_with("$setElementOrder/") || key == "$retainKeys" || key == "$patch" {
             continue;
         }
+        if let Some(items) = pv.as_array()
+            && let Some(position) = items
+                .iter()
+                .position(|i| i.get("$patch").and_then(Value::as_str) == Some("replace"))
+        {
+            // `[{"$patch": "replace"}, ...]`: the list becomes the other items.
+            let mut rest: Vec<Value> = items
+                .iter()
+                .enumerate()
+                .filter(|(index, _)| *index != position)
+                .map(|(_, item)| item.clone())
+                .collect();
+            rest.iter_mut().for_each(strip_directives);
+            target.insert(key.clone(), Value::Array(rest));
+            continue;
+        }
         if let Some(field) = key.strip_prefix("$deleteFromPrimitiveList/") {
             if let (Some(Value::Array(list)), Some(remove)) = (target.get_mut(field), pv.as_array())
             {
@@ -154,7 +170,43 @@ fn strategic_map(
             }
         }
     }
+    for (key, order) in patch {
+        if let Some(field) = key.strip_prefix("$setElementOrder/")
+            && let (Some(Value::Array(list)), Some(order)) =
+                (target.get_mut(field), order.as_array())
+        {
+            set_element_order(field, list, order);
+        }
+    }
+    if let Some(retain) = patch.get("$retainKeys").and_then(Value::as_array) {
+        // `$retainKeys`: fields the patch does not list are cleared (a union's other members).
+        target.retain(|key, _| retain.iter().any(|k| k.as_str() == Some(key.as_str())));
+    }
     Ok(())
+}
+
+/// `$setElementOrder/{field}`: the listed elements (by merge key, or by value for
+/// primitive lists) in the given order, then the others in their current order.
+fn set_element_order(field: &str, list: &mut Vec<Value>, order: &[Value]) {
+    let key = merge_key(field, list).or_else(|| merge_key(field, order));
+    let identity = |item: &Value| -> Value {
+        match key {
+            Some(mk) => key_of(item, mk).cloned().unwrap_or(Value::Null),
+            None => item.clone(),
+        }
+    };
+    let wanted: Vec<Value> = order.iter().map(&identity).collect();
+    let mut listed: Vec<(usize, Value)> = Vec::new();
+    let mut others: Vec<Value> = Vec::new();
+    for item in list.drain(..) {
+        match wanted.iter().position(|w| *w == identity(&item)) {
+            Some(position) => listed.push((position, item)),
+            None => others.push(item),
+        }
+    }
+    listed.sort_by_key(|(position, _)| *position);
+    list.extend(listed.into_iter().map(|(_, item)| item));
+    list.extend(others);
 }
 
 fn strip_directives(v: &mut Value) {
@@ -292,5 +344,49 @@ mod tests {
         );
         apply_json_patch(&mut d, br#"[{"op":"replace","path":"/a","value":2}]"#).unwrap();
         assert_eq!(d, json!({"a": 2}));
+    }
+
+    #[test]
+    fn strategic_directives_replace_retain_order_and_delete_from_lists() {
+        let mut deployment = json!({"spec": {
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%"}},
+            "template": {"spec": {
+                "containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "y"}],
+            }},
+        }, "metadata": {"finalizers": ["f1", "f2", "f3"]}});
+        apply_strategic(
+            &mut deployment,
+            &json!({
+                "metadata": {"$deleteFromPrimitiveList/finalizers": ["f2"]},
+                "spec": {
+                    "strategy": {"$retainKeys": ["type"], "type": "Recreate"},
+                    "template": {"spec": {
+                        "containers": [{"$patch": "replace"}, {"name": "c", "image": "z"}],
+                    }},
+                },
+            }),
+        )
+        .expect("a valid patch");
+        assert_eq!(deployment["spec"]["strategy"], json!({"type": "Recreate"}));
+        assert_eq!(
+            deployment["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "c", "image": "z"}])
+        );
+        assert_eq!(deployment["metadata"]["finalizers"], json!(["f1", "f3"]));
+
+        let mut pod =
+            json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}, {"name": "c"}]}});
+        apply_strategic(
+            &mut pod,
+            &json!({"spec": {
+                "$setElementOrder/containers": [{"name": "c"}, {"name": "a"}],
+                "containers": [{"name": "a", "image": "new"}],
+            }}),
+        )
+        .expect("a valid patch");
+        assert_eq!(
+            pod["spec"]["containers"],
+            json!([{"name": "c"}, {"name": "a", "image": "new"}, {"name": "b"}])
+        );
     }
 }
