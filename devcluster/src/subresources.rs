@@ -111,13 +111,7 @@ pub(crate) fn bind(
     if !causes.is_empty() {
         return Err(ApiError::invalid("Binding", "", &name, causes));
     }
-    let Some(stored) = core
-        .store
-        .get(&target.res.storage, target.ns(), &name)
-        .cloned()
-    else {
-        return Err(ApiError::not_found("pods", "", &name));
-    };
+    let stored = stored_pod(core, &target, &name)?;
     let mut pod = stored.decode();
     let conflict = |why: String| ApiError::conflict("pods/binding", "", &name, &why);
     if meta(&pod).is_some_and(|m| m.contains_key("deletionTimestamp")) {
@@ -162,13 +156,7 @@ pub(crate) fn bind(
     let status = pod.get("status").cloned();
     finish_update(core, &status_of_pod, &stored, pod, ctx, Ownership::Record)?;
     if let Some(status) = status {
-        let Some(stored) = core
-            .store
-            .get(&target.res.storage, target.ns(), &name)
-            .cloned()
-        else {
-            return Err(ApiError::not_found("pods", "", &name));
-        };
+        let stored = stored_pod(core, &target, &name)?;
         let mut pod = stored.decode();
         pod.insert("status".into(), status);
         let status_target = Target {
@@ -178,6 +166,14 @@ pub(crate) fn bind(
         finish_update(core, &status_target, &stored, pod, ctx, Ownership::Record)?;
     }
     Ok(success(201))
+}
+
+/// The stored pod a binding names, or 404.
+fn stored_pod(core: &Core, target: &Target, name: &str) -> Result<crate::store::Stored, ApiError> {
+    core.store
+        .get(&target.res.storage, target.ns(), name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("pods", "", name))
 }
 
 /// Sets a pod condition to `True`, keeping the others.

@@ -301,8 +301,20 @@ fn builtin_row(storage: &str, o: &Value) -> Option<(Vec<Column>, Vec<Value>)> {
                 ],
             )
         }
-        "apps/replicasets" => {
+        "apps/replicasets" | "/replicationcontrollers" => {
             let (c, i) = containers_and_images(o, "spec.template.spec.containers");
+            // A ReplicationController's selector is a plain label map.
+            let selector = if storage == "/replicationcontrollers" {
+                let pairs: Vec<String> = at(o, "spec.selector")
+                    .and_then(Value::as_object)
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect();
+                Value::from(pairs.join(","))
+            } else {
+                selector(o, "spec.selector")
+            };
             (
                 vec![
                     NAME,
@@ -322,7 +334,7 @@ fn builtin_row(storage: &str, o: &Value) -> Option<(Vec<Column>, Vec<Value>)> {
                     age,
                     c,
                     i,
-                    selector(o, "spec.selector"),
+                    selector,
                 ],
             )
         }
@@ -1002,37 +1014,6 @@ fn builtin_row(storage: &str, o: &Value) -> Option<(Vec<Column>, Vec<Value>)> {
                     }),
                     Value::from(first_three(&addresses, "<unset>")),
                     age,
-                ],
-            )
-        }
-        "/replicationcontrollers" => {
-            let (c, i) = containers_and_images(o, "spec.template.spec.containers");
-            let selector: Vec<String> = at(o, "spec.selector")
-                .and_then(Value::as_object)
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                .collect();
-            (
-                vec![
-                    NAME,
-                    ("Desired", "integer", "", 0),
-                    ("Current", "integer", "", 0),
-                    ("Ready", "integer", "", 0),
-                    AGE,
-                    ("Containers", "string", "", 1),
-                    ("Images", "string", "", 1),
-                    ("Selector", "string", "", 1),
-                ],
-                vec![
-                    name,
-                    Value::from(int(o, "spec.replicas")),
-                    Value::from(int(o, "status.replicas")),
-                    Value::from(int(o, "status.readyReplicas")),
-                    age,
-                    c,
-                    i,
-                    Value::from(selector.join(",")),
                 ],
             )
         }
