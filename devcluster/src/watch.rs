@@ -230,22 +230,39 @@ pub(crate) fn stream(shared: Arc<Shared>, req: WatchRequest, encoding: Encoding)
         let _guard = guard;
         run(shared, req, tx).await;
     });
+    let encode = move |event: Bytes| match encoding {
+        Encoding::Json => Some(event),
+        Encoding::Protobuf => match crate::protobuf::watch_frame(&event) {
+            Ok(frame) => Some(frame),
+            Err(e) => {
+                tracing::warn!(error = %e, "watch event cannot be written as protobuf; ending the watch");
+                None
+            }
+        },
+    };
+    // Events already waiting go out in one chunk (up to CHUNK bytes): a watch from 0 over
+    // thousands of objects is a few large writes, not one write per event, and the first
+    // event still leaves as soon as it is ready.
     let body = futures::stream::unfold(rx, move |mut rx| async move {
-        let event = rx.recv().await?;
-        let event = match encoding {
-            Encoding::Json => event,
-            Encoding::Protobuf => match crate::protobuf::watch_frame(&event) {
-                Ok(frame) => frame,
-                Err(e) => {
-                    tracing::warn!(error = %e, "watch event cannot be written as protobuf; ending the watch");
-                    return None;
-                }
-            },
-        };
-        Some((Ok::<_, Infallible>(event), rx))
+        let first = encode(rx.recv().await?)?;
+        if first.len() >= CHUNK {
+            return Some((Ok::<_, Infallible>(first), rx));
+        }
+        let mut chunk = BytesMut::with_capacity(CHUNK);
+        chunk.put_slice(&first);
+        while chunk.len() < CHUNK {
+            let Ok(next) = rx.try_recv() else {
+                break;
+            };
+            chunk.put_slice(&encode(next)?);
+        }
+        Some((Ok::<_, Infallible>(chunk.freeze()), rx))
     });
     Body::from_stream(body)
 }
+
+/// The most bytes of waiting events written as one chunk.
+const CHUNK: usize = 64 * 1024;
 
 async fn run(shared: Arc<Shared>, req: WatchRequest, tx: mpsc::Sender<Bytes>) {
     let deadline = Instant::now() + req.timeout;
