@@ -113,9 +113,8 @@ impl Documents {
     }
 }
 
-/// Answers `GET /openapi/{rest}` with `accept` as the client's `Accept` header.
-pub(crate) fn answer(reg: &Registry, rest: &[&str], accept: &str) -> Answer {
-    let docs = reg.openapi();
+/// Answers `GET /openapi/{rest}` from `docs`, with `accept` as the client's `Accept` header.
+pub(crate) fn answer(docs: &Documents, rest: &[&str], accept: &str) -> Answer {
     match rest {
         ["v3"] => Answer::Json(docs.root.clone()),
         ["v3", gv @ ..] => match docs.group_versions.get(&gv.join("/")) {
@@ -451,7 +450,7 @@ mod tests {
             .into_iter()
             .chain(path.split('/').filter(|s| !s.is_empty()))
             .collect();
-        let Answer::Json(bytes) = answer(reg, &rest, "") else {
+        let Answer::Json(bytes) = answer(&reg.openapi(), &rest, "") else {
             panic!("no document at {path}");
         };
         serde_json::from_slice(&bytes).unwrap()
@@ -638,7 +637,8 @@ mod tests {
     #[test]
     fn swagger_holds_every_definition_with_its_references_resolved() {
         let reg = Registry::builtin();
-        let Answer::Json(bytes) = answer(&reg, &["v2"], "application/json") else {
+        let docs = reg.openapi();
+        let Answer::Json(bytes) = answer(&docs, &["v2"], "application/json") else {
             panic!("no swagger document");
         };
         let doc: Value = serde_json::from_slice(&bytes).unwrap();
@@ -655,7 +655,7 @@ mod tests {
         );
         assert!(matches!(
             answer(
-                &reg,
+                &docs,
                 &["v2"],
                 "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
             ),

@@ -139,7 +139,13 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         if parts.method != Method::GET {
             return error(&ApiError::method_not_allowed());
         }
-        return match crate::openapi::answer(&reg, rest, accept) {
+        // The first request after a change of the registry builds the documents: off the
+        // async workers.
+        let docs = match tokio::task::spawn_blocking(move || reg.openapi()).await {
+            Ok(docs) => docs,
+            Err(e) => return error(&ApiError::internal(format!("building OpenAPI: {e}"))),
+        };
+        return match crate::openapi::answer(&docs, rest, accept) {
             crate::openapi::Answer::Json(doc) => json(200, doc),
             crate::openapi::Answer::NotAcceptable => error(&ApiError::new(
                 406,
