@@ -1,10 +1,11 @@
 //! The served resources: built-in types and those added by CustomResourceDefinitions.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{Map, Value};
 
 use crate::json::get_path;
+use crate::openapi::{Documents, SchemaFn, schema_of};
 use crate::status::Cause;
 
 /// The verbs of a full read-write resource, as discovery lists them.
@@ -69,6 +70,8 @@ pub(crate) struct ResourceDef {
     pub printer_columns: Option<Vec<Value>>,
     /// A CRD's `openAPIV3Schema` per served version.
     pub schemas: Vec<(String, Value)>,
+    /// A built-in kind's schema per served version, as k8s-openapi types it.
+    pub type_schemas: Vec<(String, SchemaFn)>,
     /// A review (TokenReview, SubjectAccessReview, ...): created, answered, never stored.
     pub review: bool,
 }
@@ -141,7 +144,7 @@ impl Scope for k8s_openapi::ClusterResourceScope {
 /// A built-in resource as k8s-openapi types it: group, version, kind, plural and scope.
 fn served<K>() -> ResourceDef
 where
-    K: k8s_openapi::Resource,
+    K: k8s_openapi::Resource + schemars::JsonSchema,
     K::Scope: Scope,
 {
     ResourceDef {
@@ -162,6 +165,7 @@ where
         storage: Arc::from(format!("{}/{}", K::GROUP, K::URL_PATH_SEGMENT)),
         printer_columns: None,
         schemas: Vec::new(),
+        type_schemas: vec![(K::VERSION.to_owned(), schema_of::<K>)],
         review: false,
     }
 }
@@ -209,9 +213,14 @@ impl ResourceDef {
         self
     }
 
-    /// Also served at `version`, after the versions it has.
-    fn also(mut self, version: &str) -> Self {
-        self.versions.push(version.to_owned());
+    /// Also served as `K`'s version, after the versions it has.
+    fn also<K>(mut self) -> Self
+    where
+        K: k8s_openapi::Resource + schemars::JsonSchema,
+    {
+        self.versions.push(K::VERSION.to_owned());
+        self.type_schemas
+            .push((K::VERSION.to_owned(), schema_of::<K>));
         self
     }
 
@@ -245,6 +254,9 @@ const ALL_BUT_COLLECTION: &[&str] = &[
 #[derive(Debug, Clone)]
 pub(crate) struct Registry {
     resources: Vec<Arc<ResourceDef>>,
+    /// The OpenAPI documents of these resources, built on first use and shared by the
+    /// registry's clones; a change to the resources starts a fresh one.
+    openapi: Arc<OnceLock<Arc<Documents>>>,
 }
 
 impl Registry {
@@ -254,11 +266,12 @@ impl Registry {
         use Generation::On;
         use k8s_openapi::api::{
             admissionregistration::v1 as admission, apps::v1 as apps, authentication::v1 as authn,
-            authorization::v1 as authz, autoscaling::v2 as hpa, batch::v1 as batch,
-            certificates::v1 as certificates, coordination::v1 as coordination, core::v1 as core,
-            discovery::v1 as discovery, events::v1 as events, flowcontrol::v1 as flowcontrol,
-            networking::v1 as networking, node::v1 as node, policy::v1 as policy, rbac::v1 as rbac,
-            resource::v1 as dra, scheduling::v1 as scheduling, storage::v1 as storage,
+            authorization::v1 as authz, autoscaling::v1 as hpa_v1, autoscaling::v2 as hpa,
+            batch::v1 as batch, certificates::v1 as certificates, coordination::v1 as coordination,
+            core::v1 as core, discovery::v1 as discovery, events::v1 as events,
+            flowcontrol::v1 as flowcontrol, networking::v1 as networking, node::v1 as node,
+            policy::v1 as policy, rbac::v1 as rbac, resource::v1 as dra,
+            scheduling::v1 as scheduling, storage::v1 as storage,
         };
         use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
         use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1 as apiregistration;
@@ -392,7 +405,7 @@ impl Registry {
                 .short(&["hpa"])
                 .category("all")
                 .status()
-                .also("v1"),
+                .also::<hpa_v1::HorizontalPodAutoscaler>(),
             // batch/v1
             served::<batch::CronJob>()
                 .short(&["cj"])
@@ -470,6 +483,7 @@ impl Registry {
         ];
         Self {
             resources: resources.into_iter().map(Arc::new).collect(),
+            openapi: Arc::default(),
         }
     }
 
@@ -542,12 +556,21 @@ impl Registry {
         self.resources
             .retain(|r| !(r.group == def.group && r.plural == def.plural));
         self.resources.push(Arc::new(def));
+        self.openapi = Arc::default();
     }
 
     /// Stops serving a custom resource.
     pub(crate) fn remove_custom(&mut self, group: &str, plural: &str) {
         self.resources
             .retain(|r| !(r.custom && r.group == group && r.plural == plural));
+        self.openapi = Arc::default();
+    }
+
+    /// The OpenAPI documents of the served resources, built once per change of the registry.
+    pub(crate) fn openapi(&self) -> Arc<Documents> {
+        self.openapi
+            .get_or_init(|| Arc::new(Documents::build(self)))
+            .clone()
     }
 }
 
@@ -687,6 +710,7 @@ pub(crate) fn from_crd(crd: &Map<String, Value>) -> Result<ResourceDef, Vec<Caus
                 Some((name.to_owned(), schema.clone()))
             })
             .collect(),
+        type_schemas: Vec::new(),
         review: false,
         printer_columns: reference
             .and_then(|r| r.get("additionalPrinterColumns"))

@@ -135,6 +135,26 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         );
         return resp;
     }
+    if let ["openapi", rest @ ..] = segs.as_slice() {
+        if parts.method != Method::GET {
+            return error(&ApiError::method_not_allowed());
+        }
+        // The first request after a change of the registry builds the documents: off the
+        // async workers.
+        let docs = match tokio::task::spawn_blocking(move || reg.openapi()).await {
+            Ok(docs) => docs,
+            Err(e) => return error(&ApiError::internal(format!("building OpenAPI: {e}"))),
+        };
+        return match crate::openapi::answer(&docs, rest, accept) {
+            crate::openapi::Answer::Json(doc) => json(200, doc),
+            crate::openapi::Answer::NotAcceptable => error(&ApiError::new(
+                406,
+                "NotAcceptable",
+                "only application/json is served here",
+            )),
+            crate::openapi::Answer::NotFound => plain_not_found(),
+        };
+    }
     let doc = match segs.as_slice() {
         ["version"] => Some(Some(discovery::version())),
         ["healthz" | "readyz" | "livez"] => return (StatusCode::OK, "ok").into_response(),
@@ -143,8 +163,6 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         ["api", v] => Some(discovery::resources(&reg, "", v)),
         ["apis", g] => Some(discovery::group(&reg, g)),
         ["apis", g, v] => Some(discovery::resources(&reg, g, v)),
-        ["openapi", "v3"] => Some(Some(crate::openapi::root(&reg))),
-        ["openapi", "v3", gv @ ..] => Some(crate::openapi::group_version(&reg, &gv.join("/"))),
         _ => None,
     };
     if let Some(doc) = doc {
@@ -152,7 +170,6 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             return error(&ApiError::method_not_allowed());
         }
         return match doc {
-            Some(d) if segs.first() == Some(&"openapi") => json(200, Bytes::from(d.to_string())),
             Some(d) => json(200, encode_typed(&d)),
             None => match segs.as_slice() {
                 ["apis", g, _] if reg.serves_group(g) => error(&ApiError::path_not_found()),

@@ -201,3 +201,92 @@ async fn kubectl_applies_gets_scales_patches_watches_and_deletes() -> Result<()>
     );
     Ok(())
 }
+
+const DESCRIBED_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            description: What the widget should look like.
+            properties:
+              color:
+                type: string
+                description: The paint the widget is finished in.
+              replicas: {type: integer}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_explains_built_in_and_custom_kinds() -> Result<()> {
+    let dev = DevCluster::start(Options::new()).await?;
+    let dir = tempfile::tempdir()?;
+    write(dir.path(), "crd.yaml", DESCRIBED_CRD)?;
+    let k = Kubectl::new(dir.path(), "kubeconfig", &dev.kubeconfig_yaml())?;
+
+    // The upstream descriptions of the field, of its type and of the type's fields.
+    let out = k.run(&["explain", "deployment.spec.strategy"]).await?;
+    for expected in [
+        "GROUP:      apps",
+        "KIND:       Deployment",
+        "FIELD: strategy <DeploymentStrategy>",
+        "The deployment strategy to use to replace existing pods with new ones.",
+        "DeploymentStrategy describes how to replace existing pods with new ones.",
+        "rollingUpdate\t<RollingUpdateDeployment>",
+        "type\t<string>",
+        "Type of deployment. Can be \"Recreate\" or \"RollingUpdate\".",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+
+    // Through an array of objects to a scalar.
+    let out = k.run(&["explain", "pods.spec.containers.image"]).await?;
+    assert!(out.contains("FIELD: image <string>"), "{out}");
+    assert!(out.contains("Container image name."), "{out}");
+
+    // A kind of a group that is not in the core group.
+    let out = k.run(&["explain", "ingress"]).await?;
+    assert!(out.contains("GROUP:      networking.k8s.io"), "{out}");
+    assert!(out.contains("KIND:       Ingress"), "{out}");
+    assert!(
+        out.contains("spec\t<IngressSpec>") && out.contains("metadata\t<ObjectMeta>\n"),
+        "{out}"
+    );
+
+    // A custom kind, with the metadata a real server adds to its schema.
+    assert!(
+        k.run(&["apply", "-f", "crd.yaml"])
+            .await?
+            .contains("created")
+    );
+    let out = k.run(&["explain", "widget.spec"]).await?;
+    assert!(out.contains("GROUP:      example.com"), "{out}");
+    assert!(out.contains("FIELD: spec <Object>"), "{out}");
+    assert!(out.contains("What the widget should look like."), "{out}");
+    assert!(out.contains("color\t<string>"), "{out}");
+    assert!(
+        out.contains("The paint the widget is finished in."),
+        "{out}"
+    );
+    let out = k.run(&["explain", "widget.metadata.name"]).await?;
+    assert!(out.contains("FIELD: name <string>"), "{out}");
+
+    let (ok, _, stderr) = k.try_run(&["explain", "widget.spec.size"]).await?;
+    assert!(
+        !ok && stderr.contains("field \"size\" does not exist"),
+        "{stderr}"
+    );
+    Ok(())
+}

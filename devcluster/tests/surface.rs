@@ -1029,3 +1029,35 @@ async fn server_side_apply_after_create_shares_identical_values() -> Result<()> 
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_documents_hold_the_kinds_schemas_in_v3_and_v2() -> Result<()> {
+    let (_dev, client) = cluster().await?;
+    let get = |path: &str| http::Request::get(path).body(Vec::new());
+
+    let root: Value = serde_json::from_str(&client.request_text(get("/openapi/v3")?).await?)?;
+    let url = root["paths"]["apis/apps/v1"]["serverRelativeURL"]
+        .as_str()
+        .context("apps/v1 in the index")?;
+    let apps: Value = serde_json::from_str(&client.request_text(get(url)?).await?)?;
+    assert_eq!(
+        apps["components"]["schemas"]["io.k8s.api.apps.v1.Deployment"]["x-kubernetes-group-version-kind"],
+        json!([{"group": "apps", "version": "v1", "kind": "Deployment"}])
+    );
+
+    let swagger: Value = serde_json::from_str(&client.request_text(get("/openapi/v2")?).await?)?;
+    assert_eq!(swagger["swagger"], "2.0");
+    assert_eq!(
+        swagger["definitions"]["io.k8s.api.apps.v1.DeploymentSpec"]["properties"]["strategy"]["allOf"],
+        json!([{"$ref": "#/definitions/io.k8s.api.apps.v1.DeploymentStrategy"}])
+    );
+    // Only JSON is served: a client asking for swagger's protobuf form alone is refused.
+    let protobuf = http::Request::get("/openapi/v2")
+        .header(
+            "Accept",
+            "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+        )
+        .body(Vec::new())?;
+    assert_eq!(status(client.request_text(protobuf).await).code, 406);
+    Ok(())
+}
