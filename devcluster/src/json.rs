@@ -134,6 +134,12 @@ pub(crate) fn get_path<'a>(obj: &'a Value, path: &[&str]) -> Option<&'a Value> {
     Some(cur)
 }
 
+/// A nested field of an object by path: [`get_path`] for a map.
+pub(crate) fn get_in<'a>(obj: &'a Map<String, Value>, path: &[&str]) -> Option<&'a Value> {
+    let (head, rest) = path.split_first()?;
+    get_path(obj.get(*head)?, rest)
+}
+
 /// Sets a nested field by path, creating objects on the way.
 pub(crate) fn set_path(obj: &mut Map<String, Value>, path: &[&str], value: Value) {
     let Some((last, parents)) = path.split_last() else {

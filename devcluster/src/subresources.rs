@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use crate::core::{Core, Query, Target};
 use crate::delete::{self, DeleteOpts};
-use crate::json::{encode_typed, get_path, meta, meta_mut, meta_str};
+use crate::json::{encode_typed, get_in, get_path, meta, meta_mut, meta_str};
 use crate::status::ApiError;
 use crate::write::{Ownership, WriteCtx, finish_update, parse_object};
 
@@ -21,15 +21,11 @@ fn pod(core: &Core, t: &Target) -> Result<Map<String, Value>, ApiError> {
         .ok_or_else(|| t.not_found())
 }
 
-/// A nested field of an object.
-fn at<'a>(obj: &'a Map<String, Value>, path: &[&str]) -> Option<&'a Value> {
-    let (head, rest) = path.split_first()?;
-    get_path(obj.get(*head)?, rest)
-}
-
 /// A nested string field of an object, `""` when absent.
 fn text<'a>(obj: &'a Map<String, Value>, path: &[&str]) -> &'a str {
-    at(obj, path).and_then(Value::as_str).unwrap_or_default()
+    get_in(obj, path)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 fn success(code: u16) -> (u16, Bytes) {
@@ -125,7 +121,7 @@ pub(crate) fn bind(
             "pod {name} is already assigned to node {assigned:?}"
         )));
     }
-    if at(&pod, &["spec", "schedulingGates"])
+    if get_in(&pod, &["spec", "schedulingGates"])
         .and_then(Value::as_array)
         .is_some_and(|gates| !gates.is_empty())
     {
@@ -232,9 +228,8 @@ pub(crate) fn evict(
         let labels = crate::json::labels(&pod);
         for (_, stored) in core.store.iter("policy/poddisruptionbudgets", Some(t.ns())) {
             let budget = stored.decode();
-            let value = Value::Object(budget.clone());
             let Some(selector) =
-                crate::scale::selector_string(get_path(&value, &["spec", "selector"]))
+                crate::scale::selector_string(get_in(&budget, &["spec", "selector"]))
             else {
                 continue;
             };
@@ -249,10 +244,10 @@ pub(crate) fn evict(
                 .and_then(|m| m.get("generation"))
                 .and_then(Value::as_i64)
                 .unwrap_or(0);
-            let observed = get_path(&value, &["status", "observedGeneration"])
+            let observed = get_in(&budget, &["status", "observedGeneration"])
                 .and_then(Value::as_i64)
                 .unwrap_or(0);
-            let allowed = get_path(&value, &["status", "disruptionsAllowed"])
+            let allowed = get_in(&budget, &["status", "disruptionsAllowed"])
                 .and_then(Value::as_i64)
                 .unwrap_or(0);
             let message = if observed < generation {
@@ -262,10 +257,10 @@ pub(crate) fn evict(
             } else if allowed <= 0 {
                 format!(
                     "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget {budget_name} needs {} healthy pods and has {} currently",
-                    get_path(&value, &["status", "desiredHealthy"])
+                    get_in(&budget, &["status", "desiredHealthy"])
                         .and_then(Value::as_i64)
                         .unwrap_or(0),
-                    get_path(&value, &["status", "currentHealthy"])
+                    get_in(&budget, &["status", "currentHealthy"])
                         .and_then(Value::as_i64)
                         .unwrap_or(0),
                 )

@@ -6,43 +6,35 @@
 
 use serde_json::{Map, Value};
 
-use crate::json::get_path;
+use crate::json::get_in;
 use crate::registry::ResourceDef;
 use crate::status::Cause;
 
 /// The causes an object of `res` is invalid, if any.
 pub(crate) fn validate(res: &ResourceDef, obj: &Map<String, Value>) -> Vec<Cause> {
-    let obj = Value::Object(obj.clone());
     let mut causes = Vec::new();
     match &*res.storage {
         "apps/deployments" | "apps/replicasets" | "apps/statefulsets" | "apps/daemonsets" => {
-            selector_matches_template(&obj, &mut causes);
+            selector_matches_template(obj, &mut causes);
             pod_spec(
-                get_path(&obj, &["spec", "template", "spec"]),
+                get_in(obj, &["spec", "template", "spec"]),
                 "spec.template.spec",
                 &mut causes,
             );
         }
-        "/replicationcontrollers" => {
-            pod_spec(
-                get_path(&obj, &["spec", "template", "spec"]),
-                "spec.template.spec",
-                &mut causes,
-            );
-        }
-        "batch/jobs" => pod_spec(
-            get_path(&obj, &["spec", "template", "spec"]),
+        "/replicationcontrollers" | "batch/jobs" => pod_spec(
+            get_in(obj, &["spec", "template", "spec"]),
             "spec.template.spec",
             &mut causes,
         ),
         "batch/cronjobs" => pod_spec(
-            get_path(&obj, &["spec", "jobTemplate", "spec", "template", "spec"]),
+            get_in(obj, &["spec", "jobTemplate", "spec", "template", "spec"]),
             "spec.jobTemplate.spec.template.spec",
             &mut causes,
         ),
-        "/pods" => pod_spec(get_path(&obj, &["spec"]), "spec", &mut causes),
+        "/pods" => pod_spec(obj.get("spec"), "spec", &mut causes),
         "/podtemplates" => pod_spec(
-            get_path(&obj, &["template", "spec"]),
+            get_in(obj, &["template", "spec"]),
             "template.spec",
             &mut causes,
         ),
@@ -52,9 +44,9 @@ pub(crate) fn validate(res: &ResourceDef, obj: &Map<String, Value>) -> Vec<Cause
 }
 
 /// `spec.selector` is required and selects `spec.template.metadata.labels`.
-fn selector_matches_template(obj: &Value, causes: &mut Vec<Cause>) {
-    let labels = get_path(obj, &["spec", "template", "metadata", "labels"]);
-    let Some(selector) = get_path(obj, &["spec", "selector"]).filter(|s| !s.is_null()) else {
+fn selector_matches_template(obj: &Map<String, Value>, causes: &mut Vec<Cause>) {
+    let labels = get_in(obj, &["spec", "template", "metadata", "labels"]);
+    let Some(selector) = get_in(obj, &["spec", "selector"]).filter(|s| !s.is_null()) else {
         causes.push(Cause::new(
             "FieldValueRequired",
             "Required value",

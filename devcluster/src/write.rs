@@ -7,9 +7,7 @@ use crate::apply::{self, Writer};
 use crate::core::{Core, Query, Target};
 use crate::crd;
 use crate::defaults;
-use crate::json::{
-    finalizers, get_path, meta, meta_mut, meta_str, now_rfc3339, set_path, with_type,
-};
+use crate::json::{finalizers, get_in, meta, meta_mut, meta_str, now_rfc3339, set_path, with_type};
 use crate::patch::{self, PatchType};
 use crate::registry::Generation;
 use crate::status::{ApiError, Cause};
@@ -668,10 +666,7 @@ pub(crate) fn finish_update(
     let sub = t.subresource.as_deref().unwrap_or_default();
     if let Some(path) = writable_through(sub) {
         let mut merged = old_obj.clone();
-        let written = path
-            .split_first()
-            .and_then(|(head, rest)| get_path(new.get(*head)?, rest))
-            .cloned();
+        let written = get_in(&new, path).cloned();
         match written {
             Some(value) => set_path(&mut merged, path, value),
             None => remove_path(&mut merged, path),
@@ -757,10 +752,8 @@ pub(crate) fn finish_update(
     let spec_changed = match t.res.generation {
         Generation::None => false,
         Generation::On(fields) => fields.iter().any(|field| {
-            let (head, rest) = field.split_once('.').unwrap_or((field, ""));
-            let path: Vec<&str> = rest.split('.').filter(|p| !p.is_empty()).collect();
-            old_obj.get(head).and_then(|v| get_path(v, &path))
-                != new.get(head).and_then(|v| get_path(v, &path))
+            let path: Vec<&str> = field.split('.').collect();
+            get_in(&old_obj, &path) != get_in(&new, &path)
         }),
         Generation::AllButMetadata => {
             let skip: &[&str] = if t.res.status_subresource {
