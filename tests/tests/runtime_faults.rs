@@ -500,9 +500,31 @@ async fn a_finalizing_guest_sees_a_deletion_made_while_the_host_was_down() {
         holds_finalizer(&configmaps, "kept").await.then_some(())
     })
     .await;
+    // One more holds the finalizer beside another's, written a moment
+    // before the removal: the release reads the API server, not a store
+    // that may not have seen it yet, and leaves the other finalizer alone.
+    let shared: ConfigMap = serde_json::from_value(json!({
+        "metadata": {
+            "name": "shared",
+            "finalizers": ["example.com/other", "paddock.dev/finalizing"],
+        },
+    }))
+    .expect("a ConfigMap");
+    configmaps
+        .create(&PostParams::default(), &shared)
+        .await
+        .expect("create");
     let released = controller.remove(std::time::Duration::from_secs(10)).await;
-    assert_eq!(released, 1);
+    assert_eq!(released, 2);
     assert!(!holds_finalizer(&configmaps, "kept").await);
+    assert!(!holds_finalizer(&configmaps, "shared").await);
+    let others = configmaps
+        .get("shared")
+        .await
+        .expect("still there")
+        .metadata
+        .finalizers;
+    assert_eq!(others, Some(vec!["example.com/other".to_owned()]));
     cluster.shutdown().await;
 }
 

@@ -11,8 +11,8 @@
 //! writer's finalizer is never dropped (the key is then retried with the
 //! latest state).
 
-use std::sync::Arc;
-
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{DynamicObject, ListParams, Patch, PatchParams};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -137,6 +137,33 @@ pub(crate) async fn write(
     finalizer: &str,
     present: bool,
 ) -> Result<(), kube::Error> {
+    let api = api_for(client, resource, Some(&object.namespace));
+    patch(&api, actor, &object.name, state, finalizer, present).await
+}
+
+/// The dynamic API of `resource`, in `namespace` when it is namespaced
+/// (all namespaces for `None`).
+fn api_for(
+    client: &kube::Client,
+    resource: &Resource,
+    namespace: Option<&str>,
+) -> kube::Api<DynamicObject> {
+    match namespace.filter(|_| resource.namespaced) {
+        Some(namespace) => {
+            kube::Api::namespaced_with(client.clone(), namespace, &resource.api_resource())
+        }
+        None => kube::Api::all_with(client.clone(), &resource.api_resource()),
+    }
+}
+
+async fn patch(
+    api: &kube::Api<DynamicObject>,
+    actor: &Actor,
+    name: &str,
+    state: &FinalizerState,
+    finalizer: &str,
+    present: bool,
+) -> Result<(), kube::Error> {
     let mut finalizers: Vec<&str> = state
         .finalizers
         .iter()
@@ -146,55 +173,147 @@ pub(crate) async fn write(
     if present {
         finalizers.push(finalizer);
     }
-    let patch = json!({
+    let body = json!({
         "metadata": {
             "resourceVersion": state.resource_version,
             "finalizers": finalizers,
         }
     });
-    let api: kube::Api<kube::api::DynamicObject> = if resource.namespaced {
-        kube::Api::namespaced_with(client.clone(), &object.namespace, &resource.api_resource())
-    } else {
-        kube::Api::all_with(client.clone(), &resource.api_resource())
-    };
-    let params = kube::api::PatchParams {
+    let params = PatchParams {
         field_manager: Some(actor.field_manager()),
-        ..kube::api::PatchParams::default()
+        ..PatchParams::default()
     };
-    api.patch(&object.name, &params, &kube::api::Patch::Merge(&patch))
+    api.patch(name, &params, &Patch::Merge(&body))
         .await
         .map(drop)
 }
 
-/// Removes `finalizer` from every object of `objects` that holds it: what a
-/// controller that stops finalizing owes the objects it held. Failures are
-/// logged; an object that changed meanwhile is retried once with its state
-/// as the API server returns it.
+impl FinalizerState {
+    /// The finalizing state of an object read from the API server.
+    fn of_meta(meta: &ObjectMeta) -> Self {
+        Self {
+            uid: meta.uid.clone(),
+            resource_version: meta.resource_version.clone(),
+            deletion_timestamp: meta
+                .deletion_timestamp
+                .as_ref()
+                .map(|time| time.0.to_string()),
+            finalizers: meta.finalizers.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// How often a release is tried again with the object's newest state when
+/// another writer changed it in between.
+const RELEASE_ATTEMPTS: usize = 5;
+
+/// Objects read per page while looking for held finalizers.
+const PAGE: u32 = 500;
+
+/// Removes `finalizer` from every object of `resource` in `scopes` (a
+/// namespace each, `None` for all) that holds it: what a controller that
+/// stops finalizing owes the objects it held. The objects are listed from
+/// the API server, not from the informers' stores, which may not have seen
+/// a finalizer the host added a moment ago; an object that changed in
+/// between is read again and tried again. Failures are logged. Answers how
+/// many objects were released.
 pub(crate) async fn release(
     client: &kube::Client,
     actor: &Actor,
     resource: &Resource,
-    objects: Vec<Arc<StoredObject>>,
+    scopes: &[Option<String>],
     finalizer: &str,
 ) -> usize {
     let mut released = 0;
-    for object in objects {
-        let state = FinalizerState::of(&object);
-        if !state.holds(finalizer) {
-            continue;
-        }
-        match write(client, actor, resource, &object, &state, finalizer, false).await {
-            Ok(()) => released += 1,
-            Err(error) => tracing::warn!(
-                controller = %actor.name,
-                namespace = %object.namespace,
-                name = %object.name,
-                %error,
-                "could not release a finalizer"
-            ),
+    for scope in scopes {
+        let api = api_for(client, resource, scope.as_deref());
+        let mut params = ListParams::default().limit(PAGE);
+        loop {
+            let page = match api.list(&params).await {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::warn!(
+                        controller = %actor.name,
+                        namespace = scope.as_deref().unwrap_or("*"),
+                        %error,
+                        "could not list the objects whose finalizers to release"
+                    );
+                    break;
+                }
+            };
+            for object in &page.items {
+                if release_one(client, actor, resource, object, finalizer).await {
+                    released += 1;
+                }
+            }
+            match page.metadata.continue_.filter(|token| !token.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => break,
+            }
         }
     }
     released
+}
+
+/// Removes `finalizer` from `object` if it holds it; answers whether it
+/// did.
+async fn release_one(
+    client: &kube::Client,
+    actor: &Actor,
+    resource: &Resource,
+    object: &DynamicObject,
+    finalizer: &str,
+) -> bool {
+    let (Some(name), namespace) = (
+        object.metadata.name.as_deref(),
+        object.metadata.namespace.as_deref(),
+    ) else {
+        return false;
+    };
+    let api = api_for(client, resource, namespace);
+    let mut state = FinalizerState::of_meta(&object.metadata);
+    for _ in 0..RELEASE_ATTEMPTS {
+        if !state.holds(finalizer) {
+            return false;
+        }
+        let error = match patch(&api, actor, name, &state, finalizer, false).await {
+            Ok(()) => return true,
+            Err(error) => error,
+        };
+        let conflict = matches!(&error, kube::Error::Api(status) if status.code == 409);
+        if !conflict {
+            tracing::warn!(
+                controller = %actor.name,
+                namespace = namespace.unwrap_or(""),
+                name,
+                %error,
+                "could not release a finalizer"
+            );
+            return false;
+        }
+        match api.get_opt(name).await {
+            Ok(Some(newer)) => state = FinalizerState::of_meta(&newer.metadata),
+            Ok(None) => return false,
+            Err(error) => {
+                tracing::warn!(
+                    controller = %actor.name,
+                    namespace = namespace.unwrap_or(""),
+                    name,
+                    %error,
+                    "could not read an object again to release its finalizer"
+                );
+                return false;
+            }
+        }
+    }
+    tracing::warn!(
+        controller = %actor.name,
+        namespace = namespace.unwrap_or(""),
+        name,
+        attempts = RELEASE_ATTEMPTS,
+        "could not release a finalizer: the object kept changing"
+    );
+    false
 }
 
 #[cfg(test)]

@@ -786,22 +786,23 @@ impl Drop for Routers {
     }
 }
 
-/// Removes `generation`'s finalizer from the primary objects its stores hold.
+/// Removes `generation`'s finalizer from the primary objects in its
+/// informers' namespaces.
 async fn release_generation(shared: &Shared, generation: &Generation) -> usize {
     let Some(finalizer) = &generation.finalizer else {
         return 0;
     };
     let primary = generation.primary();
-    let objects: Vec<_> = primary
+    let scopes: Vec<Option<String>> = primary
         .informers
         .iter()
-        .flat_map(|informer| informer.store().list(None, None))
+        .map(|informer| informer.namespace().map(str::to_owned))
         .collect();
     finalizer::release(
         shared.executor.client(),
         &generation.actor,
         &primary.resource,
-        objects,
+        &scopes,
         finalizer,
     )
     .await
