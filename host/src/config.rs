@@ -19,6 +19,7 @@
 //!   queue: {baseDelayMs: 5, maxDelayMs: 1000000, qps: 10, burst: 100}
 //!   resyncSeconds: 0                  # re-queue everything periodically; 0: never
 //!   instances: reused                 # or fresh-per-call
+//!   serviceAccount: shop/replica-floor  # act as it; absent: as the host
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -70,6 +71,11 @@ pub struct ControllerSpec {
     /// too; `fresh-per-call`: nothing survives from one call to the next.
     #[serde(default)]
     pub instances: Instances,
+    /// The ServiceAccount the controller acts as, `namespace/name`: every
+    /// API call made for it impersonates it, and its RBAC bounds the
+    /// grant. Without one it acts as the host.
+    #[serde(default)]
+    pub service_account: Option<String>,
 }
 
 /// The `limits` of a controller.
@@ -183,6 +189,14 @@ impl ControllerSpec {
     pub fn grant(&self) -> Grant {
         Grant::new(self.grant.clone())
     }
+
+    /// The ServiceAccount it acts as (checked at load, so one that does not
+    /// read is `None` only for a spec that was never loaded).
+    pub fn service_account(&self) -> Option<crate::identity::ServiceAccount> {
+        self.service_account
+            .as_deref()
+            .and_then(|text| crate::identity::ServiceAccount::parse(text).ok())
+    }
 }
 
 /// A controllers file that cannot be used.
@@ -295,6 +309,10 @@ impl ControllersFile {
                 &controller.queue,
             )
             .map_err(|(field, problem)| invalid(&entry, &field, problem))?;
+            if let Some(account) = &controller.service_account {
+                crate::identity::ServiceAccount::parse(account)
+                    .map_err(|problem| invalid(&entry, "serviceAccount", problem))?;
+            }
         }
         Ok(())
     }
@@ -422,6 +440,30 @@ mod tests {
         assert!(
             error.to_string().contains("field `limits.concurrency`"),
             "{error}"
+        );
+
+        let error = parse(dir.path(), &format!("{GOOD}  serviceAccount: floor\n"))
+            .expect_err("a ServiceAccount without its namespace");
+        let text = error.to_string();
+        assert!(
+            text.contains("field `serviceAccount`: `floor` is not `namespace/name`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_service_account_is_read_as_namespace_slash_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_module(dir.path());
+        let file =
+            parse(dir.path(), &format!("{GOOD}  serviceAccount: shop/floor\n")).expect("valid");
+        assert_eq!(
+            file.controllers[0].service_account(),
+            Some(crate::identity::ServiceAccount::new("shop", "floor"))
+        );
+        assert_eq!(
+            parse(dir.path(), GOOD).expect("valid").controllers[0].service_account(),
+            None
         );
     }
 

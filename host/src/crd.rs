@@ -3,8 +3,9 @@
 //! cluster rather than in a controllers file. `paddock crd` prints their
 //! definitions; `deploy/crds.yaml` holds them.
 //!
-//! A `WasmController` belongs to a tenant: whatever its spec says, it only
-//! gets rights inside its own namespace, and its status says what was cut.
+//! A `WasmController` belongs to a tenant: it acts as a ServiceAccount of
+//! its namespace, whatever its spec says it only gets rights inside its own
+//! namespace, and its status says what was cut.
 //! A `ClusterWasmController` is for platform owners: it works in the
 //! namespaces it lists, or in all of them.
 
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::LimitsSpec;
 use crate::grants::Rule;
+use crate::identity::ServiceAccount;
 use crate::queue::QueueConfig;
 use crate::wasm::Instances;
 
@@ -34,7 +36,14 @@ use crate::wasm::Instances;
     printcolumn = r#"{"name":"Digest","type":"string","jsonPath":".status.moduleDigest"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
+#[serde(rename_all = "camelCase")]
 pub struct WasmControllerSpec {
+    /// The ServiceAccount, in this namespace, the controller acts as: every
+    /// API call made for it impersonates it, and its RBAC bounds the grant.
+    /// Required, unless the host names a default
+    /// (`--tenant-default-service-account`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
     /// The controller's settings.
     #[serde(flatten)]
     pub settings: ControllerSettings,
@@ -55,7 +64,13 @@ pub struct WasmControllerSpec {
     printcolumn = r#"{"name":"Digest","type":"string","jsonPath":".status.moduleDigest"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
+#[serde(rename_all = "camelCase")]
 pub struct ClusterWasmControllerSpec {
+    /// The ServiceAccount the controller acts as: every API call made for
+    /// it impersonates it, and its RBAC bounds the grant. Without one it
+    /// acts as the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<ServiceAccount>,
     /// The controller's settings.
     #[serde(flatten)]
     pub settings: ControllerSettings,

@@ -17,6 +17,8 @@
 //! - [`ops`]: `/healthz`, `/readyz` and `/metrics`;
 //! - [`retry`]: the backoff every wait on the cluster uses;
 //! - [`selector`]: Kubernetes label selectors, for `cache.list`;
+//! - [`identity`]: the ServiceAccount each controller acts as, and the
+//!   access reviews that authorise it;
 //! - [`harness`]: the offline harness behind `paddock test`.
 
 pub mod actions;
@@ -28,6 +30,7 @@ pub mod crd;
 pub mod fuzzing;
 pub mod grants;
 pub mod harness;
+pub mod identity;
 pub mod ops;
 pub mod queue;
 pub mod reload;

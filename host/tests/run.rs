@@ -273,6 +273,7 @@ async fn run_from_cluster_runs_the_wasm_controllers_kubectl_applies() {
 kind: WasmController
 metadata: {{name: floor, namespace: default}}
 spec:
+  serviceAccountName: floor
   module: {{inline: {}}}
   grant:
   - {{apiGroups: [apps], resources: [deployments], verbs: [get, list, watch]}}
@@ -283,6 +284,16 @@ spec:
         ),
     )
     .expect("write the resource");
+    // The controller acts as this ServiceAccount, which `edit` lets watch
+    // and scale Deployments and record events.
+    kubectl(&["create", "serviceaccount", "floor"]);
+    kubectl(&[
+        "create",
+        "rolebinding",
+        "floor-edit",
+        "--clusterrole=edit",
+        "--serviceaccount=default:floor",
+    ]);
     kubectl(&["apply", "-f", &resource.display().to_string()]);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
@@ -351,6 +362,10 @@ spec:
         "WasmController default/floor"
     );
     assert_eq!(report["controllers"][0]["phase"], "running");
+    assert_eq!(
+        report["controllers"][0]["identity"],
+        "serviceaccount default/floor"
+    );
 
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -41,6 +41,7 @@ async fn start(
             queue: QueueConfig::default(),
             resync: None,
             tenant: None,
+            service_account: None,
         })
         .await
         .expect("the controller starts")
@@ -318,6 +319,7 @@ async fn watches_beyond_the_grant_are_refused_with_the_missing_rule() {
             queue: QueueConfig::default(),
             resync: None,
             tenant: None,
+            service_account: None,
         })
         .await
         .expect_err("watch is not granted");

@@ -33,6 +33,7 @@ fn floor_config(concurrency: usize) -> ControllerConfig {
         queue: QueueConfig::default(),
         resync: None,
         tenant: None,
+        service_account: None,
     }
 }
 
@@ -171,6 +172,7 @@ async fn a_kind_created_after_start_up_is_picked_up() {
         queue: QueueConfig::default(),
         resync: None,
         tenant: None,
+        service_account: None,
     };
     // The App kind does not exist yet: the controller waits for it.
     let starting = {
@@ -326,6 +328,7 @@ async fn a_rejected_action_is_retried_until_its_cause_is_gone() {
             queue: QueueConfig::default().max_delay(std::time::Duration::from_millis(200)),
             resync: None,
             tenant: None,
+            service_account: None,
         })
         .await
         .expect("starts");
@@ -382,6 +385,7 @@ fn finalizing_config(grant: Vec<Rule>) -> ControllerConfig {
         queue: QueueConfig::default(),
         resync: None,
         tenant: None,
+        service_account: None,
     }
 }
 

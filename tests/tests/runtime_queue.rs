@@ -26,6 +26,7 @@ fn hostile_config() -> ControllerConfig {
         queue: QueueConfig::default(),
         resync: None,
         tenant: None,
+        service_account: None,
     }
 }
 
@@ -98,6 +99,7 @@ async fn resync_reconciles_unchanged_objects_periodically() {
         .start(ControllerConfig {
             resync: Some(Duration::from_millis(50)),
             tenant: None,
+            service_account: None,
             ..hostile_config()
         })
         .await

@@ -2,13 +2,15 @@
 //! cluster: a module in a ConfigMap runs and is swapped when the ConfigMap
 //! changes; removing the resource stops the guest; and a tenant's guest
 //! stays inside its namespace whatever it tries, while a well-behaved
-//! tenant beside it keeps its latency.
+//! tenant beside it keeps its latency. Tenants' controllers act as a
+//! ServiceAccount of their namespace, whose RBAC bounds them.
 
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -39,7 +41,19 @@ async fn install_crds(client: &kube::Client) {
     }
 }
 
+/// The ServiceAccount tenants' controllers act as in these tests, as
+/// `--tenant-default-service-account` names it: bound to `edit` in each
+/// namespace [`namespace`] creates.
+const TENANT_ACCOUNT: &str = "paddock-tenant";
+
+/// A namespace, with the ServiceAccount [`TENANT_ACCOUNT`] bound to the
+/// ClusterRole `edit` in it.
 async fn namespace(client: &kube::Client, name: &str) {
+    bare_namespace(client, name).await;
+    account_bound_to(client, name, TENANT_ACCOUNT, "edit").await;
+}
+
+async fn bare_namespace(client: &kube::Client, name: &str) {
     let api: Api<Namespace> = Api::all(client.clone());
     api.create(
         &PostParams::default(),
@@ -47,6 +61,26 @@ async fn namespace(client: &kube::Client, name: &str) {
     )
     .await
     .expect("create the namespace");
+}
+
+/// The ServiceAccount `account` in `namespace`, bound to the ClusterRole
+/// `role` there.
+async fn account_bound_to(client: &kube::Client, namespace: &str, account: &str, role: &str) {
+    create::<ServiceAccount>(client, namespace, json!({"metadata": {"name": account}})).await;
+    bind(client, namespace, account, role).await;
+}
+
+async fn bind(client: &kube::Client, namespace: &str, account: &str, role: &str) {
+    create::<RoleBinding>(
+        client,
+        namespace,
+        json!({
+            "metadata": {"name": format!("{account}-{role}")},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "namespace": namespace, "name": account}],
+        }),
+    )
+    .await;
 }
 
 async fn create<K>(client: &kube::Client, namespace: &str, object: Value)
@@ -72,7 +106,17 @@ struct Host {
     _source: cluster::ClusterSource,
 }
 
+/// A host following the cluster's controller resources; tenants'
+/// controllers that name no ServiceAccount act as [`TENANT_ACCOUNT`].
 fn host(client: &kube::Client, tenant: TenantLimits) -> Host {
+    let tenant = TenantLimits {
+        default_service_account: Some(TENANT_ACCOUNT.to_owned()),
+        ..tenant
+    };
+    host_with(client, tenant)
+}
+
+fn host_with(client: &kube::Client, tenant: TenantLimits) -> Host {
     let supervisor = Supervisor::new(engine(), Runtime::new(client.clone()));
     let source = cluster::watch(supervisor.clone(), client.clone(), tenant);
     Host {
@@ -103,6 +147,7 @@ async fn a_wasm_controller_runs_its_configmap_module_and_follows_its_changes() {
     let (_cluster, client) = cluster().await;
     install_crds(&client).await;
     namespace(&client, "team-a").await;
+    account_bound_to(&client, "team-a", "stamp", "edit").await;
     let v1 = bytes("stamp-v1");
     let v2 = bytes("stamp-v2");
     create::<ConfigMap>(
@@ -120,6 +165,7 @@ async fn a_wasm_controller_runs_its_configmap_module_and_follows_its_changes() {
                 "kind": "WasmController",
                 "metadata": {"name": "stamp"},
                 "spec": {
+                    "serviceAccountName": "stamp",
                     "module": {"configMap": {"name": "stamp-module", "key": "module.wasm"}},
                     "grant": stamp_grant(),
                 },
@@ -678,5 +724,85 @@ async fn a_namespace_runs_no_more_controllers_than_the_host_allows() {
         |status| status.phase == Phase::Running,
     )
     .await;
+    host.supervisor.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasm_controller_acts_as_a_service_account_with_the_rights_of_its_watches() {
+    let (_cluster, client) = cluster().await;
+    install_crds(&client).await;
+    bare_namespace(&client, "team-d").await;
+    create::<ServiceAccount>(&client, "team-d", json!({"metadata": {"name": "viewer"}})).await;
+    let module = base64(&bytes("tenant"));
+    let resources: Api<WasmController> = Api::namespaced(client.clone(), "team-d");
+    for (name, extra) in [
+        ("nameless", json!({})),
+        ("weak", json!({"serviceAccountName": "viewer"})),
+    ] {
+        resources
+            .create(
+                &PostParams::default(),
+                &tenant_resource(name, &module, extra),
+            )
+            .await
+            .expect("create");
+    }
+    // This host gives tenants no default ServiceAccount.
+    let host = host_with(&client, TenantLimits::default());
+    let condition = |name: &'static str, reason: &'static str| {
+        let resources = resources.clone();
+        async move {
+            eventually(
+                WAIT,
+                &format!("{name}'s status to say {reason}"),
+                || async {
+                    let status = resources.get(name).await.ok()?.status?;
+                    status
+                        .conditions
+                        .into_iter()
+                        .find(|condition| condition.type_ == "Ready" && condition.reason == reason)
+                },
+            )
+            .await
+        }
+    };
+    let nameless = condition("nameless", "Failed").await;
+    assert!(
+        nameless
+            .message
+            .contains("spec.serviceAccountName: required; name a ServiceAccount in team-d"),
+        "{nameless:?}"
+    );
+    // A ServiceAccount without the rights its watches need: refused, naming
+    // it and the permission, and started once a Role grants them.
+    let weak = condition("weak", "ServiceAccountLacksPermission").await;
+    assert!(
+        weak.message
+            .contains("acts as ServiceAccount team-d/viewer, which may not list configmaps in namespace team-d"),
+        "{weak:?}"
+    );
+    let degraded = resources
+        .get("weak")
+        .await
+        .expect("get")
+        .status
+        .expect("a status")
+        .conditions
+        .into_iter()
+        .find(|condition| condition.type_ == "Degraded")
+        .expect("a Degraded condition");
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "ServiceAccountLacksPermission")
+    );
+    bind(&client, "team-d", "viewer", "edit").await;
+    let running = status_where(
+        host.supervisor.board(),
+        "team-d/weak",
+        "the controller to start once its ServiceAccount may watch",
+        |status| status.phase == Phase::Running,
+    )
+    .await;
+    assert_eq!(running.identity, "serviceaccount team-d/viewer");
     host.supervisor.shutdown().await;
 }

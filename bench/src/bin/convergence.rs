@@ -130,6 +130,7 @@ async fn start(
                     queue: QueueConfig::default(),
                     resync: None,
                     tenant: None,
+                    service_account: None,
                 })
                 .await?,
         )),

@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use base64::Engine as _;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -152,13 +153,36 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?;
     }
+    // Each tenant's controllers act as its `paddock-tenant` ServiceAccount,
+    // bound to `edit` in its namespace.
+    for name in ["good", "bad"] {
+        Api::<ServiceAccount>::namespaced(client.clone(), name)
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": "paddock-tenant"}}))?,
+            )
+            .await?;
+        Api::<RoleBinding>::namespaced(client.clone(), name)
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                    "metadata": {"name": "paddock-tenant-edit"},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+                    "subjects": [{"kind": "ServiceAccount", "namespace": name, "name": "paddock-tenant"}],
+                }))?,
+            )
+            .await?;
+    }
     let dir = tempfile::tempdir()?;
     let engine =
         WasmEngine::new(EngineOptions::default().cache_dir(Some(dir.path().join("cache"))))?;
     let slots = ExecutionSlots::default();
     let supervisor = Supervisor::new(engine, Runtime::with_slots(client.clone(), slots.clone()));
-    let tenant = TenantLimits::default();
-    let _source = cluster::watch(supervisor.clone(), client.clone(), tenant);
+    let tenant = TenantLimits {
+        default_service_account: Some("paddock-tenant".to_owned()),
+        ..TenantLimits::default()
+    };
+    let _source = cluster::watch(supervisor.clone(), client.clone(), tenant.clone());
 
     let good: Api<WasmController> = Api::namespaced(client.clone(), "good");
     good.create(

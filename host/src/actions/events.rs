@@ -121,7 +121,27 @@ impl EventRecorder {
         reason: &str,
         message: &str,
     ) -> Result<(), kube::Error> {
-        let uid = self.uid_of(regarding).await;
+        let client = self.client.clone();
+        self.try_record_as(&client, component, regarding, event_type, reason, message)
+            .await
+    }
+
+    /// [`EventRecorder::try_record`] through `client`: a guest's own
+    /// events, under its identity.
+    ///
+    /// # Errors
+    ///
+    /// The API server's answer when it refuses the create or the patch.
+    pub async fn try_record_as(
+        &self,
+        client: &Client,
+        component: &str,
+        regarding: &ObjectRef,
+        event_type: EventType,
+        reason: &str,
+        message: &str,
+    ) -> Result<(), kube::Error> {
+        let uid = self.uid_of(client, regarding).await;
         let reason = truncate(reason, REASON_LIMIT);
         let note = truncate(message, NOTE_LIMIT);
         let key: EventKey = (
@@ -144,7 +164,7 @@ impl EventRecorder {
                 count,
                 last_observed_time: MicroTime(now),
             };
-            let api: Api<Event> = Api::namespaced(self.client.clone(), &recorded.namespace);
+            let api: Api<Event> = Api::namespaced(client.clone(), &recorded.namespace);
             let patch = serde_json::json!({"series": series});
             match api
                 .patch(
@@ -204,7 +224,7 @@ impl EventRecorder {
             reporting_instance: Some(self.instance.to_string()),
             ..Event::default()
         };
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+        let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
         api.create(&PostParams::default(), &event).await?;
         self.remember(
             key,
@@ -237,7 +257,7 @@ impl EventRecorder {
     /// The uid of the regarded object: from an informer's store when one
     /// holds it (the primary object of a reconcile always is), else asked
     /// of the API server; `None` when it cannot be found.
-    async fn uid_of(&self, regarding: &ObjectRef) -> Option<String> {
+    async fn uid_of(&self, client: &Client, regarding: &ObjectRef) -> Option<String> {
         let namespace = regarding.namespace.as_deref().unwrap_or_default();
         let cached = self
             .registry
@@ -258,9 +278,9 @@ impl EventRecorder {
             .ok()?;
         let api: Api<DynamicObject> = match &regarding.namespace {
             Some(namespace) if resource.namespaced => {
-                Api::namespaced_with(self.client.clone(), namespace, &resource.api_resource())
+                Api::namespaced_with(client.clone(), namespace, &resource.api_resource())
             }
-            _ => Api::all_with(self.client.clone(), &resource.api_resource()),
+            _ => Api::all_with(client.clone(), &resource.api_resource()),
         };
         api.get_metadata_opt(&regarding.name)
             .await

@@ -23,6 +23,7 @@ use super::events::EventRecorder;
 use super::{Action, EventType, ObjectRef, Outcome, PatchKind};
 use crate::cluster::{Discovery, InformerRegistry, Resource, split_api_version};
 use crate::grants::{Denied, Grant, Permission};
+use crate::identity::{Attributes, Identities, ServiceAccount};
 
 /// Who is acting: the guest's name, grant and namespaces.
 #[derive(Debug, Clone)]
@@ -36,6 +37,8 @@ pub struct Actor {
     /// The tenant's namespace when a tenant declared the controller (a
     /// `WasmController`), `None` when the operator did.
     pub tenant: Option<String>,
+    /// The ServiceAccount it acts as; `None`: it acts as the host.
+    pub service_account: Option<ServiceAccount>,
 }
 
 /// Paddock's own API group: `WasmController` and `ClusterWasmController`.
@@ -45,6 +48,15 @@ impl Actor {
     /// The field manager of its writes.
     pub fn field_manager(&self) -> String {
         format!("paddock-{}", self.name)
+    }
+
+    /// Who it acts as, for logs and status: `serviceaccount ns/name` or
+    /// `host`.
+    pub fn identity(&self) -> String {
+        self.service_account.as_ref().map_or_else(
+            || "host".to_owned(),
+            |account| format!("serviceaccount {account}"),
+        )
     }
 
     /// Whether it may work in `namespace` (`None`: a cluster-scoped object).
@@ -146,7 +158,7 @@ impl ExecuteError {
 /// Performs actions against the API server.
 #[derive(Clone)]
 pub struct ActionExecutor {
-    client: Client,
+    identities: Identities,
     discovery: Discovery,
     recorder: EventRecorder,
 }
@@ -166,10 +178,10 @@ struct Resolved {
 impl ActionExecutor {
     /// An executor using `client`; events find the uid of the objects they
     /// regard in `registry`'s stores.
-    pub fn new(client: Client, discovery: Discovery, registry: InformerRegistry) -> Self {
+    pub fn new(identities: Identities, discovery: Discovery, registry: InformerRegistry) -> Self {
         Self {
-            recorder: EventRecorder::new(client.clone(), discovery.clone(), registry),
-            client,
+            recorder: EventRecorder::new(identities.host().clone(), discovery.clone(), registry),
+            identities,
             discovery,
         }
     }
@@ -179,9 +191,20 @@ impl ActionExecutor {
         &self.recorder
     }
 
-    /// The client it acts with.
+    /// The host's own client.
     pub fn client(&self) -> &Client {
-        &self.client
+        self.identities.host()
+    }
+
+    /// The client `actor` acts with: one impersonating its ServiceAccount,
+    /// or the host's own.
+    pub fn client_for(&self, actor: &Actor) -> Client {
+        self.identities.client_for(actor.service_account.as_ref())
+    }
+
+    /// The identities: clients per ServiceAccount and access reviews.
+    pub fn identities(&self) -> &Identities {
+        &self.identities
     }
 
     /// Checks every action, then performs them in order, stopping at the
@@ -222,6 +245,15 @@ impl ActionExecutor {
                 namespace,
             });
         }
+        if let Some(account) = &actor.service_account {
+            for (index, (action, resolved)) in outcome.actions.iter().zip(&resolved).enumerate() {
+                if let Err(error) = self.review(actor, account, index, action, resolved).await {
+                    tracing::warn!(guest = %actor.name, %error, "action denied");
+                    self.report(actor, primary, &error).await;
+                    return Err(error);
+                }
+            }
+        }
         for (index, (action, resolved)) in outcome.actions.iter().zip(&resolved).enumerate() {
             if let Err(source) = self.perform(actor, action, resolved).await {
                 let target = target_of(action);
@@ -231,6 +263,59 @@ impl ActionExecutor {
             }
         }
         Ok(())
+    }
+
+    /// Asks whether the actor's ServiceAccount may perform `action`
+    /// (SubjectAccessReview, cached), so that RBAC refuses a reconcile
+    /// before any of its actions is performed rather than in the middle.
+    async fn review(
+        &self,
+        actor: &Actor,
+        account: &ServiceAccount,
+        index: usize,
+        action: &Action,
+        resolved: &Resolved,
+    ) -> Result<(), ExecuteError> {
+        let target = target_of(action);
+        let asked = rbac_attributes(
+            action,
+            &resolved.resource,
+            resolved.namespace.as_deref(),
+            &target,
+        );
+        let reviews = self.identities.reviews();
+        let mut first = None;
+        for attributes in &asked {
+            match reviews.allows(account, attributes).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => {
+                    first.get_or_insert_with(|| attributes.clone());
+                }
+                Err(crate::identity::ReviewError::Api { source, .. }) => {
+                    return Err(classify(actor, index, action, &target, *source));
+                }
+                Err(error) => {
+                    return Err(rejected(
+                        actor,
+                        index,
+                        action,
+                        &target,
+                        None,
+                        error.to_string(),
+                    ));
+                }
+            }
+        }
+        let attributes = first.unwrap_or_else(|| asked[0].clone());
+        Err(ExecuteError::Denied {
+            guest: actor.name.clone(),
+            index,
+            verb: action.verb(),
+            target: target.to_string(),
+            reason: format!(
+                "ServiceAccount {account} may not {attributes} (RBAC, asked with a SubjectAccessReview)"
+            ),
+        })
     }
 
     async fn resolve(&self, target: &ObjectRef) -> Result<Arc<Resource>, String> {
@@ -263,13 +348,12 @@ impl ActionExecutor {
         action: &Action,
         resolved: &Resolved,
     ) -> Result<(), kube::Error> {
+        let client = self.client_for(actor);
         let api: Api<DynamicObject> = match &resolved.namespace {
-            Some(namespace) => Api::namespaced_with(
-                self.client.clone(),
-                namespace,
-                &resolved.resource.api_resource(),
-            ),
-            None => Api::all_with(self.client.clone(), &resolved.resource.api_resource()),
+            Some(namespace) => {
+                Api::namespaced_with(client.clone(), namespace, &resolved.resource.api_resource())
+            }
+            None => Api::all_with(client.clone(), &resolved.resource.api_resource()),
         };
         let manager = actor.field_manager();
         let post = PostParams {
@@ -333,7 +417,7 @@ impl ActionExecutor {
                 message,
             } => {
                 self.recorder
-                    .try_record(&manager, regarding, *event_type, reason, message)
+                    .try_record_as(&client, &manager, regarding, *event_type, reason, message)
                     .await?;
             }
         }
@@ -406,6 +490,38 @@ fn permission_of<'a>(action: &Action, resource: &'a Resource) -> Permission<'a> 
         resource: &resource.plural,
         subresource,
     }
+}
+
+/// What RBAC is asked for an action, as the API server authorises the
+/// request the executor sends; any one of them allowed is enough (an
+/// event may be created through either group that serves events).
+fn rbac_attributes(
+    action: &Action,
+    resource: &Resource,
+    namespace: Option<&str>,
+    target: &ObjectRef,
+) -> Vec<Attributes> {
+    if let Action::Event { .. } = action {
+        return ["events.k8s.io", ""]
+            .map(|group| Attributes::new("create", group, "events", namespace))
+            .to_vec();
+    }
+    let permission = permission_of(action, resource);
+    // RBAC cannot name the object of a create: its request carries none.
+    let name = match action {
+        Action::Create { .. } => None,
+        _ => Some(target.name.as_str()),
+    };
+    vec![
+        Attributes::new(
+            permission.verb,
+            permission.group,
+            permission.resource,
+            namespace,
+        )
+        .subresource(permission.subresource)
+        .name(name),
+    ]
 }
 
 /// Checks that the actor may record events: `create` for a new one and
@@ -596,6 +712,7 @@ mod tests {
         let strings = |list: &[&str]| list.iter().map(|item| (*item).to_owned()).collect();
         Actor {
             tenant: None,
+            service_account: None,
             name: "floor".into(),
             grant: Grant::new(vec![Rule {
                 api_groups: vec!["apps".into()],
@@ -669,6 +786,7 @@ mod tests {
         let update = Action::Update { object };
         let everything = Actor {
             tenant: None,
+            service_account: None,
             name: "op".into(),
             grant: Grant::new(vec![Rule::new(&["*"], &["*"], &["*"])]),
             namespaces: Vec::new(),
@@ -684,6 +802,7 @@ mod tests {
         assert!(forged.contains("written by the host only"), "{forged}");
         let tenant = Actor {
             tenant: Some("team-a".into()),
+            service_account: None,
             ..named
         };
         let refused = check(&tenant, &update, &resource, Some("team-a")).unwrap_err();

@@ -107,11 +107,27 @@ pub struct TenantArgs {
     /// The most `WasmController`s that run in one namespace.
     #[arg(long, value_name = "N", default_value_t = TenantLimits::default().max_controllers_per_namespace)]
     tenant_max_controllers_per_namespace: usize,
+
+    /// The ServiceAccount (in its own namespace) a `WasmController` that
+    /// names none in `spec.serviceAccountName` acts as; without this flag
+    /// such a controller is refused.
+    #[arg(long, value_name = "NAME")]
+    tenant_default_service_account: Option<String>,
+
+    /// How long the answers of SubjectAccessReviews for controllers'
+    /// ServiceAccounts are trusted, in seconds: a Role granted or taken
+    /// away takes effect within it.
+    #[arg(long, value_name = "SECONDS", default_value_t = paddock::identity::DEFAULT_REVIEW_TTL.as_secs())]
+    access_review_ttl_seconds: u64,
 }
 
 impl TenantArgs {
     fn slots(&self) -> ExecutionSlots {
         ExecutionSlots::new(self.guest_slots, self.tenant_slots)
+    }
+
+    fn review_ttl(&self) -> Duration {
+        Duration::from_secs(self.access_review_ttl_seconds)
     }
 
     fn limits(&self) -> TenantLimits {
@@ -126,6 +142,7 @@ impl TenantArgs {
             max_log_lines_per_second: self.tenant_max_log_lines_per_second,
             min_requeue_ms: self.tenant_min_requeue_ms,
             max_controllers_per_namespace: self.tenant_max_controllers_per_namespace,
+            default_service_account: self.tenant_default_service_account.clone(),
         }
     }
 }
@@ -197,7 +214,8 @@ pub fn run(engine: &WasmEngine, args: RunArgs) -> anyhow::Result<ExitCode> {
         };
         let slots = args.tenant.slots();
         let runtime = Runtime::with_slots(client.clone(), slots.clone())
-            .with_sync_timeout(Duration::from_secs(args.sync_timeout_seconds));
+            .with_sync_timeout(Duration::from_secs(args.sync_timeout_seconds))
+            .with_review_ttl(args.tenant.review_ttl());
         serve(
             engine,
             runtime,
@@ -212,7 +230,7 @@ pub fn run(engine: &WasmEngine, args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Where the controllers come from.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Sources<'a> {
     /// A controllers file.
     config: Option<&'a Path>,
@@ -262,7 +280,8 @@ pub fn dev(engine: &WasmEngine, args: DevArgs) -> anyhow::Result<ExitCode> {
             cluster: args.from_cluster.then(|| args.tenant.limits()),
         };
         let slots = args.tenant.slots();
-        let runtime = Runtime::with_slots(client.clone(), slots.clone());
+        let runtime = Runtime::with_slots(client.clone(), slots.clone())
+            .with_review_ttl(args.tenant.review_ttl());
         let code = serve(
             engine,
             runtime,
@@ -389,6 +408,7 @@ async fn serve(
         Some(config) => Some(paddock::reload::files::watch(config, supervisor.clone())?),
         None => None,
     };
+    let from_cluster = sources.cluster.is_some();
     let _cluster_source = sources
         .cluster
         .map(|tenant| paddock::reload::cluster::watch(supervisor.clone(), client, tenant));
@@ -403,14 +423,20 @@ async fn serve(
     }
     ops.mark_started();
     let statuses = supervisor.board().all();
-    // At start, a controller still waiting for the cluster counts as
-    // failed: when none can start, the credentials or the address are
-    // likely wrong, and saying so beats waiting.
+    // At start, a controller still waiting for the cluster or for its
+    // ServiceAccount's rights counts as failed: when none can start, the
+    // credentials, the address or the RBAC are likely wrong, and saying so
+    // beats waiting.
     let failed = statuses
         .iter()
-        .filter(|status| matches!(status.phase, Phase::Failed | Phase::WaitingForCluster))
+        .filter(|status| {
+            matches!(
+                status.phase,
+                Phase::Failed | Phase::WaitingForCluster | Phase::LacksPermission
+            )
+        })
         .count();
-    if sources.cluster.is_none() && failed == statuses.len() {
+    if !from_cluster && failed == statuses.len() {
         supervisor.shutdown().await;
         anyhow::bail!("no controller could be started ({failed} failed); see the errors above");
     }

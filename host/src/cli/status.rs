@@ -75,6 +75,7 @@ fn table(report: &StatusReport) -> String {
     let mut rows = vec![[
         "NAME".to_owned(),
         "PHASE".to_owned(),
+        "IDENTITY".to_owned(),
         "DIGEST".to_owned(),
         "RELOADS".to_owned(),
         "QUEUE".to_owned(),
@@ -105,6 +106,7 @@ fn table(report: &StatusReport) -> String {
         rows.push([
             status.name.clone(),
             format!("{:?}", status.phase),
+            status.identity.clone(),
             status
                 .digest
                 .as_deref()
@@ -127,7 +129,7 @@ fn table(report: &StatusReport) -> String {
             last_error,
         ]);
     }
-    let widths: Vec<usize> = (0..10)
+    let widths: Vec<usize> = (0..11)
         .map(|column| {
             rows.iter()
                 .map(|row| row[column].chars().count())

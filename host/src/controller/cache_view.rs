@@ -1,5 +1,7 @@
 //! What a guest's `cache` import reads: the shared informer stores, narrowed
-//! to the guest's grant and namespaces.
+//! to the guest's grant and namespaces and, for a controller that acts as a
+//! ServiceAccount, to what RBAC lets that ServiceAccount read (asked with
+//! SubjectAccessReviews, cached).
 
 use std::sync::Arc;
 
@@ -7,6 +9,7 @@ use super::ControllerStats;
 use crate::actions::{Actor, ObjectRef};
 use crate::cluster::{Discovery, InformerRegistry, split_api_version};
 use crate::grants::Permission;
+use crate::identity::{AccessReviews, Attributes};
 use crate::selector::LabelSelector;
 use crate::wasm::{CacheReader, ListQuery};
 
@@ -19,13 +22,23 @@ pub struct GuestCacheView {
     pub(crate) registry: InformerRegistry,
     /// Where refused reads are counted.
     pub(crate) stats: Option<Arc<ControllerStats>>,
+    /// The access reviews that authorise the reads of a controller that
+    /// acts as a ServiceAccount.
+    pub(crate) reviews: AccessReviews,
 }
 
 impl GuestCacheView {
     /// Whether the grant allows `verb` on the kind, and the kind is one
     /// the guest's scope can see (a guest scoped to namespaces sees no
     /// cluster-scoped kinds). `false` for kinds discovery has not met.
-    fn allowed(&self, verb: &str, api_version: &str, kind: &str) -> bool {
+    fn allowed(
+        &self,
+        verb: &str,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: Option<&str>,
+    ) -> bool {
         let Some(resource) = self.discovery.cached(api_version, kind) else {
             return false;
         };
@@ -36,7 +49,23 @@ impl GuestCacheView {
             resource: &resource.plural,
             subresource: None,
         });
-        granted && (resource.namespaced || self.actor.namespaces.is_empty())
+        if !granted || !(resource.namespaced || self.actor.namespaces.is_empty()) {
+            return false;
+        }
+        let Some(account) = &self.actor.service_account else {
+            return true;
+        };
+        // The informers read as the host: ask RBAC whether the
+        // ServiceAccount itself may read this.
+        let namespace = namespace.filter(|_| resource.namespaced);
+        let asked = Attributes::new(verb, group, &resource.plural, namespace).name(name);
+        match self.reviews.allows_blocking(account, &asked) {
+            Ok(allowed) => allowed,
+            Err(error) => {
+                tracing::warn!(guest = %self.actor.name, %error, "a cache read could not be authorised; refused");
+                false
+            }
+        }
     }
 
     /// Records a read the grant or the namespaces refused: it reads as
@@ -60,8 +89,14 @@ impl GuestCacheView {
 
 impl CacheReader for GuestCacheView {
     fn get(&self, target: &ObjectRef) -> Option<String> {
-        if !self.allowed("get", &target.api_version, &target.kind)
-            || !self.actor.may_use_namespace(target.namespace.as_deref())
+        if !self.actor.may_use_namespace(target.namespace.as_deref())
+            || !self.allowed(
+                "get",
+                &target.api_version,
+                &target.kind,
+                target.namespace.as_deref(),
+                Some(&target.name),
+            )
         {
             self.refused(
                 "get",
@@ -84,7 +119,28 @@ impl CacheReader for GuestCacheView {
     }
 
     fn list(&self, query: &ListQuery<'_>) -> Vec<String> {
-        if !self.allowed("list", query.api_version, query.kind) {
+        if let Some(namespace) = query.namespace
+            && !self.actor.may_use_namespace(Some(namespace))
+        {
+            self.refused("list", query.api_version, query.kind, Some(namespace));
+            return Vec::new();
+        }
+        // A list across namespaces by a guest scoped to some is a list in
+        // each of them; by one that is not, a list in all of them.
+        let asked: Vec<Option<&str>> = match query.namespace {
+            Some(namespace) => vec![Some(namespace)],
+            None if self.actor.namespaces.is_empty() => vec![None],
+            None => self
+                .actor
+                .namespaces
+                .iter()
+                .map(|ns| Some(ns.as_str()))
+                .collect(),
+        };
+        let refused = asked.iter().any(|namespace| {
+            !self.allowed("list", query.api_version, query.kind, *namespace, None)
+        });
+        if refused {
             self.refused("list", query.api_version, query.kind, query.namespace);
             return Vec::new();
         }
@@ -93,12 +149,6 @@ impl CacheReader for GuestCacheView {
             Some(Ok(selector)) => Some(selector),
             Some(Err(_)) => return Vec::new(),
         };
-        if let Some(namespace) = query.namespace
-            && !self.actor.may_use_namespace(Some(namespace))
-        {
-            self.refused("list", query.api_version, query.kind, Some(namespace));
-            return Vec::new();
-        }
         let mut seen = std::collections::BTreeMap::new();
         for informer in self
             .registry

@@ -25,6 +25,7 @@ use crate::cluster::{
     ClusterError, Discovery, InformerRegistry, ObjectKey, Resource, SharedInformer, StoredObject,
 };
 use crate::grants::{Denied, Grant, Permission};
+use crate::identity::{Attributes, Identities, ReviewError, ServiceAccount};
 use crate::queue::{QueueConfig, Workqueue};
 use crate::wasm::slots::{ExecutionSlots, Flow};
 use crate::wasm::{Guest, Relation, Watch};
@@ -50,6 +51,11 @@ pub struct ControllerConfig {
     /// slots, and it may not write Paddock's own resources. `None` for a
     /// controller the operator declared.
     pub tenant: Option<String>,
+    /// The ServiceAccount it acts as: every API call made for it
+    /// impersonates it, and what the host does for it (cache reads, its
+    /// watches) is authorised for it by SubjectAccessReview. `None`: it
+    /// acts as the host.
+    pub service_account: Option<ServiceAccount>,
 }
 
 /// A controller that could not start.
@@ -125,6 +131,29 @@ pub enum StartError {
         #[source]
         source: crate::queue::QueueConfigError,
     },
+    /// The controller's ServiceAccount may not do what its watches (or its
+    /// finalizing) need: RBAC, asked with a SubjectAccessReview.
+    #[error(
+        "controller `{controller}` acts as ServiceAccount {account}, which may not {missing}; \
+         bind it to a Role or ClusterRole that allows it"
+    )]
+    ServiceAccountLacksPermission {
+        /// The controller.
+        controller: String,
+        /// Its ServiceAccount.
+        account: ServiceAccount,
+        /// The missing permission, as `kubectl auth can-i` words it.
+        missing: Box<Attributes>,
+    },
+    /// The access review a start needs could not be made.
+    #[error("controller `{controller}` could not check its ServiceAccount's rights")]
+    Review {
+        /// The controller.
+        controller: String,
+        /// What failed.
+        #[source]
+        source: ReviewError,
+    },
     /// A watch does not fit the controller's namespaces.
     #[error("controller `{controller}`: {problem}")]
     Scope {
@@ -144,6 +173,8 @@ pub struct Runtime {
     pub(crate) executor: ActionExecutor,
     pub(crate) slots: ExecutionSlots,
     sync_timeout: Duration,
+    /// Set once RBAC objects are watched for the access reviews.
+    rbac_watched: Arc<tokio::sync::OnceCell<()>>,
 }
 
 /// How long a start or a reload waits, by default, for the informers of
@@ -161,13 +192,15 @@ impl Runtime {
     pub fn with_slots(client: Client, slots: ExecutionSlots) -> Self {
         let discovery = Discovery::new(client.clone());
         let registry = InformerRegistry::new(client.clone()).with_discovery(discovery.clone());
-        let executor = ActionExecutor::new(client, discovery.clone(), registry.clone());
+        let executor =
+            ActionExecutor::new(Identities::new(client), discovery.clone(), registry.clone());
         Self {
             registry,
             executor,
             discovery,
             slots,
             sync_timeout: DEFAULT_SYNC_TIMEOUT,
+            rbac_watched: Arc::default(),
         }
     }
 
@@ -179,6 +212,22 @@ impl Runtime {
     pub fn with_sync_timeout(mut self, timeout: Duration) -> Self {
         self.sync_timeout = timeout;
         self
+    }
+
+    /// How long the answers of access reviews are trusted (default
+    /// [`crate::identity::DEFAULT_REVIEW_TTL`], 10 s): a Role granted to or
+    /// taken from a controller's ServiceAccount takes effect within it.
+    #[must_use]
+    pub fn with_review_ttl(mut self, ttl: Duration) -> Self {
+        let identities = self.executor.identities().clone().with_review_ttl(ttl);
+        self.executor =
+            ActionExecutor::new(identities, self.discovery.clone(), self.registry.clone());
+        self
+    }
+
+    /// The identities controllers act as, and their access reviews.
+    pub fn identities(&self) -> &Identities {
+        self.executor.identities()
     }
 
     /// The pool of execution slots every guest call of this runtime takes
@@ -286,6 +335,7 @@ impl Runtime {
             grant: config.grant.clone(),
             namespaces: config.namespaces.clone(),
             tenant: config.tenant.clone(),
+            service_account: config.service_account.clone(),
         };
         let mut watched = Vec::new();
         for watch in &config.guest.info().watches {
@@ -305,6 +355,7 @@ impl Runtime {
                 })?;
             check_watch(&name, &actor, watch, &resource)?;
             let scopes = scopes(&name, &actor, watch, &resource)?;
+            self.review_watch(&name, &actor, &resource, &scopes).await?;
             let informers = scopes
                 .iter()
                 .map(|scope| self.registry.informer(&resource, scope.as_deref()))
@@ -331,6 +382,19 @@ impl Runtime {
                 .map(|watched| Arc::clone(&watched.resource));
             if let Some(resource) = primary {
                 check_finalizing(&name, &actor, &resource)?;
+                let scopes = watched
+                    .iter()
+                    .find(|watched| watched.watch.relation == Relation::Primary)
+                    .map(|watched| {
+                        watched
+                            .informers
+                            .iter()
+                            .map(|informer| informer.namespace().map(str::to_owned))
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default();
+                self.review(&name, &actor, &resource, &scopes, &["patch"])
+                    .await?;
             }
             Some(finalizer::name_for(&name))
         } else {
@@ -344,10 +408,101 @@ impl Runtime {
                 discovery: self.discovery.clone(),
                 registry: self.registry.clone(),
                 stats: Some(Arc::clone(stats)),
+                reviews: self.executor.identities().reviews().clone(),
             }),
             actor,
             watched,
         })
+    }
+}
+
+impl Runtime {
+    /// Asks whether the controller's ServiceAccount may list, watch and
+    /// get `resource` in each of `scopes`: its informers run as the host,
+    /// so the API server never sees the ServiceAccount ask.
+    async fn review_watch(
+        &self,
+        name: &str,
+        actor: &Actor,
+        resource: &Resource,
+        scopes: &[Option<String>],
+    ) -> Result<(), StartError> {
+        self.review(name, actor, resource, scopes, &["list", "watch", "get"])
+            .await
+    }
+
+    /// Watches Roles, ClusterRoles and their bindings (once per runtime,
+    /// through the shared informers) and forgets every cached access
+    /// review when one changes, so that RBAC changes take effect at once
+    /// rather than after the reviews' expiry. A host that may not list
+    /// them still works: answers then last their expiry.
+    async fn watch_rbac(&self) {
+        self.rbac_watched
+            .get_or_init(|| async {
+                const RBAC: &str = "rbac.authorization.k8s.io/v1";
+                let reviews = self.executor.identities().reviews().clone();
+                for kind in ["Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"] {
+                    let resource = match self.discovery.resolve(RBAC, kind).await {
+                        Ok(resource) => resource,
+                        Err(error) => {
+                            tracing::warn!(kind, %error, "RBAC changes are not watched; access reviews last their expiry");
+                            continue;
+                        }
+                    };
+                    let informer = self.registry.informer(&resource, None);
+                    let mut events = informer.subscribe();
+                    let reviews = reviews.clone();
+                    tokio::spawn(async move {
+                        let _informer = informer;
+                        loop {
+                            match events.recv().await {
+                                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                                    reviews.forget_all();
+                                }
+                                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                            }
+                        }
+                    });
+                }
+            })
+            .await;
+    }
+
+    async fn review(
+        &self,
+        name: &str,
+        actor: &Actor,
+        resource: &Resource,
+        scopes: &[Option<String>],
+        verbs: &[&str],
+    ) -> Result<(), StartError> {
+        let Some(account) = &actor.service_account else {
+            return Ok(());
+        };
+        self.watch_rbac().await;
+        let (group, _) = crate::cluster::split_api_version(&resource.api_version);
+        let reviews = self.executor.identities().reviews();
+        for scope in scopes {
+            for verb in verbs {
+                let asked = Attributes::new(verb, group, &resource.plural, scope.as_deref());
+                let allowed =
+                    reviews
+                        .allows(account, &asked)
+                        .await
+                        .map_err(|source| StartError::Review {
+                            controller: name.to_owned(),
+                            source,
+                        })?;
+                if !allowed {
+                    return Err(StartError::ServiceAccountLacksPermission {
+                        controller: name.to_owned(),
+                        account: account.clone(),
+                        missing: Box::new(asked),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -799,7 +954,7 @@ async fn release_generation(shared: &Shared, generation: &Generation) -> usize {
         .map(|informer| informer.namespace().map(str::to_owned))
         .collect();
     finalizer::release(
-        shared.executor.client(),
+        &shared.executor.client_for(&generation.actor),
         &generation.actor,
         &primary.resource,
         &scopes,

@@ -14,6 +14,7 @@ use super::stats::ControllerStats;
 use super::{Generation, Shared};
 use crate::actions::ObjectRef;
 use crate::cluster::{ObjectKey, StoredObject, split_api_version};
+use crate::identity::Attributes;
 use crate::wasm::{Change, Relation, SharedCache};
 
 /// Works until the queue shuts down, or until fewer than `index + 1`
@@ -48,6 +49,7 @@ pub(crate) async fn work(shared: Arc<Shared>, index: usize, mut target: watch::R
                     "map",
                     guest = %shared.name,
                     digest = %&generation.guest.digest()[..12],
+                    identity = %generation.actor.identity(),
                     kind = %key.kind,
                     namespace = %key.object.0,
                     name = %key.object.1,
@@ -70,6 +72,7 @@ async fn reconcile_key(shared: &Arc<Shared>, generation: &Generation, key: Objec
         "reconcile",
         guest = %shared.name,
         digest = %&generation.guest.digest()[..12],
+        identity = %generation.actor.identity(),
         resource = %generation.primary().resource.plural,
         namespace = %key.0,
         name = %key.1,
@@ -241,7 +244,7 @@ async fn finalize_step(
         }
         Step::Add => {
             let written = finalizer::write(
-                shared.executor.client(),
+                &shared.executor.client_for(&generation.actor),
                 &generation.actor,
                 &generation.primary().resource,
                 object,
@@ -270,6 +273,17 @@ async fn reconcile(shared: &Arc<Shared>, generation: &Generation, key: &ObjectKe
         shared.queue.forget(key);
         return;
     };
+    match may_still_read(shared, generation, key).await {
+        Reading::Allowed => {}
+        Reading::Refused => {
+            shared.queue.forget(key);
+            return;
+        }
+        Reading::Unknown => {
+            shared.queue.add_rate_limited(key.clone());
+            return;
+        }
+    }
     let Some(finalizing) = finalize_step(shared, generation, key, &object, change).await else {
         return;
     };
@@ -368,6 +382,54 @@ async fn reconcile(shared: &Arc<Shared>, generation: &Generation, key: &ObjectKe
     }
 }
 
+/// Whether the controller's ServiceAccount may still read its primary
+/// object (checked at start for its watches; RBAC may have changed since):
+/// the informers read as the host, so without this a ServiceAccount whose
+/// Role was taken away would still be handed the objects. Not retried when
+/// refused: the object's next change, a resync or a new version is; a
+/// review that failed is.
+async fn may_still_read(shared: &Arc<Shared>, generation: &Generation, key: &ObjectKey) -> Reading {
+    let Some(account) = &generation.actor.service_account else {
+        return Reading::Allowed;
+    };
+    let resource = &generation.primary().resource;
+    let (group, _) = crate::cluster::split_api_version(&resource.api_version);
+    let namespace = (!key.0.is_empty()).then_some(key.0.as_str());
+    let asked = Attributes::new("get", group, &resource.plural, namespace).name(Some(&key.1));
+    let (reading, refusal) = match shared
+        .executor
+        .identities()
+        .reviews()
+        .allows(account, &asked)
+        .await
+    {
+        Ok(true) => return Reading::Allowed,
+        Ok(false) => (
+            Reading::Refused,
+            format!("ServiceAccount {account} may no longer {asked}; the object is not reconciled"),
+        ),
+        Err(error) => (
+            Reading::Unknown,
+            format!("{error}; the object is reconciled once it can be checked"),
+        ),
+    };
+    if reading == Reading::Refused {
+        ControllerStats::bump(&shared.stats.denied);
+    }
+    tracing::warn!(%refusal, "reconcile refused");
+    shared.record_error(refusal);
+    reading
+}
+
+/// Whether a controller's ServiceAccount may read an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    Allowed,
+    Refused,
+    /// The access review failed.
+    Unknown,
+}
+
 /// Removes the finalizer once the guest's answer to a deletion succeeded;
 /// the object is then deleted, and its `deleted` event not delivered.
 async fn release_after_finalizing(
@@ -381,7 +443,7 @@ async fn release_after_finalizing(
         return;
     };
     let released = finalizer::write(
-        shared.executor.client(),
+        &shared.executor.client_for(&generation.actor),
         &generation.actor,
         &generation.primary().resource,
         object,

@@ -22,6 +22,10 @@ pub enum Phase {
     /// needs (401, 403, TLS, a list that did not complete in time): the
     /// reason is the last error; starting again with backoff.
     WaitingForCluster,
+    /// Its ServiceAccount may not do what its watches need (RBAC, asked
+    /// with a SubjectAccessReview): the reason names the permission;
+    /// starting again with backoff, so a Role granted later lets it start.
+    LacksPermission,
     /// It serves its declared version.
     Running,
     /// A new version is being loaded; the old one serves meanwhile.
@@ -61,6 +65,9 @@ pub struct EntryStatus {
     /// What tenancy cut from the declared grant or namespaces.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cut: Vec<String>,
+    /// Who it acts as: `serviceaccount <namespace>/<name>`, or `host`.
+    #[serde(default = "host_identity")]
+    pub identity: String,
     /// The running controller, once started.
     #[serde(skip)]
     pub handle: Option<ControllerHandle>,
@@ -80,9 +87,14 @@ impl EntryStatus {
             last_swap: None,
             observed_generation: None,
             cut: Vec::new(),
+            identity: host_identity(),
             handle: None,
         }
     }
+}
+
+fn host_identity() -> String {
+    "host".to_owned()
 }
 
 mod millis {
@@ -152,6 +164,10 @@ impl StatusBoard {
                 .entry(name.to_owned())
                 .or_insert_with(|| EntryStatus::new(name, &declared.origin));
             status.origin.clone_from(&declared.origin);
+            status.identity = declared
+                .service_account
+                .as_ref()
+                .map_or_else(host_identity, |account| format!("serviceaccount {account}"));
             change(status);
             status.clone()
         };

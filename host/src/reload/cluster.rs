@@ -30,6 +30,7 @@ use crate::crd::{
     ClusterWasmController, Condition, ControllerSettings, WasmController, WasmControllerStatus,
 };
 use crate::grants::{Grant, Rule};
+use crate::identity::ServiceAccount;
 use crate::wasm::compile_cache::digest;
 
 /// The name of this source in the supervisor.
@@ -42,7 +43,7 @@ const ONE_MODULE_SOURCE: &str = "spec.module: give exactly one of `configMap` (a
 const SETTLE: Duration = Duration::from_millis(10);
 
 /// The caps a tenant's `WasmController` gets, whatever its spec says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantLimits {
     /// The largest memory cap, in MiB.
     pub max_memory_mib: u64,
@@ -66,6 +67,9 @@ pub struct TenantLimits {
     /// The most `WasmController`s that run in one namespace; the others
     /// are refused (oldest first run).
     pub max_controllers_per_namespace: usize,
+    /// The ServiceAccount (in its own namespace) a `WasmController` that
+    /// names none acts as; `None`: such a controller is refused.
+    pub default_service_account: Option<String>,
 }
 
 impl Default for TenantLimits {
@@ -81,6 +85,7 @@ impl Default for TenantLimits {
             max_log_lines_per_second: 20,
             min_requeue_ms: 1000,
             max_controllers_per_namespace: 10,
+            default_service_account: None,
         }
     }
 }
@@ -318,6 +323,8 @@ struct Spec {
     /// `metadata.creationTimestamp` (RFC 3339, so it sorts as text).
     created: String,
     settings: ControllerSettings,
+    /// The ServiceAccount the spec names.
+    service_account: Option<ServiceAccount>,
 }
 
 impl Spec {
@@ -352,7 +359,7 @@ fn controller_name(namespace: Option<&str>, name: &str) -> String {
 /// One stored resource of kind `K` as a [`Spec`].
 fn read<K>(
     object: &StoredObject,
-    settings: impl FnOnce(K) -> ControllerSettings,
+    settings: impl FnOnce(K) -> (ControllerSettings, Option<ServiceAccount>),
 ) -> Result<Spec, Unreadable>
 where
     K: DeserializeOwned + kube::Resource<DynamicType = ()>,
@@ -374,6 +381,7 @@ where
         .as_ref()
         .map(|time| time.0.to_string())
         .unwrap_or_default();
+    let (settings, service_account) = settings(resource);
     Ok(Spec {
         kind,
         namespace,
@@ -382,7 +390,28 @@ where
         generation,
         resource_version: object.resource_version.to_string(),
         created,
-        settings: settings(resource),
+        settings,
+        service_account,
+    })
+}
+
+/// A stored `WasmController` as a [`Spec`]; its ServiceAccount is in its
+/// own namespace.
+fn read_namespaced(object: &StoredObject) -> Result<Spec, Unreadable> {
+    read::<WasmController>(object, |resource| {
+        let namespace = resource.metadata.namespace.unwrap_or_default();
+        let account = resource
+            .spec
+            .service_account_name
+            .map(|name| ServiceAccount::new(namespace, name));
+        (resource.spec.settings, account)
+    })
+}
+
+/// A stored `ClusterWasmController` as a [`Spec`].
+fn read_cluster(object: &StoredObject) -> Result<Spec, Unreadable> {
+    read::<ClusterWasmController>(object, |resource| {
+        (resource.spec.settings, resource.spec.service_account)
     })
 }
 
@@ -412,15 +441,11 @@ impl Declarer {
         let mut listed = BTreeSet::new();
         for object in watched.namespaced.store().list(None, None) {
             listed.insert(spec_key("namespaced", &object));
-            specs.push(self.spec("namespaced", &object, |object| {
-                read::<WasmController>(object, |resource| resource.spec.settings)
-            }));
+            specs.push(self.spec("namespaced", &object, read_namespaced));
         }
         for object in watched.cluster.store().list(None, None) {
             listed.insert(spec_key("cluster", &object));
-            specs.push(self.spec("cluster", &object, |object| {
-                read::<ClusterWasmController>(object, |resource| resource.spec.settings)
-            }));
+            specs.push(self.spec("cluster", &object, read_cluster));
         }
         self.specs.retain(|key, _| listed.contains(key));
         let over_cap = self.over_namespace_cap(&specs);
@@ -567,6 +592,7 @@ impl Declarer {
             limits = cap_limits(limits, &self.tenant, &mut cut);
         }
         check_spec(&spec.settings, &namespaces, &limits)?;
+        let service_account = self.service_account(spec)?;
         let (module, module_digest) = self.module(spec, watched)?;
         Ok(Declared {
             name: spec.controller_name(),
@@ -585,7 +611,34 @@ impl Declarer {
             problem: None,
             sink: Some(Arc::clone(sink) as Arc<dyn StatusSink>),
             tenant: spec.namespace.clone(),
+            service_account,
         })
+    }
+
+    /// The ServiceAccount a resource's controller acts as: the one it
+    /// names, or for a tenant's the host's default; a tenant's controller
+    /// without either is refused.
+    fn service_account(&self, spec: &Spec) -> Result<Option<ServiceAccount>, String> {
+        let field = match spec.namespace {
+            Some(_) => "spec.serviceAccountName",
+            None => "spec.serviceAccount",
+        };
+        let account = match (&spec.namespace, &spec.service_account) {
+            (_, Some(account)) => account.clone(),
+            (Some(own), None) => match &self.tenant.default_service_account {
+                Some(name) => ServiceAccount::new(own.clone(), name.clone()),
+                None => {
+                    return Err(format!(
+                        "{field}: required; name a ServiceAccount in {own} whose RBAC allows what the controller does (for example one bound to the `edit` ClusterRole in {own}); this host gives tenants no default (--tenant-default-service-account)"
+                    ));
+                }
+            },
+            (None, None) => return Ok(None),
+        };
+        account
+            .check()
+            .map_err(|problem| format!("{field}: {problem}"))?;
+        Ok(Some(account))
     }
 
     /// The module's bytes and digest.
@@ -784,9 +837,9 @@ pub fn declare_offline(
     tenant: &TenantLimits,
 ) -> Result<OfflineDeclaration, String> {
     let spec = if object.namespace.is_empty() {
-        read::<ClusterWasmController>(object, |resource| resource.spec.settings)
+        read_cluster(object)
     } else {
-        read::<WasmController>(object, |resource| resource.spec.settings)
+        read_namespaced(object)
     }
     .map_err(|unreadable| unreadable.problem)?;
     let mut cut = Vec::new();
@@ -1115,6 +1168,14 @@ fn resource_status(status: &EntryStatus, current: &WasmControllerStatus) -> Wasm
                 "False",
                 "WaitingForCluster",
                 String::new(),
+            ),
+            Phase::LacksPermission => (
+                "False",
+                "ServiceAccountLacksPermission",
+                error.clone(),
+                "True",
+                "ServiceAccountLacksPermission",
+                error.clone(),
             ),
             Phase::Failed => (
                 "False",

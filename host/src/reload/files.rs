@@ -252,6 +252,7 @@ fn declare(
                 problem: None,
                 sink: None,
                 tenant: None,
+                service_account: spec.service_account(),
             })
         })
         .collect()

@@ -26,6 +26,7 @@ use crate::cluster::error_chain;
 use crate::config::LimitsSpec;
 use crate::controller::{ControllerConfig, LastError, RunningController, Runtime, StartError};
 use crate::grants::Grant;
+use crate::identity::ServiceAccount;
 use crate::queue::QueueConfig;
 use crate::wasm::slots::Flow;
 use crate::wasm::{Guest, Instances, LoadOptions, WasmEngine};
@@ -115,6 +116,8 @@ pub struct Declared {
     /// The tenant's namespace when a tenant declared it (a
     /// `WasmController`); `None` when the operator did.
     pub tenant: Option<String>,
+    /// The ServiceAccount it acts as; `None`: as the host.
+    pub service_account: Option<ServiceAccount>,
 }
 
 impl Declared {
@@ -128,6 +131,7 @@ impl Declared {
             && self.resync == other.resync
             && self.instances == other.instances
             && self.cut == other.cut
+            && self.service_account == other.service_account
             && self.module_location() == other.module_location()
     }
 
@@ -144,6 +148,7 @@ impl Declared {
             queue: self.queue.clone(),
             resync: self.resync,
             tenant: self.tenant.clone(),
+            service_account: self.service_account.clone(),
         }
     }
 }
@@ -505,6 +510,8 @@ async fn start(
                 StartError::Discovery { .. }
                     | StartError::Cluster { .. }
                     | StartError::NotSynced { .. }
+                    | StartError::ServiceAccountLacksPermission { .. }
+                    | StartError::Review { .. }
             )
         },
         |error, delay| {
@@ -512,6 +519,13 @@ async fn start(
                 StartError::Discovery { source, .. } => (
                     Phase::WaitingForKind,
                     format!("waiting for a watched kind to be served: {source}"),
+                ),
+                StartError::ServiceAccountLacksPermission { .. } => (
+                    Phase::LacksPermission,
+                    format!(
+                        "{other}; starting again in {delay:?}",
+                        other = error_chain(error)
+                    ),
                 ),
                 other => (
                     Phase::WaitingForCluster,

@@ -18,6 +18,12 @@
 //!   the name) with `{"spec":{"replicas":0},"status":{"replicas":7}}`;
 //! - `forge-status`: writes the status of the `WasmController` named
 //!   `data.name` with a forged `moduleDigest`;
+//! - `read-kind`: reads the object of `data.apiVersion` and `data.kind`
+//!   named by `data.namespace` and `data.name` through `cache.get`, and
+//!   reports whether it saw it (`ObjectRead`, `absent` or `seen`);
+//! - `escalate`: creates a RoleBinding named `data.name` in its own
+//!   namespace that binds the ClusterRole `view` to the ServiceAccount
+//!   `data.subject` of its namespace;
 //! - `burn`: never returns.
 //!
 //! Anything else behaves: it stamps the ConfigMap with the `data.value` it
@@ -94,6 +100,26 @@ impl Controller for Tenant {
                 "metadata": {"namespace": namespace, "name": name},
                 "status": {"moduleDigest": "forged"},
             })),
+            "read-kind" => {
+                let api_version = object.str_at("/data/apiVersion").unwrap_or("v1");
+                let kind = object.str_at("/data/kind").unwrap_or("Secret");
+                let seen = cache::get(&target(api_version, kind)).is_some();
+                Action::event(me, "ObjectRead", if seen { "seen" } else { "absent" })
+            }
+            "escalate" => {
+                let own = object.namespace().unwrap_or("default");
+                Action::create(json!({
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "RoleBinding",
+                    "metadata": {"namespace": own, "name": name},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+                    "subjects": [{
+                        "kind": "ServiceAccount",
+                        "namespace": own,
+                        "name": object.str_at("/data/subject").unwrap_or("default"),
+                    }],
+                }))
+            }
             "burn" => {
                 let mut counter = 0u64;
                 loop {
