@@ -165,18 +165,13 @@ impl Identities {
     }
 }
 
-/// A client that sends every request through `host` with the headers that
-/// impersonate `account` (its user name and its groups), as `kubectl
-/// --as=system:serviceaccount:ns:name` does. The host needs `impersonate`
-/// on that ServiceAccount (`serviceaccounts`, by name, in its namespace)
-/// and on the groups.
+/// A client that sends every request through `host` with the header that
+/// impersonates `account`, as `kubectl --as=system:serviceaccount:ns:name`
+/// does: the API server then puts it in its ServiceAccount groups itself,
+/// so the host needs `impersonate` on that ServiceAccount only
+/// (`serviceaccounts`, by name, in its namespace), not on groups.
 fn impersonating(host: &Client, account: &ServiceAccount) -> Client {
     let user = HeaderValue::from_str(&account.username()).ok();
-    let groups: Vec<HeaderValue> = account
-        .groups()
-        .iter()
-        .filter_map(|group| HeaderValue::from_str(group).ok())
-        .collect();
     let inner = host.clone();
     let service = tower::service_fn(move |mut request: http::Request<Body>| {
         let inner = inner.clone();
@@ -186,9 +181,6 @@ fn impersonating(host: &Client, account: &ServiceAccount) -> Client {
         headers.remove("impersonate-group");
         if let Some(user) = &user {
             headers.insert("impersonate-user", user.clone());
-        }
-        for group in &groups {
-            headers.append("impersonate-group", group.clone());
         }
         async move { inner.send(request).await }
     });
