@@ -379,3 +379,225 @@ spec:
     assert!(exit.success(), "paddock exits cleanly on SIGTERM: {exit:?}");
     cluster.shutdown().await;
 }
+
+/// The demo's controllers, run by a host that holds only the rights
+/// `paddock rbac` prints for them, through its ServiceAccount's token; one
+/// of them acts as a ServiceAccount of its own, bound to `edit`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rights_paddock_rbac_prints_are_enough_to_run_the_demo() {
+    let cluster = devcluster::DevCluster::start(devcluster::Options::new())
+        .await
+        .expect("the embedded cluster starts");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let admin = dir.path().join("admin.kubeconfig");
+    cluster
+        .write_kubeconfig(&admin)
+        .expect("write the kubeconfig");
+    let kubectl_as = |kubeconfig: &std::path::Path, args: &[&str], input: Option<&str>| {
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        if let Some(input) = input {
+            use std::io::Write as _;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write stdin");
+        }
+        let output = child.wait_with_output().expect("kubectl ends");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let kubectl = |args: &[&str], input: Option<&str>| {
+        let (ok, out, err) = kubectl_as(&admin, args, input);
+        assert!(ok, "kubectl {args:?}: {err}");
+        out
+    };
+    let demo = common::root().join("guest-examples/demo");
+    for manifest in ["../app-operator/deploy/crd.yaml", "samples.yaml"] {
+        kubectl(
+            &["apply", "-f", &demo.join(manifest).display().to_string()],
+            None,
+        );
+    }
+
+    // The demo's controllers file; replica-floor acts as shop/replica-floor.
+    let demo_file = std::fs::read_to_string(demo.join("controllers.yaml")).expect("the demo");
+    let mut config_text = String::new();
+    for line in demo_file.lines() {
+        let line = match line.trim_start().strip_prefix("module: ") {
+            Some(path) => {
+                let stem = std::path::Path::new(path)
+                    .file_stem()
+                    .and_then(|stem| stem.to_str())
+                    .expect("a module path");
+                format!("  module: {}", module(stem).display())
+            }
+            None => line.to_owned(),
+        };
+        config_text.push_str(&line);
+        config_text.push('\n');
+        if line == "- name: replica-floor" {
+            config_text.push_str("  serviceAccount: shop/replica-floor\n  namespaces: [shop]\n");
+        }
+    }
+    let config = dir.path().join("controllers.yaml");
+    std::fs::write(&config, &config_text).expect("write the controllers file");
+
+    // The host's ServiceAccount, with what `paddock rbac` prints.
+    kubectl(&["create", "namespace", "paddock-system"], None);
+    kubectl(
+        &[
+            "create",
+            "serviceaccount",
+            "paddock",
+            "-n",
+            "paddock-system",
+        ],
+        None,
+    );
+    let rbac = Command::new(env!("CARGO_BIN_EXE_paddock"))
+        .args(["rbac", "--config"])
+        .arg(&config)
+        .output()
+        .expect("paddock rbac runs");
+    assert!(
+        rbac.status.success(),
+        "paddock rbac: {}",
+        String::from_utf8_lossy(&rbac.stderr)
+    );
+    let rbac = String::from_utf8(rbac.stdout).expect("UTF-8");
+    kubectl(&["apply", "-f", "-"], Some(&rbac));
+    kubectl(
+        &["create", "serviceaccount", "replica-floor", "-n", "shop"],
+        None,
+    );
+    kubectl(
+        &[
+            "create",
+            "rolebinding",
+            "replica-floor-edit",
+            "-n",
+            "shop",
+            "--clusterrole=edit",
+            "--serviceaccount=shop:replica-floor",
+        ],
+        None,
+    );
+    let token = kubectl(
+        &["create", "token", "paddock", "-n", "paddock-system"],
+        None,
+    );
+    let host = dir.path().join("host.kubeconfig");
+    std::fs::copy(&admin, &host).expect("copy the kubeconfig");
+    let set = |args: &[&str]| {
+        let (ok, _, err) = kubectl_as(&host, args, None);
+        assert!(ok, "kubectl {args:?}: {err}");
+    };
+    set(&[
+        "config",
+        "set-credentials",
+        "paddock",
+        &format!("--token={token}"),
+    ]);
+    set(&["config", "set-context", "--current", "--user=paddock"]);
+    let (_, whoami, _) = kubectl_as(
+        &host,
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+        None,
+    );
+    assert_eq!(whoami, "system:serviceaccount:paddock-system:paddock");
+    let (_, may, _) = kubectl_as(
+        &host,
+        &["auth", "can-i", "create", "secrets", "-n", "shop"],
+        None,
+    );
+    assert_eq!(may, "no", "the host is not an admin");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_paddock"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .arg("--kubeconfig")
+        .arg(&host)
+        .arg("--ops-addr")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--cache-dir")
+        .arg(cache_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("paddock starts");
+    let jsonpath = |kind: &str, name: &str, path: &str| {
+        let (_, out, _) = kubectl_as(
+            &admin,
+            &[
+                "get",
+                kind,
+                name,
+                "-n",
+                "shop",
+                "-o",
+                &format!("jsonpath={path}"),
+            ],
+            None,
+        );
+        out
+    };
+    wait_for("replica-floor to scale web to 3", || async {
+        (jsonpath("deployment", "web", "{.spec.replicas}") == "3").then_some(())
+    })
+    .await;
+    wait_for("label-policy to label web", || async {
+        (jsonpath("deployment", "web", "{.metadata.labels.cost-center}") == "shared").then_some(())
+    })
+    .await;
+    wait_for("app-operator to run hello", || async {
+        (jsonpath("deployment", "hello", "{.spec.replicas}") == "2").then_some(())
+    })
+    .await;
+    let (_, body) = http_get(port, "/status").await.expect("/status answers");
+    let report: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let controllers = report["controllers"].as_array().expect("controllers");
+    assert_eq!(controllers.len(), 3, "{report}");
+    for controller in controllers {
+        assert_eq!(controller["phase"], "running", "{controller}");
+        let expected = if controller["name"] == "replica-floor" {
+            "serviceaccount shop/replica-floor"
+        } else {
+            "host"
+        };
+        assert_eq!(controller["identity"], expected, "{controller}");
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("paddock exits");
+    assert!(exit.success(), "paddock exits cleanly on SIGTERM: {exit:?}");
+    cluster.shutdown().await;
+}

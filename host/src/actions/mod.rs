@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use events::EventRecorder;
-pub use executor::{ActionExecutor, Actor, ExecuteError, target_of};
+pub use executor::{ActionExecutor, Actor, ExecuteError, PADDOCK_GROUP, target_of};
 pub use validate::{MalformedOutput, outcome_from_guest, refs_from_guest};
 
 /// Names one Kubernetes object.

@@ -3,6 +3,7 @@
 mod build;
 mod guest;
 mod new;
+mod rbac;
 mod run;
 mod status;
 
@@ -57,6 +58,10 @@ enum Command {
     New(new::NewArgs),
     /// Build a guest project (as `paddock new` makes it) into a component.
     Build(build::BuildArgs),
+    /// Print the ClusterRole, Roles and bindings the host's own
+    /// ServiceAccount needs for a controllers file and/or the cluster's
+    /// controller resources.
+    Rbac(rbac::RbacArgs),
 }
 
 /// Output formats, as kubectl's `-o`.
@@ -96,6 +101,7 @@ impl Cli {
             Command::New(args) => return new::new(args),
             Command::Build(args) => return build::build(args),
             Command::Status(args) => return status::status(args),
+            Command::Rbac(args) => return rbac::rbac(args),
             Command::Crd => {
                 print!("{}", paddock::crd::definitions_yaml());
                 return Ok(ExitCode::SUCCESS);
@@ -113,7 +119,11 @@ impl Cli {
             Command::Describe(args) => guest::describe(&engine, args),
             Command::Run(args) => run::run(&engine, args),
             Command::Dev(args) => run::dev(&engine, args),
-            Command::New(_) | Command::Build(_) | Command::Status(_) | Command::Crd => {
+            Command::New(_)
+            | Command::Build(_)
+            | Command::Status(_)
+            | Command::Rbac(_)
+            | Command::Crd => {
                 unreachable!("handled before the engine starts")
             }
         }

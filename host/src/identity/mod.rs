@@ -9,6 +9,7 @@
 //! is authorised for the ServiceAccount with SubjectAccessReviews
 //! ([`AccessReviews`]), cached briefly per identity and request.
 
+pub mod rbac;
 mod reviews;
 
 use std::collections::HashMap;

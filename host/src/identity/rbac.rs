@@ -1,0 +1,406 @@
+//! The host's own rights, written down: the ClusterRole (and, for the
+//! ServiceAccounts controllers act as, a Role per namespace) that a host
+//! needs for what it will run, as `paddock rbac` prints them.
+//!
+//! What the host does itself:
+//! - for a controller that acts as the host, everything its grant allows
+//!   (the host performs its actions);
+//! - for a controller that acts as a ServiceAccount, only the reads of its
+//!   grant (`get`, `list`, `watch`: its informers and cache are the
+//!   host's), `impersonate` on that ServiceAccount (a Role in its
+//!   namespace), `create` on SubjectAccessReviews and `list`/`watch` of the
+//!   RBAC kinds (to forget reviews when RBAC changes);
+//! - always, events (`create`, `patch`: the host reports denials and
+//!   failures on the primary object);
+//! - with `--from-cluster`, the controller resources, their status and the
+//!   ConfigMaps that hold modules, `impersonate` on every ServiceAccount
+//!   (a tenant names its own), and the reads its tenants' watches need,
+//!   which are served by the host's informers.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::ServiceAccount;
+use crate::config::ControllersFile;
+use crate::grants::Rule;
+
+/// What the rights are for.
+#[derive(Debug, Clone, Default)]
+pub struct HostPlan<'a> {
+    /// The controllers file the host will run, if any.
+    pub file: Option<&'a ControllersFile>,
+    /// Whether it runs the cluster's controller resources (`--from-cluster`).
+    pub from_cluster: bool,
+    /// With `from_cluster`: the resources tenants' controllers may watch,
+    /// as `resource` or `resource.group` (`deployments.apps`); empty for
+    /// every resource.
+    pub tenant_reads: Vec<String>,
+}
+
+/// The objects that give the host its rights.
+#[derive(Debug, Clone)]
+pub struct HostRbac {
+    /// The cluster-wide rights.
+    pub cluster_role: ClusterRole,
+    /// Binds them to the host's ServiceAccount.
+    pub cluster_role_binding: ClusterRoleBinding,
+    /// Per namespace, `impersonate` on the ServiceAccounts controllers act
+    /// as there.
+    pub roles: Vec<(Role, RoleBinding)>,
+}
+
+impl HostRbac {
+    /// Every object, as one YAML stream (`kubectl apply -f -` reads it).
+    ///
+    /// # Errors
+    ///
+    /// When an object cannot be written as YAML.
+    pub fn to_yaml(&self) -> Result<String, serde_saphyr::ser::Error> {
+        let mut out = String::new();
+        let mut push = |object: serde_json::Value| -> Result<(), serde_saphyr::ser::Error> {
+            if !out.is_empty() {
+                out.push_str("---\n");
+            }
+            out.push_str(&serde_saphyr::to_string(&object)?);
+            Ok(())
+        };
+        push(typed(&self.cluster_role))?;
+        push(typed(&self.cluster_role_binding))?;
+        for (role, binding) in &self.roles {
+            push(typed(role))?;
+            push(typed(binding))?;
+        }
+        Ok(out)
+    }
+}
+
+/// An object as JSON with its `apiVersion` and `kind`.
+fn typed<K: k8s_openapi::Resource + serde::Serialize>(object: &K) -> serde_json::Value {
+    let mut value = serde_json::to_value(object).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        map.insert("apiVersion".into(), K::API_VERSION.into());
+        map.insert("kind".into(), K::KIND.into());
+    }
+    value
+}
+
+const READ: [&str; 3] = ["get", "list", "watch"];
+
+/// A set of rules, merged by group and resource.
+#[derive(Debug, Default)]
+struct Rules {
+    /// (group, resource) → verbs.
+    by_resource: BTreeMap<(String, String), BTreeSet<String>>,
+    /// (group, resource) → names, for rules limited to names.
+    named: BTreeMap<(String, String, String), BTreeSet<String>>,
+}
+
+impl Rules {
+    fn add(&mut self, groups: &[String], resources: &[String], verbs: &[&str]) {
+        if verbs.is_empty() {
+            return;
+        }
+        for group in groups {
+            for resource in resources {
+                self.by_resource
+                    .entry((group.clone(), resource.clone()))
+                    .or_default()
+                    .extend(verbs.iter().map(|verb| (*verb).to_owned()));
+            }
+        }
+    }
+
+    fn add_one(&mut self, group: &str, resources: &[&str], verbs: &[&str]) {
+        let resources: Vec<String> = resources.iter().map(|r| (*r).to_owned()).collect();
+        self.add(&[group.to_owned()], &resources, verbs);
+    }
+
+    fn add_named(&mut self, group: &str, resource: &str, verb: &str, name: &str) {
+        self.named
+            .entry((group.to_owned(), resource.to_owned(), verb.to_owned()))
+            .or_default()
+            .insert(name.to_owned());
+    }
+
+    /// The rules, one per group and verb set, resources merged.
+    fn policy(&self) -> Vec<PolicyRule> {
+        let mut merged: BTreeMap<(String, Vec<String>), BTreeSet<String>> = BTreeMap::new();
+        for ((group, resource), verbs) in &self.by_resource {
+            let verbs = if verbs.contains("*") {
+                vec!["*".to_owned()]
+            } else {
+                verbs.iter().cloned().collect()
+            };
+            merged
+                .entry((group.clone(), verbs))
+                .or_default()
+                .insert(resource.clone());
+        }
+        let mut rules: Vec<PolicyRule> = merged
+            .into_iter()
+            .map(|((group, verbs), resources)| PolicyRule {
+                api_groups: Some(vec![group]),
+                resources: Some(resources.into_iter().collect()),
+                verbs,
+                ..PolicyRule::default()
+            })
+            .collect();
+        rules.extend(
+            self.named
+                .iter()
+                .map(|((group, resource, verb), names)| PolicyRule {
+                    api_groups: Some(vec![group.clone()]),
+                    resources: Some(vec![resource.clone()]),
+                    resource_names: Some(names.iter().cloned().collect()),
+                    verbs: vec![verb.clone()],
+                    ..PolicyRule::default()
+                }),
+        );
+        rules
+    }
+}
+
+/// The verbs of `rule` that read.
+fn reads(rule: &Rule) -> Vec<&'static str> {
+    READ.into_iter()
+        .filter(|verb| {
+            rule.verbs
+                .iter()
+                .any(|granted| granted == verb || granted == "*")
+        })
+        .collect()
+}
+
+/// The rights the host needs for `plan`, bound to its ServiceAccount
+/// `host` under the name `name`.
+pub fn host_rbac(plan: &HostPlan<'_>, name: &str, host: &ServiceAccount) -> HostRbac {
+    let mut cluster = Rules::default();
+    // The host's reports (denials, failures) on primary objects.
+    cluster.add_one("", &["events"], &["create", "patch"]);
+    cluster.add_one("events.k8s.io", &["events"], &["create", "patch"]);
+    let mut identities = false;
+    let mut impersonated: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for controller in plan
+        .file
+        .map(|file| file.controllers.as_slice())
+        .unwrap_or_default()
+    {
+        match controller.service_account() {
+            None => {
+                for rule in &controller.grant {
+                    let verbs: Vec<&str> = rule.verbs.iter().map(String::as_str).collect();
+                    cluster.add(&rule.api_groups, &rule.resources, &verbs);
+                }
+            }
+            Some(account) => {
+                identities = true;
+                for rule in &controller.grant {
+                    cluster.add(&rule.api_groups, &rule.resources, &reads(rule));
+                }
+                impersonated
+                    .entry(account.namespace.clone())
+                    .or_default()
+                    .insert(account.name.clone());
+            }
+        }
+    }
+    if plan.from_cluster {
+        identities = true;
+        cluster.add_one(
+            crate::actions::PADDOCK_GROUP,
+            &["wasmcontrollers", "clusterwasmcontrollers"],
+            &READ,
+        );
+        cluster.add_one(
+            crate::actions::PADDOCK_GROUP,
+            &["wasmcontrollers/status", "clusterwasmcontrollers/status"],
+            &["get", "update", "patch"],
+        );
+        cluster.add_one("", &["configmaps"], &READ);
+        // A tenant names its own ServiceAccount.
+        cluster.add_one("", &["serviceaccounts"], &["impersonate"]);
+        if plan.tenant_reads.is_empty() {
+            cluster.add_one("*", &["*"], &READ);
+        }
+        for read in &plan.tenant_reads {
+            let (resource, group) = read.split_once('.').unwrap_or((read.as_str(), ""));
+            cluster.add_one(group, &[resource], &READ);
+        }
+    }
+    if identities {
+        cluster.add_one(
+            "authorization.k8s.io",
+            &["subjectaccessreviews"],
+            &["create"],
+        );
+        cluster.add_one(
+            "rbac.authorization.k8s.io",
+            &[
+                "roles",
+                "rolebindings",
+                "clusterroles",
+                "clusterrolebindings",
+            ],
+            &["list", "watch"],
+        );
+    }
+    let subject = Subject {
+        kind: "ServiceAccount".into(),
+        name: host.name.clone(),
+        namespace: Some(host.namespace.clone()),
+        ..Subject::default()
+    };
+    let meta = |namespace: Option<&str>| ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: namespace.map(str::to_owned),
+        labels: Some(BTreeMap::from([(
+            "app.kubernetes.io/name".to_owned(),
+            "paddock".to_owned(),
+        )])),
+        ..ObjectMeta::default()
+    };
+    let roles = impersonated
+        .into_iter()
+        .map(|(namespace, accounts)| {
+            let mut rules = Rules::default();
+            for account in &accounts {
+                rules.add_named("", "serviceaccounts", "impersonate", account);
+            }
+            let role = Role {
+                metadata: meta(Some(&namespace)),
+                rules: Some(rules.policy()),
+            };
+            let binding = RoleBinding {
+                metadata: meta(Some(&namespace)),
+                role_ref: RoleRef {
+                    api_group: Some("rbac.authorization.k8s.io".into()),
+                    kind: "Role".into(),
+                    name: name.to_owned(),
+                },
+                subjects: Some(vec![subject.clone()]),
+            };
+            (role, binding)
+        })
+        .collect();
+    HostRbac {
+        cluster_role: ClusterRole {
+            metadata: meta(None),
+            rules: Some(cluster.policy()),
+            ..ClusterRole::default()
+        },
+        cluster_role_binding: ClusterRoleBinding {
+            metadata: meta(None),
+            role_ref: RoleRef {
+                api_group: Some("rbac.authorization.k8s.io".into()),
+                kind: "ClusterRole".into(),
+                name: name.to_owned(),
+            },
+            subjects: Some(vec![subject]),
+        },
+        roles,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> ControllersFile {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("guest.wasm"), b"").expect("write");
+        ControllersFile::parse(&dir.path().join("controllers.yaml"), text).expect("valid")
+    }
+
+    fn rules(rbac: &HostRbac) -> Vec<(String, String, Vec<String>)> {
+        rbac.cluster_role
+            .rules
+            .iter()
+            .flatten()
+            .flat_map(|rule| {
+                let group = rule.api_groups.clone().unwrap_or_default().join(",");
+                rule.resources
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(move |resource| (group.clone(), resource, rule.verbs.clone()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_controller_acting_as_the_host_needs_its_grant_and_one_acting_as_a_service_account_its_reads()
+     {
+        let file = file(
+            "controllers:
+- name: floor
+  module: guest.wasm
+  grant:
+  - {apiGroups: [apps], resources: [deployments], verbs: [get, list, watch]}
+  - {apiGroups: [apps], resources: [deployments/scale], verbs: [patch]}
+- name: tenant
+  module: guest.wasm
+  serviceAccount: shop/tenant
+  grant:
+  - {apiGroups: [''], resources: [configmaps], verbs: [get, list, watch, patch]}
+  - {apiGroups: [''], resources: [secrets], verbs: [create]}
+",
+        );
+        let host = ServiceAccount::new("paddock-system", "paddock");
+        let plan = HostPlan {
+            file: Some(&file),
+            ..HostPlan::default()
+        };
+        let rbac = host_rbac(&plan, "paddock", &host);
+        let rules = rules(&rbac);
+        let has = |group: &str, resource: &str, verbs: &[&str]| {
+            rules.iter().any(|(g, r, v)| {
+                g == group
+                    && r == resource
+                    && v.iter().map(String::as_str).eq(verbs.iter().copied())
+            })
+        };
+        assert!(
+            has("apps", "deployments", &["get", "list", "watch"]),
+            "{rules:?}"
+        );
+        assert!(has("apps", "deployments/scale", &["patch"]), "{rules:?}");
+        // The ServiceAccount's controller: the host reads, it writes.
+        assert!(
+            has("", "configmaps", &["get", "list", "watch"]),
+            "{rules:?}"
+        );
+        assert!(!rules.iter().any(|(_, r, _)| r == "secrets"), "{rules:?}");
+        assert!(has(
+            "authorization.k8s.io",
+            "subjectaccessreviews",
+            &["create"]
+        ));
+        assert!(has(
+            "rbac.authorization.k8s.io",
+            "rolebindings",
+            &["list", "watch"]
+        ));
+        let [(role, binding)] = rbac.roles.as_slice() else {
+            panic!("one Role for the namespace shop: {:?}", rbac.roles);
+        };
+        assert_eq!(role.metadata.namespace.as_deref(), Some("shop"));
+        let rule = &role.rules.as_ref().expect("rules")[0];
+        assert_eq!(rule.verbs, ["impersonate"]);
+        assert_eq!(
+            rule.resource_names.as_deref(),
+            Some(&["tenant".to_owned()][..])
+        );
+        assert_eq!(
+            binding.subjects.as_ref().expect("subjects")[0]
+                .namespace
+                .as_deref(),
+            Some("paddock-system")
+        );
+        let yaml = rbac.to_yaml().expect("YAML");
+        assert_eq!(yaml.split("---\n").count(), 4, "{yaml}");
+    }
+}
