@@ -214,3 +214,15 @@ fn the_shipped_resource_definitions_are_current() {
         "deploy/crds.yaml is stale: regenerate it with `cargo run -p paddock -- crd > deploy/crds.yaml`"
     );
 }
+
+#[test]
+fn the_shipped_host_rbac_is_current() {
+    let output = paddock(&["rbac".as_ref(), "--from-cluster".as_ref()]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let shipped =
+        std::fs::read_to_string(root().join("deploy/rbac.yaml")).expect("deploy/rbac.yaml");
+    assert!(
+        text(&output.stdout) == shipped,
+        "deploy/rbac.yaml is stale: regenerate it with `cargo run -p paddock -- rbac --from-cluster > deploy/rbac.yaml`"
+    );
+}

@@ -601,3 +601,59 @@ async fn the_rights_paddock_rbac_prints_are_enough_to_run_the_demo() {
     assert!(exit.success(), "paddock exits cleanly on SIGTERM: {exit:?}");
     cluster.shutdown().await;
 }
+
+/// The manifests that run the host in a cluster are accepted by the API
+/// server as they are (a server-side dry run: validated, defaulted and
+/// authorised, not stored).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deploy_manifests_apply_with_a_server_side_dry_run() {
+    let cluster = devcluster::DevCluster::start(devcluster::Options::new())
+        .await
+        .expect("the embedded cluster starts");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    cluster
+        .write_kubeconfig(&kubeconfig)
+        .expect("write the kubeconfig");
+    let kubectl = |args: &[&str]| {
+        let output = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .output()
+            .expect("kubectl runs");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let deploy = common::root().join("deploy");
+    // A dry run stores nothing, so the namespace the other objects go into
+    // must exist already, as for any server-side dry run.
+    let (ok, _, err) = kubectl(&["create", "namespace", "paddock-system"]);
+    assert!(ok, "{err}");
+    let mut args = vec!["apply", "--server-side", "--dry-run=server"];
+    let files: Vec<String> = ["crds.yaml", "paddock.yaml", "rbac.yaml"]
+        .iter()
+        .map(|file| deploy.join(file).display().to_string())
+        .collect();
+    for file in &files {
+        args.extend(["-f", file.as_str()]);
+    }
+    let (ok, out, err) = kubectl(&args);
+    assert!(ok, "kubectl {args:?}: {err}");
+    for applied in [
+        "customresourcedefinition.apiextensions.k8s.io/wasmcontrollers.paddock.dev serverside-applied (server dry run)",
+        "serviceaccount/paddock serverside-applied (server dry run)",
+        "deployment.apps/paddock serverside-applied (server dry run)",
+        "service/paddock-metrics serverside-applied (server dry run)",
+        "clusterrole.rbac.authorization.k8s.io/paddock serverside-applied (server dry run)",
+        "clusterrolebinding.rbac.authorization.k8s.io/paddock serverside-applied (server dry run)",
+    ] {
+        assert!(out.contains(applied), "{applied} in:\n{out}");
+    }
+    let (found, _, _) = kubectl(&["get", "deployment", "paddock", "-n", "paddock-system"]);
+    assert!(!found, "a dry run stores nothing");
+    cluster.shutdown().await;
+}
