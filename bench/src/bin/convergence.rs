@@ -3,6 +3,9 @@
 //! each contender is timed until it has scaled all of them:
 //!
 //! - `paddock`: the replica-floor guest in Paddock's runtime;
+//! - `paddock-sa`: the same, acting as a ServiceAccount bound to `edit`
+//!   (impersonated actions, access reviews before each reconcile and
+//!   action), beside `paddock` for the cost of identity;
 //! - `native`: the same logic as a kube-runtime `Controller`;
 //! - `webhook`: that controller asking a local HTTP JSON webhook.
 //!
@@ -38,16 +41,23 @@ const TIMEOUT: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Contender {
     Paddock,
+    PaddockServiceAccount,
     Native,
     Webhook,
 }
 
 impl Contender {
-    const ALL: [Self; 3] = [Self::Paddock, Self::Native, Self::Webhook];
+    const ALL: [Self; 4] = [
+        Self::Paddock,
+        Self::PaddockServiceAccount,
+        Self::Native,
+        Self::Webhook,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Self::Paddock => "paddock",
+            Self::PaddockServiceAccount => "paddock-sa",
             Self::Native => "native",
             Self::Webhook => "webhook",
         }
@@ -116,24 +126,35 @@ async fn start(
     let rule =
         |groups: &[&str], resources: &[&str], verbs: &[&str]| Rule::new(groups, resources, verbs);
     Ok(match contender {
-        Contender::Paddock => Running::Paddock(Box::new(
-            Runtime::new(client.clone())
-                .start(ControllerConfig {
-                    guest: guest.clone(),
-                    grant: Grant::new(vec![
-                        rule(&["apps"], &["deployments"], &["get", "list", "watch"]),
-                        rule(&["apps"], &["deployments/scale"], &["patch"]),
-                        rule(&[""], &["events"], &["create", "patch"]),
-                    ]),
-                    namespaces: Vec::new(),
-                    concurrency: 4,
-                    queue: QueueConfig::default(),
-                    resync: None,
-                    tenant: None,
-                    service_account: None,
-                })
-                .await?,
-        )),
+        Contender::Paddock | Contender::PaddockServiceAccount => {
+            let acting = contender == Contender::PaddockServiceAccount;
+            if acting {
+                bind_floor_account(client).await?;
+            }
+            Running::Paddock(Box::new(
+                Runtime::new(client.clone())
+                    .start(ControllerConfig {
+                        guest: guest.clone(),
+                        grant: Grant::new(vec![
+                            rule(&["apps"], &["deployments"], &["get", "list", "watch"]),
+                            rule(&["apps"], &["deployments/scale"], &["patch"]),
+                            rule(&[""], &["events"], &["create", "patch"]),
+                        ]),
+                        namespaces: if acting {
+                            vec!["default".to_owned()]
+                        } else {
+                            Vec::new()
+                        },
+                        concurrency: 4,
+                        queue: QueueConfig::default(),
+                        resync: None,
+                        tenant: None,
+                        service_account: acting
+                            .then(|| paddock::identity::ServiceAccount::new("default", "floor")),
+                    })
+                    .await?,
+            ))
+        }
         Contender::Native | Contender::Webhook => {
             let (decider, hook) = if contender == Contender::Webhook {
                 let (addr, task) = webhook::serve(native::webhook_answer).await?;
@@ -154,6 +175,29 @@ async fn start(
             }
         }
     })
+}
+
+/// The ServiceAccount `default/floor`, bound to `edit` in `default`.
+async fn bind_floor_account(client: &kube::Client) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::RoleBinding;
+    Api::<ServiceAccount>::namespaced(client.clone(), "default")
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "floor"}}))?,
+        )
+        .await?;
+    Api::<RoleBinding>::namespaced(client.clone(), "default")
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "floor-edit"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+                "subjects": [{"kind": "ServiceAccount", "namespace": "default", "name": "floor"}],
+            }))?,
+        )
+        .await?;
+    Ok(())
 }
 
 /// Scale times seen by a watch, by name.
@@ -369,12 +413,14 @@ async fn main() -> anyhow::Result<()> {
         }));
     }
     let paddock = summary("paddock").0;
+    let acting = summary("paddock-sa").0;
     let native = summary("native").0;
     let webhook = summary("webhook").0;
     println!(
-        "paddock / native = {:.2}   webhook / paddock = {:.2}   (time to converge)",
+        "paddock / native = {:.2}   webhook / paddock = {:.2}   paddock-sa / paddock = {:.2}   (time to converge)",
         paddock / native,
-        webhook / paddock
+        webhook / paddock,
+        acting / paddock
     );
     let out = root.join("target/bench");
     std::fs::create_dir_all(&out)?;
@@ -383,6 +429,7 @@ async fn main() -> anyhow::Result<()> {
         serde_json::to_string_pretty(&serde_json::json!({
             "benchmark": "convergence", "objects": objects, "rounds": rounds, "rows": rows,
             "paddockOverNative": paddock / native, "webhookOverPaddock": webhook / paddock,
+            "serviceAccountOverPaddock": acting / paddock,
         }))?,
     )?;
     Ok(())

@@ -114,6 +114,12 @@ fn main() -> anyhow::Result<()> {
         "x",
         None,
     );
+    row(
+        "convergence: as a ServiceAccount / as the host (time)",
+        convergence["serviceAccountOverPaddock"].as_f64(),
+        "x",
+        None,
+    );
     let memory = read("memory").unwrap_or_default();
     row(
         "memory: each extra idle Rust guest controller",

@@ -191,7 +191,7 @@ impl AccessReviews {
             .clear();
     }
 
-    /// The cached answer, if it is fresh.
+    /// The cached answer, if it is fresh (for exactly these attributes).
     pub fn cached(&self, account: &ServiceAccount, attributes: &Attributes) -> Option<bool> {
         let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         let answer = cache.get(&(account.clone(), attributes.clone()))?;
@@ -212,6 +212,18 @@ impl AccessReviews {
         account: &ServiceAccount,
         attributes: &Attributes,
     ) -> Result<bool, ReviewError> {
+        // What is allowed for every name is allowed for this one: one
+        // review per verb, resource and namespace in the common case,
+        // rather than one per object.
+        if attributes.name.is_some() {
+            let any = Attributes {
+                name: None,
+                ..attributes.clone()
+            };
+            if Box::pin(self.allows(account, &any)).await? {
+                return Ok(true);
+            }
+        }
         if let Some(allowed) = self.cached(account, attributes) {
             return Ok(allowed);
         }

@@ -1,0 +1,188 @@
+//! The status writer: each resource's status follows its controller
+//! (`Ready`, `Degraded`, the serving module's digest, the observed
+//! generation and what tenancy cut).
+
+use kube::Client;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use tokio::sync::mpsc;
+
+use crate::cluster::Resource;
+use crate::crd::{Condition, WasmControllerStatus};
+use crate::reload::{EntryStatus, Phase, StatusSink};
+
+/// Writes a controller's status into its resource, latest first, skipping
+/// writes that would change nothing.
+#[derive(Debug)]
+pub(super) struct ResourceSink {
+    pub(super) uid: String,
+    updates: mpsc::UnboundedSender<EntryStatus>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ResourceSink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl StatusSink for ResourceSink {
+    fn publish(&self, status: &EntryStatus) {
+        let _ = self.updates.send(status.clone());
+    }
+}
+
+impl ResourceSink {
+    pub(super) fn start(
+        client: Client,
+        resource: &Resource,
+        namespace: Option<String>,
+        name: String,
+        uid: String,
+    ) -> Self {
+        let api: Api<DynamicObject> = match &namespace {
+            Some(namespace) => Api::namespaced_with(client, namespace, &resource.api_resource()),
+            None => Api::all_with(client, &resource.api_resource()),
+        };
+        let (updates, mut receiver) = mpsc::unbounded_channel::<EntryStatus>();
+        let task = tokio::spawn(async move {
+            while let Some(mut latest) = receiver.recv().await {
+                while let Ok(newer) = receiver.try_recv() {
+                    latest = newer;
+                }
+                let current = match api.get_status(&name).await {
+                    Ok(object) => object
+                        .data
+                        .get("status")
+                        .cloned()
+                        .and_then(|status| {
+                            serde_json::from_value::<WasmControllerStatus>(status).ok()
+                        })
+                        .unwrap_or_default(),
+                    // Deleted meanwhile: nothing to write.
+                    Err(_) => continue,
+                };
+                let status = resource_status(&latest, &current);
+                if status == current {
+                    continue;
+                }
+                let patch = serde_json::json!({"status": status});
+                match api
+                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(resource = %name, %error, "cannot write the controller's status");
+                    }
+                }
+            }
+        });
+        Self { uid, updates, task }
+    }
+}
+
+/// The resource status for a controller status, keeping the transition
+/// times of conditions that did not change.
+pub(super) fn resource_status(
+    status: &EntryStatus,
+    current: &WasmControllerStatus,
+) -> WasmControllerStatus {
+    let error = status
+        .last_reload_error
+        .as_ref()
+        .map(|error| error.message.clone())
+        .unwrap_or_default();
+    let (ready, ready_reason, ready_message, degraded, degraded_reason, degraded_message) =
+        match status.phase {
+            Phase::Running => (
+                "True",
+                "Serving",
+                "the declared version serves".to_owned(),
+                "False",
+                "AsDeclared",
+                String::new(),
+            ),
+            Phase::Reloading => (
+                "True",
+                "Serving",
+                "a new version is being loaded; the previous one serves".to_owned(),
+                "False",
+                "Reloading",
+                String::new(),
+            ),
+            Phase::Degraded => (
+                "True",
+                "ServingPreviousVersion",
+                "the previous version keeps serving".to_owned(),
+                "True",
+                "NewVersionRefused",
+                error.clone(),
+            ),
+            Phase::Loading => (
+                "False",
+                "Loading",
+                "the module is being loaded".to_owned(),
+                "False",
+                "Loading",
+                String::new(),
+            ),
+            Phase::WaitingForKind => (
+                "False",
+                "WaitingForKind",
+                error.clone(),
+                "False",
+                "WaitingForKind",
+                String::new(),
+            ),
+            Phase::WaitingForCluster => (
+                "False",
+                "WaitingForCluster",
+                error.clone(),
+                "False",
+                "WaitingForCluster",
+                String::new(),
+            ),
+            Phase::LacksPermission => (
+                "False",
+                "ServiceAccountLacksPermission",
+                error.clone(),
+                "True",
+                "ServiceAccountLacksPermission",
+                error.clone(),
+            ),
+            Phase::Failed => (
+                "False",
+                "Failed",
+                error.clone(),
+                "True",
+                "Failed",
+                error.clone(),
+            ),
+        };
+    let now = jiff::Timestamp::now().to_string();
+    let condition = |type_: &str, state: &str, reason: &str, message: String| {
+        let previous = current.conditions.iter().find(|found| found.type_ == type_);
+        Condition {
+            type_: type_.to_owned(),
+            status: state.to_owned(),
+            reason: reason.to_owned(),
+            message,
+            last_transition_time: previous
+                .filter(|previous| previous.status == state)
+                .map_or_else(
+                    || now.clone(),
+                    |previous| previous.last_transition_time.clone(),
+                ),
+            observed_generation: status.observed_generation,
+        }
+    };
+    WasmControllerStatus {
+        conditions: vec![
+            condition("Ready", ready, ready_reason, ready_message),
+            condition("Degraded", degraded, degraded_reason, degraded_message),
+        ],
+        module_digest: status.digest.clone(),
+        observed_generation: status.observed_generation,
+        cut: status.cut.clone(),
+    }
+}
