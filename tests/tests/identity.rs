@@ -53,7 +53,7 @@ async fn account_bound_to(client: &kube::Client, namespace: &str, name: &str, ro
     .await;
 }
 
-fn config(namespaces: &[&str], account: &ServiceAccount) -> ControllerConfig {
+fn config_for(namespaces: &[&str], account: &ServiceAccount) -> ControllerConfig {
     ControllerConfig {
         guest: engine()
             .load(&guest("tenant"), LoadOptions::default())
@@ -139,7 +139,7 @@ async fn a_controller_acts_as_its_service_account_and_its_rbac_bounds_it() {
     // namespace.
     for namespaces in [&[][..], &["team-a", "team-b"][..]] {
         let refused = runtime
-            .start(config(namespaces, &account))
+            .start(config_for(namespaces, &account))
             .await
             .expect_err("watches beyond the ServiceAccount's RBAC");
         assert!(
@@ -153,7 +153,7 @@ async fn a_controller_acts_as_its_service_account_and_its_rbac_bounds_it() {
 
     // Inside its namespace it runs, and its actions are performed.
     let controller = runtime
-        .start(config(&["team-a"], &account))
+        .start(config_for(&["team-a"], &account))
         .await
         .expect("starts in its namespace");
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "team-a");
@@ -364,6 +364,109 @@ async fn a_controller_acts_as_its_service_account_and_its_rbac_bounds_it() {
     })
     .await;
     assert!(rolebindings.get_opt("stolen").await.expect("get").is_none());
+    drop(controller);
+    cluster.shutdown().await;
+}
+
+/// A host that may not list RBAC objects still runs controllers that act
+/// as a ServiceAccount and stays ready: it starts no informer it may not
+/// run, and review answers last their expiry instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_may_not_watch_rbac_relies_on_the_reviews_expiry() {
+    use k8s_openapi::api::authentication::v1::TokenRequest;
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+
+    let (cluster, admin) = cluster().await;
+    create(
+        &Api::<Namespace>::all(admin.clone()),
+        json!({"metadata": {"name": "team-a"}}),
+    )
+    .await;
+    account_bound_to(&admin, "team-a", "tenant", "edit").await;
+    // The host's own ServiceAccount: what the controller needs of it, and
+    // no RBAC reads.
+    create(
+        &Api::<Account>::namespaced(admin.clone(), "default"),
+        json!({"metadata": {"name": "host"}}),
+    )
+    .await;
+    create(
+        &Api::<ClusterRole>::all(admin.clone()),
+        json!({
+            "metadata": {"name": "narrow-host"},
+            "rules": [
+                {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
+                {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]},
+                {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
+                {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+            ],
+        }),
+    )
+    .await;
+    create(
+        &Api::<ClusterRoleBinding>::all(admin.clone()),
+        json!({
+            "metadata": {"name": "narrow-host"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "narrow-host"},
+            "subjects": [{"kind": "ServiceAccount", "namespace": "default", "name": "host"}],
+        }),
+    )
+    .await;
+    let token = Api::<Account>::namespaced(admin.clone(), "default")
+        .create_token_request("host", &PostParams::default(), &TokenRequest::default())
+        .await
+        .expect("a token")
+        .status
+        .and_then(|status| status.token)
+        .expect("a token");
+    let mut config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::from_yaml(&cluster.kubeconfig_yaml()).expect("kubeconfig"),
+        &Default::default(),
+    )
+    .await
+    .expect("config");
+    config.auth_info = kube::config::AuthInfo {
+        token: Some(token.as_str().into()),
+        ..kube::config::AuthInfo::default()
+    };
+    let host = paddock::cluster::client(config).expect("a client");
+
+    let runtime = Runtime::new(host).with_review_ttl(TTL);
+    let account = ServiceAccount::new("team-a", "tenant");
+    let controller = runtime
+        .start(config_for(&["team-a"], &account))
+        .await
+        .expect("starts without RBAC reads");
+    let configmaps: Api<ConfigMap> = Api::namespaced(admin.clone(), "team-a");
+    ask(&configmaps, "behave", "", json!({"value": "1"})).await;
+    eventually(20, "the ConfigMap to be stamped", || async {
+        let map = configmaps.get("behave").await.ok()?;
+        let seen = map
+            .metadata
+            .annotations?
+            .get("tenant.paddock.dev/seen")
+            .cloned();
+        (seen.as_deref() == Some("1")).then_some(())
+    })
+    .await;
+    let informers: Vec<String> = runtime
+        .informers()
+        .all()
+        .iter()
+        .map(|informer| informer.describe())
+        .collect();
+    assert!(
+        informers.iter().all(|informer| !informer.contains("rbac")),
+        "no informer the host may not run: {informers:?}"
+    );
+    assert!(
+        runtime
+            .informers()
+            .all()
+            .iter()
+            .all(|informer| informer.health().failure.is_none()),
+        "every informer reaches the API server"
+    );
     drop(controller);
     cluster.shutdown().await;
 }

@@ -449,6 +449,12 @@ impl Runtime {
                             continue;
                         }
                     };
+                    // An informer the host may not run would keep it from
+                    // being ready; without it answers last their expiry.
+                    if !self.host_may(&["list", "watch"], "rbac.authorization.k8s.io", &resource.plural).await {
+                        tracing::warn!(kind, "the host may not list and watch it: RBAC changes take effect as access reviews expire");
+                        continue;
+                    }
                     let informer = self.registry.informer(&resource, None);
                     let mut events = informer.subscribe();
                     let reviews = reviews.clone();
@@ -466,6 +472,40 @@ impl Runtime {
                 }
             })
             .await;
+    }
+
+    /// Whether the host itself may do each of `verbs` on `resource`
+    /// cluster-wide (SelfSubjectAccessReview); `false` when it cannot tell.
+    async fn host_may(&self, verbs: &[&str], group: &str, resource: &str) -> bool {
+        use k8s_openapi::api::authorization::v1::{
+            ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+        };
+        let api: kube::Api<SelfSubjectAccessReview> =
+            kube::Api::all(self.executor.client().clone());
+        for verb in verbs {
+            let review = SelfSubjectAccessReview {
+                spec: SelfSubjectAccessReviewSpec {
+                    resource_attributes: Some(ResourceAttributes {
+                        verb: Some((*verb).to_owned()),
+                        group: Some(group.to_owned()),
+                        resource: Some(resource.to_owned()),
+                        ..ResourceAttributes::default()
+                    }),
+                    ..SelfSubjectAccessReviewSpec::default()
+                },
+                ..SelfSubjectAccessReview::default()
+            };
+            let allowed = api
+                .create(&kube::api::PostParams::default(), &review)
+                .await
+                .ok()
+                .and_then(|answer| answer.status)
+                .is_some_and(|status| status.allowed);
+            if !allowed {
+                return false;
+            }
+        }
+        true
     }
 
     async fn review(
