@@ -301,6 +301,14 @@ struct ControllerLabels {
     digest: String,
 }
 
+/// The labels of `paddock_guest_info`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InfoLabels {
+    controller: String,
+    digest: String,
+    identity: String,
+}
+
 /// A controller series split by one more label (`kind`, `limit`,
 /// `result`).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -396,13 +404,18 @@ pub fn render(state: &OpsState) -> String {
         by: [(name, value)],
     };
 
-    let info = Gauges::<ControllerLabels>::default();
-    for (_, labels) in &controllers {
-        info.get_or_create(labels).set(1);
+    let info = Gauges::<InfoLabels>::default();
+    for (controller, labels) in &controllers {
+        info.get_or_create(&InfoLabels {
+            controller: labels.controller.clone(),
+            digest: labels.digest.clone(),
+            identity: controller.identity(),
+        })
+        .set(1);
     }
     registry.register(
         "paddock_guest_info",
-        "The module serving for each controller",
+        "The module serving for each controller, and who it acts as (`host` or `serviceaccount <namespace>/<name>`)",
         info,
     );
 

@@ -161,7 +161,10 @@ async fn run_reconciles_through_a_kubeconfig_and_stops_on_sigterm() {
         prometheus_parse::Value::Counter(2.0)
     );
     assert_eq!(
-        value("paddock_guest_info", &floor),
+        value(
+            "paddock_guest_info",
+            &[floor[0], floor[1], ("identity", "host")]
+        ),
         prometheus_parse::Value::Gauge(1.0)
     );
     let deployments = [
@@ -380,6 +383,20 @@ spec:
     cluster.shutdown().await;
 }
 
+/// Waits (at most 60 s) for `check`, showing the host's `log` if it does
+/// not come.
+async fn wait_logged(what: &str, log: &std::path::Path, check: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}; the host's log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The demo's controllers, run by a host that holds only the rights
 /// `paddock rbac` prints for them, through its ServiceAccount's token; one
 /// of them acts as a ServiceAccount of its own, bound to `edit`.
@@ -534,6 +551,7 @@ async fn the_rights_paddock_rbac_prints_are_enough_to_run_the_demo() {
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
         .port();
+    let log = dir.path().join("paddock.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_paddock"))
         .arg("run")
         .arg("--config")
@@ -544,8 +562,9 @@ async fn the_rights_paddock_rbac_prints_are_enough_to_run_the_demo() {
         .arg(format!("127.0.0.1:{port}"))
         .arg("--cache-dir")
         .arg(cache_dir())
+        .env("RUST_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("a log file"))
         .spawn()
         .expect("paddock starts");
     let jsonpath = |kind: &str, name: &str, path: &str| {
@@ -564,16 +583,16 @@ async fn the_rights_paddock_rbac_prints_are_enough_to_run_the_demo() {
         );
         out
     };
-    wait_for("replica-floor to scale web to 3", || async {
-        (jsonpath("deployment", "web", "{.spec.replicas}") == "3").then_some(())
+    wait_logged("replica-floor to scale web to 3", &log, || {
+        jsonpath("deployment", "web", "{.spec.replicas}") == "3"
     })
     .await;
-    wait_for("label-policy to label web", || async {
-        (jsonpath("deployment", "web", "{.metadata.labels.cost-center}") == "shared").then_some(())
+    wait_logged("label-policy to label web", &log, || {
+        jsonpath("deployment", "web", "{.metadata.labels.cost-center}") == "shared"
     })
     .await;
-    wait_for("app-operator to run hello", || async {
-        (jsonpath("deployment", "hello", "{.spec.replicas}") == "2").then_some(())
+    wait_logged("app-operator to run hello", &log, || {
+        jsonpath("deployment", "hello", "{.spec.replicas}") == "2"
     })
     .await;
     let (_, body) = http_get(port, "/status").await.expect("/status answers");

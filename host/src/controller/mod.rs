@@ -722,6 +722,12 @@ impl ControllerHandle {
         self.shared.current().guest.digest().to_owned()
     }
 
+    /// Who the version serving now acts as: `serviceaccount ns/name` or
+    /// `host`.
+    pub fn identity(&self) -> String {
+        self.shared.current().actor.identity()
+    }
+
     /// Its counters.
     pub fn stats(&self) -> &ControllerStats {
         &self.shared.stats
