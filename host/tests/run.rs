@@ -29,6 +29,26 @@ async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// A fresh embedded cluster, a temporary folder, and the cluster's
+/// kubeconfig written there as `file`.
+async fn embedded_cluster(
+    file: &str,
+) -> (
+    devcluster::DevCluster,
+    tempfile::TempDir,
+    std::path::PathBuf,
+) {
+    let cluster = devcluster::DevCluster::start(devcluster::Options::new())
+        .await
+        .expect("the embedded cluster starts");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join(file);
+    cluster
+        .write_kubeconfig(&kubeconfig)
+        .expect("write the kubeconfig");
+    (cluster, dir, kubeconfig)
+}
+
 async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
@@ -49,14 +69,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_reconciles_through_a_kubeconfig_and_stops_on_sigterm() {
-    let cluster = devcluster::DevCluster::start(devcluster::Options::new())
-        .await
-        .expect("the embedded cluster starts");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    cluster
-        .write_kubeconfig(&kubeconfig)
-        .expect("write the kubeconfig");
+    let (cluster, dir, kubeconfig) = embedded_cluster("kubeconfig").await;
     let config = dir.path().join("controllers.yaml");
     std::fs::write(
         &config,
@@ -237,14 +250,7 @@ async fn run_reconciles_through_a_kubeconfig_and_stops_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_from_cluster_runs_the_wasm_controllers_kubectl_applies() {
-    let cluster = devcluster::DevCluster::start(devcluster::Options::new())
-        .await
-        .expect("the embedded cluster starts");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    cluster
-        .write_kubeconfig(&kubeconfig)
-        .expect("write the kubeconfig");
+    let (cluster, dir, kubeconfig) = embedded_cluster("kubeconfig").await;
     let kubectl = |args: &[&str]| {
         let output = Command::new("kubectl")
             .arg("--kubeconfig")
@@ -402,14 +408,7 @@ async fn wait_logged(what: &str, log: &std::path::Path, check: impl Fn() -> bool
 /// of them acts as a ServiceAccount of its own, bound to `edit`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rights_paddock_rbac_prints_are_enough_to_run_the_demo() {
-    let cluster = devcluster::DevCluster::start(devcluster::Options::new())
-        .await
-        .expect("the embedded cluster starts");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let admin = dir.path().join("admin.kubeconfig");
-    cluster
-        .write_kubeconfig(&admin)
-        .expect("write the kubeconfig");
+    let (cluster, dir, admin) = embedded_cluster("admin.kubeconfig").await;
     let kubectl_as = |kubeconfig: &std::path::Path, args: &[&str], input: Option<&str>| {
         let mut child = Command::new("kubectl")
             .arg("--kubeconfig")
@@ -626,14 +625,7 @@ async fn the_rights_paddock_rbac_prints_are_enough_to_run_the_demo() {
 /// authorised, not stored).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_deploy_manifests_apply_with_a_server_side_dry_run() {
-    let cluster = devcluster::DevCluster::start(devcluster::Options::new())
-        .await
-        .expect("the embedded cluster starts");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    cluster
-        .write_kubeconfig(&kubeconfig)
-        .expect("write the kubeconfig");
+    let (cluster, _dir, kubeconfig) = embedded_cluster("kubeconfig").await;
     let kubectl = |args: &[&str]| {
         let output = Command::new("kubectl")
             .arg("--kubeconfig")

@@ -103,6 +103,22 @@ async fn ask(configmaps: &Api<ConfigMap>, name: &str, mode: &str, data: Value) {
         .expect("apply the request");
 }
 
+/// Asks the tenant guest to behave and waits for its stamp: its watch,
+/// its cache and its action all work.
+async fn behaves(configmaps: &Api<ConfigMap>) {
+    ask(configmaps, "behave", "", json!({"value": "1"})).await;
+    eventually(20, "the ConfigMap to be stamped", || async {
+        let map = configmaps.get("behave").await.ok()?;
+        let seen = map
+            .metadata
+            .annotations?
+            .get("tenant.paddock.dev/seen")
+            .cloned();
+        (seen.as_deref() == Some("1")).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_controller_acts_as_its_service_account_and_its_rbac_bounds_it() {
     let (cluster, client) = cluster().await;
@@ -157,17 +173,7 @@ async fn a_controller_acts_as_its_service_account_and_its_rbac_bounds_it() {
         .await
         .expect("starts in its namespace");
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "team-a");
-    ask(&configmaps, "behave", "", json!({"value": "1"})).await;
-    eventually(20, "the ConfigMap to be stamped", || async {
-        let map = configmaps.get("behave").await.ok()?;
-        let seen = map
-            .metadata
-            .annotations?
-            .get("tenant.paddock.dev/seen")
-            .cloned();
-        (seen.as_deref() == Some("1")).then_some(())
-    })
-    .await;
+    behaves(&configmaps).await;
 
     // The host caches every Secret and every RoleBinding; the guest reads
     // what `edit` lets it read (its namespace's Secrets) and nothing else
@@ -438,17 +444,7 @@ async fn a_host_that_may_not_watch_rbac_relies_on_the_reviews_expiry() {
         .await
         .expect("starts without RBAC reads");
     let configmaps: Api<ConfigMap> = Api::namespaced(admin.clone(), "team-a");
-    ask(&configmaps, "behave", "", json!({"value": "1"})).await;
-    eventually(20, "the ConfigMap to be stamped", || async {
-        let map = configmaps.get("behave").await.ok()?;
-        let seen = map
-            .metadata
-            .annotations?
-            .get("tenant.paddock.dev/seen")
-            .cloned();
-        (seen.as_deref() == Some("1")).then_some(())
-    })
-    .await;
+    behaves(&configmaps).await;
     let informers: Vec<String> = runtime
         .informers()
         .all()
