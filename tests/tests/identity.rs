@@ -370,6 +370,40 @@ async fn a_controller_acts_as_its_service_account_and_its_rbac_bounds_it() {
     })
     .await;
     assert!(rolebindings.get_opt("stolen").await.expect("get").is_none());
+
+    // Without `edit` it is no longer handed its objects; with `edit` back,
+    // the object waiting meanwhile is reconciled without changing again.
+    rolebindings
+        .delete("tenant-edit", &DeleteParams::default())
+        .await
+        .expect("take edit away");
+    ask(&configmaps, "behave", "", json!({"value": "2"})).await;
+    eventually(20, "the reconcile to be refused", || async {
+        controller
+            .handle()
+            .last_error()
+            .filter(|error| error.message.contains("may no longer get configmaps"))
+    })
+    .await;
+    create(
+        &rolebindings,
+        json!({
+            "metadata": {"name": "tenant-edit"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+            "subjects": [{"kind": "ServiceAccount", "namespace": "team-a", "name": "tenant"}],
+        }),
+    )
+    .await;
+    eventually(20, "the waiting object to be reconciled", || async {
+        let map = configmaps.get("behave").await.ok()?;
+        let seen = map
+            .metadata
+            .annotations?
+            .get("tenant.paddock.dev/seen")
+            .cloned();
+        (seen.as_deref() == Some("2")).then_some(())
+    })
+    .await;
     drop(controller);
     cluster.shutdown().await;
 }

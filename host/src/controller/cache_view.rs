@@ -61,8 +61,10 @@ impl GuestCacheView {
         let asked = Attributes::new(verb, group, &resource.plural, namespace).name(name);
         match self.reviews.allows_blocking(account, &asked) {
             Ok(allowed) => allowed,
+            // Counted as refused; logged at debug level only, as refusals
+            // are, so that a guest cannot flood the log.
             Err(error) => {
-                tracing::warn!(guest = %self.actor.name, %error, "a cache read could not be authorised; refused");
+                tracing::debug!(guest = %self.actor.name, %error, "a cache read could not be authorised; refused");
                 false
             }
         }

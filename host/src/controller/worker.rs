@@ -273,16 +273,9 @@ async fn reconcile(shared: &Arc<Shared>, generation: &Generation, key: &ObjectKe
         shared.queue.forget(key);
         return;
     };
-    match may_still_read(shared, generation, key).await {
-        Reading::Allowed => {}
-        Reading::Refused => {
-            shared.queue.forget(key);
-            return;
-        }
-        Reading::Unknown => {
-            shared.queue.add_rate_limited(key.clone());
-            return;
-        }
+    if may_still_read(shared, generation, key).await != Reading::Allowed {
+        shared.queue.add_rate_limited(key.clone());
+        return;
     }
     let Some(finalizing) = finalize_step(shared, generation, key, &object, change).await else {
         return;
@@ -385,9 +378,10 @@ async fn reconcile(shared: &Arc<Shared>, generation: &Generation, key: &ObjectKe
 /// Whether the controller's ServiceAccount may still read its primary
 /// object (checked at start for its watches; RBAC may have changed since):
 /// the informers read as the host, so without this a ServiceAccount whose
-/// Role was taken away would still be handed the objects. Not retried when
-/// refused: the object's next change, a resync or a new version is; a
-/// review that failed is.
+/// Role was taken away would still be handed the objects. A refused or
+/// unknown read is tried again with the key's backoff, so a Role given back
+/// lets the object through without a change to it (each try is a cached
+/// review).
 async fn may_still_read(shared: &Arc<Shared>, generation: &Generation, key: &ObjectKey) -> Reading {
     let Some(account) = &generation.actor.service_account else {
         return Reading::Allowed;
