@@ -42,6 +42,12 @@ async fn account_bound_to(client: &kube::Client, namespace: &str, name: &str, ro
         json!({"metadata": {"name": name}}),
     )
     .await;
+    bind(client, namespace, name, role).await;
+}
+
+/// Binds the ClusterRole `role` to the ServiceAccount `name` in
+/// `namespace`, as the RoleBinding `<name>-<role>`.
+async fn bind(client: &kube::Client, namespace: &str, name: &str, role: &str) {
     create(
         &Api::<RoleBinding>::namespaced(client.clone(), namespace),
         json!({
@@ -107,14 +113,19 @@ async fn ask(configmaps: &Api<ConfigMap>, name: &str, mode: &str, data: Value) {
 /// its cache and its action all work.
 async fn behaves(configmaps: &Api<ConfigMap>) {
     ask(configmaps, "behave", "", json!({"value": "1"})).await;
-    eventually(20, "the ConfigMap to be stamped", || async {
+    stamped(configmaps, "1", "the ConfigMap to be stamped").await;
+}
+
+/// Waits until the guest stamped `behave` with `value`.
+async fn stamped(configmaps: &Api<ConfigMap>, value: &str, what: &str) {
+    eventually(20, what, || async {
         let map = configmaps.get("behave").await.ok()?;
         let seen = map
             .metadata
             .annotations?
             .get("tenant.paddock.dev/seen")
             .cloned();
-        (seen.as_deref() == Some("1")).then_some(())
+        (seen.as_deref() == Some(value)).then_some(())
     })
     .await;
 }
@@ -385,25 +396,8 @@ async fn a_controller_acts_as_its_service_account_and_its_rbac_bounds_it() {
             .filter(|error| error.message.contains("may no longer get configmaps"))
     })
     .await;
-    create(
-        &rolebindings,
-        json!({
-            "metadata": {"name": "tenant-edit"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
-            "subjects": [{"kind": "ServiceAccount", "namespace": "team-a", "name": "tenant"}],
-        }),
-    )
-    .await;
-    eventually(20, "the waiting object to be reconciled", || async {
-        let map = configmaps.get("behave").await.ok()?;
-        let seen = map
-            .metadata
-            .annotations?
-            .get("tenant.paddock.dev/seen")
-            .cloned();
-        (seen.as_deref() == Some("2")).then_some(())
-    })
-    .await;
+    bind(&client, "team-a", "tenant", "edit").await;
+    stamped(&configmaps, "2", "the waiting object to be reconciled").await;
     drop(controller);
     cluster.shutdown().await;
 }
