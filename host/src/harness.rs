@@ -3,7 +3,8 @@
 //!
 //! Guest examples keep fixture cases in `fixtures/<case>/`:
 //! - `object.yaml`: the object to reconcile;
-//! - `cache/*.yaml` (optional): the objects `cache.get` and `cache.list` see;
+//! - `cache/*.yaml` (optional): the objects `cache.get` and `cache.list` see,
+//!   of the kinds the guest declares (watches and `reads`), as on a cluster;
 //! - `case.yaml` (optional): `change: deleted`, `attempt: N`, `now: <RFC 3339>`;
 //! - `expected.yaml`: the outcome, exactly as `paddock test -o yaml` prints it.
 
@@ -16,7 +17,7 @@ use serde_json::Value;
 
 use crate::actions::{ObjectRef, Outcome};
 use crate::selector::LabelSelector;
-use crate::wasm::{CacheReader, Change, Clock, Guest, GuestError, ListQuery};
+use crate::wasm::{CacheReader, Change, Clock, Guest, GuestError, Info, ListQuery};
 
 /// The instant fixture cases read from the wall clock unless their
 /// `case.yaml` says otherwise: 2025-01-01T00:00:00Z.
@@ -196,6 +197,93 @@ impl CacheReader for FixtureCache {
     }
 }
 
+/// A cache narrowed to the kinds a guest declares, in the namespaces it
+/// declares them in: a read of anything else reads as absent, as the
+/// runtime's view of the informers answers it.
+#[derive(Debug, Clone)]
+pub struct Declared<C> {
+    cache: C,
+    /// `(apiVersion, kind, namespace)`; `None`: every namespace.
+    kinds: Vec<(String, String, Option<String>)>,
+}
+
+impl<C: CacheReader> Declared<C> {
+    /// `cache`, as `info`'s guest may read it.
+    pub fn new(cache: C, info: &Info) -> Self {
+        let watched = info.watches.iter().map(|watch| {
+            (
+                watch.api_version.clone(),
+                watch.kind.clone(),
+                watch.namespace.clone(),
+            )
+        });
+        let read = info.reads.iter().map(|read| {
+            (
+                read.api_version.clone(),
+                read.kind.clone(),
+                read.namespace.clone(),
+            )
+        });
+        Self {
+            cache,
+            kinds: watched.chain(read).collect(),
+        }
+    }
+
+    /// Whether a `kind` object in `namespace` (`None`: in any) is declared.
+    fn declares(&self, api_version: &str, kind: &str, namespace: Option<&str>) -> bool {
+        self.kinds.iter().any(|(version, declared, scope)| {
+            version == api_version
+                && declared == kind
+                && (scope.is_none() || namespace.is_none() || scope.as_deref() == namespace)
+        })
+    }
+}
+
+impl<C: CacheReader> CacheReader for Declared<C> {
+    fn get(&self, target: &ObjectRef) -> Option<String> {
+        self.declares(
+            &target.api_version,
+            &target.kind,
+            target.namespace.as_deref(),
+        )
+        .then(|| self.cache.get(target))
+        .flatten()
+    }
+
+    fn list(&self, query: &ListQuery<'_>) -> Vec<String> {
+        if !self.declares(query.api_version, query.kind, query.namespace) {
+            return Vec::new();
+        }
+        let scopes: Vec<&Option<String>> = self
+            .kinds
+            .iter()
+            .filter(|(version, kind, _)| version == query.api_version && kind == query.kind)
+            .map(|(_, _, scope)| scope)
+            .collect();
+        let everywhere = query.namespace.is_some() || scopes.iter().any(|scope| scope.is_none());
+        let mut objects = self.cache.list(query);
+        if !everywhere {
+            // Declared in some namespaces only: a list across namespaces
+            // holds those.
+            objects.retain(|object| {
+                let namespace = serde_json::from_str::<Value>(object)
+                    .ok()
+                    .and_then(|object| {
+                        object
+                            .pointer("/metadata/namespace")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned)
+                    });
+                scopes
+                    .iter()
+                    .any(|scope| scope.as_deref() == namespace.as_deref())
+            });
+        }
+        objects
+    }
+}
+
 /// The optional `case.yaml` of a fixture case.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -304,12 +392,13 @@ impl Case {
     }
 
     /// Runs the case's reconcile on `guest` (loaded with the case's clock).
+    /// The guest reads only the kinds it declares, as on a cluster.
     pub fn run(&self, guest: &Guest) -> Result<Outcome, GuestError> {
         guest.reconcile(
             &self.object.to_string(),
             self.change,
             self.attempt,
-            Arc::new(self.cache.clone()),
+            Arc::new(Declared::new(self.cache.clone(), guest.info())),
         )
     }
 
@@ -415,6 +504,47 @@ mod tests {
             ..namespace
         };
         assert!(cache.get(&missing).is_none());
+    }
+
+    #[test]
+    fn a_guest_reads_only_the_kinds_and_namespaces_it_declares() {
+        use crate::wasm::{Read, Relation, Watch};
+        let info = Info {
+            name: "reader".into(),
+            watches: vec![Watch {
+                api_version: "apps/v1".into(),
+                kind: "Deployment".into(),
+                relation: Relation::Primary,
+                namespace: None,
+                label_selector: None,
+            }],
+            finalizes: false,
+            reads: vec![Read {
+                api_version: "v1".into(),
+                kind: "ConfigMap".into(),
+                namespace: Some("x".into()),
+            }],
+        };
+        let declared = Declared::new(cache(), &info);
+        let configmap = |namespace: &str, name: &str| ObjectRef {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            namespace: Some(namespace.into()),
+            name: name.into(),
+        };
+        assert!(declared.get(&configmap("x", "a")).is_some());
+        assert!(declared.get(&configmap("y", "c")).is_none(), "not in x");
+        assert_eq!(names(declared.list(&query(None, None))), ["a", "b"]);
+        assert_eq!(names(declared.list(&query(Some("x"), None))), ["a", "b"]);
+        assert!(declared.list(&query(Some("y"), None)).is_empty());
+        let namespace = ObjectRef {
+            api_version: "v1".into(),
+            kind: "Namespace".into(),
+            namespace: None,
+            name: "x".into(),
+        };
+        assert!(cache().get(&namespace).is_some());
+        assert!(declared.get(&namespace).is_none(), "Namespaces undeclared");
     }
 
     #[test]

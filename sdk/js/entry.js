@@ -20,3 +20,7 @@ export function map(changed) {
 export function finalizes() {
   return guest.finalizes();
 }
+
+export function reads() {
+  return guest.reads();
+}

@@ -14,7 +14,9 @@
 // object with the finalizer `paddock.dev/<controller>`, so a deletion
 // reaches `reconcile` while the object still exists (`isDeletion(request)`);
 // once that reconcile succeeds the host removes the finalizer. The grant
-// must allow `patch` on the primary resource.
+// must allow `patch` on the primary resource. It may add `reads`, the
+// resources it reads from the cache without watching them (`Read(...)`): a
+// guest reads only kinds it watches or reads; anything else reads as absent.
 //
 //     export function reconcile({ object, change, attempt }) {
 //       const floor = annotation(object, "paddock.dev/min-replicas");
@@ -27,8 +29,8 @@
 // traps, like a panic in Rust. Build with `paddock build`, which wraps the
 // module with `exportController` for componentize-js.
 
-import * as hostCache from "paddock:controller/cache@0.1.1";
-import * as hostLog from "paddock:controller/log@0.1.1";
+import * as hostCache from "paddock:controller/cache@0.1.2";
+import * as hostLog from "paddock:controller/log@0.1.2";
 
 // ---- Errors ---------------------------------------------------------------
 
@@ -59,6 +61,17 @@ export const Watch = {
   /** A kind whose changes `map` turns into primary objects to reconcile. */
   mapped: (apiVersion, kind, options) => watch(apiVersion, kind, "mapped", options),
 };
+
+/**
+ * A resource read from the cache without reacting to its changes, for
+ * `describe()`'s `reads`; `options` may set `namespace`. The host keeps it
+ * cached for the controller; the grant must allow `get` or `list` on it.
+ */
+export const Read = (apiVersion, kind, options = {}) => ({
+  apiVersion,
+  kind,
+  namespace: options.namespace,
+});
 
 // ---- Objects --------------------------------------------------------------
 
@@ -361,6 +374,13 @@ export function exportController(controller) {
     },
     finalizes() {
       return Boolean(controller.describe().finalizes);
+    },
+    reads() {
+      return (controller.describe().reads ?? []).map((r) => ({
+        apiVersion: r.apiVersion,
+        kind: r.kind,
+        namespace: r.namespace ?? undefined,
+      }));
     },
     reconcile(request) {
       let object;

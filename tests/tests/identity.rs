@@ -178,6 +178,45 @@ async fn a_controller_acts_as_its_service_account_and_its_rbac_bounds_it() {
         assert!(text.contains("list configmaps"), "{text}");
     }
 
+    // It declares that it reads Secrets: a ServiceAccount that may not
+    // list them is refused too, although it may do all its watches need.
+    create(
+        &Api::<Account>::namespaced(client.clone(), "team-a"),
+        json!({"metadata": {"name": "narrow"}}),
+    )
+    .await;
+    create(
+        &Api::<Role>::namespaced(client.clone(), "team-a"),
+        json!({
+            "metadata": {"name": "configmaps-only"},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch", "patch"]}],
+        }),
+    )
+    .await;
+    create(
+        &Api::<RoleBinding>::namespaced(client.clone(), "team-a"),
+        json!({
+            "metadata": {"name": "narrow-configmaps-only"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "configmaps-only"},
+            "subjects": [{"kind": "ServiceAccount", "namespace": "team-a", "name": "narrow"}],
+        }),
+    )
+    .await;
+    let refused = runtime
+        .start(config_for(
+            &["team-a"],
+            &ServiceAccount::new("team-a", "narrow"),
+        ))
+        .await
+        .expect_err("a read beyond the ServiceAccount's RBAC");
+    let text = refused.to_string();
+    assert!(
+        matches!(refused, StartError::ServiceAccountLacksPermission { .. }),
+        "{refused:?}"
+    );
+    assert!(text.contains("ServiceAccount team-a/narrow"), "{text}");
+    assert!(text.contains("list secrets in namespace team-a"), "{text}");
+
     // Inside its namespace it runs, and its actions are performed.
     let controller = runtime
         .start(config_for(&["team-a"], &account))
@@ -186,21 +225,22 @@ async fn a_controller_acts_as_its_service_account_and_its_rbac_bounds_it() {
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "team-a");
     behaves(&configmaps).await;
 
-    // The host caches every Secret and every RoleBinding; the guest reads
-    // what `edit` lets it read (its namespace's Secrets) and nothing else
-    // (RoleBindings), although its grant allows everything.
+    // The host caches every Secret, RoleBinding and Deployment; the guest
+    // reads what it declared (Secrets) where `edit` lets it read them (its
+    // namespace), and nothing else: not RoleBindings, which `edit` does not
+    // let it read, nor Deployments, which `edit` does, but which it did not
+    // declare. Its grant allows everything.
     let mut cached = Vec::new();
-    for (plural, kind) in [("secrets", "Secret"), ("rolebindings", "RoleBinding")] {
-        let api_version = if kind == "Secret" {
-            "v1"
-        } else {
-            "rbac.authorization.k8s.io/v1"
-        };
+    for (api_version, kind) in [
+        ("v1", "Secret"),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+        ("apps/v1", "Deployment"),
+    ] {
         let resource = runtime
             .discovery()
             .resolve(api_version, kind)
             .await
-            .unwrap_or_else(|error| panic!("{plural} are served: {error}"));
+            .unwrap_or_else(|error| panic!("{kind} is served: {error}"));
         cached.push(runtime.informers().informer(&resource, None));
     }
     create(
@@ -208,7 +248,21 @@ async fn a_controller_acts_as_its_service_account_and_its_rbac_bounds_it() {
         json!({"metadata": {"name": "own"}, "stringData": {"password": "mine"}}),
     )
     .await;
-    for (informer, name) in cached.iter().zip(["own", "tenant-edit"]) {
+    create(
+        &Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), "team-a"),
+        json!({
+            "metadata": {"name": "web"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "web", "image": "nginx"}]},
+                },
+            },
+        }),
+    )
+    .await;
+    for (informer, name) in cached.iter().zip(["own", "tenant-edit", "web"]) {
         eventually(20, &format!("the host to cache {name}"), || async {
             informer.store().get("team-a", name)
         })
@@ -223,6 +277,7 @@ async fn a_controller_acts_as_its_service_account_and_its_rbac_bounds_it() {
             "tenant-edit",
             "absent",
         ),
+        ("read-deployment", "apps/v1", "Deployment", "web", "absent"),
     ] {
         ask(
             &configmaps,
@@ -247,7 +302,8 @@ async fn a_controller_acts_as_its_service_account_and_its_rbac_bounds_it() {
             .stats()
             .cache_denied
             .load(std::sync::atomic::Ordering::Relaxed)
-            >= 1
+            >= 2,
+        "the refused reads are counted"
     );
 
     // An escalation (a RoleBinding for itself) is refused before it is
@@ -429,7 +485,7 @@ async fn a_host_that_may_not_watch_rbac_relies_on_the_reviews_expiry() {
         json!({
             "metadata": {"name": "narrow-host"},
             "rules": [
-                {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
+                {"apiGroups": [""], "resources": ["configmaps", "secrets"], "verbs": ["get", "list", "watch"]},
                 {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]},
                 {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
                 {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},

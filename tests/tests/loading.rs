@@ -249,14 +249,18 @@ fn guests_of_one_component_share_its_code_while_one_lives() {
 }
 
 #[test]
-fn a_guest_built_against_0_1_0_loads_and_runs_unchanged() {
+fn a_guest_built_against_0_1_0_loads_and_runs_unchanged_and_the_sdk_declares_the_rest() {
     let legacy = engine()
         .load(&guest("legacy"), LoadOptions::default())
-        .expect("a 0.1.0 guest loads on a 0.1.1 host");
+        .expect("a 0.1.0 guest loads on a 0.1.2 host");
     assert_eq!(legacy.info().name, "legacy");
     assert!(
         !legacy.info().finalizes,
         "without the export it does not finalize"
+    );
+    assert!(
+        legacy.info().reads.is_empty(),
+        "without the export it reads only what it watches"
     );
     let object = serde_json::json!({
         "apiVersion": "v1", "kind": "ConfigMap",
@@ -277,4 +281,17 @@ fn a_guest_built_against_0_1_0_loads_and_runs_unchanged() {
         .load(&guest("finalizing"), LoadOptions::default())
         .expect("loads");
     assert!(finalizing.info().finalizes, "the Rust SDK declares it");
+
+    let tenant = engine()
+        .load(&guest("tenant"), LoadOptions::default())
+        .expect("loads");
+    assert_eq!(
+        tenant.info().reads,
+        [paddock::wasm::Read {
+            api_version: "v1".into(),
+            kind: "Secret".into(),
+            namespace: None,
+        }],
+        "the Rust SDK declares what it reads"
+    );
 }

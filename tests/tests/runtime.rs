@@ -304,7 +304,7 @@ async fn app_operator_runs_an_app_and_reports_ready() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watches_beyond_the_grant_are_refused_with_the_missing_rule() {
+async fn watches_and_reads_beyond_the_grant_are_refused_with_the_missing_rule() {
     let (cluster, client) = cluster().await;
     let runtime = Runtime::new(client);
     let loaded = engine()
@@ -330,6 +330,34 @@ async fn watches_beyond_the_grant_are_refused_with_the_missing_rule() {
     assert!(
         cause.contains("verb `watch` on resource `deployments`"),
         "{cause}"
+    );
+
+    // The same for a kind it reads without watching it: the tenant guest
+    // reads Secrets, which its grant must let it get or list.
+    let error = runtime
+        .start(ControllerConfig {
+            guest: engine()
+                .load(&guest("tenant"), LoadOptions::default())
+                .expect("loads"),
+            grant: Grant::new(vec![
+                rule(&[""], &["configmaps"], &["get", "list", "watch"]),
+                rule(&[""], &["secrets"], &["watch"]),
+            ]),
+            namespaces: Vec::new(),
+            concurrency: 1,
+            queue: QueueConfig::default(),
+            resync: None,
+            tenant: None,
+            service_account: None,
+        })
+        .await
+        .expect_err("reading Secrets is not granted");
+    assert!(matches!(error, StartError::ReadGrant { .. }), "{error:?}");
+    assert!(
+        error
+            .to_string()
+            .contains("reads Secret (v1) beyond its grant, which allows neither `get` nor `list`"),
+        "{error}"
     );
     cluster.shutdown().await;
 }

@@ -321,6 +321,8 @@ async fn a_rejected_action_is_retried_until_its_cause_is_gone() {
                 .expect("loads"),
             grant: Grant::new(vec![
                 rule(&[""], &["configmaps"], &["get", "list", "watch", "create"]),
+                // It reads Secrets.
+                rule(&[""], &["secrets"], &["get"]),
                 rule(&[""], &["events"], &["create", "patch"]),
             ]),
             namespaces: Vec::new(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use paddock::actions::{Action, Outcome};
-use paddock::wasm::{Change, EmptyCache, Guest, GuestError, Limits, LoadOptions};
+use paddock::wasm::{Change, EmptyCache, Guest, GuestError, Limits, LoadOptions, Read};
 use paddock_tests::{engine, guest};
 use serde_json::json;
 
@@ -126,10 +126,19 @@ fn a_well_behaved_call_answers() {
 }
 
 #[test]
-fn the_sdks_declare_finalizing_and_tell_a_deletion() {
+fn the_sdks_declare_finalizing_and_reads_and_tell_a_deletion() {
     for name in HOSTILE {
         let guest = hostile(name);
         assert!(guest.info().finalizes, "{name} declares that it finalizes");
+        assert_eq!(
+            guest.info().reads,
+            [Read {
+                api_version: "v1".into(),
+                kind: "Secret".into(),
+                namespace: Some("default".into()),
+            }],
+            "{name} declares what it reads"
+        );
         let deletion = |deleting: bool, change: Change| {
             let mut metadata = json!({
                 "name": "mode-deletion",

@@ -1,5 +1,6 @@
-//! What a guest's `cache` import reads: the shared informer stores, narrowed
-//! to the guest's grant and namespaces and, for a controller that acts as a
+//! What a guest's `cache` import reads: the stores of the shared informers
+//! of the kinds it declared (its watches and its `reads`), narrowed to the
+//! guest's grant and namespaces and, for a controller that acts as a
 //! ServiceAccount, to what RBAC lets that ServiceAccount read (asked with
 //! SubjectAccessReviews, cached).
 
@@ -7,19 +8,21 @@ use std::sync::Arc;
 
 use super::ControllerStats;
 use crate::actions::{Actor, ObjectRef};
-use crate::cluster::{Discovery, InformerRegistry, split_api_version};
+use crate::cluster::{Discovery, SharedInformer, split_api_version};
 use crate::grants::Permission;
 use crate::identity::{AccessReviews, Attributes};
 use crate::selector::LabelSelector;
 use crate::wasm::{CacheReader, ListQuery};
 
-/// The cache as one guest sees it. Only resources some controller watches
-/// are cached; anything else reads as absent.
+/// The cache as one guest sees it. Only the resources it declared are
+/// read; anything else reads as absent, however many other controllers
+/// watch it.
 #[derive(Debug, Clone)]
 pub struct GuestCacheView {
     pub(crate) actor: Actor,
     pub(crate) discovery: Discovery,
-    pub(crate) registry: InformerRegistry,
+    /// The informers of its watches and its reads.
+    pub(crate) declared: Vec<Arc<SharedInformer>>,
     /// Where refused reads are counted.
     pub(crate) stats: Option<Arc<ControllerStats>>,
     /// The access reviews that authorise the reads of a controller that
@@ -28,6 +31,31 @@ pub struct GuestCacheView {
 }
 
 impl GuestCacheView {
+    /// The declared informers that hold `kind` objects of `namespace`
+    /// (`None`: of any namespace); a cluster-wide informer serves every
+    /// namespace.
+    fn informers<'a>(
+        &'a self,
+        api_version: &'a str,
+        kind: &'a str,
+        namespace: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a Arc<SharedInformer>> {
+        self.declared.iter().filter(move |informer| {
+            let resource = informer.resource();
+            resource.api_version == api_version
+                && resource.kind == kind
+                && (informer.namespace().is_none()
+                    || namespace.is_none()
+                    || informer.namespace() == namespace)
+        })
+    }
+
+    /// Whether the guest declared `kind` at all: reads of other kinds are
+    /// refused before any other check.
+    fn declares(&self, api_version: &str, kind: &str) -> bool {
+        self.informers(api_version, kind, None).next().is_some()
+    }
+
     /// Whether the grant allows `verb` on the kind, and the kind is one
     /// the guest's scope can see (a guest scoped to namespaces sees no
     /// cluster-scoped kinds). `false` for kinds discovery has not met.
@@ -70,7 +98,8 @@ impl GuestCacheView {
         }
     }
 
-    /// Records a read the grant or the namespaces refused: it reads as
+    /// Records a read refused because the guest did not declare the kind,
+    /// or its grant, its namespaces or RBAC refused it: it reads as
     /// absent to the guest, and is counted (`paddock_cache_denied_total`,
     /// `paddock status`). Logged at debug level only: a guest must not be
     /// able to flood the host's log.
@@ -84,14 +113,15 @@ impl GuestCacheView {
             api_version,
             kind,
             namespace = namespace.unwrap_or(""),
-            "cache read outside the grant refused"
+            "cache read refused (undeclared kind, or outside the grant, the namespaces or RBAC)"
         );
     }
 }
 
 impl CacheReader for GuestCacheView {
     fn get(&self, target: &ObjectRef) -> Option<String> {
-        if !self.actor.may_use_namespace(target.namespace.as_deref())
+        if !self.declares(&target.api_version, &target.kind)
+            || !self.actor.may_use_namespace(target.namespace.as_deref())
             || !self.allowed(
                 "get",
                 &target.api_version,
@@ -109,18 +139,20 @@ impl CacheReader for GuestCacheView {
             return None;
         }
         let namespace = target.namespace.as_deref().unwrap_or("");
-        self.registry
-            .find(
-                &target.api_version,
-                &target.kind,
-                target.namespace.as_deref(),
-            )
-            .iter()
-            .find_map(|informer| informer.store().get(namespace, &target.name))
-            .map(|object| object.json.to_string())
+        self.informers(
+            &target.api_version,
+            &target.kind,
+            target.namespace.as_deref(),
+        )
+        .find_map(|informer| informer.store().get(namespace, &target.name))
+        .map(|object| object.json.to_string())
     }
 
     fn list(&self, query: &ListQuery<'_>) -> Vec<String> {
+        if !self.declares(query.api_version, query.kind) {
+            self.refused("list", query.api_version, query.kind, query.namespace);
+            return Vec::new();
+        }
         if let Some(namespace) = query.namespace
             && !self.actor.may_use_namespace(Some(namespace))
         {
@@ -152,10 +184,7 @@ impl CacheReader for GuestCacheView {
             Some(Err(_)) => return Vec::new(),
         };
         let mut seen = std::collections::BTreeMap::new();
-        for informer in self
-            .registry
-            .find(query.api_version, query.kind, query.namespace)
-        {
+        for informer in self.informers(query.api_version, query.kind, query.namespace) {
             for object in informer.store().list(query.namespace, selector.as_ref()) {
                 let visible = object.namespace.is_empty()
                     || self.actor.may_use_namespace(Some(&object.namespace));

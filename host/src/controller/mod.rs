@@ -106,6 +106,23 @@ pub enum StartError {
         #[source]
         source: Denied,
     },
+    /// The guest reads a resource (`reads`) its grant allows neither to
+    /// get nor to list.
+    #[error(
+        "controller `{controller}` reads {kind} ({api_version}) beyond its grant, which allows \
+         neither `get` nor `list` on it"
+    )]
+    ReadGrant {
+        /// The controller.
+        controller: String,
+        /// The read apiVersion.
+        api_version: String,
+        /// The read kind.
+        kind: String,
+        /// The missing permission (`list`).
+        #[source]
+        source: Denied,
+    },
     /// The guest finalizes its primary objects but may not patch them.
     #[error(
         "controller `{controller}` finalizes its {kind} objects ({api_version}), which needs \
@@ -339,22 +356,15 @@ impl Runtime {
         };
         let mut watched = Vec::new();
         for watch in &config.guest.info().watches {
-            let resource = self
-                .discovery
-                .resolve(&watch.api_version, &watch.kind)
-                .await
-                .map_err(|source| match source {
-                    ClusterError::UnknownKind { .. } => StartError::Discovery {
-                        controller: name.clone(),
-                        source,
-                    },
-                    source => StartError::Cluster {
-                        controller: name.clone(),
-                        source,
-                    },
-                })?;
+            let resource = self.resolve(&name, &watch.api_version, &watch.kind).await?;
             check_watch(&name, &actor, watch, &resource)?;
-            let scopes = scopes(&name, &actor, watch, &resource)?;
+            let scopes = scopes(
+                &name,
+                &actor,
+                "watches",
+                watch.namespace.as_ref(),
+                &resource,
+            )?;
             self.review_watch(&name, &actor, &resource, &scopes).await?;
             let informers = scopes
                 .iter()
@@ -374,6 +384,21 @@ impl Runtime {
                     None => None,
                 },
             });
+        }
+        let mut reads: Vec<Arc<SharedInformer>> = Vec::new();
+        for read in &config.guest.info().reads {
+            let resource = self.resolve(&name, &read.api_version, &read.kind).await?;
+            check_read(&name, &actor, read, &resource)?;
+            let scopes = scopes(&name, &actor, "reads", read.namespace.as_ref(), &resource)?;
+            // The informers list for the guest: its ServiceAccount must be
+            // allowed to list what they hold.
+            self.review(&name, &actor, &resource, &scopes, &["list"])
+                .await?;
+            reads.extend(
+                scopes
+                    .iter()
+                    .map(|scope| self.registry.informer(&resource, scope.as_deref())),
+            );
         }
         let finalizer = if config.guest.info().finalizes {
             let primary = watched
@@ -406,13 +431,40 @@ impl Runtime {
             cache: Arc::new(GuestCacheView {
                 actor: actor.clone(),
                 discovery: self.discovery.clone(),
-                registry: self.registry.clone(),
+                declared: watched
+                    .iter()
+                    .flat_map(|watched| watched.informers.iter().cloned())
+                    .chain(reads.iter().cloned())
+                    .collect(),
                 stats: Some(Arc::clone(stats)),
                 reviews: self.executor.identities().reviews().clone(),
             }),
             actor,
             watched,
+            reads,
         })
+    }
+
+    /// Resolves a declared kind with discovery.
+    async fn resolve(
+        &self,
+        name: &str,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<Arc<Resource>, StartError> {
+        self.discovery
+            .resolve(api_version, kind)
+            .await
+            .map_err(|source| match source {
+                ClusterError::UnknownKind { .. } => StartError::Discovery {
+                    controller: name.to_owned(),
+                    source,
+                },
+                source => StartError::Cluster {
+                    controller: name.to_owned(),
+                    source,
+                },
+            })
     }
 }
 
@@ -563,6 +615,9 @@ pub(crate) struct Generation {
     pub(crate) actor: Actor,
     pub(crate) watched: Vec<Watched>,
     pub(crate) cache: Arc<GuestCacheView>,
+    /// The informers of the resources it reads without watching them
+    /// (`reads`): held so that they keep running, routed nowhere.
+    pub(crate) reads: Vec<Arc<SharedInformer>>,
     /// The finalizer the controller holds its primary objects with, when
     /// its guest finalizes them.
     pub(crate) finalizer: Option<String>,
@@ -579,7 +634,12 @@ impl Generation {
 
     /// Waits for every informer to list, for at most `timeout`.
     async fn wait_synced(&self, controller: &str, timeout: Duration) -> Result<(), StartError> {
-        let informers = || self.watched.iter().flat_map(|watched| &watched.informers);
+        let informers = || {
+            self.watched
+                .iter()
+                .flat_map(|watched| &watched.informers)
+                .chain(&self.reads)
+        };
         let all = futures::future::join_all(informers().map(|informer| informer.wait_synced()));
         if tokio::time::timeout(timeout, all).await.is_ok() {
             return Ok(());
@@ -1055,6 +1115,35 @@ fn check_watch(
         })
 }
 
+/// Checks that the grant allows `get` or `list` of a resource the guest
+/// reads without watching it.
+fn check_read(
+    name: &str,
+    actor: &Actor,
+    read: &crate::wasm::Read,
+    resource: &Resource,
+) -> Result<(), StartError> {
+    let (group, _) = crate::cluster::split_api_version(&resource.api_version);
+    let permission = |verb| Permission {
+        verb,
+        group,
+        resource: &resource.plural,
+        subresource: None,
+    };
+    if actor.grant.allows(&permission("get")) {
+        return Ok(());
+    }
+    actor
+        .grant
+        .check(&[permission("list")])
+        .map_err(|source| StartError::ReadGrant {
+            controller: name.to_owned(),
+            api_version: read.api_version.clone(),
+            kind: read.kind.clone(),
+            source,
+        })
+}
+
 /// Checks that the grant allows `patch` on the primary resource, which
 /// adding and removing the finalizer needs.
 fn check_finalizing(name: &str, actor: &Actor, resource: &Resource) -> Result<(), StartError> {
@@ -1075,11 +1164,13 @@ fn check_finalizing(name: &str, actor: &Actor, resource: &Resource) -> Result<()
         })
 }
 
-/// The namespaces (`None`: all) a watch's informers cover.
+/// The namespaces (`None`: all) the informers of a watch or a read cover.
+/// `declares` is `watches` or `reads`, for the messages.
 fn scopes(
     name: &str,
     actor: &Actor,
-    watch: &Watch,
+    declares: &str,
+    namespace: Option<&String>,
     resource: &Resource,
 ) -> Result<Vec<Option<String>>, StartError> {
     if !resource.namespaced {
@@ -1087,21 +1178,21 @@ fn scopes(
             return Err(StartError::Scope {
                 controller: name.to_owned(),
                 problem: format!(
-                    "it is scoped to namespaces but watches the cluster-scoped kind {}; \
-                     remove `namespaces` or the watch",
+                    "it is scoped to namespaces but {declares} the cluster-scoped kind {}; \
+                     remove `namespaces` or the declaration",
                     resource.kind
                 ),
             });
         }
         return Ok(vec![None]);
     }
-    match (&watch.namespace, actor.namespaces.is_empty()) {
+    match (namespace, actor.namespaces.is_empty()) {
         (Some(namespace), _) if actor.may_use_namespace(Some(namespace)) => {
             Ok(vec![Some(namespace.clone())])
         }
         (Some(namespace), _) => Err(StartError::Scope {
             controller: name.to_owned(),
-            problem: format!("it watches namespace `{namespace}`, outside its namespaces"),
+            problem: format!("it {declares} namespace `{namespace}`, outside its namespaces"),
         }),
         (None, true) => Ok(vec![None]),
         (None, false) => Ok(actor.namespaces.iter().cloned().map(Some).collect()),

@@ -4,12 +4,14 @@
 //!
 //! What the host does itself:
 //! - for a controller that acts as the host, everything its grant allows
-//!   (the host performs its actions);
-//! - for a controller that acts as a ServiceAccount, only the reads of its
-//!   grant (`get`, `list`, `watch`: its informers and cache are the
-//!   host's), `impersonate` on that ServiceAccount (a Role in its
-//!   namespace), `create` on SubjectAccessReviews and `list`/`watch` of the
-//!   RBAC kinds (to forget reviews when RBAC changes);
+//!   (the host performs its actions), and `get`, `list` and `watch` of
+//!   whatever the grant lets it read at all (the host's informers serve its
+//!   watches and reads);
+//! - for a controller that acts as a ServiceAccount, only those reads of
+//!   its grant (its informers and cache are the host's), `impersonate` on
+//!   that ServiceAccount (a Role in its namespace), `create` on
+//!   SubjectAccessReviews and `list`/`watch` of the RBAC kinds (to forget
+//!   reviews when RBAC changes);
 //! - always, events (`create`, `patch`: the host reports denials and
 //!   failures on the primary object);
 //! - with `--from-cluster`, the controller resources, their status and the
@@ -165,14 +167,16 @@ impl Rules {
 }
 
 /// The verbs of `rule` that read.
+/// What the host's informers need for a grant's rule: all of `get`, `list`
+/// and `watch` when the rule lets the guest read at all (a guest may watch
+/// or read from the cache what it may `get` or `list`, and the host's
+/// informers list and watch it), none otherwise.
 fn reads(rule: &Rule) -> Vec<&'static str> {
-    READ.into_iter()
-        .filter(|verb| {
-            rule.verbs
-                .iter()
-                .any(|granted| granted == verb || granted == "*")
-        })
-        .collect()
+    let reads = rule
+        .verbs
+        .iter()
+        .any(|granted| granted == "*" || READ.contains(&granted.as_str()));
+    if reads { READ.to_vec() } else { Vec::new() }
 }
 
 /// The rights the host needs for `plan`, bound to its ServiceAccount
@@ -194,6 +198,7 @@ pub fn host_rbac(plan: &HostPlan<'_>, name: &str, host: &ServiceAccount) -> Host
                 for rule in &controller.grant {
                     let verbs: Vec<&str> = rule.verbs.iter().map(String::as_str).collect();
                     cluster.add(&rule.api_groups, &rule.resources, &verbs);
+                    cluster.add(&rule.api_groups, &rule.resources, &reads(rule));
                 }
             }
             Some(account) => {
@@ -341,6 +346,7 @@ mod tests {
   grant:
   - {apiGroups: [apps], resources: [deployments], verbs: [get, list, watch]}
   - {apiGroups: [apps], resources: [deployments/scale], verbs: [patch]}
+  - {apiGroups: [''], resources: [namespaces], verbs: [get]}
 - name: tenant
   module: guest.wasm
   serviceAccount: shop/tenant
@@ -368,6 +374,12 @@ mod tests {
             "{rules:?}"
         );
         assert!(has("apps", "deployments/scale", &["patch"]), "{rules:?}");
+        // What the guest may `get` it may read from the cache, which the
+        // host's informers list and watch.
+        assert!(
+            has("", "namespaces", &["get", "list", "watch"]),
+            "{rules:?}"
+        );
         // The ServiceAccount's controller: the host reads, it writes.
         assert!(
             has("", "configmaps", &["get", "list", "watch"]),

@@ -20,6 +20,10 @@ pub type ControllerPre<T> = BasePre<T>;
 /// primary objects (since 0.1.1).
 pub const FINALIZES_EXPORT: &str = "finalizes";
 
+/// The optional export of `controller` naming the resources a guest reads
+/// without watching them (since 0.1.2).
+pub const READS_EXPORT: &str = "reads";
+
 pub use self::paddock::controller::types::{
-    Action, Change, Error as GuestFailure, Event, Patch, PatchKind, Relation, Scale, Watch,
+    Action, Change, Error as GuestFailure, Event, Patch, PatchKind, Read, Relation, Scale, Watch,
 };

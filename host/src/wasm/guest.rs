@@ -11,7 +11,7 @@ use wasmtime::component::{Component, ResourceTable};
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{self as wit, Controller, ControllerPre, FINALIZES_EXPORT};
+use super::bindings::{self as wit, Controller, ControllerPre, FINALIZES_EXPORT, READS_EXPORT};
 use super::compile_cache::{CacheStatus, digest};
 use super::engine::{WasmEngine, deadline_ticks};
 use super::error::{GuestError, LoadError};
@@ -130,6 +130,19 @@ pub struct Watch {
     pub label_selector: Option<String>,
 }
 
+/// A resource a guest reads from the cache without watching it (`reads`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Read {
+    /// `group/version`.
+    pub api_version: String,
+    /// The kind.
+    pub kind: String,
+    /// Only this namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
 /// What a guest declared at load: its `describe`, and its optional
 /// declarations (the exports `controller` added after 0.1.0).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +156,10 @@ pub struct Info {
     /// a guest without that export).
     #[serde(default)]
     pub finalizes: bool,
+    /// The resources it reads without watching them (`reads`; none for a
+    /// guest without that export).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reads: Vec<Read>,
 }
 
 impl Info {
@@ -154,7 +171,12 @@ impl Info {
             .unwrap_or(&self.watches[0])
     }
 
-    fn from_guest(info: wit::Info, finalizes: bool) -> Result<Self, String> {
+    fn from_guest(declared: Declarations) -> Result<Self, String> {
+        let Declarations {
+            info,
+            finalizes,
+            reads,
+        } = declared;
         if info.name.trim().is_empty() {
             return Err("`name` is empty".into());
         }
@@ -180,6 +202,21 @@ impl Info {
                 ));
             }
         }
+        let reads: Vec<Read> = reads
+            .into_iter()
+            .map(|read| Read {
+                api_version: read.api_version,
+                kind: read.kind,
+                namespace: read.namespace,
+            })
+            .collect();
+        for (index, read) in reads.iter().enumerate() {
+            if read.api_version.is_empty() || read.kind.is_empty() {
+                return Err(format!(
+                    "read #{index} (`reads`): `api-version` and `kind` must be set"
+                ));
+            }
+        }
         let primaries = watches
             .iter()
             .filter(|watch| watch.relation == Relation::Primary)
@@ -193,6 +230,7 @@ impl Info {
             name: info.name,
             watches,
             finalizes,
+            reads,
         })
     }
 }
@@ -365,17 +403,16 @@ impl WasmEngine {
             pre,
             idle: Mutex::default(),
         };
-        let (raw_info, finalizes) = loading
+        let declared = loading
             .call(&self.inner.engine, Arc::new(EmptyCache), declarations, Ok)
             .map_err(|source| LoadError::Describe {
                 path: path.clone(),
                 source: Box::new(source),
             })?;
-        let info =
-            Info::from_guest(raw_info, finalizes).map_err(|problem| LoadError::InvalidInfo {
-                path: path.clone(),
-                problem,
-            })?;
+        let info = Info::from_guest(declared).map_err(|problem| LoadError::InvalidInfo {
+            path: path.clone(),
+            problem,
+        })?;
         let name: Arc<str> = options.name.unwrap_or_else(|| info.name.clone()).into();
         Ok(Guest {
             inner: Arc::new(GuestInner {
@@ -519,8 +556,8 @@ impl Guest {
 
     /// Calls `describe` (and the optional declarations) again.
     pub fn describe(&self) -> Result<Info, GuestError> {
-        self.call(Arc::new(EmptyCache), declarations, |(info, finalizes)| {
-            Info::from_guest(info, finalizes).map_err(|problem| GuestError::Malformed {
+        self.call(Arc::new(EmptyCache), declarations, |declared| {
+            Info::from_guest(declared).map_err(|problem| GuestError::Malformed {
                 guest: self.name().to_owned(),
                 source: MalformedOutput {
                     index: 0,
@@ -753,28 +790,54 @@ impl Sandbox {
     }
 }
 
-/// Calls `describe`, then the optional `finalizes` when the guest exports
-/// it (a guest built against 0.1.0 does not: it does not finalize).
+/// What a guest answers at load: `describe`, and the optional exports of
+/// `controller` (defaulted for a guest built against a version without
+/// them).
+struct Declarations {
+    info: wit::Info,
+    finalizes: bool,
+    reads: Vec<wit::Read>,
+}
+
+/// Calls `describe`, then the optional `finalizes` and `reads` when the
+/// guest exports them (a guest built against 0.1.0 exports neither: it
+/// does not finalize and reads only what it watches).
 fn declarations(
     controller: &Controller,
     instance: &wasmtime::component::Instance,
     store: &mut Store<HostState>,
-) -> wasmtime::Result<(wit::Info, bool)> {
+) -> wasmtime::Result<Declarations> {
     let info = controller.call_describe(&mut *store)?;
-    let finalizes = match instance.get_export_index(&mut *store, None, FINALIZES_EXPORT) {
-        None => false,
-        Some(export) => {
-            let function = instance
-                .get_typed_func::<(), (bool,)>(&mut *store, &export)
-                .map_err(|error| {
-                    error.context(format!(
-                        "the export `{FINALIZES_EXPORT}` is not `func() -> bool`"
-                    ))
-                })?;
-            function.call(&mut *store, ())?.0
-        }
+    let finalizes = optional_export::<bool>(instance, store, FINALIZES_EXPORT, "func() -> bool")?
+        .unwrap_or(false);
+    let reads =
+        optional_export::<Vec<wit::Read>>(instance, store, READS_EXPORT, "func() -> list<read>")?
+            .unwrap_or_default();
+    Ok(Declarations {
+        info,
+        finalizes,
+        reads,
+    })
+}
+
+/// Calls the optional export `name`, a function without parameters
+/// answering `R`; `None` when the guest does not export it.
+fn optional_export<R>(
+    instance: &wasmtime::component::Instance,
+    store: &mut Store<HostState>,
+    name: &str,
+    signature: &str,
+) -> wasmtime::Result<Option<R>>
+where
+    R: wasmtime::component::ComponentType + wasmtime::component::Lift + Send + Sync + 'static,
+{
+    let Some(export) = instance.get_export_index(&mut *store, None, name) else {
+        return Ok(None);
     };
-    Ok((info, finalizes))
+    let function = instance
+        .get_typed_func::<(), (R,)>(&mut *store, &export)
+        .map_err(|error| error.context(format!("the export `{name}` is not `{signature}`")))?;
+    Ok(Some(function.call(&mut *store, ())?.0))
 }
 
 fn classify(

@@ -26,7 +26,7 @@ mod wasi;
 pub use compile_cache::{CacheStatus, CompileCache};
 pub use engine::{EPOCH_TICK, EngineError, EngineOptions, WasmEngine};
 pub use error::{GuestError, LoadError};
-pub use guest::{Change, Guest, Info, Instances, LoadOptions, Relation, Watch};
+pub use guest::{Change, Guest, Info, Instances, LoadOptions, Read, Relation, Watch};
 pub use host_imports::{CacheReader, EmptyCache, ListQuery, SharedCache};
 pub use limits::{
     DEFAULT_DEADLINE, DEFAULT_LOG_LINES_PER_SECOND, DEFAULT_MAX_ACTIONS, DEFAULT_MAX_ANSWER_BYTES,

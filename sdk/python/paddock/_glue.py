@@ -35,6 +35,10 @@ def info_to_wit(info):
     return wit.Info(info.name, watches)
 
 
+def reads_to_wit(info):
+    return [wit.Read(read.api_version, read.kind, read.namespace) for read in info.reads]
+
+
 def _dump(value):
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 

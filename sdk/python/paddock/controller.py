@@ -45,6 +45,23 @@ class Watch:
 
 
 @dataclass
+class Read:
+    """A resource the controller reads from the cache without reacting to its
+    changes: the host keeps it cached for the controller. A guest reads only
+    kinds it watches or reads; anything else reads as absent. The grant must
+    allow ``get`` or ``list`` on it."""
+
+    api_version: str
+    kind: str
+    namespace: Optional[str] = None
+
+    def in_namespace(self, namespace: str) -> "Read":
+        """Only objects in one namespace."""
+        self.namespace = namespace
+        return self
+
+
+@dataclass
 class Info:
     """Who a controller is and what it watches (exactly one primary watch).
 
@@ -53,15 +70,24 @@ class Info:
     ``reconcile`` while the object still exists (``request.is_deletion``),
     even when the host was down when it was deleted; once that reconcile
     succeeds the host removes the finalizer. The grant must allow ``patch``
-    on the primary resource."""
+    on the primary resource.
+
+    ``reads``: the resources (``Read``) the controller reads from the cache
+    without watching them."""
 
     name: str
     watches: List[Watch] = field(default_factory=list)
     finalizes: bool = False
+    reads: List[Read] = field(default_factory=list)
 
     def watch(self, watch: Watch) -> "Info":
         """Adds a watch."""
         self.watches.append(watch)
+        return self
+
+    def read(self, read: Read) -> "Info":
+        """Adds a resource read without watching it."""
+        self.reads.append(read)
         return self
 
 
@@ -112,6 +138,9 @@ def export(controller_class):
 
         def finalizes(self) -> bool:
             return bool(controller_class().describe().finalizes)
+
+        def reads(self):
+            return _glue.reads_to_wit(controller_class().describe())
 
         def map(self, changed: str):
             try:

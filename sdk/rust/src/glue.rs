@@ -16,6 +16,19 @@ pub fn finalizes<C: Controller>() -> bool {
     C::describe().finalizes
 }
 
+/// `reads`: what `describe` declares.
+pub fn reads<C: Controller>() -> Vec<wit::Read> {
+    C::describe()
+        .reads
+        .into_iter()
+        .map(|read| wit::Read {
+            api_version: read.api_version,
+            kind: read.kind,
+            namespace: read.namespace,
+        })
+        .collect()
+}
+
 /// `reconcile`, converted for the bindings.
 pub fn reconcile<C: Controller>(request: wit::Request) -> Result<wit::Outcome, wit::Error> {
     let object = Object::parse(&request.object).map_err(|error| {

@@ -44,7 +44,7 @@ mod types;
 pub use action::{Action, Outcome, PatchKind};
 pub use object::Object;
 pub use serde_json::{self, Value, json};
-pub use types::{Change, Error, Info, ObjectRef, Relation, Request, Watch};
+pub use types::{Change, Error, Info, ObjectRef, Read, Relation, Request, Watch};
 
 /// A controller: what it watches and how it reconciles.
 ///
@@ -100,6 +100,10 @@ macro_rules! export_controller {
             fn finalizes() -> bool {
                 $crate::__private::finalizes::<$controller>()
             }
+
+            fn reads() -> ::std::vec::Vec<$crate::__private::wit::Read> {
+                $crate::__private::reads::<$controller>()
+            }
         }
 
         $crate::__private::bindings::__export_raw!(__PaddockGuestExport with_types_in $crate::__private::bindings);
@@ -109,7 +113,7 @@ macro_rules! export_controller {
 #[doc(hidden)]
 pub mod __private {
     //! Used by [`export_controller!`](crate::export_controller); not part of the API.
-    pub use crate::glue::{describe, finalizes, map, reconcile};
+    pub use crate::glue::{describe, finalizes, map, reads, reconcile};
     pub use wit_bindgen;
 
     pub use bindings::paddock::controller::types as wit;

@@ -144,6 +144,37 @@ impl Watch {
     }
 }
 
+/// A resource the controller reads from the cache without reacting to its
+/// changes: the host keeps it cached for the controller (see
+/// [`Info::read`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Read {
+    /// `group/version`, e.g. `v1`.
+    pub api_version: String,
+    /// The kind, e.g. `Secret`.
+    pub kind: String,
+    /// Only this namespace.
+    pub namespace: Option<String>,
+}
+
+impl Read {
+    /// Objects of `kind` in every namespace the controller may see.
+    pub fn new(api_version: &str, kind: &str) -> Self {
+        Self {
+            api_version: api_version.to_owned(),
+            kind: kind.to_owned(),
+            namespace: None,
+        }
+    }
+
+    /// Only objects in one namespace.
+    #[must_use]
+    pub fn in_namespace(mut self, namespace: &str) -> Self {
+        self.namespace = Some(namespace.to_owned());
+        self
+    }
+}
+
 /// Who a controller is and what it watches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Info {
@@ -154,6 +185,8 @@ pub struct Info {
     /// Whether the controller finalizes its primary objects (see
     /// [`Info::finalizes`]).
     pub finalizes: bool,
+    /// The resources it reads without watching them (see [`Info::read`]).
+    pub reads: Vec<Read>,
 }
 
 impl Info {
@@ -163,6 +196,7 @@ impl Info {
             name: name.to_owned(),
             watches: Vec::new(),
             finalizes: false,
+            reads: Vec::new(),
         }
     }
 
@@ -183,6 +217,17 @@ impl Info {
     #[must_use]
     pub fn finalizes(mut self) -> Self {
         self.finalizes = true;
+        self
+    }
+
+    /// Reads a resource from the cache without watching it: its changes
+    /// queue nothing, and the host keeps it cached so that
+    /// [`cache::get`](crate::cache::get) and [`cache::list`](crate::cache::list)
+    /// find it. A guest reads only kinds it watches or reads; anything else
+    /// reads as absent. The grant must allow `get` or `list` on it.
+    #[must_use]
+    pub fn read(mut self, read: Read) -> Self {
+        self.reads.push(read);
         self
     }
 }

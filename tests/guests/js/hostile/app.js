@@ -5,14 +5,20 @@
 // an exception the SDK does not turn into an error), `count` (reports how
 // many calls this instance has seen), `deletion` (reports whether the request
 // is about a deletion). Anything else behaves: one Normal event. It declares
-// that it finalizes its primaries, for the SDK's side of finalizers.
+// that it finalizes its primaries and reads Secrets in `default`, for the
+// SDK's side of those declarations.
 
-import { Action, Watch, annotation, isDeletion, objectRef } from "./paddock.js";
+import { Action, Read, Watch, annotation, isDeletion, objectRef } from "./paddock.js";
 
 let calls = 0;
 
 export function describe() {
-  return { name: "hostile", watches: [Watch.primary("v1", "ConfigMap")], finalizes: true };
+  return {
+    name: "hostile",
+    watches: [Watch.primary("v1", "ConfigMap")],
+    finalizes: true,
+    reads: [Read("v1", "Secret", { namespace: "default" })],
+  };
 }
 
 export function reconcile(request) {

@@ -5,18 +5,20 @@ returns), `allocate` (grows memory without bound), `trap` (raises an
 exception the SDK does not turn into an error), `count` (reports how many
 calls this instance has seen), `deletion` (reports whether the request is
 about a deletion). Anything else behaves: one Normal event. It declares that
-it finalizes its primaries, for the SDK's side of finalizers.
+it finalizes its primaries and reads Secrets in `default`, for the SDK's side
+of those declarations.
 """
 
 import paddock
-from paddock import Action, Info, Outcome, Watch
+from paddock import Action, Info, Outcome, Read, Watch
 
 CALLS = 0
 
 
 class Hostile(paddock.Controller):
     def describe(self):
-        return Info("hostile", [Watch.primary("v1", "ConfigMap")], finalizes=True)
+        return Info("hostile", [Watch.primary("v1", "ConfigMap")], finalizes=True,
+                    reads=[Read("v1", "Secret").in_namespace("default")])
 
     def reconcile(self, request):
         global CALLS

@@ -1,9 +1,9 @@
 //! A tenant's guest for the tenancy tests: on request it tries to leave
 //! its namespace, and otherwise behaves.
 //!
-//! It reconciles ConfigMaps. The annotation `paddock.dev/tenant-mode`
-//! picks what it does; `data.namespace` and `data.name` name the target
-//! of an escape:
+//! It reconciles ConfigMaps and reads Secrets (declared, not watched). The
+//! annotation `paddock.dev/tenant-mode` picks what it does; `data.namespace`
+//! and `data.name` name the target of an escape:
 //! - `read-secret`: reads that Secret through `cache.get` and reports in an
 //!   event whether it saw it (`SecretRead`, `absent` or `seen`);
 //! - `list-secrets`: lists Secrets in that namespace through `cache.list`
@@ -19,8 +19,9 @@
 //! - `forge-status`: writes the status of the `WasmController` named
 //!   `data.name` with a forged `moduleDigest`;
 //! - `read-kind`: reads the object of `data.apiVersion` and `data.kind`
-//!   named by `data.namespace` and `data.name` through `cache.get`, and
-//!   reports whether it saw it (`ObjectRead`, `absent` or `seen`);
+//!   named by `data.namespace` and `data.name` through `cache.get` (a kind
+//!   it did not declare reads as absent), and reports whether it saw it
+//!   (`ObjectRead`, `absent` or `seen`);
 //! - `escalate`: creates a RoleBinding named `data.name` in its own
 //!   namespace that binds the ClusterRole `view` to the ServiceAccount
 //!   `data.subject` of its namespace;
@@ -32,7 +33,7 @@
 use std::hint::black_box;
 
 use paddock_guest::{
-    Action, Change, Controller, Error, Info, ObjectRef, Outcome, Request, Watch, cache, json,
+    Action, Change, Controller, Error, Info, ObjectRef, Outcome, Read, Request, Watch, cache, json,
 };
 
 /// The controller.
@@ -41,7 +42,9 @@ pub struct Tenant;
 
 impl Controller for Tenant {
     fn describe() -> Info {
-        Info::new("tenant").watch(Watch::primary("v1", "ConfigMap"))
+        Info::new("tenant")
+            .watch(Watch::primary("v1", "ConfigMap"))
+            .read(Read::new("v1", "Secret"))
     }
 
     fn reconcile(request: Request) -> Result<Outcome, Error> {
