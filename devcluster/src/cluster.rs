@@ -34,6 +34,15 @@ pub enum Error {
     /// The data directory could not be loaded.
     #[error("cannot load the stored cluster state")]
     Persist(#[from] crate::persist::PersistError),
+    /// The audit log could not be opened.
+    #[error("cannot open the audit log {}", path.display())]
+    AuditLog {
+        /// The file asked for.
+        path: PathBuf,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
     /// The kubeconfig could not be written.
     #[error("cannot write the kubeconfig to {}", path.display())]
     WriteKubeconfig {
@@ -55,6 +64,7 @@ pub struct Options {
     namespace_deletion_delay: Duration,
     token: Option<String>,
     data_dir: Option<PathBuf>,
+    audit_log: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -67,6 +77,7 @@ impl Default for Options {
             namespace_deletion_delay: Duration::from_millis(100),
             token: None,
             data_dir: None,
+            audit_log: None,
         }
     }
 }
@@ -131,6 +142,16 @@ impl Options {
         self
     }
 
+    /// Append an `audit.k8s.io/v1` Event for every request to this file, one JSON object per
+    /// line, as kube-apiserver's `--audit-log-path` with a policy of `level: Metadata` for every
+    /// request does (default: no audit log). Each names the user, the user it impersonated,
+    /// the verb and object, the authorizer's decision and the response code.
+    #[must_use]
+    pub fn audit_log(mut self, path: impl Into<PathBuf>) -> Self {
+        self.audit_log = Some(path.into());
+        self
+    }
+
     /// The admin's bearer token (default: a random one, or the stored one with a data directory).
     #[must_use]
     pub fn token(mut self, token: impl Into<String>) -> Self {
@@ -180,6 +201,17 @@ impl DevCluster {
             crate::auth::rbac::seed(&mut core);
         }
         crate::auth::serviceaccounts::ensure_namespace_objects(&mut core);
+        let audit = match &options.audit_log {
+            Some(path) => {
+                Some(
+                    crate::audit::AuditLog::open(path).map_err(|source| Error::AuditLog {
+                        path: path.clone(),
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
         let shared = Arc::new(Shared {
             core: Mutex::new(core),
             authn,
@@ -189,6 +221,7 @@ impl DevCluster {
             gc_wake: Notify::new(),
             bookmark_interval: options.bookmark_interval,
             simulator: AtomicBool::new(options.workload_simulator),
+            audit,
         });
         let tls_config = identity.server_config()?;
         let (stop, stopped) = oneshot::channel::<()>();

@@ -60,6 +60,7 @@
 mod admin;
 mod apiservices;
 mod apply;
+mod audit;
 mod auth;
 mod cluster;
 mod convert;

@@ -26,6 +26,10 @@ struct Args {
     /// across restarts.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Append an audit.k8s.io/v1 Event for every request to this file (JSON lines, level
+    /// Metadata), as kube-apiserver's flag of the same name does.
+    #[arg(long)]
+    audit_log_path: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -43,6 +47,9 @@ async fn main() -> anyhow::Result<()> {
         .workload_simulator(args.workload_simulator);
     if let Some(dir) = args.data_dir {
         options = options.data_dir(dir);
+    }
+    if let Some(path) = args.audit_log_path {
+        options = options.audit_log(path);
     }
     let cluster = devcluster::DevCluster::start(options)
         .await

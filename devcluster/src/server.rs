@@ -102,11 +102,48 @@ pub(crate) fn query_of(uri: &http::Uri) -> Query {
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let received = jiff::Timestamp::now();
     let (parts, body) = req.into_parts();
-    let user = match identify(&shared, &parts) {
-        Ok(user) => user,
-        Err(e) => return error(&e),
+    let identified = identify(&shared, &parts);
+    let response = match &identified.user {
+        Ok(user) => serve(&shared, &parts, body, user).await,
+        Err(e) => error(e),
     };
+    if let Some(audit) = &shared.audit {
+        let attrs = Attributes::of_request(&parts.method, parts.uri.path(), &query_of(&parts.uri));
+        audit.record(
+            &crate::audit::Audited {
+                received,
+                uri: &parts.uri,
+                user_agent: parts
+                    .headers
+                    .get(header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok()),
+                requestor: identified.requestor.as_ref(),
+                impersonated: identified.impersonated.as_ref(),
+                attrs: &attrs,
+                decision: identified
+                    .decision
+                    .as_ref()
+                    .map(|decision| (decision.allowed, decision.reason.as_str())),
+                refused: identified.user.as_ref().err(),
+                code: response.status().as_u16(),
+            }
+            .event(),
+        );
+    }
+    response
+}
+
+/// Serves a request of an authenticated and authorised `user`.
+async fn serve(
+    shared: &Arc<Shared>,
+    parts: &http::request::Parts,
+    body: axum::body::Body,
+    user: &UserInfo,
+) -> Response {
+    let shared = shared.clone();
+    let user = user.clone();
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(e) => return error(&ApiError::bad_request(format!("reading request body: {e}"))),
@@ -563,23 +600,60 @@ fn after_change(core: &mut crate::core::Core, t: &Target) {
     }
 }
 
+/// Who a request acts as, and how that was decided (for the audit log).
+struct Identified {
+    /// The authenticated user; `None` when authentication failed.
+    requestor: Option<UserInfo>,
+    /// Whether the request asked to impersonate someone.
+    impersonating: bool,
+    /// The user it impersonates, once the impersonation was allowed.
+    impersonated: Option<UserInfo>,
+    /// The authorizer's decision on the request, once asked.
+    decision: Option<crate::auth::rbac::Decision>,
+    /// The user the request acts as, or why it may not act at all.
+    user: Result<UserInfo, ApiError>,
+}
+
 /// Who a request acts as: authenticated, then impersonated, then authorised (401 or 403 otherwise).
-fn identify(shared: &Shared, parts: &http::request::Parts) -> Result<UserInfo, ApiError> {
-    let user = shared.authn.authenticate(
+fn identify(shared: &Shared, parts: &http::request::Parts) -> Identified {
+    let mut identified = Identified {
+        requestor: None,
+        impersonating: crate::auth::impersonate::requested(&parts.headers),
+        impersonated: None,
+        decision: None,
+        user: Err(ApiError::internal("not identified")),
+    };
+    let requestor = match shared.authn.authenticate(
         &shared.core,
         &parts.headers,
         parts.extensions.get::<PeerUser>(),
-    )?;
-    let user = crate::auth::impersonate::impersonate(&shared.core, user, &parts.headers)?;
-    if user.is_master() {
-        return Ok(user);
+    ) {
+        Ok(requestor) => requestor,
+        Err(e) => {
+            identified.user = Err(e);
+            return identified;
+        }
+    };
+    identified.requestor = Some(requestor.clone());
+    let user = match crate::auth::impersonate::impersonate(&shared.core, requestor, &parts.headers)
+    {
+        Ok(user) => user,
+        Err(e) => {
+            identified.user = Err(e);
+            return identified;
+        }
+    };
+    if identified.impersonating {
+        identified.impersonated = Some(user.clone());
     }
     let attrs = Attributes::of_request(&parts.method, parts.uri.path(), &query_of(&parts.uri));
     let decision = crate::auth::authorize(&shared.core, &user, &attrs);
-    if decision.allowed {
+    identified.user = if decision.allowed {
         Ok(user)
     } else {
         tracing::debug!(user = %user.name, ?attrs, "forbidden");
         Err(forbidden(&user.name, &attrs, &decision.reason))
-    }
+    };
+    identified.decision = Some(decision);
+    identified
 }

@@ -28,6 +28,8 @@ pub(crate) struct Shared {
     pub bookmark_interval: Duration,
     /// Whether the workload simulator writes workload status.
     pub simulator: AtomicBool,
+    /// Where every request is recorded, when an audit log was asked for.
+    pub audit: Option<crate::audit::AuditLog>,
 }
 
 impl Shared {

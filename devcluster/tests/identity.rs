@@ -558,3 +558,99 @@ async fn identity_survives_a_restart_with_a_data_dir() -> Result<()> {
     dev.shutdown().await;
     Ok(())
 }
+
+/// The audit log names who asked, whom it impersonated, the decision and the answer: an
+/// impersonated ServiceAccount's allowed list and its forbidden create, as kube-apiserver's
+/// `--audit-log-path` writes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_names_the_impersonated_user_and_the_servers_403() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("audit.log");
+    let dev = DevCluster::start(Options::new().audit_log(&log)).await?;
+    let admin = Kubectl::new(dir.path(), "admin", &dev.kubeconfig_yaml())?;
+    for args in [
+        &["create", "namespace", "facts"][..],
+        &["-n", "facts", "create", "serviceaccount", "viewer"],
+        &[
+            "-n",
+            "facts",
+            "create",
+            "rolebinding",
+            "viewers",
+            "--clusterrole=view",
+            "--serviceaccount=facts:viewer",
+        ],
+    ] {
+        admin.run(args).await?;
+    }
+    let kc = kube::config::Kubeconfig::from_yaml(&dev.kubeconfig_yaml())?;
+    let mut config = Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+    config.auth_info.impersonate = Some("system:serviceaccount:facts:viewer".into());
+    let viewer = Client::try_from(config)?;
+    let configmaps: Api<ConfigMap> = Api::namespaced(viewer, "facts");
+    configmaps.list(&Default::default()).await?;
+    let refused = configmaps
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "planted"}}))?,
+        )
+        .await;
+    ensure!(
+        matches!(&refused, Err(kube::Error::Api(status)) if status.code == 403),
+        "the create is forbidden: {refused:?}"
+    );
+    drop(dev);
+
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&log)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .context("every line is one JSON event")?;
+    let find = |verb: &str| {
+        events
+            .iter()
+            .find(|event| {
+                event["verb"] == verb
+                    && event["objectRef"]["resource"] == "configmaps"
+                    && event["objectRef"]["namespace"] == "facts"
+                    && event["impersonatedUser"]["username"] == "system:serviceaccount:facts:viewer"
+            })
+            .with_context(|| format!("an impersonated {verb} of configmaps in {events:#?}"))
+    };
+    let list = find("list")?;
+    ensure!(
+        list["kind"] == "Event" && list["apiVersion"] == "audit.k8s.io/v1",
+        "{list}"
+    );
+    ensure!(
+        list["level"] == "Metadata" && list["stage"] == "ResponseComplete",
+        "{list}"
+    );
+    ensure!(
+        list["user"]["username"] == "kubernetes-admin",
+        "the impersonator: {list}"
+    );
+    ensure!(list["responseStatus"]["code"] == 200, "{list}");
+    ensure!(
+        list["annotations"]["authorization.k8s.io/decision"] == "allow",
+        "{list}"
+    );
+    ensure!(list["objectRef"]["apiVersion"] == "v1", "{list}");
+    let create = find("create")?;
+    ensure!(create["responseStatus"]["code"] == 403, "{create}");
+    ensure!(
+        create["responseStatus"]["reason"] == "Forbidden",
+        "{create}"
+    );
+    ensure!(
+        create["responseStatus"]["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("cannot create resource \"configmaps\"")),
+        "{create}"
+    );
+    ensure!(
+        create["annotations"]["authorization.k8s.io/decision"] == "forbid",
+        "{create}"
+    );
+    Ok(())
+}

@@ -63,10 +63,17 @@ pub fn engine() -> WasmEngine {
 /// # Panics
 /// When the cluster does not start or its kubeconfig is unusable.
 pub async fn cluster() -> (devcluster::DevCluster, kube::Client) {
-    let cluster =
-        devcluster::DevCluster::start(devcluster::Options::new().workload_simulator(true))
-            .await
-            .expect("the embedded cluster starts");
+    cluster_with(devcluster::Options::new()).await
+}
+
+/// Like [`cluster`], started with `options` (and the workload simulator).
+///
+/// # Panics
+/// When the cluster does not start.
+pub async fn cluster_with(options: devcluster::Options) -> (devcluster::DevCluster, kube::Client) {
+    let cluster = devcluster::DevCluster::start(options.workload_simulator(true))
+        .await
+        .expect("the embedded cluster starts");
     let client = client_for(&cluster.kubeconfig_yaml()).await;
     (cluster, client)
 }

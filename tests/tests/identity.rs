@@ -16,7 +16,7 @@ use paddock::grants::{Grant, Rule};
 use paddock::identity::ServiceAccount;
 use paddock::queue::QueueConfig;
 use paddock::wasm::LoadOptions;
-use paddock_tests::{cluster, engine, eventually, guest};
+use paddock_tests::{cluster, cluster_with, engine, eventually, guest};
 use serde_json::{Value, json};
 
 /// How long review answers are trusted in these tests.
@@ -132,7 +132,9 @@ async fn stamped(configmaps: &Api<ConfigMap>, value: &str, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_controller_acts_as_its_service_account_and_its_rbac_bounds_it() {
-    let (cluster, client) = cluster().await;
+    let audit = tempfile::tempdir().expect("a folder");
+    let audit_log = audit.path().join("audit.log");
+    let (cluster, client) = cluster_with(devcluster::Options::new().audit_log(&audit_log)).await;
     for name in ["team-a", "team-b"] {
         create(
             &Api::<Namespace>::all(client.clone()),
@@ -456,6 +458,37 @@ async fn a_controller_acts_as_its_service_account_and_its_rbac_bounds_it() {
     stamped(&configmaps, "2", "the waiting object to be reconciled").await;
     drop(controller);
     cluster.shutdown().await;
+
+    // The API server's audit log tells the guest from the host: the
+    // guest's writes impersonate its ServiceAccount, the informers run as
+    // the host.
+    let events: Vec<Value> = std::fs::read_to_string(&audit_log)
+        .expect("the audit log")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON event per line"))
+        .collect();
+    let on_behave = |event: &&Value| {
+        event["objectRef"]["resource"] == "configmaps" && event["objectRef"]["name"] == "behave"
+    };
+    let stamp = events
+        .iter()
+        .filter(on_behave)
+        .find(|event| event["verb"] == "patch" && event["responseStatus"]["code"] == 200)
+        .unwrap_or_else(|| panic!("the guest's stamp in the audit log: {events:#?}"));
+    assert_eq!(
+        stamp["impersonatedUser"]["username"], "system:serviceaccount:team-a:tenant",
+        "{stamp}"
+    );
+    assert_eq!(stamp["user"]["username"], "kubernetes-admin", "{stamp}");
+    let informer = events
+        .iter()
+        .find(|event| {
+            event["verb"] == "watch"
+                && event["objectRef"]["resource"] == "configmaps"
+                && event["objectRef"]["namespace"] == "team-a"
+        })
+        .unwrap_or_else(|| panic!("the informer's watch in the audit log: {events:#?}"));
+    assert!(informer.get("impersonatedUser").is_none(), "{informer}");
 }
 
 /// A host that may not list RBAC objects still runs controllers that act

@@ -175,6 +175,13 @@ pub struct DevArgs {
     #[arg(long)]
     no_workload_simulator: bool,
 
+    /// Append the embedded cluster's audit log to this file: one
+    /// `audit.k8s.io/v1` Event per request (JSON lines), naming the user,
+    /// the ServiceAccount a controller impersonated, the decision and the
+    /// response code.
+    #[arg(long, value_name = "FILE")]
+    audit_log: Option<PathBuf>,
+
     /// Exit once every controller is idle (the samples converged), after
     /// printing a summary, instead of running until Ctrl-C.
     #[arg(long)]
@@ -246,13 +253,15 @@ pub fn dev(engine: &WasmEngine, args: DevArgs) -> anyhow::Result<ExitCode> {
         None => Vec::new(),
     };
     tokio_runtime()?.block_on(async {
-        let cluster = devcluster::DevCluster::start(
-            devcluster::Options::new()
-                .port(args.port)
-                .workload_simulator(!args.no_workload_simulator),
-        )
-        .await
-        .context("starting the embedded cluster")?;
+        let mut options = devcluster::Options::new()
+            .port(args.port)
+            .workload_simulator(!args.no_workload_simulator);
+        if let Some(path) = &args.audit_log {
+            options = options.audit_log(path);
+        }
+        let cluster = devcluster::DevCluster::start(options)
+            .await
+            .context("starting the embedded cluster")?;
         if let Some(dir) = args.kubeconfig_out.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
