@@ -284,12 +284,13 @@ impl ActionExecutor {
             &target,
         );
         let reviews = self.identities.reviews();
-        let mut first = None;
+        let mut refused = None;
         for attributes in &asked {
             match reviews.allows(account, attributes).await {
-                Ok(true) => return Ok(()),
+                Ok(true) => {}
                 Ok(false) => {
-                    first.get_or_insert_with(|| attributes.clone());
+                    refused = Some(attributes.clone());
+                    break;
                 }
                 Err(crate::identity::ReviewError::Api { source, .. }) => {
                     return Err(classify(actor, index, action, &target, *source));
@@ -306,7 +307,9 @@ impl ActionExecutor {
                 }
             }
         }
-        let attributes = first.unwrap_or_else(|| asked[0].clone());
+        let Some(attributes) = refused else {
+            return Ok(());
+        };
         Err(ExecuteError::Denied {
             guest: actor.name.clone(),
             index,
@@ -493,8 +496,9 @@ fn permission_of<'a>(action: &Action, resource: &'a Resource) -> Permission<'a> 
 }
 
 /// What RBAC is asked for an action, as the API server authorises the
-/// request the executor sends; any one of them allowed is enough (an
-/// event may be created through either group that serves events).
+/// requests the executor sends; every one must be allowed. An event is
+/// recorded as an `events.k8s.io/v1` Event, created, and patched when it
+/// repeats: RBAC tells that group's `events` from the core group's.
 fn rbac_attributes(
     action: &Action,
     resource: &Resource,
@@ -502,8 +506,8 @@ fn rbac_attributes(
     target: &ObjectRef,
 ) -> Vec<Attributes> {
     if let Action::Event { .. } = action {
-        return ["events.k8s.io", ""]
-            .map(|group| Attributes::new("create", group, "events", namespace))
+        return ["create", "patch"]
+            .map(|verb| Attributes::new(verb, "events.k8s.io", "events", namespace))
             .to_vec();
     }
     let permission = permission_of(action, resource);
@@ -752,6 +756,39 @@ mod tests {
             Some("shop"),
         );
         assert!(allowed.is_ok());
+    }
+
+    #[test]
+    fn rbac_is_asked_for_the_requests_sent_and_an_event_needs_create_and_patch_in_its_group() {
+        let resource = deployments();
+        let target = target_of(&scale());
+        let asked = rbac_attributes(&scale(), &resource, Some("shop"), &target);
+        assert_eq!(
+            asked,
+            [
+                Attributes::new("patch", "apps", "deployments", Some("shop"))
+                    .subresource(Some("scale"))
+                    .name(Some("web"))
+            ]
+        );
+        let event = Action::Event {
+            regarding: target.clone(),
+            event_type: crate::actions::EventType::Normal,
+            reason: "Scaled".into(),
+            message: "to 3".into(),
+        };
+        let asked = rbac_attributes(&event, &resource, Some("shop"), &target);
+        // The recorder sends events.k8s.io/v1 Events: core `events` rights
+        // are not enough for it.
+        assert_eq!(
+            asked,
+            ["create", "patch"].map(|verb| Attributes::new(
+                verb,
+                "events.k8s.io",
+                "events",
+                Some("shop")
+            ))
+        );
     }
 
     #[test]
