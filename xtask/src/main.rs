@@ -231,6 +231,7 @@ fn bench(root: &Path) -> anyhow::Result<()> {
         "startup",
         "reload",
         "tenants",
+        "identity",
         "summary",
     ] {
         run(Command::new(bin.join(bench))

@@ -842,6 +842,12 @@ impl RunningController {
         self.shared.current().guest.clone()
     }
 
+    /// The cache as the guest serving now reads it: the kinds it declared,
+    /// narrowed to its grant, its namespaces and its identity's RBAC.
+    pub fn cache(&self) -> crate::wasm::SharedCache {
+        self.shared.current().cache.clone()
+    }
+
     /// Its counters.
     pub fn stats(&self) -> &ControllerStats {
         &self.shared.stats

@@ -201,6 +201,22 @@ impl AccessReviews {
         })
     }
 
+    /// The fresh cached answers that settle a request without asking: the
+    /// request allowed for every name, or answered for exactly these
+    /// attributes.
+    fn settled(&self, account: &ServiceAccount, attributes: &Attributes) -> Option<bool> {
+        if attributes.name.is_some() {
+            let any = Attributes {
+                name: None,
+                ..attributes.clone()
+            };
+            if self.cached(account, &any) == Some(true) {
+                return Some(true);
+            }
+        }
+        self.cached(account, attributes)
+    }
+
     /// Whether `account` may do what `attributes` say, from the cache or
     /// asked of the API server.
     ///
@@ -212,6 +228,9 @@ impl AccessReviews {
         account: &ServiceAccount,
         attributes: &Attributes,
     ) -> Result<bool, ReviewError> {
+        if let Some(allowed) = self.settled(account, attributes) {
+            return Ok(allowed);
+        }
         // What is allowed for every name is allowed for this one: one
         // review per verb, resource and namespace in the common case,
         // rather than one per object.
@@ -255,7 +274,7 @@ impl AccessReviews {
         account: &ServiceAccount,
         attributes: &Attributes,
     ) -> Result<bool, ReviewError> {
-        if let Some(allowed) = self.cached(account, attributes) {
+        if let Some(allowed) = self.settled(account, attributes) {
             return Ok(allowed);
         }
         let timed_out = || ReviewError::TimedOut {
@@ -327,6 +346,47 @@ mod tests {
         );
         let nodes = Attributes::new("watch", "", "nodes", None).name(Some(""));
         assert_eq!(nodes.to_string(), "watch nodes (cluster-wide)");
+    }
+
+    /// A client whose every request fails: reviews answered from the cache
+    /// never reach it.
+    fn unreachable() -> Client {
+        let service = tower::service_fn(|_request: http::Request<kube::client::Body>| async {
+            Err::<http::Response<kube::client::Body>, _>(std::io::Error::other("no API server"))
+        });
+        Client::new(service, "default")
+    }
+
+    #[test]
+    fn a_named_read_is_settled_by_the_answer_for_every_name_without_waiting() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        let reviews = {
+            // The client's buffer is spawned on a runtime; the reviews
+            // below are asked from outside it.
+            let _inside = runtime.enter();
+            AccessReviews::new(unreachable())
+        };
+        let account = ServiceAccount::new("team-a", "floor");
+        let every = Attributes::new("get", "apps", "deployments", Some("team-a"));
+        reviews.cache.lock().expect("unlocked").insert(
+            (account.clone(), every.clone()),
+            Answer {
+                allowed: true,
+                at: Instant::now(),
+            },
+        );
+        // Outside any async runtime, a request that needed asking would
+        // fail at once: this one is answered from the cache.
+        let named = every.clone().name(Some("web"));
+        assert!(reviews.allows_blocking(&account, &named).expect("settled"));
+        assert_eq!(reviews.counts().0, 0, "nothing was asked");
+        let other = Attributes::new("delete", "apps", "deployments", Some("team-a"));
+        assert!(matches!(
+            reviews.allows_blocking(&account, &other),
+            Err(ReviewError::TimedOut { .. })
+        ));
     }
 
     #[test]
