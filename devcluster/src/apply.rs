@@ -4,7 +4,9 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
-use crate::patch::merge_key;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::openapi::{SchemaFn, TypedSchema};
 use crate::status::{ApiError, apply_conflict};
 
 /// One step of a field path.
@@ -12,8 +14,8 @@ use crate::status::{ApiError, apply_conflict};
 pub(crate) enum Seg {
     /// A map field.
     Field(String),
-    /// A list item by merge key: key field name and its value, as JSON.
-    Key(String, String),
+    /// A list-map item by its key: each key field's name and value (as JSON), sorted by name.
+    Key(Vec<(String, String)>),
     /// A member of a set-like list of scalars, as JSON.
     Member(String),
 }
@@ -41,7 +43,10 @@ pub(crate) fn display(path: &Path) -> String {
                 s.push('.');
                 s.push_str(f);
             }
-            Seg::Key(k, v) => s.push_str(&format!("[{k}={v}]")),
+            Seg::Key(key) => {
+                let fields: Vec<String> = key.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                s.push_str(&format!("[{}]", fields.join(",")));
+            }
             Seg::Member(v) => s.push_str(&format!("[={v}]")),
         }
     }
@@ -73,83 +78,182 @@ fn ignored(path: &[String]) -> bool {
     )
 }
 
-/// How lists merge: by the built-in types' merge keys, or by a CRD schema's
-/// `x-kubernetes-list-type` (`map` with one `x-kubernetes-list-map-keys` entry, or `set`).
+/// How an object's lists and maps merge, read off its schema: a built-in kind's typed schema
+/// (with the upstream `x-kubernetes-*` extensions), or a CRD's `openAPIV3Schema`, whose
+/// `metadata` is typed as `ObjectMeta`. `x-kubernetes-list-type` `map` keys items by its
+/// `x-kubernetes-list-map-keys` (defaulted key fields filled in), `set` makes a list of
+/// scalars a set, and anything else (no schema, no list type) is atomic; a map whose
+/// `x-kubernetes-map-type` is `atomic` is owned whole.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Lists<'a> {
-    /// Built-in types (and every object's `metadata`).
-    Builtin,
-    /// A custom resource, at a node of its schema (`None`: no schema here, lists are atomic);
-    /// `root` is true at the top of the object, where `metadata` switches to built-in rules.
-    Schema(Option<&'a Value>, bool),
+pub(crate) struct Lists<'a> {
+    /// The schema at this node (`None`: nothing is known, lists are atomic).
+    node: Option<&'a Value>,
+    /// Where `$ref`s resolve, for built-in types.
+    typed: Option<&'static TypedSchema>,
+    /// At the top of a custom resource, where `metadata` takes ObjectMeta's rules.
+    custom_root: bool,
 }
 
 /// How one list merges.
 enum ListKind {
     Atomic,
     Set,
-    Map(String),
+    /// Keyed by these fields, with their defaults.
+    Map(Vec<(String, Option<Value>)>),
 }
 
 impl<'a> Lists<'a> {
     /// The rules for a custom resource with this schema (or none).
     pub(crate) fn custom(schema: Option<&'a Value>) -> Self {
-        Self::Schema(schema, true)
+        Self {
+            node: schema,
+            typed: None,
+            custom_root: true,
+        }
+    }
+
+    /// The rules of a built-in type.
+    pub(crate) fn typed(schema_fn: SchemaFn) -> Self {
+        let typed = crate::openapi::typed(schema_fn);
+        Self {
+            node: Some(&typed.root),
+            typed: Some(typed),
+            custom_root: false,
+        }
+    }
+
+    /// The node itself, `$ref`s and single-entry `allOf`s followed.
+    fn resolved(self) -> Option<&'a Value> {
+        let mut node = self.node?;
+        for _ in 0..8 {
+            if let Some(reference) = node.get("$ref").and_then(Value::as_str) {
+                node = self.typed?.resolve(reference)?;
+            } else if let Some([only]) = node
+                .get("allOf")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+            {
+                node = only;
+            } else {
+                break;
+            }
+        }
+        Some(node)
+    }
+
+    /// An extension of the node, on the node itself (a property) or on what it refers to.
+    fn extension(self, name: &str) -> Option<&'a Value> {
+        self.node
+            .and_then(|node| node.get(name))
+            .or_else(|| self.resolved().and_then(|node| node.get(name)))
+    }
+
+    fn at(self, node: Option<&'a Value>) -> Self {
+        Self {
+            node,
+            typed: self.typed,
+            custom_root: false,
+        }
     }
 
     fn child(self, key: &str) -> Self {
-        match self {
-            Self::Builtin => Self::Builtin,
-            Self::Schema(_, true) if key == "metadata" => Self::Builtin,
-            Self::Schema(s, _) => Self::Schema(
-                s.and_then(|s| {
-                    s.get("properties")
-                        .and_then(|p| p.get(key))
-                        .or_else(|| s.get("additionalProperties").filter(|a| a.is_object()))
-                }),
-                false,
-            ),
+        if self.custom_root && key == "metadata" {
+            return Self::typed(crate::openapi::schema_of::<ObjectMeta>);
         }
+        let node = self.resolved().and_then(|s| {
+            s.get("properties")
+                .and_then(|p| p.get(key))
+                .or_else(|| s.get("additionalProperties").filter(|a| a.is_object()))
+        });
+        self.at(node)
     }
 
     fn items(self) -> Self {
-        match self {
-            Self::Builtin => Self::Builtin,
-            Self::Schema(s, _) => Self::Schema(s.and_then(|s| s.get("items")), false),
-        }
+        let node = self.resolved().and_then(|s| s.get("items"));
+        self.at(node)
     }
 
-    /// How the list in `field` (whose own rules are `self`) merges.
-    fn kind(self, field: &str, items: &[Value]) -> ListKind {
-        match self {
-            Self::Builtin if field == "finalizers" => ListKind::Set,
-            Self::Builtin => match merge_key(field, items) {
-                Some(k) if items.iter().all(|i| i.is_object() && i.get(k).is_some()) => {
-                    ListKind::Map(k.to_owned())
+    /// Whether the map here is owned whole.
+    fn atomic_map(self) -> bool {
+        self.extension("x-kubernetes-map-type")
+            .and_then(Value::as_str)
+            == Some("atomic")
+    }
+
+    /// How the list here merges, given its items.
+    fn kind(self, items: &[Value]) -> ListKind {
+        match self
+            .extension("x-kubernetes-list-type")
+            .and_then(Value::as_str)
+        {
+            Some("set") => ListKind::Set,
+            Some("map") => {
+                let Some(names) = self
+                    .extension("x-kubernetes-list-map-keys")
+                    .and_then(Value::as_array)
+                else {
+                    return ListKind::Atomic;
+                };
+                let item = self.items();
+                let keys: Vec<(String, Option<Value>)> = names
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(|name| {
+                        let default = item
+                            .child(name)
+                            .resolved()
+                            .and_then(|field| field.get("default"))
+                            .cloned();
+                        (name.to_owned(), default)
+                    })
+                    .collect();
+                let keyed = !keys.is_empty()
+                    && items.iter().all(|i| {
+                        i.is_object()
+                            && keys
+                                .iter()
+                                .all(|(name, default)| i.get(name).is_some() || default.is_some())
+                    });
+                if keyed {
+                    ListKind::Map(keys)
+                } else {
+                    ListKind::Atomic
                 }
-                _ => ListKind::Atomic,
-            },
-            Self::Schema(s, _) => {
-                let s = s.unwrap_or(&Value::Null);
-                match s.get("x-kubernetes-list-type").and_then(Value::as_str) {
-                    Some("set") => ListKind::Set,
-                    Some("map") => match s
-                        .get("x-kubernetes-list-map-keys")
-                        .and_then(Value::as_array)
-                        .map(Vec::as_slice)
-                    {
-                        Some([Value::String(k)])
-                            if items.iter().all(|i| i.is_object() && i.get(k).is_some()) =>
-                        {
-                            ListKind::Map(k.clone())
-                        }
-                        _ => ListKind::Atomic,
-                    },
-                    _ => ListKind::Atomic,
-                }
+            }
+            _ => ListKind::Atomic,
+        }
+    }
+}
+
+/// The key of a list-map item: each key field's value (its default when absent) as JSON, in
+/// the order of the field names, as structured merge sorts them.
+fn item_key(item: &Value, keys: &[(String, Option<Value>)]) -> Vec<(String, String)> {
+    let mut key: Vec<(String, String)> = keys
+        .iter()
+        .map(|(name, default)| {
+            let value = item.get(name).or(default.as_ref()).map(Value::to_string);
+            (name.clone(), value.unwrap_or_default())
+        })
+        .collect();
+    key.sort();
+    key
+}
+
+/// Fills the defaulted key fields an item leaves out, as the server defaults them.
+fn default_keys(item: &mut Value, keys: &[(String, Option<Value>)]) {
+    if let Some(map) = item.as_object_mut() {
+        for (name, default) in keys {
+            if let (false, Some(default)) = (map.contains_key(name), default) {
+                map.insert(name.clone(), default.clone());
             }
         }
     }
+}
+
+/// Whether a list item has this key.
+fn has_key(item: &Value, key: &[(String, String)]) -> bool {
+    key.iter()
+        .all(|(name, value)| item.get(name).map(Value::to_string).as_deref() == Some(value))
 }
 
 /// Collects the leaf field paths a value sets.
@@ -173,14 +277,13 @@ fn walk_map(
             continue;
         }
         path.push(Seg::Field(k.clone()));
-        walk_value(k, v, path, names, lists.child(k), out);
+        walk_value(v, path, names, lists.child(k), out);
         path.pop();
         names.pop();
     }
 }
 
 fn walk_value(
-    field: &str,
     v: &Value,
     path: &mut Path,
     names: &mut Vec<String>,
@@ -188,8 +291,10 @@ fn walk_value(
     out: &mut BTreeSet<Path>,
 ) {
     match v {
-        Value::Object(m) if !m.is_empty() => walk_map(m, path, names, lists, out),
-        Value::Array(items) if !items.is_empty() => match lists.kind(field, items) {
+        Value::Object(m) if !m.is_empty() && !lists.atomic_map() => {
+            walk_map(m, path, names, lists, out)
+        }
+        Value::Array(items) if !items.is_empty() => match lists.kind(items) {
             ListKind::Set => {
                 for item in items {
                     path.push(Seg::Member(item.to_string()));
@@ -197,13 +302,13 @@ fn walk_value(
                     path.pop();
                 }
             }
-            ListKind::Map(mk) => {
+            ListKind::Map(keys) => {
+                let item_lists = lists.items();
                 for item in items {
-                    let key = item.get(&mk).map(Value::to_string).unwrap_or_default();
-                    path.push(Seg::Key(mk.clone(), key));
+                    path.push(Seg::Key(item_key(item, &keys)));
                     out.insert(path.clone());
-                    if let Some(m) = item.as_object() {
-                        walk_map(m, path, &mut Vec::new(), lists.items(), out);
+                    if let Some(m) = item.as_object().filter(|_| !item_lists.atomic_map()) {
+                        walk_map(m, path, &mut Vec::new(), item_lists, out);
                     }
                     path.pop();
                 }
@@ -224,10 +329,7 @@ pub(crate) fn value_at<'a>(v: &'a Value, path: &[Seg]) -> Option<&'a Value> {
     for seg in path {
         cur = match seg {
             Seg::Field(f) => cur.as_object()?.get(f)?,
-            Seg::Key(k, val) => cur
-                .as_array()?
-                .iter()
-                .find(|i| i.get(k).map(Value::to_string).as_deref() == Some(val))?,
+            Seg::Key(key) => cur.as_array()?.iter().find(|i| has_key(i, key))?,
             Seg::Member(val) => cur.as_array()?.iter().find(|i| i.to_string() == *val)?,
         };
     }
@@ -243,10 +345,9 @@ pub(crate) fn remove_at(v: &mut Value, path: &[Seg]) {
     for seg in parents {
         let next = match seg {
             Seg::Field(f) => cur.as_object_mut().and_then(|m| m.get_mut(f)),
-            Seg::Key(k, val) => cur.as_array_mut().and_then(|a| {
-                a.iter_mut()
-                    .find(|i| i.get(k).map(Value::to_string).as_deref() == Some(val))
-            }),
+            Seg::Key(key) => cur
+                .as_array_mut()
+                .and_then(|a| a.iter_mut().find(|i| has_key(i, key))),
             Seg::Member(_) => None,
         };
         match next {
@@ -260,9 +361,9 @@ pub(crate) fn remove_at(v: &mut Value, path: &[Seg]) {
                 m.remove(f);
             }
         }
-        Seg::Key(k, val) => {
+        Seg::Key(key) => {
             if let Some(a) = cur.as_array_mut() {
-                a.retain(|i| i.get(k).map(Value::to_string).as_deref() != Some(val));
+                a.retain(|i| !has_key(i, key));
             }
         }
         Seg::Member(val) => {
@@ -283,10 +384,10 @@ pub(crate) fn merge_applied(
     for (k, av) in applied {
         let child = lists.child(k);
         match (target.get_mut(k), av) {
-            (Some(Value::Object(t)), Value::Object(a)) if !a.is_empty() => {
+            (Some(Value::Object(t)), Value::Object(a)) if !a.is_empty() && !child.atomic_map() => {
                 merge_applied(t, a, child)
             }
-            (Some(Value::Array(t)), Value::Array(a)) => match child.kind(k, a) {
+            (Some(Value::Array(t)), Value::Array(a)) => match child.kind(a) {
                 ListKind::Set => {
                     for v in a {
                         if !t.contains(v) {
@@ -294,16 +395,22 @@ pub(crate) fn merge_applied(
                         }
                     }
                 }
-                ListKind::Map(mk) => {
+                ListKind::Map(keys) => {
+                    let items = child.items();
                     for item in a {
-                        let key = item.get(&mk);
-                        match t.iter_mut().find(|i| i.get(&mk) == key) {
-                            Some(Value::Object(existing)) => {
+                        let key = item_key(item, &keys);
+                        match t.iter_mut().find(|i| item_key(i, &keys) == key) {
+                            Some(Value::Object(existing)) if !items.atomic_map() => {
                                 if let Some(im) = item.as_object() {
-                                    merge_applied(existing, im, child.items());
+                                    merge_applied(existing, im, items);
                                 }
                             }
-                            _ => t.push(item.clone()),
+                            Some(existing) => *existing = item.clone(),
+                            None => {
+                                let mut item = item.clone();
+                                default_keys(&mut item, &keys);
+                                t.push(item);
+                            }
                         }
                     }
                 }
@@ -359,10 +466,15 @@ fn parse_fields(m: &Map<String, Value>, path: &mut Path, out: &mut BTreeSet<Path
             Seg::Field(f.to_owned())
         } else if let Some(key) = k.strip_prefix("k:") {
             let parsed: Map<String, Value> = serde_json::from_str(key).unwrap_or_default();
-            match parsed.into_iter().next() {
-                Some((kf, kv)) => Seg::Key(kf, kv.to_string()),
-                None => continue,
+            if parsed.is_empty() {
+                continue;
             }
+            let mut key: Vec<(String, String)> = parsed
+                .into_iter()
+                .map(|(name, value)| (name, value.to_string()))
+                .collect();
+            key.sort();
+            Seg::Key(key)
         } else if let Some(val) = k.strip_prefix("v:") {
             Seg::Member(val.to_owned())
         } else {
@@ -386,7 +498,13 @@ fn fields_v1(fields: &BTreeSet<Path>) -> Value {
         for (i, seg) in path.iter().enumerate() {
             let key = match seg {
                 Seg::Field(f) => format!("f:{f}"),
-                Seg::Key(k, v) => format!("k:{{\"{k}\":{v}}}"),
+                Seg::Key(key) => {
+                    let fields: Vec<String> = key
+                        .iter()
+                        .map(|(k, v)| format!("{}:{v}", Value::from(k.as_str())))
+                        .collect();
+                    format!("k:{{{}}}", fields.join(","))
+                }
                 Seg::Member(v) => format!("v:{v}"),
             };
             let entry = cur.entry(key).or_insert_with(|| Value::Object(Map::new()));
@@ -522,9 +640,7 @@ pub(crate) fn apply(
         let clashing: Vec<Path> = e
             .fields
             .iter()
-            .filter(|p| {
-                new_set.contains(*p) && value_at(&cur_value, p) != value_at(&merged_value, p)
-            })
+            .filter(|p| new_set.contains(*p) && changes(p, &cur_value, &merged_value))
             .cloned()
             .collect();
         for p in clashing {
@@ -560,6 +676,16 @@ pub(crate) fn apply(
     Ok(obj)
 }
 
+/// Whether applying changes what a manager owns at `path`: the value of a field, or, for a
+/// list-map item, whether it exists (its fields are owned one by one).
+fn changes(path: &[Seg], current: &Value, merged: &Value) -> bool {
+    let (before, after) = (value_at(current, path), value_at(merged, path));
+    match path.last() {
+        Some(Seg::Key(_)) => before.is_some() != after.is_some(),
+        _ => before != after,
+    }
+}
+
 fn manager_label(e: &Entry) -> String {
     let mut s = format!("{:?}", e.manager);
     if !e.subresource.is_empty() {
@@ -589,19 +715,27 @@ mod tests {
         }
     }
 
+    fn configmaps() -> Lists<'static> {
+        Lists::typed(crate::openapi::schema_of::<k8s_openapi::api::core::v1::ConfigMap>)
+    }
+
+    fn pods() -> Lists<'static> {
+        Lists::typed(crate::openapi::schema_of::<k8s_openapi::api::core::v1::Pod>)
+    }
+
     fn map(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap()
     }
 
     #[test]
     fn apply_conflicts_with_another_manager_unless_forced() {
-        let a = apply(None, &map(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"shared": "1"}})), &w("mgr-a"), false, Lists::Builtin).unwrap();
+        let a = apply(None, &map(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"shared": "1"}})), &w("mgr-a"), false, configmaps()).unwrap();
         let err = apply(
             Some(&a),
             &map(json!({"metadata": {"name": "x"}, "data": {"shared": "2"}})),
             &w("mgr-b"),
             false,
-            Lists::Builtin,
+            configmaps(),
         )
         .unwrap_err();
         assert_eq!(err.code, 409);
@@ -614,7 +748,7 @@ mod tests {
             &map(json!({"metadata": {"name": "x"}, "data": {"shared": "2"}})),
             &w("mgr-b"),
             true,
-            Lists::Builtin,
+            configmaps(),
         )
         .unwrap();
         assert_eq!(b["data"]["shared"], "2");
@@ -635,7 +769,7 @@ mod tests {
             &spec(json!([{"name": "app", "image": "a"}])),
             &w("m"),
             false,
-            Lists::Builtin,
+            pods(),
         )
         .unwrap();
         let b = apply(
@@ -643,7 +777,7 @@ mod tests {
             &spec(json!([{"name": "app", "image": "a"}, {"name": "sidecar", "image": "s"}])),
             &w("m"),
             false,
-            Lists::Builtin,
+            pods(),
         )
         .unwrap();
         let names: Vec<&str> = b["spec"]["containers"]
@@ -653,7 +787,7 @@ mod tests {
             .map(|c| c["name"].as_str().unwrap())
             .collect();
         assert_eq!(names, ["app", "sidecar"]);
-        let c = apply(Some(&b), &map(json!({"metadata": {"name": "d"}, "spec": {"containers": [{"name": "app", "image": "a"}]}})), &w("m"), false, Lists::Builtin).unwrap();
+        let c = apply(Some(&b), &map(json!({"metadata": {"name": "d"}, "spec": {"containers": [{"name": "app", "image": "a"}]}})), &w("m"), false, pods()).unwrap();
         assert_eq!(c["spec"]["containers"].as_array().unwrap().len(), 1);
         assert!(c.get("data").and_then(|d| d.get("x")).is_none(), "{c:?}");
     }
@@ -663,7 +797,7 @@ mod tests {
         let obj = map(
             json!({"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "app", "image": "i"}]}}),
         );
-        let set = leaves(&obj, Lists::Builtin);
+        let set = leaves(&obj, pods());
         let mut parsed = BTreeSet::new();
         parse_fields(
             fields_v1(&set).as_object().unwrap(),
@@ -671,6 +805,94 @@ mod tests {
             &mut parsed,
         );
         assert_eq!(parsed, set);
+    }
+
+    #[test]
+    fn built_in_lists_and_maps_follow_the_upstream_extensions() {
+        let deployments =
+            Lists::typed(crate::openapi::schema_of::<k8s_openapi::api::apps::v1::Deployment>);
+        let deployment = |ports: Value| {
+            map(json!({
+                "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+                "spec": {
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": {"spec": {"containers": [{"name": "c", "image": "nginx", "ports": ports}]}},
+                },
+            }))
+        };
+        // Ports are keyed by port and protocol, the protocol defaulted: the same port over
+        // TCP and UDP are two items.
+        let both =
+            deployment(json!([{"containerPort": 53}, {"containerPort": 53, "protocol": "UDP"}]));
+        let set = leaves(&both, deployments);
+        let port = |protocol: &str| {
+            vec![
+                Seg::Field("spec".into()),
+                Seg::Field("template".into()),
+                Seg::Field("spec".into()),
+                Seg::Field("containers".into()),
+                Seg::Key(vec![("name".into(), "\"c\"".into())]),
+                Seg::Field("ports".into()),
+                Seg::Key(vec![
+                    ("containerPort".into(), "53".into()),
+                    ("protocol".into(), format!("\"{protocol}\"")),
+                ]),
+            ]
+        };
+        assert!(set.contains(&port("TCP")), "{set:?}");
+        assert!(set.contains(&port("UDP")), "{set:?}");
+        assert_eq!(
+            display(&port("UDP")),
+            ".spec.template.spec.containers[name=\"c\"].ports[containerPort=53,protocol=\"UDP\"]"
+        );
+        // The selector is an atomic map: owned whole, not label by label.
+        let selector = vec![Seg::Field("spec".into()), Seg::Field("selector".into())];
+        assert!(set.contains(&selector), "{set:?}");
+        assert!(!set.iter().any(|p| p.len() > 2 && p.starts_with(&selector)));
+        let fields = fields_v1(&set);
+        assert_eq!(fields["f:spec"]["f:selector"], json!({}));
+        let ports = &fields["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"c\"}"]
+            ["f:ports"];
+        assert!(
+            ports
+                .get("k:{\"containerPort\":53,\"protocol\":\"UDP\"}")
+                .is_some(),
+            "{fields}"
+        );
+        let mut parsed = BTreeSet::new();
+        parse_fields(fields.as_object().unwrap(), &mut Vec::new(), &mut parsed);
+        assert_eq!(parsed, set, "fieldsV1 round-trips");
+
+        // Applying both ports over the creation of one keeps them apart (the write's
+        // defaulting, not this unit, fills in the first one's protocol).
+        let created = apply(
+            None,
+            &deployment(json!([{"containerPort": 53}])),
+            &w("creator"),
+            false,
+            deployments,
+        )
+        .unwrap();
+        let applied = apply(Some(&created), &both, &w("kubectl"), false, deployments).unwrap();
+        let ports = applied["spec"]["template"]["spec"]["containers"][0]["ports"].clone();
+        assert_eq!(
+            ports,
+            json!([{"containerPort": 53}, {"containerPort": 53, "protocol": "UDP"}])
+        );
+        // A selector changed by another manager conflicts on the selector, whole.
+        let mut moved = deployment(json!([{"containerPort": 53}]));
+        moved["spec"]["selector"] = json!({"matchLabels": {"app": "other"}});
+        let conflict = apply(Some(&applied), &moved, &w("mover"), false, deployments).unwrap_err();
+        assert!(
+            conflict.message.contains(".spec.selector"),
+            "{}",
+            conflict.message
+        );
+        assert!(
+            !conflict.message.contains("matchLabels"),
+            "{}",
+            conflict.message
+        );
     }
 
     #[test]

@@ -144,7 +144,15 @@ impl Target {
                 .map(|(_, s)| s);
             crate::apply::Lists::custom(schema)
         } else {
-            crate::apply::Lists::Builtin
+            match self
+                .res
+                .type_schemas
+                .iter()
+                .find(|(v, _)| *v == self.version)
+            {
+                Some((_, schema_fn)) => crate::apply::Lists::typed(*schema_fn),
+                None => crate::apply::Lists::custom(None),
+            }
         }
     }
 

@@ -178,8 +178,9 @@ fn server_side_apply(
         subresource: "",
         time: "2026-01-01T00:00:00Z",
     };
-    let once = apply::apply(Some(current), &applied, &writer, force, Lists::Builtin)?;
-    let twice = apply::apply(Some(&once), &applied, &writer, force, Lists::Builtin)
+    let lists = Lists::typed(crate::openapi::schema_of::<k8s_openapi::api::apps::v1::Deployment>);
+    let once = apply::apply(Some(current), &applied, &writer, force, lists)?;
+    let twice = apply::apply(Some(&once), &applied, &writer, force, lists)
         .expect("applying the same configuration again by the same manager cannot conflict");
     assert_eq!(
         twice, once,

@@ -6,9 +6,12 @@
 //! `openAPIV3Schema` with `apiVersion`, `kind` and `metadata` added as the apiextensions
 //! server adds them. Every kind's schema carries `x-kubernetes-group-version-kind`.
 //!
-//! Unlike a real server, the schemas carry no `x-kubernetes-patch-*` or list-type
-//! extensions (k8s-openapi does not generate them), so no PATCH operation declares strategic
-//! merge patches: kubectl then computes its patches from its own built-in types, as before.
+//! k8s-openapi generates no `x-kubernetes-*` extensions; built-in definitions gain them from
+//! `openapi/extensions.json` (list types, list-map keys, map types, patch merge keys and
+//! strategies, and the defaults of list-map key fields, as a real 1.36 server publishes them;
+//! written by `cargo xtask gen-extensions`). The same typed schemas drive field ownership
+//! ([`typed`]). No PATCH operation declares strategic merge patches: kubectl computes its
+//! patches from its own built-in types.
 
 use std::collections::BTreeMap;
 
@@ -259,6 +262,7 @@ fn component_schemas(gv: &GroupVersion, resources: &[&ResourceDef]) -> Map<Strin
     }
     let mut schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
     schemas.values_mut().for_each(metadata_optional);
+    add_extensions(&mut schemas);
     for (name, kind) in kinds {
         if let Some(Value::Object(schema)) = schemas.get_mut(&name) {
             let list = schema
@@ -271,6 +275,74 @@ fn component_schemas(gv: &GroupVersion, resources: &[&ResourceDef]) -> Map<Strin
     }
     schemas.extend(custom);
     schemas
+}
+
+/// The upstream extensions of built-in definitions, by definition and property (`.`: the
+/// definition itself).
+fn extensions() -> &'static Map<String, Value> {
+    static TABLE: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        serde_json::from_str(include_str!("openapi/extensions.json"))
+            .expect("openapi/extensions.json is a JSON object")
+    })
+}
+
+/// Adds the upstream extensions to generated built-in definitions.
+fn add_extensions(definitions: &mut Map<String, Value>) {
+    for (name, schema) in definitions.iter_mut() {
+        let Some(Value::Object(table)) = extensions().get(name) else {
+            continue;
+        };
+        for (property, added) in table {
+            let target = if property == "." {
+                Some(&mut *schema)
+            } else {
+                schema
+                    .get_mut("properties")
+                    .and_then(|properties| properties.get_mut(property))
+            };
+            if let (Some(Value::Object(target)), Value::Object(added)) = (target, added) {
+                target.extend(added.clone());
+            }
+        }
+    }
+}
+
+/// A built-in kind's schema as field ownership reads it: the kind's definition and every
+/// definition it reaches, with the upstream extensions.
+#[derive(Debug)]
+pub(crate) struct TypedSchema {
+    /// A reference to the kind's definition.
+    pub root: Value,
+    /// Definitions by name.
+    pub definitions: Map<String, Value>,
+}
+
+impl TypedSchema {
+    /// The definition a `$ref` names.
+    pub(crate) fn resolve<'a>(&'a self, reference: &str) -> Option<&'a Value> {
+        self.definitions.get(reference.strip_prefix(V3_PREFIX)?)
+    }
+}
+
+/// The typed schema of a built-in kind, built once per type and kept for the process.
+pub(crate) fn typed(schema_fn: SchemaFn) -> &'static TypedSchema {
+    static TYPED: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<usize, &'static TypedSchema>>,
+    > = std::sync::OnceLock::new();
+    let mut typed = TYPED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    typed.entry(schema_fn as usize).or_insert_with(|| {
+        let mut generator = SchemaGenerator::new(SchemaSettings::openapi3());
+        let root = schema_fn(&mut generator).to_value();
+        let mut definitions: Map<String, Value> =
+            generator.take_definitions(true).into_iter().collect();
+        add_extensions(&mut definitions);
+        // One leaked schema per built-in type: a bounded set, read by every write.
+        Box::leak(Box::new(TypedSchema { root, definitions }))
+    })
 }
 
 /// k8s-openapi lists `metadata` as required in every object kind (its Rust types need it);

@@ -996,7 +996,7 @@ spec:
       containers:
       - name: c
         image: nginx
-        ports: [{containerPort: 80}]
+        ports: [{containerPort: 80}, {containerPort: 80, protocol: UDP}]
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1008,6 +1008,24 @@ async fn server_side_apply_after_create_shares_identical_values() -> Result<()> 
     k.run(&["create", "-f", "d.yaml"]).await?;
     let out = k.run(&["apply", "--server-side", "-f", "d.yaml"]).await?;
     assert!(out.contains("serverside-applied"), "{out}");
+    // Owned as a real server records it: ports keyed by port and protocol (TCP filled in),
+    // the selector (an atomic map) whole.
+    let applied = k
+        .json(&["get", "deployment", "d", "--show-managed-fields"])
+        .await?;
+    let entry = applied["metadata"]["managedFields"]
+        .as_array()
+        .and_then(|entries| entries.iter().find(|e| e["manager"] == "kubectl"))
+        .context("the apply's managedFields entry")?;
+    let fields = &entry["fieldsV1"]["f:spec"];
+    assert_eq!(fields["f:selector"], json!({}), "{entry}");
+    let ports = &fields["f:template"]["f:spec"]["f:containers"][r#"k:{"name":"c"}"#]["f:ports"];
+    for key in [
+        r#"k:{"containerPort":80,"protocol":"TCP"}"#,
+        r#"k:{"containerPort":80,"protocol":"UDP"}"#,
+    ] {
+        assert!(ports.get(key).is_some(), "{key} in {ports}");
+    }
 
     // A value another manager owns still conflicts when the apply changes it.
     std::fs::write(
@@ -1045,8 +1063,26 @@ async fn openapi_documents_hold_the_kinds_schemas_in_v3_and_v2() -> Result<()> {
         json!([{"group": "apps", "version": "v1", "kind": "Deployment"}])
     );
 
+    // With the extensions a real server publishes.
+    let ports =
+        &apps["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
+    assert_eq!(ports["x-kubernetes-list-type"], "map", "{ports}");
+    assert_eq!(
+        ports["x-kubernetes-list-map-keys"],
+        json!(["name"]),
+        "{ports}"
+    );
+    assert_eq!(
+        apps["components"]["schemas"]["io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector"]["x-kubernetes-map-type"],
+        "atomic"
+    );
+
     let swagger: Value = serde_json::from_str(&client.request_text(get("/openapi/v2")?).await?)?;
     assert_eq!(swagger["swagger"], "2.0");
+    assert_eq!(
+        swagger["definitions"]["io.k8s.api.core.v1.Container"]["properties"]["ports"]["x-kubernetes-list-map-keys"],
+        json!(["containerPort", "protocol"])
+    );
     assert_eq!(
         swagger["definitions"]["io.k8s.api.apps.v1.DeploymentSpec"]["properties"]["strategy"]["allOf"],
         json!([{"$ref": "#/definitions/io.k8s.api.apps.v1.DeploymentStrategy"}])

@@ -4,6 +4,7 @@
 //! and the Python and JavaScript guest toolchains into `.venv` and
 //! `node_modules`), so a fresh machine needs nothing done by hand.
 
+mod gen_extensions;
 mod gen_protobuf;
 mod toolchains;
 
@@ -59,6 +60,12 @@ enum Task {
         #[arg(long)]
         check: bool,
     },
+    /// Write devcluster's table of the OpenAPI extensions of built-in kinds (list types, map
+    /// keys, map types, patch merge keys) from a Kubernetes source tree's OpenAPI v3 documents.
+    GenExtensions {
+        /// The `api/openapi-spec/v3` folder of a Kubernetes source tree.
+        spec_dir: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -89,6 +96,7 @@ fn main() -> anyhow::Result<()> {
         }
         Task::Lint => lint(),
         Task::GenProtobuf { check } => gen_protobuf::run(&root, check),
+        Task::GenExtensions { spec_dir } => gen_extensions::run(&root, &spec_dir),
     }
 }
 
