@@ -156,7 +156,8 @@ impl<'a> Lists<'a> {
         }
     }
 
-    fn child(self, key: &str) -> Self {
+    /// The rules of the field `key` of the map here.
+    pub(crate) fn child(self, key: &str) -> Self {
         if self.custom_root && key == "metadata" {
             return Self::typed(crate::openapi::schema_of::<ObjectMeta>);
         }
@@ -168,9 +169,24 @@ impl<'a> Lists<'a> {
         self.at(node)
     }
 
-    fn items(self) -> Self {
+    /// The rules of the items of the list here.
+    pub(crate) fn items(self) -> Self {
         let node = self.resolved().and_then(|s| s.get("items"));
         self.at(node)
+    }
+
+    /// How a strategic merge patch merges the list here: by this merge key
+    /// (`Some(Some(key))`), as a set of scalars (`Some(None)`), or not at all (`None`: the
+    /// patch replaces it), from `x-kubernetes-patch-strategy` and
+    /// `x-kubernetes-patch-merge-key`.
+    pub(crate) fn patch_merge(self) -> Option<Option<&'a str>> {
+        let strategy = self
+            .extension("x-kubernetes-patch-strategy")
+            .and_then(Value::as_str)?;
+        strategy.split(',').any(|part| part == "merge").then(|| {
+            self.extension("x-kubernetes-patch-merge-key")
+                .and_then(Value::as_str)
+        })
     }
 
     /// Whether the map here is owned whole.

@@ -143,8 +143,11 @@ pub fn patch(data: &[u8]) {
             }
             result
         }
-        2 => patch::parse_patch_object(body)
-            .and_then(|strategic| patch::apply_strategic(&mut doc, &strategic)),
+        2 => patch::parse_patch_object(body).and_then(|strategic| {
+            let lists =
+                Lists::typed(crate::openapi::schema_of::<k8s_openapi::api::apps::v1::Deployment>);
+            patch::apply_strategic(&mut doc, &strategic, lists)
+        }),
         force => server_side_apply(&current, body, force == 4)
             .map(|applied| doc = Value::Object(applied)),
     };

@@ -2,6 +2,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::apply::Lists;
 use crate::status::ApiError;
 
 /// The patch types the server accepts, by `Content-Type`.
@@ -59,44 +60,19 @@ pub(crate) fn apply_merge_patch(target: &mut Value, patch: &Value) {
     json_patch::merge(target, patch);
 }
 
-/// The merge key of a list field in built-in types, when the list merges by key.
-pub(crate) fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
-    match field {
-        "containers"
-        | "initContainers"
-        | "ephemeralContainers"
-        | "env"
-        | "volumes"
-        | "imagePullSecrets"
-        | "resourceClaims" => Some("name"),
-        "volumeMounts" | "volumeDevices" => Some("mountPath"),
-        "ports" => {
-            if items.iter().any(|i| i.get("containerPort").is_some()) {
-                Some("containerPort")
-            } else {
-                Some("port")
-            }
-        }
-        "conditions" => Some("type"),
-        "ownerReferences" => Some("uid"),
-        "hostAliases" => Some("ip"),
-        _ => None,
-    }
-}
-
-/// Lists of scalars merged as sets in strategic merge patches.
-fn is_primitive_merge_list(field: &str) -> bool {
-    field == "finalizers"
-}
-
 fn key_of<'a>(item: &'a Value, key: &str) -> Option<&'a Value> {
     item.as_object().and_then(|m| m.get(key))
 }
 
-/// Applies a strategic merge patch (built-in types only).
-pub(crate) fn apply_strategic(target: &mut Value, patch: &Value) -> Result<(), ApiError> {
+/// Applies a strategic merge patch (built-in types only): lists merge as the type's
+/// `x-kubernetes-patch-strategy` and `x-kubernetes-patch-merge-key` say, others are replaced.
+pub(crate) fn apply_strategic(
+    target: &mut Value,
+    patch: &Value,
+    rules: Lists<'_>,
+) -> Result<(), ApiError> {
     match (target.as_object_mut(), patch.as_object()) {
-        (Some(t), Some(p)) => strategic_map(t, p),
+        (Some(t), Some(p)) => strategic_map(t, p, rules),
         _ => {
             *target = patch.clone();
             Ok(())
@@ -107,6 +83,7 @@ pub(crate) fn apply_strategic(target: &mut Value, patch: &Value) -> Result<(), A
 fn strategic_map(
     target: &mut Map<String, Value>,
     patch: &Map<String, Value>,
+    rules: Lists<'_>,
 ) -> Result<(), ApiError> {
     if patch.get("$patch").and_then(Value::as_str) == Some("replace") {
         *target = patch.clone();
@@ -148,21 +125,26 @@ fn strategic_map(
             target.remove(key);
             continue;
         }
+        let field = rules.child(key);
         match (target.get_mut(key), pv) {
-            (Some(Value::Object(t)), Value::Object(p)) => strategic_map(t, p)?,
-            (Some(Value::Array(t)), Value::Array(p)) => {
-                if let Some(mk) = merge_key(key, t).or_else(|| merge_key(key, p)) {
-                    *t = merge_keyed_list(std::mem::take(t), p, mk)?;
-                } else if is_primitive_merge_list(key) {
+            (Some(Value::Object(t)), Value::Object(p)) => strategic_map(t, p, field)?,
+            (Some(Value::Array(t)), Value::Array(p)) => match field.patch_merge() {
+                Some(Some(mk)) => {
+                    *t = merge_keyed_list(std::mem::take(t), p, mk, field.items())?;
+                }
+                Some(None) => {
                     for v in p {
                         if !t.contains(v) {
                             t.push(v.clone());
                         }
                     }
-                } else {
-                    *t = p.clone();
                 }
-            }
+                None => {
+                    let mut v = p.clone();
+                    v.iter_mut().for_each(strip_directives);
+                    *t = v;
+                }
+            },
             _ => {
                 let mut v = pv.clone();
                 strip_directives(&mut v);
@@ -175,7 +157,8 @@ fn strategic_map(
             && let (Some(Value::Array(list)), Some(order)) =
                 (target.get_mut(field), order.as_array())
         {
-            set_element_order(field, list, order);
+            let key = rules.child(field).patch_merge().flatten();
+            set_element_order(key, list, order);
         }
     }
     if let Some(retain) = patch.get("$retainKeys").and_then(Value::as_array) {
@@ -187,8 +170,7 @@ fn strategic_map(
 
 /// `$setElementOrder/{field}`: the listed elements (by merge key, or by value for
 /// primitive lists) in the given order, then the others in their current order.
-fn set_element_order(field: &str, list: &mut Vec<Value>, order: &[Value]) {
-    let key = merge_key(field, list).or_else(|| merge_key(field, order));
+fn set_element_order(key: Option<&str>, list: &mut Vec<Value>, order: &[Value]) {
     let identity = |item: &Value| -> Value {
         match key {
             Some(mk) => key_of(item, mk).cloned().unwrap_or(Value::Null),
@@ -225,7 +207,12 @@ fn strip_directives(v: &mut Value) {
 
 /// Merges a keyed list the way kube's strategic merge orders it: patch items first in patch order,
 /// interleaved with the items only the server has by their server positions.
-fn merge_keyed_list(server: Vec<Value>, patch: &[Value], mk: &str) -> Result<Vec<Value>, ApiError> {
+fn merge_keyed_list(
+    server: Vec<Value>,
+    patch: &[Value],
+    mk: &str,
+    items: Lists<'_>,
+) -> Result<Vec<Value>, ApiError> {
     let server_keys: Vec<Option<Value>> = server.iter().map(|i| key_of(i, mk).cloned()).collect();
     let mut server = server;
     let mut from_patch: Vec<Value> = Vec::new();
@@ -244,7 +231,7 @@ fn merge_keyed_list(server: Vec<Value>, patch: &[Value], mk: &str) -> Result<Vec
                 continue;
             }
             let mut merged = std::mem::take(&mut server[pos]);
-            apply_strategic(&mut merged, item)?;
+            apply_strategic(&mut merged, item, items)?;
             from_patch.push(merged);
         } else if !delete {
             let mut v = item.clone();
@@ -291,12 +278,50 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn pods() -> Lists<'static> {
+        Lists::typed(crate::openapi::schema_of::<k8s_openapi::api::core::v1::Pod>)
+    }
+
+    fn deployments() -> Lists<'static> {
+        Lists::typed(crate::openapi::schema_of::<k8s_openapi::api::apps::v1::Deployment>)
+    }
+
+    #[test]
+    fn lists_merge_as_the_type_declares_and_are_replaced_otherwise() {
+        let mut pod = json!({"spec": {
+            "topologySpreadConstraints": [{"topologyKey": "zone", "maxSkew": 1, "whenUnsatisfiable": "DoNotSchedule"}],
+            "tolerations": [{"key": "a", "operator": "Exists"}],
+        }});
+        apply_strategic(
+            &mut pod,
+            &json!({"spec": {
+                "topologySpreadConstraints": [{"topologyKey": "host", "maxSkew": 2, "whenUnsatisfiable": "DoNotSchedule"}],
+                "tolerations": [{"key": "b", "operator": "Exists"}],
+            }}),
+            pods(),
+        )
+        .unwrap();
+        let keys: Vec<&str> = pod["spec"]["topologySpreadConstraints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["topologyKey"].as_str().unwrap())
+            .collect();
+        assert_eq!(keys, ["host", "zone"], "merged by topologyKey");
+        assert_eq!(
+            pod["spec"]["tolerations"],
+            json!([{"key": "b", "operator": "Exists"}]),
+            "no patch strategy: replaced"
+        );
+    }
+
     #[test]
     fn strategic_merge_puts_new_containers_first_and_merges_by_name() {
         let mut d = json!({"spec": {"containers": [{"name": "app", "image": "a:1"}]}});
         apply_strategic(
             &mut d,
             &json!({"spec": {"containers": [{"name": "sidecar", "image": "s"}]}}),
+            pods(),
         )
         .unwrap();
         let names: Vec<&str> = d["spec"]["containers"]
@@ -309,6 +334,7 @@ mod tests {
         apply_strategic(
             &mut d,
             &json!({"spec": {"containers": [{"name": "app", "image": "a:2"}]}}),
+            pods(),
         )
         .unwrap();
         assert_eq!(
@@ -318,6 +344,7 @@ mod tests {
         apply_strategic(
             &mut d,
             &json!({"spec": {"containers": [{"name": "sidecar", "$patch": "delete"}]}}),
+            pods(),
         )
         .unwrap();
         assert_eq!(d["spec"]["containers"].as_array().unwrap().len(), 1);
@@ -365,6 +392,7 @@ mod tests {
                     }},
                 },
             }),
+            deployments(),
         )
         .expect("a valid patch");
         assert_eq!(deployment["spec"]["strategy"], json!({"type": "Recreate"}));
@@ -382,6 +410,7 @@ mod tests {
                 "$setElementOrder/containers": [{"name": "c"}, {"name": "a"}],
                 "containers": [{"name": "a", "image": "new"}],
             }}),
+            pods(),
         )
         .expect("a valid patch");
         assert_eq!(

@@ -493,7 +493,7 @@ pub(crate) fn patch(
         PatchType::Json => patch::apply_json_patch(&mut doc, body)?,
         PatchType::Merge => patch::apply_merge_patch(&mut doc, &patch::parse_patch_object(body)?),
         PatchType::Strategic => {
-            patch::apply_strategic(&mut doc, &patch::parse_patch_object(body)?)?
+            patch::apply_strategic(&mut doc, &patch::parse_patch_object(body)?, t.lists())?
         }
         PatchType::Apply => {}
     }
