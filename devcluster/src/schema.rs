@@ -330,8 +330,10 @@ fn has_rules(schema: &Value) -> bool {
 
 /// Evaluates the CEL rules (`x-kubernetes-validations`) of every node the
 /// object has, with `self` bound to the node's value. Transition rules (those
-/// that read `oldSelf`) are left to updates and not evaluated here.
-fn check_rules(value: &Value, schema: &Value, path: &str, out: &mut Findings) {
+/// that read `oldSelf`) run on updates only, where the node had a value before
+/// (`old`, correlated field by field and list-map item by key, as the
+/// apiserver correlates them), with `oldSelf` bound to it.
+fn check_rules(value: &Value, old: Option<&Value>, schema: &Value, path: &str, out: &mut Findings) {
     if let Some(rules) = schema
         .get("x-kubernetes-validations")
         .and_then(Value::as_array)
@@ -340,7 +342,8 @@ fn check_rules(value: &Value, schema: &Value, path: &str, out: &mut Findings) {
             let Some(expression) = rule.get("rule").and_then(Value::as_str) else {
                 continue;
             };
-            if expression.contains("oldSelf") {
+            let transition = expression.contains("oldSelf");
+            if transition && old.is_none() {
                 continue;
             }
             let field = match rule.get("fieldPath").and_then(Value::as_str) {
@@ -360,7 +363,7 @@ fn check_rules(value: &Value, schema: &Value, path: &str, out: &mut Findings) {
                 .get("message")
                 .and_then(Value::as_str)
                 .map_or_else(|| format!("failed rule: {expression}"), str::to_owned);
-            match evaluate(expression, value) {
+            match evaluate(expression, value, old.filter(|_| transition)) {
                 Ok(true) => {}
                 Ok(false) => out.causes.push(Cause::new(
                     reason,
@@ -381,19 +384,47 @@ fn check_rules(value: &Value, schema: &Value, path: &str, out: &mut Findings) {
             let additional = schema.get("additionalProperties").filter(|a| a.is_object());
             for (key, child) in fields {
                 if let Some(child_schema) = properties.and_then(|p| p.get(key)).or(additional) {
-                    check_rules(child, child_schema, &join(path, key), out);
+                    let old_child = old.and_then(|old| old.get(key));
+                    check_rules(child, old_child, child_schema, &join(path, key), out);
                 }
             }
         }
         Value::Array(items) => {
             if let Some(item_schema) = schema.get("items") {
+                let keys = list_map_keys(schema);
                 for (index, item) in items.iter().enumerate() {
-                    check_rules(item, item_schema, &format!("{path}[{index}]"), out);
+                    let old_item = keys.as_ref().and_then(|keys| {
+                        old?.as_array()?.iter().find(|candidate| {
+                            keys.iter().all(|key| candidate.get(key) == item.get(key))
+                        })
+                    });
+                    check_rules(
+                        item,
+                        old_item,
+                        item_schema,
+                        &format!("{path}[{index}]"),
+                        out,
+                    );
                 }
             }
         }
         _ => {}
     }
+}
+
+/// The keys of a list whose `x-kubernetes-list-type` is `map`: its items correlate with the
+/// old object's by them. Other lists' items do not correlate.
+fn list_map_keys(schema: &Value) -> Option<Vec<&str>> {
+    if schema.get("x-kubernetes-list-type").and_then(Value::as_str) != Some("map") {
+        return None;
+    }
+    let keys: Vec<&str> = schema
+        .get("x-kubernetes-list-map-keys")?
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    (!keys.is_empty()).then_some(keys)
 }
 
 /// The CEL rules of a CRD schema that do not compile, as causes at their
@@ -436,13 +467,19 @@ pub(crate) fn uncompilable_rules(schema: &Value, path: &str) -> Vec<Cause> {
     causes
 }
 
-/// One CEL rule over `self`; `Ok(false)` when it does not hold.
-fn evaluate(expression: &str, value: &Value) -> Result<bool, String> {
+/// One CEL rule over `self` (and `oldSelf`, for a transition rule); `Ok(false)` when it does
+/// not hold.
+fn evaluate(expression: &str, value: &Value, old: Option<&Value>) -> Result<bool, String> {
     let program = cel::Program::compile(expression).map_err(|error| error.to_string())?;
     let mut context = cel::Context::default();
     context
         .add_variable("self", value.clone())
         .map_err(|error| error.to_string())?;
+    if let Some(old) = old {
+        context
+            .add_variable("oldSelf", old.clone())
+            .map_err(|error| error.to_string())?;
+    }
     match program
         .execute(&context)
         .map_err(|error| error.to_string())?
@@ -505,7 +542,11 @@ pub(crate) fn check_replicas(obj: &Value, path: &str) -> Vec<Cause> {
 
 /// Prunes unknown fields from a custom resource and checks it against its `openAPIV3Schema`;
 /// `apiVersion`, `kind` and `metadata` are the server's and left alone.
-pub(crate) fn check(obj: &mut Map<String, Value>, schema: &Value) -> Findings {
+pub(crate) fn check(
+    obj: &mut Map<String, Value>,
+    old: Option<&Map<String, Value>>,
+    schema: &Value,
+) -> Findings {
     let mut out = Findings::default();
     apply_defaults(obj, schema);
     let preserve = flag(schema, "x-kubernetes-preserve-unknown-fields");
@@ -544,12 +585,20 @@ pub(crate) fn check(obj: &mut Map<String, Value>, schema: &Value) -> Findings {
                     continue;
                 }
                 if let Some(child_schema) = properties.and_then(|p| p.get(key)) {
-                    check_rules(child, child_schema, key, &mut out);
+                    let old_child = old.and_then(|old| old.get(key));
+                    check_rules(child, old_child, child_schema, key, &mut out);
                 }
             }
             if let Some(rules) = schema.get("x-kubernetes-validations") {
                 let root = serde_json::json!({"x-kubernetes-validations": rules});
-                check_rules(&Value::Object(obj.clone()), &root, "<nil>", &mut out);
+                let old = old.map(|old| Value::Object(old.clone()));
+                check_rules(
+                    &Value::Object(obj.clone()),
+                    old.as_ref(),
+                    &root,
+                    "<nil>",
+                    &mut out,
+                );
             }
         } else {
             out.causes.push(Cause::new(
@@ -669,7 +718,7 @@ mod tests {
             .as_object()
             .cloned()
             .unwrap();
-        let f = check(&mut obj, &schema);
+        let f = check(&mut obj, None, &schema);
         assert_eq!(f.unknown, ["junk", "spec.extra"]);
         assert!(f.causes.is_empty(), "{:?}", f.causes);
         assert_eq!(obj["spec"]["free"]["any"], 1);
@@ -677,14 +726,17 @@ mod tests {
             .as_object()
             .cloned()
             .unwrap();
-        let f = check(&mut bad, &schema);
+        let f = check(&mut bad, None, &schema);
         assert_eq!(f.causes[0].reason, "FieldValueTypeInvalid");
         assert_eq!(
             f.causes[0].message,
             "Invalid value: \"string\": spec.size in body must be of type integer: \"string\""
         );
         let mut missing = json!({"spec": {}}).as_object().cloned().unwrap();
-        assert_eq!(check(&mut missing, &schema).causes[0].field, "spec.size");
+        assert_eq!(
+            check(&mut missing, None, &schema).causes[0].field,
+            "spec.size"
+        );
     }
 
     #[test]

@@ -246,10 +246,17 @@ fn check_body_namespace(t: &Target, obj: &mut Map<String, Value>) -> Result<(), 
 /// Prunes an object to what its type declares: a custom resource to its schema (422 on type
 /// errors), a built-in type to its top-level and `metadata` fields. Unknown fields are dropped
 /// with a warning, or fail with 400 under `fieldValidation=Strict`.
-fn check_schema(t: &Target, obj: &mut Map<String, Value>, ctx: &WriteCtx) -> Result<(), ApiError> {
+/// `old` is the object an update replaces: its custom resource's transition rules (CEL rules
+/// reading `oldSelf`) run against it.
+fn check_schema(
+    t: &Target,
+    obj: &mut Map<String, Value>,
+    old: Option<&Map<String, Value>>,
+    ctx: &WriteCtx,
+) -> Result<(), ApiError> {
     let mut findings = if t.res.custom {
         match t.res.schemas.iter().find(|(v, _)| *v == t.version) {
-            Some((_, schema)) => crate::schema::check(obj, schema),
+            Some((_, schema)) => crate::schema::check(obj, old, schema),
             None => crate::schema::Findings::default(),
         }
     } else {
@@ -387,7 +394,7 @@ fn create_object(
     if !causes.is_empty() {
         return Err(ApiError::invalid(&t.res.kind, &t.res.group, &name, causes));
     }
-    check_schema(t, &mut obj, ctx)?;
+    check_schema(t, &mut obj, None, ctx)?;
     crd::on_write(&t.res, &mut obj);
     crate::auth::rbac::admit(core, t, &obj, &ctx.user)?;
     let now = now_rfc3339();
@@ -748,7 +755,7 @@ pub(crate) fn finish_update(
             causes,
         ));
     }
-    check_schema(t, &mut new, ctx)?;
+    check_schema(t, &mut new, Some(&old_obj), ctx)?;
     let spec_changed = match t.res.generation {
         Generation::None => false,
         Generation::On(fields) => fields.iter().any(|field| {

@@ -905,7 +905,12 @@ spec:
             properties:
               mode: {type: string, enum: [small, big], default: small}
               size: {type: integer, default: 3, maximum: 50}
-              name: {type: string, maxLength: 5}
+              name:
+                type: string
+                maxLength: 5
+                x-kubernetes-validations:
+                - rule: "self == oldSelf"
+                  message: name is immutable
               tags: {type: array, maxItems: 2, items: {type: string, pattern: "^[a-z]+$"}}
 "#;
 
@@ -961,6 +966,21 @@ async fn custom_resources_are_defaulted_and_validated_as_a_real_server_does() ->
         object("bigger", "{size: 20, mode: big}"),
     )?;
     k.run(&["create", "-f", "bigger.yaml"]).await?;
+
+    // A transition rule (reading `oldSelf`) runs on updates where the field had a value: a
+    // name may be set once, then never changed; other fields still change.
+    let patch = |spec: &'static str| ["patch", "box", "empty", "--type=merge", "-p", spec];
+    k.run(&patch(r#"{"spec":{"name":"abc"}}"#)).await?;
+    k.run(&patch(r#"{"spec":{"size":4}}"#)).await?;
+    let refused = k.refused(&patch(r#"{"spec":{"name":"xyz"}}"#)).await?;
+    assert!(
+        refused.contains("spec.name: Invalid value: name is immutable"),
+        "{refused}"
+    );
+    assert_eq!(
+        k.json(&["get", "box", "empty"]).await?["spec"]["name"],
+        "abc"
+    );
     Ok(())
 }
 
