@@ -412,6 +412,91 @@ fn check_rules(value: &Value, old: Option<&Value>, schema: &Value, path: &str, o
     }
 }
 
+/// Checks that the items of every `x-kubernetes-list-type: set` list are unique, and the keys
+/// of every `map` list: each value (or key) seen a second time is a duplicate, reported once,
+/// at its second position.
+fn check_list_types(value: &Value, schema: &Value, path: &str, out: &mut Findings) {
+    match value {
+        Value::Object(fields) => {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+            for (key, child) in fields {
+                if let Some(child_schema) = properties.and_then(|p| p.get(key)).or(additional) {
+                    check_list_types(child, child_schema, &join(path, key), out);
+                }
+            }
+        }
+        Value::Array(items) => {
+            let identities: Option<Vec<Value>> =
+                match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
+                    Some("set") => Some(items.clone()),
+                    Some("map") => {
+                        let keys = list_map_keys(schema).unwrap_or_default();
+                        Some(
+                            items
+                                .iter()
+                                .map(|item| {
+                                    Value::Object(
+                                        keys.iter()
+                                            .filter_map(|key| {
+                                                Some(((*key).to_owned(), item.get(*key)?.clone()))
+                                            })
+                                            .collect(),
+                                    )
+                                })
+                                .collect(),
+                        )
+                    }
+                    _ => None,
+                };
+            if let Some(identities) = identities {
+                let mut seen: Vec<(&Value, usize)> = Vec::new();
+                for (index, identity) in identities.iter().enumerate() {
+                    match seen.iter_mut().find(|(value, _)| *value == identity) {
+                        Some((_, times)) => {
+                            *times += 1;
+                            if *times == 2 {
+                                out.causes.push(Cause::new(
+                                    "FieldValueDuplicate",
+                                    format!("Duplicate value: {}", duplicate_value(identity)),
+                                    format!("{path}[{index}]"),
+                                ));
+                            }
+                        }
+                        None => seen.push((identity, 1)),
+                    }
+                }
+            }
+            if let Some(item_schema) = schema.get("items") {
+                for (index, item) in items.iter().enumerate() {
+                    check_list_types(item, item_schema, &format!("{path}[{index}]"), out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A duplicate as the apiserver's field errors print it: scalars as `go_value` does, a
+/// list-map key as Go prints a `map[string]interface {}`.
+fn duplicate_value(value: &Value) -> String {
+    let Value::Object(fields) = value else {
+        return go_value(value);
+    };
+    let entries: Vec<String> = fields
+        .iter()
+        .map(|(key, value)| {
+            let shown = match value {
+                Value::Number(n) if n.is_i64() || n.is_u64() => format!("int64({n})"),
+                Value::Number(n) => format!("float64({n})"),
+                other => go_value(other),
+            };
+            format!("{key:?}:{shown}")
+        })
+        .collect();
+    format!("map[string]interface {{}}{{{}}}", entries.join(", "))
+}
+
 /// The keys of a list whose `x-kubernetes-list-type` is `map`: its items correlate with the
 /// old object's by them. Other lists' items do not correlate.
 fn list_map_keys(schema: &Value) -> Option<Vec<&str>> {
@@ -577,8 +662,38 @@ pub(crate) fn check(
             }
         }
     }
+    // Sets and list maps hold no duplicates; an update of an object that already held some is
+    // not held to it (the apiserver ratchets this check).
+    let properties = schema.get("properties").and_then(Value::as_object);
+    let list_types = |obj: &Map<String, Value>, out: &mut Findings| {
+        for (key, child) in obj.iter() {
+            if let Some(child_schema) = properties.and_then(|p| p.get(key)) {
+                check_list_types(child, child_schema, key, out);
+            }
+        }
+    };
+    let old_duplicates = old.is_some_and(|old| {
+        let mut found = Findings::default();
+        list_types(old, &mut found);
+        !found.causes.is_empty()
+    });
+    if !old_duplicates {
+        list_types(obj, &mut out);
+    }
     if has_rules(schema) {
-        if out.causes.is_empty() {
+        // Only errors that leave values the rules cannot read (a wrong type, a missing or
+        // unsupported value, too long, too many) keep them from running.
+        let blocking = out.causes.iter().any(|cause| {
+            matches!(
+                cause.reason,
+                "FieldValueNotSupported"
+                    | "FieldValueRequired"
+                    | "FieldValueTooLong"
+                    | "FieldValueTooMany"
+                    | "FieldValueTypeInvalid"
+            )
+        });
+        if !blocking {
             let properties = schema.get("properties").and_then(Value::as_object);
             for (key, child) in obj.iter() {
                 if matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
@@ -736,6 +851,78 @@ mod tests {
         assert_eq!(
             check(&mut missing, None, &schema).causes[0].field,
             "spec.size"
+        );
+    }
+
+    #[test]
+    fn rules_still_run_beside_errors_that_do_not_block_them() {
+        let schema = json!({"type": "object", "properties": {"spec": {"type": "object",
+            "x-kubernetes-validations": [{"rule": "self.size <= 10", "message": "too big"}],
+            "properties": {
+                "size": {"type": "integer", "maximum": 50},
+                "mode": {"type": "string", "enum": ["a"]},
+            },
+        }}});
+        let reasons = |spec: Value| -> Vec<(&'static str, String)> {
+            let mut obj = json!({"spec": spec}).as_object().cloned().unwrap();
+            check(&mut obj, None, &schema)
+                .causes
+                .into_iter()
+                .map(|cause| (cause.reason, cause.message))
+                .collect()
+        };
+        // Out of bounds (Invalid) does not block the rule...
+        let found = reasons(json!({"size": 60}));
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found.iter().any(|(_, message)| message.contains("too big")),
+            "{found:?}"
+        );
+        // ...an unsupported value does, and says so.
+        let found = reasons(json!({"size": 60, "mode": "b"}));
+        assert!(
+            found
+                .iter()
+                .any(|(_, message)| message.contains("some validation rules were not checked")),
+            "{found:?}"
+        );
+        assert!(
+            !found.iter().any(|(_, message)| message.contains("too big")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn sets_and_list_maps_hold_no_duplicates() {
+        let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+            "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+            "ports": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["port"],
+                "items": {"type": "object", "properties": {"port": {"type": "integer"}, "name": {"type": "string"}}}},
+        }}}});
+        let mut obj = json!({"spec": {
+            "tags": ["a", "b", "a", "a"],
+            "ports": [{"port": 80, "name": "x"}, {"port": 80, "name": "y"}],
+        }})
+        .as_object()
+        .cloned()
+        .unwrap();
+        let causes: Vec<(String, String)> = check(&mut obj, None, &schema)
+            .causes
+            .into_iter()
+            .map(|cause| (cause.field, cause.message))
+            .collect();
+        assert_eq!(
+            causes,
+            [
+                (
+                    "spec.ports[1]".to_owned(),
+                    "Duplicate value: map[string]interface {}{\"port\":int64(80)}".to_owned()
+                ),
+                (
+                    "spec.tags[2]".to_owned(),
+                    "Duplicate value: \"a\"".to_owned()
+                ),
+            ]
         );
     }
 
