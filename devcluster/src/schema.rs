@@ -380,10 +380,8 @@ fn check_rules(value: &Value, old: Option<&Value>, schema: &Value, path: &str, o
     }
     match value {
         Value::Object(fields) => {
-            let properties = schema.get("properties").and_then(Value::as_object);
-            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
             for (key, child) in fields {
-                if let Some(child_schema) = properties.and_then(|p| p.get(key)).or(additional) {
+                if let Some(child_schema) = field_schema(schema, key) {
                     let old_child = old.and_then(|old| old.get(key));
                     check_rules(child, old_child, child_schema, &join(path, key), out);
                 }
@@ -412,16 +410,26 @@ fn check_rules(value: &Value, old: Option<&Value>, schema: &Value, path: &str, o
     }
 }
 
+/// The schema of an object's field `key`: its property, else `additionalProperties`.
+fn field_schema<'a>(schema: &'a Value, key: &str) -> Option<&'a Value> {
+    schema
+        .get("properties")
+        .and_then(|properties| properties.get(key))
+        .or_else(|| {
+            schema
+                .get("additionalProperties")
+                .filter(|additional| additional.is_object())
+        })
+}
+
 /// Checks that the items of every `x-kubernetes-list-type: set` list are unique, and the keys
 /// of every `map` list: each value (or key) seen a second time is a duplicate, reported once,
 /// at its second position.
 fn check_list_types(value: &Value, schema: &Value, path: &str, out: &mut Findings) {
     match value {
         Value::Object(fields) => {
-            let properties = schema.get("properties").and_then(Value::as_object);
-            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
             for (key, child) in fields {
-                if let Some(child_schema) = properties.and_then(|p| p.get(key)).or(additional) {
+                if let Some(child_schema) = field_schema(schema, key) {
                     check_list_types(child, child_schema, &join(path, key), out);
                 }
             }

@@ -307,22 +307,27 @@ async fn app_operator_runs_an_app_and_reports_ready() {
 async fn watches_and_reads_beyond_the_grant_are_refused_with_the_missing_rule() {
     let (cluster, client) = cluster().await;
     let runtime = Runtime::new(client);
-    let loaded = engine()
-        .load(&guest("replica-floor"), LoadOptions::default())
-        .expect("loads");
-    let error = runtime
-        .start(ControllerConfig {
-            guest: loaded,
-            grant: Grant::new(vec![rule(&["apps"], &["deployments"], &["list"])]),
+    let refused = |name: &str, grant: Vec<Rule>| {
+        let config = ControllerConfig {
+            guest: engine()
+                .load(&guest(name), LoadOptions::default())
+                .expect("loads"),
+            grant: Grant::new(grant),
             namespaces: Vec::new(),
             concurrency: 1,
             queue: QueueConfig::default(),
             resync: None,
             tenant: None,
             service_account: None,
-        })
-        .await
-        .expect_err("watch is not granted");
+        };
+        let runtime = runtime.clone();
+        async move { runtime.start(config).await.expect_err("beyond the grant") }
+    };
+    let error = refused(
+        "replica-floor",
+        vec![rule(&["apps"], &["deployments"], &["list"])],
+    )
+    .await;
     assert!(matches!(error, StartError::Grant { .. }), "{error:?}");
     let cause = std::error::Error::source(&error)
         .map(ToString::to_string)
@@ -334,24 +339,14 @@ async fn watches_and_reads_beyond_the_grant_are_refused_with_the_missing_rule() 
 
     // The same for a kind it reads without watching it: the tenant guest
     // reads Secrets, which its grant must let it get or list.
-    let error = runtime
-        .start(ControllerConfig {
-            guest: engine()
-                .load(&guest("tenant"), LoadOptions::default())
-                .expect("loads"),
-            grant: Grant::new(vec![
-                rule(&[""], &["configmaps"], &["get", "list", "watch"]),
-                rule(&[""], &["secrets"], &["watch"]),
-            ]),
-            namespaces: Vec::new(),
-            concurrency: 1,
-            queue: QueueConfig::default(),
-            resync: None,
-            tenant: None,
-            service_account: None,
-        })
-        .await
-        .expect_err("reading Secrets is not granted");
+    let error = refused(
+        "tenant",
+        vec![
+            rule(&[""], &["configmaps"], &["get", "list", "watch"]),
+            rule(&[""], &["secrets"], &["watch"]),
+        ],
+    )
+    .await;
     assert!(matches!(error, StartError::ReadGrant { .. }), "{error:?}");
     assert!(
         error
