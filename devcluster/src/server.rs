@@ -104,13 +104,13 @@ pub(crate) fn query_of(uri: &http::Uri) -> Query {
 async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let received = jiff::Timestamp::now();
     let (parts, body) = req.into_parts();
-    let identified = identify(&shared, &parts);
+    let attrs = Attributes::of_request(&parts.method, parts.uri.path(), &query_of(&parts.uri));
+    let identified = identify(&shared, &parts, &attrs);
     let response = match &identified.user {
         Ok(user) => serve(&shared, &parts, body, user).await,
         Err(e) => error(e),
     };
     if let Some(audit) = &shared.audit {
-        let attrs = Attributes::of_request(&parts.method, parts.uri.path(), &query_of(&parts.uri));
         audit.record(
             &crate::audit::Audited {
                 received,
@@ -604,8 +604,6 @@ fn after_change(core: &mut crate::core::Core, t: &Target) {
 struct Identified {
     /// The authenticated user; `None` when authentication failed.
     requestor: Option<UserInfo>,
-    /// Whether the request asked to impersonate someone.
-    impersonating: bool,
     /// The user it impersonates, once the impersonation was allowed.
     impersonated: Option<UserInfo>,
     /// The authorizer's decision on the request, once asked.
@@ -614,11 +612,11 @@ struct Identified {
     user: Result<UserInfo, ApiError>,
 }
 
-/// Who a request acts as: authenticated, then impersonated, then authorised (401 or 403 otherwise).
-fn identify(shared: &Shared, parts: &http::request::Parts) -> Identified {
+/// Who a request acts as: authenticated, then impersonated, then authorised (401 or 403
+/// otherwise) for `attrs`, what the request asks.
+fn identify(shared: &Shared, parts: &http::request::Parts, attrs: &Attributes) -> Identified {
     let mut identified = Identified {
         requestor: None,
-        impersonating: crate::auth::impersonate::requested(&parts.headers),
         impersonated: None,
         decision: None,
         user: Err(ApiError::internal("not identified")),
@@ -643,16 +641,15 @@ fn identify(shared: &Shared, parts: &http::request::Parts) -> Identified {
             return identified;
         }
     };
-    if identified.impersonating {
+    if crate::auth::impersonate::requested(&parts.headers) {
         identified.impersonated = Some(user.clone());
     }
-    let attrs = Attributes::of_request(&parts.method, parts.uri.path(), &query_of(&parts.uri));
-    let decision = crate::auth::authorize(&shared.core, &user, &attrs);
+    let decision = crate::auth::authorize(&shared.core, &user, attrs);
     identified.user = if decision.allowed {
         Ok(user)
     } else {
         tracing::debug!(user = %user.name, ?attrs, "forbidden");
-        Err(forbidden(&user.name, &attrs, &decision.reason))
+        Err(forbidden(&user.name, attrs, &decision.reason))
     };
     identified.decision = Some(decision);
     identified
