@@ -195,13 +195,12 @@ impl Info {
                 label_selector: watch.label_selector,
             })
             .collect();
-        for (index, watch) in watches.iter().enumerate() {
-            if watch.api_version.is_empty() || watch.kind.is_empty() {
-                return Err(format!(
-                    "watch #{index}: `api-version` and `kind` must be set"
-                ));
-            }
-        }
+        kinds_named(
+            "watch",
+            watches
+                .iter()
+                .map(|watch| (&watch.api_version, &watch.kind)),
+        )?;
         let reads: Vec<Read> = reads
             .into_iter()
             .map(|read| Read {
@@ -210,13 +209,10 @@ impl Info {
                 namespace: read.namespace,
             })
             .collect();
-        for (index, read) in reads.iter().enumerate() {
-            if read.api_version.is_empty() || read.kind.is_empty() {
-                return Err(format!(
-                    "read #{index} (`reads`): `api-version` and `kind` must be set"
-                ));
-            }
-        }
+        kinds_named(
+            "`reads` entry",
+            reads.iter().map(|read| (&read.api_version, &read.kind)),
+        )?;
         let primaries = watches
             .iter()
             .filter(|watch| watch.relation == Relation::Primary)
@@ -233,6 +229,21 @@ impl Info {
             reads,
         })
     }
+}
+
+/// Checks that every declared resource (`what` #index) names its `api-version` and `kind`.
+fn kinds_named<'a>(
+    what: &str,
+    declared: impl Iterator<Item = (&'a String, &'a String)>,
+) -> Result<(), String> {
+    for (index, (api_version, kind)) in declared.enumerate() {
+        if api_version.is_empty() || kind.is_empty() {
+            return Err(format!(
+                "{what} #{index}: `api-version` and `kind` must be set"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Whether the reconciled object exists.
