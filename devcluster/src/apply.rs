@@ -54,28 +54,35 @@ pub(crate) fn display(path: &Path) -> String {
 }
 
 /// Fields the server owns itself and no manager is recorded for.
-fn ignored(path: &[String]) -> bool {
-    matches!(
-        path.iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .as_slice(),
-        ["apiVersion"]
-            | ["kind"]
-            | [
-                "metadata",
-                "name"
-                    | "namespace"
-                    | "uid"
-                    | "resourceVersion"
-                    | "generation"
-                    | "creationTimestamp"
-                    | "managedFields"
-                    | "deletionTimestamp"
-                    | "deletionGracePeriodSeconds"
-                    | "selfLink"
-            ]
-    )
+fn ignored(path: &[Seg]) -> bool {
+    fn name(seg: &Seg) -> Option<&str> {
+        match seg {
+            Seg::Field(f) => Some(f),
+            _ => None,
+        }
+    }
+    match path {
+        [top] => matches!(name(top), Some("apiVersion" | "kind")),
+        [meta, field] => {
+            name(meta) == Some("metadata")
+                && matches!(
+                    name(field),
+                    Some(
+                        "name"
+                            | "namespace"
+                            | "uid"
+                            | "resourceVersion"
+                            | "generation"
+                            | "creationTimestamp"
+                            | "managedFields"
+                            | "deletionTimestamp"
+                            | "deletionGracePeriodSeconds"
+                            | "selfLink"
+                    )
+                )
+        }
+        _ => false,
+    }
 }
 
 /// How an object's lists and maps merge, read off its schema: a built-in kind's typed schema
@@ -197,7 +204,7 @@ impl<'a> Lists<'a> {
     }
 
     /// How the list here merges, given its items.
-    fn kind(self, items: &[Value]) -> ListKind {
+    fn kind<'v>(self, mut items: impl Iterator<Item = &'v Value>) -> ListKind {
         match self
             .extension("x-kubernetes-list-type")
             .and_then(Value::as_str)
@@ -224,7 +231,7 @@ impl<'a> Lists<'a> {
                     })
                     .collect();
                 let keyed = !keys.is_empty()
-                    && items.iter().all(|i| {
+                    && items.all(|i| {
                         i.is_object()
                             && keys
                                 .iter()
@@ -238,6 +245,104 @@ impl<'a> Lists<'a> {
             }
             _ => ListKind::Atomic,
         }
+    }
+}
+
+impl Lists<'_> {
+    /// A built-in object as the server holds it once decoded into its Go type: every field Go
+    /// always writes (`{}` for a struct held by value, `null` for a nil slice or a zero time,
+    /// `""` for a string without `omitempty`) is filled in where absent. Field ownership
+    /// compares these values, so that a struct every object has (`spec`, `spec.template`) is
+    /// not taken as added by the first writer, as a newly created `labels` map is. A custom
+    /// resource has no Go type and is left as it is.
+    fn fill_go_zero_values(self, v: &mut Value) {
+        if self.typed.is_none() {
+            return;
+        }
+        match v {
+            Value::Object(m) => {
+                if let Some(zeros) = self
+                    .resolved()
+                    .and_then(|s| s.get(crate::openapi::GO_ZERO))
+                    .and_then(Value::as_object)
+                {
+                    for (key, zero) in zeros {
+                        if !m.contains_key(key) {
+                            m.insert(key.clone(), zero.clone());
+                        }
+                    }
+                }
+                for (key, child) in m.iter_mut() {
+                    self.child(key).fill_go_zero_values(child);
+                }
+            }
+            Value::Array(items) => {
+                let item = self.items();
+                for i in items {
+                    item.fill_go_zero_values(i);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Lists<'_> {
+    /// Leaves out what a real server's storage leaves out: a built-in object is decoded into
+    /// its Go type and stored re-encoded, so a field tagged `omitempty` that holds its zero
+    /// value (`paused: false`, `minReadySeconds: 0`, `ports: []`, which protobuf bodies always
+    /// carry) is not stored. Pointers keep a zero (`replicas: 0`), and a custom resource keeps
+    /// everything.
+    pub(crate) fn drop_go_omitted(self, obj: &mut Map<String, Value>) {
+        let mut value = Value::Object(std::mem::take(obj));
+        self.drop_go_omitted_value(&mut value);
+        if let Value::Object(m) = value {
+            *obj = m;
+        }
+    }
+
+    fn drop_go_omitted_value(self, v: &mut Value) {
+        if self.typed.is_none() {
+            return;
+        }
+        match v {
+            Value::Object(m) => {
+                if let Some(fields) = self
+                    .resolved()
+                    .and_then(|s| s.get(crate::openapi::OMITEMPTY))
+                    .and_then(Value::as_array)
+                {
+                    for field in fields.iter().filter_map(Value::as_str) {
+                        if m.get(field).is_some_and(is_go_empty) {
+                            m.remove(field);
+                        }
+                    }
+                }
+                for (key, child) in m.iter_mut() {
+                    self.child(key).drop_go_omitted_value(child);
+                }
+            }
+            Value::Array(items) => {
+                let item = self.items();
+                for i in items {
+                    item.drop_go_omitted_value(i);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Whether a value is what Go's `omitempty` leaves out of a string, number, boolean, slice
+/// or map field.
+fn is_go_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Array(items) => items.is_empty(),
+        Value::Object(m) => m.is_empty(),
+        Value::String(s) => s.is_empty(),
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::Bool(b) => !b,
     }
 }
 
@@ -275,42 +380,24 @@ fn has_key(item: &Value, key: &[(String, String)]) -> bool {
 /// Collects the leaf field paths a value sets.
 pub(crate) fn leaves(obj: &Map<String, Value>, lists: Lists<'_>) -> BTreeSet<Path> {
     let mut out = BTreeSet::new();
-    walk_map(obj, &mut Vec::new(), &mut Vec::new(), lists, &mut out);
+    walk_map(obj, &mut Vec::new(), lists, &mut out);
     out
 }
 
-fn walk_map(
-    m: &Map<String, Value>,
-    path: &mut Path,
-    names: &mut Vec<String>,
-    lists: Lists<'_>,
-    out: &mut BTreeSet<Path>,
-) {
+fn walk_map(m: &Map<String, Value>, path: &mut Path, lists: Lists<'_>, out: &mut BTreeSet<Path>) {
     for (k, v) in m {
-        names.push(k.clone());
-        if names.len() <= 2 && ignored(names) {
-            names.pop();
-            continue;
-        }
         path.push(Seg::Field(k.clone()));
-        walk_value(v, path, names, lists.child(k), out);
+        if !ignored(path) {
+            walk_value(v, path, lists.child(k), out);
+        }
         path.pop();
-        names.pop();
     }
 }
 
-fn walk_value(
-    v: &Value,
-    path: &mut Path,
-    names: &mut Vec<String>,
-    lists: Lists<'_>,
-    out: &mut BTreeSet<Path>,
-) {
+fn walk_value(v: &Value, path: &mut Path, lists: Lists<'_>, out: &mut BTreeSet<Path>) {
     match v {
-        Value::Object(m) if !m.is_empty() && !lists.atomic_map() => {
-            walk_map(m, path, names, lists, out)
-        }
-        Value::Array(items) if !items.is_empty() => match lists.kind(items) {
+        Value::Object(m) if !m.is_empty() && !lists.atomic_map() => walk_map(m, path, lists, out),
+        Value::Array(items) if !items.is_empty() => match lists.kind(items.iter()) {
             ListKind::Set => {
                 for item in items {
                     path.push(Seg::Member(item.to_string()));
@@ -324,7 +411,7 @@ fn walk_value(
                     path.push(Seg::Key(item_key(item, &keys)));
                     out.insert(path.clone());
                     if let Some(m) = item.as_object().filter(|_| !item_lists.atomic_map()) {
-                        walk_map(m, path, &mut Vec::new(), item_lists, out);
+                        walk_map(m, path, item_lists, out);
                     }
                     path.pop();
                 }
@@ -403,7 +490,7 @@ pub(crate) fn merge_applied(
             (Some(Value::Object(t)), Value::Object(a)) if !a.is_empty() && !child.atomic_map() => {
                 merge_applied(t, a, child)
             }
-            (Some(Value::Array(t)), Value::Array(a)) => match child.kind(a) {
+            (Some(Value::Array(t)), Value::Array(a)) => match child.kind(a.iter()) {
                 ListKind::Set => {
                     for v in a {
                         if !t.contains(v) {
@@ -599,34 +686,153 @@ fn entry_for<'e>(entries: &'e mut Vec<Entry>, w: &Writer<'_>, operation: &str) -
     }
 }
 
-/// Records a non-apply write: the writer takes the fields it changed, removed fields are dropped.
+/// What a write changed, as structured merge compares two objects: the fields and items it
+/// added (a map, struct or list item counts as added with its fields, and shows as a `"."`
+/// entry), the leaf values it modified, and what it removed.
+#[derive(Debug, Default)]
+struct Comparison {
+    added: BTreeSet<Path>,
+    modified: BTreeSet<Path>,
+    removed: BTreeSet<Path>,
+}
+
+impl Comparison {
+    fn of(lhs: &Value, rhs: &Value, lists: Lists<'_>) -> Self {
+        let mut c = Self::default();
+        c.walk(Some(lhs), Some(rhs), lists, &mut Vec::new());
+        // The object and its metadata are nobody's: only their fields are owned.
+        let metadata = [Seg::Field("metadata".into())];
+        for set in [&mut c.added, &mut c.modified, &mut c.removed] {
+            set.retain(|p| !p.is_empty() && p.as_slice() != metadata);
+        }
+        c
+    }
+
+    fn leaf(&mut self, lhs: Option<&Value>, rhs: Option<&Value>, path: &Path) {
+        match (lhs, rhs) {
+            (None, Some(_)) => self.added.insert(path.clone()),
+            (Some(_), None) => self.removed.insert(path.clone()),
+            (Some(a), Some(b)) if a != b => self.modified.insert(path.clone()),
+            _ => false,
+        };
+    }
+
+    /// After a map's or list's items: the container itself appeared or went.
+    fn container(&mut self, lhs: Option<&Value>, rhs: Option<&Value>, path: &Path) {
+        match (lhs, rhs) {
+            (None, Some(_)) => self.added.insert(path.clone()),
+            (Some(_), None) => self.removed.insert(path.clone()),
+            _ => false,
+        };
+    }
+
+    fn walk(
+        &mut self,
+        lhs: Option<&Value>,
+        rhs: Option<&Value>,
+        lists: Lists<'_>,
+        path: &mut Path,
+    ) {
+        let objects = (
+            lhs.and_then(Value::as_object),
+            rhs.and_then(Value::as_object),
+        );
+        let arrays = (lhs.and_then(Value::as_array), rhs.and_then(Value::as_array));
+        if let (Some(_), _) | (_, Some(_)) = objects {
+            let (l, r) = objects;
+            let empty = |m: Option<&Map<String, Value>>| m.is_none_or(Map::is_empty);
+            if lists.atomic_map() || (empty(l) && empty(r)) {
+                return self.leaf(lhs, rhs, path);
+            }
+            let keys: BTreeSet<&String> = l.into_iter().chain(r).flat_map(Map::keys).collect();
+            for key in keys {
+                path.push(Seg::Field(key.clone()));
+                if !ignored(path) {
+                    let (lv, rv) = (l.and_then(|m| m.get(key)), r.and_then(|m| m.get(key)));
+                    self.walk(lv, rv, lists.child(key), path);
+                }
+                path.pop();
+            }
+            return self.container(lhs, rhs, path);
+        }
+        if let (Some(_), _) | (_, Some(_)) = arrays {
+            let (l, r) = (
+                arrays.0.map_or(&[][..], Vec::as_slice),
+                arrays.1.map_or(&[][..], Vec::as_slice),
+            );
+            if l.is_empty() && r.is_empty() {
+                return self.leaf(lhs, rhs, path);
+            }
+            match lists.kind(l.iter().chain(r)) {
+                ListKind::Atomic => return self.leaf(lhs, rhs, path),
+                ListKind::Set => {
+                    let members: BTreeSet<String> =
+                        l.iter().chain(r).map(Value::to_string).collect();
+                    for member in members {
+                        let find = |list: &'_ [Value]| {
+                            list.iter().find(|v| v.to_string() == member).cloned()
+                        };
+                        let (lv, rv) = (find(l), find(r));
+                        path.push(Seg::Member(member));
+                        self.leaf(lv.as_ref(), rv.as_ref(), path);
+                        path.pop();
+                    }
+                }
+                ListKind::Map(keys) => {
+                    let item_lists = lists.items();
+                    let ids: BTreeSet<Vec<(String, String)>> =
+                        l.iter().chain(r).map(|i| item_key(i, &keys)).collect();
+                    for id in ids {
+                        let find = |list: &'_ [Value]| {
+                            list.iter().find(|i| item_key(i, &keys) == id).cloned()
+                        };
+                        let (lv, rv) = (find(l), find(r));
+                        path.push(Seg::Key(id));
+                        self.walk(lv.as_ref(), rv.as_ref(), item_lists, path);
+                        path.pop();
+                    }
+                }
+            }
+            return self.container(lhs, rhs, path);
+        }
+        self.leaf(lhs, rhs, path);
+    }
+}
+
+/// Records a non-apply write (create, update, patch), as structured merge updates field
+/// ownership: the writer takes what the write added or modified, from every other manager,
+/// and what it removed is nobody's any more. With `reset_status`, the write went to the main
+/// resource of a kind with a status subresource, whose `status` it cannot set.
 pub(crate) fn record_update(
     old: Option<&Map<String, Value>>,
     new: &mut Map<String, Value>,
     w: &Writer<'_>,
     lists: Lists<'_>,
+    reset_status: bool,
 ) {
     let mut entries = old.map(read_entries).unwrap_or_default();
-    let new_leaves = leaves(new, lists);
-    let old_value = old.map(|o| Value::Object(o.clone()));
-    let new_value = Value::Object(new.clone());
-    let changed: BTreeSet<Path> = new_leaves
-        .iter()
-        .filter(|p| old_value.as_ref().and_then(|o| value_at(o, p)) != value_at(&new_value, p))
-        .cloned()
-        .collect();
+    let mut before = Value::Object(old.cloned().unwrap_or_default());
+    let mut after = Value::Object(new.clone());
+    lists.fill_go_zero_values(&mut before);
+    lists.fill_go_zero_values(&mut after);
+    let mut cmp = Comparison::of(&before, &after, lists);
+    if reset_status {
+        let status = Seg::Field("status".into());
+        for set in [&mut cmp.added, &mut cmp.modified, &mut cmp.removed] {
+            set.retain(|p| p.first() != Some(&status));
+        }
+    }
+    let taken: BTreeSet<Path> = cmp.added.union(&cmp.modified).cloned().collect();
     for e in entries.iter_mut() {
         e.fields
-            .retain(|p| new_leaves.contains(p) && !changed.contains(p));
+            .retain(|p| !taken.contains(p) && !cmp.removed.contains(p));
     }
-    if !changed.is_empty() {
+    if !taken.is_empty() {
+        // A write that took any field changed the object: its entry is stamped anew.
         let e = entry_for(&mut entries, w, "Update");
-        let before = e.fields.len();
-        e.fields.extend(changed);
-        if e.fields.len() != before {
-            e.time = w.time.to_owned();
-            e.api_version = w.api_version.to_owned();
-        }
+        e.fields.extend(taken);
+        e.time = w.time.to_owned();
+        e.api_version = w.api_version.to_owned();
     }
     write_entries(new, &entries);
 }
@@ -908,6 +1114,67 @@ mod tests {
             !conflict.message.contains("matchLabels"),
             "{}",
             conflict.message
+        );
+    }
+
+    #[test]
+    fn storage_leaves_out_what_go_leaves_out() {
+        let deployments =
+            Lists::typed(crate::openapi::schema_of::<k8s_openapi::api::apps::v1::Deployment>);
+        let mut obj = map(json!({
+            "metadata": {"name": "d", "generation": 0, "labels": {}},
+            "spec": {
+                "replicas": 0, "paused": false, "minReadySeconds": 0,
+                "template": {"spec": {"hostNetwork": false, "containers": [
+                    {"name": "c", "image": "", "stdin": false, "ports": [], "resources": {}},
+                ]}},
+            },
+        }));
+        deployments.drop_go_omitted(&mut obj);
+        // A pointer keeps its zero (`replicas`), a struct held by value is always written.
+        assert_eq!(
+            Value::Object(obj),
+            json!({
+                "metadata": {"name": "d"},
+                "spec": {"replicas": 0, "template": {"spec": {"containers": [
+                    {"name": "c", "resources": {}},
+                ]}}},
+            })
+        );
+        // A custom resource keeps everything.
+        let mut custom = map(json!({"spec": {"paused": false}}));
+        Lists::custom(None).drop_go_omitted(&mut custom);
+        assert_eq!(custom["spec"]["paused"], false);
+    }
+
+    #[test]
+    fn an_update_owns_what_it_added_and_modified_and_loses_nothing_else() {
+        let configmaps = configmaps();
+        let mut created = map(json!({"metadata": {"name": "x"}, "data": {"a": "1"}}));
+        record_update(None, &mut created, &w("creator"), configmaps, false);
+        let mut changed = created.clone();
+        changed["data"]["a"] = json!("2");
+        changed["data"]["b"] = json!("3");
+        record_update(
+            Some(&created),
+            &mut changed,
+            &w("editor"),
+            configmaps,
+            false,
+        );
+        let entries = read_entries(&changed);
+        let fields = |manager: &str| {
+            entries
+                .iter()
+                .find(|e| e.manager == manager)
+                .map(|e| fields_v1(&e.fields))
+        };
+        // The creator made the `data` map and keeps it (its `"."` with no fields below is
+        // written `{}`); the editor took `a` and added `b`.
+        assert_eq!(fields("creator"), Some(json!({"f:data": {}})));
+        assert_eq!(
+            fields("editor"),
+            Some(json!({"f:data": {"f:a": {}, "f:b": {}}}))
         );
     }
 

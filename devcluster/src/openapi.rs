@@ -308,6 +308,32 @@ fn add_extensions(definitions: &mut Map<String, Value>) {
     }
 }
 
+/// Where a typed definition lists the fields Go's JSON leaves out when they hold their zero
+/// value (never served).
+pub(crate) const OMITEMPTY: &str = "x-devcluster-omitempty";
+/// Where a typed definition gives, per field Go always writes, what it writes for a zero value
+/// (never served).
+pub(crate) const GO_ZERO: &str = "x-devcluster-zero";
+
+/// Marks each definition with how Go writes its fields when they hold their zero value, from
+/// `openapi/go_zero.json` (written by `cargo xtask gen-extensions` from the Go types).
+fn mark_go_zero(definitions: &mut Map<String, Value>) {
+    static TABLE: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        serde_json::from_str(include_str!("openapi/go_zero.json"))
+            .expect("openapi/go_zero.json is a JSON object")
+    });
+    for (name, schema) in definitions.iter_mut() {
+        if let (Some(entry), Some(schema)) = (table.get(name), schema.as_object_mut()) {
+            for (key, marker) in [("omitempty", OMITEMPTY), ("zero", GO_ZERO)] {
+                if let Some(value) = entry.get(key) {
+                    schema.insert(marker.into(), value.clone());
+                }
+            }
+        }
+    }
+}
+
 /// A built-in kind's schema as field ownership reads it: the kind's definition and every
 /// definition it reaches, with the upstream extensions.
 #[derive(Debug)]
@@ -340,6 +366,7 @@ pub(crate) fn typed(schema_fn: SchemaFn) -> &'static TypedSchema {
         let mut definitions: Map<String, Value> =
             generator.take_definitions(true).into_iter().collect();
         add_extensions(&mut definitions);
+        mark_go_zero(&mut definitions);
         // One leaked schema per built-in type: a bounded set, read by every write.
         Box::leak(Box::new(TypedSchema { root, definitions }))
     })

@@ -390,6 +390,7 @@ fn create_object(
     obj.remove("kind");
     obj.remove("apiVersion");
     defaults::on_create(core, &t.res, &mut obj);
+    t.lists().drop_go_omitted(&mut obj);
     let causes = crate::validation::validate(&t.res, &obj);
     if !causes.is_empty() {
         return Err(ApiError::invalid(&t.res.kind, &t.res.group, &name, causes));
@@ -409,7 +410,7 @@ fn create_object(
         Some(mf) => {
             meta_mut(&mut obj).insert("managedFields".into(), mf);
         }
-        None => apply::record_update(None, &mut obj, &writer, t.lists()),
+        None => apply::record_update(None, &mut obj, &writer, t.lists(), t.res.status_subresource),
     }
     if ctx.dry_run {
         return Ok((
@@ -670,6 +671,7 @@ pub(crate) fn finish_update(
     let old_obj = old.decode();
     new.remove("kind");
     new.remove("apiVersion");
+    t.lists().drop_go_omitted(&mut new);
     let sub = t.subresource.as_deref().unwrap_or_default();
     if let Some(path) = writable_through(sub) {
         let mut merged = old_obj.clone();
@@ -787,7 +789,13 @@ pub(crate) fn finish_update(
             subresource: sub,
             time: &now,
         };
-        apply::record_update(Some(&old_obj), &mut new, &writer, t.lists());
+        apply::record_update(
+            Some(&old_obj),
+            &mut new,
+            &writer,
+            t.lists(),
+            sub.is_empty() && t.res.status_subresource,
+        );
     }
     crd::on_write(&t.res, &mut new);
     crate::auth::rbac::admit(core, t, &new, &ctx.user)?;

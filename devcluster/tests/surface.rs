@@ -1068,6 +1068,100 @@ async fn server_side_apply_after_create_shares_identical_values() -> Result<()> 
     Ok(())
 }
 
+/// What a real 1.36 server records for `kubectl create deployment web --image=nginx`: the
+/// maps and items the write created carry a `"."` entry (`labels`, the container,
+/// `rollingUpdate`), the structs every Deployment has do not (`spec`, `strategy`,
+/// `template`), the defaulted fields are the creator's, and `status` is nobody's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_records_what_it_added_as_a_real_server_does() -> Result<()> {
+    let dev = DevCluster::start(Options::new()).await?;
+    let dir = tempfile::tempdir()?;
+    let k = Kubectl::new(dir.path(), "kubeconfig", &dev.kubeconfig_yaml())?;
+    k.run(&["create", "deployment", "web", "--image=nginx"])
+        .await?;
+    let created = k
+        .json(&["get", "deployment", "web", "--show-managed-fields"])
+        .await?;
+    let entries = created["metadata"]["managedFields"]
+        .as_array()
+        .context("managedFields")?;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["manager"], "kubectl-create");
+    assert_eq!(entries[0]["operation"], "Update");
+    let labels = json!({".": {}, "f:app": {}});
+    let expected = json!({
+        "f:metadata": {"f:labels": labels},
+        "f:spec": {
+            "f:progressDeadlineSeconds": {},
+            "f:replicas": {},
+            "f:revisionHistoryLimit": {},
+            "f:selector": {},
+            "f:strategy": {
+                "f:rollingUpdate": {".": {}, "f:maxSurge": {}, "f:maxUnavailable": {}},
+                "f:type": {},
+            },
+            "f:template": {
+                "f:metadata": {"f:labels": labels},
+                "f:spec": {
+                    "f:containers": {r#"k:{"name":"nginx"}"#: {
+                        ".": {},
+                        "f:image": {},
+                        "f:imagePullPolicy": {},
+                        "f:name": {},
+                        "f:resources": {},
+                        "f:terminationMessagePath": {},
+                        "f:terminationMessagePolicy": {},
+                    }},
+                    "f:dnsPolicy": {},
+                    "f:restartPolicy": {},
+                    "f:schedulerName": {},
+                    "f:securityContext": {},
+                    "f:terminationGracePeriodSeconds": {},
+                },
+            },
+        },
+    });
+    assert_eq!(entries[0]["fieldsV1"], expected);
+
+    // Labels added later: the map existed, so only the new label is the labeller's, and
+    // the annotations map it creates carries its `"."`.
+    k.run(&["label", "deployment", "web", "tier=front"]).await?;
+    k.run(&["annotate", "deployment", "web", "note=x"]).await?;
+    let changed = k
+        .json(&["get", "deployment", "web", "--show-managed-fields"])
+        .await?;
+    let entry = |manager: &str| {
+        changed["metadata"]["managedFields"]
+            .as_array()
+            .and_then(|entries| entries.iter().find(|e| e["manager"] == manager))
+            .map(|e| e["fieldsV1"].clone())
+            .with_context(|| format!("{manager} in {changed}"))
+    };
+    assert_eq!(
+        entry("kubectl-label")?,
+        json!({"f:metadata": {"f:labels": {"f:tier": {}}}})
+    );
+    assert_eq!(
+        entry("kubectl-annotate")?,
+        json!({"f:metadata": {"f:annotations": {".": {}, "f:note": {}}}})
+    );
+    assert_eq!(entry("kubectl-create")?, expected);
+
+    // Removing the annotations map takes it, and its `"."`, from its manager.
+    k.run(&["annotate", "deployment", "web", "note-"]).await?;
+    let removed = k
+        .json(&["get", "deployment", "web", "--show-managed-fields"])
+        .await?;
+    let managers: Vec<&str> = removed["metadata"]["managedFields"]
+        .as_array()
+        .context("managedFields")?
+        .iter()
+        .filter_map(|e| e["manager"].as_str())
+        .collect();
+    assert!(!managers.contains(&"kubectl-annotate"), "{removed}");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_documents_hold_the_kinds_schemas_in_v3_and_v2() -> Result<()> {
     let (_dev, client) = cluster().await?;

@@ -60,11 +60,13 @@ enum Task {
         #[arg(long)]
         check: bool,
     },
-    /// Write devcluster's table of the OpenAPI extensions of built-in kinds (list types, map
-    /// keys, map types, patch merge keys) from a Kubernetes source tree's OpenAPI v3 documents.
+    /// Write devcluster's tables of built-in kinds from a Kubernetes source tree: the OpenAPI
+    /// extensions (list types, map keys, map types, patch merge keys, defaults) from its
+    /// OpenAPI v3 documents, and the fields Go's JSON leaves out when empty from its Go types.
     GenExtensions {
-        /// The `api/openapi-spec/v3` folder of a Kubernetes source tree.
-        spec_dir: PathBuf,
+        /// The root of a Kubernetes source tree (holding `api/openapi-spec/v3` and
+        /// `staging/src/k8s.io`).
+        kubernetes_dir: PathBuf,
     },
 }
 
@@ -96,7 +98,7 @@ fn main() -> anyhow::Result<()> {
         }
         Task::Lint => lint(),
         Task::GenProtobuf { check } => gen_protobuf::run(&root, check),
-        Task::GenExtensions { spec_dir } => gen_extensions::run(&root, &spec_dir),
+        Task::GenExtensions { kubernetes_dir } => gen_extensions::run(&root, &kubernetes_dir),
     }
 }
 
