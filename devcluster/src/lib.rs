@@ -71,6 +71,7 @@ mod delete;
 mod discovery;
 mod events;
 mod faults;
+mod formats;
 #[doc(hidden)]
 pub mod fuzzing;
 mod gc;

@@ -263,6 +263,22 @@ fn check_value(value: &Value, schema: &Value, path: &str, out: &mut Findings) {
                     &format!("should be at least {min} chars long"),
                 ));
             }
+            let string_typed = schema
+                .get("type")
+                .and_then(Value::as_str)
+                .is_none_or(|ty| ty == "string");
+            if let Some(format) = schema.get("format").and_then(Value::as_str)
+                && string_typed
+                && crate::formats::check(format, text) == Some(false)
+            {
+                out.causes.push(Cause::new(
+                    "FieldValueInvalid",
+                    format!(
+                        "Invalid value: {text:?}: {path} in body must be of type {format}: {text:?}"
+                    ),
+                    path,
+                ));
+            }
             if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
                 let matches = regex::Regex::new(pattern).map(|re| re.is_match(text));
                 if matches.is_ok_and(|m| !m) {
@@ -343,7 +359,9 @@ fn check_rules(value: &Value, old: Option<&Value>, schema: &Value, path: &str, o
                 continue;
             };
             let transition = expression.contains("oldSelf");
-            if transition && old.is_none() {
+            let optional_old =
+                transition && rule.get("optionalOldSelf").and_then(Value::as_bool) == Some(true);
+            if transition && old.is_none() && !optional_old {
                 continue;
             }
             let field = match rule.get("fieldPath").and_then(Value::as_str) {
@@ -363,7 +381,7 @@ fn check_rules(value: &Value, old: Option<&Value>, schema: &Value, path: &str, o
                 .get("message")
                 .and_then(Value::as_str)
                 .map_or_else(|| format!("failed rule: {expression}"), str::to_owned);
-            match evaluate(expression, value, old.filter(|_| transition)) {
+            match evaluate(expression, value, old.filter(|_| transition), optional_old) {
                 Ok(true) => {}
                 Ok(false) => out.causes.push(Cause::new(
                     reason,
@@ -520,12 +538,20 @@ fn list_map_keys(schema: &Value) -> Option<Vec<&str>> {
     (!keys.is_empty()).then_some(keys)
 }
 
-/// The CEL rules of a CRD schema that do not compile, as causes at their
-/// schema path (`...properties[spec].x-kubernetes-validations[0].rule`).
+/// The CEL rules of a CRD schema the apiextensions server refuses, as causes at their
+/// schema path (`...properties[spec].x-kubernetes-validations[0].rule`): a rule that does not
+/// compile, a transition rule (one that reads `oldSelf`) under the items of a list that is not
+/// a list map (whose old and new items cannot be told apart), and `optionalOldSelf` on a rule
+/// that does not read `oldSelf`.
 pub(crate) fn uncompilable_rules(schema: &Value, path: &str) -> Vec<Cause> {
     let mut causes = Vec::new();
+    refused_rules(schema, path, None, &mut causes);
+    causes
+}
+
+fn refused_rules(schema: &Value, path: &str, uncorrelatable: Option<&str>, out: &mut Vec<Cause>) {
     let Value::Object(fields) = schema else {
-        return causes;
+        return;
     };
     if let Some(rules) = fields
         .get("x-kubernetes-validations")
@@ -535,40 +561,88 @@ pub(crate) fn uncompilable_rules(schema: &Value, path: &str) -> Vec<Cause> {
             let Some(expression) = rule.get("rule").and_then(Value::as_str) else {
                 continue;
             };
+            let at = format!("{path}.x-kubernetes-validations[{index}]");
             if let Err(error) = cel::Program::compile(expression) {
-                causes.push(Cause::new(
+                out.push(Cause::new(
                     "FieldValueInvalid",
                     format!("Invalid value: {expression:?}: compilation failed: {error}"),
-                    format!("{path}.x-kubernetes-validations[{index}].rule"),
+                    format!("{at}.rule"),
                 ));
+                continue;
+            }
+            match (expression.contains("oldSelf"), uncorrelatable) {
+                (true, Some(within)) => out.push(Cause::new(
+                    "FieldValueInvalid",
+                    format!(
+                        "Invalid value: {expression:?}: oldSelf cannot be used on the uncorrelatable portion of the schema within {within}"
+                    ),
+                    format!("{at}.rule"),
+                )),
+                (false, _) => {
+                    if let Some(optional) = rule.get("optionalOldSelf").and_then(Value::as_bool) {
+                        out.push(Cause::new(
+                            "FieldValueInvalid",
+                            format!(
+                                "Invalid value: {optional}: may not be set if oldSelf is not used in rule"
+                            ),
+                            format!("{at}.optionalOldSelf"),
+                        ));
+                    }
+                }
+                _ => {}
             }
         }
     }
     if let Some(properties) = fields.get("properties").and_then(Value::as_object) {
         for (key, child) in properties {
-            causes.extend(uncompilable_rules(
+            refused_rules(
                 child,
                 &format!("{path}.properties[{key}]"),
-            ));
+                uncorrelatable,
+                out,
+            );
         }
     }
-    for key in ["items", "additionalProperties"] {
-        if let Some(child) = fields.get(key).filter(|c| c.is_object()) {
-            causes.extend(uncompilable_rules(child, &format!("{path}.{key}")));
-        }
+    if let Some(child) = fields.get("additionalProperties").filter(|c| c.is_object()) {
+        refused_rules(
+            child,
+            &format!("{path}.additionalProperties"),
+            uncorrelatable,
+            out,
+        );
     }
-    causes
+    if let Some(child) = fields.get("items").filter(|c| c.is_object()) {
+        // Old and new items are correlated by key in a list map only; the highest such list
+        // is the one named.
+        let list_map = fields.get("x-kubernetes-list-type").and_then(Value::as_str) == Some("map");
+        let within = uncorrelatable.or((!list_map).then_some(path));
+        refused_rules(child, &format!("{path}.items"), within, out);
+    }
 }
 
-/// One CEL rule over `self` (and `oldSelf`, for a transition rule); `Ok(false)` when it does
-/// not hold.
-fn evaluate(expression: &str, value: &Value, old: Option<&Value>) -> Result<bool, String> {
+/// One CEL rule over `self` (and `oldSelf`, for a transition rule: the old value, or with
+/// `optionalOldSelf` an optional of it); `Ok(false)` when it does not hold.
+fn evaluate(
+    expression: &str,
+    value: &Value,
+    old: Option<&Value>,
+    optional_old: bool,
+) -> Result<bool, String> {
     let program = cel::Program::compile(expression).map_err(|error| error.to_string())?;
     let mut context = cel::Context::default();
     context
         .add_variable("self", value.clone())
         .map_err(|error| error.to_string())?;
-    if let Some(old) = old {
+    if optional_old {
+        let optional = match old {
+            Some(old) => cel::objects::OptionalValue::of(
+                cel::to_value(old).map_err(|error| error.to_string())?,
+            ),
+            None => cel::objects::OptionalValue::none(),
+        };
+        context
+            .add_variable_from_value("oldSelf", cel::Value::Opaque(std::sync::Arc::new(optional)));
+    } else if let Some(old) = old {
         context
             .add_variable("oldSelf", old.clone())
             .map_err(|error| error.to_string())?;
@@ -859,6 +933,107 @@ mod tests {
         assert_eq!(
             check(&mut missing, None, &schema).causes[0].field,
             "spec.size"
+        );
+    }
+
+    #[test]
+    fn string_formats_are_checked_and_unknown_ones_ignored() {
+        let schema = json!({"type": "object", "properties": {"spec": {"type": "object",
+            "properties": {
+                "id": {"type": "string", "format": "uuid"},
+                "at": {"type": "string", "format": "date-time"},
+                "free": {"type": "string", "format": "made-up"},
+            },
+        }}});
+        let mut obj = json!({"spec": {"id": "nope", "at": "2026-12-02T10:00:00Z", "free": "x"}})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let causes = check(&mut obj, None, &schema).causes;
+        let found: Vec<(&str, &str, &str)> = causes
+            .iter()
+            .map(|c| (c.reason, c.message.as_str(), c.field.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [(
+                "FieldValueInvalid",
+                "Invalid value: \"nope\": spec.id in body must be of type uuid: \"nope\"",
+                "spec.id"
+            )]
+        );
+    }
+
+    #[test]
+    fn optional_old_self_rules_run_on_create_with_no_old_value() {
+        let schema = json!({"type": "object", "properties": {"spec": {"type": "object",
+            "properties": {"size": {"type": "integer", "x-kubernetes-validations": [
+                {"rule": "oldSelf.hasValue() ? self >= oldSelf.value() : self == 1",
+                 "message": "starts at 1 and only grows", "optionalOldSelf": true},
+            ]}},
+        }}});
+        let causes = |size: i64, old: Option<i64>| {
+            let mut obj = json!({"spec": {"size": size}})
+                .as_object()
+                .cloned()
+                .unwrap();
+            let old = old.map(|o| json!({"spec": {"size": o}}).as_object().cloned().unwrap());
+            check(&mut obj, old.as_ref(), &schema)
+                .causes
+                .into_iter()
+                .map(|c| c.message)
+                .collect::<Vec<_>>()
+        };
+        assert!(causes(1, None).is_empty());
+        assert_eq!(
+            causes(2, None),
+            ["Invalid value: starts at 1 and only grows"]
+        );
+        assert!(causes(5, Some(3)).is_empty());
+        assert_eq!(
+            causes(2, Some(3)),
+            ["Invalid value: starts at 1 and only grows"]
+        );
+    }
+
+    #[test]
+    fn transition_rules_are_refused_where_old_items_cannot_be_told_apart() {
+        let rule = |extra: Value| {
+            let mut rule = json!({"rule": "self == oldSelf"});
+            rule.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().cloned().unwrap());
+            rule
+        };
+        let schema = json!({"type": "object", "properties": {
+            "atomic": {"type": "array", "items": {"type": "object", "properties": {
+                "deep": {"type": "string", "x-kubernetes-validations": [rule(json!({}))]},
+            }}},
+            "keyed": {"type": "array", "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+                "items": {"type": "object", "x-kubernetes-validations": [rule(json!({}))],
+                    "properties": {"name": {"type": "string"}}}},
+            "plain": {"type": "string", "x-kubernetes-validations": [
+                {"rule": "self != ''", "optionalOldSelf": true},
+            ]},
+        }});
+        let causes = uncompilable_rules(&schema, "root");
+        let found: Vec<(&str, &str)> = causes
+            .iter()
+            .map(|c| (c.field.as_str(), c.message.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "root.properties[atomic].items.properties[deep].x-kubernetes-validations[0].rule",
+                    "Invalid value: \"self == oldSelf\": oldSelf cannot be used on the uncorrelatable portion of the schema within root.properties[atomic]"
+                ),
+                (
+                    "root.properties[plain].x-kubernetes-validations[0].optionalOldSelf",
+                    "Invalid value: true: may not be set if oldSelf is not used in rule"
+                ),
+            ]
         );
     }
 
