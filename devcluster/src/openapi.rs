@@ -351,16 +351,17 @@ impl TypedSchema {
     }
 }
 
-/// The typed schema of a built-in kind, built once per type and kept for the process.
+/// The typed schema of a built-in kind, built once per type and kept for the process. Every
+/// write reads it, so a lookup takes a shared lock; only the first use of a type writes.
 pub(crate) fn typed(schema_fn: SchemaFn) -> &'static TypedSchema {
-    static TYPED: std::sync::OnceLock<
-        std::sync::Mutex<std::collections::HashMap<usize, &'static TypedSchema>>,
-    > = std::sync::OnceLock::new();
-    let mut typed = TYPED
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    typed.entry(schema_fn as usize).or_insert_with(|| {
+    type Table = parking_lot::RwLock<std::collections::HashMap<usize, &'static TypedSchema>>;
+    static TYPED: std::sync::OnceLock<Table> = std::sync::OnceLock::new();
+    let table = TYPED.get_or_init(Default::default);
+    let key = schema_fn as usize;
+    if let Some(found) = table.read().get(&key) {
+        return found;
+    }
+    table.write().entry(key).or_insert_with(|| {
         let mut generator = SchemaGenerator::new(SchemaSettings::openapi3());
         let root = schema_fn(&mut generator).to_value();
         let mut definitions: Map<String, Value> =

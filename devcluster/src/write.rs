@@ -558,10 +558,15 @@ fn server_side_apply(
     t.to_stored_shape(&mut applied);
     applied.remove("kind");
     applied.remove("apiVersion");
+    let sub = t.subresource.clone().unwrap_or_default();
+    if sub.is_empty() && t.res.status_subresource {
+        // The main resource of a kind with a status subresource cannot set `status`: the
+        // server resets it, and no applier owns it or conflicts on it.
+        applied.remove("status");
+    }
     let force = q.flag("force");
     let now = now_rfc3339();
     let api_version = t.api_version();
-    let sub = t.subresource.clone().unwrap_or_default();
     let writer = Writer {
         manager: &ctx.manager,
         api_version: &api_version,

@@ -1159,6 +1159,30 @@ async fn an_update_records_what_it_added_as_a_real_server_does() -> Result<()> {
         .filter_map(|e| e["manager"].as_str())
         .collect();
     assert!(!managers.contains(&"kubectl-annotate"), "{removed}");
+
+    // An apply through the main resource cannot set status, nor own it.
+    std::fs::write(
+        dir.path().join("status.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\nstatus:\n  replicas: 7\n",
+    )?;
+    k.run(&[
+        "apply",
+        "--server-side",
+        "--field-manager=scaler",
+        "--force-conflicts",
+        "-f",
+        "status.yaml",
+    ])
+    .await?;
+    let applied = k
+        .json(&["get", "deployment", "web", "--show-managed-fields"])
+        .await?;
+    let scaler = applied["metadata"]["managedFields"]
+        .as_array()
+        .and_then(|entries| entries.iter().find(|e| e["manager"] == "scaler"))
+        .context("the scaler's entry")?;
+    assert_eq!(scaler["fieldsV1"], json!({"f:spec": {"f:replicas": {}}}));
+    assert_ne!(applied["status"]["replicas"], 7, "{applied}");
     Ok(())
 }
 
