@@ -285,9 +285,7 @@ impl Lists<'_> {
             _ => {}
         }
     }
-}
 
-impl Lists<'_> {
     /// Leaves out what a real server's storage leaves out: a built-in object is decoded into
     /// its Go type and stored re-encoded, so a field tagged `omitempty` that holds its zero
     /// value (`paused: false`, `minReadySeconds: 0`, `ports: []`, which protobuf bodies always
@@ -769,12 +767,10 @@ impl Comparison {
                     let members: BTreeSet<String> =
                         l.iter().chain(r).map(Value::to_string).collect();
                     for member in members {
-                        let find = |list: &'_ [Value]| {
-                            list.iter().find(|v| v.to_string() == member).cloned()
-                        };
-                        let (lv, rv) = (find(l), find(r));
+                        let is_member = |v: &&Value| v.to_string() == member;
+                        let (lv, rv) = (l.iter().find(is_member), r.iter().find(is_member));
                         path.push(Seg::Member(member));
-                        self.leaf(lv.as_ref(), rv.as_ref(), path);
+                        self.leaf(lv, rv, path);
                         path.pop();
                     }
                 }
@@ -783,12 +779,10 @@ impl Comparison {
                     let ids: BTreeSet<Vec<(String, String)>> =
                         l.iter().chain(r).map(|i| item_key(i, &keys)).collect();
                     for id in ids {
-                        let find = |list: &'_ [Value]| {
-                            list.iter().find(|i| item_key(i, &keys) == id).cloned()
-                        };
-                        let (lv, rv) = (find(l), find(r));
+                        let keyed = |i: &&Value| item_key(i, &keys) == id;
+                        let (lv, rv) = (l.iter().find(keyed), r.iter().find(keyed));
                         path.push(Seg::Key(id));
-                        self.walk(lv.as_ref(), rv.as_ref(), item_lists, path);
+                        self.walk(lv, rv, item_lists, path);
                         path.pop();
                     }
                 }
