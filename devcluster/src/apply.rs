@@ -249,6 +249,34 @@ impl<'a> Lists<'a> {
 }
 
 impl Lists<'_> {
+    /// Calls `visit` on every object within `v`, outermost first, with the rules that apply
+    /// to it. Only built-in types are walked: the Go markers these walks read exist for them
+    /// alone.
+    fn each_typed_object(
+        self,
+        v: &mut Value,
+        visit: &mut impl FnMut(Self, &mut Map<String, Value>),
+    ) {
+        if self.typed.is_none() {
+            return;
+        }
+        match v {
+            Value::Object(m) => {
+                visit(self, m);
+                for (key, child) in m.iter_mut() {
+                    self.child(key).each_typed_object(child, visit);
+                }
+            }
+            Value::Array(items) => {
+                let item = self.items();
+                for i in items {
+                    item.each_typed_object(i, visit);
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// A built-in object as the server holds it once decoded into its Go type: every field Go
     /// always writes (`{}` for a struct held by value, `null` for a nil slice or a zero time,
     /// `""` for a string without `omitempty`) is filled in where absent. Field ownership
@@ -256,34 +284,17 @@ impl Lists<'_> {
     /// not taken as added by the first writer, as a newly created `labels` map is. A custom
     /// resource has no Go type and is left as it is.
     fn fill_go_zero_values(self, v: &mut Value) {
-        if self.typed.is_none() {
-            return;
-        }
-        match v {
-            Value::Object(m) => {
-                if let Some(zeros) = self
-                    .resolved()
-                    .and_then(|s| s.get(crate::openapi::GO_ZERO))
-                    .and_then(Value::as_object)
-                {
-                    for (key, zero) in zeros {
-                        if !m.contains_key(key) {
-                            m.insert(key.clone(), zero.clone());
-                        }
-                    }
-                }
-                for (key, child) in m.iter_mut() {
-                    self.child(key).fill_go_zero_values(child);
+        self.each_typed_object(v, &mut |rules, m| {
+            let zeros = rules
+                .resolved()
+                .and_then(|s| s.get(crate::openapi::GO_ZERO))
+                .and_then(Value::as_object);
+            for (key, zero) in zeros.into_iter().flatten() {
+                if !m.contains_key(key) {
+                    m.insert(key.clone(), zero.clone());
                 }
             }
-            Value::Array(items) => {
-                let item = self.items();
-                for i in items {
-                    item.fill_go_zero_values(i);
-                }
-            }
-            _ => {}
-        }
+        });
     }
 
     /// Leaves out what a real server's storage leaves out: a built-in object is decoded into
@@ -293,40 +304,19 @@ impl Lists<'_> {
     /// everything.
     pub(crate) fn drop_go_omitted(self, obj: &mut Map<String, Value>) {
         let mut value = Value::Object(std::mem::take(obj));
-        self.drop_go_omitted_value(&mut value);
+        self.each_typed_object(&mut value, &mut |rules, m| {
+            let omitted = rules
+                .resolved()
+                .and_then(|s| s.get(crate::openapi::OMITEMPTY))
+                .and_then(Value::as_array);
+            for field in omitted.into_iter().flatten().filter_map(Value::as_str) {
+                if m.get(field).is_some_and(is_go_empty) {
+                    m.remove(field);
+                }
+            }
+        });
         if let Value::Object(m) = value {
             *obj = m;
-        }
-    }
-
-    fn drop_go_omitted_value(self, v: &mut Value) {
-        if self.typed.is_none() {
-            return;
-        }
-        match v {
-            Value::Object(m) => {
-                if let Some(fields) = self
-                    .resolved()
-                    .and_then(|s| s.get(crate::openapi::OMITEMPTY))
-                    .and_then(Value::as_array)
-                {
-                    for field in fields.iter().filter_map(Value::as_str) {
-                        if m.get(field).is_some_and(is_go_empty) {
-                            m.remove(field);
-                        }
-                    }
-                }
-                for (key, child) in m.iter_mut() {
-                    self.child(key).drop_go_omitted_value(child);
-                }
-            }
-            Value::Array(items) => {
-                let item = self.items();
-                for i in items {
-                    item.drop_go_omitted_value(i);
-                }
-            }
-            _ => {}
         }
     }
 }

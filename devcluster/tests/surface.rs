@@ -1033,11 +1033,8 @@ async fn server_side_apply_after_create_shares_identical_values() -> Result<()> 
     let applied = k
         .json(&["get", "deployment", "d", "--show-managed-fields"])
         .await?;
-    let entry = applied["metadata"]["managedFields"]
-        .as_array()
-        .and_then(|entries| entries.iter().find(|e| e["manager"] == "kubectl"))
-        .context("the apply's managedFields entry")?;
-    let fields = &entry["fieldsV1"]["f:spec"];
+    let entry = managed_fields_of(&applied, "kubectl")?;
+    let fields = &entry["f:spec"];
     assert_eq!(fields["f:selector"], json!({}), "{entry}");
     let ports = &fields["f:template"]["f:spec"]["f:containers"][r#"k:{"name":"c"}"#]["f:ports"];
     for key in [
@@ -1066,6 +1063,15 @@ async fn server_side_apply_after_create_shares_identical_values() -> Result<()> 
         "{refused}"
     );
     Ok(())
+}
+
+/// The `fieldsV1` of `manager`'s entry in an object's `managedFields`.
+fn managed_fields_of(obj: &Value, manager: &str) -> Result<Value> {
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .and_then(|entries| entries.iter().find(|e| e["manager"] == manager))
+        .map(|e| e["fieldsV1"].clone())
+        .with_context(|| format!("no managedFields entry of {manager} in {obj}"))
 }
 
 /// What a real 1.36 server records for `kubectl create deployment web --image=nginx`: the
@@ -1130,13 +1136,7 @@ async fn an_update_records_what_it_added_as_a_real_server_does() -> Result<()> {
     let changed = k
         .json(&["get", "deployment", "web", "--show-managed-fields"])
         .await?;
-    let entry = |manager: &str| {
-        changed["metadata"]["managedFields"]
-            .as_array()
-            .and_then(|entries| entries.iter().find(|e| e["manager"] == manager))
-            .map(|e| e["fieldsV1"].clone())
-            .with_context(|| format!("{manager} in {changed}"))
-    };
+    let entry = |manager: &str| managed_fields_of(&changed, manager);
     assert_eq!(
         entry("kubectl-label")?,
         json!({"f:metadata": {"f:labels": {"f:tier": {}}}})
@@ -1177,11 +1177,10 @@ async fn an_update_records_what_it_added_as_a_real_server_does() -> Result<()> {
     let applied = k
         .json(&["get", "deployment", "web", "--show-managed-fields"])
         .await?;
-    let scaler = applied["metadata"]["managedFields"]
-        .as_array()
-        .and_then(|entries| entries.iter().find(|e| e["manager"] == "scaler"))
-        .context("the scaler's entry")?;
-    assert_eq!(scaler["fieldsV1"], json!({"f:spec": {"f:replicas": {}}}));
+    assert_eq!(
+        managed_fields_of(&applied, "scaler")?,
+        json!({"f:spec": {"f:replicas": {}}})
+    );
     assert_ne!(applied["status"]["replicas"], 7, "{applied}");
     Ok(())
 }
