@@ -557,7 +557,11 @@ async fn a_tenant_stays_inside_its_namespace_and_cannot_starve_its_neighbour() {
         .get("team-a/sly")
         .and_then(|status| status.handle)
         .expect("the hostile tenant runs");
-    assert!(ControllerStats::get(&sly.stats().denied) >= 7);
+    // Each warning is recorded while its actions are refused, the count once they return.
+    eventually(10, "the seven denials counted", || async {
+        (ControllerStats::get(&sly.stats().denied) >= 7).then_some(())
+    })
+    .await;
     // A name that reaches for a subresource (or changes the path) is
     // malformed output: refused before any request is built.
     eventually(WAIT, "the four names refused as malformed", || async {
