@@ -19,6 +19,8 @@
 //! - [`selector`]: Kubernetes label selectors, for `cache.list`;
 //! - [`identity`]: the ServiceAccount each controller acts as, and the
 //!   access reviews that authorise it;
+//! - [`replication`]: several hosts on one cluster: the ring's Leases and
+//!   the fence that lets one host work;
 //! - [`harness`]: the offline harness behind `paddock test`.
 
 pub mod actions;
@@ -34,6 +36,7 @@ pub mod identity;
 pub mod ops;
 pub mod queue;
 pub mod reload;
+pub mod replication;
 pub mod retry;
 pub mod selector;
 pub mod wasm;

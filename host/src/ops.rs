@@ -27,6 +27,7 @@ use crate::controller::{
     ControllerHandle, ControllerStats, GUEST_ERROR_KINDS, LATENCY_BUCKETS, LastError,
 };
 use crate::reload::{EntryStatus, SourceStatus, StatusBoard};
+use crate::replication::{RingHandle, RingStatus};
 use crate::wasm::LimitHitCounts;
 use crate::wasm::slots::{ExecutionSlots, SlotsStatus};
 
@@ -37,6 +38,7 @@ pub struct OpsState {
     board: StatusBoard,
     slots: Option<ExecutionSlots>,
     started: Arc<std::sync::atomic::AtomicBool>,
+    ring: Arc<std::sync::OnceLock<RingHandle>>,
 }
 
 impl OpsState {
@@ -47,7 +49,19 @@ impl OpsState {
             board,
             slots: None,
             started: Arc::default(),
+            ring: Arc::default(),
         }
+    }
+
+    /// Also reports on the ring this host joined (once; later calls are
+    /// ignored).
+    pub fn set_ring(&self, ring: RingHandle) {
+        let _ = self.ring.set(ring);
+    }
+
+    /// How this host stands in its ring, if it joined one.
+    pub fn ring(&self) -> Option<RingStatus> {
+        self.ring.get().map(RingHandle::status)
     }
 
     /// Also reports on the pool of execution slots: `/healthz` and
@@ -162,6 +176,7 @@ impl OpsState {
             sources: self.board.sources(),
             informers: self.informer_reports(),
             slots: self.slots.as_ref().map(ExecutionSlots::status),
+            ring: self.ring(),
             unhealthy: self.unhealthy(),
             not_ready: self.not_ready(),
         }
@@ -198,6 +213,9 @@ pub struct StatusReport {
     /// The pool of execution slots guest calls run in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slots: Option<SlotsStatus>,
+    /// The ring this host joined: its members, who works, hand-overs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ring: Option<RingStatus>,
     /// Why `/healthz` fails, when it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unhealthy: Option<String>,
@@ -619,6 +637,10 @@ pub fn render(state: &OpsState) -> String {
         unparsed,
     );
 
+    if let Some(ring) = state.ring() {
+        register_ring(&mut registry, &ring);
+    }
+
     let mut out = String::new();
     // Writing into a String cannot fail, and neither can the encoders
     // above; were one to, the scrape gets what was written so far.
@@ -626,6 +648,54 @@ pub fn render(state: &OpsState) -> String {
         tracing::error!(%error, "encoding the metrics failed");
     }
     out
+}
+
+/// The labels of the ring's series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RingLabels {
+    ring: String,
+    identity: String,
+    mode: String,
+}
+
+/// The ring's series: whether this host works, the members it sees, and
+/// its hand-overs.
+fn register_ring(registry: &mut Registry, ring: &RingStatus) {
+    let labels = RingLabels {
+        ring: ring.ring.clone(),
+        identity: ring.identity.clone(),
+        mode: ring.mode.to_string(),
+    };
+    let gauge = |value: u64| {
+        let family = Gauges::<RingLabels>::default();
+        family.get_or_create(&labels).set(gauge_value(value));
+        family
+    };
+    let counter = |value: u64| {
+        let family = Counters::<RingLabels>::default();
+        family.get_or_create(&labels).inc_by(value);
+        family
+    };
+    registry.register(
+        "paddock_ring_active",
+        "1 while this host works (holds the ring's leader Lease), else 0",
+        gauge(u64::from(ring.active)),
+    );
+    registry.register(
+        "paddock_ring_members",
+        "Live members of the ring, as this host sees their Leases",
+        gauge(ring.members.len() as u64),
+    );
+    registry.register(
+        "paddock_ring_acquired",
+        "Times this host began working (took the leader Lease)",
+        counter(ring.acquired),
+    );
+    registry.register(
+        "paddock_ring_lost",
+        "Times this host stopped working without giving its Lease up",
+        counter(ring.lost),
+    );
 }
 
 #[cfg(test)]

@@ -217,12 +217,16 @@ fn the_shipped_resource_definitions_are_current() {
 
 #[test]
 fn the_shipped_host_rbac_is_current() {
-    let output = paddock(&["rbac".as_ref(), "--from-cluster".as_ref()]);
+    let output = paddock(&[
+        "rbac".as_ref(),
+        "--from-cluster".as_ref(),
+        "--lease-namespace=paddock-system".as_ref(),
+    ]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     let shipped =
         std::fs::read_to_string(root().join("deploy/rbac.yaml")).expect("deploy/rbac.yaml");
     assert!(
         text(&output.stdout) == shipped,
-        "deploy/rbac.yaml is stale: regenerate it with `cargo run -p paddock -- rbac --from-cluster > deploy/rbac.yaml`"
+        "deploy/rbac.yaml is stale: regenerate it with `cargo run -p paddock -- rbac --from-cluster --lease-namespace=paddock-system > deploy/rbac.yaml`"
     );
 }

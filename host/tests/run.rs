@@ -3,69 +3,16 @@
 //! operations endpoint, and a clean exit on SIGTERM.
 
 mod common;
+mod hosts;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, PostParams};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use common::{cache_dir, module};
-
-/// GET a path of the operations endpoint: (status code, body).
-async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())?;
-    Some((status, body))
-}
-
-/// A fresh embedded cluster, a temporary folder, and the cluster's
-/// kubeconfig written there as `file`.
-async fn embedded_cluster(
-    file: &str,
-) -> (
-    devcluster::DevCluster,
-    tempfile::TempDir,
-    std::path::PathBuf,
-) {
-    let cluster = devcluster::DevCluster::start(devcluster::Options::new())
-        .await
-        .expect("the embedded cluster starts");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = dir.path().join(file);
-    cluster
-        .write_kubeconfig(&kubeconfig)
-        .expect("write the kubeconfig");
-    (cluster, dir, kubeconfig)
-}
-
-async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
+use hosts::{embedded_cluster, free_port, http_get, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_reconciles_through_a_kubeconfig_and_stops_on_sigterm() {
@@ -86,10 +33,7 @@ async fn run_reconciles_through_a_kubeconfig_and_stops_on_sigterm() {
         ),
     )
     .expect("write the controllers file");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
+    let port = free_port();
     let cache = cache_dir();
     let mut child = Command::new(env!("CARGO_BIN_EXE_paddock"))
         .arg("run")
@@ -115,13 +59,7 @@ async fn run_reconciles_through_a_kubeconfig_and_stops_on_sigterm() {
     let (status, body) = http_get(port, "/healthz").await.expect("healthz answers");
     assert_eq!((status, body.as_str()), (200, "ok"));
 
-    let kube_config = kube::Config::from_custom_kubeconfig(
-        kube::config::Kubeconfig::read_from(&kubeconfig).expect("kubeconfig"),
-        &Default::default(),
-    )
-    .await
-    .expect("config");
-    let client = kube::Client::try_from(kube_config).expect("client");
+    let client = hosts::client(&kubeconfig).await;
     let deployments: Api<Deployment> = Api::namespaced(client, "default");
     let deployment: Deployment = serde_json::from_value(serde_json::json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
@@ -304,10 +242,7 @@ spec:
         "--serviceaccount=default:floor",
     ]);
     kubectl(&["apply", "-f", &resource.display().to_string()]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
+    let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_paddock"))
         .arg("run")
         .arg("--from-cluster")
@@ -546,10 +481,7 @@ async fn the_rights_paddock_rbac_prints_are_enough_to_run_the_demo() {
     );
     assert_eq!(may, "no", "the host is not an admin");
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
+    let port = free_port();
     let log = dir.path().join("paddock.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_paddock"))
         .arg("run")

@@ -24,6 +24,7 @@ use super::{Action, EventType, ObjectRef, Outcome, PatchKind};
 use crate::cluster::{Discovery, InformerRegistry, Resource, split_api_version};
 use crate::grants::{Denied, Grant, Permission};
 use crate::identity::{Attributes, Identities, ServiceAccount};
+use crate::replication::Fence;
 
 /// Who is acting: the guest's name, grant and namespaces.
 #[derive(Debug, Clone)]
@@ -128,6 +129,19 @@ pub enum ExecuteError {
         /// What the server or discovery said.
         message: String,
     },
+    /// This host stopped working (it lost its ring's Lease, or another
+    /// host holds it) before the action: it and the ones after it were not
+    /// performed. The key is queued again; the host that works now
+    /// reconciles it.
+    #[error(
+        "guest `{guest}`: action #{index} and the ones after it were not performed: this host no longer holds its ring's Lease"
+    )]
+    Fenced {
+        /// The guest.
+        guest: String,
+        /// The first action not performed.
+        index: usize,
+    },
 }
 
 impl ExecuteError {
@@ -150,7 +164,7 @@ impl ExecuteError {
         match self {
             Self::Denied { .. } => Some("ActionDenied"),
             Self::Rejected { .. } => Some("ActionFailed"),
-            Self::Transient { .. } => None,
+            Self::Transient { .. } | Self::Fenced { .. } => None,
         }
     }
 }
@@ -161,6 +175,7 @@ pub struct ActionExecutor {
     identities: Identities,
     discovery: Discovery,
     recorder: EventRecorder,
+    fence: Fence,
 }
 
 impl std::fmt::Debug for ActionExecutor {
@@ -183,7 +198,16 @@ impl ActionExecutor {
             recorder: EventRecorder::new(identities.host().clone(), discovery.clone(), registry),
             identities,
             discovery,
+            fence: Fence::open(),
         }
+    }
+
+    /// Makes no write unless `fence` allows it at that moment: a host of a
+    /// ring that lost its Lease stops in the middle of an answer.
+    #[must_use]
+    pub fn with_fence(mut self, fence: Fence) -> Self {
+        self.fence = fence;
+        self
     }
 
     /// The event recorder (the host's own events go through it too).
@@ -255,6 +279,12 @@ impl ActionExecutor {
             }
         }
         for (index, (action, resolved)) in outcome.actions.iter().zip(&resolved).enumerate() {
+            if !self.fence.allows_now() {
+                return Err(ExecuteError::Fenced {
+                    guest: actor.name.clone(),
+                    index,
+                });
+            }
             if let Err(source) = self.perform(actor, action, resolved).await {
                 let target = target_of(action);
                 let error = classify(actor, index, action, &target, source);

@@ -26,6 +26,11 @@ pub struct RbacArgs {
     #[arg(long, value_name = "RESOURCES", value_delimiter = ',')]
     tenant_reads: Vec<String>,
 
+    /// The host joins a ring (`paddock run --replication`) whose Leases
+    /// live in this namespace.
+    #[arg(long, value_name = "NAMESPACE")]
+    lease_namespace: Option<String>,
+
     /// The host's ServiceAccount, `namespace/name`.
     #[arg(
         long,
@@ -49,6 +54,11 @@ pub fn rbac(args: RbacArgs) -> anyhow::Result<ExitCode> {
             args.name
         );
     }
+    if let Some(namespace) = &args.lease_namespace
+        && !paddock::config::is_dns_label(namespace)
+    {
+        anyhow::bail!("--lease-namespace: `{namespace}` is not a namespace name (a DNS label)");
+    }
     let file = args
         .config
         .as_deref()
@@ -58,6 +68,7 @@ pub fn rbac(args: RbacArgs) -> anyhow::Result<ExitCode> {
         file: file.as_ref(),
         from_cluster: args.from_cluster,
         tenant_reads: args.tenant_reads,
+        lease_namespace: args.lease_namespace,
     };
     print!("{}", host_rbac(&plan, &args.name, &host).to_yaml()?);
     Ok(ExitCode::SUCCESS)

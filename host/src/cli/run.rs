@@ -16,6 +16,7 @@ use paddock::harness::read_objects;
 use paddock::ops::OpsState;
 use paddock::reload::cluster::TenantLimits;
 use paddock::reload::{Phase, StatusBoard, Supervisor};
+use paddock::replication::{Fence, Mode, Ring, RingConfig};
 use paddock::wasm::WasmEngine;
 use paddock::wasm::slots::ExecutionSlots;
 
@@ -34,6 +35,9 @@ pub struct RunArgs {
 
     #[command(flatten)]
     tenant: TenantArgs,
+
+    #[command(flatten)]
+    replication: ReplicationArgs,
 
     /// The kubeconfig file; default: $KUBECONFIG, ~/.kube/config, or the
     /// in-cluster service account.
@@ -147,6 +151,86 @@ impl TenantArgs {
     }
 }
 
+/// How several hosts share one cluster's work.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReplicationArgs {
+    /// How the hosts of one ring share the work: `none` (this host works
+    /// alone) or `leader` (the host holding the ring's leader Lease works;
+    /// the others stand by with every guest loaded and every informer
+    /// synced, and one takes over when the Lease expires or is given up).
+    #[arg(long, value_enum, default_value_t = Replication::None)]
+    replication: Replication,
+
+    /// The ring: the name of its leader Lease and of the label its member
+    /// Leases carry.
+    #[arg(long, value_name = "NAME", default_value = "paddock")]
+    ring: String,
+
+    /// This host's identity in the ring; default: the hostname (a pod's
+    /// name) and a random suffix.
+    #[arg(long, value_name = "ID")]
+    identity: Option<String>,
+
+    /// The namespace of the ring's Leases; default: the pod's namespace,
+    /// else `default`.
+    #[arg(long, value_name = "NAMESPACE")]
+    lease_namespace: Option<String>,
+
+    /// How long a Lease lasts without renewal, in whole seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = RingConfig::LEASE_DURATION.as_secs())]
+    lease_duration_seconds: u64,
+
+    /// How long the leader keeps trying to renew before it stops working,
+    /// in seconds; shorter than the Lease's duration.
+    #[arg(long, value_name = "SECONDS", default_value_t = RingConfig::RENEW_DEADLINE.as_secs_f64())]
+    renew_deadline_seconds: f64,
+
+    /// How often each host tries to take or renew the Leases, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = RingConfig::RETRY_PERIOD.as_secs_f64())]
+    retry_period_seconds: f64,
+}
+
+/// The values of `--replication`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Replication {
+    /// This host works alone.
+    None,
+    /// One host of the ring works, the others stand by.
+    Leader,
+}
+
+impl ReplicationArgs {
+    /// The ring this host joins, if it joins one.
+    fn ring(&self) -> anyhow::Result<Option<RingConfig>> {
+        let mode = match self.replication {
+            Replication::None => return Ok(None),
+            Replication::Leader => Mode::Leader,
+        };
+        let seconds = |flag: &str, value: f64| {
+            Duration::try_from_secs_f64(value).map_err(|_| {
+                anyhow::anyhow!("--{flag} must be a number of seconds above zero, not {value}")
+            })
+        };
+        let config = RingConfig {
+            ring: self.ring.clone(),
+            identity: self
+                .identity
+                .clone()
+                .unwrap_or_else(paddock::replication::default_identity),
+            namespace: self
+                .lease_namespace
+                .clone()
+                .unwrap_or_else(paddock::replication::default_namespace),
+            mode,
+            lease_duration: Duration::from_secs(self.lease_duration_seconds),
+            renew_deadline: seconds("renew-deadline-seconds", self.renew_deadline_seconds)?,
+            retry_period: seconds("retry-period-seconds", self.retry_period_seconds)?,
+        };
+        config.validate()?;
+        Ok(Some(config))
+    }
+}
+
 /// Arguments of `paddock dev`.
 #[derive(Debug, clap::Args)]
 pub struct DevArgs {
@@ -201,6 +285,15 @@ enum Until {
     Converged,
 }
 
+/// How a host serves: until when, where its operations endpoint
+/// listens, and the ring it joins.
+#[derive(Debug)]
+struct Serving {
+    until: Until,
+    ops_addr: std::net::SocketAddr,
+    ring: Option<RingConfig>,
+}
+
 /// How long a shutting-down host waits for guest calls still running.
 const SLOTS_DRAIN: Duration = Duration::from_secs(30);
 
@@ -213,6 +306,7 @@ pub fn run(engine: &WasmEngine, args: RunArgs) -> anyhow::Result<ExitCode> {
         // Checked before connecting; the source reads it again and watches it.
         ControllersFile::load(config)?;
     }
+    let ring = args.replication.ring()?;
     tokio_runtime()?.block_on(async {
         let client = client(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
         let sources = Sources {
@@ -220,17 +314,26 @@ pub fn run(engine: &WasmEngine, args: RunArgs) -> anyhow::Result<ExitCode> {
             cluster: args.from_cluster.then(|| args.tenant.limits()),
         };
         let slots = args.tenant.slots();
+        let fence = if ring.is_some() {
+            Fence::closed()
+        } else {
+            Fence::open()
+        };
         let runtime = Runtime::with_slots(client.clone(), slots.clone())
             .with_sync_timeout(Duration::from_secs(args.sync_timeout_seconds))
-            .with_review_ttl(args.tenant.review_ttl());
+            .with_review_ttl(args.tenant.review_ttl())
+            .with_fence(fence);
         serve(
             engine,
             runtime,
             client,
             sources,
             slots,
-            Until::Signal,
-            args.ops_addr,
+            Serving {
+                until: Until::Signal,
+                ops_addr: args.ops_addr,
+                ring,
+            },
         )
         .await
     })
@@ -297,8 +400,11 @@ pub fn dev(engine: &WasmEngine, args: DevArgs) -> anyhow::Result<ExitCode> {
             client,
             sources,
             slots,
-            until,
-            args.ops_addr,
+            Serving {
+                until,
+                ops_addr: args.ops_addr,
+                ring: None,
+            },
         )
         .await;
         cluster.shutdown().await;
@@ -401,12 +507,17 @@ async fn serve(
     client: Client,
     sources: Sources<'_>,
     slots: ExecutionSlots,
-    until: Until,
-    ops_addr: std::net::SocketAddr,
+    serving: Serving,
 ) -> anyhow::Result<ExitCode> {
+    let Serving {
+        until,
+        ops_addr,
+        ring,
+    } = serving;
     let supervisor = Supervisor::new(engine.clone(), runtime.clone());
     let ops = OpsState::new(runtime.informers().clone(), supervisor.board().clone())
         .with_slots(slots.clone());
+    let ring_client = client.clone();
     let (bound, _ops_task) = paddock::ops::serve(ops_addr, ops.clone())
         .await
         .with_context(|| {
@@ -430,6 +541,19 @@ async fn serve(
             return Ok(ExitCode::SUCCESS);
         }
     }
+    // A host joins its ring once its controllers have loaded and synced:
+    // a standby that takes over compiles and lists nothing.
+    let ring = ring.map(|config| {
+        tracing::info!(ring = %config.ring, identity = %config.identity, namespace = %config.namespace, mode = %config.mode, "joining the ring");
+        let board = supervisor.board().clone();
+        let ring = Ring::join(ring_client, config, runtime.fence().clone(), move || {
+            for controller in handles(&board) {
+                controller.resync();
+            }
+        });
+        ops.set_ring(ring.handle());
+        ring
+    });
     ops.mark_started();
     let statuses = supervisor.board().all();
     // At start, a controller still waiting for the cluster or for its
@@ -447,6 +571,9 @@ async fn serve(
         .count();
     if !from_cluster && failed == statuses.len() {
         supervisor.shutdown().await;
+        if let Some(ring) = ring {
+            ring.leave().await;
+        }
         anyhow::bail!("no controller could be started ({failed} failed); see the errors above");
     }
     let mut code = ExitCode::SUCCESS;
@@ -475,6 +602,11 @@ async fn serve(
     // Calls still running end at their deadlines; let them, so that none
     // outlives the runtime.
     slots.drained(SLOTS_DRAIN).await;
+    // The Lease is given up only now: until the last reconcile ended, no
+    // other host may begin.
+    if let Some(ring) = ring {
+        ring.leave().await;
+    }
     if failed > 0 {
         code = ExitCode::FAILURE;
     }

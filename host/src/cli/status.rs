@@ -167,8 +167,44 @@ fn table(report: &StatusReport) -> String {
             ));
         }
     }
+    if let Some(ring) = &report.ring {
+        out.push_str(&ring_lines(ring));
+    }
     if let Some(why) = &report.not_ready {
         out.push_str(&format!("\nnot ready: {}\n", one_line(why)));
+    }
+    out
+}
+
+/// The ring this host joined: who works, the members, the hand-overs.
+fn ring_lines(ring: &paddock::replication::RingStatus) -> String {
+    let role = if ring.active {
+        "working"
+    } else {
+        "standing by"
+    };
+    let mut out = format!(
+        "\nring {} ({} mode, Leases in {}): this host {} is {role}; leader {}; took over {} times, lost the Lease {} times\n",
+        ring.ring,
+        ring.mode,
+        ring.namespace,
+        ring.identity,
+        ring.leader.as_deref().unwrap_or("none"),
+        ring.acquired,
+        ring.lost,
+    );
+    let members: Vec<&str> = ring
+        .members
+        .iter()
+        .map(|member| member.identity.as_str())
+        .collect();
+    out.push_str(&format!(
+        "members ({}): {}\n",
+        members.len(),
+        members.join(", ")
+    ));
+    if let Some(error) = &ring.error {
+        out.push_str(&format!("ring: {}\n", one_line(error)));
     }
     out
 }

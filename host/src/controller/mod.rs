@@ -27,6 +27,7 @@ use crate::cluster::{
 use crate::grants::{Denied, Grant, Permission};
 use crate::identity::{Attributes, Identities, ReviewError, ServiceAccount};
 use crate::queue::{QueueConfig, Workqueue};
+use crate::replication::Fence;
 use crate::wasm::slots::{ExecutionSlots, Flow};
 use crate::wasm::{Guest, Relation, Watch};
 
@@ -190,6 +191,8 @@ pub struct Runtime {
     pub(crate) executor: ActionExecutor,
     pub(crate) slots: ExecutionSlots,
     sync_timeout: Duration,
+    /// Whether this host may work now (always, unless it is in a ring).
+    pub(crate) fence: Fence,
     /// Set once RBAC objects are watched for the access reviews.
     rbac_watched: Arc<tokio::sync::OnceCell<()>>,
 }
@@ -217,6 +220,7 @@ impl Runtime {
             discovery,
             slots,
             sync_timeout: DEFAULT_SYNC_TIMEOUT,
+            fence: Fence::open(),
             rbac_watched: Arc::default(),
         }
     }
@@ -238,8 +242,24 @@ impl Runtime {
     pub fn with_review_ttl(mut self, ttl: Duration) -> Self {
         let identities = self.executor.identities().clone().with_review_ttl(ttl);
         self.executor =
-            ActionExecutor::new(identities, self.discovery.clone(), self.registry.clone());
+            ActionExecutor::new(identities, self.discovery.clone(), self.registry.clone())
+                .with_fence(self.fence.clone());
         self
+    }
+
+    /// Lets the workers take keys, and the executor write, only while
+    /// `fence` allows it: a host of a ring works only while it holds the
+    /// ring's Lease. Default: always.
+    #[must_use]
+    pub fn with_fence(mut self, fence: Fence) -> Self {
+        self.executor = self.executor.with_fence(fence.clone());
+        self.fence = fence;
+        self
+    }
+
+    /// The fence the workers and the executor obey.
+    pub fn fence(&self) -> &Fence {
+        &self.fence
     }
 
     /// The identities controllers act as, and their access reviews.
@@ -306,6 +326,7 @@ impl Runtime {
             in_flight: Mutex::default(),
             stats,
             executor: self.executor.clone(),
+            fence: self.fence.clone(),
             slots: self.slots.clone(),
             flow: Flow::of(&name, config.tenant.as_deref()),
             last_error: Mutex::default(),
@@ -679,6 +700,8 @@ pub(crate) struct Shared {
     pub(crate) in_flight: Mutex<std::collections::HashSet<ObjectKey>>,
     pub(crate) stats: Arc<ControllerStats>,
     pub(crate) executor: ActionExecutor,
+    /// Whether this host may work now.
+    pub(crate) fence: Fence,
     /// Where its guest calls run, and as which flow.
     pub(crate) slots: ExecutionSlots,
     pub(crate) flow: Flow,
@@ -772,6 +795,13 @@ pub struct ControllerHandle {
 }
 
 impl ControllerHandle {
+    /// Queues every primary object the controller's informers hold, as a
+    /// resync does: for a host that begins working, whose queue may lack
+    /// what another host was doing.
+    pub fn resync(&self) {
+        routing::queue_all_primaries(&self.shared, &self.shared.current());
+    }
+
     /// The controller's name.
     pub fn name(&self) -> &str {
         &self.shared.name

@@ -24,6 +24,16 @@ pub(crate) async fn work(shared: Arc<Shared>, index: usize, mut target: watch::R
         if index >= *target.borrow_and_update() {
             return;
         }
+        // A standby, or a host that lost its ring's Lease, takes nothing.
+        if !shared.fence.allows_now() {
+            tokio::select! {
+                () = shared.fence.opened() => {}
+                changed = target.changed() => match changed {
+                    Ok(()) => continue,
+                    Err(_) => return,
+                },
+            }
+        }
         // `get` is cancel safe: a key is taken only when it is returned.
         // Reconciles and maps share the controller's workers, so its
         // concurrency bounds both.
@@ -41,6 +51,21 @@ pub(crate) async fn work(shared: Arc<Shared>, index: usize, mut target: watch::R
                 Err(_) => return,
             },
         };
+        if !shared.fence.allows_now() {
+            // The fence closed while this worker waited: the job goes back
+            // for whichever host works next (this one, when it works again).
+            match job {
+                Job::Reconcile(key) => {
+                    shared.queue.add(key.clone());
+                    shared.queue.done(&key);
+                }
+                Job::Map(key) => {
+                    shared.maps.add(key.clone());
+                    shared.maps.done(&key);
+                }
+            }
+            continue;
+        }
         let generation = shared.current();
         match job {
             Job::Reconcile(key) => reconcile_key(&shared, &generation, key).await,
@@ -243,6 +268,10 @@ async fn finalize_step(
             None
         }
         Step::Add => {
+            if !shared.fence.allows_now() {
+                shared.queue.add_rate_limited(key.clone());
+                return None;
+            }
             let written = finalizer::write(
                 &shared.executor.client_for(&generation.actor),
                 &generation.actor,
@@ -436,6 +465,10 @@ async fn release_after_finalizing(
     let Some(finalizer) = generation.finalizer.as_deref() else {
         return;
     };
+    if !shared.fence.allows_now() {
+        shared.queue.add_rate_limited(key.clone());
+        return;
+    }
     let released = finalizer::write(
         &shared.executor.client_for(&generation.actor),
         &generation.actor,

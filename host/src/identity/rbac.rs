@@ -41,6 +41,9 @@ pub struct HostPlan<'a> {
     /// as `resource` or `resource.group` (`deployments.apps`); empty for
     /// every resource.
     pub tenant_reads: Vec<String>,
+    /// The namespace of the Leases of the ring the host joins
+    /// (`--replication`), if it joins one.
+    pub lease_namespace: Option<String>,
 }
 
 /// The objects that give the host its rights.
@@ -268,13 +271,26 @@ pub fn host_rbac(plan: &HostPlan<'_>, name: &str, host: &ServiceAccount) -> Host
         )])),
         ..ObjectMeta::default()
     };
-    let roles = impersonated
+    let mut namespaced: BTreeMap<String, Rules> = BTreeMap::new();
+    for (namespace, accounts) in impersonated {
+        let rules = namespaced.entry(namespace).or_default();
+        for account in &accounts {
+            rules.add_named("", "serviceaccounts", "impersonate", account);
+        }
+    }
+    if let Some(namespace) = &plan.lease_namespace {
+        // The ring: its leader Lease, the members' Leases, listed by label.
+        namespaced.entry(namespace.clone()).or_default().add_one(
+            "coordination.k8s.io",
+            &["leases"],
+            &[
+                "get", "list", "watch", "create", "update", "patch", "delete",
+            ],
+        );
+    }
+    let roles = namespaced
         .into_iter()
-        .map(|(namespace, accounts)| {
-            let mut rules = Rules::default();
-            for account in &accounts {
-                rules.add_named("", "serviceaccounts", "impersonate", account);
-            }
+        .map(|(namespace, rules)| {
             let role = Role {
                 metadata: meta(Some(&namespace)),
                 rules: Some(rules.policy()),
@@ -414,5 +430,34 @@ mod tests {
         );
         let yaml = rbac.to_yaml().expect("YAML");
         assert_eq!(yaml.split("---\n").count(), 4, "{yaml}");
+    }
+
+    #[test]
+    fn a_host_in_a_ring_may_keep_leases_in_its_namespace_only() {
+        let host = ServiceAccount::new("paddock-system", "paddock");
+        let plan = HostPlan {
+            from_cluster: true,
+            lease_namespace: Some("paddock-system".into()),
+            ..HostPlan::default()
+        };
+        let rbac = host_rbac(&plan, "paddock", &host);
+        assert!(
+            !rules(&rbac).iter().any(|(_, r, _)| r == "leases"),
+            "no cluster-wide rights on Leases"
+        );
+        let [(role, binding)] = rbac.roles.as_slice() else {
+            panic!("one Role for the ring's namespace: {:?}", rbac.roles);
+        };
+        assert_eq!(role.metadata.namespace.as_deref(), Some("paddock-system"));
+        assert_eq!(binding.role_ref.name, "paddock");
+        let rule = &role.rules.as_ref().expect("rules")[0];
+        assert_eq!(
+            rule.api_groups.as_deref(),
+            Some(&["coordination.k8s.io".to_owned()][..])
+        );
+        assert_eq!(rule.resources.as_deref(), Some(&["leases".to_owned()][..]));
+        for verb in ["get", "create", "update", "delete", "list"] {
+            assert!(rule.verbs.iter().any(|v| v == verb), "{verb}: {rule:?}");
+        }
     }
 }

@@ -1,0 +1,89 @@
+//! Helpers for the tests that run `paddock` processes against the
+//! embedded cluster.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// GET a path of the operations endpoint: (status code, body).
+pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())?;
+    Some((status, body))
+}
+
+/// A fresh embedded cluster, a temporary folder, and the cluster's
+/// kubeconfig written there as `file`.
+pub async fn embedded_cluster(
+    file: &str,
+) -> (
+    devcluster::DevCluster,
+    tempfile::TempDir,
+    std::path::PathBuf,
+) {
+    let cluster = devcluster::DevCluster::start(devcluster::Options::new())
+        .await
+        .expect("the embedded cluster starts");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join(file);
+    cluster
+        .write_kubeconfig(&kubeconfig)
+        .expect("write the kubeconfig");
+    (cluster, dir, kubeconfig)
+}
+
+/// Waits (at most 20 s) until `check` answers `Some`.
+pub async fn wait_for<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    wait_within(what, Duration::from_secs(20), check).await
+}
+
+/// Waits at most `limit` until `check` answers `Some`.
+pub async fn wait_within<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what} ({limit:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A client of the cluster a kubeconfig file names.
+pub async fn client(kubeconfig: &std::path::Path) -> kube::Client {
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig"),
+        &Default::default(),
+    )
+    .await
+    .expect("config");
+    kube::Client::try_from(config).expect("client")
+}
+
+/// A port nobody listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
