@@ -59,9 +59,23 @@ impl OpsState {
         let _ = self.ring.set(ring);
     }
 
-    /// How this host stands in its ring, if it joined one.
+    /// How this host stands in its ring, if it joined one; in a sharded
+    /// ring, with the primary objects each member owns.
     pub fn ring(&self) -> Option<RingStatus> {
-        self.ring.get().map(RingHandle::status)
+        let handle = self.ring.get()?;
+        let mut status = handle.status();
+        if let Some(shard) = handle.fence().shard() {
+            for member in shard.members() {
+                status.shares.insert(member.clone(), 0);
+            }
+            for controller in self.controllers() {
+                for (namespace, name) in controller.primary_keys() {
+                    let owner = shard.owner(controller.name(), &namespace, &name);
+                    *status.shares.entry(owner.to_owned()).or_default() += 1;
+                }
+            }
+        }
+        Some(status)
     }
 
     /// Also reports on the pool of execution slots: `/healthz` and
@@ -696,6 +710,18 @@ fn register_ring(registry: &mut Registry, ring: &RingStatus) {
         "Times this host stopped working without giving its Lease up",
         counter(ring.lost),
     );
+    registry.register(
+        "paddock_ring_handovers",
+        "Times this host's share changed while it worked (a member joined or left)",
+        counter(ring.handovers),
+    );
+    if let Some(owned) = ring.shares.get(&ring.identity) {
+        registry.register(
+            "paddock_ring_owned_objects",
+            "Primary objects of this host's controllers in its share",
+            gauge(*owned),
+        );
+    }
 }
 
 #[cfg(test)]

@@ -35,8 +35,22 @@ struct Host {
 
 impl Host {
     fn spawn(identity: &'static str, config: &Path, kubeconfig: &Path, dir: &Path) -> Self {
+        Self::spawn_in("leader", identity, config, kubeconfig, dir)
+    }
+
+    /// A host in `mode`; each process logs to its own file.
+    fn spawn_in(
+        mode: &str,
+        identity: &'static str,
+        config: &Path,
+        kubeconfig: &Path,
+        dir: &Path,
+    ) -> Self {
         let port = free_port();
-        let log = dir.join(format!("{identity}.log"));
+        let log = (0..)
+            .map(|n| dir.join(format!("{identity}-{n}.log")))
+            .find(|log| !log.exists())
+            .expect("a free log name");
         let stderr = std::fs::File::create(&log).expect("create the log");
         let child = Command::new(env!("CARGO_BIN_EXE_paddock"))
             .arg("run")
@@ -48,7 +62,7 @@ impl Host {
             .arg(format!("127.0.0.1:{port}"))
             .arg("--cache-dir")
             .arg(cache_dir())
-            .args(["--replication", "leader", "--ring", "test"])
+            .args(["--replication", mode, "--ring", "test"])
             .args(["--identity", identity])
             .args(["--lease-duration-seconds", &LEASE_SECONDS.to_string()])
             .args(["--renew-deadline-seconds", RENEW_DEADLINE_SECONDS])
@@ -114,6 +128,27 @@ impl Drop for Host {
     }
 }
 
+/// A controllers file running `replica_floor` as `floor`.
+fn controllers_file(dir: &Path) -> PathBuf {
+    let config = dir.join("controllers.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "controllers:
+- name: floor
+  module: {}
+  grant:
+  - {{apiGroups: [apps], resources: [deployments], verbs: [get, list, watch]}}
+  - {{apiGroups: [apps], resources: [deployments/scale], verbs: [patch]}}
+  - {{apiGroups: [\"\"], resources: [events], verbs: [create, patch]}}
+",
+            module("replica_floor").display()
+        ),
+    )
+    .expect("write the controllers file");
+    config
+}
+
 /// A Deployment asking `replica_floor` for at least `floor` replicas.
 fn deployment(name: &str, floor: u32) -> Deployment {
     serde_json::from_value(serde_json::json!({
@@ -151,22 +186,7 @@ async fn working(host: &Host, limit: Duration) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_leader_mode_one_host_works_and_another_takes_over_when_it_dies_stalls_or_stops() {
     let (cluster, dir, kubeconfig) = embedded_cluster("kubeconfig").await;
-    let config = dir.path().join("controllers.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "controllers:
-- name: floor
-  module: {}
-  grant:
-  - {{apiGroups: [apps], resources: [deployments], verbs: [get, list, watch]}}
-  - {{apiGroups: [apps], resources: [deployments/scale], verbs: [patch]}}
-  - {{apiGroups: [\"\"], resources: [events], verbs: [create, patch]}}
-",
-            module("replica_floor").display()
-        ),
-    )
-    .expect("write the controllers file");
+    let config = controllers_file(dir.path());
     let client = hosts::client(&kubeconfig).await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let leases: Api<Lease> = Api::namespaced(client, "default");
@@ -283,5 +303,308 @@ async fn in_leader_mode_one_host_works_and_another_takes_over_when_it_dies_stall
     assert!(left.is_none(), "a host that stops deletes its member Lease");
     drop(stopping);
     drop(standby);
+    cluster.shutdown().await;
+}
+
+/// The objects of the sharded test, and the floor of object `i` in round
+/// `round`.
+const OBJECTS: usize = 3000;
+
+fn floor_of(i: usize, round: usize) -> u32 {
+    u32::try_from(2 + i % 3 + round).expect("a small floor")
+}
+
+/// Sets every object's floor for `round` (creating them in round 0), 16
+/// requests at a time.
+async fn set_floors(deployments: &Api<Deployment>, round: usize) {
+    use futures::StreamExt;
+    futures::stream::iter(0..OBJECTS)
+        .map(|i| async move {
+            let name = format!("d{i}");
+            let floor = floor_of(i, round);
+            if round == 0 {
+                deployments
+                    .create(&PostParams::default(), &deployment(&name, floor))
+                    .await
+                    .map(drop)
+            } else {
+                let patch = serde_json::json!({"metadata": {"annotations": {"paddock.dev/min-replicas": floor.to_string()}}});
+                deployments
+                    .patch(&name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+                    .await
+                    .map(drop)
+            }
+        })
+        .buffer_unordered(16)
+        .for_each(|written| async move {
+            written.expect("write a Deployment");
+        })
+        .await;
+}
+
+/// Waits until every object has at least its floor for `round`.
+async fn converged(deployments: &Api<Deployment>, round: usize, what: &str) {
+    wait_within(what, Duration::from_secs(180), || async {
+        let list = deployments.list(&Default::default()).await.ok()?;
+        let behind = list
+            .items
+            .iter()
+            .filter(|deployment| {
+                let name = deployment.metadata.name.as_deref().unwrap_or_default();
+                let i: usize = name.trim_start_matches('d').parse().unwrap_or(usize::MAX);
+                let replicas = deployment.spec.as_ref().and_then(|spec| spec.replicas);
+                i < OBJECTS && replicas < Some(i32::try_from(floor_of(i, round)).unwrap_or(0))
+            })
+            .count();
+        (list.items.len() == OBJECTS && behind == 0).then_some(())
+    })
+    .await;
+}
+
+/// One reconcile a host logged: which object, which process, when it
+/// started and ended (µs since the epoch).
+#[derive(Debug, Clone)]
+struct Logged {
+    object: String,
+    log: PathBuf,
+    start: i64,
+    end: i64,
+}
+
+/// The reconciles each log records, from the line every successful
+/// reconcile ends with (its time, its span's object, its `elapsed_ms`).
+fn reconciles_in(logs: &[PathBuf]) -> Vec<Logged> {
+    let mut found = Vec::new();
+    for log in logs {
+        let text = std::fs::read_to_string(log).expect("read a log");
+        for line in text.lines().filter(|line| line.contains(": reconciled: ")) {
+            let Some((time, _)) = line.split_once(' ') else {
+                continue;
+            };
+            let field = |name: &str| {
+                line.split_once(&format!("{name}=")).map(|(_, rest)| {
+                    rest.split([' ', '}'])
+                        .next()
+                        .unwrap_or_default()
+                        .trim_matches('"')
+                        .to_owned()
+                })
+            };
+            let (Ok(end), Some(name), Some(elapsed)) = (
+                time.parse::<jiff::Timestamp>(),
+                field("name"),
+                field("elapsed_ms").and_then(|ms| ms.parse::<f64>().ok()),
+            ) else {
+                panic!("an unreadable reconcile line in {}: {line}", log.display());
+            };
+            let end = end.as_microsecond();
+            found.push(Logged {
+                object: name,
+                log: log.clone(),
+                start: end - (elapsed * 1000.0).ceil() as i64,
+                end,
+            });
+        }
+    }
+    found
+}
+
+/// The logs of every process that ran, as `(host, log)`.
+fn logs_in(dir: &Path) -> Vec<PathBuf> {
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("read the test folder")
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
+        .collect();
+    logs.sort();
+    logs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_sharded_mode_every_object_converges_once_and_no_two_hosts_reconcile_one_at_once() {
+    let (cluster, dir, kubeconfig) = embedded_cluster("kubeconfig").await;
+    let config = controllers_file(dir.path());
+    let client = hosts::client(&kubeconfig).await;
+    let deployments: Api<Deployment> = Api::namespaced(client, "default");
+    set_floors(&deployments, 0).await;
+
+    let spawn = |identity| Host::spawn_in("sharded", identity, &config, &kubeconfig, dir.path());
+    let mut members = vec![spawn("a"), spawn("b"), spawn("c")];
+    for host in &members {
+        host.ready().await;
+    }
+    converged(
+        &deployments,
+        0,
+        "3,000 objects to converge on three members",
+    )
+    .await;
+    // Every member sees the three, and they split the objects between
+    // them: each key has one owner, and the shares add up.
+    let shares = wait_for("three members, each working on its share", || async {
+        let mut shares = Vec::new();
+        for host in &members {
+            let (ring, _) = host.ring().await?;
+            let share = ring["shares"][host.identity].as_u64()?;
+            (ring["active"] == true && ring["members"].as_array()?.len() == 3).then_some(())?;
+            shares.push(share);
+        }
+        Some(shares)
+    })
+    .await;
+    assert_eq!(shares.iter().sum::<u64>(), OBJECTS as u64, "{shares:?}");
+    for share in &shares {
+        assert!((700..1300).contains(share), "an even spread: {shares:?}");
+    }
+    for host in &members {
+        let (_, reconciles) = host.ring().await.expect("a member answers");
+        assert!(reconciles > 0, "{} reconciled its share", host.identity);
+    }
+
+    // kill -9 of a member while it works on new floors: the others take
+    // its share once its Lease has expired, and everything converges.
+    let (_, before) = members[2].ring().await.expect("c answers");
+    let writing = tokio::spawn({
+        let deployments = deployments.clone();
+        async move { set_floors(&deployments, 1).await }
+    });
+    wait_for("c to work on the new floors", || async {
+        let (_, now) = members[2].ring().await?;
+        (now > before).then_some(())
+    })
+    .await;
+    members.pop().expect("c").signal("-KILL");
+    writing.await.expect("the floors are written");
+    converged(
+        &deployments,
+        1,
+        "every object to converge after kill -9 of a member",
+    )
+    .await;
+    wait_for("the two survivors to see each other only", || async {
+        for host in &members {
+            let (ring, _) = host.ring().await?;
+            (ring["members"].as_array()?.len() == 2 && ring["handovers"].as_u64()? >= 1)
+                .then_some(())?;
+        }
+        Some(())
+    })
+    .await;
+
+    // The killed member returns; then a rolling restart of all three while
+    // the floors change again.
+    members.push(spawn("c"));
+    members[2].ready().await;
+    set_floors(&deployments, 2).await;
+    for slot in 0..3 {
+        let mut stopping = members.remove(slot);
+        let identity = stopping.identity;
+        stopping.signal("-TERM");
+        let (stopping, exit) = tokio::task::spawn_blocking(move || {
+            let exit = stopping.child.wait();
+            (stopping, exit)
+        })
+        .await
+        .expect("join");
+        assert!(
+            exit.expect("paddock exits").success(),
+            "{identity} exits cleanly on SIGTERM"
+        );
+        drop(stopping);
+        members.insert(slot, spawn(identity));
+        members[slot].ready().await;
+    }
+    converged(
+        &deployments,
+        2,
+        "every object to converge through a rolling restart",
+    )
+    .await;
+
+    // A member stalled past its Lease does nothing after it resumes until
+    // it has rejoined (and waited for every member to see it).
+    let stalled = &members[0];
+    stalled.signal("-STOP");
+    let stopped_at = jiff::Timestamp::now().as_microsecond();
+    wait_for("the others to see the stalled member gone", || async {
+        for host in &members[1..] {
+            let (ring, _) = host.ring().await?;
+            let gone = ring["members"]
+                .as_array()?
+                .iter()
+                .all(|member| member["identity"] != stalled.identity);
+            gone.then_some(())?;
+        }
+        Some(())
+    })
+    .await;
+    set_floors(&deployments, 3).await;
+    let resumed_at = jiff::Timestamp::now().as_microsecond();
+    stalled.signal("-CONT");
+    converged(
+        &deployments,
+        3,
+        "every object to converge while a member stalled",
+    )
+    .await;
+    let ring = wait_for("the stalled member to rejoin", || async {
+        let (ring, _) = stalled.ring().await?;
+        (ring["active"] == true && ring["lost"].as_u64()? >= 1).then_some(ring)
+    })
+    .await;
+    let log = std::fs::read_to_string(&stalled.log).expect("read the stalled member's log");
+    let rejoined_at = log
+        .lines()
+        .filter(|line| line.contains("joined the ring; working"))
+        .filter_map(|line| line.split_once(' ')?.0.parse::<jiff::Timestamp>().ok())
+        .map(|time| time.as_microsecond())
+        .filter(|time| *time >= resumed_at)
+        .min()
+        .unwrap_or_else(|| panic!("the stalled member logs its rejoining: {ring}"));
+    let early: Vec<Logged> = reconciles_in(std::slice::from_ref(&stalled.log))
+        .into_iter()
+        .filter(|logged| logged.start >= resumed_at && logged.start < rejoined_at)
+        .collect();
+    assert!(
+        early.is_empty(),
+        "the stalled member worked before it rejoined: {early:?}"
+    );
+
+    // Across every process that ran: no object was reconciled by two at
+    // overlapping times.
+    let stalled_log = stalled.log.clone();
+    drop(members);
+    // A reconcile the stop froze ends, for this check, when the process
+    // stopped: each of its writes passed the fence before the stop (after
+    // it, the fence is closed until the member rejoins, checked above).
+    let reconciles: Vec<Logged> = reconciles_in(&logs_in(dir.path()))
+        .into_iter()
+        .map(|mut logged| {
+            if logged.log == stalled_log && logged.start < stopped_at && logged.end > resumed_at {
+                logged.end = stopped_at;
+            }
+            logged
+        })
+        .collect();
+    assert!(
+        reconciles.len() >= 4 * OBJECTS,
+        "{} reconciles logged",
+        reconciles.len()
+    );
+    let mut by_object: std::collections::BTreeMap<&str, Vec<&Logged>> = Default::default();
+    for logged in &reconciles {
+        by_object.entry(&logged.object).or_default().push(logged);
+    }
+    for (object, logged) in by_object {
+        for (i, first) in logged.iter().enumerate() {
+            for second in &logged[i + 1..] {
+                let apart = first.end <= second.start || second.end <= first.start;
+                assert!(
+                    first.log == second.log || apart,
+                    "{object} was reconciled at once by two hosts: {first:?} and {second:?}"
+                );
+            }
+        }
+    }
     cluster.shutdown().await;
 }

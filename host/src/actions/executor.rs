@@ -279,7 +279,8 @@ impl ActionExecutor {
             }
         }
         for (index, (action, resolved)) in outcome.actions.iter().zip(&resolved).enumerate() {
-            if !self.fence.allows_now() {
+            let namespace = primary.namespace.as_deref().unwrap_or_default();
+            if !self.fence.allows(&actor.name, namespace, &primary.name) {
                 return Err(ExecuteError::Fenced {
                     guest: actor.name.clone(),
                     index,

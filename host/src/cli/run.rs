@@ -155,9 +155,11 @@ impl TenantArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReplicationArgs {
     /// How the hosts of one ring share the work: `none` (this host works
-    /// alone) or `leader` (the host holding the ring's leader Lease works;
+    /// alone), `leader` (the host holding the ring's leader Lease works;
     /// the others stand by with every guest loaded and every informer
-    /// synced, and one takes over when the Lease expires or is given up).
+    /// synced, and one takes over when the Lease expires or is given up)
+    /// or `sharded` (every member works on its share of the objects,
+    /// spread by rendezvous hashing over the live members).
     #[arg(long, value_enum, default_value_t = Replication::None)]
     replication: Replication,
 
@@ -197,6 +199,8 @@ enum Replication {
     None,
     /// One host of the ring works, the others stand by.
     Leader,
+    /// Every host of the ring works on its share.
+    Sharded,
 }
 
 impl ReplicationArgs {
@@ -205,6 +209,7 @@ impl ReplicationArgs {
         let mode = match self.replication {
             Replication::None => return Ok(None),
             Replication::Leader => Mode::Leader,
+            Replication::Sharded => Mode::Sharded,
         };
         let seconds = |flag: &str, value: f64| {
             Duration::try_from_secs_f64(value).map_err(|_| {

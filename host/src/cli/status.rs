@@ -178,25 +178,33 @@ fn table(report: &StatusReport) -> String {
 
 /// The ring this host joined: who works, the members, the hand-overs.
 fn ring_lines(ring: &paddock::replication::RingStatus) -> String {
-    let role = if ring.active {
-        "working"
-    } else {
-        "standing by"
+    let role = match (ring.active, ring.joining) {
+        (true, _) => "working",
+        (false, true) => "joining",
+        (false, false) => "standing by",
     };
-    let mut out = format!(
-        "\nring {} ({} mode, Leases in {}): this host {} is {role}; leader {}; took over {} times, lost the Lease {} times\n",
-        ring.ring,
-        ring.mode,
-        ring.namespace,
-        ring.identity,
-        ring.leader.as_deref().unwrap_or("none"),
-        ring.acquired,
-        ring.lost,
-    );
-    let members: Vec<&str> = ring
+    let mut out = match ring.mode {
+        paddock::replication::Mode::Leader => format!(
+            "\nring {} (leader mode, Leases in {}): this host {} is {role}; leader {}; took over {} times, lost the Lease {} times\n",
+            ring.ring,
+            ring.namespace,
+            ring.identity,
+            ring.leader.as_deref().unwrap_or("none"),
+            ring.acquired,
+            ring.lost,
+        ),
+        paddock::replication::Mode::Sharded => format!(
+            "\nring {} (sharded mode, Leases in {}): this host {} is {role}; joined {} times, lost its Lease {} times, its share changed {} times\n",
+            ring.ring, ring.namespace, ring.identity, ring.acquired, ring.lost, ring.handovers,
+        ),
+    };
+    let members: Vec<String> = ring
         .members
         .iter()
-        .map(|member| member.identity.as_str())
+        .map(|member| match ring.shares.get(&member.identity) {
+            Some(share) => format!("{} ({share} objects)", member.identity),
+            None => member.identity.clone(),
+        })
         .collect();
     out.push_str(&format!(
         "members ({}): {}\n",

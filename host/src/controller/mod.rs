@@ -802,6 +802,18 @@ impl ControllerHandle {
         routing::queue_all_primaries(&self.shared, &self.shared.current());
     }
 
+    /// The keys of the primary objects its informers hold.
+    pub fn primary_keys(&self) -> Vec<ObjectKey> {
+        let generation = self.shared.current();
+        let primary = generation.primary();
+        primary
+            .informers
+            .iter()
+            .flat_map(|informer| informer.store().list(None, primary.selector.as_ref()))
+            .map(|object| object.key())
+            .collect()
+    }
+
     /// The controller's name.
     pub fn name(&self) -> &str {
         &self.shared.name

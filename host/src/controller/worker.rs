@@ -66,6 +66,17 @@ pub(crate) async fn work(shared: Arc<Shared>, index: usize, mut target: watch::R
             }
             continue;
         }
+        if let Job::Reconcile(key) = &job
+            && !shared.fence.owns(&shared.name, &key.0, &key.1)
+        {
+            // Another member's key in a sharded ring: its owner reconciles
+            // it, and should it become this host's, the hand-over queues
+            // it again.
+            shared.queue.forget(key);
+            shared.forget_tombstone(key);
+            shared.queue.done(key);
+            continue;
+        }
         let generation = shared.current();
         match job {
             Job::Reconcile(key) => reconcile_key(&shared, &generation, key).await,
@@ -268,7 +279,7 @@ async fn finalize_step(
             None
         }
         Step::Add => {
-            if !shared.fence.allows_now() {
+            if !shared.fence.allows(&shared.name, &key.0, &key.1) {
                 shared.queue.add_rate_limited(key.clone());
                 return None;
             }
@@ -465,7 +476,7 @@ async fn release_after_finalizing(
     let Some(finalizer) = generation.finalizer.as_deref() else {
         return;
     };
-    if !shared.fence.allows_now() {
+    if !shared.fence.allows(&shared.name, &key.0, &key.1) {
         shared.queue.add_rate_limited(key.clone());
         return;
     }

@@ -1,8 +1,9 @@
-//! The fence: whether this host may work now. Workers check it before
-//! they take a key and the executor before each write; the elector opens
-//! it for as long as the host's Lease is certainly its own.
+//! The fence: whether this host may work now, and on which keys. Workers
+//! check it before they take a key and the executor before each write;
+//! the elector opens it for as long as the host's Lease is certainly its
+//! own, and gives it the members a sharded ring spreads keys over.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Instant;
 
 use tokio::sync::watch;
@@ -19,11 +20,75 @@ enum Term {
     Closed,
 }
 
-/// Whether this host may work now; cheap to clone, shared by every
-/// controller of a runtime.
+/// The members a sharded ring's keys are spread over, as this host sees
+/// them, and which of them this host is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shard {
+    me: String,
+    members: Vec<String>,
+}
+
+impl Shard {
+    /// `me`'s share among `members` (this host included).
+    pub fn new(me: &str, members: impl IntoIterator<Item = String>) -> Self {
+        let mut members: Vec<String> = members.into_iter().collect();
+        if !members.iter().any(|member| member == me) {
+            members.push(me.to_owned());
+        }
+        members.sort();
+        members.dedup();
+        Self {
+            me: me.to_owned(),
+            members,
+        }
+    }
+
+    /// The members, sorted.
+    pub fn members(&self) -> &[String] {
+        &self.members
+    }
+
+    /// The member that owns the key `(controller, namespace, name)`: the
+    /// one with the highest score (rendezvous hashing), so that a member
+    /// joining or leaving moves only its own share.
+    pub fn owner(&self, controller: &str, namespace: &str, name: &str) -> &str {
+        self.members
+            .iter()
+            .max_by_key(|member| score(member, controller, namespace, name))
+            .map_or(self.me.as_str(), String::as_str)
+    }
+
+    /// Whether this host owns the key.
+    pub fn owns(&self, controller: &str, namespace: &str, name: &str) -> bool {
+        self.owner(controller, namespace, name) == self.me
+    }
+}
+
+/// The rendezvous score of a member for a key: FNV-1a over the parts
+/// (each followed by a separator no name holds), mixed by SplitMix64's
+/// finaliser. Defined here, not by std's hasher, so that every version of
+/// the host, on every machine, agrees on it.
+fn score(member: &str, controller: &str, namespace: &str, name: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [member, controller, namespace, name] {
+        for byte in part.bytes().chain([0xff]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash ^= hash >> 30;
+    hash = hash.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    hash ^= hash >> 27;
+    hash = hash.wrapping_mul(0x94d0_49bb_1331_11eb);
+    hash ^ (hash >> 31)
+}
+
+/// Whether this host may work now, and on which keys; cheap to clone,
+/// shared by every controller of a runtime.
 #[derive(Debug, Clone)]
 pub struct Fence {
     term: Arc<watch::Sender<Term>>,
+    shard: Arc<RwLock<Option<Arc<Shard>>>>,
 }
 
 impl Default for Fence {
@@ -37,6 +102,7 @@ impl Fence {
     pub fn open() -> Self {
         Self {
             term: Arc::new(watch::Sender::new(Term::Always)),
+            shard: Arc::default(),
         }
     }
 
@@ -44,6 +110,7 @@ impl Fence {
     pub fn closed() -> Self {
         Self {
             term: Arc::new(watch::Sender::new(Term::Closed)),
+            shard: Arc::default(),
         }
     }
 
@@ -60,6 +127,37 @@ impl Fence {
     /// Whether this host may work at this moment.
     pub fn allows_now(&self) -> bool {
         allows(*self.term.borrow(), Instant::now())
+    }
+
+    /// Spreads the keys over these members from now on (`None`: this
+    /// host takes every key, as a leader or a host alone does).
+    pub fn set_shard(&self, shard: Option<Shard>) {
+        *self.shard.write().unwrap_or_else(PoisonError::into_inner) = shard.map(Arc::new);
+    }
+
+    /// The members the keys are spread over, if they are.
+    pub fn shard(&self) -> Option<Arc<Shard>> {
+        self.shard
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether this host may work on the key `(controller, namespace,
+    /// name)` at this moment: the fence is open and the key is in its
+    /// share.
+    pub fn allows(&self, controller: &str, namespace: &str, name: &str) -> bool {
+        self.allows_now() && self.owns(controller, namespace, name)
+    }
+
+    /// Whether the key is in this host's share (every key is when the keys
+    /// are not spread).
+    pub fn owns(&self, controller: &str, namespace: &str, name: &str) -> bool {
+        self.shard
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_none_or(|shard| shard.owns(controller, namespace, name))
     }
 
     /// Until when the fence is open: `None` when closed or always open.
@@ -111,6 +209,78 @@ mod tests {
         fence.close();
         assert!(!fence.allows_now());
         assert!(Fence::open().allows_now());
+    }
+
+    fn keys() -> impl Iterator<Item = (String, String)> {
+        (0..3000).map(|i| (format!("ns-{}", i % 7), format!("object-{i}")))
+    }
+
+    #[test]
+    fn every_key_has_one_owner_and_a_join_moves_only_the_joiners_share() {
+        let members = |names: &[&str]| {
+            names
+                .iter()
+                .map(|name| (*name).to_owned())
+                .collect::<Vec<_>>()
+        };
+        let three: Vec<Shard> = ["a", "b", "c"]
+            .iter()
+            .map(|me| Shard::new(me, members(&["a", "b", "c"])))
+            .collect();
+        let mut shares = [0usize; 3];
+        for (namespace, name) in keys() {
+            let owners: Vec<usize> = (0..3)
+                .filter(|i| three[*i].owns("floor", &namespace, &name))
+                .collect();
+            assert_eq!(owners.len(), 1, "{namespace}/{name}: {owners:?}");
+            shares[owners[0]] += 1;
+        }
+        for share in shares {
+            assert!((800..1200).contains(&share), "an even spread: {shares:?}");
+        }
+        // A fourth member takes keys only from the others, never moving a
+        // key between two of the three.
+        let four = Shard::new("a", members(&["a", "b", "c", "d"]));
+        for (namespace, name) in keys() {
+            let before = three[0].owner("floor", &namespace, &name);
+            let after = four.owner("floor", &namespace, &name);
+            assert!(
+                after == before || after == "d",
+                "{namespace}/{name}: {before} -> {after}"
+            );
+        }
+        // The owner depends on the controller too: two controllers' keys
+        // for one object spread independently.
+        let differ = keys()
+            .filter(|(namespace, name)| {
+                three[0].owner("floor", namespace, name)
+                    != three[0].owner("policy", namespace, name)
+            })
+            .count();
+        assert!(differ > 1000, "{differ}");
+    }
+
+    #[test]
+    fn a_fence_with_a_shard_allows_only_its_share() {
+        let fence = Fence::closed();
+        fence.open_until(Instant::now() + Duration::from_secs(60));
+        fence.set_shard(Some(Shard::new("a", ["a".to_owned(), "b".to_owned()])));
+        let (mine, theirs): (Vec<_>, Vec<_>) = keys()
+            .take(100)
+            .partition(|(namespace, name)| fence.allows("floor", namespace, name));
+        assert!(!mine.is_empty() && !theirs.is_empty());
+        fence.set_shard(None);
+        assert!(
+            theirs
+                .iter()
+                .all(|(namespace, name)| fence.allows("floor", namespace, name))
+        );
+        fence.close();
+        assert!(
+            !mine
+                .iter()
+                .any(|(namespace, name)| fence.allows("floor", namespace, name))
+        );
     }
 
     #[tokio::test]

@@ -5,12 +5,15 @@
 //! members. In leader mode one of them also holds the ring's leader Lease
 //! (named as the ring) and works; the others are warm standbys: their
 //! guests are loaded and their informers synced, only their workers wait
-//! at the [`Fence`]. The argument that no two hosts ever work at once is in
-//! `docs/operating.md` ("Several hosts").
+//! at the [`Fence`]. In sharded mode every member works on its share of
+//! the keys, spread over the members it sees by rendezvous hashing
+//! ([`Shard`]). The argument that no two hosts ever work on one key at
+//! once is in `docs/operating.md` ("Several hosts").
 
 mod fence;
 pub mod lease;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -20,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use fence::Fence;
+pub use fence::{Fence, Shard};
 pub use lease::{Attempt, LeaseLock, Member, MemberLease, Roster};
 
 /// How the hosts of a ring share the work.
@@ -29,12 +32,15 @@ pub use lease::{Attempt, LeaseLock, Member, MemberLease, Roster};
 pub enum Mode {
     /// One host works; the others stand by, warm.
     Leader,
+    /// Every member works on its share of the keys.
+    Sharded,
 }
 
 impl std::fmt::Display for Mode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Leader => f.write_str("leader"),
+            Self::Sharded => f.write_str("sharded"),
         }
     }
 }
@@ -182,6 +188,18 @@ pub struct RingStatus {
     /// renewals failed past the renew deadline, or another host held the
     /// Lease when it tried to renew).
     pub lost: u64,
+    /// Sharded mode: how often its share changed while it worked (a
+    /// member joined or left).
+    #[serde(default)]
+    pub handovers: u64,
+    /// Sharded mode: whether it waits, after joining, for every member to
+    /// see it before it takes keys.
+    #[serde(default)]
+    pub joining: bool,
+    /// Sharded mode: the primary objects of this host's controllers each
+    /// member owns, as this host sees the members.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub shares: BTreeMap<String, u64>,
     /// The latest failed Lease request, if the latest one failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -195,7 +213,7 @@ pub struct Ring {
     status: Arc<Mutex<RingStatus>>,
     fence: Fence,
     stop: watch::Sender<bool>,
-    task: Option<JoinHandle<(LeaseLock, MemberLease)>>,
+    task: Option<JoinHandle<(Option<LeaseLock>, MemberLease)>>,
 }
 
 /// A cheap handle on a ring's status.
@@ -216,19 +234,26 @@ impl RingHandle {
         status.active = self.fence.allows_now();
         status
     }
+
+    /// The fence this host's workers obey (and the members it spreads
+    /// keys over).
+    pub fn fence(&self) -> &Fence {
+        &self.fence
+    }
 }
 
 impl Ring {
-    /// Joins the ring: renews this host's member Lease and tries for the
-    /// leader Lease every retry period. `fence` opens while this host
-    /// holds the leader Lease; `on_acquired` runs each time it takes it
-    /// (to queue every object again: the previous holder's work may not
-    /// be this host's queue).
+    /// Joins the ring: renews this host's member Lease and reads the
+    /// members every retry period, and tries for the leader Lease (leader
+    /// mode) or works on its share (sharded mode). `fence` opens while this
+    /// host may work, on the keys it may work on; `on_work` runs each time
+    /// it begins working or its share changes (to queue every object
+    /// again: what another host was doing is not in this host's queue).
     pub fn join(
         client: Client,
         config: RingConfig,
         fence: Fence,
-        on_acquired: impl Fn() + Send + Sync + 'static,
+        on_work: impl Fn() + Send + Sync + 'static,
     ) -> Self {
         let api: Api<Lease> = Api::namespaced(client, &config.namespace);
         let status = Arc::new(Mutex::new(RingStatus {
@@ -241,16 +266,21 @@ impl Ring {
             members: Vec::new(),
             acquired: 0,
             lost: 0,
+            handovers: 0,
+            joining: false,
+            shares: BTreeMap::new(),
             error: None,
         }));
         let (stop, stopped) = watch::channel(false);
         let elector = Elector {
-            leader: LeaseLock::new(
-                api.clone(),
-                config.leader_lease(),
-                &config.identity,
-                config.lease_duration,
-            ),
+            leader: (config.mode == Mode::Leader).then(|| {
+                LeaseLock::new(
+                    api.clone(),
+                    config.leader_lease(),
+                    &config.identity,
+                    config.lease_duration,
+                )
+            }),
             member: MemberLease::new(
                 api.clone(),
                 &config.ring,
@@ -262,8 +292,9 @@ impl Ring {
             config: config.clone(),
             status: Arc::clone(&status),
             fence: fence.clone(),
-            on_acquired: Box::new(on_acquired),
-            renewed: None,
+            on_work: Box::new(on_work),
+            active: false,
+            joined: None,
         };
         let task = tokio::spawn(elector.run(stopped));
         Self {
@@ -293,10 +324,12 @@ impl Ring {
         let Some(task) = self.task.take() else {
             return;
         };
-        let Ok((mut leader, member)) = task.await else {
+        let Ok((leader, member)) = task.await else {
             return;
         };
-        if let Err(error) = leader.release().await {
+        if let Some(mut leader) = leader
+            && let Err(error) = leader.release().await
+        {
             tracing::warn!(ring = %self.config.ring, %error, "could not give the leader Lease up; it expires by itself");
         }
         if let Err(error) = member.delete().await {
@@ -318,19 +351,23 @@ impl Drop for Ring {
 /// The task that keeps a host's Leases.
 struct Elector {
     api: Api<Lease>,
-    leader: LeaseLock,
+    /// The leader Lease, in leader mode.
+    leader: Option<LeaseLock>,
     member: MemberLease,
     roster: Roster,
     config: RingConfig,
     status: Arc<Mutex<RingStatus>>,
     fence: Fence,
-    on_acquired: Box<dyn Fn() + Send + Sync>,
-    /// When the request of the latest successful renewal was sent.
-    renewed: Option<Instant>,
+    on_work: Box<dyn Fn() + Send + Sync>,
+    /// Whether this host works (its term may have run out since).
+    active: bool,
+    /// Since when this host's member Lease has been renewed without a
+    /// lapse (sharded mode: it takes keys only a Lease duration later).
+    joined: Option<Instant>,
 }
 
 impl Elector {
-    async fn run(mut self, mut stopped: watch::Receiver<bool>) -> (LeaseLock, MemberLease) {
+    async fn run(mut self, mut stopped: watch::Receiver<bool>) -> (Option<LeaseLock>, MemberLease) {
         loop {
             self.round().await;
             // client-go waits the retry period with up to 20% jitter.
@@ -346,90 +383,157 @@ impl Elector {
         (self.leader, self.member)
     }
 
-    /// One try: renew the member Lease, take or renew the leader Lease,
-    /// read the members.
+    /// One try: renew the member Lease, read the members, and take or
+    /// renew the leader Lease (leader mode) or the share (sharded mode).
     async fn round(&mut self) {
-        let mut error = None;
         let sent = Instant::now();
+        if self.active && !self.fence.allows_now() {
+            // The term ran out between two rounds: this process was
+            // paused, or its renewals failed.
+            self.lose("the term ran out before a renewal; stopped working");
+        }
         // A request may not outlive the term it would extend.
-        let budget = match self.renewed {
-            Some(renewed) => (renewed + self.config.renew_deadline)
-                .saturating_duration_since(sent)
-                .max(self.config.retry_period),
-            None => self.config.renew_deadline,
-        };
-        match tokio::time::timeout(budget, self.leader.try_acquire_or_renew()).await {
-            Ok(Ok(Attempt::Held { acquired })) => {
-                self.renewed = Some(sent);
-                self.fence.open_until(sent + self.config.renew_deadline);
-                if acquired || !self.was_active() {
-                    self.set(|status| status.acquired += 1);
-                    tracing::info!(ring = %self.config.ring, identity = %self.config.identity, "took the leader Lease; working");
-                    (self.on_acquired)();
-                }
-                self.set(|status| status.active = true);
-            }
-            Ok(Ok(Attempt::HeldBy(_) | Attempt::Conflict)) => self.stop_working(),
+        let budget = self
+            .fence
+            .open_until_instant()
+            .filter(|_| self.active)
+            .map_or(self.config.renew_deadline, |until| {
+                until
+                    .saturating_duration_since(sent)
+                    .max(self.config.retry_period)
+            });
+        let mut error = None;
+        let renewed = match tokio::time::timeout(budget, self.member.renew()).await {
+            Ok(Ok(())) => true,
             Ok(Err(failed)) => {
-                error = Some(format!("leader Lease: {failed}"));
-                self.expire_if_due();
+                error = Some(format!("member Lease: {failed}"));
+                false
             }
             Err(_) => {
-                error = Some(format!("leader Lease: no answer within {budget:?}"));
-                self.expire_if_due();
+                error = Some(format!("member Lease: no answer within {budget:?}"));
+                false
             }
+        };
+        if renewed && self.joined.is_none() {
+            self.joined = Some(Instant::now());
         }
-        let leader = self.leader.holder().map(str::to_owned);
-        if let Err(failed) = self.member.renew().await {
-            error.get_or_insert(format!("member Lease: {failed}"));
-        }
-        match self.roster.refresh(&self.api, &self.config.ring).await {
-            Ok(members) => self.set(|status| status.members = members),
-            Err(failed) => {
+        let listed =
+            tokio::time::timeout(budget, self.roster.refresh(&self.api, &self.config.ring)).await;
+        let members = match listed {
+            Ok(Ok(members)) => Some(members),
+            Ok(Err(failed)) => {
                 error.get_or_insert(format!("listing the members: {failed}"));
+                None
             }
+            Err(_) => {
+                error.get_or_insert(format!("listing the members: no answer within {budget:?}"));
+                None
+            }
+        };
+        match self.config.mode {
+            Mode::Leader => {
+                if let Some(failed) = self.lead(sent, budget).await {
+                    error.get_or_insert(failed);
+                }
+            }
+            Mode::Sharded => self.share(sent, members.as_deref().filter(|_| renewed)),
         }
         if let Some(error) = &error {
             tracing::warn!(ring = %self.config.ring, %error, "a Lease request failed");
         }
+        let leader = self
+            .leader
+            .as_ref()
+            .and_then(LeaseLock::holder)
+            .map(str::to_owned);
+        let joining = self.config.mode == Mode::Sharded && !self.active;
         self.set(|status| {
+            if let Some(members) = members {
+                status.members = members;
+            }
             status.leader = leader;
+            status.joining = joining;
             status.error = error;
         });
     }
 
-    fn was_active(&self) -> bool {
-        self.status
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .active
+    /// Leader mode: take or renew the leader Lease; the error, if the
+    /// request failed.
+    async fn lead(&mut self, sent: Instant, budget: Duration) -> Option<String> {
+        let leader = self.leader.as_mut()?;
+        match tokio::time::timeout(budget, leader.try_acquire_or_renew()).await {
+            Ok(Ok(Attempt::Held { acquired })) => {
+                self.fence.open_until(sent + self.config.renew_deadline);
+                if acquired || !self.active {
+                    self.begin("took the leader Lease; working");
+                }
+                None
+            }
+            Ok(Ok(Attempt::HeldBy(_) | Attempt::Conflict)) => {
+                if self.active {
+                    self.lose("another host holds the leader Lease; stopped working");
+                }
+                self.fence.close();
+                None
+            }
+            Ok(Err(failed)) => Some(format!("leader Lease: {failed}")),
+            Err(_) => Some(format!("leader Lease: no answer within {budget:?}")),
+        }
     }
 
-    /// Another host holds the Lease: stop if this host was working.
-    fn stop_working(&mut self) {
+    /// Sharded mode: with the members just read (`None` when the renewal
+    /// or the list failed), work on this host's share until the renew
+    /// deadline. A host that joins (or rejoins after a lapse) waits a
+    /// Lease duration first: by then every other member works from a list
+    /// that holds it, and has stopped on the keys that moved to it.
+    fn share(&mut self, sent: Instant, members: Option<&[Member]>) {
+        let Some(members) = members else {
+            return;
+        };
+        let shard = Shard::new(
+            &self.config.identity,
+            members.iter().map(|member| member.identity.clone()),
+        );
+        if !self.active {
+            let waited = self
+                .joined
+                .map_or(Duration::ZERO, |joined| joined.elapsed());
+            if waited < self.config.lease_duration {
+                return;
+            }
+            self.fence.set_shard(Some(shard));
+            self.fence.open_until(sent + self.config.renew_deadline);
+            self.begin("joined the ring; working on this host's share");
+            return;
+        }
+        let changed = self
+            .fence
+            .shard()
+            .is_none_or(|current| current.members() != shard.members());
+        self.fence.set_shard(Some(shard));
+        self.fence.open_until(sent + self.config.renew_deadline);
+        if changed {
+            tracing::info!(ring = %self.config.ring, members = members.len(), "the members changed; working on the new share");
+            self.set(|status| status.handovers += 1);
+            (self.on_work)();
+        }
+    }
+
+    /// This host begins working: count it and queue every object again.
+    fn begin(&mut self, message: &str) {
+        self.active = true;
+        self.set(|status| status.acquired += 1);
+        tracing::info!(ring = %self.config.ring, identity = %self.config.identity, "{message}");
+        (self.on_work)();
+    }
+
+    /// This host stops working without having given its Lease up.
+    fn lose(&mut self, message: &str) {
         self.fence.close();
-        self.renewed = None;
-        if self.was_active() {
-            tracing::warn!(ring = %self.config.ring, "another host holds the leader Lease; stopped working");
-            self.set(|status| {
-                status.active = false;
-                status.lost += 1;
-            });
-        }
-    }
-
-    /// A renewal failed: past the renew deadline, stop working (the fence
-    /// has closed by itself already).
-    fn expire_if_due(&mut self) {
-        if self.was_active() && !self.fence.allows_now() {
-            self.fence.close();
-            self.renewed = None;
-            tracing::warn!(ring = %self.config.ring, deadline = ?self.config.renew_deadline, "could not renew the leader Lease in time; stopped working");
-            self.set(|status| {
-                status.active = false;
-                status.lost += 1;
-            });
-        }
+        self.active = false;
+        self.joined = None;
+        tracing::warn!(ring = %self.config.ring, identity = %self.config.identity, "{message}");
+        self.set(|status| status.lost += 1);
     }
 
     fn set(&self, change: impl FnOnce(&mut RingStatus)) {
