@@ -693,3 +693,76 @@ async fn events_name_the_object_by_uid_and_count_repeats_per_guest() {
     drop((first, second, create_only));
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_fence_holds_every_key_and_a_shard_lets_only_its_own_through() {
+    use paddock::replication::{Fence, Shard};
+    let (cluster, client) = cluster().await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let names: Vec<String> = (0..20).map(|i| format!("d{i}")).collect();
+    for name in &names {
+        let floor = deployment(name, 1, json!({"paddock.dev/min-replicas": "3"}));
+        deployments
+            .create(&PostParams::default(), &floor)
+            .await
+            .expect("create");
+    }
+    let fence = Fence::closed();
+    let runtime = Runtime::new(client.clone()).with_fence(fence.clone());
+    let controller = start(&runtime, "replica-floor", "floor", floor_grant()).await;
+    // A standby: every key queued, none taken.
+    eventually(10, "every key queued", || async {
+        (controller.queue_depth() == names.len()).then_some(())
+    })
+    .await;
+    assert_eq!(ControllerStats::get(&controller.stats().reconciles), 0);
+
+    // Open on a share of two members: only this host's keys are worked.
+    let shard = Shard::new("me", ["me".to_owned(), "other".to_owned()]);
+    let (mine, theirs): (Vec<&String>, Vec<&String>) = names
+        .iter()
+        .partition(|name| shard.owns("floor", "default", name));
+    assert!(
+        !mine.is_empty() && !theirs.is_empty(),
+        "{mine:?} {theirs:?}"
+    );
+    fence.set_shard(Some(shard));
+    fence.open_until(std::time::Instant::now() + Duration::from_secs(600));
+    eventually(10, "this host's share scaled", || async {
+        for name in &mine {
+            (replicas(&deployments, name).await == Some(3)).then_some(())?;
+        }
+        controller.is_idle().then_some(())
+    })
+    .await;
+    for name in &theirs {
+        assert_eq!(
+            replicas(&deployments, name).await,
+            Some(1),
+            "{name} is another member's"
+        );
+    }
+
+    // Closed again: a change waits in the queue, nothing is written.
+    fence.close();
+    let reconciles = ControllerStats::get(&controller.stats().reconciles);
+    deployments
+        .patch(
+            mine[0],
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"paddock.dev/min-replicas": "5"}}})),
+        )
+        .await
+        .expect("patch");
+    eventually(10, "the change queued", || async {
+        (controller.queue_depth() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        ControllerStats::get(&controller.stats().reconciles),
+        reconciles
+    );
+    assert_eq!(replicas(&deployments, mine[0]).await, Some(3));
+    drop(controller);
+    cluster.shutdown().await;
+}

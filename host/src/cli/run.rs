@@ -546,20 +546,6 @@ async fn serve(
             return Ok(ExitCode::SUCCESS);
         }
     }
-    // A host joins its ring once its controllers have loaded and synced:
-    // a standby that takes over compiles and lists nothing.
-    let ring = ring.map(|config| {
-        tracing::info!(ring = %config.ring, identity = %config.identity, namespace = %config.namespace, mode = %config.mode, "joining the ring");
-        let board = supervisor.board().clone();
-        let ring = Ring::join(ring_client, config, runtime.fence().clone(), move || {
-            for controller in handles(&board) {
-                controller.resync();
-            }
-        });
-        ops.set_ring(ring.handle());
-        ring
-    });
-    ops.mark_started();
     let statuses = supervisor.board().all();
     // At start, a controller still waiting for the cluster or for its
     // ServiceAccount's rights counts as failed: when none can start, the
@@ -576,11 +562,22 @@ async fn serve(
         .count();
     if !from_cluster && failed == statuses.len() {
         supervisor.shutdown().await;
-        if let Some(ring) = ring {
-            ring.leave().await;
-        }
         anyhow::bail!("no controller could be started ({failed} failed); see the errors above");
     }
+    // A host joins its ring once its controllers have loaded and synced:
+    // a standby that takes over compiles and lists nothing.
+    let ring = ring.map(|config| {
+        tracing::info!(ring = %config.ring, identity = %config.identity, namespace = %config.namespace, mode = %config.mode, "joining the ring");
+        let board = supervisor.board().clone();
+        let ring = Ring::join(ring_client, config, runtime.fence().clone(), move || {
+            for controller in handles(&board) {
+                controller.resync();
+            }
+        });
+        ops.set_ring(ring.handle());
+        ring
+    });
+    ops.mark_started();
     let mut code = ExitCode::SUCCESS;
     match until {
         Until::Signal => {

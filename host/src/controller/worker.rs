@@ -397,6 +397,12 @@ async fn reconcile(shared: &Arc<Shared>, generation: &Generation, key: &ObjectKe
                 shared.queue.add_after(key.clone(), delay);
             }
         }
+        Err(error @ crate::actions::ExecuteError::Fenced { .. }) => {
+            // Not a failure: the object is another host's now, or will be
+            // this host's again once it works; it stays queued meanwhile.
+            tracing::info!(%error, "stopped at the fence");
+            shared.queue.add_rate_limited(key.clone());
+        }
         Err(error) => {
             ControllerStats::bump(&shared.stats.action_errors);
             if matches!(error, crate::actions::ExecuteError::Denied { .. }) {

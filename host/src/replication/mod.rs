@@ -383,8 +383,9 @@ impl Elector {
         (self.leader, self.member)
     }
 
-    /// One try: renew the member Lease, read the members, and take or
-    /// renew the leader Lease (leader mode) or the share (sharded mode).
+    /// One try: take or renew the leader Lease (leader mode), renew the
+    /// member Lease, read the members, and work on the share they give
+    /// this host (sharded mode).
     async fn round(&mut self) {
         let sent = Instant::now();
         if self.active && !self.fence.allows_now() {
@@ -403,14 +404,18 @@ impl Elector {
                     .max(self.config.retry_period)
             });
         let mut error = None;
+        if self.config.mode == Mode::Leader {
+            // First: the leader's term hangs on it.
+            error = self.lead(sent, budget).await;
+        }
         let renewed = match tokio::time::timeout(budget, self.member.renew()).await {
             Ok(Ok(())) => true,
             Ok(Err(failed)) => {
-                error = Some(format!("member Lease: {failed}"));
+                error.get_or_insert(format!("member Lease: {failed}"));
                 false
             }
             Err(_) => {
-                error = Some(format!("member Lease: no answer within {budget:?}"));
+                error.get_or_insert(format!("member Lease: no answer within {budget:?}"));
                 false
             }
         };
@@ -430,13 +435,8 @@ impl Elector {
                 None
             }
         };
-        match self.config.mode {
-            Mode::Leader => {
-                if let Some(failed) = self.lead(sent, budget).await {
-                    error.get_or_insert(failed);
-                }
-            }
-            Mode::Sharded => self.share(sent, members.as_deref().filter(|_| renewed)),
+        if self.config.mode == Mode::Sharded {
+            self.share(sent, members.as_deref().filter(|_| renewed));
         }
         if let Some(error) = &error {
             tracing::warn!(ring = %self.config.ring, %error, "a Lease request failed");
