@@ -242,6 +242,7 @@ fn bench(root: &Path) -> anyhow::Result<()> {
         "reload",
         "tenants",
         "identity",
+        "scaleout",
         "summary",
     ] {
         run(Command::new(bin.join(bench))

@@ -185,6 +185,15 @@ fn main() -> anyhow::Result<()> {
         "s",
         Some((true, 2.0)),
     );
+    let scaleout = read("scaleout").unwrap_or_default();
+    row(
+        "several hosts: fail-over, kill -9 to first reconcile",
+        scaleout["failOverSeconds"].as_f64(),
+        "s",
+        scaleout["leaseDurationSeconds"]
+            .as_f64()
+            .map(|lease| (true, lease + 1.0)),
+    );
 
     println!("\nPaddock benchmarks: headline numbers and targets");
     println!(
