@@ -66,7 +66,7 @@ impl OpsState {
         let mut status = handle.status();
         if let Some(shard) = handle.fence().shard() {
             for member in shard.members() {
-                status.shares.insert(member.clone(), 0);
+                status.shares.insert(member.to_owned(), 0);
             }
             for controller in self.controllers() {
                 for (namespace, name) in controller.primary_keys() {

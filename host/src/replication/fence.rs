@@ -25,37 +25,43 @@ enum Term {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shard {
     me: String,
-    members: Vec<String>,
+    /// The members, sorted, each with the hash its scores start from.
+    members: Vec<(String, u64)>,
 }
 
 impl Shard {
     /// `me`'s share among `members` (this host included).
     pub fn new(me: &str, members: impl IntoIterator<Item = String>) -> Self {
-        let mut members: Vec<String> = members.into_iter().collect();
-        if !members.iter().any(|member| member == me) {
-            members.push(me.to_owned());
-        }
-        members.sort();
-        members.dedup();
+        let mut names: Vec<String> = members.into_iter().collect();
+        names.push(me.to_owned());
+        names.sort();
+        names.dedup();
         Self {
             me: me.to_owned(),
-            members,
+            members: names
+                .into_iter()
+                .map(|name| {
+                    let hash = mix(fnv1a(&[&name]));
+                    (name, hash)
+                })
+                .collect(),
         }
     }
 
     /// The members, sorted.
-    pub fn members(&self) -> &[String] {
-        &self.members
+    pub fn members(&self) -> impl Iterator<Item = &str> {
+        self.members.iter().map(|(name, _)| name.as_str())
     }
 
     /// The member that owns the key `(controller, namespace, name)`: the
     /// one with the highest score (rendezvous hashing), so that a member
     /// joining or leaving moves only its own share.
     pub fn owner(&self, controller: &str, namespace: &str, name: &str) -> &str {
+        let key = mix(fnv1a(&[controller, namespace, name]));
         self.members
             .iter()
-            .max_by_key(|member| score(member, controller, namespace, name))
-            .map_or(self.me.as_str(), String::as_str)
+            .max_by_key(|(_, member)| mix(member ^ key))
+            .map_or(self.me.as_str(), |(name, _)| name.as_str())
     }
 
     /// Whether this host owns the key.
@@ -64,18 +70,25 @@ impl Shard {
     }
 }
 
-/// The rendezvous score of a member for a key: FNV-1a over the parts
-/// (each followed by a separator no name holds), mixed by SplitMix64's
-/// finaliser. Defined here, not by std's hasher, so that every version of
-/// the host, on every machine, agrees on it.
-fn score(member: &str, controller: &str, namespace: &str, name: &str) -> u64 {
+/// FNV-1a over the parts, each followed by a byte no name holds.
+///
+/// The scores are defined here, not by std's hasher, whose output may
+/// change between Rust releases: every version of the host must agree on
+/// the owner of a key during a rolling upgrade.
+fn fnv1a(parts: &[&str]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in [member, controller, namespace, name] {
+    for part in parts {
         for byte in part.bytes().chain([0xff]) {
             hash ^= u64::from(byte);
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         }
     }
+    hash
+}
+
+/// SplitMix64's finaliser: every input bit reaches every output bit, so
+/// that members named alike (`paddock-0`, `paddock-1`) score independently.
+fn mix(mut hash: u64) -> u64 {
     hash ^= hash >> 30;
     hash = hash.wrapping_mul(0xbf58_476d_1ce4_e5b9);
     hash ^= hash >> 27;
@@ -258,6 +271,22 @@ mod tests {
             })
             .count();
         assert!(differ > 1000, "{differ}");
+    }
+
+    #[test]
+    fn members_named_alike_share_independently_of_the_key_names() {
+        let two = Shard::new("paddock-0", ["paddock-1".to_owned()]);
+        // Keys named d0, d1, ...: the owner must not follow the last digit.
+        let mut by_parity = [[0usize; 2]; 2];
+        for i in 0..10_000 {
+            let mine = usize::from(two.owns("floor", "default", &format!("d{i}")));
+            by_parity[i % 2][mine] += 1;
+        }
+        for counts in by_parity {
+            for count in counts {
+                assert!((2200..2800).contains(&count), "{by_parity:?}");
+            }
+        }
     }
 
     #[test]

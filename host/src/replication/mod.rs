@@ -509,7 +509,7 @@ impl Elector {
         let changed = self
             .fence
             .shard()
-            .is_none_or(|current| current.members() != shard.members());
+            .is_none_or(|current| !current.members().eq(shard.members()));
         self.fence.set_shard(Some(shard));
         self.fence.open_until(sent + self.config.renew_deadline);
         if changed {
