@@ -4,7 +4,7 @@
 //! alternately, batch by batch, in one run, and compared by the ratio of
 //! their medians.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 pub mod native;
@@ -61,6 +61,26 @@ pub fn workspace_dirs() -> (PathBuf, PathBuf) {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target/guests/wasm32-wasip2/release"));
     (root, guests)
+}
+
+/// A controllers file of `count` replica-floor controllers (`floor-0`,
+/// `floor-1`, ...) running `module`, each watching Deployments, scaling
+/// them and recording events.
+pub fn floor_controllers(count: usize, module: &Path) -> String {
+    let mut text = String::from("controllers:\n");
+    for index in 0..count {
+        text.push_str(&format!(
+            "- name: floor-{index}
+  module: {}
+  grant:
+  - {{apiGroups: [apps], resources: [deployments], verbs: [get, list, watch]}}
+  - {{apiGroups: [apps], resources: [deployments/scale], verbs: [patch]}}
+  - {{apiGroups: [\"\"], resources: [events], verbs: [create, patch]}}
+",
+            module.display()
+        ));
+    }
+    text
 }
 
 /// The median of some samples.

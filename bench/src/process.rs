@@ -55,8 +55,8 @@ pub fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-/// The status code of `GET path` on 127.0.0.1:`port`, if it answers.
-pub async fn http_status(port: u16, path: &str) -> Option<u16> {
+/// The response to `GET path` on 127.0.0.1:`port`, if it answers.
+async fn http_get(port: u16, path: &str) -> Option<String> {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .ok()?;
@@ -64,11 +64,25 @@ pub async fn http_status(port: u16, path: &str) -> Option<u16> {
     stream.write_all(request.as_bytes()).await.ok()?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await.ok()?;
-    String::from_utf8_lossy(&response)
+    Some(String::from_utf8_lossy(&response).into_owned())
+}
+
+/// The status code of `GET path` on 127.0.0.1:`port`, if it answers.
+pub async fn http_status(port: u16, path: &str) -> Option<u16> {
+    http_get(port, path)
+        .await?
         .split_whitespace()
         .nth(1)?
         .parse()
         .ok()
+}
+
+/// The body of `GET path` on 127.0.0.1:`port`, if it answers.
+pub async fn http_body(port: u16, path: &str) -> Option<String> {
+    let response = http_get(port, path).await?;
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
 }
 
 /// Waits until `GET /readyz` answers 200; how long it took since `since`.

@@ -14,8 +14,8 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, PostParams};
 use serde_json::Value;
 
-use common::{cache_dir, module};
-use hosts::{embedded_cluster, free_port, http_get, wait_for, wait_within};
+use common::cache_dir;
+use hosts::{controllers_file, embedded_cluster, free_port, http_get, wait_for, wait_within};
 
 /// The ring's timings in these tests: short, and with client-go's
 /// proportions (a renew deadline under the Lease's duration, several
@@ -126,27 +126,6 @@ impl Drop for Host {
             );
         }
     }
-}
-
-/// A controllers file running `replica_floor` as `floor`.
-fn controllers_file(dir: &Path) -> PathBuf {
-    let config = dir.join("controllers.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "controllers:
-- name: floor
-  module: {}
-  grant:
-  - {{apiGroups: [apps], resources: [deployments], verbs: [get, list, watch]}}
-  - {{apiGroups: [apps], resources: [deployments/scale], verbs: [patch]}}
-  - {{apiGroups: [\"\"], resources: [events], verbs: [create, patch]}}
-",
-            module("replica_floor").display()
-        ),
-    )
-    .expect("write the controllers file");
-    config
 }
 
 /// A Deployment asking `replica_floor` for at least `floor` replicas.

@@ -12,27 +12,12 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, PostParams};
 
 use common::{cache_dir, module};
-use hosts::{embedded_cluster, free_port, http_get, wait_for};
+use hosts::{controllers_file, embedded_cluster, free_port, http_get, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_reconciles_through_a_kubeconfig_and_stops_on_sigterm() {
     let (cluster, dir, kubeconfig) = embedded_cluster("kubeconfig").await;
-    let config = dir.path().join("controllers.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "controllers:
-- name: floor
-  module: {}
-  grant:
-  - {{apiGroups: [apps], resources: [deployments], verbs: [get, list, watch]}}
-  - {{apiGroups: [apps], resources: [deployments/scale], verbs: [patch]}}
-  - {{apiGroups: [\"\"], resources: [events], verbs: [create, patch]}}
-",
-            module("replica_floor").display()
-        ),
-    )
-    .expect("write the controllers file");
+    let config = controllers_file(dir.path());
     let port = free_port();
     let cache = cache_dir();
     let mut child = Command::new(env!("CARGO_BIN_EXE_paddock"))

@@ -16,23 +16,6 @@ use paddock_bench::process::{self, binary, free_port, settled_rss, wait_ready, w
 
 const MIB: f64 = 1024.0 * 1024.0;
 
-fn controllers_file(count: usize, module: &std::path::Path) -> String {
-    let mut text = String::from("controllers:\n");
-    for index in 0..count {
-        text.push_str(&format!(
-            "- name: floor-{index}
-  module: {}
-  grant:
-  - {{apiGroups: [apps], resources: [deployments], verbs: [get, list, watch]}}
-  - {{apiGroups: [apps], resources: [deployments/scale], verbs: [patch]}}
-  - {{apiGroups: [\"\"], resources: [events], verbs: [create, patch]}}
-",
-            module.display()
-        ));
-    }
-    text
-}
-
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     let root = workspace();
@@ -63,7 +46,7 @@ async fn main() -> anyhow::Result<()> {
     let mut paddock_rss = Vec::new();
     for count in [1usize, 10, 100] {
         let config = dir.path().join(format!("controllers-{count}.yaml"));
-        std::fs::write(&config, controllers_file(count, &module))?;
+        std::fs::write(&config, paddock_bench::floor_controllers(count, &module))?;
         let port = free_port()?;
         let mut child = Command::new(&paddock)
             .arg("run")

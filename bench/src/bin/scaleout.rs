@@ -70,7 +70,7 @@ impl Member {
     }
 
     async fn status(&self) -> Option<Value> {
-        let body = get(self.port, "/status").await?;
+        let body = process::http_body(self.port, "/status").await?;
         serde_json::from_str(&body).ok()
     }
 
@@ -98,20 +98,6 @@ impl Member {
         let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
         Ok(ticks / 100.0)
     }
-}
-
-async fn get(port: u16, path: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
 }
 
 /// Waits for `check`, polling every 50 ms, at most `limit`.
@@ -197,17 +183,7 @@ async fn main() -> anyhow::Result<()> {
     let config = dir.path().join("controllers.yaml");
     std::fs::write(
         &config,
-        format!(
-            "controllers:
-- name: floor
-  module: {}
-  grant:
-  - {{apiGroups: [apps], resources: [deployments], verbs: [get, list, watch]}}
-  - {{apiGroups: [apps], resources: [deployments/scale], verbs: [patch]}}
-  - {{apiGroups: [\"\"], resources: [events], verbs: [create, patch]}}
-",
-            guests.join("replica_floor.wasm").display()
-        ),
+        paddock_bench::floor_controllers(1, &guests.join("replica_floor.wasm")),
     )?;
     let patience = Duration::from_secs(300);
 

@@ -1,6 +1,7 @@
 //! Helpers for the tests that run `paddock` processes against the
 //! embedded cluster.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -86,4 +87,25 @@ pub fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
         .port()
+}
+
+/// A controllers file running `replica_floor` as `floor`.
+pub fn controllers_file(dir: &Path) -> PathBuf {
+    let config = dir.join("controllers.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "controllers:
+- name: floor
+  module: {}
+  grant:
+  - {{apiGroups: [apps], resources: [deployments], verbs: [get, list, watch]}}
+  - {{apiGroups: [apps], resources: [deployments/scale], verbs: [patch]}}
+  - {{apiGroups: [\"\"], resources: [events], verbs: [create, patch]}}
+",
+            crate::common::module("replica_floor").display()
+        ),
+    )
+    .expect("write the controllers file");
+    config
 }
