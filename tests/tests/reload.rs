@@ -419,5 +419,34 @@ async fn removing_an_entry_stops_its_guest_and_unwatches_what_only_it_needed() {
             .all(|source| source.error.is_none()),
         "the fixed file clears the source error"
     );
+
+    // Once the host stops, a change of the file starts nothing: a
+    // controller started then would outlive the shutdown.
     setup.supervisor.shutdown().await;
+    let passes = || {
+        setup
+            .supervisor
+            .board()
+            .sources()
+            .values()
+            .map(|source| source.passes)
+            .sum::<u64>()
+    };
+    let before = passes();
+    write(
+        &setup.config,
+        format!("controllers:\n{}", floor_entry(&floor)).as_bytes(),
+    );
+    eventually(RELOAD_SECONDS, "the file read once more", || async {
+        (passes() > before).then_some(())
+    })
+    .await;
+    assert!(
+        setup.supervisor.board().all().is_empty(),
+        "nothing declared"
+    );
+    assert!(
+        informers.find("apps/v1", "Deployment", None).is_empty(),
+        "nothing watched"
+    );
 }

@@ -210,7 +210,11 @@ impl Supervisor {
     /// changed ones reload, missing ones stop. A name another source
     /// already declares is refused (its status says so). Answers how many
     /// controllers this changes (started, reloaded or stopped): 0 when the
-    /// declarations are the ones already running.
+    /// declarations are the ones already running, and once [`shutdown`]
+    /// began (a controller started then would outlive it, and keep working
+    /// after the host gave its ring Lease up).
+    ///
+    /// [`shutdown`]: Supervisor::shutdown
     pub fn apply(&self, source: &str, declared: Vec<Declared>) -> usize {
         let mut changes = 0;
         let mut entries = self
@@ -218,6 +222,16 @@ impl Supervisor {
             .entries
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        // `shutdown` sets the flag before it takes the lock: either it
+        // drains what this call adds, or this call sees the flag.
+        if self
+            .inner
+            .stopping
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            tracing::debug!(%source, "the host is stopping; declarations are not applied");
+            return 0;
+        }
         entries.retain(|_, entry| !entry.task.is_finished());
         let mut wanted = std::collections::HashSet::new();
         for declared in declared {
@@ -279,7 +293,8 @@ impl Supervisor {
         changes
     }
 
-    /// Stops every controller, letting in-flight reconciles finish.
+    /// Stops every controller, letting in-flight reconciles finish; later
+    /// declarations start nothing.
     pub async fn shutdown(&self) {
         self.inner
             .stopping
