@@ -93,14 +93,27 @@ impl Host {
         Some((status["ring"].clone(), reconciles))
     }
 
-    async fn ready(&self) {
-        let what = format!("{} to be ready", self.identity);
-        wait_within(&what, Duration::from_secs(60), || async {
-            http_get(self.port, "/readyz")
-                .await
-                .filter(|(code, _)| *code == 200)
-        })
-        .await;
+    /// Waits until its `/readyz` answers 200; fails at once if it exited,
+    /// and otherwise says what it last answered.
+    async fn ready(&mut self) {
+        let limit = Duration::from_secs(90);
+        let deadline = Instant::now() + limit;
+        let mut answer = None;
+        loop {
+            if let Some(exit) = self.child.try_wait().expect("wait on paddock") {
+                panic!("{} exited while starting: {exit}", self.identity);
+            }
+            match http_get(self.port, "/readyz").await {
+                Some((200, _)) => return,
+                other => answer = other.or(answer),
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {} to be ready ({limit:?}); /readyz last answered {answer:?}",
+                self.identity
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     fn signal(&self, signal: &str) {
@@ -118,11 +131,20 @@ impl Drop for Host {
         let _ = self.child.wait();
         if std::thread::panicking() {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            // Its start-up, ring and error lines, then its last reconciles
+            // (thousands of them would hide the rest).
+            let last = |reconciles: bool, count: usize| {
+                let lines: Vec<&str> = log
+                    .lines()
+                    .filter(|line| line.contains(": reconciled: ") == reconciles)
+                    .collect();
+                lines[lines.len().saturating_sub(count)..].join("\n")
+            };
             eprintln!(
-                "--- last lines of {}'s log:\n{}",
+                "--- {}'s log, without reconciles:\n{}\n--- its last reconciles:\n{}",
                 self.identity,
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                last(false, 40),
+                last(true, 5)
             );
         }
     }
@@ -170,8 +192,8 @@ async fn in_leader_mode_one_host_works_and_another_takes_over_when_it_dies_stall
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let leases: Api<Lease> = Api::namespaced(client, "default");
 
-    let a = Host::spawn("a", &config, &kubeconfig, dir.path());
-    let b = Host::spawn("b", &config, &kubeconfig, dir.path());
+    let mut a = Host::spawn("a", &config, &kubeconfig, dir.path());
+    let mut b = Host::spawn("b", &config, &kubeconfig, dir.path());
     a.ready().await;
     b.ready().await;
     // Both see both members and agree on one leader.
@@ -198,6 +220,18 @@ async fn in_leader_mode_one_host_works_and_another_takes_over_when_it_dies_stall
         status["controllers"][0]["phase"], "running",
         "a standby is warm: its guest loaded and its informers synced: {status}"
     );
+    // `paddock status` says so, with the leader and the members.
+    let printed = Command::new(env!("CARGO_BIN_EXE_paddock"))
+        .args(["status", "--addr", &format!("127.0.0.1:{}", standby.port)])
+        .output()
+        .expect("paddock status runs");
+    let table = String::from_utf8_lossy(&printed.stdout);
+    let expected = format!(
+        "ring test (leader mode, Leases in default): this host {} is standing by; leader {}",
+        standby.identity, leader.identity
+    );
+    assert!(table.contains(&expected), "{expected:?} in:\n{table}");
+    assert!(table.contains("members (2): a, b"), "{table}");
 
     // kill -9: the standby takes over once the Lease has expired on its
     // clock, and not before.
@@ -221,7 +255,7 @@ async fn in_leader_mode_one_host_works_and_another_takes_over_when_it_dies_stall
 
     // The killed host comes back as a standby; then the leader stalls past
     // its Lease and the other takes over.
-    let returned = Host::spawn(
+    let mut returned = Host::spawn(
         if standby.identity == "a" { "b" } else { "a" },
         &config,
         &kubeconfig,
@@ -409,7 +443,7 @@ async fn in_sharded_mode_every_object_converges_once_and_no_two_hosts_reconcile_
 
     let spawn = |identity| Host::spawn_in("sharded", identity, &config, &kubeconfig, dir.path());
     let mut members = vec![spawn("a"), spawn("b"), spawn("c")];
-    for host in &members {
+    for host in &mut members {
         host.ready().await;
     }
     converged(
@@ -500,58 +534,101 @@ async fn in_sharded_mode_every_object_converges_once_and_no_two_hosts_reconcile_
     )
     .await;
 
-    // A member stalled past its Lease does nothing after it resumes until
-    // it has rejoined (and waited for every member to see it).
-    let stalled = &members[0];
-    stalled.signal("-STOP");
+    // Two members stalled past their Lease: `a`, which works, and a new
+    // member `d`, stopped while it still waits to join. After they resume,
+    // neither does anything until it has joined again and waited a Lease
+    // duration for every member to see it.
+    wait_for("the three members to work", || async {
+        for host in &members {
+            (host.ring().await?.0["active"] == true).then_some(())?;
+        }
+        Some(())
+    })
+    .await;
+    members.push(spawn("d"));
+    members[3].ready().await;
+    let ring = wait_for("d to wait to join", || async {
+        let (ring, _) = members[3].ring().await?;
+        (ring["joining"] == true).then_some(ring)
+    })
+    .await;
+    assert_eq!(ring["active"], false, "d still waits: {ring}");
+    wait_for("the others to see d", || async {
+        for host in &members[1..3] {
+            (host.ring().await?.0["members"].as_array()?.len() == 4).then_some(())?;
+        }
+        Some(())
+    })
+    .await;
+    let stalled = [&members[0], &members[3]];
+    for host in stalled {
+        host.signal("-STOP");
+    }
     let stopped_at = jiff::Timestamp::now().as_microsecond();
-    wait_for("the others to see the stalled member gone", || async {
-        for host in &members[1..] {
+    wait_for("the others to see the stalled members gone", || async {
+        for host in &members[1..3] {
             let (ring, _) = host.ring().await?;
-            let gone = ring["members"]
-                .as_array()?
-                .iter()
-                .all(|member| member["identity"] != stalled.identity);
-            gone.then_some(())?;
+            (ring["members"].as_array()?.len() == 2).then_some(())?;
         }
         Some(())
     })
     .await;
     set_floors(&deployments, 3).await;
     let resumed_at = jiff::Timestamp::now().as_microsecond();
-    stalled.signal("-CONT");
+    for host in stalled {
+        host.signal("-CONT");
+    }
     converged(
         &deployments,
         3,
-        "every object to converge while a member stalled",
+        "every object to converge while two members stalled",
     )
     .await;
-    let ring = wait_for("the stalled member to rejoin", || async {
-        let (ring, _) = stalled.ring().await?;
-        (ring["active"] == true && ring["lost"].as_u64()? >= 1).then_some(ring)
-    })
-    .await;
-    let log = std::fs::read_to_string(&stalled.log).expect("read the stalled member's log");
-    let rejoined_at = log
-        .lines()
-        .filter(|line| line.contains("joined the ring; working"))
-        .filter_map(|line| line.split_once(' ')?.0.parse::<jiff::Timestamp>().ok())
-        .map(|time| time.as_microsecond())
-        .filter(|time| *time >= resumed_at)
-        .min()
-        .unwrap_or_else(|| panic!("the stalled member logs its rejoining: {ring}"));
-    let early: Vec<Logged> = reconciles_in(std::slice::from_ref(&stalled.log))
-        .into_iter()
-        .filter(|logged| logged.start >= resumed_at && logged.start < rejoined_at)
-        .collect();
-    assert!(
-        early.is_empty(),
-        "the stalled member worked before it rejoined: {early:?}"
-    );
+    for (host, lost) in [(stalled[0], 1), (stalled[1], 0)] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let ring = loop {
+            let ring = host.ring().await.map(|(ring, _)| ring);
+            if let Some(ring) = ring.as_ref().filter(|ring| {
+                ring["active"] == true && ring["lost"].as_u64().is_some_and(|n| n >= lost)
+            }) {
+                break ring.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {} to join again (20 s); its ring: {ring:?}",
+                host.identity
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        };
+        let log = std::fs::read_to_string(&host.log).expect("read a stalled member's log");
+        let rejoined_at = log
+            .lines()
+            .filter(|line| line.contains("joined the ring; working"))
+            .filter_map(|line| line.split_once(' ')?.0.parse::<jiff::Timestamp>().ok())
+            .map(|time| time.as_microsecond())
+            .filter(|time| *time >= resumed_at)
+            .min()
+            .unwrap_or_else(|| panic!("{} logs its joining: {ring}", host.identity));
+        let waited = Duration::from_micros(u64::try_from(rejoined_at - resumed_at).unwrap_or(0));
+        assert!(
+            waited >= Duration::from_secs(LEASE_SECONDS),
+            "{} began working {waited:?} after it resumed, less than a Lease duration",
+            host.identity
+        );
+        let early: Vec<Logged> = reconciles_in(std::slice::from_ref(&host.log))
+            .into_iter()
+            .filter(|logged| logged.start >= resumed_at && logged.start < rejoined_at)
+            .collect();
+        assert!(
+            early.is_empty(),
+            "{} worked before it joined again: {early:?}",
+            host.identity
+        );
+    }
 
     // Across every process that ran: no object was reconciled by two at
     // overlapping times.
-    let stalled_log = stalled.log.clone();
+    let stalled_logs = [stalled[0].log.clone(), stalled[1].log.clone()];
     drop(members);
     // A reconcile the stop froze ends, for this check, when the process
     // stopped: each of its writes passed the fence before the stop (after
@@ -559,7 +636,10 @@ async fn in_sharded_mode_every_object_converges_once_and_no_two_hosts_reconcile_
     let reconciles: Vec<Logged> = reconciles_in(&logs_in(dir.path()))
         .into_iter()
         .map(|mut logged| {
-            if logged.log == stalled_log && logged.start < stopped_at && logged.end > resumed_at {
+            if stalled_logs.contains(&logged.log)
+                && logged.start < stopped_at
+                && logged.end > resumed_at
+            {
                 logged.end = stopped_at;
             }
             logged

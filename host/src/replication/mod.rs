@@ -295,6 +295,7 @@ impl Ring {
             on_work: Box::new(on_work),
             active: false,
             joined: None,
+            renewed_at: None,
         };
         let task = tokio::spawn(elector.run(stopped));
         Self {
@@ -364,6 +365,9 @@ struct Elector {
     /// Since when this host's member Lease has been renewed without a
     /// lapse (sharded mode: it takes keys only a Lease duration later).
     joined: Option<Instant>,
+    /// When the latest renewal of the member Lease that succeeded was
+    /// sent.
+    renewed_at: Option<Instant>,
 }
 
 impl Elector {
@@ -419,8 +423,23 @@ impl Elector {
                 false
             }
         };
-        if renewed && self.joined.is_none() {
-            self.joined = Some(Instant::now());
+        if renewed {
+            // Another member drops this one once it has seen no renewal for
+            // a Lease duration. After a gap that long (this process was
+            // paused, or its requests failed) it may have been dropped: in
+            // sharded mode it joins again from the start, whether it worked
+            // (its term ran out before the gap did, so it stopped already)
+            // or was still waiting to.
+            let lapsed = self
+                .renewed_at
+                .is_some_and(|last| last.elapsed() >= self.config.lease_duration);
+            if lapsed && self.active && self.config.mode == Mode::Sharded {
+                self.lose("the member Lease lapsed; stopped working");
+            }
+            if lapsed || self.joined.is_none() {
+                self.joined = Some(Instant::now());
+            }
+            self.renewed_at = Some(sent);
         }
         let listed =
             tokio::time::timeout(budget, self.roster.refresh(&self.api, &self.config.ring)).await;
