@@ -15,7 +15,7 @@ use kube::api::{Api, PostParams};
 use serde_json::Value;
 
 use common::cache_dir;
-use hosts::{controllers_file, embedded_cluster, free_port, http_get, wait_for, wait_within};
+use hosts::{controllers_file, embedded_cluster, http_get, wait_for, wait_within};
 
 /// The ring's timings in these tests: short, and with client-go's
 /// proportions (a renew deadline under the Lease's duration, several
@@ -29,7 +29,8 @@ const RETRY_PERIOD_SECONDS: f64 = 0.5;
 struct Host {
     identity: &'static str,
     child: Child,
-    port: u16,
+    /// Its operations port, once it has bound one (it picks a free one).
+    port: Option<u16>,
     log: PathBuf,
 }
 
@@ -46,7 +47,6 @@ impl Host {
         kubeconfig: &Path,
         dir: &Path,
     ) -> Self {
-        let port = free_port();
         let log = (0..)
             .map(|n| dir.join(format!("{identity}-{n}.log")))
             .find(|log| !log.exists())
@@ -58,8 +58,7 @@ impl Host {
             .arg(config)
             .arg("--kubeconfig")
             .arg(kubeconfig)
-            .arg("--ops-addr")
-            .arg(format!("127.0.0.1:{port}"))
+            .args(["--ops-addr", "127.0.0.1:0"])
             .arg("--cache-dir")
             .arg(cache_dir())
             .args(["--replication", mode, "--ring", "test"])
@@ -75,14 +74,20 @@ impl Host {
         Self {
             identity,
             child,
-            port,
+            port: None,
             log,
         }
     }
 
+    /// Its operations port; known once [`Host::ready`] returned.
+    fn port(&self) -> u16 {
+        self.port
+            .unwrap_or_else(|| panic!("{} is not known to be ready", self.identity))
+    }
+
     /// Its `/status`, or `None` while it does not answer.
     async fn status(&self) -> Option<Value> {
-        let (code, body) = http_get(self.port, "/status").await?;
+        let (code, body) = http_get(self.port(), "/status").await?;
         (code == 200).then(|| serde_json::from_str(&body).ok())?
     }
 
@@ -93,8 +98,9 @@ impl Host {
         Some((status["ring"].clone(), reconciles))
     }
 
-    /// Waits until its `/readyz` answers 200; fails at once if it exited,
-    /// and otherwise says what it last answered.
+    /// Waits until it logs the port it bound and its `/readyz` answers
+    /// 200; fails at once if it exited, and otherwise says what it last
+    /// answered.
     async fn ready(&mut self) {
         let limit = Duration::from_secs(90);
         let deadline = Instant::now() + limit;
@@ -103,9 +109,14 @@ impl Host {
             if let Some(exit) = self.child.try_wait().expect("wait on paddock") {
                 panic!("{} exited while starting: {exit}", self.identity);
             }
-            match http_get(self.port, "/readyz").await {
-                Some((200, _)) => return,
-                other => answer = other.or(answer),
+            if self.port.is_none() {
+                self.port = bound_port(&self.log);
+            }
+            if let Some(port) = self.port {
+                match http_get(port, "/readyz").await {
+                    Some((200, _)) => return,
+                    other => answer = other.or(answer),
+                }
             }
             assert!(
                 Instant::now() < deadline,
@@ -123,6 +134,17 @@ impl Host {
             .expect("kill runs");
         assert!(sent.success(), "kill {signal} {}", self.identity);
     }
+}
+
+/// The port of the operations endpoint a `paddock run` log names, once
+/// it was bound.
+fn bound_port(log: &Path) -> Option<u16> {
+    let log = std::fs::read_to_string(log).ok()?;
+    let line = log
+        .lines()
+        .find(|line| line.contains("operations endpoint"))?;
+    let addr = line.split_once("addr=")?.1.split_whitespace().next()?;
+    Some(addr.parse::<std::net::SocketAddr>().ok()?.port())
 }
 
 impl Drop for Host {
@@ -222,7 +244,7 @@ async fn in_leader_mode_one_host_works_and_another_takes_over_when_it_dies_stall
     );
     // `paddock status` says so, with the leader and the members.
     let printed = Command::new(env!("CARGO_BIN_EXE_paddock"))
-        .args(["status", "--addr", &format!("127.0.0.1:{}", standby.port)])
+        .args(["status", "--addr", &format!("127.0.0.1:{}", standby.port())])
         .output()
         .expect("paddock status runs");
     let table = String::from_utf8_lossy(&printed.stdout);

@@ -12,7 +12,15 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, PostParams};
 
 use common::{cache_dir, module};
-use hosts::{controllers_file, embedded_cluster, free_port, http_get, wait_for};
+use hosts::{controllers_file, embedded_cluster, http_get, wait_for};
+
+/// A port nobody listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_reconciles_through_a_kubeconfig_and_stops_on_sigterm() {

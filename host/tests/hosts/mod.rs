@@ -81,14 +81,6 @@ pub async fn client(kubeconfig: &std::path::Path) -> kube::Client {
     kube::Client::try_from(config).expect("client")
 }
 
-/// A port nobody listens on now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 /// A controllers file running `replica_floor` as `floor`.
 pub fn controllers_file(dir: &Path) -> PathBuf {
     let config = dir.join("controllers.yaml");
