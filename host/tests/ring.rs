@@ -136,6 +136,16 @@ impl Host {
     }
 }
 
+/// When a `paddock run` log recorded each line holding `message`.
+fn logged_at(log: &Path, message: &str) -> Vec<jiff::Timestamp> {
+    std::fs::read_to_string(log)
+        .expect("read a host's log")
+        .lines()
+        .filter(|line| line.contains(message))
+        .filter_map(|line| line.split_once(' ')?.0.parse().ok())
+        .collect()
+}
+
 /// The port of the operations endpoint a `paddock run` log names, once
 /// it was bound.
 fn bound_port(log: &Path) -> Option<u16> {
@@ -256,18 +266,32 @@ async fn in_leader_mode_one_host_works_and_another_takes_over_when_it_dies_stall
     assert!(table.contains("members (2): a, b"), "{table}");
 
     // kill -9: the standby takes over once the Lease has expired on its
-    // clock, and not before.
+    // clock (a Lease duration after the last renewal it saw), and not
+    // before.
     leader.signal("-KILL");
     let killed = Instant::now();
+    let renewed = leases
+        .get("test")
+        .await
+        .expect("the leader Lease")
+        .spec
+        .and_then(|spec| spec.renew_time)
+        .expect("a renewed Lease")
+        .0;
     working(&standby, Duration::from_secs(60)).await;
     let fail_over = killed.elapsed();
-    let earliest =
-        Duration::from_secs(LEASE_SECONDS) - Duration::from_secs_f64(RETRY_PERIOD_SECONDS * 1.2);
+    let took = logged_at(&standby.log, "took the leader Lease; working")
+        .into_iter()
+        .max()
+        .expect("the standby logs taking the Lease");
+    let after_renewal = took.duration_since(renewed);
     assert!(
-        fail_over >= earliest,
-        "the standby began {fail_over:?} after the kill, before the Lease could have expired ({earliest:?})"
+        after_renewal >= jiff::SignedDuration::from_secs(LEASE_SECONDS.try_into().expect("small")),
+        "the standby began {after_renewal:?} after the last renewal, before the Lease expired"
     );
-    eprintln!("fail-over after kill -9: {fail_over:?} (Lease duration {LEASE_SECONDS} s)");
+    eprintln!(
+        "fail-over after kill -9: {fail_over:?}; {after_renewal:?} after the last renewal (Lease duration {LEASE_SECONDS} s)"
+    );
     let lease = leases.get("test").await.expect("the leader Lease");
     let spec = lease.spec.expect("a Lease spec");
     assert_eq!(spec.holder_identity.as_deref(), Some(standby.identity));
@@ -622,11 +646,8 @@ async fn in_sharded_mode_every_object_converges_once_and_no_two_hosts_reconcile_
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
         };
-        let log = std::fs::read_to_string(&host.log).expect("read a stalled member's log");
-        let rejoined_at = log
-            .lines()
-            .filter(|line| line.contains("joined the ring; working"))
-            .filter_map(|line| line.split_once(' ')?.0.parse::<jiff::Timestamp>().ok())
+        let rejoined_at = logged_at(&host.log, "joined the ring; working")
+            .into_iter()
             .map(|time| time.as_microsecond())
             .filter(|time| *time >= resumed_at)
             .min()

@@ -83,6 +83,29 @@ impl LeaseLock {
             .filter(|holder| !holder.is_empty())
     }
 
+    /// Notes a record of this Lease read elsewhere (a watch on it): a
+    /// changed record restarts its clock, as one read by a try does.
+    pub fn saw(&mut self, lease: &Lease) {
+        if lease.metadata.name.as_deref() == Some(self.name.as_str()) {
+            self.observe(lease);
+        }
+    }
+
+    /// When a try could next take the Lease if its record does not change:
+    /// since it was seen free, or once the record another host holds has
+    /// stayed unchanged for the Lease's duration on this host's clock.
+    /// `None` while this host holds it, or before any record was seen.
+    pub fn next_chance(&self) -> Option<Instant> {
+        let observed = self.observed.as_ref()?;
+        if observed.holder == self.identity {
+            None
+        } else if observed.holder.is_empty() {
+            Some(observed.at)
+        } else {
+            Some(observed.at + self.duration)
+        }
+    }
+
     /// Takes the Lease if it is free or expired, or renews it if this host
     /// holds it.
     pub async fn try_acquire_or_renew(&mut self) -> Result<Attempt, kube::Error> {

@@ -17,7 +17,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -372,19 +374,66 @@ struct Elector {
 
 impl Elector {
     async fn run(mut self, mut stopped: watch::Receiver<bool>) -> (Option<LeaseLock>, MemberLease) {
-        loop {
+        let mut leader_records = self.leader_records();
+        'rounds: loop {
+            let started = Instant::now();
             self.round().await;
             // client-go waits the retry period with up to 20% jitter.
             let jitter = self.config.retry_period.mul_f64(0.2 * random_fraction());
-            tokio::select! {
-                () = tokio::time::sleep(self.config.retry_period + jitter) => {}
-                _ = stopped.changed() => break,
-            }
-            if *stopped.borrow() {
-                break;
+            let retry = tokio::time::Instant::now() + self.config.retry_period + jitter;
+            loop {
+                // A standby tries at once when the leader Lease is seen
+                // free, or expires on this host's clock: the watch shows
+                // each renewal as it is written, so fail-over takes the
+                // Lease's duration after the last renewal, not up to two
+                // retry periods more.
+                let chance = self
+                    .leader
+                    .as_ref()
+                    .and_then(LeaseLock::next_chance)
+                    .filter(|chance| *chance > started)
+                    .map(tokio::time::Instant::from_std);
+                let wake = chance.map_or(retry, |chance| chance.min(retry));
+                tokio::select! {
+                    () = tokio::time::sleep_until(wake) => continue 'rounds,
+                    record = leader_records.next() => match (record, self.leader.as_mut()) {
+                        (Some(record), Some(leader)) => leader.saw(&record),
+                        // The watch ended: the retry period alone paces.
+                        _ => leader_records = futures::stream::pending().boxed(),
+                    },
+                    _ = stopped.changed() => break 'rounds,
+                }
+                if *stopped.borrow() {
+                    break 'rounds;
+                }
             }
         }
         (self.leader, self.member)
+    }
+
+    /// The records of the leader Lease as they are written (leader mode;
+    /// never anything in sharded mode). A failed watch starts again after
+    /// a backoff; its errors only delay the news, the tries still run.
+    fn leader_records(&self) -> futures::stream::BoxStream<'static, Lease> {
+        let Some(leader) = &self.leader else {
+            return futures::stream::pending().boxed();
+        };
+        let config = watcher::Config::default().fields(&format!("metadata.name={}", leader.name()));
+        watcher::watcher(self.api.clone(), config)
+            .default_backoff()
+            .filter_map(|event| async move {
+                match event {
+                    Ok(watcher::Event::Apply(lease) | watcher::Event::InitApply(lease)) => {
+                        Some(lease)
+                    }
+                    Ok(_) => None,
+                    Err(error) => {
+                        tracing::debug!(%error, "watching the leader Lease");
+                        None
+                    }
+                }
+            })
+            .boxed()
     }
 
     /// One try: take or renew the leader Lease (leader mode), renew the
