@@ -766,3 +766,38 @@ async fn a_closed_fence_holds_every_key_and_a_shard_lets_only_its_own_through() 
     drop(controller);
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_reconciles_every_key_still_queued_before_it_stops() {
+    use paddock::replication::Fence;
+    let (cluster, client) = cluster().await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let names: Vec<String> = (0..20).map(|i| format!("q{i}")).collect();
+    for name in &names {
+        let floor = deployment(name, 1, json!({"paddock.dev/min-replicas": "3"}));
+        deployments
+            .create(&PostParams::default(), &floor)
+            .await
+            .expect("create");
+    }
+    // Held at a closed fence, every key is still queued when the shutdown
+    // begins; the fence opens as it drains.
+    let fence = Fence::closed();
+    let runtime = Runtime::new(client.clone()).with_fence(fence.clone());
+    let controller = start(&runtime, "replica-floor", "floor", floor_grant()).await;
+    eventually(10, "every key queued", || async {
+        (controller.queue_depth() == names.len()).then_some(())
+    })
+    .await;
+    let stopping = tokio::spawn(controller.shutdown(Duration::from_secs(30)));
+    fence.open_until(std::time::Instant::now() + Duration::from_secs(600));
+    stopping.await.expect("the shutdown ends");
+    for name in &names {
+        assert_eq!(
+            replicas(&deployments, name).await,
+            Some(3),
+            "{name} was queued when the shutdown began"
+        );
+    }
+    cluster.shutdown().await;
+}

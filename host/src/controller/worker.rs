@@ -20,8 +20,13 @@ use crate::wasm::{Change, Relation, SharedCache};
 /// Works until the queue shuts down, or until fewer than `index + 1`
 /// workers are wanted.
 pub(crate) async fn work(shared: Arc<Shared>, index: usize, mut target: watch::Receiver<usize>) {
+    // A queue that shut down (or drained) hands out nothing more; the
+    // worker stops once both have, so that a drained map queue does not
+    // end a drain of reconciles still queued.
+    let mut reconciles_open = true;
+    let mut maps_open = true;
     loop {
-        if index >= *target.borrow_and_update() {
+        if index >= *target.borrow_and_update() || !(reconciles_open || maps_open) {
             return;
         }
         // A standby, or a host that lost its ring's Lease, takes nothing.
@@ -38,13 +43,19 @@ pub(crate) async fn work(shared: Arc<Shared>, index: usize, mut target: watch::R
         // Reconciles and maps share the controller's workers, so its
         // concurrency bounds both.
         let job = tokio::select! {
-            key = shared.queue.get() => match key {
+            key = shared.queue.get(), if reconciles_open => match key {
                 Some(key) => Job::Reconcile(key),
-                None => return,
+                None => {
+                    reconciles_open = false;
+                    continue;
+                }
             },
-            key = shared.maps.get() => match key {
+            key = shared.maps.get(), if maps_open => match key {
                 Some(key) => Job::Map(key),
-                None => return,
+                None => {
+                    maps_open = false;
+                    continue;
+                }
             },
             changed = target.changed() => match changed {
                 Ok(()) => continue,
