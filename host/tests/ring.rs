@@ -162,7 +162,10 @@ impl Drop for Host {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let log = match std::fs::read(&self.log) {
+                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                Err(error) => format!("({} cannot be read: {error})", self.log.display()),
+            };
             // Its start-up, ring and error lines, then its last reconciles
             // (thousands of them would hide the rest).
             let last = |reconciles: bool, count: usize| {

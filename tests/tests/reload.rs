@@ -450,3 +450,26 @@ async fn removing_an_entry_stops_its_guest_and_unwatches_what_only_it_needed() {
         "nothing watched"
     );
 }
+
+/// On one thread, nothing else runs between reading the file and looking
+/// at the board: a declared controller is there at once, loading, so that
+/// `paddock run`, which waits for the declared controllers to settle, never
+/// finds none.
+#[tokio::test]
+async fn a_declared_controller_is_on_the_board_before_its_task_runs() {
+    let setup = setup(&stamp_entry("stamp.wasm")).await;
+    let status = setup
+        .supervisor
+        .board()
+        .get("stamp")
+        .expect("stamp is on the board as soon as it is declared");
+    assert_eq!(status.phase, Phase::Loading);
+    status_where(
+        setup.supervisor.board(),
+        "stamp",
+        "stamp running",
+        |status| status.phase == Phase::Running,
+    )
+    .await;
+    setup.supervisor.shutdown().await;
+}

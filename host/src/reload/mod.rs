@@ -272,6 +272,12 @@ impl Supervisor {
                 }
                 None => {
                     changes += 1;
+                    // On the board at once, loading: whoever waits for the
+                    // declared controllers to settle sees this one before its
+                    // task first runs.
+                    self.inner
+                        .board
+                        .update(&name, &declared, |status| status.phase = Phase::Loading);
                     let (sender, receiver) = watch::channel(Some(declared));
                     let task = tokio::spawn(manage(self.clone(), name.clone(), receiver));
                     entries.insert(
