@@ -694,9 +694,17 @@ async fn events_name_the_object_by_uid_and_count_repeats_per_guest() {
     cluster.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_closed_fence_holds_every_key_and_a_shard_lets_only_its_own_through() {
-    use paddock::replication::{Fence, Shard};
+/// 20 Deployments asking for 3 replicas, and `replica_floor` started
+/// behind a closed fence, as a standby: every key queued, none taken.
+struct Standby {
+    cluster: devcluster::DevCluster,
+    deployments: Api<Deployment>,
+    names: Vec<String>,
+    fence: paddock::replication::Fence,
+    controller: RunningController,
+}
+
+async fn standby() -> Standby {
     let (cluster, client) = cluster().await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let names: Vec<String> = (0..20).map(|i| format!("d{i}")).collect();
@@ -707,15 +715,33 @@ async fn a_closed_fence_holds_every_key_and_a_shard_lets_only_its_own_through() 
             .await
             .expect("create");
     }
-    let fence = Fence::closed();
-    let runtime = Runtime::new(client.clone()).with_fence(fence.clone());
+    let fence = paddock::replication::Fence::closed();
+    let runtime = Runtime::new(client).with_fence(fence.clone());
     let controller = start(&runtime, "replica-floor", "floor", floor_grant()).await;
-    // A standby: every key queued, none taken.
     eventually(10, "every key queued", || async {
         (controller.queue_depth() == names.len()).then_some(())
     })
     .await;
     assert_eq!(ControllerStats::get(&controller.stats().reconciles), 0);
+    Standby {
+        cluster,
+        deployments,
+        names,
+        fence,
+        controller,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_fence_holds_every_key_and_a_shard_lets_only_its_own_through() {
+    use paddock::replication::Shard;
+    let Standby {
+        cluster,
+        deployments,
+        names,
+        fence,
+        controller,
+    } = standby().await;
 
     // Open on a share of two members: only this host's keys are worked.
     let shard = Shard::new("me", ["me".to_owned(), "other".to_owned()]);
@@ -769,26 +795,15 @@ async fn a_closed_fence_holds_every_key_and_a_shard_lets_only_its_own_through() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shutdown_reconciles_every_key_still_queued_before_it_stops() {
-    use paddock::replication::Fence;
-    let (cluster, client) = cluster().await;
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
-    let names: Vec<String> = (0..20).map(|i| format!("q{i}")).collect();
-    for name in &names {
-        let floor = deployment(name, 1, json!({"paddock.dev/min-replicas": "3"}));
-        deployments
-            .create(&PostParams::default(), &floor)
-            .await
-            .expect("create");
-    }
     // Held at a closed fence, every key is still queued when the shutdown
     // begins; the fence opens as it drains.
-    let fence = Fence::closed();
-    let runtime = Runtime::new(client.clone()).with_fence(fence.clone());
-    let controller = start(&runtime, "replica-floor", "floor", floor_grant()).await;
-    eventually(10, "every key queued", || async {
-        (controller.queue_depth() == names.len()).then_some(())
-    })
-    .await;
+    let Standby {
+        cluster,
+        deployments,
+        names,
+        fence,
+        controller,
+    } = standby().await;
     let stopping = tokio::spawn(controller.shutdown(Duration::from_secs(30)));
     fence.open_until(std::time::Instant::now() + Duration::from_secs(600));
     stopping.await.expect("the shutdown ends");
