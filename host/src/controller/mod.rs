@@ -1042,8 +1042,8 @@ impl RunningController {
         }
     }
 
-    /// Stops taking keys, lets in-flight reconciles finish (for at most
-    /// `grace`), and stops.
+    /// Takes in no new keys, reconciles the keys already queued and lets
+    /// in-flight reconciles finish (for at most `grace`), and stops.
     pub async fn shutdown(mut self, grace: Duration) {
         let drained = futures::future::join(
             self.shared.queue.shutdown_with_drain(),

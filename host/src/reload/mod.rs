@@ -31,7 +31,8 @@ use crate::queue::QueueConfig;
 use crate::wasm::slots::Flow;
 use crate::wasm::{Guest, Instances, LoadOptions, WasmEngine};
 
-/// How long in-flight reconciles may take to finish when a controller stops.
+/// How long a controller that stops may take to reconcile the keys still
+/// queued and let in-flight reconciles finish.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Where a module's bytes come from.
