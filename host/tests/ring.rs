@@ -15,7 +15,7 @@ use kube::api::{Api, PostParams};
 use serde_json::Value;
 
 use common::cache_dir;
-use hosts::{controllers_file, embedded_cluster, http_get, wait_for, wait_within};
+use hosts::{bound_port, controllers_file, embedded_cluster, http_get, wait_for, wait_within};
 
 /// The ring's timings in these tests: short, and with client-go's
 /// proportions (a renew deadline under the Lease's duration, several
@@ -144,17 +144,6 @@ fn logged_at(log: &Path, message: &str) -> Vec<jiff::Timestamp> {
         .filter(|line| line.contains(message))
         .filter_map(|line| line.split_once(' ')?.0.parse().ok())
         .collect()
-}
-
-/// The port of the operations endpoint a `paddock run` log names, once
-/// it was bound.
-fn bound_port(log: &Path) -> Option<u16> {
-    let log = std::fs::read_to_string(log).ok()?;
-    let line = log
-        .lines()
-        .find(|line| line.contains("operations endpoint"))?;
-    let addr = line.split_once("addr=")?.1.split_whitespace().next()?;
-    Some(addr.parse::<std::net::SocketAddr>().ok()?.port())
 }
 
 impl Drop for Host {

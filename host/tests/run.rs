@@ -12,36 +12,38 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, PostParams};
 
 use common::{cache_dir, module};
-use hosts::{controllers_file, embedded_cluster, http_get, wait_for};
+use hosts::{bound_port, controllers_file, embedded_cluster, http_get, wait_for};
 
-/// A port nobody listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
+/// Waits until the `paddock run` writing `log` has bound its operations
+/// port, and answers it.
+async fn ops_port(log: &std::path::Path) -> u16 {
+    wait_for("paddock to bind its operations port", || async {
+        bound_port(log)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_reconciles_through_a_kubeconfig_and_stops_on_sigterm() {
     let (cluster, dir, kubeconfig) = embedded_cluster("kubeconfig").await;
     let config = controllers_file(dir.path());
-    let port = free_port();
     let cache = cache_dir();
+    let log = dir.path().join("paddock.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_paddock"))
         .arg("run")
         .arg("--config")
         .arg(&config)
         .arg("--kubeconfig")
         .arg(&kubeconfig)
-        .arg("--ops-addr")
-        .arg(format!("127.0.0.1:{port}"))
+        .args(["--ops-addr", "127.0.0.1:0"])
         .arg("--cache-dir")
         .arg(cache)
+        .env("RUST_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("a log file"))
         .spawn()
         .expect("paddock starts");
+    let port = ops_port(&log).await;
 
     wait_for("/readyz to answer 200", || async {
         http_get(port, "/readyz")
@@ -235,20 +237,21 @@ spec:
         "--serviceaccount=default:floor",
     ]);
     kubectl(&["apply", "-f", &resource.display().to_string()]);
-    let port = free_port();
+    let log = dir.path().join("paddock.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_paddock"))
         .arg("run")
         .arg("--from-cluster")
         .arg("--kubeconfig")
         .arg(&kubeconfig)
-        .arg("--ops-addr")
-        .arg(format!("127.0.0.1:{port}"))
+        .args(["--ops-addr", "127.0.0.1:0"])
         .arg("--cache-dir")
         .arg(cache_dir())
+        .env("RUST_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("a log file"))
         .spawn()
         .expect("paddock starts");
+    let port = ops_port(&log).await;
     let digest = paddock::wasm::compile_cache::digest(&module);
     wait_for(
         "the WasmController's status to show the module serving",
@@ -474,7 +477,6 @@ async fn the_rights_paddock_rbac_prints_are_enough_to_run_the_demo() {
     );
     assert_eq!(may, "no", "the host is not an admin");
 
-    let port = free_port();
     let log = dir.path().join("paddock.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_paddock"))
         .arg("run")
@@ -482,8 +484,7 @@ async fn the_rights_paddock_rbac_prints_are_enough_to_run_the_demo() {
         .arg(&config)
         .arg("--kubeconfig")
         .arg(&host)
-        .arg("--ops-addr")
-        .arg(format!("127.0.0.1:{port}"))
+        .args(["--ops-addr", "127.0.0.1:0"])
         .arg("--cache-dir")
         .arg(cache_dir())
         .env("RUST_LOG", "info")
@@ -491,6 +492,7 @@ async fn the_rights_paddock_rbac_prints_are_enough_to_run_the_demo() {
         .stderr(std::fs::File::create(&log).expect("a log file"))
         .spawn()
         .expect("paddock starts");
+    let port = ops_port(&log).await;
     let jsonpath = |kind: &str, name: &str, path: &str| {
         let (_, out, _) = kubectl_as(
             &admin,

@@ -81,6 +81,18 @@ pub async fn client(kubeconfig: &std::path::Path) -> kube::Client {
     kube::Client::try_from(config).expect("client")
 }
 
+/// The port of the operations endpoint a `paddock run` log names, once
+/// it was bound (the tests pass `--ops-addr 127.0.0.1:0`: a port found
+/// free and handed to a child could be taken in between).
+pub fn bound_port(log: &Path) -> Option<u16> {
+    let log = std::fs::read_to_string(log).ok()?;
+    let line = log
+        .lines()
+        .find(|line| line.contains("operations endpoint"))?;
+    let addr = line.split_once("addr=")?.1.split_whitespace().next()?;
+    Some(addr.parse::<std::net::SocketAddr>().ok()?.port())
+}
+
 /// A controllers file running `replica_floor` as `floor`.
 pub fn controllers_file(dir: &Path) -> PathBuf {
     let config = dir.join("controllers.yaml");
