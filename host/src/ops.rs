@@ -60,18 +60,28 @@ impl OpsState {
     }
 
     /// How this host stands in its ring, if it joined one; in a sharded
-    /// ring, with the primary objects each member owns.
+    /// ring, with the primary objects each member owns. A host whose
+    /// informers hold only its share counts only its own.
     pub fn ring(&self) -> Option<RingStatus> {
         let handle = self.ring.get()?;
         let mut status = handle.status();
         if let Some(shard) = handle.fence().shard() {
-            for member in shard.members() {
+            let controllers = self.controllers();
+            let all = !controllers
+                .iter()
+                .any(ControllerHandle::holds_only_its_share);
+            for member in shard
+                .members()
+                .filter(|member| all || *member == status.identity)
+            {
                 status.shares.insert(member.to_owned(), 0);
             }
-            for controller in self.controllers() {
+            for controller in controllers {
                 for (namespace, name) in controller.primary_keys() {
-                    let owner = shard.owner(controller.name(), &namespace, &name);
-                    *status.shares.entry(owner.to_owned()).or_default() += 1;
+                    let owner = shard.owner(&namespace, &name);
+                    if let Some(share) = status.shares.get_mut(owner) {
+                        *share += 1;
+                    }
                 }
             }
         }
@@ -367,6 +377,9 @@ struct InformerLabels {
     namespace: String,
     group: String,
     version: String,
+    /// `all`, or on a member of a sharded ring `share` (the primary
+    /// objects of its share) or `children` (the objects they control).
+    slice: &'static str,
 }
 
 /// A family of counters with `Counter`'s default atomics.
@@ -609,6 +622,7 @@ pub fn render(state: &OpsState) -> String {
     let store_bytes = Gauges::<InformerLabels>::default();
     let restarts = Counters::<InformerLabels>::default();
     let unparsed = Counters::<InformerLabels>::default();
+    let dropped = Counters::<InformerLabels>::default();
     for informer in state.informers.all() {
         let resource = informer.resource();
         let labels = InformerLabels {
@@ -616,7 +630,11 @@ pub fn render(state: &OpsState) -> String {
             namespace: informer.namespace().unwrap_or("").to_owned(),
             group: resource.group.clone(),
             version: resource.version.clone(),
+            slice: informer.slice().label(),
         };
+        dropped
+            .get_or_create(&labels)
+            .inc_by(informer.stats().dropped.load(Ordering::Relaxed));
         objects
             .get_or_create(&labels)
             .set(gauge_value(informer.store().len() as u64));
@@ -649,6 +667,11 @@ pub fn render(state: &OpsState) -> String {
         "paddock_informer_unparsed",
         "Objects an informer skipped because they could not be read",
         unparsed,
+    );
+    registry.register(
+        "paddock_informer_dropped",
+        "Objects an informer did not keep, or stopped keeping, because they are not in this host's share",
+        dropped,
     );
 
     if let Some(ring) = state.ring() {

@@ -91,6 +91,24 @@ impl Host {
         (code == 200).then(|| serde_json::from_str(&body).ok())?
     }
 
+    /// The Deployments its informer of this host's share holds, from its
+    /// metrics; `None` while it does not answer or has no such informer.
+    async fn held(&self) -> Option<u64> {
+        let (code, metrics) = http_get(self.port(), "/metrics").await?;
+        (code == 200).then_some(())?;
+        metrics
+            .lines()
+            .find(|line| {
+                line.starts_with("paddock_informer_objects{")
+                    && line.contains("resource=\"deployments\"")
+                    && line.contains("slice=\"share\"")
+            })?
+            .rsplit(' ')
+            .next()?
+            .parse()
+            .ok()
+    }
+
     /// Its ring status, and the reconciles its controller started.
     async fn ring(&self) -> Option<(Value, u64)> {
         let status = self.status().await?;
@@ -196,6 +214,30 @@ async fn scaled(deployments: &Api<Deployment>, name: &str, floor: u32) {
         (replicas == Some(i32::try_from(floor).ok()?)).then_some(())
     })
     .await;
+}
+
+/// Waits until each of `members` holds, of the Deployments, exactly the
+/// objects of its share, and between them every object: memory shrinks
+/// with the share, and no object is held by no one.
+async fn holding_only_their_shares(members: &[Host], who: &str) {
+    let what = format!("{who} to hold only its share of the Deployments");
+    let held = wait_for(&what, || async {
+        let mut held = Vec::new();
+        for host in members {
+            let (ring, _) = host.ring().await?;
+            let share = ring["shares"][host.identity].as_u64()?;
+            let objects = host.held().await?;
+            (objects == share).then_some(())?;
+            held.push(objects);
+        }
+        (held.iter().sum::<u64>() == OBJECTS as u64).then_some(held)
+    })
+    .await;
+    let most = held.iter().max().copied().unwrap_or_default();
+    assert!(
+        most < OBJECTS as u64 * 3 / 4,
+        "no member holds nearly all: {held:?}"
+    );
 }
 
 /// Waits until `host` works, and returns its reconcile count then.
@@ -511,6 +553,7 @@ async fn in_sharded_mode_every_object_converges_once_and_no_two_hosts_reconcile_
         let (_, reconciles) = host.ring().await.expect("a member answers");
         assert!(reconciles > 0, "{} reconciled its share", host.identity);
     }
+    holding_only_their_shares(&members, "each of three members").await;
 
     // kill -9 of a member while it works on new floors: the others take
     // its share once its Lease has expired, and everything converges.
@@ -541,6 +584,8 @@ async fn in_sharded_mode_every_object_converges_once_and_no_two_hosts_reconcile_
         Some(())
     })
     .await;
+    // The killed member's objects are held again, by their new owners.
+    holding_only_their_shares(&members, "each of the two survivors").await;
 
     // The killed member returns; then a rolling restart of all three while
     // the floors change again.

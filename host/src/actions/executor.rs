@@ -280,7 +280,7 @@ impl ActionExecutor {
         }
         for (index, (action, resolved)) in outcome.actions.iter().zip(&resolved).enumerate() {
             let namespace = primary.namespace.as_deref().unwrap_or_default();
-            if !self.fence.allows(&actor.name, namespace, &primary.name) {
+            if !self.fence.allows(namespace, &primary.name) {
                 return Err(ExecuteError::Fenced {
                     guest: actor.name.clone(),
                     index,

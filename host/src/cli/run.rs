@@ -190,6 +190,13 @@ pub struct ReplicationArgs {
     /// How often each host tries to take or renew the Leases, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = RingConfig::RETRY_PERIOD.as_secs_f64())]
     retry_period_seconds: f64,
+
+    /// Sharded mode: hold every object of every watched kind. By default a
+    /// member holds, of the kinds its controllers watch as primary or
+    /// owned, only the objects of its share (and their children); a guest
+    /// that must see all of a kind declares it under `reads`.
+    #[arg(long)]
+    hold_all_objects: bool,
 }
 
 /// The values of `--replication`.
@@ -324,10 +331,19 @@ pub fn run(engine: &WasmEngine, args: RunArgs) -> anyhow::Result<ExitCode> {
         } else {
             Fence::open()
         };
-        let runtime = Runtime::with_slots(client.clone(), slots.clone())
+        let mut runtime = Runtime::with_slots(client.clone(), slots.clone())
             .with_sync_timeout(Duration::from_secs(args.sync_timeout_seconds))
             .with_review_ttl(args.tenant.review_ttl())
             .with_fence(fence);
+        if let Some(config) = ring
+            .as_ref()
+            .filter(|config| config.mode == Mode::Sharded && !args.replication.hold_all_objects)
+        {
+            runtime
+                .fence()
+                .set_shard(paddock::replication::first_shard(client.clone(), config).await);
+            runtime = runtime.with_share_only_informers();
+        }
         serve(
             engine,
             runtime,

@@ -1,12 +1,21 @@
 //! A shared informer: one list+watch of one resource (in one namespace or
 //! across all), feeding a [`Store`] and broadcasting every change.
 //!
-//! Reflector behaviour as in client-go: list (paged), then watch from the
-//! list's resourceVersion with bookmarks; a watch that ends is resumed from
-//! the last resourceVersion seen; `410 Gone` (as an HTTP status or as an
-//! ERROR event) means the history is gone, so it relists and reports what
-//! the relist changed; other errors back off exponentially with jitter
+//! As in kube-runtime, the protocol and the store are kept apart: the
+//! [`Watcher`] lists and watches and decodes; the reflector here applies
+//! what it delivers to the store and tells the subscribers. Reflector
+//! behaviour as in client-go: list (paged), then watch from the list's
+//! resourceVersion with bookmarks; a watch that ends is resumed from the
+//! last resourceVersion seen; `410 Gone` (as an HTTP status or as an ERROR
+//! event) means the history is gone, so it relists and reports what the
+//! relist changed; other errors back off exponentially with jitter
 //! ([`Backoff::informer`]).
+//!
+//! An informer of a [`Slice`] other than `All` keeps only the objects of
+//! this host's share and follows the share as members come and go: objects
+//! that left it are dropped without an event (their new owner reconciles
+//! them), and when the share may have grown it relists, which reports the
+//! objects it gained as changes (the hand-over's resync).
 //!
 //! Its [`InformerHealth`] says whether it has listed once and whether its
 //! latest list or watch request reached the API server, with the failure
@@ -17,16 +26,15 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use futures::{AsyncBufReadExt, StreamExt};
 use kube::Client;
-use kube::api::{ListParams, WatchParams};
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::discovery::{Discovery, Resource};
+use super::slice::Slice;
 use super::store::{Changes, Store, StoredObject};
+use super::watcher::{Refused, Step, WatchEnd, Watcher, Watching};
 use super::{ClusterError, error_chain};
+use crate::replication::Shard;
 use crate::retry::Backoff;
 
 /// How many events a slow [`SharedInformer::subscribe`] subscriber may fall
@@ -36,11 +44,8 @@ const EVENT_BUFFER: usize = 16 * 1024;
 /// The subscribers that get every event ([`SharedInformer::subscribe_all`]).
 type Subscribers = Arc<std::sync::Mutex<Vec<mpsc::UnboundedSender<InformerEvent>>>>;
 
-/// Page size of lists.
-const LIST_PAGE: u32 = 500;
-
-/// How long one watch request lasts before it is renewed.
-const WATCH_TIMEOUT_SECONDS: u32 = 290;
+/// The members keys are spread over, as they change (`None`: not spread).
+pub type Shards = watch::Receiver<Option<Arc<Shard>>>;
 
 /// A change seen by an informer.
 #[derive(Debug, Clone)]
@@ -65,6 +70,12 @@ pub struct InformerStats {
     /// Objects skipped because they could not be read (each is logged once
     /// with its key; the informer carries on).
     pub unparsed: AtomicU64,
+    /// Objects (listed, or changed by a watch event) not kept because they
+    /// are not in this host's share, and stored objects dropped when they
+    /// left it.
+    pub dropped: AtomicU64,
+    /// Relists because this host's share may have grown.
+    pub reslices: AtomicU64,
 }
 
 /// How an informer stands with the API server.
@@ -89,6 +100,7 @@ impl InformerHealth {
 pub struct SharedInformer {
     resource: Arc<Resource>,
     namespace: Option<String>,
+    slice: Slice,
     store: Arc<Store>,
     events: broadcast::Sender<InformerEvent>,
     subscribers: Subscribers,
@@ -105,7 +117,7 @@ impl Drop for SharedInformer {
 
 impl SharedInformer {
     /// Starts listing and watching `resource` (in `namespace`, or across
-    /// all namespaces for `None`).
+    /// all namespaces for `None`), keeping every object.
     pub fn start(client: Client, resource: Arc<Resource>, namespace: Option<String>) -> Self {
         Self::start_with_discovery(client, resource, namespace, None)
     }
@@ -118,27 +130,48 @@ impl SharedInformer {
         namespace: Option<String>,
         discovery: Option<Discovery>,
     ) -> Self {
+        Self::start_slice(client, resource, namespace, discovery, Slice::All, None)
+    }
+
+    /// Like [`SharedInformer::start_with_discovery`], keeping only the
+    /// objects of `slice` while `shards` spreads the keys.
+    pub fn start_slice(
+        client: Client,
+        resource: Arc<Resource>,
+        namespace: Option<String>,
+        discovery: Option<Discovery>,
+        slice: Slice,
+        shards: Option<Shards>,
+    ) -> Self {
         let store = Arc::new(Store::default());
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let subscribers = Subscribers::default();
         let (health_tx, health) = watch::channel(InformerHealth::default());
         let stats = Arc::new(InformerStats::default());
+        let shards = shards.filter(|_| slice != Slice::All);
         let reflector = Reflector {
-            client,
-            url: resource.url(namespace.as_deref()),
+            watcher: Watcher::new(
+                client,
+                Arc::clone(&resource),
+                namespace.as_deref(),
+                Arc::clone(&stats),
+            ),
             resource: Arc::clone(&resource),
+            slice,
+            shard: shards.as_ref().and_then(|shards| shards.borrow().clone()),
+            shards,
             store: Arc::clone(&store),
             events: events.clone(),
             subscribers: Arc::clone(&subscribers),
             health: health_tx,
             stats: Arc::clone(&stats),
-            unparsed: std::sync::Mutex::default(),
             discovery,
         };
         let task = tokio::spawn(reflector.run());
         Self {
             resource,
             namespace,
+            slice,
             store,
             events,
             subscribers,
@@ -154,7 +187,8 @@ impl SharedInformer {
     }
 
     /// What it watches, for messages: `deployments.apps/v1 in shop`,
-    /// `configmaps/v1 in all namespaces`.
+    /// `configmaps/v1 in all namespaces`, `deployments.apps/v1 in all
+    /// namespaces, this host's share`.
     pub fn describe(&self) -> String {
         let resource = if self.resource.group.is_empty() {
             format!("{}/{}", self.resource.plural, self.resource.version)
@@ -164,9 +198,14 @@ impl SharedInformer {
                 self.resource.plural, self.resource.group, self.resource.version
             )
         };
-        match &self.namespace {
+        let scope = match &self.namespace {
             Some(namespace) => format!("{resource} in {namespace}"),
             None => format!("{resource} in all namespaces"),
+        };
+        match self.slice {
+            Slice::All => scope,
+            Slice::Share => format!("{scope}, this host's share"),
+            Slice::Children => format!("{scope}, children of this host's share"),
         }
     }
 
@@ -178,6 +217,11 @@ impl SharedInformer {
     /// The namespace watched, `None` for all.
     pub fn namespace(&self) -> Option<&str> {
         self.namespace.as_deref()
+    }
+
+    /// Which objects it holds.
+    pub fn slice(&self) -> Slice {
+        self.slice
     }
 
     /// The store.
@@ -226,69 +270,30 @@ impl SharedInformer {
     }
 }
 
+/// Applies what the watcher delivers to the store, and tells the
+/// subscribers.
 struct Reflector {
-    client: Client,
-    url: String,
+    watcher: Watcher,
     resource: Arc<Resource>,
+    slice: Slice,
+    /// The share the store holds (`None`: every object).
+    shard: Option<Arc<Shard>>,
+    /// Where the share's changes come from, for a slice other than `All`.
+    shards: Option<Shards>,
     store: Arc<Store>,
     events: broadcast::Sender<InformerEvent>,
     subscribers: Subscribers,
     health: watch::Sender<InformerHealth>,
     stats: Arc<InformerStats>,
-    /// Keys of unreadable objects already logged.
-    unparsed: std::sync::Mutex<std::collections::HashSet<String>>,
     discovery: Option<Discovery>,
 }
 
-/// The most keys of unreadable objects remembered as logged.
-const UNPARSED_REMEMBERED: usize = 4096;
-
-/// Why a watch ended.
-enum WatchEnd {
-    /// The server closed it (timeout): resume from the last version.
-    Closed(String),
-    /// The version is too old: relist.
-    Expired,
-    /// Something failed: back off, then resume from the version.
-    Failed(String, String),
-}
-
-#[derive(Deserialize)]
-struct ListPage<'a> {
-    #[serde(borrow)]
-    metadata: ListMeta<'a>,
-    #[serde(borrow, default)]
-    items: Vec<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct ListMeta<'a> {
-    #[serde(default, borrow, rename = "resourceVersion")]
-    resource_version: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default, borrow, rename = "continue")]
-    continue_token: Option<std::borrow::Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct WatchLine<'a> {
-    #[serde(rename = "type")]
-    kind: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    object: &'a RawValue,
-}
-
-#[derive(Deserialize)]
-struct Versioned {
-    #[serde(default)]
-    metadata: VersionedMeta,
-    #[serde(default)]
-    code: Option<u16>,
-}
-
-#[derive(Deserialize, Default)]
-struct VersionedMeta {
-    #[serde(default, rename = "resourceVersion")]
-    resource_version: Option<String>,
+/// Why the reflector stopped watching.
+enum Stopped {
+    /// The watch ended.
+    Ended(WatchEnd),
+    /// The share may have grown: relist to hold the objects it gained.
+    Grew,
 }
 
 impl Reflector {
@@ -302,37 +307,12 @@ impl Reflector {
         let _ = self.events.send(event);
     }
 
-    /// Counts an object that cannot be read, and logs it once per key:
-    /// lists and watches both skip it, so one bad object neither stops the
-    /// informer nor floods the log at every relist.
-    fn skip_unparsed(&self, raw: &RawValue, error: &serde_json::Error) {
-        self.stats.unparsed.fetch_add(1, Ordering::Relaxed);
-        let value: Option<serde_json::Value> = serde_json::from_str(raw.get()).ok();
-        let text = |pointer: &str| {
-            value
-                .as_ref()
-                .and_then(|value| value.pointer(pointer))
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or("?")
-                .to_owned()
-        };
-        let key = format!("{}/{}", text("/metadata/namespace"), text("/metadata/name"));
-        let first = {
-            let mut logged = self
-                .unparsed
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if logged.len() >= UNPARSED_REMEMBERED {
-                logged.clear();
-            }
-            logged.insert(key.clone())
-        };
-        if first {
-            tracing::warn!(resource = %self.url, object = %key, %error, "skipping an object that cannot be read; it is counted in paddock_informer_unparsed_total");
-        }
+    /// Whether the store holds `object`, as the share stands.
+    fn keeps(&self, object: &StoredObject) -> bool {
+        self.slice.keeps(self.shard.as_deref(), object)
     }
 
-    async fn run(self) {
+    async fn run(mut self) {
         let mut backoff = Backoff::informer();
         loop {
             let version = match self.list().await {
@@ -340,7 +320,7 @@ impl Reflector {
                 Err(error) => {
                     self.stats.restarts.fetch_add(1, Ordering::Relaxed);
                     let delay = backoff.next_delay();
-                    tracing::warn!(resource = %self.url, error = %error_chain(&error), ?delay, "list failed; retrying");
+                    tracing::warn!(resource = %self.watcher.url(), error = %error_chain(&error), ?delay, "list failed; retrying");
                     self.failed(error);
                     tokio::time::sleep(delay).await;
                     continue;
@@ -350,21 +330,26 @@ impl Reflector {
             let mut version = version;
             loop {
                 match self.watch(&version).await {
-                    WatchEnd::Closed(last) => {
+                    Stopped::Ended(WatchEnd::Closed(last)) => {
                         version = last;
                         backoff.reset();
                     }
-                    WatchEnd::Expired => {
+                    Stopped::Ended(WatchEnd::Expired) => {
                         self.stats.restarts.fetch_add(1, Ordering::Relaxed);
-                        tracing::info!(resource = %self.url, "watch history expired (410); relisting");
+                        tracing::info!(resource = %self.watcher.url(), "watch history expired (410); relisting");
                         break;
                     }
-                    WatchEnd::Failed(last, error) => {
+                    Stopped::Ended(WatchEnd::Failed(last, error)) => {
                         self.stats.restarts.fetch_add(1, Ordering::Relaxed);
                         version = last;
                         let delay = backoff.next_delay();
-                        tracing::warn!(resource = %self.url, %error, ?delay, "watch failed; resuming");
+                        tracing::warn!(resource = %self.watcher.url(), %error, ?delay, "watch failed; resuming");
                         tokio::time::sleep(delay).await;
+                    }
+                    Stopped::Grew => {
+                        self.stats.reslices.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(resource = %self.watcher.url(), "this host's share may have grown; relisting");
+                        break;
                     }
                 }
             }
@@ -387,48 +372,53 @@ impl Reflector {
             .send_if_modified(|health| health.failure.take().is_some());
     }
 
-    /// Lists every page, replaces the store and publishes what changed;
-    /// the list's resourceVersion.
-    async fn list(&self) -> Result<String, ClusterError> {
+    /// Takes the share as it stands now. Objects that left it are dropped
+    /// from the store, without an event: they are another member's now.
+    /// Whether the share may have grown, so that objects this store lacks
+    /// are now its own.
+    fn follow_share(&mut self) -> bool {
+        let Some(shards) = &mut self.shards else {
+            return false;
+        };
+        let next = shards.borrow_and_update().clone();
+        let grew = match (&self.shard, &next) {
+            (_, None) => self.shard.is_some(),
+            (None, Some(_)) => false,
+            (Some(current), Some(next)) => !current.only_loses_to(next),
+        };
+        self.shard = next;
+        let slice = self.slice;
+        let shard = self.shard.clone();
+        let dropped = self
+            .store
+            .retain(|object| slice.keeps(shard.as_deref(), object));
+        self.stats
+            .dropped
+            .fetch_add(dropped as u64, Ordering::Relaxed);
+        grew
+    }
+
+    /// Lists every page, keeps what the share needs, replaces the store
+    /// and publishes what changed; the list's resourceVersion.
+    async fn list(&mut self) -> Result<String, ClusterError> {
         self.stats.lists.fetch_add(1, Ordering::Relaxed);
+        // The share as it stands when the list starts; a change during the
+        // list is followed once it is stored.
+        self.follow_share();
         let mut objects = Vec::new();
-        let mut continue_token: Option<String> = None;
+        let mut token: Option<String> = None;
         let version = loop {
-            let mut params = ListParams::default().limit(LIST_PAGE);
-            if let Some(token) = &continue_token {
-                params = params.continue_token(token);
-            }
-            let request = kube::core::Request::new(&self.url)
-                .list(&params)
-                .map_err(|error| {
-                    ClusterError::Request(Box::new(kube::Error::BuildRequest(error)))
-                })?;
-            let text = self
-                .client
-                .request_text(request)
-                .await
-                .map_err(ClusterError::from_request)?;
-            let page: ListPage<'_> = serde_json::from_str(&text)
-                .map_err(|error| ClusterError::Request(Box::new(kube::Error::SerdeError(error))))?;
-            for item in page.items {
-                match StoredObject::parse(item, &self.resource.api_version, &self.resource.kind) {
-                    Ok(object) => objects.push(Arc::new(object)),
-                    Err(error) => self.skip_unparsed(item, &error),
+            let page = self.watcher.list_page(token.as_deref()).await?;
+            for object in page.objects {
+                if self.keeps(&object) {
+                    objects.push(Arc::new(object));
+                } else {
+                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            match page
-                .metadata
-                .continue_token
-                .filter(|token| !token.is_empty())
-            {
-                Some(token) => continue_token = Some(token.into_owned()),
-                None => {
-                    break page
-                        .metadata
-                        .resource_version
-                        .unwrap_or_default()
-                        .into_owned();
-                }
+            match page.next {
+                Some(next) => token = Some(next),
+                None => break page.version,
             }
         };
         let Changes { applied, deleted } = self.store.replace(objects);
@@ -445,98 +435,71 @@ impl Reflector {
         Ok(version)
     }
 
-    /// Watches from `version` until the watch ends.
-    async fn watch(&self, version: &str) -> WatchEnd {
-        self.stats.watches.fetch_add(1, Ordering::Relaxed);
-        let mut version = version.to_owned();
-        // Bookmarks are on by default.
-        let params = WatchParams::default().timeout(WATCH_TIMEOUT_SECONDS);
-        let request = match kube::core::Request::new(&self.url).watch(&params, &version) {
-            Ok(request) => request,
-            Err(error) => return WatchEnd::Failed(version, error.to_string()),
-        };
-        let body = match self.client.request_stream(request).await {
-            Ok(body) => body,
-            Err(kube::Error::Api(status)) if status.code == 410 => {
+    /// Watches from `version` until the watch ends or the share grows.
+    async fn watch(&mut self, version: &str) -> Stopped {
+        let mut watching = match self.watcher.watch(version).await {
+            Ok(watching) => watching,
+            Err(Refused::Expired) => {
                 self.reached();
-                return WatchEnd::Expired;
+                return Stopped::Ended(WatchEnd::Expired);
             }
-            Err(error) => {
-                let error = ClusterError::from_request(error);
+            Err(Refused::Failed(error)) => {
                 let message = error_chain(&error);
                 self.failed(error);
-                return WatchEnd::Failed(version, message);
+                return Stopped::Ended(WatchEnd::Failed(version.to_owned(), message));
             }
         };
         self.reached();
-        let mut lines = body.lines();
-        while let Some(line) = lines.next().await {
-            let line = match line {
-                Ok(line) => line,
-                Err(error) => return WatchEnd::Failed(version, error.to_string()),
+        loop {
+            let step = match self.share_changed(&mut watching).await {
+                Some(step) => step,
+                None if self.follow_share() => return Stopped::Grew,
+                None => continue,
             };
-            if line.trim().is_empty() {
-                continue;
-            }
-            let event: WatchLine<'_> = match serde_json::from_str(&line) {
-                Ok(event) => event,
-                Err(error) => {
-                    return WatchEnd::Failed(version, format!("bad watch event: {error}"));
+            match step {
+                Step::Applied(object) => {
+                    if self.keeps(&object) {
+                        let object = Arc::new(object);
+                        self.store.apply(Arc::clone(&object));
+                        self.publish(InformerEvent::Applied(object));
+                    } else {
+                        // Not this host's (or no longer: a child whose
+                        // controller changed): its owner is told.
+                        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        self.store.remove(&object.key());
+                    }
                 }
-            };
-            match event.kind.as_ref() {
-                "ADDED" | "MODIFIED" | "DELETED" => {
-                    let object = match StoredObject::parse(
-                        event.object,
-                        &self.resource.api_version,
-                        &self.resource.kind,
-                    ) {
-                        Ok(object) => Arc::new(object),
-                        Err(error) => {
-                            // Skipped as a list skips it: the watch goes on
-                            // from the version the event carries.
-                            self.skip_unparsed(event.object, &error);
-                            if let Ok(versioned) =
-                                serde_json::from_str::<Versioned>(event.object.get())
-                                && let Some(next) = versioned.metadata.resource_version
-                            {
-                                version = next;
-                            }
-                            continue;
-                        }
-                    };
-                    version = object.resource_version.to_string();
-                    self.stats.events.fetch_add(1, Ordering::Relaxed);
-                    if event.kind == "DELETED" {
+                Step::Deleted(object) => {
+                    if self.keeps(&object) {
+                        let object = Arc::new(object);
                         self.store.remove(&object.key());
                         self.publish(InformerEvent::Deleted(object));
                     } else {
-                        self.store.apply(Arc::clone(&object));
-                        self.publish(InformerEvent::Applied(object));
+                        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                        self.store.remove(&object.key());
                     }
                 }
-                "BOOKMARK" => {
-                    if let Ok(bookmark) = serde_json::from_str::<Versioned>(event.object.get())
-                        && let Some(bookmarked) = bookmark.metadata.resource_version
-                    {
-                        version = bookmarked;
-                    }
-                }
-                "ERROR" => {
-                    let status = serde_json::from_str::<Versioned>(event.object.get()).ok();
-                    return match status.and_then(|status| status.code) {
-                        Some(410) => WatchEnd::Expired,
-                        code => {
-                            WatchEnd::Failed(version, format!("watch error event, code {code:?}"))
-                        }
-                    };
-                }
-                other => {
-                    tracing::debug!(resource = %self.url, event = other, "ignoring an unknown watch event type");
-                }
+                Step::End(end) => return Stopped::Ended(end),
             }
         }
-        WatchEnd::Closed(version)
+    }
+
+    /// The watch's next step; `None` when the share changed first.
+    async fn share_changed(&mut self, watching: &mut Watching) -> Option<Step> {
+        match &mut self.shards {
+            None => Some(self.watcher.next(watching).await),
+            Some(shards) => tokio::select! {
+                step = self.watcher.next(watching) => Some(step),
+                changed = shards.changed() => match changed {
+                    Ok(()) => None,
+                    // The ring is gone: the share stays as it was.
+                    Err(_) => {
+                        self.shards = None;
+                        Some(self.watcher.next(watching).await)
+                    }
+                },
+            },
+        }
     }
 }
 
@@ -547,6 +510,7 @@ mod tests {
 
     use axum::extract::Query;
     use axum::response::IntoResponse;
+    use futures::StreamExt;
 
     use super::*;
 
@@ -585,6 +549,20 @@ mod tests {
         H: axum::handler::Handler<T, ()>,
         T: 'static,
     {
+        sliced_informer_of(handler, Slice::All, None).await
+    }
+
+    /// Like [`informer_of`], holding `slice` of the objects as `shards`
+    /// spreads them.
+    async fn sliced_informer_of<H, T>(
+        handler: H,
+        slice: Slice,
+        shards: Option<Shards>,
+    ) -> (SharedInformer, tokio::task::JoinHandle<()>)
+    where
+        H: axum::handler::Handler<T, ()>,
+        T: 'static,
+    {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a port");
@@ -604,7 +582,155 @@ mod tests {
             namespaced: true,
             subresources: Vec::new(),
         });
-        (SharedInformer::start(client, resource, None), server)
+        let informer = SharedInformer::start_slice(client, resource, None, None, slice, shards);
+        (informer, server)
+    }
+
+    /// Lists `c0`..`c299`, and `w0`..`w99` once the first watch has sent
+    /// them (they are created during it); the watch stays open.
+    fn share_server() -> impl Fn(
+        Query<std::collections::HashMap<String, String>>,
+    ) -> std::future::Ready<axum::response::Response>
+    + Clone
+    + Send
+    + 'static {
+        let watched = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        move |Query(query): Query<std::collections::HashMap<String, String>>| {
+            let object = |name: String, version: usize| {
+                serde_json::json!({
+                    "apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": name, "namespace": "default", "resourceVersion": version.to_string()},
+                })
+            };
+            let response = if query.get("watch").is_some_and(|watch| watch == "true") {
+                let lines: String = if watched.swap(true, Ordering::SeqCst) {
+                    String::new()
+                } else {
+                    (0..100)
+                        .map(|index| {
+                            let event = serde_json::json!({
+                                "type": "ADDED",
+                                "object": object(format!("w{index}"), 1000 + index),
+                            });
+                            format!("{event}\n")
+                        })
+                        .collect()
+                };
+                let stream = futures::stream::iter([Ok::<_, std::io::Error>(lines)])
+                    .chain(futures::stream::pending());
+                axum::body::Body::from_stream(stream).into_response()
+            } else {
+                let mut items: Vec<serde_json::Value> = (0..300)
+                    .map(|index| object(format!("c{index}"), index + 1))
+                    .collect();
+                if watched.load(Ordering::SeqCst) {
+                    items.extend((0..100).map(|index| object(format!("w{index}"), 1000 + index)));
+                }
+                axum::Json(serde_json::json!({
+                    "apiVersion": "v1", "kind": "ConfigMapList",
+                    "metadata": {"resourceVersion": "2000"}, "items": items,
+                }))
+                .into_response()
+            };
+            std::future::ready(response)
+        }
+    }
+
+    /// The names of `c0`..`c299` and `w0`..`w99` that `me` owns among
+    /// `members`.
+    fn owned(me: &str, members: &[&str]) -> std::collections::BTreeSet<String> {
+        let shard = Shard::new(me, members.iter().map(|member| (*member).to_owned()));
+        (0..300)
+            .map(|index| format!("c{index}"))
+            .chain((0..100).map(|index| format!("w{index}")))
+            .filter(|name| shard.owns("default", name))
+            .collect()
+    }
+
+    fn shard(me: &str, members: &[&str]) -> Option<Arc<Shard>> {
+        Some(Arc::new(Shard::new(
+            me,
+            members.iter().map(|member| (*member).to_owned()),
+        )))
+    }
+
+    async fn wait_holding(
+        informer: &SharedInformer,
+        expected: &std::collections::BTreeSet<String>,
+    ) {
+        let held = || -> std::collections::BTreeSet<String> {
+            informer
+                .store()
+                .list(None, None)
+                .iter()
+                .map(|object| object.name.to_string())
+                .collect()
+        };
+        let waited = tokio::time::timeout(Duration::from_secs(10), async {
+            while held() != *expected {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(
+            waited.is_ok(),
+            "the store holds {} objects, the share {}",
+            held().len(),
+            expected.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_share_informer_holds_only_its_share_and_follows_it() {
+        let (shards, follows) = watch::channel(shard("a", &["a", "b", "c"]));
+        let (informer, server) =
+            sliced_informer_of(share_server(), Slice::Share, Some(follows)).await;
+        let mut events = informer.subscribe_all();
+        // Listed and watched: only the share is kept.
+        let third = owned("a", &["a", "b", "c"]);
+        assert!((80..200).contains(&third.len()), "{}", third.len());
+        wait_holding(&informer, &third).await;
+        let stats = informer.stats();
+        assert_eq!(stats.lists.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            stats.dropped.load(Ordering::Relaxed),
+            400 - third.len() as u64
+        );
+        while events.try_recv().is_ok() {}
+
+        // A member joins: the share only shrinks, so nothing is listed
+        // again, and the objects that left go without an event.
+        shards.send_replace(shard("a", &["a", "b", "c", "d"]));
+        let quarter = owned("a", &["a", "b", "c", "d"]);
+        assert!(quarter.is_subset(&third) && quarter.len() < third.len());
+        wait_holding(&informer, &quarter).await;
+        assert_eq!(stats.lists.load(Ordering::Relaxed), 1, "no relist");
+        assert!(events.try_recv().is_err(), "no event for a shrinking share");
+
+        // Two leave: the share grows, the informer lists again and reports
+        // each object it gained as applied, and nothing as deleted.
+        shards.send_replace(shard("a", &["a", "b"]));
+        let half = owned("a", &["a", "b"]);
+        wait_holding(&informer, &half).await;
+        assert_eq!(stats.lists.load(Ordering::Relaxed), 2, "one relist");
+        assert_eq!(stats.reslices.load(Ordering::Relaxed), 1);
+        let mut gained = std::collections::BTreeSet::new();
+        while let Ok(event) = events.try_recv() {
+            match event {
+                InformerEvent::Applied(object) => {
+                    gained.insert(object.name.to_string());
+                }
+                InformerEvent::Deleted(object) => panic!("{} reported deleted", object.name),
+            }
+        }
+        let expected: std::collections::BTreeSet<String> =
+            half.difference(&quarter).cloned().collect();
+        assert_eq!(gained, expected, "exactly the objects gained are applied");
+
+        // Keys no longer spread: every object.
+        shards.send_replace(None);
+        wait_holding(&informer, &owned("a", &["a"])).await;
+        server.abort();
     }
 
     /// Lists nothing, then watches `BURST` creations at once.

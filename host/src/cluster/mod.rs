@@ -5,12 +5,15 @@ mod client;
 mod discovery;
 mod informer;
 mod registry;
+mod slice;
 mod store;
+mod watcher;
 
 pub use client::{AGENT, client};
 pub use discovery::{Discovery, MAX_AGE, Resource, split_api_version};
-pub use informer::{InformerEvent, InformerHealth, InformerStats, SharedInformer};
+pub use informer::{InformerEvent, InformerHealth, InformerStats, Shards, SharedInformer};
 pub use registry::InformerRegistry;
+pub use slice::Slice;
 pub use store::{ObjectKey, OwnerRef, Store, StoredObject};
 
 /// An error talking to the cluster.

@@ -1,5 +1,6 @@
-//! The informers of one host: exactly one per resource and scope, shared by
-//! every controller that watches it, and released when none does.
+//! The informers of one host: exactly one per resource, scope and
+//! [`Slice`], shared by every controller that watches it, and released when
+//! none does.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -7,15 +8,19 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use kube::Client;
 
 use super::discovery::{Discovery, Resource};
-use super::informer::SharedInformer;
+use super::informer::{Shards, SharedInformer};
+use super::slice::Slice;
 
-type InformerKey = (String, String, Option<String>);
+type InformerKey = (String, String, Option<String>, Slice);
 
 /// Hands out shared informers.
 #[derive(Clone)]
 pub struct InformerRegistry {
     client: Client,
     discovery: Option<Discovery>,
+    /// Set on a member of a sharded ring: informers of a slice other than
+    /// `All` hold only this host's share.
+    shards: Option<Shards>,
     informers: Arc<Mutex<HashMap<InformerKey, Weak<SharedInformer>>>>,
 }
 
@@ -31,6 +36,7 @@ impl InformerRegistry {
         Self {
             client,
             discovery: None,
+            shards: None,
             informers: Arc::default(),
         }
     }
@@ -43,33 +49,66 @@ impl InformerRegistry {
         self
     }
 
-    /// The informer of `resource` in `namespace` (`None`: all namespaces),
-    /// started on first use. It stops when the last holder drops it.
+    /// Its informers of a slice other than `All` hold only this host's
+    /// share of the keys `shards` spreads (a member of a sharded ring).
+    #[must_use]
+    pub fn with_shards(mut self, shards: Shards) -> Self {
+        self.shards = Some(shards);
+        self
+    }
+
+    /// The informer of every object of `resource` in `namespace` (`None`:
+    /// all namespaces), started on first use. It stops when the last
+    /// holder drops it.
     pub fn informer(
         &self,
         resource: &Arc<Resource>,
         namespace: Option<&str>,
     ) -> Arc<SharedInformer> {
+        self.informer_of(resource, namespace, Slice::All)
+    }
+
+    /// The informer of `slice` of `resource` in `namespace`. On a host
+    /// whose keys are not spread, and while an informer of every object of
+    /// it runs, that one serves: it holds the slice too.
+    pub fn informer_of(
+        &self,
+        resource: &Arc<Resource>,
+        namespace: Option<&str>,
+        slice: Slice,
+    ) -> Arc<SharedInformer> {
         let namespace = namespace.filter(|_| resource.namespaced).map(str::to_owned);
-        let key = (
-            resource.api_version.clone(),
-            resource.kind.clone(),
-            namespace.clone(),
-        );
+        let slice = if self.shards.is_some() {
+            slice
+        } else {
+            Slice::All
+        };
+        let key = |slice| {
+            (
+                resource.api_version.clone(),
+                resource.kind.clone(),
+                namespace.clone(),
+                slice,
+            )
+        };
         let mut informers = self
             .informers
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(existing) = informers.get(&key).and_then(Weak::upgrade) {
-            return existing;
+        for serving in [slice, Slice::All] {
+            if let Some(existing) = informers.get(&key(serving)).and_then(Weak::upgrade) {
+                return existing;
+            }
         }
-        let informer = Arc::new(SharedInformer::start_with_discovery(
+        let informer = Arc::new(SharedInformer::start_slice(
             self.client.clone(),
             Arc::clone(resource),
-            namespace,
+            namespace.clone(),
             self.discovery.clone(),
+            slice,
+            self.shards.clone(),
         ));
-        informers.insert(key, Arc::downgrade(&informer));
+        informers.insert(key(slice), Arc::downgrade(&informer));
         informer
     }
 
@@ -87,7 +126,7 @@ impl InformerRegistry {
             .unwrap_or_else(PoisonError::into_inner);
         informers
             .iter()
-            .filter(|((version, found_kind, scope), _)| {
+            .filter(|((version, found_kind, scope, _), _)| {
                 version == api_version
                     && found_kind == kind
                     && (scope.is_none() || namespace.is_none() || scope.as_deref() == namespace)

@@ -321,6 +321,14 @@ impl Store {
             .remove(key)
     }
 
+    /// Keeps only the objects `keep` accepts; how many it dropped.
+    pub(crate) fn retain(&self, mut keep: impl FnMut(&StoredObject) -> bool) -> usize {
+        let mut guard = self.objects.write().unwrap_or_else(PoisonError::into_inner);
+        let before = guard.len();
+        guard.retain(|_, object| keep(object));
+        before - guard.len()
+    }
+
     /// Replaces the whole content after a (re)list, and says what changed.
     pub(crate) fn replace(&self, objects: Vec<Arc<StoredObject>>) -> Changes {
         let mut fresh: BTreeMap<ObjectKey, Arc<StoredObject>> = objects

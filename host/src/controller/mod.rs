@@ -22,7 +22,8 @@ pub use stats::{ControllerStats, GUEST_ERROR_KINDS, LATENCY_BUCKETS};
 
 use crate::actions::{ActionExecutor, Actor};
 use crate::cluster::{
-    ClusterError, Discovery, InformerRegistry, ObjectKey, Resource, SharedInformer, StoredObject,
+    ClusterError, Discovery, InformerRegistry, ObjectKey, Resource, SharedInformer, Slice,
+    StoredObject,
 };
 use crate::grants::{Denied, Grant, Permission};
 use crate::identity::{Attributes, Identities, ReviewError, ServiceAccount};
@@ -257,6 +258,16 @@ impl Runtime {
         self
     }
 
+    /// Holds, in the informers of primary and owned watches, only the
+    /// objects of this host's share of the keys (a member of a sharded
+    /// ring; the fence gives the share). Call it after
+    /// [`Runtime::with_fence`], before any controller starts.
+    #[must_use]
+    pub fn with_share_only_informers(mut self) -> Self {
+        self.registry = self.registry.with_shards(self.fence.shards());
+        self
+    }
+
     /// The fence the workers and the executor obey.
     pub fn fence(&self) -> &Fence {
         &self.fence
@@ -387,9 +398,20 @@ impl Runtime {
                 &resource,
             )?;
             self.review_watch(&name, &actor, &resource, &scopes).await?;
+            // On a member of a sharded ring, the objects of other members'
+            // keys are not needed to reconcile this member's: a guest that
+            // must see every object of a kind declares it under `reads`.
+            let slice = match watch.relation {
+                Relation::Primary => Slice::Share,
+                Relation::Owned => Slice::Children,
+                Relation::Mapped => Slice::All,
+            };
             let informers = scopes
                 .iter()
-                .map(|scope| self.registry.informer(&resource, scope.as_deref()))
+                .map(|scope| {
+                    self.registry
+                        .informer_of(&resource, scope.as_deref(), slice)
+                })
                 .collect();
             watched.push(Watched {
                 watch: watch.clone(),
@@ -812,6 +834,17 @@ impl ControllerHandle {
             .flat_map(|informer| informer.store().list(None, primary.selector.as_ref()))
             .map(|object| object.key())
             .collect()
+    }
+
+    /// Whether its primary informers hold only this host's share, so that
+    /// [`ControllerHandle::primary_keys`] cannot tell other members'.
+    pub fn holds_only_its_share(&self) -> bool {
+        let generation = self.shared.current();
+        generation
+            .primary()
+            .informers
+            .iter()
+            .any(|informer| informer.slice() != Slice::All)
     }
 
     /// The controller's name.

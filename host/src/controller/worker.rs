@@ -78,7 +78,7 @@ pub(crate) async fn work(shared: Arc<Shared>, index: usize, mut target: watch::R
             continue;
         }
         if let Job::Reconcile(key) = &job
-            && !shared.fence.owns(&shared.name, &key.0, &key.1)
+            && !shared.fence.owns(&key.0, &key.1)
         {
             // Another member's key in a sharded ring: its owner reconciles
             // it, and should it become this host's, the hand-over queues
@@ -290,7 +290,7 @@ async fn finalize_step(
             None
         }
         Step::Add => {
-            if !shared.fence.allows(&shared.name, &key.0, &key.1) {
+            if !shared.fence.allows(&key.0, &key.1) {
                 shared.queue.add_rate_limited(key.clone());
                 return None;
             }
@@ -493,7 +493,7 @@ async fn release_after_finalizing(
     let Some(finalizer) = generation.finalizer.as_deref() else {
         return;
     };
-    if !shared.fence.allows(&shared.name, &key.0, &key.1) {
+    if !shared.fence.allows(&key.0, &key.1) {
         shared.queue.add_rate_limited(key.clone());
         return;
     }

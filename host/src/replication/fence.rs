@@ -3,7 +3,7 @@
 //! the elector opens it for as long as the host's Lease is certainly its
 //! own, and gives it the members a sharded ring spreads keys over.
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::watch;
@@ -53,20 +53,36 @@ impl Shard {
         self.members.iter().map(|(name, _)| name.as_str())
     }
 
-    /// The member that owns the key `(controller, namespace, name)`: the
-    /// one with the highest score (rendezvous hashing), so that a member
-    /// joining or leaving moves only its own share.
-    pub fn owner(&self, controller: &str, namespace: &str, name: &str) -> &str {
-        let key = mix(fnv1a(&[controller, namespace, name]));
+    /// The member that owns the object `namespace/name`, and so the key
+    /// `(controller, namespace, name)` of every controller whose primary
+    /// it is: the member with the highest score (rendezvous hashing), so
+    /// that a member joining or leaving moves only its own share.
+    ///
+    /// The controller does not enter the score: every controller's keys
+    /// for one object have one owner, so a member needs only its share of
+    /// a kind's objects whichever controllers watch it (see
+    /// [`crate::cluster::Slice`]).
+    pub fn owner(&self, namespace: &str, name: &str) -> &str {
+        let key = mix(fnv1a(&[namespace, name]));
         self.members
             .iter()
             .max_by_key(|(_, member)| mix(member ^ key))
             .map_or(self.me.as_str(), |(name, _)| name.as_str())
     }
 
-    /// Whether this host owns the key.
-    pub fn owns(&self, controller: &str, namespace: &str, name: &str) -> bool {
-        self.owner(controller, namespace, name) == self.me
+    /// Whether this host owns the object `namespace/name`.
+    pub fn owns(&self, namespace: &str, name: &str) -> bool {
+        self.owner(namespace, name) == self.me
+    }
+
+    /// Whether every key some member of `self` owns stays with that member
+    /// in `next` (members only joined): moving from `self` to `next`, a
+    /// member loses keys but gains none.
+    pub fn only_loses_to(&self, next: &Self) -> bool {
+        self.me == next.me
+            && self
+                .members()
+                .all(|member| next.members().any(|other| other == member))
     }
 }
 
@@ -101,7 +117,9 @@ fn mix(mut hash: u64) -> u64 {
 #[derive(Debug, Clone)]
 pub struct Fence {
     term: Arc<watch::Sender<Term>>,
-    shard: Arc<RwLock<Option<Arc<Shard>>>>,
+    /// The members keys are spread over; followed by the informers that
+    /// hold only this host's share ([`crate::cluster::Slice`]).
+    shard: Arc<watch::Sender<Option<Arc<Shard>>>>,
 }
 
 impl Default for Fence {
@@ -115,7 +133,7 @@ impl Fence {
     pub fn open() -> Self {
         Self {
             term: Arc::new(watch::Sender::new(Term::Always)),
-            shard: Arc::default(),
+            shard: Arc::new(watch::Sender::new(None)),
         }
     }
 
@@ -123,7 +141,7 @@ impl Fence {
     pub fn closed() -> Self {
         Self {
             term: Arc::new(watch::Sender::new(Term::Closed)),
-            shard: Arc::default(),
+            shard: Arc::new(watch::Sender::new(None)),
         }
     }
 
@@ -145,32 +163,40 @@ impl Fence {
     /// Spreads the keys over these members from now on (`None`: this
     /// host takes every key, as a leader or a host alone does).
     pub fn set_shard(&self, shard: Option<Shard>) {
-        *self.shard.write().unwrap_or_else(PoisonError::into_inner) = shard.map(Arc::new);
+        let shard = shard.map(Arc::new);
+        self.shard.send_if_modified(|current| {
+            if *current == shard {
+                return false;
+            }
+            *current = shard;
+            true
+        });
     }
 
     /// The members the keys are spread over, if they are.
     pub fn shard(&self) -> Option<Arc<Shard>> {
-        self.shard
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.shard.borrow().clone()
     }
 
-    /// Whether this host may work on the key `(controller, namespace,
-    /// name)` at this moment: the fence is open and the key is in its
-    /// share.
-    pub fn allows(&self, controller: &str, namespace: &str, name: &str) -> bool {
-        self.allows_now() && self.owns(controller, namespace, name)
+    /// The members keys are spread over, now and as they change.
+    pub fn shards(&self) -> watch::Receiver<Option<Arc<Shard>>> {
+        self.shard.subscribe()
     }
 
-    /// Whether the key is in this host's share (every key is when the keys
-    /// are not spread).
-    pub fn owns(&self, controller: &str, namespace: &str, name: &str) -> bool {
+    /// Whether this host may work on the keys of primary object
+    /// `namespace/name` at this moment: the fence is open and the object
+    /// is in its share.
+    pub fn allows(&self, namespace: &str, name: &str) -> bool {
+        self.allows_now() && self.owns(namespace, name)
+    }
+
+    /// Whether the object is in this host's share (every object is when
+    /// the keys are not spread).
+    pub fn owns(&self, namespace: &str, name: &str) -> bool {
         self.shard
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
+            .borrow()
             .as_ref()
-            .is_none_or(|shard| shard.owns(controller, namespace, name))
+            .is_none_or(|shard| shard.owns(namespace, name))
     }
 
     /// Until when the fence is open: `None` when closed or always open.
@@ -243,7 +269,7 @@ mod tests {
         let mut shares = [0usize; 3];
         for (namespace, name) in keys() {
             let owners: Vec<usize> = (0..3)
-                .filter(|i| three[*i].owns("floor", &namespace, &name))
+                .filter(|i| three[*i].owns(&namespace, &name))
                 .collect();
             assert_eq!(owners.len(), 1, "{namespace}/{name}: {owners:?}");
             shares[owners[0]] += 1;
@@ -255,19 +281,21 @@ mod tests {
         // key between two of the three.
         let four = Shard::new("a", members(&["a", "b", "c", "d"]));
         for (namespace, name) in keys() {
-            let before = three[0].owner("floor", &namespace, &name);
-            let after = four.owner("floor", &namespace, &name);
+            let before = three[0].owner(&namespace, &name);
+            let after = four.owner(&namespace, &name);
             assert!(
                 after == before || after == "d",
                 "{namespace}/{name}: {before} -> {after}"
             );
         }
-        // The owner depends on the controller too: two controllers' keys
-        // for one object spread independently.
-        let differ = keys()
-            .filter(|(namespace, name)| {
-                three[0].owner("floor", namespace, name)
-                    != three[0].owner("policy", namespace, name)
+        assert!(three[0].only_loses_to(&four), "a join only takes keys");
+        assert!(!four.only_loses_to(&three[0]), "a leave gives keys");
+        // The namespace is part of the object's name: objects named alike
+        // in different namespaces spread independently.
+        let differ = (0..3000)
+            .filter(|i| {
+                let name = format!("object-{i}");
+                three[0].owner("shop", &name) != three[0].owner("office", &name)
             })
             .count();
         assert!(differ > 1000, "{differ}");
@@ -279,7 +307,7 @@ mod tests {
         // Keys named d0, d1, ...: the owner must not follow the last digit.
         let mut by_parity = [[0usize; 2]; 2];
         for i in 0..10_000 {
-            let mine = usize::from(two.owns("floor", "default", &format!("d{i}")));
+            let mine = usize::from(two.owns("default", &format!("d{i}")));
             by_parity[i % 2][mine] += 1;
         }
         for counts in by_parity {
@@ -296,19 +324,19 @@ mod tests {
         fence.set_shard(Some(Shard::new("a", ["a".to_owned(), "b".to_owned()])));
         let (mine, theirs): (Vec<_>, Vec<_>) = keys()
             .take(100)
-            .partition(|(namespace, name)| fence.allows("floor", namespace, name));
+            .partition(|(namespace, name)| fence.allows(namespace, name));
         assert!(!mine.is_empty() && !theirs.is_empty());
         fence.set_shard(None);
         assert!(
             theirs
                 .iter()
-                .all(|(namespace, name)| fence.allows("floor", namespace, name))
+                .all(|(namespace, name)| fence.allows(namespace, name))
         );
         fence.close();
         assert!(
             !mine
                 .iter()
-                .any(|(namespace, name)| fence.allows("floor", namespace, name))
+                .any(|(namespace, name)| fence.allows(namespace, name))
         );
     }
 

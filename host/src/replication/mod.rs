@@ -563,13 +563,16 @@ impl Elector {
             members.iter().map(|member| member.identity.clone()),
         );
         if !self.active {
+            // The share is known before it is worked on: the informers
+            // that hold only this host's share follow it meanwhile, so
+            // that they hold it when the fence opens.
+            self.fence.set_shard(Some(shard));
             let waited = self
                 .joined
                 .map_or(Duration::ZERO, |joined| joined.elapsed());
             if waited < self.config.lease_duration {
                 return;
             }
-            self.fence.set_shard(Some(shard));
             self.fence.open_until(sent + self.config.renew_deadline);
             self.begin("joined the ring; working on this host's share");
             return;
@@ -606,6 +609,24 @@ impl Elector {
 
     fn set(&self, change: impl FnOnce(&mut RingStatus)) {
         change(&mut self.status.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+}
+
+/// The share a host would have among the ring's members as their Leases
+/// stand now (itself included): what the informers that hold only this
+/// host's share start from, before it joins. `None` when the Leases cannot
+/// be listed (the informers then hold every object until it joins).
+pub async fn first_shard(client: Client, config: &RingConfig) -> Option<Shard> {
+    let api: Api<Lease> = Api::namespaced(client, &config.namespace);
+    match Roster::default().refresh(&api, &config.ring).await {
+        Ok(members) => Some(Shard::new(
+            &config.identity,
+            members.into_iter().map(|member| member.identity),
+        )),
+        Err(error) => {
+            tracing::warn!(ring = %config.ring, %error, "cannot list the ring's members; holding every object until this host joins");
+            None
+        }
     }
 }
 
