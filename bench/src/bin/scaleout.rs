@@ -6,7 +6,14 @@
 //!   and 3 `paddock run --replication sharded` members (a fresh embedded
 //!   cluster each, every member working before the first create): the time
 //!   to scale them all, and per member its share of the objects, the
-//!   reconciles it ran and its resident memory;
+//!   reconciles it ran, the Deployments its informers hold (objects and
+//!   bytes), its CPU time and its resident memory; the 3-member run again
+//!   with `--hold-all-objects`, to compare holding only the share with
+//!   holding everything;
+//! - hand-over: in each 3-member run, SIGTERM to one member, then the time
+//!   until the two others see only each other, and until they hold the
+//!   leaver's objects between them (a member holding only its share lists
+//!   again for them);
 //! - fail-over: two hosts in leader mode over 1,000 Deployments with
 //!   client-go's timings (15/10/2 s); the time from `kill -9` of the leader
 //!   to the standby's first reconcile, against the target of the Lease's
@@ -49,6 +56,7 @@ impl Member {
         identity: &str,
         config: &Path,
         kubeconfig: &Path,
+        extra: &[&str],
     ) -> anyhow::Result<Self> {
         let port = free_port()?;
         let child = Command::new(binary("paddock")?)
@@ -62,6 +70,7 @@ impl Member {
             .arg("--cache-dir")
             .arg(workspace().join("target/paddock-cache"))
             .args(["--replication", replication, "--identity", identity])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -84,6 +93,26 @@ impl Member {
             status["controllers"][0]["running"]["reconciles"].as_u64()?,
             ring["members"].as_array()?.len(),
             ring["shares"][identity].as_u64().unwrap_or(0),
+        ))
+    }
+
+    /// The Deployments its informers hold: objects and heap bytes, from
+    /// its metrics.
+    async fn held(&self) -> Option<(u64, u64)> {
+        let metrics = process::http_body(self.port, "/metrics").await?;
+        let sum = |metric: &str| -> u64 {
+            metrics
+                .lines()
+                .filter(|line| {
+                    line.starts_with(&format!("{metric}{{"))
+                        && line.contains("resource=\"deployments\"")
+                })
+                .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+                .sum()
+        };
+        Some((
+            sum("paddock_informer_objects"),
+            sum("paddock_informer_store_bytes"),
         ))
     }
 
@@ -187,13 +216,19 @@ async fn main() -> anyhow::Result<()> {
     )?;
     let patience = Duration::from_secs(300);
 
-    // Scale-out.
+    // Scale-out, and hand-over with three members.
     let mut scale_out = Vec::new();
-    for count in 1..=3usize {
+    for (count, hold_all) in [(1usize, false), (2, false), (3, false), (3, true)] {
+        let extra: &[&str] = if hold_all {
+            &["--hold-all-objects"]
+        } else {
+            &[]
+        };
+        let label = if hold_all { "hold-all" } else { "share" };
         let (cluster, kubeconfig, deployments) =
-            cluster(dir.path(), &format!("scale-{count}"), None).await?;
+            cluster(dir.path(), &format!("scale-{count}-{label}"), None).await?;
         let members: Vec<Member> = (0..count)
-            .map(|i| Member::start("sharded", &format!("m{i}"), &config, &kubeconfig))
+            .map(|i| Member::start("sharded", &format!("m{i}"), &config, &kubeconfig, extra))
             .collect::<anyhow::Result<_>>()?;
         for member in &members {
             wait_ready(member.port, Instant::now(), Duration::from_secs(120)).await?;
@@ -208,6 +243,10 @@ async fn main() -> anyhow::Result<()> {
             true
         })
         .await?;
+        let cpu_before = members
+            .iter()
+            .map(Member::cpu_seconds)
+            .collect::<anyhow::Result<Vec<f64>>>()?;
         let started = Instant::now();
         create(&deployments, objects).await?;
         until("every Deployment scaled", patience, || {
@@ -216,22 +255,84 @@ async fn main() -> anyhow::Result<()> {
         .await?;
         let converged = started.elapsed();
         let mut per_member = Vec::new();
-        for member in &members {
+        for (member, cpu_before) in members.iter().zip(&cpu_before) {
             let (_, reconciles, _, share) = member.ring().await.context("a member's /status")?;
+            let (held, store_bytes) = member.held().await.context("a member's /metrics")?;
             let rss = settled_rss(member.child.id(), Duration::from_secs(10)).await?;
-            per_member.push(json!({"share": share, "reconciles": reconciles, "rssBytes": rss}));
+            per_member.push(json!({
+                "share": share,
+                "reconciles": reconciles,
+                "heldObjects": held,
+                "storeBytes": store_bytes,
+                "cpuSeconds": member.cpu_seconds()? - cpu_before,
+                "rssBytes": rss,
+            }));
         }
         eprintln!(
-            "{count} member(s): {:.2} s; {}",
+            "{count} member(s), {label}: {:.2} s; {}",
             converged.as_secs_f64(),
             serde_json::to_string(&per_member)?
         );
-        scale_out.push(json!({
+        let mut row = json!({
             "members": count,
+            "holdAll": hold_all,
             "seconds": converged.as_secs_f64(),
             "perMember": per_member,
-        }));
-        drop(members);
+        });
+        if count == 3 {
+            let mut members = members;
+            let leaver = members.pop().context("a third member")?;
+            let stopped = Instant::now();
+            let status = Command::new("kill")
+                .args(["-TERM", &leaver.child.id().to_string()])
+                .status()?;
+            anyhow::ensure!(status.success(), "kill -TERM failed");
+            until(
+                "the two others to see only each other",
+                patience,
+                || async {
+                    for member in &members {
+                        match member.ring().await {
+                            Some((true, _, 2, _)) => {}
+                            _ => return false,
+                        }
+                    }
+                    true
+                },
+            )
+            .await?;
+            let seen = stopped.elapsed();
+            until("the two others to hold every object", patience, || async {
+                let mut held = Vec::new();
+                for member in &members {
+                    match member.held().await {
+                        Some((objects, _)) => held.push(objects),
+                        None => return false,
+                    }
+                }
+                if hold_all {
+                    held.iter().all(|held| *held == objects as u64)
+                } else {
+                    held.iter().sum::<u64>() == objects as u64
+                }
+            })
+            .await?;
+            let every_object = stopped.elapsed();
+            drop(leaver);
+            eprintln!(
+                "hand-over, {label}: members seen after {:.2} s, every object held after {:.2} s",
+                seen.as_secs_f64(),
+                every_object.as_secs_f64()
+            );
+            row["handOver"] = json!({
+                "membersSeenSeconds": seen.as_secs_f64(),
+                "everyObjectHeldSeconds": every_object.as_secs_f64(),
+            });
+            drop(members);
+        } else {
+            drop(members);
+        }
+        scale_out.push(row);
         cluster.shutdown().await;
     }
 
@@ -239,8 +340,8 @@ async fn main() -> anyhow::Result<()> {
     let (cluster_handle, kubeconfig, deployments) = cluster(dir.path(), "failover", None).await?;
     create(&deployments, 1000).await?;
     let hosts = [
-        Member::start("leader", "first", &config, &kubeconfig)?,
-        Member::start("leader", "second", &config, &kubeconfig)?,
+        Member::start("leader", "first", &config, &kubeconfig, &[])?,
+        Member::start("leader", "second", &config, &kubeconfig, &[])?,
     ];
     for host in &hosts {
         wait_ready(host.port, Instant::now(), Duration::from_secs(120)).await?;
@@ -282,7 +383,7 @@ async fn main() -> anyhow::Result<()> {
         let (cluster_handle, kubeconfig, deployments) =
             cluster(dir.path(), &format!("rest-{replication}"), Some(&audit)).await?;
         create(&deployments, 1000).await?;
-        let host = Member::start(replication, "alone", &config, &kubeconfig)?;
+        let host = Member::start(replication, "alone", &config, &kubeconfig, &[])?;
         wait_ready(host.port, Instant::now(), Duration::from_secs(120)).await?;
         until("the host to converge", patience, || {
             all_scaled(&deployments, 1000)
@@ -323,18 +424,29 @@ async fn main() -> anyhow::Result<()> {
 
     println!("scale-out over {objects} Deployments (sharded mode; 2 cores: shares, not speed-up)");
     println!(
-        "{:<10} {:>9} {:>28} {:>28} {:>28}",
-        "members", "seconds", "share", "reconciles", "resident MiB"
+        "{:<10} {:<9} {:>8} {:>22} {:>22} {:>22} {:>22} {:>22} {:>22}",
+        "members",
+        "holds",
+        "seconds",
+        "share",
+        "reconciles",
+        "objects held",
+        "store MiB",
+        "CPU s",
+        "resident MiB"
     );
     for row in &scale_out {
-        let column = |field: &str, scale: f64| -> String {
+        let column = |field: &str, scale: f64, decimals: usize| -> String {
             row["perMember"]
                 .as_array()
                 .map(|members| {
                     members
                         .iter()
                         .map(|member| {
-                            format!("{:.0}", member[field].as_f64().unwrap_or(0.0) / scale)
+                            format!(
+                                "{:.decimals$}",
+                                member[field].as_f64().unwrap_or(0.0) / scale
+                            )
                         })
                         .collect::<Vec<_>>()
                         .join(" / ")
@@ -342,13 +454,35 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_default()
         };
         println!(
-            "{:<10} {:>9.2} {:>28} {:>28} {:>28}",
+            "{:<10} {:<9} {:>8.2} {:>22} {:>22} {:>22} {:>22} {:>22} {:>22}",
             row["members"],
+            if row["holdAll"] == true {
+                "all"
+            } else {
+                "share"
+            },
             row["seconds"].as_f64().unwrap_or(0.0),
-            column("share", 1.0),
-            column("reconciles", 1.0),
-            column("rssBytes", MIB),
+            column("share", 1.0, 0),
+            column("reconciles", 1.0, 0),
+            column("heldObjects", 1.0, 0),
+            column("storeBytes", MIB, 1),
+            column("cpuSeconds", 1.0, 1),
+            column("rssBytes", MIB, 0),
         );
+    }
+    for row in &scale_out {
+        if let Some(hand_over) = row.get("handOver") {
+            println!(
+                "hand-over, 3 members holding {}: SIGTERM to one; the others see only each other after {:.2} s and hold its objects after {:.2} s",
+                if row["holdAll"] == true {
+                    "all"
+                } else {
+                    "their share"
+                },
+                hand_over["membersSeenSeconds"].as_f64().unwrap_or(0.0),
+                hand_over["everyObjectHeldSeconds"].as_f64().unwrap_or(0.0),
+            );
+        }
     }
     println!(
         "fail-over (leader mode, Lease 15 s): {:.2} s from kill -9 to the standby's first reconcile (target 16 s)",

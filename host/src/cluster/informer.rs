@@ -105,6 +105,8 @@ pub struct SharedInformer {
     events: broadcast::Sender<InformerEvent>,
     subscribers: Subscribers,
     health: watch::Receiver<InformerHealth>,
+    /// The share its store holds completely (`None`: every object).
+    holding: watch::Receiver<Option<Arc<Shard>>>,
     stats: Arc<InformerStats>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -149,6 +151,8 @@ impl SharedInformer {
         let (health_tx, health) = watch::channel(InformerHealth::default());
         let stats = Arc::new(InformerStats::default());
         let shards = shards.filter(|_| slice != Slice::All);
+        let shard = shards.as_ref().and_then(|shards| shards.borrow().clone());
+        let (holding_tx, holding) = watch::channel(shard.clone());
         let reflector = Reflector {
             watcher: Watcher::new(
                 client,
@@ -158,8 +162,9 @@ impl SharedInformer {
             ),
             resource: Arc::clone(&resource),
             slice,
-            shard: shards.as_ref().and_then(|shards| shards.borrow().clone()),
+            shard,
             shards,
+            holding: holding_tx,
             store: Arc::clone(&store),
             events: events.clone(),
             subscribers: Arc::clone(&subscribers),
@@ -176,8 +181,23 @@ impl SharedInformer {
             events,
             subscribers,
             health,
+            holding,
             stats,
             task,
+        }
+    }
+
+    /// Whether its store holds everything a reconcile of the primary
+    /// object `namespace/name` needs from it: always, but while it lists
+    /// again for a share that grew, not for the objects it is gaining.
+    pub fn covers(&self, namespace: &str, name: &str) -> bool {
+        match self.slice {
+            Slice::All => true,
+            Slice::Share | Slice::Children => self
+                .holding
+                .borrow()
+                .as_ref()
+                .is_none_or(|shard| shard.owns(namespace, name)),
         }
     }
 
@@ -280,6 +300,9 @@ struct Reflector {
     shard: Option<Arc<Shard>>,
     /// Where the share's changes come from, for a slice other than `All`.
     shards: Option<Shards>,
+    /// The share the store holds completely: the one it holds, unless it
+    /// grew and the relist that fills it in has not finished.
+    holding: watch::Sender<Option<Arc<Shard>>>,
     store: Arc<Store>,
     events: broadcast::Sender<InformerEvent>,
     subscribers: Subscribers,
@@ -422,6 +445,7 @@ impl Reflector {
             }
         };
         let Changes { applied, deleted } = self.store.replace(objects);
+        self.holding.send_replace(self.shard.clone());
         for object in deleted {
             self.publish(InformerEvent::Deleted(object));
         }
@@ -454,7 +478,11 @@ impl Reflector {
             let step = match self.share_changed(&mut watching).await {
                 Some(step) => step,
                 None if self.follow_share() => return Stopped::Grew,
-                None => continue,
+                None => {
+                    // It only shrank: what is held is complete.
+                    self.holding.send_replace(self.shard.clone());
+                    continue;
+                }
             };
             match step {
                 Step::Applied(object) => {
@@ -587,22 +615,29 @@ mod tests {
     }
 
     /// Lists `c0`..`c299`, and `w0`..`w99` once the first watch has sent
-    /// them (they are created during it); the watch stays open.
-    fn share_server() -> impl Fn(
+    /// them (they are created during it); the watch stays open. Every list
+    /// but the first answers only once `relists` has a permit.
+    fn share_server(
+        relists: Arc<tokio::sync::Semaphore>,
+    ) -> impl Fn(
         Query<std::collections::HashMap<String, String>>,
-    ) -> std::future::Ready<axum::response::Response>
+    ) -> futures::future::BoxFuture<'static, axum::response::Response>
     + Clone
     + Send
     + 'static {
         let watched = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let listed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         move |Query(query): Query<std::collections::HashMap<String, String>>| {
+            let relists = Arc::clone(&relists);
+            let again = listed.swap(true, Ordering::SeqCst);
+            let is_watch = query.get("watch").is_some_and(|watch| watch == "true");
             let object = |name: String, version: usize| {
                 serde_json::json!({
                     "apiVersion": "v1", "kind": "ConfigMap",
                     "metadata": {"name": name, "namespace": "default", "resourceVersion": version.to_string()},
                 })
             };
-            let response = if query.get("watch").is_some_and(|watch| watch == "true") {
+            let response = if is_watch {
                 let lines: String = if watched.swap(true, Ordering::SeqCst) {
                     String::new()
                 } else {
@@ -632,7 +667,12 @@ mod tests {
                 }))
                 .into_response()
             };
-            std::future::ready(response)
+            Box::pin(async move {
+                if again && !is_watch {
+                    relists.acquire().await.expect("open").forget();
+                }
+                response
+            })
         }
     }
 
@@ -683,8 +723,13 @@ mod tests {
     #[tokio::test]
     async fn a_share_informer_holds_only_its_share_and_follows_it() {
         let (shards, follows) = watch::channel(shard("a", &["a", "b", "c"]));
-        let (informer, server) =
-            sliced_informer_of(share_server(), Slice::Share, Some(follows)).await;
+        let relists = Arc::new(tokio::sync::Semaphore::new(0));
+        let (informer, server) = sliced_informer_of(
+            share_server(Arc::clone(&relists)),
+            Slice::Share,
+            Some(follows),
+        )
+        .await;
         let mut events = informer.subscribe_all();
         // Listed and watched: only the share is kept.
         let third = owned("a", &["a", "b", "c"]);
@@ -706,12 +751,34 @@ mod tests {
         wait_holding(&informer, &quarter).await;
         assert_eq!(stats.lists.load(Ordering::Relaxed), 1, "no relist");
         assert!(events.try_recv().is_err(), "no event for a shrinking share");
+        let covered = |names: &std::collections::BTreeSet<String>| {
+            names
+                .iter()
+                .filter(|name| informer.covers("default", name))
+                .count()
+        };
+        assert_eq!(covered(&quarter), quarter.len());
 
         // Two leave: the share grows, the informer lists again and reports
         // each object it gained as applied, and nothing as deleted.
         shards.send_replace(shard("a", &["a", "b"]));
         let half = owned("a", &["a", "b"]);
+        let gaining: std::collections::BTreeSet<String> =
+            half.difference(&quarter).cloned().collect();
+        // While the relist is held up, the objects kept are covered and
+        // those being gained are not: their keys wait.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while stats.lists.load(Ordering::Relaxed) < 2 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the informer lists again");
+        assert_eq!(covered(&quarter), quarter.len(), "kept objects are covered");
+        assert_eq!(covered(&gaining), 0, "objects being gained are not");
+        relists.add_permits(1);
         wait_holding(&informer, &half).await;
+        assert_eq!(covered(&half), half.len(), "once listed, all are");
         assert_eq!(stats.lists.load(Ordering::Relaxed), 2, "one relist");
         assert_eq!(stats.reslices.load(Ordering::Relaxed), 1);
         let mut gained = std::collections::BTreeSet::new();
@@ -723,11 +790,10 @@ mod tests {
                 InformerEvent::Deleted(object) => panic!("{} reported deleted", object.name),
             }
         }
-        let expected: std::collections::BTreeSet<String> =
-            half.difference(&quarter).cloned().collect();
-        assert_eq!(gained, expected, "exactly the objects gained are applied");
+        assert_eq!(gained, gaining, "exactly the objects gained are applied");
 
         // Keys no longer spread: every object.
+        relists.add_permits(1);
         shards.send_replace(None);
         wait_holding(&informer, &owned("a", &["a"])).await;
         server.abort();

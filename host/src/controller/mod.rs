@@ -675,6 +675,16 @@ impl Generation {
             .unwrap_or(&self.watched[0])
     }
 
+    /// Whether the informers of its watches hold everything a reconcile of
+    /// `key` reads: on a member of a sharded ring whose share just grew,
+    /// not until they have listed the objects it gained.
+    pub(crate) fn covers(&self, key: &ObjectKey) -> bool {
+        self.watched
+            .iter()
+            .flat_map(|watched| &watched.informers)
+            .all(|informer| informer.covers(&key.0, &key.1))
+    }
+
     /// Waits for every informer to list, for at most `timeout`.
     async fn wait_synced(&self, controller: &str, timeout: Duration) -> Result<(), StartError> {
         let informers = || {

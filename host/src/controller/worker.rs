@@ -2,7 +2,7 @@
 //! execute the outcome; then forget, back off, or requeue the key.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
@@ -89,6 +89,16 @@ pub(crate) async fn work(shared: Arc<Shared>, index: usize, mut target: watch::R
             continue;
         }
         let generation = shared.current();
+        if let Job::Reconcile(key) = &job
+            && !generation.covers(key)
+        {
+            // This host's share grew and an informer is still listing the
+            // objects it gained: the key waits for them rather than be
+            // reconciled on a partial view (children missing, say).
+            shared.queue.add_after(key.clone(), SHARE_LISTING_WAIT);
+            shared.queue.done(key);
+            continue;
+        }
         match job {
             Job::Reconcile(key) => reconcile_key(&shared, &generation, key).await,
             Job::Map(key) => {
@@ -107,6 +117,10 @@ pub(crate) async fn work(shared: Arc<Shared>, index: usize, mut target: watch::R
         }
     }
 }
+
+/// How long a key of a share still being listed waits before it is tried
+/// again.
+const SHARE_LISTING_WAIT: Duration = Duration::from_millis(100);
 
 /// What a worker took.
 enum Job {
