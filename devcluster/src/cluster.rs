@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use crate::auth::authn::{Authenticator, PeerUser};
 use crate::core::Core;
 use crate::faults::{Counters, FaultRule, Faults};
+use crate::oci::{OciOptions, OciRegistry};
 use crate::shared::Shared;
 use crate::tls::Identity;
 
@@ -43,6 +44,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The OCI registry asked for could not start.
+    #[error("cannot start the OCI registry")]
+    OciRegistry(#[from] crate::oci::OciError),
     /// The kubeconfig could not be written.
     #[error("cannot write the kubeconfig to {}", path.display())]
     WriteKubeconfig {
@@ -65,6 +69,7 @@ pub struct Options {
     token: Option<String>,
     data_dir: Option<PathBuf>,
     audit_log: Option<PathBuf>,
+    oci_registry: Option<OciOptions>,
 }
 
 impl Default for Options {
@@ -78,6 +83,7 @@ impl Default for Options {
             token: None,
             data_dir: None,
             audit_log: None,
+            oci_registry: None,
         }
     }
 }
@@ -152,6 +158,22 @@ impl Options {
         self
     }
 
+    /// Whether an in-memory OCI registry starts beside the API server, with the defaults of
+    /// [`OciOptions::new`] (default off); see [`DevCluster::oci_registry`].
+    #[must_use]
+    pub fn oci_registry(mut self, on: bool) -> Self {
+        self.oci_registry = on.then(|| self.oci_registry.take().unwrap_or_default());
+        self
+    }
+
+    /// Start an in-memory OCI registry beside the API server with these options (port, basic
+    /// auth, blob size limit); see [`DevCluster::oci_registry`].
+    #[must_use]
+    pub fn oci_registry_options(mut self, options: OciOptions) -> Self {
+        self.oci_registry = Some(options);
+        self
+    }
+
     /// The admin's bearer token (default: a random one, or the stored one with a data directory).
     #[must_use]
     pub fn token(mut self, token: impl Into<String>) -> Self {
@@ -175,6 +197,7 @@ pub struct DevCluster {
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
+    oci_registry: Option<OciRegistry>,
 }
 
 impl DevCluster {
@@ -188,6 +211,10 @@ impl DevCluster {
             .local_addr()
             .map_err(|source| Error::Bind { addr, source })?;
         let identity = load_identity(&options)?;
+        let oci_registry = match options.oci_registry.clone() {
+            Some(oci_options) => Some(OciRegistry::start(oci_options).await?),
+            None => None,
+        };
         let authn = Authenticator::new(
             identity.admin_token.clone(),
             &identity.service_account_key_pem,
@@ -249,6 +276,7 @@ impl DevCluster {
             stop: Some(stop),
             server: Some(server),
             tasks,
+            oci_registry,
         })
     }
 
@@ -260,6 +288,12 @@ impl DevCluster {
     /// The server URL, e.g. `https://127.0.0.1:41234`.
     pub fn base_url(&self) -> String {
         format!("https://{}", self.addr)
+    }
+
+    /// The in-memory OCI registry, when [`Options::oci_registry`] asked for one; it stops with
+    /// the cluster.
+    pub fn oci_registry(&self) -> Option<&OciRegistry> {
+        self.oci_registry.as_ref()
     }
 
     /// The PEM certificate of the CA that signed the server's certificate.
@@ -405,6 +439,9 @@ impl DevCluster {
         }
         for t in self.tasks.drain(..) {
             t.abort();
+        }
+        if let Some(registry) = self.oci_registry.take() {
+            registry.shutdown().await;
         }
         self.save_state();
     }

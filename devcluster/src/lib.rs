@@ -56,6 +56,10 @@
 //! admin (or anyone RBAC allows those paths, such as a `cluster-admin`): `POST close-watches`, `POST expire-history`, `POST faults` (a [`FaultRule`] as
 //! JSON), `DELETE faults`, `PUT latency` (`{"millis": 50}`), `PUT simulator`
 //! (`{"enabled": true}`) and `GET counters`.
+//!
+//! Beside the API server, [`Options::oci_registry`] starts an [`OciRegistry`]: an in-memory OCI
+//! distribution registry over plain HTTP on its own port, to push and pull WebAssembly
+//! components offline. It also runs alone ([`OciRegistry::start`]).
 
 mod admin;
 mod apiservices;
@@ -78,6 +82,7 @@ mod gc;
 mod json;
 mod kubeconfig;
 mod list;
+mod oci;
 mod openapi;
 mod patch;
 mod persist;
@@ -101,6 +106,7 @@ mod write;
 pub use cluster::{DevCluster, Error, Options};
 pub use faults::{FaultKind, FaultRule};
 pub use kubeconfig::CONTEXT_NAME;
+pub use oci::{OciError, OciOptions, OciRegistry};
 pub use persist::PersistError;
 pub use selector::{LabelSelector, SelectorError};
 pub use tls::TlsError;

@@ -30,6 +30,13 @@ struct Args {
     /// Metadata), as kube-apiserver's flag of the same name does.
     #[arg(long)]
     audit_log_path: Option<PathBuf>,
+    /// Also run an in-memory OCI registry (plain HTTP on 127.0.0.1) to push WebAssembly
+    /// components to.
+    #[arg(long)]
+    oci_registry: bool,
+    /// The OCI registry's port (0: any free port).
+    #[arg(long, default_value_t = 0, requires = "oci_registry")]
+    oci_registry_port: u16,
 }
 
 #[tokio::main]
@@ -51,6 +58,10 @@ async fn main() -> anyhow::Result<()> {
     if let Some(path) = args.audit_log_path {
         options = options.audit_log(path);
     }
+    if args.oci_registry {
+        options = options
+            .oci_registry_options(devcluster::OciOptions::new().port(args.oci_registry_port));
+    }
     let cluster = devcluster::DevCluster::start(options)
         .await
         .context("starting the devcluster")?;
@@ -67,6 +78,12 @@ async fn main() -> anyhow::Result<()> {
         cluster.base_url(),
         path.display()
     );
+    if let Some(registry) = cluster.oci_registry() {
+        eprintln!(
+            "OCI registry on http://{0}; push to references such as {0}/team/floor:v1",
+            registry.host()
+        );
+    }
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;
