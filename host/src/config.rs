@@ -6,7 +6,8 @@
 //! manifests: [crds/app.yaml]          # applied by `paddock dev` first
 //! controllers:
 //! - name: replica-floor
-//!   module: guests/replica_floor.wasm # relative to this file
+//!   module: guests/replica_floor.wasm # relative to this file; or, instead:
+//!   # image: registry.example.com/team/replica-floor:v1  # an OCI image
 //!   namespaces: []                    # empty: cluster-wide
 //!   grant:
 //!   - apiGroups: [apps]
@@ -50,8 +51,16 @@ pub struct ControllersFile {
 pub struct ControllerSpec {
     /// A unique name: a DNS label (lower-case letters, digits and `-`).
     pub name: String,
-    /// The component file; relative paths are relative to the controllers file.
-    pub module: PathBuf,
+    /// The component file; relative paths are relative to the controllers
+    /// file. Exactly one of `module` and `image`.
+    #[serde(default)]
+    pub module: Option<PathBuf>,
+    /// The component as an OCI image in the wasm artifact layout
+    /// (`registry/repository:tag` or `...@sha256:<digest>`), pulled with
+    /// the credentials of the host's Docker config. Exactly one of
+    /// `module` and `image`.
+    #[serde(default)]
+    pub image: Option<String>,
     /// The namespaces the guest works in; empty for all namespaces.
     #[serde(default)]
     pub namespaces: Vec<String>,
@@ -256,7 +265,9 @@ impl ControllersFile {
             *manifest = base.join(&*manifest);
         }
         for controller in &mut file.controllers {
-            controller.module = base.join(&controller.module);
+            if let Some(module) = &mut controller.module {
+                *module = base.join(&*module);
+            }
         }
         file.validate(path)?;
         Ok(file)
@@ -292,15 +303,29 @@ impl ControllersFile {
                     "is used by an earlier entry; names must be unique".into(),
                 ));
             }
-            if !controller.module.is_file() {
-                return Err(invalid(
-                    &entry,
-                    "module",
-                    format!(
-                        "{} does not exist; give the path of the guest's .wasm file, relative to the controllers file",
-                        controller.module.display()
-                    ),
-                ));
+            match (&controller.module, &controller.image) {
+                (Some(module), None) if !module.is_file() => {
+                    return Err(invalid(
+                        &entry,
+                        "module",
+                        format!(
+                            "{} does not exist; give the path of the guest's .wasm file, relative to the controllers file",
+                            module.display()
+                        ),
+                    ));
+                }
+                (Some(_), None) => {}
+                (None, Some(image)) => {
+                    crate::oci::parse_reference(image)
+                        .map_err(|error| invalid(&entry, "image", error.to_string()))?;
+                }
+                (Some(_), Some(_)) | (None, None) => {
+                    return Err(invalid(
+                        &entry,
+                        "module",
+                        "give exactly one of `module` (the guest's .wasm file) and `image` (an OCI image of it)".into(),
+                    ));
+                }
             }
             check_settings(
                 &controller.namespaces,
@@ -407,7 +432,7 @@ mod tests {
         write_module(dir.path());
         let file = parse(dir.path(), GOOD).expect("valid");
         let controller = &file.controllers[0];
-        assert_eq!(controller.module, dir.path().join("guest.wasm"));
+        assert_eq!(controller.module, Some(dir.path().join("guest.wasm")));
         assert_eq!(controller.limits, LimitsSpec::default());
         assert!(controller.namespaces.is_empty());
     }
@@ -427,6 +452,28 @@ mod tests {
         let error = parse(dir.path(), &GOOD.replace("guest.wasm", "missing.wasm"))
             .expect_err("missing module");
         assert!(error.to_string().contains("field `module`"), "{error}");
+
+        let both = GOOD.replace(
+            "module: guest.wasm",
+            "module: guest.wasm\n  image: 127.0.0.1:5000/floor:v1",
+        );
+        let error = parse(dir.path(), &both).expect_err("two sources");
+        assert!(
+            error.to_string().contains("exactly one of `module`"),
+            "{error}"
+        );
+        let image = GOOD.replace("module: guest.wasm", "image: 127.0.0.1:5000/floor:v1");
+        let file = parse(dir.path(), &image).expect("an image");
+        assert_eq!(
+            file.controllers[0].image.as_deref(),
+            Some("127.0.0.1:5000/floor:v1")
+        );
+        let error = parse(
+            dir.path(),
+            &GOOD.replace("module: guest.wasm", "image: \"floor:\""),
+        )
+        .expect_err("bad reference");
+        assert!(error.to_string().contains("field `image`"), "{error}");
 
         let error = parse(
             dir.path(),

@@ -33,6 +33,7 @@ pub mod fuzzing;
 pub mod grants;
 pub mod harness;
 pub mod identity;
+pub mod oci;
 pub mod ops;
 pub mod queue;
 pub mod reload;

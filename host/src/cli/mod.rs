@@ -3,6 +3,7 @@
 mod build;
 mod guest;
 mod new;
+mod push;
 mod rbac;
 mod run;
 mod status;
@@ -58,6 +59,9 @@ enum Command {
     New(new::NewArgs),
     /// Build a guest project (as `paddock new` makes it) into a component.
     Build(build::BuildArgs),
+    /// Publish a component to an OCI registry (the wasm artifact layout),
+    /// for controllers that name it by `image`.
+    Push(push::PushArgs),
     /// Print the ClusterRole, Roles and bindings the host's own
     /// ServiceAccount needs for a controllers file and/or the cluster's
     /// controller resources.
@@ -100,6 +104,7 @@ impl Cli {
         let command = match self.command {
             Command::New(args) => return new::new(args),
             Command::Build(args) => return build::build(args),
+            Command::Push(args) => return push::push(args),
             Command::Status(args) => return status::status(args),
             Command::Rbac(args) => return rbac::rbac(args),
             Command::Crd => {
@@ -121,6 +126,7 @@ impl Cli {
             Command::Dev(args) => run::dev(&engine, args),
             Command::New(_)
             | Command::Build(_)
+            | Command::Push(_)
             | Command::Status(_)
             | Command::Rbac(_)
             | Command::Crd => {

@@ -13,6 +13,7 @@ use paddock::cluster::Discovery;
 use paddock::config::ControllersFile;
 use paddock::controller::{ControllerHandle, ControllerStats, Runtime};
 use paddock::harness::read_objects;
+use paddock::oci::{PullLimits, Registries};
 use paddock::ops::OpsState;
 use paddock::reload::cluster::TenantLimits;
 use paddock::reload::{Phase, StatusBoard, Supervisor};
@@ -38,6 +39,9 @@ pub struct RunArgs {
 
     #[command(flatten)]
     replication: ReplicationArgs,
+
+    #[command(flatten)]
+    registries: RegistryArgs,
 
     /// The kubeconfig file; default: $KUBECONFIG, ~/.kube/config, or the
     /// in-cluster service account.
@@ -199,6 +203,40 @@ pub struct ReplicationArgs {
     hold_all_objects: bool,
 }
 
+/// Where modules given as OCI images come from.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RegistryArgs {
+    /// A registry spoken to over plain HTTP instead of HTTPS (`HOST:PORT`,
+    /// for a local development registry); repeat for several.
+    #[arg(long = "plain-http-registry", value_name = "HOST:PORT")]
+    plain_http: Vec<String>,
+
+    /// The largest module pulled from a registry, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    max_module_mib: u64,
+
+    /// How long one pull may take, retries of transient failures included,
+    /// in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pull_timeout_seconds: u64,
+}
+
+impl RegistryArgs {
+    /// The registries, with `also_plain` spoken to over plain HTTP too.
+    fn registries(&self, also_plain: Option<String>) -> Registries {
+        let mut plain = self.plain_http.clone();
+        plain.extend(also_plain);
+        Registries::new(
+            plain,
+            PullLimits {
+                max_bytes: self.max_module_mib.saturating_mul(1024 * 1024),
+                timeout: Duration::from_secs(self.pull_timeout_seconds),
+                ..PullLimits::default()
+            },
+        )
+    }
+}
+
 /// The values of `--replication`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Replication {
@@ -259,6 +297,16 @@ pub struct DevArgs {
     #[command(flatten)]
     tenant: TenantArgs,
 
+    #[command(flatten)]
+    registries: RegistryArgs,
+
+    /// Also serve an OCI registry (plain HTTP, in memory) on this port of
+    /// 127.0.0.1 (0: any free port), to push modules to with `paddock
+    /// push` and run them by image; the host pulls from it over plain
+    /// HTTP.
+    #[arg(long, value_name = "PORT")]
+    registry_port: Option<u16>,
+
     /// Where to write the embedded cluster's kubeconfig (for kubectl).
     #[arg(long, value_name = "FILE", default_value = ".paddock/kubeconfig")]
     kubeconfig_out: PathBuf,
@@ -304,6 +352,7 @@ struct Serving {
     until: Until,
     ops_addr: std::net::SocketAddr,
     ring: Option<RingConfig>,
+    registries: Registries,
 }
 
 /// How long a shutting-down host waits for guest calls still running.
@@ -354,6 +403,7 @@ pub fn run(engine: &WasmEngine, args: RunArgs) -> anyhow::Result<ExitCode> {
                 until: Until::Signal,
                 ops_addr: args.ops_addr,
                 ring,
+                registries: args.registries.registries(None),
             },
         )
         .await
@@ -383,9 +433,18 @@ pub fn dev(engine: &WasmEngine, args: DevArgs) -> anyhow::Result<ExitCode> {
         if let Some(path) = &args.audit_log {
             options = options.audit_log(path);
         }
+        if let Some(port) = args.registry_port {
+            options = options.oci_registry_options(devcluster::OciOptions::new().port(port));
+        }
         let cluster = devcluster::DevCluster::start(options)
             .await
             .context("starting the embedded cluster")?;
+        let registry = cluster.oci_registry().map(devcluster::OciRegistry::host);
+        if let Some(registry) = &registry {
+            println!(
+                "OCI registry at {registry} (plain HTTP): paddock push guest.wasm {registry}/NAME:TAG --plain-http"
+            );
+        }
         if let Some(dir) = args.kubeconfig_out.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
@@ -425,6 +484,7 @@ pub fn dev(engine: &WasmEngine, args: DevArgs) -> anyhow::Result<ExitCode> {
                 until,
                 ops_addr: args.ops_addr,
                 ring: None,
+                registries: args.registries.registries(registry),
             },
         )
         .await;
@@ -534,8 +594,10 @@ async fn serve(
         until,
         ops_addr,
         ring,
+        registries,
     } = serving;
     let supervisor = Supervisor::new(engine.clone(), runtime.clone());
+    supervisor.set_registries(registries);
     let ops = OpsState::new(runtime.informers().clone(), supervisor.board().clone())
         .with_slots(slots.clone());
     let ring_client = client.clone();

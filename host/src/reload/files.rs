@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use notify::event::{AccessKind, AccessMode, EventKind};
@@ -12,6 +13,7 @@ use tokio::sync::mpsc;
 
 use super::{Declared, ModuleSource, Supervisor};
 use crate::config::{ConfigError, ControllersFile};
+use crate::oci::DockerConfig;
 use crate::wasm::compile_cache::digest;
 
 /// How long to wait for more events after a file was closed, renamed,
@@ -200,7 +202,11 @@ fn rewatch(
         }
     };
     let mut wanted: Vec<PathBuf> = std::iter::once(folder(path))
-        .chain(file.controllers.iter().map(|spec| folder(&spec.module)))
+        .chain(
+            file.controllers
+                .iter()
+                .filter_map(|spec| spec.module.as_deref().map(folder)),
+        )
         .collect();
     wanted.sort();
     wanted.dedup();
@@ -228,18 +234,39 @@ fn declare(
     file.controllers
         .iter()
         .map(|spec| {
-            let module_digest =
-                digests
-                    .of(&spec.module)
-                    .map_err(|source| FileSourceError::Module {
-                        controller: spec.name.clone(),
-                        path: spec.module.clone(),
-                        source,
-                    })?;
+            let (module, module_digest) = match (&spec.module, &spec.image) {
+                (Some(module), _) => {
+                    let digest = digests
+                        .of(module)
+                        .map_err(|source| FileSourceError::Module {
+                            controller: spec.name.clone(),
+                            path: module.clone(),
+                            source,
+                        })?;
+                    (ModuleSource::File(module.clone()), digest)
+                }
+                // An image is pulled when its controller loads, with the
+                // host's Docker config of that moment; until then the
+                // reference is its version (a changed reference reloads).
+                (None, image) => {
+                    let reference = image.clone().unwrap_or_default();
+                    let credentials = DockerConfig::of_user().unwrap_or_else(|error| {
+                        tracing::warn!(%error, "the Docker config cannot be used; pulling anonymously");
+                        DockerConfig::default()
+                    });
+                    (
+                        ModuleSource::Image {
+                            reference: reference.clone(),
+                            credentials: Arc::new(credentials),
+                        },
+                        format!("image {reference}"),
+                    )
+                }
+            };
             Ok(Declared {
                 name: spec.name.clone(),
                 origin: path.display().to_string(),
-                module: ModuleSource::File(spec.module.clone()),
+                module,
                 module_digest,
                 grant: spec.grant(),
                 namespaces: spec.namespaces.clone(),

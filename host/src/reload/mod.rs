@@ -14,7 +14,7 @@ pub mod cluster;
 pub mod files;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,7 @@ use crate::config::LimitsSpec;
 use crate::controller::{ControllerConfig, LastError, RunningController, Runtime, StartError};
 use crate::grants::Grant;
 use crate::identity::ServiceAccount;
+use crate::oci::{DockerConfig, PullLimits, Registries};
 use crate::queue::QueueConfig;
 use crate::wasm::slots::Flow;
 use crate::wasm::{Guest, Instances, LoadOptions, WasmEngine};
@@ -48,6 +49,13 @@ pub enum ModuleSource {
         /// The component.
         bytes: Arc<[u8]>,
     },
+    /// An OCI image, pulled when the module is loaded.
+    Image {
+        /// `registry/repository:tag` or `...@sha256:<digest>`.
+        reference: String,
+        /// The credentials for its registry.
+        credentials: Arc<DockerConfig>,
+    },
 }
 
 impl std::fmt::Debug for ModuleSource {
@@ -59,6 +67,7 @@ impl std::fmt::Debug for ModuleSource {
                 .field("origin", origin)
                 .field("len", &bytes.len())
                 .finish(),
+            Self::Image { reference, .. } => f.debug_tuple("Image").field(reference).finish(),
         }
     }
 }
@@ -69,6 +78,7 @@ impl ModuleSource {
         match self {
             Self::File(path) => path.display().to_string(),
             Self::Bytes { origin, .. } => origin.clone(),
+            Self::Image { reference, .. } => format!("image {reference}"),
         }
     }
 }
@@ -168,6 +178,9 @@ struct Inner {
     /// Set by `shutdown`: controllers stop because the host does, not
     /// because they were removed, so they keep their finalizers.
     stopping: std::sync::atomic::AtomicBool,
+    /// Where images are pulled from; set once, else the defaults (HTTPS
+    /// only, 64 MiB).
+    registries: std::sync::OnceLock<Registries>,
 }
 
 /// Keeps the running controllers equal to their declarations. Cheap to
@@ -193,8 +206,23 @@ impl Supervisor {
                 board: StatusBoard::default(),
                 entries: Mutex::default(),
                 stopping: std::sync::atomic::AtomicBool::new(false),
+                registries: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Pulls images through `registries` (its plain-HTTP registries and
+    /// limits). Call it before the first image is declared; later calls
+    /// are ignored.
+    pub fn set_registries(&self, registries: Registries) {
+        let _ = self.inner.registries.set(registries);
+    }
+
+    /// Where images are pulled from.
+    pub fn registries(&self) -> &Registries {
+        self.inner
+            .registries
+            .get_or_init(|| Registries::new(Vec::new(), PullLimits::default()))
     }
 
     /// The status of every declared controller.
@@ -325,14 +353,37 @@ impl Supervisor {
         }
     }
 
-    /// Loads a declared module in the background.
+    /// Loads a declared module in the background; the error names the
+    /// module.
     async fn load(&self, declared: &Declared) -> Result<Guest, String> {
         let engine = self.inner.engine.clone();
         let options = LoadOptions::default()
             .name(declared.name.clone())
             .limits(declared.limits.sandbox())
             .instances(declared.instances);
-        let module = declared.module.clone();
+        // What to load: a file, or bytes named by their origin.
+        let (path, bytes) = match &declared.module {
+            ModuleSource::File(path) => (path.clone(), None),
+            ModuleSource::Bytes { origin, bytes } => {
+                (PathBuf::from(origin), Some(Arc::clone(bytes)))
+            }
+            ModuleSource::Image {
+                reference,
+                credentials,
+            } => {
+                let pulled = self
+                    .registries()
+                    .pull(reference, &credentials.auth_for(reference))
+                    .await
+                    // It names the image.
+                    .map_err(|error| error_chain(&error))?;
+                tracing::info!(controller = %declared.name, image = %reference, resolved = %pulled.resolved, digest = %pulled.digest, bytes = pulled.bytes.len(), "pulled the module");
+                (
+                    PathBuf::from(format!("image {reference} ({})", pulled.resolved)),
+                    Some(pulled.bytes),
+                )
+            }
+        };
         // A load compiles (no deadline), then calls `describe` (under the
         // guest's deadline); it waits for a slot of its tenant's like any
         // call, so a storm of edits cannot take more threads than that.
@@ -341,17 +392,16 @@ impl Supervisor {
             .inner
             .runtime
             .slots()
-            .run(&flow, None, move || match &module {
-                ModuleSource::File(path) => engine.load(path, options),
-                ModuleSource::Bytes { origin, bytes } => {
-                    engine.load_bytes(Path::new(origin), bytes, options)
-                }
+            .run(&flow, None, move || match &bytes {
+                None => engine.load(&path, options),
+                Some(bytes) => engine.load_bytes(&path, bytes, options),
             })
             .await;
+        let named = declared.module.describe();
         match loaded {
             Ok(Ok(guest)) => Ok(guest),
-            Ok(Err(error)) => Err(error_chain(&error)),
-            Err(error) => Err(format!("the loading task failed: {error}")),
+            Ok(Err(error)) => Err(format!("{named}: {}", error_chain(&error))),
+            Err(error) => Err(format!("{named}: the loading task failed: {error}")),
         }
     }
 }
@@ -476,7 +526,7 @@ async fn apply_version(
     let guest = match supervisor.load(wanted).await {
         Ok(guest) => guest,
         Err(message) => {
-            fail(format!("{}: {message}", wanted.module.describe()));
+            fail(message);
             return false;
         }
     };

@@ -31,7 +31,19 @@ pub async fn embedded_cluster(
     tempfile::TempDir,
     std::path::PathBuf,
 ) {
-    let cluster = devcluster::DevCluster::start(devcluster::Options::new())
+    embedded_cluster_with(devcluster::Options::new(), file).await
+}
+
+/// Like [`embedded_cluster`], started with `options`.
+pub async fn embedded_cluster_with(
+    options: devcluster::Options,
+    file: &str,
+) -> (
+    devcluster::DevCluster,
+    tempfile::TempDir,
+    std::path::PathBuf,
+) {
+    let cluster = devcluster::DevCluster::start(options)
         .await
         .expect("the embedded cluster starts");
     let dir = tempfile::tempdir().expect("tempdir");

@@ -1,0 +1,74 @@
+//! `paddock push`: publish a component to an OCI registry in the wasm
+//! artifact layout, so that a controller can name it by `image`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use paddock::oci::{DockerConfig, PullLimits, Registries};
+
+/// Arguments of `paddock push`.
+#[derive(Debug, clap::Args)]
+pub struct PushArgs {
+    /// The component (`.wasm`) to publish.
+    #[arg(value_name = "MODULE")]
+    module: PathBuf,
+
+    /// Where: `registry/repository:tag`.
+    #[arg(value_name = "REF")]
+    reference: String,
+
+    /// Speak plain HTTP to the registry (a local development registry,
+    /// such as `paddock dev --registry-port`'s).
+    #[arg(long)]
+    plain_http: bool,
+}
+
+/// Pushes the component and prints the reference pinned to its digest.
+pub fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
+    let component = std::fs::read(&args.module)
+        .with_context(|| format!("reading {}", args.module.display()))?;
+    if !is_component(&component) {
+        anyhow::bail!(
+            "{} is not a WebAssembly component (a core module, or not wasm at all); build it as a component (`paddock build`)",
+            args.module.display()
+        );
+    }
+    let reference = paddock::oci::parse_reference(&args.reference)?;
+    let credentials = DockerConfig::of_user()?;
+    let plain = if args.plain_http {
+        vec![reference.registry().to_owned()]
+    } else {
+        Vec::new()
+    };
+    let registries = Registries::new(plain, PullLimits::default());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let pinned = runtime.block_on(registries.push(
+        component,
+        &args.reference,
+        &credentials.auth_for(&args.reference),
+    ))?;
+    println!("{pinned}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `bytes` start as a component does: the wasm magic, then the
+/// component layer's version (`0x0d`, layer 1).
+fn is_component(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [0x0d, 0x00, 0x01, 0x00]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_components_are_pushed() {
+        assert!(is_component(b"\0asm\x0d\x00\x01\x00rest"));
+        assert!(!is_component(b"\0asm\x01\x00\x00\x00core module"));
+        assert!(!is_component(b"not wasm"));
+    }
+}

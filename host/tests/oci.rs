@@ -1,0 +1,254 @@
+//! Modules from OCI registries: `paddock push` publishes a component to
+//! the embedded cluster's registry, and `paddock run` runs a controller
+//! that names it by `image`; pulls that cannot succeed say why.
+
+mod common;
+// Shared with the other process tests; not every helper is used here.
+#[allow(dead_code)]
+mod hosts;
+
+use std::process::{Command, Stdio};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, PostParams};
+use oci_client::secrets::RegistryAuth;
+use paddock::oci::{OciError, PullLimits, Registries};
+use sha2::Digest as _;
+
+use common::{cache_dir, module};
+use hosts::{bound_port, embedded_cluster_with, http_get, wait_for};
+
+/// `paddock push MODULE REF --plain-http`: what it printed.
+fn push(module: &std::path::Path, reference: &str) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_paddock"))
+        .arg("push")
+        .arg(module)
+        .arg(reference)
+        .arg("--plain-http")
+        .env("DOCKER_CONFIG", "/nonexistent")
+        .output()
+        .expect("paddock push runs");
+    assert!(
+        output.status.success(),
+        "paddock push failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("UTF-8")
+        .trim()
+        .to_owned()
+}
+
+/// A controllers file running `replica_floor` as `floor` from `image`,
+/// and as `ghost` from `missing`.
+fn controllers_file(dir: &std::path::Path, image: &str, missing: &str) -> std::path::PathBuf {
+    let config = dir.join("controllers.yaml");
+    let entry = |name: &str, image: &str| {
+        format!(
+            "- name: {name}
+  image: {image}
+  grant:
+  - {{apiGroups: [apps], resources: [deployments], verbs: [get, list, watch]}}
+  - {{apiGroups: [apps], resources: [deployments/scale], verbs: [patch]}}
+  - {{apiGroups: [\"\"], resources: [events], verbs: [create, patch]}}
+"
+        )
+    };
+    std::fs::write(
+        &config,
+        format!(
+            "controllers:\n{}{}",
+            entry("floor", image),
+            entry("ghost", missing)
+        ),
+    )
+    .expect("write the controllers file");
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_runs_from_an_image_pushed_with_paddock_push() {
+    let options = devcluster::Options::new().oci_registry(true);
+    let (cluster, dir, kubeconfig) = embedded_cluster_with(options, "kubeconfig").await;
+    let registry = cluster.oci_registry().expect("a registry").host();
+    let wasm = module("replica_floor");
+    let bytes = std::fs::read(&wasm).expect("the component");
+    let digest = hex::encode(sha2::Sha256::digest(&bytes));
+
+    let pinned = push(&wasm, &format!("{registry}/controllers/floor:v1"));
+    assert!(
+        pinned.starts_with(&format!("{registry}/controllers/floor@sha256:")),
+        "push prints the reference pinned to the manifest: {pinned}"
+    );
+
+    let config = controllers_file(
+        dir.path(),
+        &format!("{registry}/controllers/floor:v1"),
+        &format!("{registry}/controllers/floor:never-pushed"),
+    );
+    let log = dir.path().join("paddock.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_paddock"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args([
+            "--ops-addr",
+            "127.0.0.1:0",
+            "--plain-http-registry",
+            &registry,
+        ])
+        .arg("--cache-dir")
+        .arg(cache_dir())
+        .env("RUST_LOG", "info")
+        .env("DOCKER_CONFIG", "/nonexistent")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("a log file"))
+        .spawn()
+        .expect("paddock starts");
+    let port = wait_for("paddock to bind its operations port", || async {
+        bound_port(&log)
+    })
+    .await;
+
+    let client = hosts::client(&kubeconfig).await;
+    let deployments: Api<Deployment> = Api::namespaced(client, "default");
+    let deployment: Deployment = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "annotations": {"paddock.dev/min-replicas": "3"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "web", "image": "web:1"}]}}}
+    }))
+    .expect("a Deployment");
+    deployments
+        .create(&PostParams::default(), &deployment)
+        .await
+        .expect("create");
+    wait_for(
+        "web to be scaled to 3 by the controller from the image",
+        || async {
+            let replicas = deployments.get("web").await.ok()?.spec?.replicas;
+            (replicas == Some(3)).then_some(())
+        },
+    )
+    .await;
+    // The module serving is the component pushed: its digest is the
+    // layer's, which keys the compile cache.
+    let (_, status) = http_get(port, "/status").await.expect("/status answers");
+    let status: serde_json::Value = serde_json::from_str(&status).expect("JSON");
+    let controller = |name: &str| {
+        status["controllers"]
+            .as_array()
+            .and_then(|controllers| controllers.iter().find(|c| c["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} in {status}"))
+    };
+    assert_eq!(
+        controller("floor")["digest"].as_str(),
+        Some(digest.as_str()),
+        "{status}"
+    );
+    // An image that is not there fails that controller alone, saying so.
+    let ghost = controller("ghost");
+    assert_eq!(ghost["phase"], "failed", "{ghost}");
+    assert!(
+        ghost.to_string().contains("was not found"),
+        "the status says why: {ghost}"
+    );
+    assert!(
+        cluster.oci_registry().expect("a registry").blob_pulls() >= 1,
+        "the component was pulled from the registry"
+    );
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        log_text.contains("pulled the module") && log_text.contains("floor@sha256:"),
+        "the pull is logged with the resolved reference:\n{log_text}"
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let exit = child.wait().expect("paddock exits");
+    assert_eq!(
+        exit.code(),
+        Some(1),
+        "paddock stops on SIGTERM, and its status says a controller failed at start: {exit}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulls_that_cannot_succeed_say_why() {
+    let options = devcluster::Options::new()
+        .oci_registry_options(devcluster::OciOptions::new().basic_auth("tenant", "right"));
+    let (cluster, _dir, _kubeconfig) = embedded_cluster_with(options, "kubeconfig").await;
+    let registry = cluster.oci_registry().expect("a registry").host();
+    let bytes = std::fs::read(module("replica_floor")).expect("the component");
+    let right = RegistryAuth::Basic("tenant".into(), "right".into());
+    let registries = Registries::new(vec![registry.clone()], PullLimits::default());
+    let reference = format!("{registry}/controllers/floor:v1");
+    registries
+        .push(bytes.clone(), &reference, &right)
+        .await
+        .expect("push with the right credentials");
+    let pulled = registries
+        .pull(&reference, &right)
+        .await
+        .expect("pull with the right credentials");
+    assert_eq!(&*pulled.bytes, bytes.as_slice());
+    assert_eq!(
+        pulled.digest,
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)))
+    );
+    // Pinned by digest, it pulls the same.
+    let again = registries
+        .pull(&pulled.resolved, &right)
+        .await
+        .expect("pull by digest");
+    assert_eq!(again.digest, pulled.digest);
+
+    // The same `Registries` pulled with the right credentials just now:
+    // another pull secret must not ride on them.
+    let wrong = RegistryAuth::Basic("tenant".into(), "wrong".into());
+    let error = registries.pull(&reference, &wrong).await.unwrap_err();
+    assert!(
+        matches!(error, OciError::Unauthorized { .. }),
+        "wrong password: {error}"
+    );
+    assert!(error.to_string().contains("pull secret"), "{error}");
+    let error = registries
+        .pull(&reference, &RegistryAuth::Anonymous)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, OciError::Unauthorized { .. }),
+        "anonymous: {error}"
+    );
+
+    let missing = format!("{registry}/controllers/floor:v9");
+    let error = registries.pull(&missing, &right).await.unwrap_err();
+    assert!(
+        matches!(error, OciError::NotFound { .. }),
+        "missing tag: {error}"
+    );
+    assert!(error.to_string().contains("was not found"), "{error}");
+    let unknown = format!("{registry}/controllers/floor@sha256:{}", "0".repeat(64));
+    let error = registries.pull(&unknown, &right).await.unwrap_err();
+    assert!(
+        matches!(error, OciError::NotFound { .. }),
+        "unknown digest: {error}"
+    );
+
+    let small = Registries::new(
+        vec![registry.clone()],
+        PullLimits {
+            max_bytes: 1024,
+            ..PullLimits::default()
+        },
+    );
+    let error = small.pull(&reference, &right).await.unwrap_err();
+    assert!(
+        matches!(error, OciError::TooLarge { max: 1024, .. }),
+        "oversized: {error}"
+    );
+}
