@@ -109,8 +109,8 @@ pub struct ControllerSettings {
     pub instances: Instances,
 }
 
-/// Where the guest component comes from: exactly one of `configMap` and
-/// `inline`.
+/// Where the guest component comes from: exactly one of `configMap`,
+/// `inline` and `image`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ModuleRef {
@@ -121,6 +121,29 @@ pub struct ModuleRef {
     /// The component itself, base64-encoded (for small guests).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inline: Option<String>,
+    /// An OCI image of the component in the wasm artifact layout
+    /// (`registry/repository:tag` or `registry/repository@sha256:<digest>`),
+    /// as `paddock push` writes it. Pulled when the controller loads; the
+    /// resolved reference is in `status.resolvedImage`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Secrets of type `kubernetes.io/dockerconfigjson` holding the
+    /// credentials for `image`'s registry, read as the controller's
+    /// ServiceAccount (which needs `get` on them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<SecretRef>,
+}
+
+/// A Secret, by name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    /// The Secret's name.
+    pub name: String,
+    /// Its namespace: required for a `ClusterWasmController`; a
+    /// `WasmController` reads only its own namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 /// A key of a ConfigMap.
@@ -148,6 +171,11 @@ pub struct WasmControllerStatus {
     /// The sha256 digest of the module serving now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub module_digest: Option<String>,
+    /// The image serving now, pinned to the manifest pulled
+    /// (`registry/repository@sha256:<digest>`), when the module is an
+    /// image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_image: Option<String>,
     /// The generation of the spec the host last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

@@ -25,10 +25,12 @@ use futures::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
 use oci_client::errors::OciDistributionError;
 use oci_client::manifest::{OciDescriptor, OciImageManifest};
-use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
+
+/// Credentials for one registry: anonymous, basic or a bearer token.
+pub use oci_client::secrets::RegistryAuth;
 
 /// The media type of a component layer.
 pub const WASM_LAYER_MEDIA_TYPE: &str = "application/wasm";

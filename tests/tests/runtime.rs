@@ -745,9 +745,8 @@ async fn a_closed_fence_holds_every_key_and_a_shard_lets_only_its_own_through() 
 
     // Open on a share of two members: only this host's keys are worked.
     let shard = Shard::new("me", ["me".to_owned(), "other".to_owned()]);
-    let (mine, theirs): (Vec<&String>, Vec<&String>) = names
-        .iter()
-        .partition(|name| shard.owns("default", name));
+    let (mine, theirs): (Vec<&String>, Vec<&String>) =
+        names.iter().partition(|name| shard.owns("default", name));
     assert!(
         !mine.is_empty() && !theirs.is_empty(),
         "{mine:?} {theirs:?}"

@@ -810,3 +810,178 @@ async fn a_wasm_controller_acts_as_a_service_account_with_the_rights_of_its_watc
     assert_eq!(running.identity, "serviceaccount team-d/viewer");
     host.supervisor.shutdown().await;
 }
+
+/// A Docker config naming `user:password` for `registry`.
+fn docker_config(registry: &str, user: &str, password: &str) -> String {
+    let auth = base64(format!("{user}:{password}").as_bytes());
+    json!({"auths": {registry: {"auth": auth}}}).to_string()
+}
+
+/// A tenant's `replica-floor` controller from `image`, with `pull_secrets`.
+fn floor_by_image(name: &str, image: &str, pull_secrets: &[&str]) -> WasmController {
+    let secrets: Vec<Value> = pull_secrets
+        .iter()
+        .map(|secret| json!({"name": secret}))
+        .collect();
+    serde_json::from_value(json!({
+        "apiVersion": "paddock.dev/v1alpha1",
+        "kind": "WasmController",
+        "metadata": {"name": name},
+        "spec": {
+            "module": {"image": image, "imagePullSecrets": secrets},
+            "grant": [
+                {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch"]},
+                {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["patch"]},
+                {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+            ],
+        },
+    }))
+    .expect("a WasmController")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_run_python_and_javascript_controllers_from_images_with_their_pull_secrets() {
+    use paddock::oci::{PullLimits, Registries, RegistryAuth};
+
+    let options = devcluster::Options::new()
+        .oci_registry_options(devcluster::OciOptions::new().basic_auth("tenants", "s3cret"));
+    let (cluster, client) = paddock_tests::cluster_with(options).await;
+    let registry = cluster.oci_registry().expect("a registry").host();
+    install_crds(&client).await;
+    let registries = Registries::new(vec![registry.clone()], PullLimits::default());
+    let auth = RegistryAuth::Basic("tenants".into(), "s3cret".into());
+    let mut pinned = std::collections::BTreeMap::new();
+    for language in ["py", "js"] {
+        let component = bytes(&format!("replica_floor_{language}"));
+        assert!(
+            component.len() > 1024 * 1024,
+            "the {language} component is larger than a ConfigMap may hold"
+        );
+        let reference = format!("{registry}/examples/replica-floor-{language}:v1");
+        let resolved = registries
+            .push(component.clone(), &reference, &auth)
+            .await
+            .expect("push");
+        pinned.insert(language, (reference, resolved, digest(&component)));
+    }
+
+    // Each tenant's namespace holds its pull secret and a Deployment that
+    // asks for 3 replicas; team-py also declares controllers whose pulls
+    // cannot succeed.
+    for language in ["py", "js"] {
+        let namespace_name = format!("team-{language}");
+        namespace(&client, &namespace_name).await;
+        create::<Secret>(
+            &client,
+            &namespace_name,
+            json!({
+                "metadata": {"name": "registry"},
+                "type": "kubernetes.io/dockerconfigjson",
+                "data": {".dockerconfigjson": base64(docker_config(&registry, "tenants", "s3cret").as_bytes())},
+            }),
+        )
+        .await;
+        create::<Deployment>(
+            &client,
+            &namespace_name,
+            json!({
+                "metadata": {"name": "web", "annotations": {"paddock.dev/min-replicas": "3"}},
+                "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                         "template": {"metadata": {"labels": {"app": "web"}},
+                                      "spec": {"containers": [{"name": "web", "image": "web:1"}]}}},
+            }),
+        )
+        .await;
+    }
+    create::<Secret>(
+        &client,
+        "team-py",
+        json!({
+            "metadata": {"name": "wrong"},
+            "type": "kubernetes.io/dockerconfigjson",
+            "data": {".dockerconfigjson": base64(docker_config(&registry, "tenants", "guess").as_bytes())},
+        }),
+    )
+    .await;
+    let py: Api<WasmController> = Api::namespaced(client.clone(), "team-py");
+    let js: Api<WasmController> = Api::namespaced(client.clone(), "team-js");
+    let (py_image, py_resolved, py_digest) = pinned["py"].clone();
+    let (js_image, js_resolved, js_digest) = pinned["js"].clone();
+    for (api, resource) in [
+        (&py, floor_by_image("floor", &py_image, &["registry"])),
+        (&js, floor_by_image("floor", &js_image, &["registry"])),
+        (&py, floor_by_image("wrong-secret", &py_image, &["wrong"])),
+        (&py, floor_by_image("no-secret", &py_image, &[])),
+        (
+            &py,
+            floor_by_image("absent-secret", &py_image, &["nowhere"]),
+        ),
+        (
+            &py,
+            floor_by_image(
+                "never-pushed",
+                &format!("{registry}/examples/replica-floor-py:v9"),
+                &["registry"],
+            ),
+        ),
+    ] {
+        api.create(&PostParams::default(), &resource)
+            .await
+            .expect("create the WasmController");
+    }
+
+    // The host pulls from the embedded registry over plain HTTP.
+    let supervisor = Supervisor::new(engine(), Runtime::new(client.clone()));
+    supervisor.set_registries(Registries::new(
+        vec![registry.clone()],
+        PullLimits::default(),
+    ));
+    let tenant = TenantLimits {
+        default_service_account: Some(TENANT_ACCOUNT.to_owned()),
+        ..TenantLimits::default()
+    };
+    let _source = cluster::watch(supervisor.clone(), client.clone(), tenant);
+
+    for (namespace_name, api, resolved, component_digest) in [
+        ("team-py", &py, &py_resolved, &py_digest),
+        ("team-js", &js, &js_resolved, &js_digest),
+    ] {
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace_name);
+        eventually(
+            120,
+            &format!("{namespace_name}'s controller from its image to scale web to 3"),
+            || async {
+                let replicas = deployments.get("web").await.ok()?.spec?.replicas;
+                (replicas == Some(3)).then_some(())
+            },
+        )
+        .await;
+        let status = eventually(WAIT, "the resolved image in the status", || async {
+            let status = api.get("floor").await.ok()?.status?;
+            status.resolved_image.is_some().then_some(status)
+        })
+        .await;
+        assert_eq!(status.resolved_image.as_ref(), Some(resolved));
+        assert_eq!(status.module_digest.as_ref(), Some(component_digest));
+    }
+
+    // Pulls that cannot succeed: each resource's status says why, with
+    // the reason PullFailed.
+    for (name, says) in [
+        ("wrong-secret", "refused access"),
+        ("no-secret", "refused access"),
+        ("absent-secret", "Secret team-py/nowhere does not exist"),
+        ("never-pushed", "was not found"),
+    ] {
+        let failed = eventually(WAIT, &format!("{name} to report PullFailed"), || async {
+            let status = py.get(name).await.ok()?.status?;
+            status
+                .conditions
+                .into_iter()
+                .find(|condition| condition.type_ == "Ready" && condition.reason == "PullFailed")
+        })
+        .await;
+        assert!(failed.message.contains(says), "{name}: {failed:?}");
+    }
+    supervisor.shutdown().await;
+}

@@ -49,6 +49,13 @@ pub struct EntryStatus {
     /// The digest of the module serving now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// The image serving now, pinned to the manifest pulled, when the
+    /// module is an image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_image: Option<String>,
+    /// Whether the latest failure was pulling the module's image.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pull_failed: bool,
     /// Versions swapped in after the first.
     pub reloads: u64,
     /// Versions that failed to load or start.
@@ -81,6 +88,8 @@ impl EntryStatus {
             origin: origin.to_owned(),
             phase: Phase::Loading,
             digest: None,
+            resolved_image: None,
+            pull_failed: false,
             reloads: 0,
             reload_failures: 0,
             last_reload_error: None,

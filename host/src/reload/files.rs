@@ -258,6 +258,7 @@ fn declare(
                         ModuleSource::Image {
                             reference: reference.clone(),
                             credentials: Arc::new(credentials),
+                            pull_secrets: Vec::new(),
                         },
                         format!("image {reference}"),
                     )

@@ -53,8 +53,12 @@ pub enum ModuleSource {
     Image {
         /// `registry/repository:tag` or `...@sha256:<digest>`.
         reference: String,
-        /// The credentials for its registry.
+        /// The credentials for its registry (the host's Docker config).
         credentials: Arc<DockerConfig>,
+        /// `kubernetes.io/dockerconfigjson` Secrets, `(namespace, name)`,
+        /// read when the module is loaded as the controller's
+        /// ServiceAccount; their credentials win over `credentials`.
+        pull_secrets: Vec<(String, String)>,
     },
 }
 
@@ -353,15 +357,67 @@ impl Supervisor {
         }
     }
 
+    /// The credentials to pull with: `credentials`, and over them those
+    /// of each pull secret, read as the controller's identity (so that a
+    /// tenant uses only Secrets its ServiceAccount may read).
+    async fn pull_credentials(
+        &self,
+        declared: &Declared,
+        credentials: &DockerConfig,
+        pull_secrets: &[(String, String)],
+    ) -> Result<DockerConfig, String> {
+        use k8s_openapi::api::core::v1::Secret;
+        let mut merged = credentials.clone();
+        let client = self
+            .inner
+            .runtime
+            .identities()
+            .client_for(declared.service_account.as_ref());
+        let who = declared.service_account.as_ref().map_or_else(
+            || "the host".to_owned(),
+            |account| format!("ServiceAccount {account}"),
+        );
+        for (index, (namespace, name)) in pull_secrets.iter().enumerate() {
+            let field = format!("spec.module.imagePullSecrets[{index}]");
+            let api: kube::Api<Secret> = kube::Api::namespaced(client.clone(), namespace);
+            let secret = api.get(name).await.map_err(|error| match &error {
+                kube::Error::Api(status) if status.code == 404 => format!(
+                    "{field}: Secret {namespace}/{name} does not exist; create it with `kubectl create secret docker-registry {name} -n {namespace} --docker-server=... --docker-username=... --docker-password=...`"
+                ),
+                kube::Error::Api(status) if status.code == 403 => format!(
+                    "{field}: {who} may not get Secret {namespace}/{name}; grant it `get` on that Secret"
+                ),
+                _ => format!("{field}: reading Secret {namespace}/{name}: {error}"),
+            })?;
+            let origin = format!("{field}: Secret {namespace}/{name}");
+            if secret.type_.as_deref() != Some("kubernetes.io/dockerconfigjson") {
+                return Err(format!(
+                    "{origin} is of type {:?}, not kubernetes.io/dockerconfigjson (as `kubectl create secret docker-registry` makes it)",
+                    secret.type_.as_deref().unwrap_or("Opaque")
+                ));
+            }
+            let json = secret
+                .data
+                .as_ref()
+                .and_then(|data| data.get(".dockerconfigjson"))
+                .ok_or_else(|| format!("{origin} has no `.dockerconfigjson` key"))?;
+            let config =
+                DockerConfig::parse(&origin, &json.0).map_err(|error| error.to_string())?;
+            merged.merge(config);
+        }
+        Ok(merged)
+    }
+
     /// Loads a declared module in the background; the error names the
     /// module.
-    async fn load(&self, declared: &Declared) -> Result<Guest, String> {
+    async fn load(&self, declared: &Declared) -> Result<Loaded, LoadFailure> {
         let engine = self.inner.engine.clone();
         let options = LoadOptions::default()
             .name(declared.name.clone())
             .limits(declared.limits.sandbox())
             .instances(declared.instances);
         // What to load: a file, or bytes named by their origin.
+        let mut resolved = None;
         let (path, bytes) = match &declared.module {
             ModuleSource::File(path) => (path.clone(), None),
             ModuleSource::Bytes { origin, bytes } => {
@@ -370,18 +426,26 @@ impl Supervisor {
             ModuleSource::Image {
                 reference,
                 credentials,
+                pull_secrets,
             } => {
+                let pull_failed = |message: String| LoadFailure {
+                    message,
+                    pulling: true,
+                };
+                let credentials = self
+                    .pull_credentials(declared, credentials, pull_secrets)
+                    .await
+                    .map_err(|message| pull_failed(format!("image {reference}: {message}")))?;
                 let pulled = self
                     .registries()
                     .pull(reference, &credentials.auth_for(reference))
                     .await
                     // It names the image.
-                    .map_err(|error| error_chain(&error))?;
+                    .map_err(|error| pull_failed(error_chain(&error)))?;
                 tracing::info!(controller = %declared.name, image = %reference, resolved = %pulled.resolved, digest = %pulled.digest, bytes = pulled.bytes.len(), "pulled the module");
-                (
-                    PathBuf::from(format!("image {reference} ({})", pulled.resolved)),
-                    Some(pulled.bytes),
-                )
+                let path = PathBuf::from(format!("image {reference} ({})", pulled.resolved));
+                resolved = Some(pulled.resolved);
+                (path, Some(pulled.bytes))
             }
         };
         // A load compiles (no deadline), then calls `describe` (under the
@@ -398,12 +462,31 @@ impl Supervisor {
             })
             .await;
         let named = declared.module.describe();
+        let failed = |message| LoadFailure {
+            message,
+            pulling: false,
+        };
         match loaded {
-            Ok(Ok(guest)) => Ok(guest),
-            Ok(Err(error)) => Err(format!("{named}: {}", error_chain(&error))),
-            Err(error) => Err(format!("{named}: the loading task failed: {error}")),
+            Ok(Ok(guest)) => Ok(Loaded { guest, resolved }),
+            Ok(Err(error)) => Err(failed(format!("{named}: {}", error_chain(&error)))),
+            Err(error) => Err(failed(format!("{named}: the loading task failed: {error}"))),
         }
     }
+}
+
+/// A module loaded.
+struct Loaded {
+    guest: Guest,
+    /// The image it came from, pinned to the manifest pulled.
+    resolved: Option<String>,
+}
+
+/// Why a module could not be loaded.
+struct LoadFailure {
+    /// What went wrong, naming the module.
+    message: String,
+    /// Whether pulling its image failed (rather than the module itself).
+    pulling: bool,
 }
 
 /// Applies the declarations of one controller, latest first, until it is
@@ -501,7 +584,7 @@ async fn apply_version(
         };
         status.cut.clone_from(&wanted.cut);
     });
-    let fail = |message: String| {
+    let fail = |message: String, pulling: bool| {
         tracing::error!(
             controller = %name,
             origin = %wanted.origin,
@@ -520,13 +603,14 @@ async fn apply_version(
                 at: jiff::Timestamp::now(),
                 message,
             });
+            status.pull_failed = pulling;
             status.observed_generation = wanted.generation;
         });
     };
-    let guest = match supervisor.load(wanted).await {
-        Ok(guest) => guest,
-        Err(message) => {
-            fail(message);
+    let Loaded { guest, resolved } = match supervisor.load(wanted).await {
+        Ok(loaded) => loaded,
+        Err(failure) => {
+            fail(failure.message, failure.pulling);
             return false;
         }
     };
@@ -550,6 +634,8 @@ async fn apply_version(
                 }
                 status.phase = Phase::Running;
                 status.digest = Some(digest.clone());
+                status.resolved_image.clone_from(&resolved);
+                status.pull_failed = false;
                 status.handle = handle;
                 status.observed_generation = wanted.generation;
                 status.last_swap = Some(elapsed);
@@ -557,7 +643,7 @@ async fn apply_version(
             true
         }
         Err(error) => {
-            fail(error_chain(&error));
+            fail(error_chain(&error), false);
             false
         }
     }

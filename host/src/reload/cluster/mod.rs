@@ -31,7 +31,7 @@ use crate::wasm::compile_cache::digest;
 const SOURCE: &str = "cluster";
 
 /// The problem of a module given both or neither way.
-const ONE_MODULE_SOURCE: &str = "spec.module: give exactly one of `configMap` (a ConfigMap key holding the component) and `inline` (the component, base64)";
+const ONE_MODULE_SOURCE: &str = "spec.module: give exactly one of `configMap` (a ConfigMap key holding the component), `inline` (the component, base64) and `image` (an OCI image of it)";
 
 /// How long to wait for more changes before declaring again.
 const SETTLE: Duration = Duration::from_millis(10);
@@ -557,12 +557,16 @@ impl Declarer {
     /// The module's bytes and digest.
     fn module(&mut self, spec: &Spec, watched: &Watched) -> Result<(ModuleSource, String), String> {
         let base64 = base64::engine::general_purpose::STANDARD;
-        match (
-            &spec.settings.module.config_map,
-            &spec.settings.module.inline,
-        ) {
-            (Some(_), Some(_)) | (None, None) => Err(ONE_MODULE_SOURCE.into()),
-            (None, Some(inline)) => {
+        let module = &spec.settings.module;
+        if !module.image_pull_secrets.is_empty() && module.image.is_none() {
+            return Err("spec.module.imagePullSecrets: only used with spec.module.image".into());
+        }
+        match (&module.config_map, &module.inline, &module.image) {
+            (None, None, Some(image)) => image_source(spec, image),
+            (Some(_), Some(_), _) | (None, None, None) | (_, _, Some(_)) => {
+                Err(ONE_MODULE_SOURCE.into())
+            }
+            (None, Some(inline), None) => {
                 let origin = format!("{} spec.module.inline", spec.origin());
                 let source = (
                     format!("{}/inline", spec.uid),
@@ -573,7 +577,7 @@ impl Declarer {
                         .get_or_decode(&spec.controller_name(), source, || decode_inline(inline))?;
                 Ok((ModuleSource::Bytes { origin, bytes }, found))
             }
-            (Some(reference), None) => {
+            (Some(reference), None, None) => {
                 let namespace = match (&spec.namespace, &reference.namespace) {
                     (Some(own), Some(other)) if own != other => {
                         return Err(format!(
@@ -622,6 +626,47 @@ impl Declarer {
             }
         }
     }
+}
+
+/// An image module: checked now, pulled (with its pull secrets, read as the
+/// controller's ServiceAccount) when it loads. Its version is the
+/// reference and the pull secrets: changing either reloads it.
+fn image_source(spec: &Spec, image: &str) -> Result<(ModuleSource, String), String> {
+    crate::oci::parse_reference(image).map_err(|error| format!("spec.module.image: {error}"))?;
+    let mut pull_secrets = Vec::new();
+    for (index, secret) in spec.settings.module.image_pull_secrets.iter().enumerate() {
+        let field = format!("spec.module.imagePullSecrets[{index}]");
+        let namespace = match (&spec.namespace, &secret.namespace) {
+            (Some(own), Some(other)) if own != other => {
+                return Err(format!(
+                    "{field}.namespace: {other} is not allowed; a WasmController reads pull secrets only from its own namespace, {own}"
+                ));
+            }
+            (Some(own), _) => own.clone(),
+            (None, Some(namespace)) => namespace.clone(),
+            (None, None) => {
+                return Err(format!(
+                    "{field}.namespace: required for a ClusterWasmController; name the Secret's namespace"
+                ));
+            }
+        };
+        if !is_dns_label(&namespace) || secret.name.is_empty() {
+            return Err(format!(
+                "{field}: `{namespace}/{}` does not name a Secret",
+                secret.name
+            ));
+        }
+        pull_secrets.push((namespace, secret.name.clone()));
+    }
+    let version = format!("image {image} pull secrets {pull_secrets:?}");
+    Ok((
+        ModuleSource::Image {
+            reference: image.to_owned(),
+            credentials: Arc::default(),
+            pull_secrets,
+        },
+        version,
+    ))
 }
 
 /// Decodes a `spec.module.inline` component (base64, whitespace ignored).

@@ -115,7 +115,11 @@ pub(super) fn resource_status(
                 "ServingPreviousVersion",
                 "the previous version keeps serving".to_owned(),
                 "True",
-                "NewVersionRefused",
+                if status.pull_failed {
+                    "PullFailed"
+                } else {
+                    "NewVersionRefused"
+                },
                 error.clone(),
             ),
             Phase::Loading => (
@@ -150,14 +154,21 @@ pub(super) fn resource_status(
                 "ServiceAccountLacksPermission",
                 error.clone(),
             ),
-            Phase::Failed => (
-                "False",
-                "Failed",
-                error.clone(),
-                "True",
-                "Failed",
-                error.clone(),
-            ),
+            Phase::Failed => {
+                let reason = if status.pull_failed {
+                    "PullFailed"
+                } else {
+                    "Failed"
+                };
+                (
+                    "False",
+                    reason,
+                    error.clone(),
+                    "True",
+                    reason,
+                    error.clone(),
+                )
+            }
         };
     let now = jiff::Timestamp::now().to_string();
     let condition = |type_: &str, state: &str, reason: &str, message: String| {
@@ -182,6 +193,7 @@ pub(super) fn resource_status(
             condition("Degraded", degraded, degraded_reason, degraded_message),
         ],
         module_digest: status.digest.clone(),
+        resolved_image: status.resolved_image.clone(),
         observed_generation: status.observed_generation,
         cut: status.cut.clone(),
     }
