@@ -8,6 +8,7 @@
 //! - name: replica-floor
 //!   module: guests/replica_floor.wasm # relative to this file; or, instead:
 //!   # image: registry.example.com/team/replica-floor:v1  # an OCI image
+//!   # pollSeconds: 60                 # with a tag: follow it; 0: never
 //!   namespaces: []                    # empty: cluster-wide
 //!   grant:
 //!   - apiGroups: [apps]
@@ -61,6 +62,10 @@ pub struct ControllerSpec {
     /// `module` and `image`.
     #[serde(default)]
     pub image: Option<String>,
+    /// With a tag in `image`: check it this often, in seconds, and load
+    /// the manifest it names when it changes; 0 (the default): never.
+    #[serde(default)]
+    pub poll_seconds: u64,
     /// The namespaces the guest works in; empty for all namespaces.
     #[serde(default)]
     pub namespaces: Vec<String>,
@@ -314,6 +319,14 @@ impl ControllersFile {
                         ),
                     ));
                 }
+                (Some(_), None) if controller.poll_seconds > 0 => {
+                    return Err(invalid(
+                        &entry,
+                        "pollSeconds",
+                        "only used with `image`; a module file is watched for changes already"
+                            .into(),
+                    ));
+                }
                 (Some(_), None) => {}
                 (None, Some(image)) => {
                     crate::oci::parse_reference(image)
@@ -474,6 +487,9 @@ mod tests {
         )
         .expect_err("bad reference");
         assert!(error.to_string().contains("field `image`"), "{error}");
+        let error =
+            parse(dir.path(), &format!("{GOOD}  pollSeconds: 30\n")).expect_err("polling a file");
+        assert!(error.to_string().contains("field `pollSeconds`"), "{error}");
 
         let error = parse(
             dir.path(),

@@ -132,6 +132,11 @@ pub struct ModuleRef {
     /// ServiceAccount (which needs `get` on them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub image_pull_secrets: Vec<SecretRef>,
+    /// With a tag in `image`: check it this often, in seconds, and load
+    /// the manifest it names when it changes (a pushed tag rolls out as a
+    /// reload); absent or 0: never. A digest never changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_seconds: Option<u64>,
 }
 
 /// A Secret, by name.

@@ -327,6 +327,24 @@ impl Registries {
             })?
     }
 
+    /// The digest of the manifest `reference` names now (a tag's current
+    /// manifest), without fetching the component.
+    ///
+    /// # Errors
+    /// Why the registry could not say.
+    pub async fn resolve(&self, reference: &str, auth: &RegistryAuth) -> Result<String, OciError> {
+        let parsed = parse_reference(reference)?;
+        let client = self.client();
+        let resolving = client.fetch_manifest_digest(&parsed, auth);
+        tokio::time::timeout(self.limits.timeout, resolving)
+            .await
+            .map_err(|_| OciError::TimedOut {
+                reference: parsed.whole(),
+                timeout: self.limits.timeout,
+            })?
+            .map_err(|error| OciError::from_client(&parsed, error))
+    }
+
     async fn pull_once(
         &self,
         reference: &Reference,

@@ -47,6 +47,7 @@ fn controllers_file(dir: &std::path::Path, image: &str, missing: &str) -> std::p
         format!(
             "- name: {name}
   image: {image}
+  pollSeconds: 1
   grant:
   - {{apiGroups: [apps], resources: [deployments], verbs: [get, list, watch]}}
   - {{apiGroups: [apps], resources: [deployments/scale], verbs: [patch]}}
@@ -166,6 +167,47 @@ async fn a_controller_runs_from_an_image_pushed_with_paddock_push() {
         log_text.contains("pulled the module") && log_text.contains("floor@sha256:"),
         "the pull is logged with the resolved reference:\n{log_text}"
     );
+
+    // A new version pushed under the same tag rolls out: the host sees the
+    // tag move at its next check and swaps the JavaScript build in.
+    let js = std::fs::read(module("replica_floor_js")).expect("the JavaScript build");
+    let js_digest = hex::encode(sha2::Sha256::digest(&js));
+    let repinned = push(
+        &module("replica_floor_js"),
+        &format!("{registry}/controllers/floor:v1"),
+    );
+    assert_ne!(repinned, pinned, "the tag names a new manifest");
+    wait_for("the new version under the tag to serve", || async {
+        let (_, status) = http_get(port, "/status").await?;
+        let status: serde_json::Value = serde_json::from_str(&status).ok()?;
+        let floor = status["controllers"]
+            .as_array()?
+            .iter()
+            .find(|controller| controller["name"] == "floor")?
+            .clone();
+        (floor["digest"].as_str() == Some(js_digest.as_str())
+            && floor["resolvedImage"].as_str() == Some(repinned.as_str()))
+        .then_some(())
+    })
+    .await;
+    let deployment: Deployment = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "api", "annotations": {"paddock.dev/min-replicas": "2"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "api"}},
+                 "template": {"metadata": {"labels": {"app": "api"}},
+                              "spec": {"containers": [{"name": "api", "image": "api:1"}]}}}
+    }))
+    .expect("a Deployment");
+    deployments
+        .create(&PostParams::default(), &deployment)
+        .await
+        .expect("create");
+    wait_for("api to be scaled to 2 by the new version", || async {
+        let replicas = deployments.get("api").await.ok()?.spec?.replicas;
+        (replicas == Some(2)).then_some(())
+    })
+    .await;
+
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

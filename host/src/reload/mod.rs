@@ -59,6 +59,9 @@ pub enum ModuleSource {
         /// read when the module is loaded as the controller's
         /// ServiceAccount; their credentials win over `credentials`.
         pull_secrets: Vec<(String, String)>,
+        /// How often to check whether a tag names another manifest, and
+        /// load it when it does; `None`: never (a digest never changes).
+        poll: Option<Duration>,
     },
 }
 
@@ -408,6 +411,49 @@ impl Supervisor {
         Ok(merged)
     }
 
+    /// Whether the tag of an image module names another manifest than
+    /// `serving` (`registry/repository@sha256:...`): a new version was
+    /// pushed. `false` when the registry cannot be asked (the next check
+    /// tries again).
+    async fn tag_moved(&self, declared: &Declared, serving: &str) -> bool {
+        let ModuleSource::Image {
+            reference,
+            credentials,
+            pull_secrets,
+            ..
+        } = &declared.module
+        else {
+            return false;
+        };
+        let credentials = match self
+            .pull_credentials(declared, credentials, pull_secrets)
+            .await
+        {
+            Ok(credentials) => credentials,
+            Err(error) => {
+                tracing::warn!(controller = %declared.name, image = %reference, %error, "cannot check the tag for a new version");
+                return false;
+            }
+        };
+        match self
+            .registries()
+            .resolve(reference, &credentials.auth_for(reference))
+            .await
+        {
+            Ok(digest) => {
+                let moved = !serving.ends_with(&format!("@{digest}"));
+                if moved {
+                    tracing::info!(controller = %declared.name, image = %reference, %digest, serving, "the tag names a new version; loading it");
+                }
+                moved
+            }
+            Err(error) => {
+                tracing::warn!(controller = %declared.name, image = %reference, error = %error_chain(&error), "cannot check the tag for a new version");
+                false
+            }
+        }
+    }
+
     /// Loads a declared module in the background; the error names the
     /// module.
     async fn load(&self, declared: &Declared) -> Result<Loaded, LoadFailure> {
@@ -427,6 +473,7 @@ impl Supervisor {
                 reference,
                 credentials,
                 pull_secrets,
+                ..
             } => {
                 let pull_failed = |message: String| LoadFailure {
                     message,
@@ -499,14 +546,17 @@ async fn manage(
     let board = supervisor.board().clone();
     let mut running: Option<RunningController> = None;
     let mut serving: Option<Arc<Declared>> = None;
+    // Set when the tag of the serving image names a new manifest.
+    let mut tag_moved = false;
     loop {
         let current = declared.borrow_and_update().clone();
         let Some(wanted) = current else {
             break;
         };
-        let up_to_date = serving
-            .as_ref()
-            .is_some_and(|serving| serving.same_version(&wanted));
+        let up_to_date = !std::mem::take(&mut tag_moved)
+            && serving
+                .as_ref()
+                .is_some_and(|serving| serving.same_version(&wanted));
         if up_to_date {
             board.update(&name, &wanted, |status| {
                 status.observed_generation = wanted.generation;
@@ -543,7 +593,30 @@ async fn manage(
                 serving = Some(Arc::clone(&wanted));
             }
         }
-        if declared.changed().await.is_err() {
+        let polled = match &wanted.module {
+            ModuleSource::Image {
+                poll: Some(every), ..
+            } => Some(*every),
+            _ => None,
+        };
+        let changed = match polled {
+            None => declared.changed().await,
+            Some(every) => loop {
+                tokio::select! {
+                    changed = declared.changed() => break changed,
+                    () = tokio::time::sleep(every) => {
+                        let resolved = board.get(&name).and_then(|status| status.resolved_image);
+                        if let Some(resolved) = resolved
+                            && supervisor.tag_moved(&wanted, &resolved).await
+                        {
+                            tag_moved = true;
+                            break Ok(());
+                        }
+                    }
+                }
+            },
+        };
+        if changed.is_err() {
             break;
         }
     }

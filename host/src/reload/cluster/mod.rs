@@ -561,6 +561,9 @@ impl Declarer {
         if !module.image_pull_secrets.is_empty() && module.image.is_none() {
             return Err("spec.module.imagePullSecrets: only used with spec.module.image".into());
         }
+        if module.poll_seconds.is_some_and(|seconds| seconds > 0) && module.image.is_none() {
+            return Err("spec.module.pollSeconds: only used with spec.module.image".into());
+        }
         match (&module.config_map, &module.inline, &module.image) {
             (None, None, Some(image)) => image_source(spec, image),
             (Some(_), Some(_), _) | (None, None, None) | (_, _, Some(_)) => {
@@ -664,6 +667,10 @@ fn image_source(spec: &Spec, image: &str) -> Result<(ModuleSource, String), Stri
             reference: image.to_owned(),
             credentials: Arc::default(),
             pull_secrets,
+            poll: crate::reload::files::poll_interval(
+                image,
+                spec.settings.module.poll_seconds.unwrap_or(0),
+            ),
         },
         version,
     ))
