@@ -930,7 +930,21 @@ async fn tenants_run_python_and_javascript_controllers_from_images_with_their_pu
             .expect("create the WasmController");
     }
 
-    // The host pulls from the embedded registry over plain HTTP.
+    // A tenant may not make the host pull from a registry the operator
+    // did not list.
+    py.create(
+        &PostParams::default(),
+        &floor_by_image(
+            "elsewhere",
+            "registry.internal.example:443/anything:v1",
+            &["registry"],
+        ),
+    )
+    .await
+    .expect("create the WasmController");
+
+    // The host pulls from the embedded registry over plain HTTP, and lets
+    // tenants pull from it alone.
     let supervisor = Supervisor::new(engine(), Runtime::new(client.clone()));
     supervisor.set_registries(Registries::new(
         vec![registry.clone()],
@@ -938,6 +952,7 @@ async fn tenants_run_python_and_javascript_controllers_from_images_with_their_pu
     ));
     let tenant = TenantLimits {
         default_service_account: Some(TENANT_ACCOUNT.to_owned()),
+        registries: vec![registry.clone()],
         ..TenantLimits::default()
     };
     let _source = cluster::watch(supervisor.clone(), client.clone(), tenant);
@@ -964,6 +979,21 @@ async fn tenants_run_python_and_javascript_controllers_from_images_with_their_pu
         assert_eq!(status.resolved_image.as_ref(), Some(resolved));
         assert_eq!(status.module_digest.as_ref(), Some(component_digest));
     }
+
+    let elsewhere = eventually(WAIT, "elsewhere to be refused", || async {
+        let status = py.get("elsewhere").await.ok()?.status?;
+        status
+            .conditions
+            .into_iter()
+            .find(|condition| condition.type_ == "Ready" && condition.reason == "Failed")
+    })
+    .await;
+    assert!(
+        elsewhere.message.contains(
+            "registry registry.internal.example:443 is not one a WasmController may pull from"
+        ),
+        "{elsewhere:?}"
+    );
 
     // Pulls that cannot succeed: each resource's status says why, with
     // the reason PullFailed.

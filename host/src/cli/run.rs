@@ -127,6 +127,12 @@ pub struct TenantArgs {
     /// away takes effect within it.
     #[arg(long, value_name = "SECONDS", default_value_t = paddock::identity::DEFAULT_REVIEW_TTL.as_secs())]
     access_review_ttl_seconds: u64,
+
+    /// A registry (`HOST[:PORT]`) a `WasmController`'s `spec.module.image`
+    /// may come from; repeat for several. Without it, any: the host then
+    /// connects to whatever registry a tenant names.
+    #[arg(long = "tenant-registry", value_name = "HOST[:PORT]")]
+    tenant_registries: Vec<String>,
 }
 
 impl TenantArgs {
@@ -151,6 +157,7 @@ impl TenantArgs {
             min_requeue_ms: self.tenant_min_requeue_ms,
             max_controllers_per_namespace: self.tenant_max_controllers_per_namespace,
             default_service_account: self.tenant_default_service_account.clone(),
+            registries: self.tenant_registries.clone(),
         }
     }
 }

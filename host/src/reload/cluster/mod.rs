@@ -565,7 +565,7 @@ impl Declarer {
             return Err("spec.module.pollSeconds: only used with spec.module.image".into());
         }
         match (&module.config_map, &module.inline, &module.image) {
-            (None, None, Some(image)) => image_source(spec, image),
+            (None, None, Some(image)) => image_source(spec, image, &self.tenant.registries),
             (Some(_), Some(_), _) | (None, None, None) | (_, _, Some(_)) => {
                 Err(ONE_MODULE_SOURCE.into())
             }
@@ -634,8 +634,23 @@ impl Declarer {
 /// An image module: checked now, pulled (with its pull secrets, read as the
 /// controller's ServiceAccount) when it loads. Its version is the
 /// reference and the pull secrets: changing either reloads it.
-fn image_source(spec: &Spec, image: &str) -> Result<(ModuleSource, String), String> {
-    crate::oci::parse_reference(image).map_err(|error| format!("spec.module.image: {error}"))?;
+fn image_source(
+    spec: &Spec,
+    image: &str,
+    tenant_registries: &[String],
+) -> Result<(ModuleSource, String), String> {
+    let reference = crate::oci::parse_reference(image)
+        .map_err(|error| format!("spec.module.image: {error}"))?;
+    let registry = reference.registry();
+    if spec.namespace.is_some()
+        && !tenant_registries.is_empty()
+        && !tenant_registries.iter().any(|allowed| allowed == registry)
+    {
+        return Err(format!(
+            "spec.module.image: registry {registry} is not one a WasmController may pull from ({}); push the module to one of them",
+            tenant_registries.join(", ")
+        ));
+    }
     let mut pull_secrets = Vec::new();
     for (index, secret) in spec.settings.module.image_pull_secrets.iter().enumerate() {
         let field = format!("spec.module.imagePullSecrets[{index}]");

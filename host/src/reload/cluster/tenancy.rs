@@ -46,6 +46,10 @@ pub struct TenantLimits {
     /// The ServiceAccount (in its own namespace) a `WasmController` that
     /// names none acts as; `None`: such a controller is refused.
     pub default_service_account: Option<String>,
+    /// The registries (`host[:port]`) a `WasmController`'s image may come
+    /// from; empty: any. Without a list, a tenant makes the host connect
+    /// to whatever registry it names.
+    pub registries: Vec<String>,
 }
 
 impl Default for TenantLimits {
@@ -62,6 +66,7 @@ impl Default for TenantLimits {
             min_requeue_ms: 1000,
             max_controllers_per_namespace: 10,
             default_service_account: None,
+            registries: Vec::new(),
         }
     }
 }
