@@ -28,8 +28,8 @@ use crate::controller::{
 };
 use crate::reload::{EntryStatus, SourceStatus, StatusBoard};
 use crate::replication::{RingHandle, RingStatus};
-use crate::wasm::LimitHitCounts;
 use crate::wasm::slots::{ExecutionSlots, SlotsStatus};
+use crate::wasm::{LimitHitCounts, WasmEngine};
 
 /// What the endpoint reports on.
 #[derive(Debug, Clone)]
@@ -39,6 +39,7 @@ pub struct OpsState {
     slots: Option<ExecutionSlots>,
     started: Arc<std::sync::atomic::AtomicBool>,
     ring: Arc<std::sync::OnceLock<RingHandle>>,
+    engine: Option<WasmEngine>,
 }
 
 impl OpsState {
@@ -50,7 +51,15 @@ impl OpsState {
             slots: None,
             started: Arc::default(),
             ring: Arc::default(),
+            engine: None,
         }
+    }
+
+    /// Also reports how the engine's components got their compiled code.
+    #[must_use]
+    pub fn with_engine(mut self, engine: WasmEngine) -> Self {
+        self.engine = Some(engine);
+        self
     }
 
     /// Also reports on the ring this host joined (once; later calls are
@@ -369,6 +378,14 @@ struct ReloadLabels {
     result: &'static str,
 }
 
+/// The labels of `paddock_component_loads_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LoadLabels {
+    /// `shared` (a live guest of this process had it compiled), `cache`
+    /// (the compile cache on disk had it) or `compiled`.
+    source: &'static str,
+}
+
 /// The labels of an informer's series. `group` and `version` tell apart
 /// resources of different API groups (or versions) that share a plural.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -617,6 +634,25 @@ pub fn render(state: &OpsState) -> String {
         "Times a source of controllers (a controllers file) could not be used",
         source_errors,
     );
+
+    if let Some(engine) = &state.engine {
+        let loads = Counters::<LoadLabels>::default();
+        let counts = engine.loads();
+        for (source, count) in [
+            ("shared", &counts.shared),
+            ("cache", &counts.cached),
+            ("compiled", &counts.compiled),
+        ] {
+            loads
+                .get_or_create(&LoadLabels { source })
+                .inc_by(count.load(Ordering::Relaxed));
+        }
+        registry.register(
+            "paddock_component_loads",
+            "Components loaded, by where their compiled code came from: shared (a live guest), cache (the compile cache on disk) or compiled",
+            loads,
+        );
+    }
 
     let objects = Gauges::<InformerLabels>::default();
     let store_bytes = Gauges::<InformerLabels>::default();

@@ -294,3 +294,91 @@ async fn pulls_that_cannot_succeed_say_why() {
         "oversized: {error}"
     );
 }
+
+/// The value of `paddock_component_loads_total{source=...}` in `metrics`.
+fn loads(metrics: &str, source: &str) -> Option<u64> {
+    let prefix = format!("paddock_component_loads_total{{source=\"{source}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_host_pulling_the_same_image_compiles_nothing() {
+    let options = devcluster::Options::new().oci_registry(true);
+    let (cluster, dir, kubeconfig) = embedded_cluster_with(options, "kubeconfig").await;
+    let registry = cluster.oci_registry().expect("a registry").host();
+    let image = format!("{registry}/controllers/floor:v1");
+    push(&module("replica_floor"), &image);
+    let config = dir.path().join("controllers.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "controllers:
+- name: floor
+  image: {image}
+  grant:
+  - {{apiGroups: [apps], resources: [deployments], verbs: [get, list, watch]}}
+  - {{apiGroups: [apps], resources: [deployments/scale], verbs: [patch]}}
+"
+        ),
+    )
+    .expect("write the controllers file");
+    // A compile cache of their own, empty at first, that both hosts share
+    // (as two replicas share a volume, or one host restarts).
+    let cache = dir.path().join("cache");
+    let mut seen = Vec::new();
+    for host in ["first", "second"] {
+        let log = dir.path().join(format!("{host}.log"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_paddock"))
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args([
+                "--ops-addr",
+                "127.0.0.1:0",
+                "--plain-http-registry",
+                &registry,
+            ])
+            .arg("--cache-dir")
+            .arg(&cache)
+            .env("RUST_LOG", "info")
+            .env("DOCKER_CONFIG", "/nonexistent")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("a log file"))
+            .spawn()
+            .expect("paddock starts");
+        let port = wait_for("paddock to bind its operations port", || async {
+            bound_port(&log)
+        })
+        .await;
+        let metrics = wait_for(&format!("the {host} host to load the image"), || async {
+            let (_, metrics) = http_get(port, "/metrics").await?;
+            let loaded = loads(&metrics, "cache")? + loads(&metrics, "compiled")?;
+            (loaded >= 1).then_some(metrics)
+        })
+        .await;
+        seen.push((
+            loads(&metrics, "compiled").unwrap_or(u64::MAX),
+            loads(&metrics, "cache").unwrap_or(u64::MAX),
+        ));
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        child.wait().expect("paddock exits");
+    }
+    assert_eq!(
+        seen,
+        vec![(1, 0), (0, 1)],
+        "(compiled, from the cache) per host: the first compiles, the second pulls the same digest and compiles nothing"
+    );
+    assert!(
+        cluster.oci_registry().expect("a registry").blob_pulls() >= 2,
+        "both hosts pulled the image"
+    );
+}

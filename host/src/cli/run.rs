@@ -606,7 +606,8 @@ async fn serve(
     let supervisor = Supervisor::new(engine.clone(), runtime.clone());
     supervisor.set_registries(registries);
     let ops = OpsState::new(runtime.informers().clone(), supervisor.board().clone())
-        .with_slots(slots.clone());
+        .with_slots(slots.clone())
+        .with_engine(engine.clone());
     let ring_client = client.clone();
     let (bound, _ops_task) = paddock::ops::serve(ops_addr, ops.clone())
         .await

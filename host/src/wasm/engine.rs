@@ -67,6 +67,20 @@ pub(crate) struct EngineInner {
     pub(crate) cache: CompileCache,
     /// Components live guests loaded, by digest.
     pub(crate) loaded: Mutex<HashMap<String, Weak<SharedComponent>>>,
+    /// How the components loaded so far got their compiled code.
+    pub(crate) loads: LoadCounts,
+}
+
+/// How the components an engine loaded got their compiled code.
+#[derive(Debug, Default)]
+pub struct LoadCounts {
+    /// From a live guest of this process running the same component.
+    pub shared: std::sync::atomic::AtomicU64,
+    /// From the compile cache on disk (written by this process before, by
+    /// another host, or by an earlier run).
+    pub cached: std::sync::atomic::AtomicU64,
+    /// Compiled here.
+    pub compiled: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for WasmEngine {
@@ -101,6 +115,7 @@ impl WasmEngine {
                 linker,
                 cache,
                 loaded: Mutex::default(),
+                loads: LoadCounts::default(),
             }),
         })
     }
@@ -108,6 +123,11 @@ impl WasmEngine {
     /// The compile cache.
     pub fn compile_cache(&self) -> &CompileCache {
         &self.inner.cache
+    }
+
+    /// How the components loaded so far got their compiled code.
+    pub fn loads(&self) -> &LoadCounts {
+        &self.inner.loads
     }
 }
 

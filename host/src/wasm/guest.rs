@@ -369,7 +369,9 @@ impl WasmEngine {
         check_header(&path, bytes)?;
         let digest = digest(bytes);
         let started = Instant::now();
-        let (component, cache_status) = match self.loaded_component(&digest) {
+        let loaded = self.loaded_component(&digest);
+        let shared_here = loaded.is_some();
+        let (component, cache_status) = match loaded {
             // Another guest of this process runs the same component: share
             // its compiled code.
             Some(shared) => (shared, CacheStatus::Hit),
@@ -387,7 +389,13 @@ impl WasmEngine {
                 (self.remember_component(&digest, component), status)
             }
         };
-        tracing::debug!(path = %path.display(), %digest, cache = ?cache_status,
+        let counter = match cache_status {
+            CacheStatus::Hit if shared_here => &self.inner.loads.shared,
+            CacheStatus::Hit => &self.inner.loads.cached,
+            CacheStatus::Miss | CacheStatus::Uncached => &self.inner.loads.compiled,
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(path = %path.display(), %digest, cache = ?cache_status, shared_here,
             elapsed = ?started.elapsed(), "loaded component");
         self.check_shape(&path, &component.0)?;
         let instance_pre = self

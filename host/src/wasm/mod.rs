@@ -24,7 +24,7 @@ pub mod slots;
 mod wasi;
 
 pub use compile_cache::{CacheStatus, CompileCache};
-pub use engine::{EPOCH_TICK, EngineError, EngineOptions, WasmEngine};
+pub use engine::{EPOCH_TICK, EngineError, EngineOptions, LoadCounts, WasmEngine};
 pub use error::{GuestError, LoadError};
 pub use guest::{Change, Guest, Info, Instances, LoadOptions, Read, Relation, Watch};
 pub use host_imports::{CacheReader, EmptyCache, ListQuery, SharedCache};
