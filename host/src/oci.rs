@@ -23,7 +23,7 @@ use backon::{ExponentialBuilder, Retryable};
 use base64::Engine as _;
 use futures::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
-use oci_client::errors::OciDistributionError;
+use oci_client::errors::{DigestError, OciDistributionError};
 use oci_client::manifest::{OciDescriptor, OciImageManifest};
 use oci_client::{Client, Reference};
 use serde::Deserialize;
@@ -187,6 +187,17 @@ impl OciError {
     fn from_client(reference: &Reference, error: OciDistributionError) -> Self {
         let name = reference.whole();
         match &error {
+            OciDistributionError::DigestError(DigestError::VerificationError {
+                expected,
+                actual,
+            }) => {
+                return Self::DigestMismatch {
+                    reference: name,
+                    what: "what the registry served",
+                    expected: expected.clone(),
+                    actual: actual.clone(),
+                };
+            }
             OciDistributionError::ImageManifestNotFoundError(_) => {
                 return Self::NotFound { reference: name };
             }
@@ -411,7 +422,22 @@ impl Registries {
         let mut bytes = Vec::with_capacity(usize::try_from(layer.size).unwrap_or(0).min(1 << 26));
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|error| {
-                OciError::from_client(reference, OciDistributionError::IoError(error))
+                // oci-client checks the digest as the stream ends and
+                // reports a mismatch as an I/O error: say what it is.
+                match error
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<DigestError>())
+                {
+                    Some(DigestError::VerificationError { expected, actual }) => {
+                        OciError::DigestMismatch {
+                            reference: reference.whole(),
+                            what: "the component",
+                            expected: expected.clone(),
+                            actual: actual.clone(),
+                        }
+                    }
+                    _ => OciError::from_client(reference, OciDistributionError::IoError(error)),
+                }
             })?;
             bytes.extend_from_slice(&chunk);
             let size = bytes.len() as u64;

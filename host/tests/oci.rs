@@ -281,6 +281,25 @@ async fn pulls_that_cannot_succeed_say_why() {
         "unknown digest: {error}"
     );
 
+    // A registry that serves other bytes than the layer's digest: refused,
+    // saying so.
+    let mut tampered = bytes.clone();
+    tampered[100] ^= 0xff;
+    assert!(
+        cluster.oci_registry().expect("a registry").tamper_blob(
+            "controllers/floor",
+            &pulled.digest,
+            tampered
+        ),
+        "the layer is in the registry"
+    );
+    let error = registries.pull(&reference, &right).await.unwrap_err();
+    assert!(
+        matches!(error, OciError::DigestMismatch { .. }),
+        "tampered layer: {error}"
+    );
+    assert!(error.to_string().contains(&pulled.digest), "{error}");
+
     let small = Registries::new(
         vec![registry.clone()],
         PullLimits {

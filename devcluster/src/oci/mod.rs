@@ -173,6 +173,19 @@ impl OciRegistry {
         self.state.manifest_pulls.load(Ordering::Relaxed)
     }
 
+    /// Fault injection: from now on, blob `digest` (`sha256:<hex>`) of repository `name` is
+    /// served as `content`, which does not hash to it, as a corrupting or compromised
+    /// registry would serve it. False when there is no such blob (or the digest is not one).
+    pub fn tamper_blob(&self, name: &str, digest: &str, content: impl Into<bytes::Bytes>) -> bool {
+        match names::Digest::parse(digest) {
+            Ok(digest) => self
+                .state
+                .storage
+                .tamper_blob(name, &digest, content.into()),
+            Err(_) => false,
+        }
+    }
+
     /// Stops the registry: stops accepting connections, lets requests in progress finish (at
     /// most 5 s) and closes idle connections.
     pub async fn shutdown(mut self) {

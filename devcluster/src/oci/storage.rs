@@ -82,6 +82,23 @@ impl Storage {
         Ok(())
     }
 
+    /// Replaces the bytes of blob `digest` of `name` without checking them, as a registry
+    /// that corrupts or swaps content would serve them (fault injection); false when there
+    /// is no such blob.
+    pub(crate) fn tamper_blob(&self, name: &str, digest: &Digest, content: Bytes) -> bool {
+        let mut repositories = self.repositories.write();
+        match repositories
+            .get_mut(name)
+            .and_then(|repository| repository.blobs.get_mut(digest))
+        {
+            Some(blob) => {
+                *blob = content;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Makes the blob `digest` of repository `from` a blob of `name` too; false when `from`
     /// does not hold it.
     pub(crate) fn mount_blob(&self, name: &str, from: &str, digest: &Digest) -> bool {
