@@ -1,5 +1,6 @@
 //! `paddock new` makes a project in each language that `paddock build`
-//! builds and that passes its own fixture straight away.
+//! builds (and `--push` publishes to a registry) and that passes its own
+//! fixture straight away.
 //!
 //! The builds reuse what the test suite already has: the Rust scaffold
 //! builds in the guests' target folder (its dependencies are compiled
@@ -32,6 +33,7 @@ fn paddock(args: &[&std::ffi::OsStr], dir: &Path) -> Output {
         .env("PADDOCK_COMPONENTIZE_PY", componentize_py)
         .env("PADDOCK_COMPONENTIZE_JS", componentize_js)
         .env("PADDOCK_CACHE_DIR", cache_dir())
+        .env("DOCKER_CONFIG", "/nonexistent")
         .output()
         .expect("paddock runs")
 }
@@ -67,10 +69,45 @@ fn scaffold_builds_and_passes(language: &str) {
         "paddock new",
     );
     let project = dir.path().join(&name);
-    let built = succeeds(&paddock(&["build".as_ref()], &project), "paddock build");
+    // A registry to publish to, as a guest author would with `--push`.
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let registry = runtime
+        .block_on(devcluster::OciRegistry::start(devcluster::OciOptions::new()))
+        .expect("the registry starts");
+    let reference = format!("{}/scaffolds/{name}:v1", registry.host());
+    let built = succeeds(
+        &paddock(
+            &[
+                "build".as_ref(),
+                "--push".as_ref(),
+                reference.as_ref(),
+                "--plain-http".as_ref(),
+            ],
+            &project,
+        ),
+        "paddock build --push",
+    );
     let component = project.join(format!("{name}.wasm"));
-    assert_eq!(built.trim(), component.display().to_string());
+    let mut printed = built.lines();
+    assert_eq!(
+        printed.next(),
+        Some(component.display().to_string().as_str())
+    );
     assert!(component.is_file(), "the component is built");
+    let pinned = printed.next().unwrap_or_default();
+    assert!(
+        pinned.starts_with(&format!("{}/scaffolds/{name}@sha256:", registry.host())),
+        "the pushed reference, pinned: {built}"
+    );
+    let registries = paddock::oci::Registries::new(vec![registry.host()], Default::default());
+    let pulled = runtime
+        .block_on(registries.pull(&reference, &paddock::oci::RegistryAuth::Anonymous))
+        .expect("the pushed component pulls");
+    assert_eq!(
+        *pulled.bytes,
+        *std::fs::read(&component).expect("the component"),
+        "the registry holds the component built"
+    );
 
     let tested = succeeds(
         &paddock(

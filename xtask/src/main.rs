@@ -243,6 +243,7 @@ fn bench(root: &Path) -> anyhow::Result<()> {
         "tenants",
         "identity",
         "scaleout",
+        "pull",
         "summary",
     ] {
         run(Command::new(bin.join(bench))

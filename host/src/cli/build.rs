@@ -20,6 +20,15 @@ pub struct BuildArgs {
     /// Where to write the component. Default: `<project>/<folder name>.wasm`.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
+
+    /// Then publish it to an OCI registry as `paddock push` does
+    /// (`registry/repository:tag`).
+    #[arg(long, value_name = "REF")]
+    push: Option<String>,
+
+    /// With `--push`: speak plain HTTP to the registry.
+    #[arg(long, requires = "push")]
+    plain_http: bool,
 }
 
 /// Builds the project and prints the component's path.
@@ -63,6 +72,9 @@ pub fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         Language::Js => build_js(&project, &output)?,
     }
     println!("{}", output.display());
+    if let Some(reference) = args.push {
+        return super::push::push_file(&output, &reference, args.plain_http);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

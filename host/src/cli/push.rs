@@ -26,18 +26,28 @@ pub struct PushArgs {
 
 /// Pushes the component and prints the reference pinned to its digest.
 pub fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
-    let component = std::fs::read(&args.module)
-        .with_context(|| format!("reading {}", args.module.display()))?;
+    push_file(&args.module, &args.reference, args.plain_http)
+}
+
+/// Pushes the component at `module` as `reference` and prints the
+/// reference pinned to its digest (`paddock push`, `paddock build --push`).
+pub fn push_file(
+    module: &std::path::Path,
+    reference: &str,
+    plain_http: bool,
+) -> anyhow::Result<ExitCode> {
+    let component =
+        std::fs::read(module).with_context(|| format!("reading {}", module.display()))?;
     if !is_component(&component) {
         anyhow::bail!(
             "{} is not a WebAssembly component (a core module, or not wasm at all); build it as a component (`paddock build`)",
-            args.module.display()
+            module.display()
         );
     }
-    let reference = paddock::oci::parse_reference(&args.reference)?;
+    let parsed = paddock::oci::parse_reference(reference)?;
     let credentials = DockerConfig::of_user()?;
-    let plain = if args.plain_http {
-        vec![reference.registry().to_owned()]
+    let plain = if plain_http {
+        vec![parsed.registry().to_owned()]
     } else {
         Vec::new()
     };
@@ -48,8 +58,8 @@ pub fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     let pinned = runtime.block_on(registries.push(
         component,
-        &args.reference,
-        &credentials.auth_for(&args.reference),
+        reference,
+        &credentials.auth_for(reference),
     ))?;
     println!("{pinned}");
     Ok(ExitCode::SUCCESS)
