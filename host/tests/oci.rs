@@ -67,6 +67,49 @@ fn controllers_file(dir: &std::path::Path, image: &str, missing: &str) -> std::p
     config
 }
 
+/// `paddock run` of the controllers file `config`, pulling from `registry`
+/// over plain HTTP, with the compile cache `cache`, logging to `log`.
+fn run_host(
+    config: &std::path::Path,
+    kubeconfig: &std::path::Path,
+    registry: &str,
+    cache: &std::path::Path,
+    log: &std::path::Path,
+) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_paddock"))
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args([
+            "--ops-addr",
+            "127.0.0.1:0",
+            "--plain-http-registry",
+            registry,
+        ])
+        .arg("--cache-dir")
+        .arg(cache)
+        .env("RUST_LOG", "info")
+        .env("DOCKER_CONFIG", "/nonexistent")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("a log file"))
+        .spawn()
+        .expect("paddock starts")
+}
+
+/// A Deployment asking `replica_floor` for at least `floor` replicas.
+fn deployment(name: &str, floor: u32) -> Deployment {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "annotations": {"paddock.dev/min-replicas": floor.to_string()}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [{"name": name, "image": "app:1"}]}}}
+    }))
+    .expect("a Deployment")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_controller_runs_from_an_image_pushed_with_paddock_push() {
     let options = devcluster::Options::new().oci_registry(true);
@@ -88,26 +131,7 @@ async fn a_controller_runs_from_an_image_pushed_with_paddock_push() {
         &format!("{registry}/controllers/floor:never-pushed"),
     );
     let log = dir.path().join("paddock.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_paddock"))
-        .arg("run")
-        .arg("--config")
-        .arg(&config)
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .args([
-            "--ops-addr",
-            "127.0.0.1:0",
-            "--plain-http-registry",
-            &registry,
-        ])
-        .arg("--cache-dir")
-        .arg(cache_dir())
-        .env("RUST_LOG", "info")
-        .env("DOCKER_CONFIG", "/nonexistent")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("a log file"))
-        .spawn()
-        .expect("paddock starts");
+    let mut child = run_host(&config, &kubeconfig, &registry, &cache_dir(), &log);
     let port = wait_for("paddock to bind its operations port", || async {
         bound_port(&log)
     })
@@ -115,16 +139,8 @@ async fn a_controller_runs_from_an_image_pushed_with_paddock_push() {
 
     let client = hosts::client(&kubeconfig).await;
     let deployments: Api<Deployment> = Api::namespaced(client, "default");
-    let deployment: Deployment = serde_json::from_value(serde_json::json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web", "annotations": {"paddock.dev/min-replicas": "3"}},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
-                 "template": {"metadata": {"labels": {"app": "web"}},
-                              "spec": {"containers": [{"name": "web", "image": "web:1"}]}}}
-    }))
-    .expect("a Deployment");
     deployments
-        .create(&PostParams::default(), &deployment)
+        .create(&PostParams::default(), &deployment("web", 3))
         .await
         .expect("create");
     wait_for(
@@ -190,16 +206,8 @@ async fn a_controller_runs_from_an_image_pushed_with_paddock_push() {
         .then_some(())
     })
     .await;
-    let deployment: Deployment = serde_json::from_value(serde_json::json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "api", "annotations": {"paddock.dev/min-replicas": "2"}},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "api"}},
-                 "template": {"metadata": {"labels": {"app": "api"}},
-                              "spec": {"containers": [{"name": "api", "image": "api:1"}]}}}
-    }))
-    .expect("a Deployment");
     deployments
-        .create(&PostParams::default(), &deployment)
+        .create(&PostParams::default(), &deployment("api", 2))
         .await
         .expect("create");
     wait_for("api to be scaled to 2 by the new version", || async {
@@ -352,26 +360,7 @@ async fn a_second_host_pulling_the_same_image_compiles_nothing() {
     let mut seen = Vec::new();
     for host in ["first", "second"] {
         let log = dir.path().join(format!("{host}.log"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_paddock"))
-            .arg("run")
-            .arg("--config")
-            .arg(&config)
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .args([
-                "--ops-addr",
-                "127.0.0.1:0",
-                "--plain-http-registry",
-                &registry,
-            ])
-            .arg("--cache-dir")
-            .arg(&cache)
-            .env("RUST_LOG", "info")
-            .env("DOCKER_CONFIG", "/nonexistent")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("a log file"))
-            .spawn()
-            .expect("paddock starts");
+        let mut child = run_host(&config, &kubeconfig, &registry, &cache, &log);
         let port = wait_for("paddock to bind its operations port", || async {
             bound_port(&log)
         })
