@@ -16,7 +16,7 @@ use paddock::oci::{OciError, PullLimits, Registries};
 use sha2::Digest as _;
 
 use common::{cache_dir, module};
-use hosts::{bound_port, embedded_cluster_with, http_get, wait_for};
+use hosts::{bound_port, deployment, embedded_cluster_with, http_get, wait_for};
 
 /// `paddock push MODULE REF --plain-http`: what it printed.
 fn push(module: &std::path::Path, reference: &str) -> String {
@@ -96,18 +96,6 @@ fn run_host(
         .stderr(std::fs::File::create(log).expect("a log file"))
         .spawn()
         .expect("paddock starts")
-}
-
-/// A Deployment asking `replica_floor` for at least `floor` replicas.
-fn deployment(name: &str, floor: u32) -> Deployment {
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "annotations": {"paddock.dev/min-replicas": floor.to_string()}},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
-                 "template": {"metadata": {"labels": {"app": name}},
-                              "spec": {"containers": [{"name": name, "image": "app:1"}]}}}
-    }))
-    .expect("a Deployment")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

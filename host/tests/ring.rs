@@ -15,7 +15,9 @@ use kube::api::{Api, PostParams};
 use serde_json::Value;
 
 use common::cache_dir;
-use hosts::{bound_port, controllers_file, embedded_cluster, http_get, wait_for, wait_within};
+use hosts::{
+    bound_port, controllers_file, deployment, embedded_cluster, http_get, wait_for, wait_within,
+};
 
 /// The ring's timings in these tests: short, and with client-go's
 /// proportions (a renew deadline under the Lease's duration, several
@@ -190,18 +192,6 @@ impl Drop for Host {
             );
         }
     }
-}
-
-/// A Deployment asking `replica_floor` for at least `floor` replicas.
-fn deployment(name: &str, floor: u32) -> Deployment {
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "annotations": {"paddock.dev/min-replicas": floor.to_string()}},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
-                 "template": {"metadata": {"labels": {"app": name}},
-                              "spec": {"containers": [{"name": "app", "image": "app:1"}]}}}
-    }))
-    .expect("a Deployment")
 }
 
 async fn scaled(deployments: &Api<Deployment>, name: &str, floor: u32) {

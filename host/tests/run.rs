@@ -56,14 +56,7 @@ async fn run_reconciles_through_a_kubeconfig_and_stops_on_sigterm() {
 
     let client = hosts::client(&kubeconfig).await;
     let deployments: Api<Deployment> = Api::namespaced(client, "default");
-    let deployment: Deployment = serde_json::from_value(serde_json::json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web", "annotations": {"paddock.dev/min-replicas": "4"}},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
-                 "template": {"metadata": {"labels": {"app": "web"}},
-                              "spec": {"containers": [{"name": "web", "image": "web:1"}]}}}
-    }))
-    .expect("a Deployment");
+    let deployment = hosts::deployment("web", 4);
     deployments
         .create(&PostParams::default(), &deployment)
         .await

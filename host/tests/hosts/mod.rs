@@ -125,3 +125,15 @@ pub fn controllers_file(dir: &Path) -> PathBuf {
     .expect("write the controllers file");
     config
 }
+
+/// A Deployment asking `replica_floor` for at least `floor` replicas.
+pub fn deployment(name: &str, floor: u32) -> k8s_openapi::api::apps::v1::Deployment {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "annotations": {"paddock.dev/min-replicas": floor.to_string()}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [{"name": "app", "image": "app:1"}]}}}
+    }))
+    .expect("a Deployment")
+}
