@@ -995,6 +995,60 @@ async fn tenants_run_python_and_javascript_controllers_from_images_with_their_pu
         "{elsewhere:?}"
     );
 
+    // A new version whose pull fails leaves the serving one serving:
+    // Degraded with PullFailed, the resolved image unchanged, and new work
+    // still done.
+    py.patch(
+        "floor",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"module": {"image": format!("{registry}/examples/replica-floor-py:gone")}}})),
+    )
+    .await
+    .expect("point floor at a tag never pushed");
+    let degraded = eventually(WAIT, "floor to report the failed pull", || async {
+        let status = py.get("floor").await.ok()?.status?;
+        let degraded = status
+            .conditions
+            .iter()
+            .find(|condition| condition.type_ == "Degraded" && condition.reason == "PullFailed")?
+            .clone();
+        Some((status, degraded))
+    })
+    .await;
+    let (status, condition) = degraded;
+    assert!(condition.message.contains("was not found"), "{condition:?}");
+    assert_eq!(
+        status.resolved_image.as_ref(),
+        Some(&py_resolved),
+        "{status:?}"
+    );
+    let ready = status
+        .conditions
+        .iter()
+        .find(|condition| condition.type_ == "Ready")
+        .expect("a Ready condition");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("True", "ServingPreviousVersion")
+    );
+    create::<Deployment>(
+        &client,
+        "team-py",
+        json!({
+            "metadata": {"name": "api", "annotations": {"paddock.dev/min-replicas": "2"}},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "api"}},
+                     "template": {"metadata": {"labels": {"app": "api"}},
+                                  "spec": {"containers": [{"name": "api", "image": "api:1"}]}}},
+        }),
+    )
+    .await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "team-py");
+    eventually(WAIT, "the serving version to scale api to 2", || async {
+        let replicas = deployments.get("api").await.ok()?.spec?.replicas;
+        (replicas == Some(2)).then_some(())
+    })
+    .await;
+
     // Pulls that cannot succeed: each resource's status says why, with
     // the reason PullFailed.
     for (name, says) in [
