@@ -23,7 +23,7 @@ use backon::{ExponentialBuilder, Retryable};
 use base64::Engine as _;
 use futures::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
-use oci_client::errors::{DigestError, OciDistributionError};
+use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
 use oci_client::manifest::{OciDescriptor, OciImageManifest};
 use oci_client::{Client, Reference};
 use serde::Deserialize;
@@ -180,6 +180,10 @@ impl OciError {
         match source.as_ref() {
             OciDistributionError::RequestError(_) | OciDistributionError::IoError(_) => true,
             OciDistributionError::ServerError { code, .. } => *code >= 500 || *code == 429,
+            OciDistributionError::RegistryError { envelope, .. } => envelope
+                .errors
+                .iter()
+                .any(|error| error.code == OciErrorCode::Toomanyrequests),
             _ => false,
         }
     }
@@ -220,20 +224,24 @@ impl OciError {
                 };
             }
             OciDistributionError::RegistryError { envelope, .. } => {
-                let codes: Vec<String> = envelope
-                    .errors
-                    .iter()
-                    .map(|error| format!("{:?}", error.code))
-                    .collect();
-                let unknown = codes.iter().any(|code| {
-                    ["ManifestUnknown", "NameUnknown", "BlobUnknown"].contains(&code.as_str())
+                let unknown = envelope.errors.iter().any(|error| {
+                    matches!(
+                        error.code,
+                        OciErrorCode::ManifestUnknown
+                            | OciErrorCode::NameUnknown
+                            | OciErrorCode::BlobUnknown
+                            | OciErrorCode::NotFound
+                    )
                 });
                 if unknown {
                     return Self::NotFound { reference: name };
                 }
-                let denied = codes
-                    .iter()
-                    .any(|code| ["Unauthorized", "Denied"].contains(&code.as_str()));
+                let denied = envelope.errors.iter().any(|error| {
+                    matches!(
+                        error.code,
+                        OciErrorCode::Unauthorized | OciErrorCode::Denied
+                    )
+                });
                 if denied {
                     return Self::Unauthorized {
                         reference: name,
