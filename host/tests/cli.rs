@@ -115,6 +115,16 @@ fn a_failing_fixture_shows_expected_and_actual() {
     let stdout = text(&output.stdout);
     assert!(stdout.contains("FAILED"), "{stdout}");
     assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
+    // A unified diff: the expected line taken away, the answer's added.
+    assert!(stdout.contains("--- expected.yaml\n+++ got\n"), "{stdout}");
+    assert!(
+        stdout.lines().any(|line| line == "-actions: []"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().any(|line| line.starts_with("+actions:")),
+        "{stdout}"
+    );
 }
 
 #[test]

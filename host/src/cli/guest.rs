@@ -138,8 +138,8 @@ pub fn test(engine: &WasmEngine, args: TestArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Runs fixture cases and reports each as passed or failed, with the
-/// expected and actual outcomes of a failure.
+/// Runs fixture cases and reports each as passed or failed, with a diff of
+/// the expected and actual outcomes of a failure.
 fn test_fixtures(engine: &WasmEngine, args: &TestArgs) -> anyhow::Result<ExitCode> {
     let mut cases = Vec::new();
     for dir in &args.fixtures {
@@ -164,8 +164,15 @@ fn test_fixtures(engine: &WasmEngine, args: &TestArgs) -> anyhow::Result<ExitCod
         } else {
             failed += 1;
             println!("FAILED  {}", case.dir.display());
-            println!("--- expected\n{}", serde_saphyr::to_string(&case.expected)?);
-            println!("--- got\n{}", serde_saphyr::to_string(&actual)?);
+            let expected = serde_saphyr::to_string(&case.expected)?;
+            let got = serde_saphyr::to_string(&actual)?;
+            print!(
+                "{}",
+                similar::TextDiff::from_lines(&expected, &got)
+                    .unified_diff()
+                    .context_radius(3)
+                    .header("expected.yaml", "got")
+            );
         }
     }
     println!("{} passed, {failed} failed", cases.len() - failed);
