@@ -39,31 +39,26 @@ fn push(module: &std::path::Path, reference: &str) -> String {
         .to_owned()
 }
 
-/// A controllers file running `replica_floor` as `floor` from `image`,
-/// and as `ghost` from `missing`.
-fn controllers_file(dir: &std::path::Path, image: &str, missing: &str) -> std::path::PathBuf {
-    let config = dir.join("controllers.yaml");
-    let entry = |name: &str, image: &str| {
-        format!(
-            "- name: {name}
+/// One controllers-file entry running `replica_floor` as `name` from
+/// `image`, checking its tag every `poll_seconds` (0: never).
+fn image_entry(name: &str, image: &str, poll_seconds: u64) -> String {
+    format!(
+        "- name: {name}
   image: {image}
-  pollSeconds: 1
+  pollSeconds: {poll_seconds}
   grant:
   - {{apiGroups: [apps], resources: [deployments], verbs: [get, list, watch]}}
   - {{apiGroups: [apps], resources: [deployments/scale], verbs: [patch]}}
   - {{apiGroups: [\"\"], resources: [events], verbs: [create, patch]}}
 "
-        )
-    };
-    std::fs::write(
-        &config,
-        format!(
-            "controllers:\n{}{}",
-            entry("floor", image),
-            entry("ghost", missing)
-        ),
     )
-    .expect("write the controllers file");
+}
+
+/// The controllers file `controllers.yaml` in `dir`, of `entries`.
+fn controllers_file(dir: &std::path::Path, entries: &[String]) -> std::path::PathBuf {
+    let config = dir.join("controllers.yaml");
+    std::fs::write(&config, format!("controllers:\n{}", entries.concat()))
+        .expect("write the controllers file");
     config
 }
 
@@ -113,10 +108,17 @@ async fn a_controller_runs_from_an_image_pushed_with_paddock_push() {
         "push prints the reference pinned to the manifest: {pinned}"
     );
 
+    // `floor` follows its tag; `ghost` names one never pushed.
     let config = controllers_file(
         dir.path(),
-        &format!("{registry}/controllers/floor:v1"),
-        &format!("{registry}/controllers/floor:never-pushed"),
+        &[
+            image_entry("floor", &format!("{registry}/controllers/floor:v1"), 1),
+            image_entry(
+                "ghost",
+                &format!("{registry}/controllers/floor:never-pushed"),
+                1,
+            ),
+        ],
     );
     let log = dir.path().join("paddock.log");
     let mut child = run_host(&config, &kubeconfig, &registry, &cache_dir(), &log);
@@ -328,20 +330,7 @@ async fn a_second_host_pulling_the_same_image_compiles_nothing() {
     let registry = cluster.oci_registry().expect("a registry").host();
     let image = format!("{registry}/controllers/floor:v1");
     push(&module("replica_floor"), &image);
-    let config = dir.path().join("controllers.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "controllers:
-- name: floor
-  image: {image}
-  grant:
-  - {{apiGroups: [apps], resources: [deployments], verbs: [get, list, watch]}}
-  - {{apiGroups: [apps], resources: [deployments/scale], verbs: [patch]}}
-"
-        ),
-    )
-    .expect("write the controllers file");
+    let config = controllers_file(dir.path(), &[image_entry("floor", &image, 0)]);
     // A compile cache of their own, empty at first, that both hosts share
     // (as two replicas share a volume, or one host restarts).
     let cache = dir.path().join("cache");

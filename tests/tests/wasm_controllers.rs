@@ -817,6 +817,26 @@ fn docker_config(registry: &str, user: &str, password: &str) -> String {
     json!({"auths": {registry: {"auth": auth}}}).to_string()
 }
 
+/// A `kubernetes.io/dockerconfigjson` Secret `name` naming `user:password`
+/// for `registry`.
+fn pull_secret(name: &str, registry: &str, user: &str, password: &str) -> Value {
+    json!({
+        "metadata": {"name": name},
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": base64(docker_config(registry, user, password).as_bytes())},
+    })
+}
+
+/// A Deployment asking `replica-floor` for at least `floor` replicas.
+fn floor_deployment(name: &str, floor: u32) -> Value {
+    json!({
+        "metadata": {"name": name, "annotations": {"paddock.dev/min-replicas": floor.to_string()}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [{"name": name, "image": format!("{name}:1")}]}}},
+    })
+}
+
 /// A tenant's `replica-floor` controller from `image`, with `pull_secrets`.
 fn floor_by_image(name: &str, image: &str, pull_secrets: &[&str]) -> WasmController {
     let secrets: Vec<Value> = pull_secrets
@@ -874,33 +894,15 @@ async fn tenants_run_python_and_javascript_controllers_from_images_with_their_pu
         create::<Secret>(
             &client,
             &namespace_name,
-            json!({
-                "metadata": {"name": "registry"},
-                "type": "kubernetes.io/dockerconfigjson",
-                "data": {".dockerconfigjson": base64(docker_config(&registry, "tenants", "s3cret").as_bytes())},
-            }),
+            pull_secret("registry", &registry, "tenants", "s3cret"),
         )
         .await;
-        create::<Deployment>(
-            &client,
-            &namespace_name,
-            json!({
-                "metadata": {"name": "web", "annotations": {"paddock.dev/min-replicas": "3"}},
-                "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
-                         "template": {"metadata": {"labels": {"app": "web"}},
-                                      "spec": {"containers": [{"name": "web", "image": "web:1"}]}}},
-            }),
-        )
-        .await;
+        create::<Deployment>(&client, &namespace_name, floor_deployment("web", 3)).await;
     }
     create::<Secret>(
         &client,
         "team-py",
-        json!({
-            "metadata": {"name": "wrong"},
-            "type": "kubernetes.io/dockerconfigjson",
-            "data": {".dockerconfigjson": base64(docker_config(&registry, "tenants", "guess").as_bytes())},
-        }),
+        pull_secret("wrong", &registry, "tenants", "guess"),
     )
     .await;
     let py: Api<WasmController> = Api::namespaced(client.clone(), "team-py");
@@ -1031,17 +1033,7 @@ async fn tenants_run_python_and_javascript_controllers_from_images_with_their_pu
         (ready.status.as_str(), ready.reason.as_str()),
         ("True", "ServingPreviousVersion")
     );
-    create::<Deployment>(
-        &client,
-        "team-py",
-        json!({
-            "metadata": {"name": "api", "annotations": {"paddock.dev/min-replicas": "2"}},
-            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "api"}},
-                     "template": {"metadata": {"labels": {"app": "api"}},
-                                  "spec": {"containers": [{"name": "api", "image": "api:1"}]}}},
-        }),
-    )
-    .await;
+    create::<Deployment>(&client, "team-py", floor_deployment("api", 2)).await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "team-py");
     eventually(WAIT, "the serving version to scale api to 2", || async {
         let replicas = deployments.get("api").await.ok()?.spec?.replicas;

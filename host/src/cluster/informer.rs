@@ -485,27 +485,21 @@ impl Reflector {
                 }
             };
             match step {
-                Step::Applied(object) => {
-                    if self.keeps(&object) {
-                        let object = Arc::new(object);
-                        self.store.apply(Arc::clone(&object));
-                        self.publish(InformerEvent::Applied(object));
-                    } else {
-                        // Not this host's (or no longer: a child whose
-                        // controller changed): its owner is told.
-                        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                        self.store.remove(&object.key());
-                    }
+                Step::Applied(object) if self.keeps(&object) => {
+                    let object = Arc::new(object);
+                    self.store.apply(Arc::clone(&object));
+                    self.publish(InformerEvent::Applied(object));
                 }
-                Step::Deleted(object) => {
-                    if self.keeps(&object) {
-                        let object = Arc::new(object);
-                        self.store.remove(&object.key());
-                        self.publish(InformerEvent::Deleted(object));
-                    } else {
-                        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                        self.store.remove(&object.key());
-                    }
+                Step::Deleted(object) if self.keeps(&object) => {
+                    let object = Arc::new(object);
+                    self.store.remove(&object.key());
+                    self.publish(InformerEvent::Deleted(object));
+                }
+                // Not this host's (or no longer: a child whose controller
+                // changed): dropped without an event; its owner is told.
+                Step::Applied(object) | Step::Deleted(object) => {
+                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.store.remove(&object.key());
                 }
                 Step::End(end) => return Stopped::Ended(end),
             }

@@ -225,12 +225,6 @@ fn rewatch(
     Ok(())
 }
 
-/// How often a tag is checked for a new version: every `seconds` (0:
-/// never); a digest reference never changes.
-pub(crate) fn poll_interval(reference: &str, seconds: u64) -> Option<Duration> {
-    (seconds > 0 && !reference.contains("@sha256:")).then(|| Duration::from_secs(seconds))
-}
-
 /// The declarations of a controllers file.
 fn declare(
     path: &Path,
@@ -265,7 +259,7 @@ fn declare(
                             reference: reference.clone(),
                             credentials: Arc::new(credentials),
                             pull_secrets: Vec::new(),
-                            poll: poll_interval(&reference, spec.poll_seconds),
+                            poll: super::poll_interval(&reference, spec.poll_seconds),
                         },
                         format!("image {reference}"),
                     )

@@ -65,6 +65,12 @@ pub enum ModuleSource {
     },
 }
 
+/// How often an image's tag is checked for a new version: every `seconds`
+/// (0: never); a digest reference never changes.
+pub(crate) fn poll_interval(reference: &str, seconds: u64) -> Option<Duration> {
+    (seconds > 0 && !reference.contains("@sha256:")).then(|| Duration::from_secs(seconds))
+}
+
 impl std::fmt::Debug for ModuleSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -682,7 +682,7 @@ fn image_source(
             reference: image.to_owned(),
             credentials: Arc::default(),
             pull_secrets,
-            poll: crate::reload::files::poll_interval(
+            poll: crate::reload::poll_interval(
                 image,
                 spec.settings.module.poll_seconds.unwrap_or(0),
             ),
