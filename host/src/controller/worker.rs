@@ -345,8 +345,15 @@ async fn reconcile(shared: &Arc<Shared>, generation: &Generation, key: &ObjectKe
     let Some(finalizing) = finalize_step(shared, generation, key, &object, change).await else {
         return;
     };
-    ControllerStats::bump(&shared.stats.reconciles);
     let started = Instant::now();
+    // The fence was open when the key was taken; the steps since may have
+    // waited, or the process been paused, past the end of the term. No
+    // guest call begins after it (its writes would be refused anyway).
+    if !shared.fence.allows(&key.0, &key.1) {
+        shared.queue.add(key.clone());
+        return;
+    }
+    ControllerStats::bump(&shared.stats.reconciles);
     let attempt = shared.queue.num_requeues(key);
     let guest = generation.guest.clone();
     let cache = Arc::clone(&generation.cache) as SharedCache;

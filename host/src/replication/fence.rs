@@ -1,5 +1,6 @@
 //! The fence: whether this host may work now, and on which keys. Workers
-//! check it before they take a key and the executor before each write;
+//! check it before they take a key and again before they call the guest,
+//! and the executor before each write;
 //! the elector opens it for as long as the host's Lease is certainly its
 //! own, and gives it the members a sharded ring spreads keys over.
 
