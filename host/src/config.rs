@@ -22,6 +22,8 @@
 //!   resyncSeconds: 0                  # re-queue everything periodically; 0: never
 //!   instances: reused                 # or fresh-per-call
 //!   serviceAccount: shop/replica-floor  # act as it; absent: as the host
+//!   shadow:                           # a candidate version, compared, never acting
+//!     module: guests/replica_floor_next.wasm  # or `image:`
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -90,6 +92,23 @@ pub struct ControllerSpec {
     /// grant. Without one it acts as the host.
     #[serde(default)]
     pub service_account: Option<String>,
+    /// A candidate version run beside this one on every call, whose
+    /// answers are compared with the live ones and never acted upon.
+    #[serde(default)]
+    pub shadow: Option<ShadowSpec>,
+}
+
+/// The candidate of a shadow run: a module file or an image, exactly one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ShadowSpec {
+    /// The component file; relative paths are relative to the controllers
+    /// file.
+    #[serde(default)]
+    pub module: Option<PathBuf>,
+    /// The component as an OCI image.
+    #[serde(default)]
+    pub image: Option<String>,
 }
 
 /// The `limits` of a controller.
@@ -273,6 +292,13 @@ impl ControllersFile {
             if let Some(module) = &mut controller.module {
                 *module = base.join(&*module);
             }
+            if let Some(module) = controller
+                .shadow
+                .as_mut()
+                .and_then(|shadow| shadow.module.as_mut())
+            {
+                *module = base.join(&*module);
+            }
         }
         file.validate(path)?;
         Ok(file)
@@ -338,6 +364,32 @@ impl ControllersFile {
                         "module",
                         "give exactly one of `module` (the guest's .wasm file) and `image` (an OCI image of it)".into(),
                     ));
+                }
+            }
+            if let Some(shadow) = &controller.shadow {
+                match (&shadow.module, &shadow.image) {
+                    (Some(module), None) if !module.is_file() => {
+                        return Err(invalid(
+                            &entry,
+                            "shadow.module",
+                            format!(
+                                "{} does not exist; give the path of the candidate's .wasm file, relative to the controllers file",
+                                module.display()
+                            ),
+                        ));
+                    }
+                    (Some(_), None) => {}
+                    (None, Some(image)) => {
+                        crate::oci::parse_reference(image)
+                            .map_err(|error| invalid(&entry, "shadow.image", error.to_string()))?;
+                    }
+                    (Some(_), Some(_)) | (None, None) => {
+                        return Err(invalid(
+                            &entry,
+                            "shadow.module",
+                            "give exactly one of `shadow.module` (the candidate's .wasm file) and `shadow.image`".into(),
+                        ));
+                    }
                 }
             }
             check_settings(

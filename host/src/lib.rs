@@ -21,7 +21,9 @@
 //!   access reviews that authorise it;
 //! - [`replication`]: several hosts on one cluster: the ring's Leases and
 //!   the fence that lets one host work;
-//! - [`harness`]: the offline harness behind `paddock test`.
+//! - [`harness`]: the offline harness behind `paddock test`;
+//! - [`record`]: recording what guests see and answer, replaying it
+//!   offline, and comparing two answers (shadow runs, replays).
 
 pub mod actions;
 pub mod cluster;
@@ -36,6 +38,7 @@ pub mod identity;
 pub mod oci;
 pub mod ops;
 pub mod queue;
+pub mod record;
 pub mod reload;
 pub mod replication;
 pub mod retry;

@@ -199,6 +199,19 @@ impl OpsState {
                         limit_hits: handle.limit_hits(),
                         flow: handle.flow().to_string(),
                         last_error: handle.last_error(),
+                        shadow: handle.shadow(),
+                        recording: handle.recorder().map(|recorder| {
+                            let stats = recorder.stats();
+                            let get = |counter: &std::sync::atomic::AtomicU64| {
+                                counter.load(std::sync::atomic::Ordering::Relaxed)
+                            };
+                            RecordingReport {
+                                dir: recorder.dir().display().to_string(),
+                                written: get(&stats.written),
+                                dropped: get(&stats.dropped),
+                                failed: get(&stats.failed),
+                            }
+                        }),
                     }
                 });
                 ControllerReport { status, running }
@@ -269,6 +282,20 @@ pub struct ControllerReport {
     pub running: Option<RunningReport>,
 }
 
+/// A controller's recording, in `/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordingReport {
+    /// The folder it is written to.
+    pub dir: String,
+    /// Calls written.
+    pub written: u64,
+    /// Calls dropped because the disk fell behind.
+    pub dropped: u64,
+    /// Calls that could not be written.
+    pub failed: u64,
+}
+
 /// The queue and counters of a running controller.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -299,6 +326,12 @@ pub struct RunningReport {
     /// The latest failed reconcile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<LastError>,
+    /// What its shadow candidate found, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<crate::controller::ShadowReport>,
+    /// Its recording, if it is recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<RecordingReport>,
 }
 
 /// Serves the endpoint on `addr` until the task is dropped; the bound

@@ -71,6 +71,7 @@ fn config_for(namespaces: &[&str], account: &ServiceAccount) -> ControllerConfig
         resync: None,
         tenant: None,
         service_account: Some(account.clone()),
+        observe: Default::default(),
     }
 }
 

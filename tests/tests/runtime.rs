@@ -42,6 +42,7 @@ async fn start(
             resync: None,
             tenant: None,
             service_account: None,
+            observe: Default::default(),
         })
         .await
         .expect("the controller starts")
@@ -319,6 +320,7 @@ async fn watches_and_reads_beyond_the_grant_are_refused_with_the_missing_rule() 
             resync: None,
             tenant: None,
             service_account: None,
+            observe: Default::default(),
         };
         let runtime = runtime.clone();
         async move { runtime.start(config).await.expect_err("beyond the grant") }

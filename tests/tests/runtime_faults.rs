@@ -34,6 +34,7 @@ fn floor_config(concurrency: usize) -> ControllerConfig {
         resync: None,
         tenant: None,
         service_account: None,
+        observe: Default::default(),
     }
 }
 
@@ -173,6 +174,7 @@ async fn a_kind_created_after_start_up_is_picked_up() {
         resync: None,
         tenant: None,
         service_account: None,
+        observe: Default::default(),
     };
     // The App kind does not exist yet: the controller waits for it.
     let starting = {
@@ -331,6 +333,7 @@ async fn a_rejected_action_is_retried_until_its_cause_is_gone() {
             resync: None,
             tenant: None,
             service_account: None,
+            observe: Default::default(),
         })
         .await
         .expect("starts");
@@ -388,6 +391,7 @@ fn finalizing_config(grant: Vec<Rule>) -> ControllerConfig {
         resync: None,
         tenant: None,
         service_account: None,
+        observe: Default::default(),
     }
 }
 

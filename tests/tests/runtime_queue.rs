@@ -27,6 +27,7 @@ fn hostile_config() -> ControllerConfig {
         resync: None,
         tenant: None,
         service_account: None,
+        observe: Default::default(),
     }
 }
 

@@ -151,6 +151,7 @@ async fn start(
                         tenant: None,
                         service_account: acting
                             .then(|| paddock::identity::ServiceAccount::new("default", "floor")),
+                        observe: Default::default(),
                     })
                     .await?,
             ))

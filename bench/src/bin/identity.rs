@@ -98,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
             resync: None,
             tenant: None,
             service_account,
+            observe: Default::default(),
         })
     };
     let as_host = start(None).await?;

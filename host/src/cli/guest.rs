@@ -1,12 +1,14 @@
 //! `paddock test` and `paddock describe`: working with one guest offline.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::ValueEnum;
 use paddock::harness::{self, Case, FixtureCache};
+use paddock::record;
 use paddock::wasm::{Change, Clock, Instances, LoadOptions, WasmEngine};
 
 use super::{Format, LimitArgs, print};
@@ -46,14 +48,26 @@ pub struct TestArgs {
     module: PathBuf,
 
     /// The object to reconcile (YAML or JSON, one object).
-    #[arg(long, value_name = "FILE", required_unless_present = "fixtures")]
+    #[arg(long, value_name = "FILE", required_unless_present_any = ["fixtures", "replay"])]
     object: Option<PathBuf>,
+
+    /// Instead of --object: replay a recording (`paddock run --record`):
+    /// a controller's folder, or one of its .jsonl files. Every recorded
+    /// call is made again with the recorded object, cache answers and
+    /// clock, and its result compared with the recorded one; exit code 1
+    /// on any difference unless --allow-diff.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["object", "fixtures", "cache", "now"])]
+    replay: Option<PathBuf>,
+
+    /// With --replay: exit 0 even when results differ.
+    #[arg(long, requires = "replay")]
+    allow_diff: bool,
 
     /// Instead of --object: run fixture cases (folders holding
     /// `object.yaml`, optional `cache/` and `case.yaml`, and `expected.yaml`)
     /// and check each outcome against `expected.yaml`. A folder of case
     /// folders runs them all.
-    #[arg(long = "fixture", value_name = "DIR", conflicts_with_all = ["object", "cache", "now"])]
+    #[arg(long = "fixture", value_name = "DIR", conflicts_with_all = ["object", "cache", "now", "replay"])]
     fixtures: Vec<PathBuf>,
 
     /// A folder of YAML files whose objects the guest's cache reads see.
@@ -99,6 +113,9 @@ pub struct DescribeArgs {
 /// Runs one reconcile and prints the outcome; exit code 1 on a guest error.
 /// With `--fixture`, runs and checks fixture cases; exit code 1 if any fails.
 pub fn test(engine: &WasmEngine, args: TestArgs) -> anyhow::Result<ExitCode> {
+    if let Some(recording) = &args.replay {
+        return replay(engine, &args, recording);
+    }
     let Some(object_path) = &args.object else {
         return test_fixtures(engine, &args);
     };
@@ -177,6 +194,81 @@ fn test_fixtures(engine: &WasmEngine, args: &TestArgs) -> anyhow::Result<ExitCod
     }
     println!("{} passed, {failed} failed", cases.len() - failed);
     Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Replays a recording against the module and reports each call as the
+/// same or different, with a diff of a difference, and a summary.
+fn replay(engine: &WasmEngine, args: &TestArgs, recording: &Path) -> anyhow::Result<ExitCode> {
+    let recorded = record::replay::read(recording)?;
+    let guest = engine.load(
+        &args.module,
+        LoadOptions::default()
+            .limits(args.limits.limits())
+            .instances(args.instances.into()),
+    )?;
+    let mut digests: Vec<&str> = recorded.iter().map(|r| r.entry.digest.as_str()).collect();
+    digests.sort_unstable();
+    digests.dedup();
+    let short = |digest: &str| digest[..digest.len().min(12)].to_owned();
+    println!(
+        "replaying {} recorded calls of controller {} (module {}) against {} ({})",
+        recorded.len(),
+        recorded[0].entry.controller,
+        digests.iter().map(|d| short(d)).collect::<Vec<_>>().join(", "),
+        args.module.display(),
+        short(guest.digest()),
+    );
+    let mut differences: BTreeMap<String, usize> = BTreeMap::new();
+    let mut unrecorded = 0;
+    for call in &recorded {
+        let replayed = record::replay::replay(&guest, &call.entry);
+        let what = format!(
+            "{} {}",
+            match call.entry.call {
+                record::CallKind::Reconcile => "reconcile",
+                record::CallKind::Map => "map",
+            },
+            call.entry.object_ref()
+        );
+        if replayed.unrecorded > 0 {
+            unrecorded += 1;
+        }
+        match replayed.comparison.difference {
+            None => println!("same     {what} ({})", call.location),
+            Some(difference) => {
+                let kind = difference.name("recorded", "replayed");
+                println!("DIFFERS  {what} ({}): {kind}", call.location);
+                print!("{}", replayed.comparison.diff);
+                *differences.entry(kind).or_default() += 1;
+            }
+        }
+    }
+    let differ: usize = differences.values().sum();
+    let kinds: Vec<String> = differences
+        .iter()
+        .map(|(kind, count)| format!("{kind} {count}"))
+        .collect();
+    println!(
+        "{} calls replayed: {} same, {differ} differ{}",
+        recorded.len(),
+        recorded.len() - differ,
+        if kinds.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", kinds.join(", "))
+        }
+    );
+    if unrecorded > 0 {
+        println!(
+            "{unrecorded} calls read from the cache what the recording does not hold (read as absent): \
+             the replayed module reads other objects than the recorded one"
+        );
+    }
+    Ok(if differ == 0 || args.allow_diff {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -14,6 +14,7 @@ use paddock::config::ControllersFile;
 use paddock::controller::{ControllerHandle, ControllerStats, Runtime};
 use paddock::harness::read_objects;
 use paddock::oci::{PullLimits, Registries};
+use paddock::record::{RecordOptions, Recordings, Redaction};
 use paddock::ops::OpsState;
 use paddock::reload::cluster::TenantLimits;
 use paddock::reload::{Phase, StatusBoard, Supervisor};
@@ -42,6 +43,9 @@ pub struct RunArgs {
 
     #[command(flatten)]
     registries: RegistryArgs,
+
+    #[command(flatten)]
+    record: RecordArgs,
 
     /// The kubeconfig file; default: $KUBECONFIG, ~/.kube/config, or the
     /// in-cluster service account.
@@ -228,6 +232,59 @@ pub struct RegistryArgs {
     pull_timeout_seconds: u64,
 }
 
+/// Recording the controllers' calls.
+#[derive(Debug, clap::Args)]
+pub struct RecordArgs {
+    /// Record every call of every controller (the request, each cache read
+    /// with its answer, the instant the guest's clock read, the result) as
+    /// JSON lines in DIR/<controller>/, to replay offline with `paddock
+    /// test MODULE --replay DIR/<controller>`.
+    #[arg(long, value_name = "DIR")]
+    record: Option<PathBuf>,
+
+    /// The most one controller's recording keeps, in MiB; the oldest
+    /// segments are removed first.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    record_max_mib: u64,
+
+    /// Also hide this field (a JSON pointer such as /spec/password) in
+    /// every recorded object and action; repeat for several. Secrets'
+    /// `data` and `stringData` values are always hidden unless
+    /// --record-secrets.
+    #[arg(long, value_name = "POINTER")]
+    record_redact: Vec<String>,
+
+    /// Record Secrets' values as they are, instead of hiding them.
+    #[arg(long)]
+    record_secrets: bool,
+}
+
+impl RecordArgs {
+    /// The recordings asked for, if any.
+    fn recordings(&self) -> anyhow::Result<Option<std::sync::Arc<Recordings>>> {
+        let Some(dir) = &self.record else {
+            return Ok(None);
+        };
+        for pointer in &self.record_redact {
+            if !pointer.starts_with('/') {
+                anyhow::bail!(
+                    "option --record-redact: `{pointer}` is not a JSON pointer; write it like /spec/password"
+                );
+            }
+        }
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("option --record: cannot create {}", dir.display()))?;
+        Ok(Some(std::sync::Arc::new(Recordings::new(RecordOptions {
+            dir: dir.clone(),
+            max_bytes: self.record_max_mib.max(1).saturating_mul(1024 * 1024),
+            redaction: Redaction {
+                secrets: !self.record_secrets,
+                pointers: self.record_redact.clone(),
+            },
+        }))))
+    }
+}
+
 impl RegistryArgs {
     /// The registries, with `also_plain` spoken to over plain HTTP too.
     fn registries(&self, also_plain: Option<String>) -> Registries {
@@ -307,6 +364,9 @@ pub struct DevArgs {
     #[command(flatten)]
     registries: RegistryArgs,
 
+    #[command(flatten)]
+    record: RecordArgs,
+
     /// Also serve an OCI registry (plain HTTP, in memory) on this port of
     /// 127.0.0.1 (0: any free port), to push modules to with `paddock
     /// push` and run them by image; the host pulls from it over plain
@@ -360,6 +420,7 @@ struct Serving {
     ops_addr: std::net::SocketAddr,
     ring: Option<RingConfig>,
     registries: Registries,
+    recordings: Option<std::sync::Arc<Recordings>>,
 }
 
 /// How long a shutting-down host waits for guest calls still running.
@@ -411,6 +472,7 @@ pub fn run(engine: &WasmEngine, args: RunArgs) -> anyhow::Result<ExitCode> {
                 ops_addr: args.ops_addr,
                 ring,
                 registries: args.registries.registries(None),
+                recordings: args.record.recordings()?,
             },
         )
         .await
@@ -492,6 +554,7 @@ pub fn dev(engine: &WasmEngine, args: DevArgs) -> anyhow::Result<ExitCode> {
                 ops_addr: args.ops_addr,
                 ring: None,
                 registries: args.registries.registries(registry),
+                recordings: args.record.recordings()?,
             },
         )
         .await;
@@ -602,9 +665,13 @@ async fn serve(
         ops_addr,
         ring,
         registries,
+        recordings,
     } = serving;
     let supervisor = Supervisor::new(engine.clone(), runtime.clone());
     supervisor.set_registries(registries);
+    if let Some(recordings) = recordings {
+        supervisor.set_recordings(recordings);
+    }
     let ops = OpsState::new(runtime.informers().clone(), supervisor.board().clone())
         .with_slots(slots.clone())
         .with_engine(engine.clone());

@@ -19,6 +19,12 @@ pub struct StatusArgs {
     /// Output: a table (default), yaml or json.
     #[arg(short, long, value_name = "FORMAT")]
     output: Option<super::Format>,
+
+    /// Instead of the table: what the shadow candidate of controller NAME
+    /// found (agreement, differences by kind, and the latest differences
+    /// as diffs of the live and the candidate answers).
+    #[arg(long, value_name = "NAME")]
+    shadow: Option<String>,
 }
 
 /// How long to wait for the host.
@@ -44,9 +50,84 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             args.addr
         )
     })?;
+    if let Some(name) = &args.shadow {
+        return shadow(&report, name, args.output);
+    }
     match args.output {
         Some(format) => super::print(&report, format)?,
         None => print!("{}", table(&report)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints what a controller's shadow candidate found.
+fn shadow(
+    report: &StatusReport,
+    name: &str,
+    output: Option<super::Format>,
+) -> anyhow::Result<ExitCode> {
+    let Some(controller) = report
+        .controllers
+        .iter()
+        .find(|controller| controller.status.name == name)
+    else {
+        let names: Vec<&str> = report
+            .controllers
+            .iter()
+            .map(|controller| controller.status.name.as_str())
+            .collect();
+        bail!(
+            "the host runs no controller `{name}`; it runs: {}",
+            if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+        );
+    };
+    let Some(shadow) = controller
+        .running
+        .as_ref()
+        .and_then(|running| running.shadow.as_ref())
+    else {
+        bail!(
+            "controller `{name}` has no shadow candidate; declare one under `shadow:` in its controllers-file entry"
+        );
+    };
+    if let Some(format) = output {
+        super::print(shadow, format)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "controller {name}: live {} / candidate {}",
+        controller
+            .status
+            .digest
+            .as_deref()
+            .map_or("-", |digest| &digest[..digest.len().min(12)]),
+        &shadow.digest[..shadow.digest.len().min(12)]
+    );
+    println!(
+        "agreement {} ({} of {} compared; {} skipped)",
+        shadow.agreement(),
+        shadow.agreed,
+        shadow.compared,
+        shadow.skipped
+    );
+    if shadow.watches_differ {
+        println!("the candidate declares other watches; it is asked only about the live version's");
+    }
+    if shadow.unrecorded_reads > 0 {
+        println!(
+            "{} candidate reads were not made by the live version and were answered from the live cache",
+            shadow.unrecorded_reads
+        );
+    }
+    for (kind, count) in &shadow.differences {
+        println!("  {kind}: {count}");
+    }
+    for sample in &shadow.samples {
+        println!(
+            "\n{} {} {} (resourceVersion {}): {}",
+            sample.at, sample.call, sample.object, sample.resource_version, sample.difference
+        );
+        print!("{}", sample.diff);
     }
     Ok(ExitCode::SUCCESS)
 }

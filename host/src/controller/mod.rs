@@ -5,6 +5,7 @@
 mod cache_view;
 mod finalizer;
 mod routing;
+mod shadow;
 mod stats;
 mod worker;
 
@@ -18,6 +19,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use cache_view::GuestCacheView;
+pub use shadow::{SAMPLES, Sample, Shadow, ShadowReport};
 pub use stats::{ControllerStats, GUEST_ERROR_KINDS, LATENCY_BUCKETS};
 
 use crate::actions::{ActionExecutor, Actor};
@@ -58,11 +60,38 @@ pub struct ControllerConfig {
     /// watches) is authorised for it by SubjectAccessReview. `None`: it
     /// acts as the host.
     pub service_account: Option<ServiceAccount>,
+    /// What else is done with its calls: a recording, a shadow run.
+    pub observe: Observe,
+}
+
+/// What is done with a controller's calls besides acting on them.
+#[derive(Debug, Clone, Default)]
+pub struct Observe {
+    /// Records every call's input and result.
+    pub record: Option<Arc<crate::record::Recorder>>,
+    /// A candidate version asked every question the live one is, and
+    /// never acted upon.
+    pub shadow: Option<Arc<Shadow>>,
+}
+
+impl Observe {
+    /// Whether anything is done besides acting.
+    pub(crate) fn any(&self) -> bool {
+        self.record.is_some() || self.shadow.is_some()
+    }
 }
 
 /// A controller that could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// A shadow candidate cannot run beside the live version.
+    #[error("controller `{controller}`: the shadow candidate {problem}")]
+    Shadow {
+        /// The controller.
+        controller: String,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
     /// A watched kind is not served by the cluster.
     #[error("controller `{controller}` watches a kind the cluster does not serve")]
     Discovery {
@@ -468,7 +497,11 @@ impl Runtime {
         } else {
             None
         };
+        if let Some(shadow) = &config.observe.shadow {
+            self.check_shadow(&name, &actor, &config.guest, shadow).await?;
+        }
         Ok(Generation {
+            observe: config.observe.clone(),
             finalizer,
             guest: config.guest.clone(),
             cache: Arc::new(GuestCacheView {
@@ -486,6 +519,50 @@ impl Runtime {
             watched,
             reads,
         })
+    }
+
+    /// Checks that a shadow candidate may run beside `live`: the same
+    /// primary kind, and every kind it declares within the grant (it reads
+    /// only through the live version's cache view, which the grant and the
+    /// live version's declarations already narrow).
+    async fn check_shadow(
+        &self,
+        name: &str,
+        actor: &Actor,
+        live: &Guest,
+        shadow: &Shadow,
+    ) -> Result<(), StartError> {
+        let candidate = shadow.guest().info();
+        let primary = |info: &crate::wasm::Info| {
+            info.watches
+                .iter()
+                .find(|watch| watch.relation == Relation::Primary)
+                .map(|watch| (watch.api_version.clone(), watch.kind.clone()))
+        };
+        if primary(candidate) != primary(live.info()) {
+            let (version, kind) = primary(candidate).unwrap_or_default();
+            let (live_version, live_kind) = primary(live.info()).unwrap_or_default();
+            return Err(StartError::Shadow {
+                controller: name.to_owned(),
+                problem: format!(
+                    "reconciles {kind} of {version}, the live version {live_kind} of \
+                     {live_version}: a candidate is compared on the live version's objects, \
+                     so its primary watch must be the same"
+                ),
+            });
+        }
+        for watch in &candidate.watches {
+            let resource = self.resolve(name, &watch.api_version, &watch.kind).await?;
+            check_watch(name, actor, watch, &resource)?;
+        }
+        for read in &candidate.reads {
+            let resource = self.resolve(name, &read.api_version, &read.kind).await?;
+            check_read(name, actor, read, &resource)?;
+        }
+        shadow.set_watches_differ(
+            candidate.watches != live.info().watches || candidate.reads != live.info().reads,
+        );
+        Ok(())
     }
 
     /// Resolves a declared kind with discovery.
@@ -664,6 +741,8 @@ pub(crate) struct Generation {
     /// The finalizer the controller holds its primary objects with, when
     /// its guest finalizes them.
     pub(crate) finalizer: Option<String>,
+    /// Its recording and shadow run.
+    pub(crate) observe: Observe,
 }
 
 impl Generation {
@@ -906,6 +985,27 @@ impl ControllerHandle {
     /// The flow its guest calls run as.
     pub fn flow(&self) -> &Flow {
         &self.shared.flow
+    }
+
+    /// What the version serving now's shadow candidate found, if it has
+    /// one.
+    pub fn shadow(&self) -> Option<ShadowReport> {
+        self.shared
+            .current()
+            .observe
+            .shadow
+            .as_ref()
+            .map(|shadow| shadow.report())
+    }
+
+    /// The shadow candidate of the version serving now.
+    pub fn shadow_candidate(&self) -> Option<Arc<Shadow>> {
+        self.shared.current().observe.shadow.clone()
+    }
+
+    /// The recorder of the version serving now.
+    pub fn recorder(&self) -> Option<Arc<crate::record::Recorder>> {
+        self.shared.current().observe.record.clone()
     }
 }
 

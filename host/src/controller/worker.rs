@@ -2,7 +2,7 @@
 //! execute the outcome; then forget, back off, or requeue the key.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tracing::Instrument;
 
@@ -10,11 +10,14 @@ use tokio::sync::watch;
 
 use super::finalizer::{self, FinalizerState, Step};
 use super::routing::{self, MapKey};
+use super::shadow::Question;
 use super::stats::ControllerStats;
 use super::{Generation, Shared};
 use crate::actions::ObjectRef;
 use crate::cluster::{ObjectKey, StoredObject, split_api_version};
 use crate::identity::Attributes;
+use crate::record::writer::Pending;
+use crate::record::{CallKind, RecordingCache, map_result, reconcile_result};
 use crate::wasm::{Change, Relation, SharedCache};
 
 /// Works until the queue shuts down, or until fewer than `index + 1`
@@ -118,6 +121,90 @@ pub(crate) async fn work(shared: Arc<Shared>, index: usize, mut target: watch::R
     }
 }
 
+/// A call being recorded or shadowed: its cache reads are remembered, and
+/// its guest's clock is stopped at the instant it started, so that the
+/// recording and the candidate see exactly what the live guest saw.
+struct Observed {
+    reads: Option<Arc<RecordingCache>>,
+    now: Option<SystemTime>,
+}
+
+impl Observed {
+    fn start(generation: &Generation) -> Self {
+        if !generation.observe.any() {
+            return Self {
+                reads: None,
+                now: None,
+            };
+        }
+        Self {
+            reads: Some(Arc::new(RecordingCache::new(
+                Arc::clone(&generation.cache) as SharedCache
+            ))),
+            now: Some(SystemTime::now()),
+        }
+    }
+
+    /// The cache the live call reads.
+    fn cache(&self, generation: &Generation) -> SharedCache {
+        match &self.reads {
+            Some(reads) => Arc::clone(reads) as SharedCache,
+            None => Arc::clone(&generation.cache) as SharedCache,
+        }
+    }
+
+    /// Hands the finished call to the recording and the shadow.
+    fn finish(
+        self,
+        shared: &Shared,
+        generation: &Generation,
+        object: &Arc<StoredObject>,
+        reconcile: Option<(Change, u32)>,
+        result: serde_json::Value,
+    ) {
+        let (Some(reads), Some(at)) = (self.reads, self.now) else {
+            return;
+        };
+        let mut reads = Some(reads.take());
+        let observe = &generation.observe;
+        if let Some(recorder) = &observe.record {
+            recorder.record(Pending {
+                at,
+                digest: generation.guest.digest().to_owned(),
+                call: if reconcile.is_some() {
+                    CallKind::Reconcile
+                } else {
+                    CallKind::Map
+                },
+                object: Arc::clone(object),
+                change: reconcile.map(|(change, _)| change),
+                attempt: reconcile.map(|(_, attempt)| attempt),
+                // The shadow needs them too.
+                reads: if observe.shadow.is_some() {
+                    reads.clone().unwrap_or_default()
+                } else {
+                    reads.take().unwrap_or_default()
+                },
+                result: result.clone(),
+            });
+        }
+        if let Some(shadow) = &observe.shadow {
+            shadow.ask(
+                &shared.slots,
+                &shared.flow,
+                Question {
+                    object: Arc::clone(object),
+                    reconcile,
+                    reads: reads.unwrap_or_default(),
+                    live_cache: Arc::clone(&generation.cache) as SharedCache,
+                    at,
+                    live_result: result,
+                },
+            );
+        }
+    }
+}
+
 /// How long a key of a share still being listed waits before it is tried
 /// again.
 const SHARE_LISTING_WAIT: Duration = Duration::from_millis(100);
@@ -194,15 +281,20 @@ async fn map(shared: &Arc<Shared>, generation: &Generation, key: &MapKey) {
         return;
     };
     let guest = generation.guest.clone();
-    let cache = Arc::clone(&generation.cache) as SharedCache;
+    let observed = Observed::start(generation);
+    let cache = observed.cache(generation);
     let json = Arc::clone(&object);
     let deadline = guest.limits().deadline;
+    let now = observed.now;
     let mapped = shared
         .slots
         .run(&shared.flow, Some(deadline), move || {
-            guest.map(&json.json, cache)
+            guest.map_at(&json.json, cache, now)
         })
         .await;
+    if let Ok(result) = &mapped {
+        observed.finish(shared, generation, &object, None, map_result(result));
+    }
     let failure = match mapped {
         Ok(Ok(refs)) => {
             let primary = &generation.primary().resource;
@@ -356,15 +448,21 @@ async fn reconcile(shared: &Arc<Shared>, generation: &Generation, key: &ObjectKe
     ControllerStats::bump(&shared.stats.reconciles);
     let attempt = shared.queue.num_requeues(key);
     let guest = generation.guest.clone();
-    let cache = Arc::clone(&generation.cache) as SharedCache;
+    let observed = Observed::start(generation);
+    let cache = observed.cache(generation);
     let json = Arc::clone(&object);
     let deadline = guest.limits().deadline;
+    let now = observed.now;
     let answer = shared
         .slots
         .run(&shared.flow, Some(deadline), move || {
-            guest.reconcile(&json.json, change, attempt, cache)
+            guest.reconcile_at(&json.json, change, attempt, cache, now)
         })
         .await;
+    if let Ok(result) = &answer {
+        let result = reconcile_result(result);
+        observed.finish(shared, generation, &object, Some((change, attempt)), result);
+    }
     let outcome = match answer {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(error)) => {

@@ -11,7 +11,7 @@ use notify::event::{AccessKind, AccessMode, EventKind};
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use super::{Declared, ModuleSource, Supervisor};
+use super::{Declared, ModuleSource, ShadowModule, Supervisor};
 use crate::config::{ConfigError, ControllersFile};
 use crate::oci::DockerConfig;
 use crate::wasm::compile_cache::digest;
@@ -205,7 +205,11 @@ fn rewatch(
         .chain(
             file.controllers
                 .iter()
-                .filter_map(|spec| spec.module.as_deref().map(folder)),
+                .flat_map(|spec| {
+                    let shadow = spec.shadow.as_ref().and_then(|shadow| shadow.module.as_deref());
+                    spec.module.as_deref().into_iter().chain(shadow)
+                })
+                .map(folder),
         )
         .collect();
     wanted.sort();
@@ -225,6 +229,44 @@ fn rewatch(
     Ok(())
 }
 
+/// A module file (with its digest now) or an image (its reference stands
+/// for its version until it is pulled).
+fn module_source(
+    controller: &str,
+    module: Option<&Path>,
+    image: Option<&str>,
+    poll_seconds: u64,
+    digests: &mut Digests,
+) -> Result<(ModuleSource, String), FileSourceError> {
+    if let Some(module) = module {
+        let digest = digests
+            .of(module)
+            .map_err(|source| FileSourceError::Module {
+                controller: controller.to_owned(),
+                path: module.to_owned(),
+                source,
+            })?;
+        return Ok((ModuleSource::File(module.to_owned()), digest));
+    }
+    // An image is pulled when its controller loads, with the host's Docker
+    // config of that moment; until then the reference is its version (a
+    // changed reference reloads).
+    let reference = image.unwrap_or_default().to_owned();
+    let credentials = DockerConfig::of_user().unwrap_or_else(|error| {
+        tracing::warn!(%error, "the Docker config cannot be used; pulling anonymously");
+        DockerConfig::default()
+    });
+    Ok((
+        ModuleSource::Image {
+            reference: reference.clone(),
+            credentials: Arc::new(credentials),
+            pull_secrets: Vec::new(),
+            poll: super::poll_interval(&reference, poll_seconds),
+        },
+        format!("image {reference}"),
+    ))
+}
+
 /// The declarations of a controllers file.
 fn declare(
     path: &Path,
@@ -234,38 +276,28 @@ fn declare(
     file.controllers
         .iter()
         .map(|spec| {
-            let (module, module_digest) = match (&spec.module, &spec.image) {
-                (Some(module), _) => {
-                    let digest = digests
-                        .of(module)
-                        .map_err(|source| FileSourceError::Module {
-                            controller: spec.name.clone(),
-                            path: module.clone(),
-                            source,
-                        })?;
-                    (ModuleSource::File(module.clone()), digest)
+            let (module, module_digest) = module_source(
+                &spec.name,
+                spec.module.as_deref(),
+                spec.image.as_deref(),
+                spec.poll_seconds,
+                digests,
+            )?;
+            let shadow = match &spec.shadow {
+                Some(shadow) => {
+                    let (module, digest) = module_source(
+                        &spec.name,
+                        shadow.module.as_deref(),
+                        shadow.image.as_deref(),
+                        0,
+                        digests,
+                    )?;
+                    Some(ShadowModule { module, digest })
                 }
-                // An image is pulled when its controller loads, with the
-                // host's Docker config of that moment; until then the
-                // reference is its version (a changed reference reloads).
-                (None, image) => {
-                    let reference = image.clone().unwrap_or_default();
-                    let credentials = DockerConfig::of_user().unwrap_or_else(|error| {
-                        tracing::warn!(%error, "the Docker config cannot be used; pulling anonymously");
-                        DockerConfig::default()
-                    });
-                    (
-                        ModuleSource::Image {
-                            reference: reference.clone(),
-                            credentials: Arc::new(credentials),
-                            pull_secrets: Vec::new(),
-                            poll: super::poll_interval(&reference, spec.poll_seconds),
-                        },
-                        format!("image {reference}"),
-                    )
-                }
+                None => None,
             };
             Ok(Declared {
+                shadow,
                 name: spec.name.clone(),
                 origin: path.display().to_string(),
                 module,

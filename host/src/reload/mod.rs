@@ -24,11 +24,14 @@ pub use board::{EntryStatus, Phase, SourceStatus, StatusBoard};
 
 use crate::cluster::error_chain;
 use crate::config::LimitsSpec;
-use crate::controller::{ControllerConfig, LastError, RunningController, Runtime, StartError};
+use crate::controller::{
+    ControllerConfig, LastError, Observe, RunningController, Runtime, Shadow, StartError,
+};
 use crate::grants::Grant;
 use crate::identity::ServiceAccount;
 use crate::oci::{DockerConfig, PullLimits, Registries};
 use crate::queue::QueueConfig;
+use crate::record::Recordings;
 use crate::wasm::slots::Flow;
 use crate::wasm::{Guest, Instances, LoadOptions, WasmEngine};
 
@@ -142,6 +145,17 @@ pub struct Declared {
     pub tenant: Option<String>,
     /// The ServiceAccount it acts as; `None`: as the host.
     pub service_account: Option<ServiceAccount>,
+    /// A candidate version run in its shadow.
+    pub shadow: Option<ShadowModule>,
+}
+
+/// The module of a shadow candidate.
+#[derive(Debug, Clone)]
+pub struct ShadowModule {
+    /// Where it is.
+    pub module: ModuleSource,
+    /// Its digest when the source read it, as [`Declared::module_digest`].
+    pub digest: String,
 }
 
 impl Declared {
@@ -157,14 +171,17 @@ impl Declared {
             && self.cut == other.cut
             && self.service_account == other.service_account
             && self.module_location() == other.module_location()
+            && self.shadow.as_ref().map(|s| (&s.digest, s.module.describe()))
+                == other.shadow.as_ref().map(|s| (&s.digest, s.module.describe()))
     }
 
     fn module_location(&self) -> String {
         self.module.describe()
     }
 
-    fn config(&self, guest: Guest) -> ControllerConfig {
+    fn config(&self, guest: Guest, observe: Observe) -> ControllerConfig {
         ControllerConfig {
+            observe,
             guest,
             grant: self.grant.clone(),
             namespaces: self.namespaces.clone(),
@@ -194,6 +211,8 @@ struct Inner {
     /// Where images are pulled from; set once, else the defaults (HTTPS
     /// only, 64 MiB).
     registries: std::sync::OnceLock<Registries>,
+    /// Where the controllers' calls are recorded, if they are.
+    recordings: std::sync::OnceLock<Arc<Recordings>>,
 }
 
 /// Keeps the running controllers equal to their declarations. Cheap to
@@ -220,6 +239,7 @@ impl Supervisor {
                 entries: Mutex::default(),
                 stopping: std::sync::atomic::AtomicBool::new(false),
                 registries: std::sync::OnceLock::new(),
+                recordings: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -229,6 +249,13 @@ impl Supervisor {
     /// are ignored.
     pub fn set_registries(&self, registries: Registries) {
         let _ = self.inner.registries.set(registries);
+    }
+
+    /// Records every controller's calls into `recordings` (its own
+    /// folder each). Call it before the first declaration; later calls are
+    /// ignored.
+    pub fn set_recordings(&self, recordings: Arc<Recordings>) {
+        let _ = self.inner.recordings.set(recordings);
     }
 
     /// Where images are pulled from.
@@ -463,14 +490,58 @@ impl Supervisor {
     /// Loads a declared module in the background; the error names the
     /// module.
     async fn load(&self, declared: &Declared) -> Result<Loaded, LoadFailure> {
+        self.load_module(declared, &declared.module, declared.name.clone())
+            .await
+    }
+
+    /// Loads a declared controller's shadow candidate, if it has one,
+    /// under the controller's limits; the error names the candidate.
+    async fn load_shadow(&self, declared: &Declared) -> Result<Option<Guest>, LoadFailure> {
+        let Some(shadow) = &declared.shadow else {
+            return Ok(None);
+        };
+        let name = format!("{}.shadow", declared.name);
+        match self.load_module(declared, &shadow.module, name).await {
+            Ok(loaded) => Ok(Some(loaded.guest)),
+            Err(failure) => Err(LoadFailure {
+                message: format!("shadow candidate: {}", failure.message),
+                pulling: failure.pulling,
+            }),
+        }
+    }
+
+    /// What else is done with a version's calls: its recording (the
+    /// controller's, kept across versions) and its shadow candidate.
+    fn observe(&self, declared: &Declared, shadow: Option<Guest>) -> Observe {
+        let record = self.inner.recordings.get().and_then(|recordings| {
+            recordings
+                .recorder(&declared.name)
+                .map_err(|error| {
+                    tracing::error!(controller = %declared.name, dir = %recordings.dir_of(&declared.name).display(), %error, "cannot record the controller's calls");
+                })
+                .ok()
+        });
+        Observe {
+            record,
+            shadow: shadow.map(|guest| Arc::new(Shadow::new(guest))),
+        }
+    }
+
+    /// Loads one module of a declared controller in the background.
+    async fn load_module(
+        &self,
+        declared: &Declared,
+        module: &ModuleSource,
+        name: String,
+    ) -> Result<Loaded, LoadFailure> {
         let engine = self.inner.engine.clone();
         let options = LoadOptions::default()
-            .name(declared.name.clone())
+            .name(name)
             .limits(declared.limits.sandbox())
             .instances(declared.instances);
         // What to load: a file, or bytes named by their origin.
         let mut resolved = None;
-        let (path, bytes) = match &declared.module {
+        let (path, bytes) = match module {
             ModuleSource::File(path) => (path.clone(), None),
             ModuleSource::Bytes { origin, bytes } => {
                 (PathBuf::from(origin), Some(Arc::clone(bytes)))
@@ -514,7 +585,7 @@ impl Supervisor {
                 Some(bytes) => engine.load_bytes(&path, bytes, options),
             })
             .await;
-        let named = declared.module.describe();
+        let named = module.describe();
         let failed = |message| LoadFailure {
             message,
             pulling: false,
@@ -693,8 +764,15 @@ async fn apply_version(
             return false;
         }
     };
+    let shadow = match supervisor.load_shadow(wanted).await {
+        Ok(shadow) => shadow,
+        Err(failure) => {
+            fail(failure.message, failure.pulling);
+            return false;
+        }
+    };
     let digest = guest.digest().to_owned();
-    let config = wanted.config(guest);
+    let config = wanted.config(guest, supervisor.observe(wanted, shadow));
     let result = match running {
         Some(controller) => controller.reload(config).await.map(|()| None),
         None => start(supervisor, name, wanted, config).await.map(Some),

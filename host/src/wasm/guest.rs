@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use wasmtime::component::types::ComponentItem;
@@ -18,7 +18,7 @@ use super::error::{GuestError, LoadError};
 use super::guest_log::GuestLog;
 use super::host_imports::{EmptyCache, SharedCache};
 use super::limits::{LimitHitCounts, LimitHits, Limits, MemoryLimiter};
-use super::wasi::{BlockedPastDeadline, CallDeadline, Clock, GuestOutput, empty_context};
+use super::wasi::{BlockedPastDeadline, CallClock, CallDeadline, Clock, GuestOutput, empty_context};
 use crate::actions::{self, MalformedOutput, ObjectRef, Outcome};
 
 /// The exports the `controller` world requires.
@@ -265,6 +265,8 @@ pub(crate) struct HostState {
     output: GuestOutput,
     pub(crate) cache: SharedCache,
     pub(crate) guest: Arc<str>,
+    /// The wall clock the guest reads; a call may stop it at its instant.
+    clock: CallClock,
     /// When the current call must end; blocking WASI waits give up then.
     deadline_at: Instant,
     /// The guest's log budget, and the log bytes the current call wrote.
@@ -423,7 +425,7 @@ impl WasmEngine {
             idle: Mutex::default(),
         };
         let declared = loading
-            .call(&self.inner.engine, Arc::new(EmptyCache), declarations, Ok)
+            .call(&self.inner.engine, Arc::new(EmptyCache), None, declarations, Ok)
             .map_err(|source| LoadError::Describe {
                 path: path.clone(),
                 source: Box::new(source),
@@ -575,7 +577,7 @@ impl Guest {
 
     /// Calls `describe` (and the optional declarations) again.
     pub fn describe(&self) -> Result<Info, GuestError> {
-        self.call(Arc::new(EmptyCache), declarations, |declared| {
+        self.call(Arc::new(EmptyCache), None, declarations, |declared| {
             Info::from_guest(declared).map_err(|problem| GuestError::Malformed {
                 guest: self.name().to_owned(),
                 source: MalformedOutput {
@@ -595,6 +597,20 @@ impl Guest {
         attempt: u32,
         cache: SharedCache,
     ) -> Result<Outcome, GuestError> {
+        self.reconcile_at(object, change, attempt, cache, None)
+    }
+
+    /// Reconciles one object as [`Guest::reconcile`] does, with the guest's
+    /// wall clock stopped at `now` for this call if it is given (a
+    /// recorded reconcile replayed at the instant it first ran).
+    pub fn reconcile_at(
+        &self,
+        object: &str,
+        change: Change,
+        attempt: u32,
+        cache: SharedCache,
+        now: Option<SystemTime>,
+    ) -> Result<Outcome, GuestError> {
         let request = wit::Request {
             object: object.to_owned(),
             change: match change {
@@ -607,6 +623,7 @@ impl Guest {
         let limits = self.limits();
         let answer = self.call(
             cache,
+            now,
             |controller, _, store| controller.call_reconcile(store, &request),
             |answer| match answer {
                 Ok(outcome) => {
@@ -647,9 +664,21 @@ impl Guest {
     /// Maps a changed object of a `mapped` watch to the primary objects to
     /// reconcile.
     pub fn map(&self, changed: &str, cache: SharedCache) -> Result<Vec<ObjectRef>, GuestError> {
+        self.map_at(changed, cache, None)
+    }
+
+    /// Maps a changed object as [`Guest::map`] does, with the guest's wall
+    /// clock stopped at `now` for this call if it is given.
+    pub fn map_at(
+        &self,
+        changed: &str,
+        cache: SharedCache,
+        now: Option<SystemTime>,
+    ) -> Result<Vec<ObjectRef>, GuestError> {
         let changed = changed.to_owned();
         self.call(
             cache,
+            now,
             |controller, _, store| controller.call_map(store, &changed),
             |refs| {
                 self.check_answer(0, refs.iter().map(ref_bytes).sum())?;
@@ -696,6 +725,7 @@ impl Guest {
     fn call<R, T>(
         &self,
         cache: SharedCache,
+        now: Option<SystemTime>,
         body: impl FnOnce(
             &Controller,
             &wasmtime::component::Instance,
@@ -706,7 +736,7 @@ impl Guest {
         let inner = &*self.inner;
         inner
             .sandbox
-            .call(&inner.engine.inner.engine, cache, body, check)
+            .call(&inner.engine.inner.engine, cache, now, body, check)
     }
 }
 
@@ -724,6 +754,7 @@ impl Sandbox {
         &self,
         engine: &wasmtime::Engine,
         cache: SharedCache,
+        now: Option<SystemTime>,
         body: impl FnOnce(
             &Controller,
             &wasmtime::component::Instance,
@@ -749,6 +780,7 @@ impl Sandbox {
         // captured output and the deadline.
         let state = store.data_mut();
         state.cache = cache;
+        state.clock.set_call(now);
         state.limiter.reset();
         state.output.clear();
         state.logged = 0;
@@ -791,8 +823,10 @@ impl Sandbox {
 
     fn new_store(&self, engine: &wasmtime::Engine) -> Store<HostState> {
         let output = GuestOutput::default();
+        let clock = CallClock::new(self.clock);
         let state = HostState {
-            wasi: empty_context(&output, self.clock),
+            wasi: empty_context(&output, clock.clone()),
+            clock,
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(self.limits.memory_bytes),
             output,

@@ -194,6 +194,16 @@ impl ExecutionSlots {
         }
     }
 
+    /// A slot for `flow` if one is free now and no call waits for one:
+    /// work that must never delay a controller's own calls (a shadow run)
+    /// takes only what nobody else asks for.
+    pub fn try_acquire(&self, flow: &Flow, deadline: Option<Duration>) -> Option<Slot> {
+        let mut state = self.inner.lock();
+        let nobody_waits = state.waiting.values().all(VecDeque::is_empty);
+        (state.free > 0 && nobody_waits && self.inner.may_run(&state, flow))
+            .then(|| self.inner.start(&mut state, flow.clone(), deadline))
+    }
+
     /// Why the pool is stalled, if a call holds its slot well past its
     /// deadline (a guest stuck where the deadline cannot reach it).
     pub fn stalled(&self) -> Option<String> {
@@ -353,6 +363,36 @@ mod tests {
         assert_eq!(slots.status().running, 2);
         drop((first, other));
         assert_eq!(slots.status().running, 0);
+    }
+
+    #[tokio::test]
+    async fn trying_takes_only_a_slot_nobody_waits_for() {
+        let slots = ExecutionSlots::new(2, 1);
+        let first = slots.try_acquire(&tenant("a"), None).expect("a free slot");
+        assert!(
+            slots.try_acquire(&tenant("a"), None).is_none(),
+            "a tenant's share holds"
+        );
+        let second = slots.acquire(&tenant("b"), None).await;
+        assert!(slots.try_acquire(&tenant("c"), None).is_none(), "the pool is full");
+        drop(second);
+        let waiting = tokio::spawn({
+            let slots = slots.clone();
+            async move { slots.acquire(&tenant("a"), None).await }
+        });
+        tokio::task::yield_now().await;
+        // `a` waits (its share is held): a free slot is not taken from
+        // under a waiting call.
+        let mut tries = 0;
+        while slots.status().waiting == 0 && tries < 100 {
+            tokio::task::yield_now().await;
+            tries += 1;
+        }
+        assert_eq!(slots.status().waiting, 1);
+        assert!(slots.try_acquire(&tenant("c"), None).is_none(), "a call waits");
+        drop(first);
+        drop(waiting.await.expect("the waiting call gets its slot"));
+        assert!(slots.try_acquire(&tenant("c"), None).is_some());
     }
 
     #[tokio::test]

@@ -100,32 +100,73 @@ pub enum Clock {
     Fixed(SystemTime),
 }
 
-/// Builds the empty WASI context for one call, writing the guest's stdout
-/// and stderr into `output`.
-pub fn empty_context(output: &GuestOutput, clock: Clock) -> WasiCtx {
+/// Builds the empty WASI context for one instance, writing the guest's
+/// stdout and stderr into `output` and reading the wall clock from `clock`.
+pub fn empty_context(output: &GuestOutput, clock: CallClock) -> WasiCtx {
     let mut builder = WasiCtxBuilder::new();
     builder
         .stdout(output.clone())
         .stderr(output.clone())
         .allow_tcp(false)
         .allow_udp(false)
-        .allow_ip_name_lookup(false);
-    if let Clock::Fixed(instant) = clock {
-        builder.wall_clock(FixedClock(instant));
-    }
+        .allow_ip_name_lookup(false)
+        .wall_clock(clock);
     builder.build()
 }
 
-/// A wall clock stopped at one instant.
-struct FixedClock(SystemTime);
+/// The wall clock of one instance: the guest's [`Clock`], unless the
+/// current call is stopped at an instant of its own (a recorded reconcile
+/// replayed at the time it first ran). An instance serves one call at a
+/// time, so the instant set for a call is the one that call reads.
+#[derive(Debug, Clone)]
+pub struct CallClock {
+    clock: Clock,
+    /// The current call's instant, if it has one.
+    call: Arc<Mutex<Option<SystemTime>>>,
+}
 
-impl HostWallClock for FixedClock {
+impl CallClock {
+    /// A clock that reads `clock` until a call sets its own instant.
+    pub fn new(clock: Clock) -> Self {
+        Self {
+            clock,
+            call: Arc::default(),
+        }
+    }
+
+    /// Stops the clock at `instant` for the next call, or (`None`) lets
+    /// it read the guest's clock.
+    pub fn set_call(&self, instant: Option<SystemTime>) {
+        *self.call.lock().unwrap_or_else(PoisonError::into_inner) = instant;
+    }
+
+    /// The instant the guest reads now.
+    pub fn instant(&self) -> SystemTime {
+        let call = *self.call.lock().unwrap_or_else(PoisonError::into_inner);
+        match (call, self.clock) {
+            (Some(instant), _) | (None, Clock::Fixed(instant)) => instant,
+            (None, Clock::Real) => SystemTime::now(),
+        }
+    }
+}
+
+impl HostWallClock for CallClock {
     fn resolution(&self) -> Duration {
-        Duration::from_secs(1)
+        let stopped = self
+            .call
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+            || matches!(self.clock, Clock::Fixed(_));
+        if stopped {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_nanos(1)
+        }
     }
 
     fn now(&self) -> Duration {
-        self.0
+        self.instant()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
     }

@@ -551,6 +551,8 @@ impl Declarer {
             sink: Some(Arc::clone(sink) as Arc<dyn StatusSink>),
             tenant: spec.namespace.clone(),
             service_account,
+            // Shadow runs are declared in the controllers file only, so far.
+            shadow: None,
         })
     }
 

@@ -1,0 +1,258 @@
+//! Shadow runs: a candidate version beside the live one, asked every
+//! question the live one is asked and never acted upon.
+//!
+//! After each live call (reconcile or map), the candidate gets the same
+//! request, the same instant on its clock and the same cache answers the
+//! live guest got (a read the live guest did not make goes to the live
+//! cache view), in its own sandbox under its own limits. Its answer is
+//! compared with the live one after normalisation ([`compare`]), counted by
+//! kind of difference, and a sample of each difference is kept in a small
+//! ring. Its actions are never performed.
+//!
+//! A candidate must never slow the live controller down: it runs one call
+//! at a time, only on an execution slot that is free and that no call
+//! waits for, after the live call answered; a call it cannot take is
+//! skipped and counted.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::cluster::StoredObject;
+use crate::record::compare::{self, Difference};
+use crate::record::{CapturedRead, Snapshot, format_instant, map_result, reconcile_result};
+use crate::wasm::slots::{ExecutionSlots, Flow};
+use crate::wasm::{Change, Guest, SharedCache};
+
+/// How many differences a shadow keeps samples of.
+pub const SAMPLES: usize = 20;
+
+/// A candidate version and what its comparisons found.
+#[derive(Debug)]
+pub struct Shadow {
+    guest: Guest,
+    /// Whether it declares other watches than the live version.
+    watches_differ: AtomicBool,
+    busy: AtomicBool,
+    compared: AtomicU64,
+    agreed: AtomicU64,
+    skipped: AtomicU64,
+    unrecorded_reads: AtomicU64,
+    differences: [AtomicU64; Difference::ALL.len()],
+    samples: Mutex<VecDeque<Sample>>,
+}
+
+/// One difference, sampled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Sample {
+    /// When the live call ran, RFC 3339.
+    pub at: String,
+    /// `reconcile` or `map`.
+    pub call: String,
+    /// The object: `Deployment shop/web`.
+    pub object: String,
+    /// Its resourceVersion.
+    pub resource_version: String,
+    /// The kind of difference (`actions`, `requeue`, `candidate-failed`,
+    /// `live-failed`, `failures`).
+    pub difference: String,
+    /// A unified diff of the live answer (`---`) and the candidate's
+    /// (`+++`), normalised, as YAML.
+    pub diff: String,
+}
+
+/// What a shadow found, for `/status`, `paddock status --shadow` and a
+/// resource's status.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShadowReport {
+    /// The candidate's module digest.
+    pub digest: String,
+    /// Whether the candidate declares other watches than the live version
+    /// (it is still asked only about what the live version watches).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub watches_differ: bool,
+    /// Calls compared.
+    pub compared: u64,
+    /// Calls whose answers agreed.
+    pub agreed: u64,
+    /// Live calls the candidate was not asked (no free execution slot, or
+    /// its previous call still ran).
+    pub skipped: u64,
+    /// Candidate reads the live call did not make, answered from the live
+    /// cache as it stood a moment later.
+    pub unrecorded_reads: u64,
+    /// Differences by kind.
+    pub differences: BTreeMap<String, u64>,
+    /// The latest differences, oldest first.
+    pub samples: Vec<Sample>,
+}
+
+impl ShadowReport {
+    /// The share of compared calls that agreed, as `98.5%`; `-` before the
+    /// first comparison.
+    pub fn agreement(&self) -> String {
+        if self.compared == 0 {
+            return "-".to_owned();
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let share = self.agreed as f64 * 100.0 / self.compared as f64;
+        format!("{share:.1}%")
+    }
+}
+
+/// One live call, as the candidate is asked it.
+pub(crate) struct Question {
+    pub(crate) object: Arc<StoredObject>,
+    /// `Some` for a reconcile, `None` for a map.
+    pub(crate) reconcile: Option<(Change, u32)>,
+    pub(crate) reads: Vec<CapturedRead>,
+    pub(crate) live_cache: SharedCache,
+    pub(crate) at: SystemTime,
+    pub(crate) live_result: Value,
+}
+
+impl Shadow {
+    /// A shadow of `guest`.
+    pub fn new(guest: Guest) -> Self {
+        Self {
+            guest,
+            watches_differ: AtomicBool::new(false),
+            busy: AtomicBool::new(false),
+            compared: AtomicU64::new(0),
+            agreed: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            unrecorded_reads: AtomicU64::new(0),
+            differences: Default::default(),
+            samples: Mutex::default(),
+        }
+    }
+
+    /// The candidate.
+    pub fn guest(&self) -> &Guest {
+        &self.guest
+    }
+
+    pub(crate) fn set_watches_differ(&self, differ: bool) {
+        self.watches_differ.store(differ, Ordering::Relaxed);
+    }
+
+    /// What it found so far.
+    pub fn report(&self) -> ShadowReport {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        ShadowReport {
+            digest: self.guest.digest().to_owned(),
+            watches_differ: self.watches_differ.load(Ordering::Relaxed),
+            compared: get(&self.compared),
+            agreed: get(&self.agreed),
+            skipped: get(&self.skipped),
+            unrecorded_reads: get(&self.unrecorded_reads),
+            differences: Difference::ALL
+                .iter()
+                .zip(&self.differences)
+                .map(|(kind, count)| (kind.name("live", "candidate"), get(count)))
+                .filter(|(_, count)| *count > 0)
+                .collect(),
+            samples: self
+                .samples
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// Asks the candidate `question` in the background if it is free and
+    /// an execution slot is; else counts the call as skipped.
+    pub(crate) fn ask(self: &Arc<Self>, slots: &ExecutionSlots, flow: &Flow, question: Question) {
+        if self.busy.swap(true, Ordering::AcqRel) {
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let Some(slot) = slots.try_acquire(flow, Some(self.guest.limits().deadline)) else {
+            self.busy.store(false, Ordering::Release);
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let shadow = Arc::clone(self);
+        let span = tracing::info_span!("shadow", digest = %&self.guest.digest()[..12]);
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            span.in_scope(|| shadow.answer(question));
+            shadow.busy.store(false, Ordering::Release);
+        });
+    }
+
+    /// Asks the candidate, compares and counts.
+    fn answer(&self, question: Question) {
+        let snapshot = Arc::new(Snapshot::new(question.reads, Some(question.live_cache)));
+        let cache = Arc::clone(&snapshot) as SharedCache;
+        let json = &question.object.json;
+        let (call, result) = match question.reconcile {
+            Some((change, attempt)) => (
+                "reconcile",
+                reconcile_result(&self.guest.reconcile_at(
+                    json,
+                    change,
+                    attempt,
+                    cache,
+                    Some(question.at),
+                )),
+            ),
+            None => (
+                "map",
+                map_result(&self.guest.map_at(json, cache, Some(question.at))),
+            ),
+        };
+        self.unrecorded_reads
+            .fetch_add(snapshot.unrecorded(), Ordering::Relaxed);
+        let verdict = compare::compare(&question.live_result, &result, ("live", "candidate"));
+        self.compared.fetch_add(1, Ordering::Relaxed);
+        let Some(difference) = verdict.difference else {
+            self.agreed.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let index = Difference::ALL
+            .iter()
+            .position(|kind| *kind == difference)
+            .unwrap_or(0);
+        self.differences[index].fetch_add(1, Ordering::Relaxed);
+        let object = question.object;
+        let reference = serde_json::from_str::<Value>(&object.json)
+            .ok()
+            .and_then(|value| crate::actions::ObjectRef::of(&value))
+            .map_or_else(|| format!("{}/{}", object.namespace, object.name), |r| r.to_string());
+        tracing::debug!(%reference, difference = %difference.name("live", "candidate"), "the candidate answered differently");
+        let mut samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
+        if samples.len() == SAMPLES {
+            samples.pop_front();
+        }
+        samples.push_back(Sample {
+            at: format_instant(question.at),
+            call: call.to_owned(),
+            object: reference,
+            resource_version: object.resource_version.to_string(),
+            difference: difference.name("live", "candidate"),
+            diff: verdict.diff,
+        });
+    }
+
+    /// Waits until no candidate call runs, for at most `timeout`; for
+    /// tests and for reading a settled report.
+    pub async fn settled(&self, timeout: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.busy.load(Ordering::Acquire) {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        true
+    }
+}
