@@ -183,6 +183,8 @@ fn dev_once_runs_the_demo_to_convergence() {
         "127.0.0.1:0".as_ref(),
         "--kubeconfig-out".as_ref(),
         dir.path().join("kubeconfig").as_os_str(),
+        "--record".as_ref(),
+        dir.path().join("recordings").as_os_str(),
     ]);
     let stdout = text(&output.stdout);
     assert!(
@@ -211,6 +213,124 @@ fn dev_once_runs_the_demo_to_convergence() {
         assert_eq!(numbers[3], 0, "no guest errors for {controller}: {row}");
         assert_eq!(numbers[4], 0, "nothing denied for {controller}: {row}");
     }
+    replay_the_demo(&dir.path().join("recordings"));
+}
+
+/// The demo's recording of replica-floor replays against its own module
+/// with no difference, and against `floor-next` (floors above 2 count as
+/// 2) with a difference on exactly the reconciles of shop/web while it had
+/// fewer than its 3 replicas.
+fn replay_the_demo(recordings: &std::path::Path) {
+    let recording = recordings.join("replica-floor");
+    for controller in ["replica-floor", "label-policy", "app-operator"] {
+        assert!(
+            recordings.join(controller).is_dir(),
+            "{controller} is recorded"
+        );
+    }
+    let replay = |module: &str, extra: &[&str]| {
+        let module = common::module(module);
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "test".as_ref(),
+            module.as_os_str(),
+            "--replay".as_ref(),
+            recording.as_os_str(),
+        ];
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
+        paddock(&args)
+    };
+    let same = replay("replica_floor", &[]);
+    let stdout = text(&same.stdout);
+    assert!(same.status.success(), "{stdout}{}", text(&same.stderr));
+    assert!(stdout.contains(" same, 0 differ"), "{stdout}");
+
+    // What differs, by the recording itself.
+    let mut expected = std::collections::BTreeSet::new();
+    for file in std::fs::read_dir(&recording).expect("the recording") {
+        let file = file.expect("an entry").path();
+        let name = file
+            .file_name()
+            .expect("a name")
+            .to_string_lossy()
+            .into_owned();
+        let lines = std::fs::read_to_string(&file).expect("a segment");
+        for (index, line) in lines.lines().enumerate() {
+            let entry: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            let web = entry["object"]["metadata"]["name"] == "web";
+            let below = entry["object"]["spec"]["replicas"].as_i64().unwrap_or(1) < 3;
+            if web && below {
+                expected.insert(format!("{name}:{}", index + 1));
+            }
+        }
+    }
+    assert!(
+        !expected.is_empty(),
+        "shop/web was recorded below its floor"
+    );
+    let changed = replay("floor_next", &[]);
+    let stdout = text(&changed.stdout);
+    assert_eq!(
+        changed.status.code(),
+        Some(1),
+        "{stdout}{}",
+        text(&changed.stderr)
+    );
+    let differing: std::collections::BTreeSet<String> = stdout
+        .lines()
+        .filter(|line| line.starts_with("DIFFERS  reconcile Deployment shop/web ("))
+        .filter_map(|line| Some(line.split_once('(')?.1.split_once(')')?.0.to_owned()))
+        .collect();
+    assert_eq!(differing, expected, "{stdout}");
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|line| line.starts_with("DIFFERS"))
+            .count(),
+        expected.len(),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("-    replicas: 3") && stdout.contains("+    replicas: 2"),
+        "{stdout}"
+    );
+    let allowed = replay("floor_next", &["--allow-diff"]);
+    assert!(allowed.status.success(), "{}", text(&allowed.stdout));
+}
+
+#[test]
+fn replay_names_the_fix_for_a_folder_of_several_controllers() {
+    let dir = tempfile::tempdir().expect("temporary dir");
+    for controller in ["a", "b"] {
+        let folder = dir.path().join(controller);
+        std::fs::create_dir(&folder).expect("mkdir");
+        std::fs::write(folder.join("00000001.jsonl"), "").expect("write");
+    }
+    std::fs::write(dir.path().join("a/00000001.jsonl"), "{\"version\": 1}\n").expect("write");
+    let output = paddock(&[
+        "test".as_ref(),
+        module("replica_floor").as_os_str(),
+        "--replay".as_ref(),
+        dir.path().as_os_str(),
+    ]);
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("holds the recordings of several controllers (a, b)")
+            && stderr.contains(&format!("--replay {}", dir.path().join("a").display())),
+        "{stderr}"
+    );
+    let output = paddock(&[
+        "test".as_ref(),
+        module("replica_floor").as_os_str(),
+        "--replay".as_ref(),
+        dir.path().join("a").as_os_str(),
+    ]);
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("00000001.jsonl:1: not a recorded call")
+            && stderr.contains("paddock run --record"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -218,7 +218,11 @@ fn replay(engine: &WasmEngine, args: &TestArgs, recording: &Path) -> anyhow::Res
         "replaying {} recorded calls of controller {} (module {}) against {} ({})",
         recorded.len(),
         recorded[0].entry.controller,
-        digests.iter().map(|d| short(d)).collect::<Vec<_>>().join(", "),
+        digests
+            .iter()
+            .map(|d| short(d))
+            .collect::<Vec<_>>()
+            .join(", "),
         args.module.display(),
         short(guest.digest()),
     );

@@ -14,8 +14,8 @@ use paddock::config::ControllersFile;
 use paddock::controller::{ControllerHandle, ControllerStats, Runtime};
 use paddock::harness::read_objects;
 use paddock::oci::{PullLimits, Registries};
-use paddock::record::{RecordOptions, Recordings, Redaction};
 use paddock::ops::OpsState;
+use paddock::record::{RecordOptions, Recordings, Redaction};
 use paddock::reload::cluster::TenantLimits;
 use paddock::reload::{Phase, StatusBoard, Supervisor};
 use paddock::replication::{Fence, Mode, Ring, RingConfig};
@@ -669,8 +669,8 @@ async fn serve(
     } = serving;
     let supervisor = Supervisor::new(engine.clone(), runtime.clone());
     supervisor.set_registries(registries);
-    if let Some(recordings) = recordings {
-        supervisor.set_recordings(recordings);
+    if let Some(recordings) = &recordings {
+        supervisor.set_recordings(std::sync::Arc::clone(recordings));
     }
     let ops = OpsState::new(runtime.informers().clone(), supervisor.board().clone())
         .with_slots(slots.clone())
@@ -757,6 +757,13 @@ async fn serve(
     // Calls still running end at their deadlines; let them, so that none
     // outlives the runtime.
     slots.drained(SLOTS_DRAIN).await;
+    if let Some(recordings) = &recordings
+        && !recordings.drained(SLOTS_DRAIN).await
+    {
+        eprintln!(
+            "the recording did not catch up within {SLOTS_DRAIN:?}; its last calls are missing"
+        );
+    }
     // The Lease is given up only now: until the last reconcile ended, no
     // other host may begin.
     if let Some(ring) = ring {

@@ -78,7 +78,11 @@ fn shadow(
             .collect();
         bail!(
             "the host runs no controller `{name}`; it runs: {}",
-            if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
         );
     };
     let Some(shadow) = controller

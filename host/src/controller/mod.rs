@@ -498,7 +498,8 @@ impl Runtime {
             None
         };
         if let Some(shadow) = &config.observe.shadow {
-            self.check_shadow(&name, &actor, &config.guest, shadow).await?;
+            self.check_shadow(&name, &actor, &config.guest, shadow)
+                .await?;
         }
         Ok(Generation {
             observe: config.observe.clone(),

@@ -9,10 +9,11 @@
 //! kind of difference, and a sample of each difference is kept in a small
 //! ring. Its actions are never performed.
 //!
-//! A candidate must never slow the live controller down: it runs one call
-//! at a time, only on an execution slot that is free and that no call
-//! waits for, after the live call answered; a call it cannot take is
-//! skipped and counted.
+//! A candidate must never slow the live controller down: its questions wait
+//! in a queue of their own ([`BACKLOG`] at most; a question beyond it is
+//! skipped and counted), and it answers them one at a time, each on an
+//! execution slot that is free and that no call waits for
+//! ([`ExecutionSlots::acquire_spare`]).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,6 +22,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::sync::mpsc;
 
 use crate::cluster::StoredObject;
 use crate::record::compare::{self, Difference};
@@ -31,13 +33,24 @@ use crate::wasm::{Change, Guest, SharedCache};
 /// How many differences a shadow keeps samples of.
 pub const SAMPLES: usize = 20;
 
+/// How many questions wait for the candidate before more are skipped.
+pub const BACKLOG: usize = 1024;
+
 /// A candidate version and what its comparisons found.
 #[derive(Debug)]
 pub struct Shadow {
+    inner: Arc<Inner>,
+    /// Where questions go; the answering task starts with the first.
+    questions: std::sync::OnceLock<mpsc::Sender<Question>>,
+}
+
+#[derive(Debug)]
+struct Inner {
     guest: Guest,
     /// Whether it declares other watches than the live version.
     watches_differ: AtomicBool,
-    busy: AtomicBool,
+    /// Questions asked and not answered yet.
+    pending: AtomicU64,
     compared: AtomicU64,
     agreed: AtomicU64,
     skipped: AtomicU64,
@@ -115,35 +128,105 @@ pub(crate) struct Question {
     pub(crate) live_cache: SharedCache,
     pub(crate) at: SystemTime,
     pub(crate) live_result: Value,
+    /// The live call's span, which the candidate's logs carry on.
+    pub(crate) span: tracing::Span,
 }
 
 impl Shadow {
     /// A shadow of `guest`.
     pub fn new(guest: Guest) -> Self {
         Self {
-            guest,
-            watches_differ: AtomicBool::new(false),
-            busy: AtomicBool::new(false),
-            compared: AtomicU64::new(0),
-            agreed: AtomicU64::new(0),
-            skipped: AtomicU64::new(0),
-            unrecorded_reads: AtomicU64::new(0),
-            differences: Default::default(),
-            samples: Mutex::default(),
+            inner: Arc::new(Inner {
+                guest,
+                watches_differ: AtomicBool::new(false),
+                pending: AtomicU64::new(0),
+                compared: AtomicU64::new(0),
+                agreed: AtomicU64::new(0),
+                skipped: AtomicU64::new(0),
+                unrecorded_reads: AtomicU64::new(0),
+                differences: Default::default(),
+                samples: Mutex::default(),
+            }),
+            questions: std::sync::OnceLock::new(),
         }
     }
 
     /// The candidate.
     pub fn guest(&self) -> &Guest {
-        &self.guest
+        &self.inner.guest
     }
 
     pub(crate) fn set_watches_differ(&self, differ: bool) {
-        self.watches_differ.store(differ, Ordering::Relaxed);
+        self.inner.watches_differ.store(differ, Ordering::Relaxed);
     }
 
     /// What it found so far.
     pub fn report(&self) -> ShadowReport {
+        self.inner.report()
+    }
+
+    /// Queues `question` for the candidate; skips it (counted) when
+    /// [`BACKLOG`] questions wait already. The first question starts the
+    /// task that answers them, which ends when the shadow is dropped.
+    pub(crate) fn ask(&self, slots: &ExecutionSlots, flow: &Flow, question: Question) {
+        let questions = self.questions.get_or_init(|| {
+            let (sender, receiver) = mpsc::channel(BACKLOG);
+            tokio::spawn(answer_all(
+                Arc::clone(&self.inner),
+                receiver,
+                slots.clone(),
+                flow.clone(),
+            ));
+            sender
+        });
+        self.inner.pending.fetch_add(1, Ordering::AcqRel);
+        if questions.try_send(question).is_err() {
+            self.inner.pending.fetch_sub(1, Ordering::AcqRel);
+            self.inner.skipped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits until every question asked so far is answered, for at most
+    /// `timeout`; whether it was.
+    pub async fn settled(&self, timeout: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.inner.pending.load(Ordering::Acquire) > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        true
+    }
+}
+
+/// Answers the questions one at a time, each on a spare execution slot.
+async fn answer_all(
+    inner: Arc<Inner>,
+    mut questions: mpsc::Receiver<Question>,
+    slots: ExecutionSlots,
+    flow: Flow,
+) {
+    while let Some(question) = questions.recv().await {
+        let slot = slots
+            .acquire_spare(&flow, Some(inner.guest.limits().deadline))
+            .await;
+        let answering = Arc::clone(&inner);
+        let span = question.span.clone();
+        let answered = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            span.in_scope(|| answering.answer(question));
+        })
+        .await;
+        if let Err(error) = answered {
+            tracing::error!(%error, "a shadow call failed");
+        }
+        inner.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Inner {
+    fn report(&self) -> ShadowReport {
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         ShadowReport {
             digest: self.guest.digest().to_owned(),
@@ -166,27 +249,6 @@ impl Shadow {
                 .cloned()
                 .collect(),
         }
-    }
-
-    /// Asks the candidate `question` in the background if it is free and
-    /// an execution slot is; else counts the call as skipped.
-    pub(crate) fn ask(self: &Arc<Self>, slots: &ExecutionSlots, flow: &Flow, question: Question) {
-        if self.busy.swap(true, Ordering::AcqRel) {
-            self.skipped.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        let Some(slot) = slots.try_acquire(flow, Some(self.guest.limits().deadline)) else {
-            self.busy.store(false, Ordering::Release);
-            self.skipped.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        let shadow = Arc::clone(self);
-        let span = tracing::info_span!("shadow", digest = %&self.guest.digest()[..12]);
-        tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            span.in_scope(|| shadow.answer(question));
-            shadow.busy.store(false, Ordering::Release);
-        });
     }
 
     /// Asks the candidate, compares and counts.
@@ -227,7 +289,10 @@ impl Shadow {
         let reference = serde_json::from_str::<Value>(&object.json)
             .ok()
             .and_then(|value| crate::actions::ObjectRef::of(&value))
-            .map_or_else(|| format!("{}/{}", object.namespace, object.name), |r| r.to_string());
+            .map_or_else(
+                || format!("{}/{}", object.namespace, object.name),
+                |r| r.to_string(),
+            );
         tracing::debug!(%reference, difference = %difference.name("live", "candidate"), "the candidate answered differently");
         let mut samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
         if samples.len() == SAMPLES {
@@ -241,18 +306,5 @@ impl Shadow {
             difference: difference.name("live", "candidate"),
             diff: verdict.diff,
         });
-    }
-
-    /// Waits until no candidate call runs, for at most `timeout`; for
-    /// tests and for reading a settled report.
-    pub async fn settled(&self, timeout: std::time::Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while self.busy.load(Ordering::Acquire) {
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        true
     }
 }

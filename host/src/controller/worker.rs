@@ -199,6 +199,10 @@ impl Observed {
                     live_cache: Arc::clone(&generation.cache) as SharedCache,
                     at,
                     live_result: result,
+                    span: tracing::info_span!(
+                        "shadow",
+                        digest = %&shadow.guest().digest()[..12]
+                    ),
                 },
             );
         }

@@ -200,7 +200,11 @@ mod tests {
         let verdict = compare(&live, &candidate, ("live", "candidate"));
         assert_eq!(verdict.difference, Some(Difference::Actions));
         assert!(verdict.diff.contains("--- live") && verdict.diff.contains("+++ candidate"));
-        assert!(verdict.diff.contains("-    replicas: 1"), "{}", verdict.diff);
+        assert!(
+            verdict.diff.contains("-    replicas: 1"),
+            "{}",
+            verdict.diff
+        );
     }
 
     #[test]
@@ -216,10 +220,14 @@ mod tests {
         assert_eq!(kind(&trapped, &answered), Some(Difference::FirstFailed));
         assert_eq!(kind(&trapped, &transient), Some(Difference::Failures));
         assert_eq!(kind(&trapped, &trapped_too), None);
-        let primaries = |names: &[&str]| {
-            json!({"primaries": names.iter().map(|n| json!({"apiVersion": "v1", "kind": "K", "name": n})).collect::<Vec<_>>()})
-        };
-        assert_eq!(kind(&primaries(&["a", "b"]), &primaries(&["b", "a", "a"])), None);
-        assert_eq!(kind(&primaries(&["a"]), &primaries(&["b"])), Some(Difference::Actions));
+        let primaries = |names: &[&str]| json!({"primaries": names.iter().map(|n| json!({"apiVersion": "v1", "kind": "K", "name": n})).collect::<Vec<_>>()});
+        assert_eq!(
+            kind(&primaries(&["a", "b"]), &primaries(&["b", "a", "a"])),
+            None
+        );
+        assert_eq!(
+            kind(&primaries(&["a"]), &primaries(&["b"])),
+            Some(Difference::Actions)
+        );
     }
 }

@@ -76,7 +76,8 @@ pub struct Entry {
 impl Entry {
     /// The reference of the entry's object, for reports.
     pub fn object_ref(&self) -> String {
-        ObjectRef::of(&self.object).map_or_else(|| "an object without a name".to_owned(), |r| r.to_string())
+        ObjectRef::of(&self.object)
+            .map_or_else(|| "an object without a name".to_owned(), |r| r.to_string())
     }
 
     /// The instant the guest's clock read.
@@ -365,7 +366,10 @@ impl Redaction {
     /// What is hidden, as [`Entry::redacted`] lists it.
     pub fn describe(&self) -> Vec<String> {
         let secrets = self.secrets.then(|| "secrets".to_owned());
-        secrets.into_iter().chain(self.pointers.iter().cloned()).collect()
+        secrets
+            .into_iter()
+            .chain(self.pointers.iter().cloned())
+            .collect()
     }
 
     /// Hides what must be hidden in one object.
@@ -439,9 +443,10 @@ impl Redaction {
                 let secret_path = is_secret
                     && self.secrets
                     && (path.starts_with("/data") || path.starts_with("/stringData"));
-                let named = self.pointers.iter().any(|pointer| {
-                    path == *pointer || path.starts_with(&format!("{pointer}/"))
-                });
+                let named = self
+                    .pointers
+                    .iter()
+                    .any(|pointer| path == *pointer || path.starts_with(&format!("{pointer}/")));
                 if (secret_path || named)
                     && let Some(value) = operation.get_mut("value")
                 {
@@ -522,10 +527,16 @@ mod tests {
         };
         redaction.entry(&mut entry);
         let text = serde_json::to_string(&entry).expect("json");
-        assert!(!text.contains("hunter") && !text.contains("aHVudGVy") && !text.contains("t0p"), "{text}");
+        assert!(
+            !text.contains("hunter") && !text.contains("aHVudGVy") && !text.contains("t0p"),
+            "{text}"
+        );
         assert_eq!(entry.object["spec"]["size"], 3);
         assert_eq!(entry.result["actions"][1]["patch"]["body"][1]["value"], "b");
-        assert_eq!(entry.result["actions"][0]["create"]["object"]["stringData"]["k"], REDACTED);
+        assert_eq!(
+            entry.result["actions"][0]["create"]["object"]["stringData"]["k"],
+            REDACTED
+        );
     }
 
     #[test]

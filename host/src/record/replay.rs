@@ -141,14 +141,17 @@ fn read_file(path: &Path) -> Result<Vec<Recorded>, ReplayError> {
             line: index + 1,
             problem,
         };
-        let entry: Entry = serde_json::from_str(line).map_err(|error| problem(error.to_string()))?;
+        let entry: Entry =
+            serde_json::from_str(line).map_err(|error| problem(error.to_string()))?;
         if entry.version != FORMAT_VERSION {
             return Err(problem(format!(
                 "format version {}, this paddock reads version {FORMAT_VERSION}",
                 entry.version
             )));
         }
-        entry.instant().map_err(|error| problem(format!("field `at`: {error}")))?;
+        entry
+            .instant()
+            .map_err(|error| problem(format!("field `at`: {error}")))?;
         recorded.push(Recorded {
             location: format!("{name}:{}", index + 1),
             entry,

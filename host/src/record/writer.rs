@@ -62,6 +62,27 @@ impl Recordings {
         self.options.dir.join(controller.replace('/', "_"))
     }
 
+    /// Waits until every call handed to a recorder is written (or failed),
+    /// for at most `timeout`; whether they were. A host that stops waits
+    /// for this, so that its last calls are in the recording.
+    pub async fn drained(&self, timeout: std::time::Duration) -> bool {
+        let recorders: Vec<Arc<Recorder>> = self
+            .recorders
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !recorders.iter().all(|recorder| recorder.is_drained()) {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        true
+    }
+
     /// The recorder of `controller`, made (with its folder) on first use.
     pub fn recorder(&self, controller: &str) -> std::io::Result<Arc<Recorder>> {
         let mut recorders = self
@@ -91,6 +112,8 @@ pub struct RecordStats {
     pub dropped: AtomicU64,
     /// Calls that could not be written (an I/O error).
     pub failed: AtomicU64,
+    /// Calls handed to the writer.
+    pub queued: AtomicU64,
 }
 
 /// One finished call, waiting to be written.
@@ -155,9 +178,17 @@ impl Recorder {
         &self.stats
     }
 
+    /// Whether every call handed to the writer is written or failed.
+    pub fn is_drained(&self) -> bool {
+        let stats = &self.stats;
+        stats.written.load(Ordering::Acquire) + stats.failed.load(Ordering::Acquire)
+            >= stats.queued.load(Ordering::Acquire)
+    }
+
     /// Hands a finished call to the writer; drops it (counted) if the
     /// writer is [`BACKLOG`] calls behind.
     pub(crate) fn record(&self, pending: Pending) {
+        self.stats.queued.fetch_add(1, Ordering::AcqRel);
         let sent = self
             .sender
             .lock()
@@ -166,6 +197,7 @@ impl Recorder {
         match sent {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.stats.queued.fetch_sub(1, Ordering::AcqRel);
                 let dropped = self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 if dropped.is_power_of_two() || dropped == 0 {
                     tracing::warn!(
@@ -281,7 +313,9 @@ impl Segments {
         }
         // The oldest segments go while the recording is over its cap; the
         // one being written stays.
-        while self.sizes.len() > 1 && self.sizes.iter().map(|&(_, size)| size).sum::<u64>() > self.max_bytes {
+        while self.sizes.len() > 1
+            && self.sizes.iter().map(|&(_, size)| size).sum::<u64>() > self.max_bytes
+        {
             let (number, _) = self.sizes.remove(0);
             std::fs::remove_file(self.path(number))?;
         }
@@ -332,6 +366,9 @@ mod tests {
         let mut again = Segments::open(dir.path(), 4 * MIN_SEGMENT_BYTES).expect("open");
         again.write(b"y\n").expect("write");
         let files = segment_files(dir.path()).expect("list");
-        assert!(files.last().expect("a segment").ends_with("00000011.jsonl"), "{files:?}");
+        assert!(
+            files.last().expect("a segment").ends_with("00000011.jsonl"),
+            "{files:?}"
+        );
     }
 }

@@ -206,7 +206,10 @@ fn rewatch(
             file.controllers
                 .iter()
                 .flat_map(|spec| {
-                    let shadow = spec.shadow.as_ref().and_then(|shadow| shadow.module.as_deref());
+                    let shadow = spec
+                        .shadow
+                        .as_ref()
+                        .and_then(|shadow| shadow.module.as_deref());
                     spec.module.as_deref().into_iter().chain(shadow)
                 })
                 .map(folder),

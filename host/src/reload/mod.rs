@@ -171,8 +171,14 @@ impl Declared {
             && self.cut == other.cut
             && self.service_account == other.service_account
             && self.module_location() == other.module_location()
-            && self.shadow.as_ref().map(|s| (&s.digest, s.module.describe()))
-                == other.shadow.as_ref().map(|s| (&s.digest, s.module.describe()))
+            && self
+                .shadow
+                .as_ref()
+                .map(|s| (&s.digest, s.module.describe()))
+                == other
+                    .shadow
+                    .as_ref()
+                    .map(|s| (&s.digest, s.module.describe()))
     }
 
     fn module_location(&self) -> String {

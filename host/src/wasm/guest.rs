@@ -18,7 +18,9 @@ use super::error::{GuestError, LoadError};
 use super::guest_log::GuestLog;
 use super::host_imports::{EmptyCache, SharedCache};
 use super::limits::{LimitHitCounts, LimitHits, Limits, MemoryLimiter};
-use super::wasi::{BlockedPastDeadline, CallClock, CallDeadline, Clock, GuestOutput, empty_context};
+use super::wasi::{
+    BlockedPastDeadline, CallClock, CallDeadline, Clock, GuestOutput, empty_context,
+};
 use crate::actions::{self, MalformedOutput, ObjectRef, Outcome};
 
 /// The exports the `controller` world requires.
@@ -425,7 +427,13 @@ impl WasmEngine {
             idle: Mutex::default(),
         };
         let declared = loading
-            .call(&self.inner.engine, Arc::new(EmptyCache), None, declarations, Ok)
+            .call(
+                &self.inner.engine,
+                Arc::new(EmptyCache),
+                None,
+                declarations,
+                Ok,
+            )
             .map_err(|source| LoadError::Describe {
                 path: path.clone(),
                 source: Box::new(source),

@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+/// How often a caller waiting for a spare slot looks again, whether or not
+/// it was told of one.
+const SPARE_RECHECK: Duration = Duration::from_millis(50);
+
 /// How long past its deadline a call may hold its slot before the pool
 /// counts as stalled.
 const STALL_GRACE: Duration = Duration::from_secs(5);
@@ -63,6 +67,8 @@ struct Inner {
     state: Mutex<State>,
     /// Told whenever the last held slot is freed.
     idle: tokio::sync::Notify,
+    /// Told whenever a slot is freed and no call waits for it.
+    spare: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default)]
@@ -135,6 +141,7 @@ impl ExecutionSlots {
                     ..State::default()
                 }),
                 idle: tokio::sync::Notify::new(),
+                spare: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -202,6 +209,22 @@ impl ExecutionSlots {
         let nobody_waits = state.waiting.values().all(VecDeque::is_empty);
         (state.free > 0 && nobody_waits && self.inner.may_run(&state, flow))
             .then(|| self.inner.start(&mut state, flow.clone(), deadline))
+    }
+
+    /// Waits for a slot for `flow` that nobody else waits for, as
+    /// [`ExecutionSlots::try_acquire`] takes it: work that must never
+    /// delay a controller's own calls runs on what is spare. Cancel safe.
+    pub async fn acquire_spare(&self, flow: &Flow, deadline: Option<Duration>) -> Slot {
+        loop {
+            let spare = self.inner.spare.notified();
+            if let Some(slot) = self.try_acquire(flow, deadline) {
+                return slot;
+            }
+            // A slot freed while calls waited is told to nobody here; the
+            // next free slot after they are served is, and a short wait
+            // bounds the rest.
+            let _ = tokio::time::timeout(SPARE_RECHECK, spare).await;
+        }
     }
 
     /// Why the pool is stalled, if a call holds its slot well past its
@@ -321,6 +344,9 @@ impl Inner {
         if state.free == self.total {
             self.idle.notify_waiters();
         }
+        if state.waiting.values().all(VecDeque::is_empty) {
+            self.spare.notify_waiters();
+        }
         state.calls.remove(&call);
         if let Some(running) = state.running.get_mut(flow) {
             *running -= 1;
@@ -374,7 +400,10 @@ mod tests {
             "a tenant's share holds"
         );
         let second = slots.acquire(&tenant("b"), None).await;
-        assert!(slots.try_acquire(&tenant("c"), None).is_none(), "the pool is full");
+        assert!(
+            slots.try_acquire(&tenant("c"), None).is_none(),
+            "the pool is full"
+        );
         drop(second);
         let waiting = tokio::spawn({
             let slots = slots.clone();
@@ -389,7 +418,10 @@ mod tests {
             tries += 1;
         }
         assert_eq!(slots.status().waiting, 1);
-        assert!(slots.try_acquire(&tenant("c"), None).is_none(), "a call waits");
+        assert!(
+            slots.try_acquire(&tenant("c"), None).is_none(),
+            "a call waits"
+        );
         drop(first);
         drop(waiting.await.expect("the waiting call gets its slot"));
         assert!(slots.try_acquire(&tenant("c"), None).is_some());
