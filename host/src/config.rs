@@ -408,6 +408,158 @@ impl ControllersFile {
     }
 }
 
+/// The text of a controllers file with controller `name`'s shadow
+/// candidate promoted: its `module:` (or `image:`) line takes the
+/// candidate's, and its `shadow:` block goes; everything else, comments
+/// included, stays as written. The result is parsed and checked before it
+/// is returned. Entries written in flow style (`{...}`) are not edited:
+/// the error says what to change by hand.
+pub fn promote_shadow(path: &Path, text: &str, name: &str) -> Result<String, ConfigError> {
+    let invalid = |field: &str, problem: String| ConfigError::Invalid {
+        path: path.to_owned(),
+        entry: name.to_owned(),
+        field: field.to_owned(),
+        problem,
+    };
+    let file = ControllersFile::parse(path, text)?;
+    let Some(entry) = file.controllers.iter().find(|entry| entry.name == name) else {
+        let names: Vec<&str> = file.controllers.iter().map(|c| c.name.as_str()).collect();
+        return Err(invalid(
+            "name",
+            format!(
+                "no entry has this name; the file declares: {}",
+                names.join(", ")
+            ),
+        ));
+    };
+    if entry.shadow.is_none() {
+        return Err(invalid(
+            "shadow",
+            "the entry declares no shadow candidate to promote".into(),
+        ));
+    }
+    let by_hand = |why: &str| {
+        invalid(
+            "shadow",
+            format!(
+                "cannot edit the file automatically ({why}); promote by hand: set the entry's \
+                 `module:` (or `image:`) to the candidate's and remove its `shadow:` block"
+            ),
+        )
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = |line: &str| line.len() - line.trim_start().len();
+    let is_name = |line: &str| {
+        let body = line.trim_start().trim_start_matches('-').trim_start();
+        body.strip_prefix("name:").is_some_and(|value| {
+            let value = value.split(" #").next().unwrap_or_default().trim();
+            value.trim_matches(|c| c == '"' || c == '\'') == name
+        })
+    };
+    // The entry: from its `- ` line to the next line as little indented.
+    let Some(name_line) = lines.iter().position(|line| is_name(line)) else {
+        return Err(by_hand("its `name:` line was not found"));
+    };
+    let dash = (0..=name_line)
+        .rev()
+        .find(|&index| lines[index].trim_start().starts_with('-'))
+        .ok_or_else(|| by_hand("its list item was not found"))?;
+    let dash_indent = indent(lines[dash]);
+    let field_indent = indent(lines[name_line])
+        + if name_line == dash {
+            lines[name_line].trim_start().len()
+                - lines[name_line].trim_start()[1..].trim_start().len()
+        } else {
+            0
+        };
+    let end = (dash + 1..lines.len())
+        .find(|&index| {
+            let line = lines[index];
+            !line.trim().is_empty()
+                && !line.trim_start().starts_with('#')
+                && indent(line) <= dash_indent
+        })
+        .unwrap_or(lines.len());
+    let field_at = |index: usize, key: &str| {
+        let line = lines[index];
+        let body = if index == dash {
+            line.trim_start()[1..].trim_start()
+        } else {
+            line.trim_start()
+        };
+        (index == dash || indent(line) == field_indent)
+            && body
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.starts_with(':'))
+    };
+    let Some(shadow) = (dash..end).find(|&index| field_at(index, "shadow")) else {
+        return Err(by_hand("its `shadow:` line was not found"));
+    };
+    let shadow_end = (shadow + 1..end)
+        .find(|&index| {
+            let line = lines[index];
+            !line.trim().is_empty() && indent(line) <= field_indent
+        })
+        .unwrap_or(end);
+    let candidate = (shadow + 1..shadow_end)
+        .find_map(|index| {
+            let body = lines[index].trim_start();
+            ["module", "image"].into_iter().find_map(|key| {
+                let value = body.strip_prefix(key)?.strip_prefix(':')?.trim();
+                (!value.is_empty()).then(|| (key, value.to_owned()))
+            })
+        })
+        .ok_or_else(|| by_hand("the candidate's `module:` or `image:` line was not found"))?;
+    let Some(live) =
+        (dash..end).find(|&index| field_at(index, "module") || field_at(index, "image"))
+    else {
+        return Err(by_hand(
+            "the entry's `module:` or `image:` line was not found",
+        ));
+    };
+    let poll = (dash..end).find(|&index| field_at(index, "pollSeconds"));
+    let mut edited: Vec<String> = Vec::with_capacity(lines.len());
+    for (index, line) in lines.iter().enumerate() {
+        if (shadow..shadow_end).contains(&index) {
+            continue;
+        }
+        if candidate.0 == "module" && poll == Some(index) {
+            // A module file needs no polling; the field is refused with one.
+            continue;
+        }
+        if index == live {
+            let prefix_len = line.len() - line.trim_start().len();
+            let prefix = if index == dash {
+                let after_dash = &line.trim_start()[1..];
+                format!(
+                    "{}-{}",
+                    &line[..prefix_len],
+                    &after_dash[..after_dash.len() - after_dash.trim_start().len()]
+                )
+            } else {
+                line[..prefix_len].to_owned()
+            };
+            edited.push(format!("{prefix}{}: {}", candidate.0, candidate.1));
+            continue;
+        }
+        edited.push((*line).to_owned());
+    }
+    let mut result = edited.join("\n");
+    if text.ends_with('\n') {
+        result.push('\n');
+    }
+    let promoted = ControllersFile::parse(path, &result)?;
+    let ok = promoted
+        .controllers
+        .iter()
+        .find(|entry| entry.name == name)
+        .is_some_and(|entry| entry.shadow.is_none());
+    if !ok || promoted.controllers.len() != file.controllers.len() {
+        return Err(by_hand("the edit would not leave the entry as intended"));
+    }
+    Ok(result)
+}
+
 /// Checks the settings every declaration of a controller has, wherever it
 /// comes from; on failure, the field (as written in YAML) and the problem.
 pub fn check_settings(
@@ -603,6 +755,59 @@ mod tests {
             error.to_string().contains("names must be unique"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn promoting_a_shadow_edits_only_its_entry() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_module(dir.path());
+        std::fs::write(dir.path().join("next.wasm"), b"\0asm").expect("write");
+        let text = "# the shop's controllers
+controllers:
+- name: other
+  module: guest.wasm   # stays
+  grant: [{apiGroups: [apps], resources: [deployments], verbs: [list, watch]}]
+  shadow:
+    module: next.wasm
+- name: floor
+  # the live version
+  image: 127.0.0.1:5000/floor:v1
+  pollSeconds: 30
+  grant: [{apiGroups: [apps], resources: [deployments], verbs: [list, watch]}]
+  shadow:          # trying the next one
+    module: next.wasm
+  limits: {concurrency: 2}
+";
+        let path = dir.path().join("controllers.yaml");
+        let promoted = promote_shadow(&path, text, "floor").expect("promoted");
+        assert_eq!(
+            promoted,
+            "# the shop's controllers
+controllers:
+- name: other
+  module: guest.wasm   # stays
+  grant: [{apiGroups: [apps], resources: [deployments], verbs: [list, watch]}]
+  shadow:
+    module: next.wasm
+- name: floor
+  # the live version
+  module: next.wasm
+  grant: [{apiGroups: [apps], resources: [deployments], verbs: [list, watch]}]
+  limits: {concurrency: 2}
+"
+        );
+        let error = promote_shadow(&path, &promoted, "floor").expect_err("no shadow now");
+        assert!(error.to_string().contains("declares no shadow"), "{error}");
+        let error = promote_shadow(&path, text, "nope").expect_err("no such entry");
+        assert!(
+            error
+                .to_string()
+                .contains("the file declares: other, floor"),
+            "{error}"
+        );
+        let flow = "controllers:\n- {name: floor, module: guest.wasm, grant: [{apiGroups: [apps], resources: [deployments], verbs: [list, watch]}], shadow: {module: next.wasm}}\n";
+        let error = promote_shadow(&path, flow, "floor").expect_err("flow style");
+        assert!(error.to_string().contains("promote by hand"), "{error}");
     }
 
     #[test]

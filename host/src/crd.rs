@@ -34,6 +34,7 @@ use crate::wasm::Instances;
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Digest","type":"string","jsonPath":".status.moduleDigest"}"#,
+    printcolumn = r#"{"name":"Shadow","type":"string","jsonPath":".status.shadow.agreement"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -62,6 +63,7 @@ pub struct WasmControllerSpec {
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Digest","type":"string","jsonPath":".status.moduleDigest"}"#,
+    printcolumn = r#"{"name":"Shadow","type":"string","jsonPath":".status.shadow.agreement"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -107,6 +109,21 @@ pub struct ControllerSettings {
     /// too; `fresh-per-call`: nothing survives from one call to the next.
     #[serde(default)]
     pub instances: Instances,
+    /// A candidate version run in the live one's shadow: asked every
+    /// question the live version is (same object, same cache answers, same
+    /// clock) under the same limits, its answers compared with the live
+    /// ones and never acted upon. `status.shadow` says how they agree;
+    /// `paddock promote` makes it the module.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowSpec>,
+}
+
+/// The candidate of a shadow run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShadowSpec {
+    /// The candidate component, from any source `spec.module` takes.
+    pub module: ModuleRef,
 }
 
 /// Where the guest component comes from: exactly one of `configMap`,
@@ -188,6 +205,50 @@ pub struct WasmControllerStatus {
     /// limits above the host's caps.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cut: Vec<String>,
+    /// How the shadow candidate's answers compare with the live ones, when
+    /// `spec.shadow` declares one (refreshed every few seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowStatus>,
+}
+
+/// A shadow run, in a controller resource's status.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShadowStatus {
+    /// The sha256 digest of the candidate.
+    pub module_digest: String,
+    /// The share of compared calls whose answers agreed (`99.5%`), `-`
+    /// before the first.
+    pub agreement: String,
+    /// Calls compared.
+    pub compared: u64,
+    /// Calls whose answers agreed.
+    pub agreed: u64,
+    /// Live calls the candidate was not asked (its queue was full).
+    #[serde(default)]
+    pub skipped: u64,
+    /// Differences by kind: `actions`, `requeue`, `candidate-failed`,
+    /// `live-failed`, `failures`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub differences: std::collections::BTreeMap<String, u64>,
+    /// The latest differences, newest last (`paddock status --shadow`
+    /// shows their diffs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last_differences: Vec<ShadowDifference>,
+}
+
+/// One difference of a shadow run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShadowDifference {
+    /// When the live call ran.
+    pub at: String,
+    /// The object: `Deployment shop/web`.
+    pub object: String,
+    /// Its resourceVersion.
+    pub resource_version: String,
+    /// The kind of difference.
+    pub difference: String,
 }
 
 /// A condition, as `metav1.Condition`.
@@ -219,4 +280,20 @@ pub fn definitions_yaml() -> String {
         out.push_str(&serde_saphyr::to_string(&crd).unwrap_or_default());
     }
     out
+}
+
+/// The JSON patch that promotes a controller resource's shadow candidate
+/// (`object`, as the API server returned it): `spec.module` takes
+/// `spec.shadow.module` and `spec.shadow` goes, on condition that the
+/// resource has not changed since it was read. `None` when it declares no
+/// shadow.
+pub fn promotion(object: &serde_json::Value) -> Option<json_patch::Patch> {
+    let candidate = object.pointer("/spec/shadow/module")?.clone();
+    let version = object.pointer("/metadata/resourceVersion")?.clone();
+    serde_json::from_value(serde_json::json!([
+        {"op": "test", "path": "/metadata/resourceVersion", "value": version},
+        {"op": "replace", "path": "/spec/module", "value": candidate},
+        {"op": "remove", "path": "/spec/shadow"},
+    ]))
+    .ok()
 }

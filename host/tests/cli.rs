@@ -360,3 +360,57 @@ fn the_shipped_host_rbac_is_current() {
         "deploy/rbac.yaml is stale: regenerate it with `cargo run -p paddock -- rbac --from-cluster --lease-namespace=paddock-system > deploy/rbac.yaml`"
     );
 }
+
+#[test]
+fn promote_makes_the_shadow_candidate_the_module_in_the_controllers_file() {
+    let dir = tempfile::tempdir().expect("temporary dir");
+    let config = dir.path().join("controllers.yaml");
+    let live = module("replica_floor");
+    let candidate = module("floor_next");
+    let file = format!(
+        "controllers:
+- name: floor   # the replica floor
+  module: {}
+  grant:
+  - {{apiGroups: [apps], resources: [deployments], verbs: [get, list, watch]}}
+  shadow:
+    module: {}
+",
+        live.display(),
+        candidate.display()
+    );
+    std::fs::write(&config, &file).expect("write");
+    let output = paddock(&[
+        "promote".as_ref(),
+        "floor".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let promoted = std::fs::read_to_string(&config).expect("read");
+    assert_eq!(
+        promoted,
+        format!(
+            "controllers:
+- name: floor   # the replica floor
+  module: {}
+  grant:
+  - {{apiGroups: [apps], resources: [deployments], verbs: [get, list, watch]}}
+",
+            candidate.display()
+        )
+    );
+    let again = paddock(&[
+        "promote".as_ref(),
+        "floor".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+    ]);
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr)
+            .contains("controller `floor`: field `shadow`: the entry declares no shadow candidate"),
+        "{}",
+        text(&again.stderr)
+    );
+}

@@ -1061,3 +1061,121 @@ async fn tenants_run_python_and_javascript_controllers_from_images_with_their_pu
     }
     supervisor.shutdown().await;
 }
+
+/// A tenant's `replica-floor` controller (inline) with `floor-next` in
+/// its shadow.
+fn floor_with_shadow(name: &str, shadow: &str) -> WasmController {
+    serde_json::from_value(json!({
+        "apiVersion": "paddock.dev/v1alpha1",
+        "kind": "WasmController",
+        "metadata": {"name": name},
+        "spec": {
+            "module": {"inline": base64(&bytes("replica-floor"))},
+            "shadow": {"module": {"inline": base64(&bytes(shadow))}},
+            "grant": [
+                {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch"]},
+                {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["patch"]},
+                {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+            ],
+        },
+    }))
+    .expect("a WasmController")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_shadows_a_candidate_sees_how_it_agrees_and_promotes_it() {
+    let (_cluster, client) = cluster().await;
+    install_crds(&client).await;
+    namespace(&client, "team-s").await;
+    create::<Deployment>(&client, "team-s", floor_deployment("low", 2)).await;
+    create::<Deployment>(&client, "team-s", floor_deployment("high", 4)).await;
+    let api: Api<WasmController> = Api::namespaced(client.clone(), "team-s");
+    api.create(
+        &PostParams::default(),
+        &floor_with_shadow("floor", "floor-next"),
+    )
+    .await
+    .expect("create");
+    // A candidate of another primary kind cannot be compared: refused.
+    api.create(
+        &PostParams::default(),
+        &floor_with_shadow("mismatch", "stamp-v1"),
+    )
+    .await
+    .expect("create");
+    let _host = host(&client, TenantLimits::default());
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "team-s");
+    eventually(
+        WAIT,
+        "the live version to scale both Deployments",
+        || async {
+            let low = deployments.get("low").await.ok()?.spec?.replicas;
+            let high = deployments.get("high").await.ok()?.spec?.replicas;
+            (low == Some(2) && high == Some(4)).then_some(())
+        },
+    )
+    .await;
+    let shadow = eventually(WAIT, "the shadow's findings in the status", || async {
+        let shadow = api.get("floor").await.ok()?.status?.shadow?;
+        // low and high, each before and after its scale.
+        (shadow.compared >= 4 && !shadow.last_differences.is_empty()).then_some(shadow)
+    })
+    .await;
+    assert_eq!(shadow.module_digest, digest(&bytes("floor-next")));
+    assert!(
+        shadow.compared >= 2 && shadow.agreed < shadow.compared,
+        "{shadow:?}"
+    );
+    assert!(
+        shadow.differences.keys().all(|kind| kind == "actions"),
+        "{shadow:?}"
+    );
+    assert!(
+        shadow
+            .last_differences
+            .iter()
+            .all(|difference| difference.object == "Deployment team-s/high"),
+        "only `high` (floor 4) is scaled differently: {shadow:?}"
+    );
+    assert_ne!(shadow.agreement, "-");
+
+    let refused = eventually(WAIT, "the mismatched candidate to be refused", || async {
+        let status = api.get("mismatch").await.ok()?.status?;
+        status
+            .conditions
+            .into_iter()
+            .find(|condition| condition.type_ == "Ready" && condition.reason == "Failed")
+    })
+    .await;
+    assert!(
+        refused
+            .message
+            .contains("the shadow candidate reconciles ConfigMap of v1, the live version Deployment of apps/v1"),
+        "{refused:?}"
+    );
+
+    // Promotion, as `paddock promote` writes it: the candidate becomes the
+    // module and serves; the shadow is gone from the status.
+    let current = serde_json::to_value(api.get("floor").await.expect("get")).expect("json");
+    let patch = paddock::crd::promotion(&current).expect("a shadow to promote");
+    api.patch("floor", &PatchParams::default(), &Patch::Json::<()>(patch))
+        .await
+        .expect("promote");
+    let candidate_digest = digest(&bytes("floor-next"));
+    eventually(
+        WAIT,
+        "the candidate serving, without its shadow",
+        || async {
+            let status = api.get("floor").await.ok()?.status?;
+            (status.module_digest.as_ref() == Some(&candidate_digest) && status.shadow.is_none())
+                .then_some(())
+        },
+    )
+    .await;
+    create::<Deployment>(&client, "team-s", floor_deployment("after", 4)).await;
+    eventually(WAIT, "the promoted version to scale to its cap", || async {
+        (deployments.get("after").await.ok()?.spec?.replicas == Some(2)).then_some(())
+    })
+    .await;
+}

@@ -3,6 +3,7 @@
 mod build;
 mod guest;
 mod new;
+mod promote;
 mod push;
 mod rbac;
 mod run;
@@ -59,6 +60,9 @@ enum Command {
     New(new::NewArgs),
     /// Build a guest project (as `paddock new` makes it) into a component.
     Build(build::BuildArgs),
+    /// Make a controller's shadow candidate its live version, in the
+    /// controllers file (--config) or in its WasmController resource.
+    Promote(promote::PromoteArgs),
     /// Publish a component to an OCI registry (the wasm artifact layout),
     /// for controllers that name it by `image`.
     Push(push::PushArgs),
@@ -107,6 +111,7 @@ impl Cli {
             Command::Push(args) => return push::push(args),
             Command::Status(args) => return status::status(args),
             Command::Rbac(args) => return rbac::rbac(args),
+            Command::Promote(args) => return promote::promote(args),
             Command::Crd => {
                 print!("{}", paddock::crd::definitions_yaml());
                 return Ok(ExitCode::SUCCESS);
@@ -129,6 +134,7 @@ impl Cli {
             | Command::Push(_)
             | Command::Status(_)
             | Command::Rbac(_)
+            | Command::Promote(_)
             | Command::Crd => {
                 unreachable!("handled before the engine starts")
             }

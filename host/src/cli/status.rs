@@ -91,7 +91,7 @@ fn shadow(
         .and_then(|running| running.shadow.as_ref())
     else {
         bail!(
-            "controller `{name}` has no shadow candidate; declare one under `shadow:` in its controllers-file entry"
+            "controller `{name}` has no shadow candidate; declare one under `shadow:` in its controllers-file entry or `spec.shadow` of its resource"
         );
     };
     if let Some(format) = output {

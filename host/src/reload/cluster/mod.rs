@@ -19,10 +19,10 @@ use kube::Client;
 use serde::de::DeserializeOwned;
 use tokio::sync::broadcast;
 
-use super::{Declared, EntryStatus, ModuleSource, Phase, StatusSink, Supervisor};
+use super::{Declared, EntryStatus, ModuleSource, Phase, ShadowModule, StatusSink, Supervisor};
 use crate::cluster::{InformerEvent, Resource, SharedInformer, StoredObject};
 use crate::config::{LimitsSpec, is_dns_label};
-use crate::crd::{ClusterWasmController, ControllerSettings, WasmController};
+use crate::crd::{ClusterWasmController, ControllerSettings, ModuleRef, WasmController};
 use crate::grants::Grant;
 use crate::identity::ServiceAccount;
 use crate::wasm::compile_cache::digest;
@@ -32,6 +32,10 @@ const SOURCE: &str = "cluster";
 
 /// The problem of a module given both or neither way.
 const ONE_MODULE_SOURCE: &str = "spec.module: give exactly one of `configMap` (a ConfigMap key holding the component), `inline` (the component, base64) and `image` (an OCI image of it)";
+
+/// What a shadow candidate's module is remembered under, after its
+/// controller's name.
+const SHADOW_KEY: &str = "#shadow";
 
 /// How long to wait for more changes before declaring again.
 const SETTLE: Duration = Duration::from_millis(10);
@@ -225,7 +229,9 @@ impl ModuleMemos {
 
     /// Forgets the modules of controllers not in `seen`.
     fn retain(&mut self, seen: &BTreeSet<String>) {
-        self.by_controller.retain(|name, _| seen.contains(name));
+        // A shadow candidate's module is kept under `NAME#shadow`.
+        self.by_controller
+            .retain(|name, _| seen.contains(name.strip_suffix(SHADOW_KEY).unwrap_or(name)));
     }
 
     /// The bytes held.
@@ -532,7 +538,26 @@ impl Declarer {
             spec.service_account.as_ref(),
             &self.tenant,
         )?;
-        let (module, module_digest) = self.module(spec, watched)?;
+        let (module, module_digest) = self.module(
+            spec,
+            &spec.settings.module,
+            "spec.module",
+            spec.controller_name(),
+            watched,
+        )?;
+        let shadow = match &spec.settings.shadow {
+            Some(shadow) => {
+                let (module, digest) = self.module(
+                    spec,
+                    &shadow.module,
+                    "spec.shadow.module",
+                    format!("{}{SHADOW_KEY}", spec.controller_name()),
+                    watched,
+                )?;
+                Some(ShadowModule { module, digest })
+            }
+            None => None,
+        };
         Ok(Declared {
             name: spec.controller_name(),
             origin: spec.origin(),
@@ -551,59 +576,72 @@ impl Declarer {
             sink: Some(Arc::clone(sink) as Arc<dyn StatusSink>),
             tenant: spec.namespace.clone(),
             service_account,
-            // Shadow runs are declared in the controllers file only, so far.
-            shadow: None,
+            shadow,
         })
     }
 
-    /// The module's bytes and digest.
-    fn module(&mut self, spec: &Spec, watched: &Watched) -> Result<(ModuleSource, String), String> {
+    /// A module's bytes and digest: `module`, written at `field` of the
+    /// resource, remembered under `key`.
+    fn module(
+        &mut self,
+        spec: &Spec,
+        module: &ModuleRef,
+        field: &str,
+        key: String,
+        watched: &Watched,
+    ) -> Result<(ModuleSource, String), String> {
         let base64 = base64::engine::general_purpose::STANDARD;
-        let module = &spec.settings.module;
         if !module.image_pull_secrets.is_empty() && module.image.is_none() {
-            return Err("spec.module.imagePullSecrets: only used with spec.module.image".into());
+            return Err(format!(
+                "{field}.imagePullSecrets: only used with {field}.image"
+            ));
         }
         if module.poll_seconds.is_some_and(|seconds| seconds > 0) && module.image.is_none() {
-            return Err("spec.module.pollSeconds: only used with spec.module.image".into());
+            return Err(format!("{field}.pollSeconds: only used with {field}.image"));
         }
         match (&module.config_map, &module.inline, &module.image) {
-            (None, None, Some(image)) => image_source(spec, image, &self.tenant.registries),
-            (Some(_), Some(_), _) | (None, None, None) | (_, _, Some(_)) => {
-                Err(ONE_MODULE_SOURCE.into())
+            (None, None, Some(image)) => {
+                image_source(spec, module, image, field, &self.tenant.registries)
             }
+            (Some(_), Some(_), _) | (None, None, None) | (_, _, Some(_)) => Err(format!(
+                "{field}{}",
+                ONE_MODULE_SOURCE.trim_start_matches("spec.module")
+            )),
             (None, Some(inline), None) => {
-                let origin = format!("{} spec.module.inline", spec.origin());
+                let origin = format!("{} {field}.inline", spec.origin());
                 let source = (
-                    format!("{}/inline", spec.uid),
+                    format!("{}/{field}.inline", spec.uid),
                     spec.resource_version.clone(),
                 );
-                let (found, bytes) =
-                    self.modules
-                        .get_or_decode(&spec.controller_name(), source, || decode_inline(inline))?;
+                let (found, bytes) = self
+                    .modules
+                    .get_or_decode(&key, source, || decode_inline(inline, field))?;
                 Ok((ModuleSource::Bytes { origin, bytes }, found))
             }
             (Some(reference), None, None) => {
                 let namespace = match (&spec.namespace, &reference.namespace) {
                     (Some(own), Some(other)) if own != other => {
                         return Err(format!(
-                            "spec.module.configMap.namespace: {other} is not allowed; a WasmController reads its module only from its own namespace, {own}"
+                            "{field}.configMap.namespace: {other} is not allowed; a WasmController reads its module only from its own namespace, {own}"
                         ));
                     }
                     (Some(own), _) => own.clone(),
                     (None, Some(namespace)) => namespace.clone(),
                     (None, None) => {
-                        return Err("spec.module.configMap.namespace: required for a ClusterWasmController; name the ConfigMap's namespace".into());
+                        return Err(format!(
+                            "{field}.configMap.namespace: required for a ClusterWasmController; name the ConfigMap's namespace"
+                        ));
                     }
                 };
                 if !is_dns_label(&namespace) {
                     return Err(format!(
-                        "spec.module.configMap.namespace: `{namespace}` is not a namespace name"
+                        "{field}.configMap.namespace: `{namespace}` is not a namespace name"
                     ));
                 }
                 let Some(config_map) = watched.config_maps.store().get(&namespace, &reference.name)
                 else {
                     return Err(format!(
-                        "spec.module.configMap: ConfigMap {namespace}/{} does not exist; create it with `kubectl create configmap {} -n {namespace} --from-file={}=guest.wasm`",
+                        "{field}.configMap: ConfigMap {namespace}/{} does not exist; create it with `kubectl create configmap {} -n {namespace} --from-file={}=guest.wasm`",
                         reference.name, reference.name, reference.key
                     ));
                 };
@@ -612,7 +650,7 @@ impl Declarer {
                     reference.name, reference.key
                 );
                 let source = (origin.clone(), config_map.resource_version.to_string());
-                let (found, bytes) = self.modules.get_or_decode(&spec.controller_name(), source, || {
+                let (found, bytes) = self.modules.get_or_decode(&key, source, || {
                     let value: serde_json::Value = serde_json::from_str(&config_map.json)
                         .map_err(|error| format!("{origin}: unreadable ConfigMap: {error}"))?;
                     let Some(encoded) = value["binaryData"][&reference.key].as_str() else {
@@ -621,7 +659,7 @@ impl Declarer {
                         } else {
                             "the key is missing"
                         };
-                        return Err(format!("spec.module.configMap.key: {origin}: {hint}"));
+                        return Err(format!("{field}.configMap.key: {origin}: {hint}"));
                     };
                     base64
                         .decode(encoded)
@@ -638,24 +676,26 @@ impl Declarer {
 /// reference and the pull secrets: changing either reloads it.
 fn image_source(
     spec: &Spec,
+    module: &ModuleRef,
     image: &str,
+    field: &str,
     tenant_registries: &[String],
 ) -> Result<(ModuleSource, String), String> {
-    let reference = crate::oci::parse_reference(image)
-        .map_err(|error| format!("spec.module.image: {error}"))?;
+    let reference =
+        crate::oci::parse_reference(image).map_err(|error| format!("{field}.image: {error}"))?;
     let registry = reference.registry();
     if spec.namespace.is_some()
         && !tenant_registries.is_empty()
         && !tenant_registries.iter().any(|allowed| allowed == registry)
     {
         return Err(format!(
-            "spec.module.image: registry {registry} is not one a WasmController may pull from ({}); push the module to one of them",
+            "{field}.image: registry {registry} is not one a WasmController may pull from ({}); push the module to one of them",
             tenant_registries.join(", ")
         ));
     }
     let mut pull_secrets = Vec::new();
-    for (index, secret) in spec.settings.module.image_pull_secrets.iter().enumerate() {
-        let field = format!("spec.module.imagePullSecrets[{index}]");
+    for (index, secret) in module.image_pull_secrets.iter().enumerate() {
+        let field = format!("{field}.imagePullSecrets[{index}]");
         let namespace = match (&spec.namespace, &secret.namespace) {
             (Some(own), Some(other)) if own != other => {
                 return Err(format!(
@@ -684,23 +724,20 @@ fn image_source(
             reference: image.to_owned(),
             credentials: Arc::default(),
             pull_secrets,
-            poll: crate::reload::poll_interval(
-                image,
-                spec.settings.module.poll_seconds.unwrap_or(0),
-            ),
+            poll: crate::reload::poll_interval(image, module.poll_seconds.unwrap_or(0)),
         },
         version,
     ))
 }
 
-/// Decodes a `spec.module.inline` component (base64, whitespace ignored).
-fn decode_inline(inline: &str) -> Result<Vec<u8>, String> {
+/// Decodes an inline component at `field` (base64, whitespace ignored).
+fn decode_inline(inline: &str, field: &str) -> Result<Vec<u8>, String> {
     let compact: String = inline.chars().filter(|c| !c.is_whitespace()).collect();
     base64::engine::general_purpose::STANDARD
         .decode(compact)
         .map_err(|error| {
             format!(
-                "spec.module.inline is not valid base64 ({error}); encode the component with `base64 -w0 guest.wasm`"
+                "{field}.inline is not valid base64 ({error}); encode the component with `base64 -w0 guest.wasm`"
             )
         })
 }
@@ -751,7 +788,7 @@ pub fn declare_offline(
         (Some(_), Some(_)) | (None, None) => {
             return Err(ONE_MODULE_SOURCE.into());
         }
-        (None, Some(inline)) => Some(decode_inline(inline)?),
+        (None, Some(inline)) => Some(decode_inline(inline, "spec.module")?),
         (Some(_), None) => None,
     };
     Ok(OfflineDeclaration {

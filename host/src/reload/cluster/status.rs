@@ -7,8 +7,15 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use tokio::sync::mpsc;
 
 use crate::cluster::Resource;
-use crate::crd::{Condition, WasmControllerStatus};
+use crate::crd::{Condition, ShadowDifference, ShadowStatus, WasmControllerStatus};
 use crate::reload::{EntryStatus, Phase, StatusSink};
+
+/// How often a shadow run's counts are written into its resource's status.
+pub const SHADOW_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How many of a shadow run's latest differences its resource's status
+/// lists.
+const LAST_DIFFERENCES: usize = 5;
 
 /// Writes a controller's status into its resource, latest first, skipping
 /// writes that would change nothing.
@@ -45,10 +52,26 @@ impl ResourceSink {
         };
         let (updates, mut receiver) = mpsc::unbounded_channel::<EntryStatus>();
         let task = tokio::spawn(async move {
-            while let Some(mut latest) = receiver.recv().await {
+            let mut shadow_refresh = tokio::time::interval(SHADOW_REFRESH);
+            shadow_refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last: Option<EntryStatus> = None;
+            loop {
+                let mut latest = tokio::select! {
+                    update = receiver.recv() => match update {
+                        Some(update) => update,
+                        None => break,
+                    },
+                    // A shadow's counts change with every call; they are
+                    // written now and then, not on each.
+                    _ = shadow_refresh.tick() => match &last {
+                        Some(status) if status.handle.as_ref().is_some_and(|h| h.shadow().is_some()) => status.clone(),
+                        _ => continue,
+                    },
+                };
                 while let Ok(newer) = receiver.try_recv() {
                     latest = newer;
                 }
+                last = Some(latest.clone());
                 let current = match api.get_status(&name).await {
                     Ok(object) => object
                         .data
@@ -65,7 +88,20 @@ impl ResourceSink {
                 if status == current {
                     continue;
                 }
-                let patch = serde_json::json!({"status": status});
+                // A merge patch keeps what it does not name: a field the
+                // new status no longer has (a shadow removed, an image
+                // replaced by a ConfigMap) is named, as null.
+                let mut written = serde_json::to_value(&status).unwrap_or_default();
+                if let (Some(written), Ok(serde_json::Value::Object(before))) =
+                    (written.as_object_mut(), serde_json::to_value(&current))
+                {
+                    for field in before.keys() {
+                        written
+                            .entry(field.clone())
+                            .or_insert(serde_json::Value::Null);
+                    }
+                }
+                let patch = serde_json::json!({"status": written});
                 match api
                     .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await
@@ -196,5 +232,30 @@ pub(super) fn resource_status(
         resolved_image: status.resolved_image.clone(),
         observed_generation: status.observed_generation,
         cut: status.cut.clone(),
+        shadow: status
+            .handle
+            .as_ref()
+            .and_then(crate::controller::ControllerHandle::shadow)
+            .map(|report| ShadowStatus {
+                module_digest: report.digest.clone(),
+                agreement: report.agreement(),
+                compared: report.compared,
+                agreed: report.agreed,
+                skipped: report.skipped,
+                differences: report.differences.clone(),
+                last_differences: report
+                    .samples
+                    .iter()
+                    .rev()
+                    .take(LAST_DIFFERENCES)
+                    .rev()
+                    .map(|sample| ShadowDifference {
+                        at: sample.at.clone(),
+                        object: sample.object.clone(),
+                        resource_version: sample.resource_version.clone(),
+                        difference: sample.difference.clone(),
+                    })
+                    .collect(),
+            }),
     }
 }
