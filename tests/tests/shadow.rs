@@ -380,6 +380,7 @@ async fn a_declared_shadow_records_replays_and_is_promoted_without_losing_work()
         dir: recordings.clone(),
         max_bytes: 16 * 1024 * 1024,
         redaction: Redaction::default(),
+        controllers: vec!["floor".to_owned()],
     })));
     let _source = files::watch(&config, supervisor.clone()).expect("watched");
     let serving = eventually(60, "the floor controller serving", || async {

@@ -244,6 +244,7 @@ fn bench(root: &Path) -> anyhow::Result<()> {
         "identity",
         "scaleout",
         "pull",
+        "shadow",
         "summary",
     ] {
         run(Command::new(bin.join(bench))

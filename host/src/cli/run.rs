@@ -257,6 +257,11 @@ pub struct RecordArgs {
     /// Record Secrets' values as they are, instead of hiding them.
     #[arg(long)]
     record_secrets: bool,
+
+    /// Record only this controller (its name; `namespace/name` for a
+    /// WasmController); repeat for several. Default: every controller.
+    #[arg(long, value_name = "NAME", requires = "record")]
+    record_controller: Vec<String>,
 }
 
 impl RecordArgs {
@@ -281,6 +286,7 @@ impl RecordArgs {
                 secrets: !self.record_secrets,
                 pointers: self.record_redact.clone(),
             },
+            controllers: self.record_controller.clone(),
         }))))
     }
 }

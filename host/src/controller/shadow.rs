@@ -33,6 +33,9 @@ use crate::wasm::{Change, Guest, SharedCache};
 /// How many differences a shadow keeps samples of.
 pub const SAMPLES: usize = 20;
 
+/// The most bytes of diff one sample keeps; the rest is cut, and says so.
+pub const SAMPLE_DIFF_BYTES: usize = 16 * 1024;
+
 /// How many questions wait for the candidate before more are skipped.
 pub const BACKLOG: usize = 1024;
 
@@ -304,7 +307,44 @@ impl Inner {
             object: reference,
             resource_version: object.resource_version.to_string(),
             difference: difference.name("live", "candidate"),
-            diff: verdict.diff,
+            diff: cut(verdict.diff),
         });
+    }
+}
+
+/// `diff`, cut to [`SAMPLE_DIFF_BYTES`] at a line's end: a sample must not
+/// hold two whole large answers.
+fn cut(diff: String) -> String {
+    if diff.len() <= SAMPLE_DIFF_BYTES {
+        return diff;
+    }
+    let end = diff[..SAMPLE_DIFF_BYTES]
+        .rfind('\n')
+        .map_or(0, |end| end + 1);
+    format!(
+        "{}... ({} more bytes of diff not kept)\n",
+        &diff[..end],
+        diff.len() - end
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_diff_is_cut_at_a_line() {
+        let line = "+ 0123456789012345678901234567890123456789\n";
+        let long = line.repeat(1000);
+        let kept = cut(long.clone());
+        assert!(kept.len() < SAMPLE_DIFF_BYTES + 100, "{}", kept.len());
+        assert!(kept.ends_with("bytes of diff not kept)\n"));
+        assert!(
+            kept.lines()
+                .rev()
+                .skip(1)
+                .all(|kept| kept == line.trim_end())
+        );
+        assert_eq!(cut(line.to_owned()), line);
     }
 }

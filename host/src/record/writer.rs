@@ -36,6 +36,8 @@ pub struct RecordOptions {
     pub max_bytes: u64,
     /// What is hidden.
     pub redaction: Redaction,
+    /// The controllers recorded, by name; empty: every one.
+    pub controllers: Vec<String>,
 }
 
 /// The recorders of every recorded controller, made on first use and kept
@@ -53,6 +55,16 @@ impl Recordings {
             options,
             recorders: Mutex::default(),
         }
+    }
+
+    /// Whether `controller` is recorded.
+    pub fn records(&self, controller: &str) -> bool {
+        self.options.controllers.is_empty()
+            || self
+                .options
+                .controllers
+                .iter()
+                .any(|name| name == controller)
     }
 
     /// The folder a controller's recording is written to: its name, with

@@ -520,6 +520,9 @@ impl Supervisor {
     /// controller's, kept across versions) and its shadow candidate.
     fn observe(&self, declared: &Declared, shadow: Option<Guest>) -> Observe {
         let record = self.inner.recordings.get().and_then(|recordings| {
+            if !recordings.records(&declared.name) {
+                return None;
+            }
             recordings
                 .recorder(&declared.name)
                 .map_err(|error| {
