@@ -403,12 +403,21 @@ struct SplitLabels {
     by: [(&'static str, &'static str); 1],
 }
 
-/// The labels of a declared controller's reload counts (no digest: a
-/// controller that never started has none).
+/// The labels of a controller's counts by result: its reloads (no digest:
+/// a controller that never started has none), its recorded calls.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReloadLabels {
+struct ResultLabels {
     controller: String,
     result: &'static str,
+}
+
+/// The labels of `paddock_shadow_calls_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShadowLabels {
+    controller: String,
+    /// The candidate's module digest.
+    candidate: String,
+    result: String,
 }
 
 /// The labels of `paddock_component_loads_total`.
@@ -637,14 +646,65 @@ pub fn render(state: &OpsState) -> String {
         latency,
     );
 
-    let reloads = Counters::<ReloadLabels>::default();
+    // Shadow runs: each call compared, by verdict (`agreed` or the kind of
+    // difference), and those skipped; recordings: calls by what became of
+    // them. Labelled with the candidate's digest.
+    let shadow_calls = Counters::<ShadowLabels>::default();
+    let recorded = Counters::<ResultLabels>::default();
+    for (controller, labels) in &controllers {
+        if let Some(report) = controller.shadow() {
+            let series = |result: String| ShadowLabels {
+                controller: labels.controller.clone(),
+                candidate: report.digest.clone(),
+                result,
+            };
+            shadow_calls
+                .get_or_create(&series("agreed".to_owned()))
+                .inc_by(report.agreed);
+            shadow_calls
+                .get_or_create(&series("skipped".to_owned()))
+                .inc_by(report.skipped);
+            for (kind, count) in &report.differences {
+                shadow_calls
+                    .get_or_create(&series(kind.clone()))
+                    .inc_by(*count);
+            }
+        }
+        if let Some(recorder) = controller.recorder() {
+            let stats = recorder.stats();
+            for (result, value) in [
+                ("written", &stats.written),
+                ("dropped", &stats.dropped),
+                ("failed", &stats.failed),
+            ] {
+                recorded
+                    .get_or_create(&ResultLabels {
+                        controller: labels.controller.clone(),
+                        result,
+                    })
+                    .inc_by(value.load(Ordering::Relaxed));
+            }
+        }
+    }
+    registry.register(
+        "paddock_shadow_calls",
+        "Calls asked of a shadow candidate, by result: agreed, skipped, or the kind of difference",
+        shadow_calls,
+    );
+    registry.register(
+        "paddock_recorded_calls",
+        "Calls of a recorded controller, by result: written, dropped (the disk fell behind) or failed",
+        recorded,
+    );
+
+    let reloads = Counters::<ResultLabels>::default();
     for status in state.board.all() {
         for (result, value) in [
             ("swapped", status.reloads),
             ("failed", status.reload_failures),
         ] {
             reloads
-                .get_or_create(&ReloadLabels {
+                .get_or_create(&ResultLabels {
                     controller: status.name.clone(),
                     result,
                 })

@@ -34,6 +34,10 @@ use paddock::record::{RecordOptions, Recordings, Redaction};
 use paddock::wasm::{EngineOptions, Guest, LoadOptions, WasmEngine};
 use paddock_bench::median;
 
+/// How long a candidate may go on answering after the live controller
+/// converged before its counts are read.
+const SETTLE: Duration = Duration::from_secs(10);
+
 /// How long one round may take to converge.
 const TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -105,7 +109,7 @@ struct Guests {
 }
 
 fn observe(mode: Mode, guests: &Guests, dir: &std::path::Path) -> anyhow::Result<Observe> {
-    let shadow = |guest: &Guest| Some(Arc::new(Shadow::new(guest.clone())));
+    let shadow = |guest: &Guest| Some(Arc::new(Shadow::new(guest.clone()).with_concurrency(4)));
     Ok(match mode {
         Mode::Alone => Observe::default(),
         Mode::Record => {
@@ -190,6 +194,10 @@ async fn round(mode: Mode, objects: usize, guests: &Guests) -> anyhow::Result<Sa
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let converged = started.elapsed().as_secs_f64();
+    // What the candidate compared by then, and by a few seconds later.
+    if let Some(shadow) = &shadow {
+        shadow.settled(SETTLE).await;
+    }
     let stats = controller.stats();
     let calls: u64 = stats
         .latency_buckets

@@ -194,6 +194,26 @@ fn main() -> anyhow::Result<()> {
             .as_f64()
             .map(|lease| (true, lease + 1.0)),
     );
+    let shadow = read("shadow").unwrap_or_default();
+    let shadow_ratio = |mode: &str| {
+        shadow["rows"]
+            .as_array()?
+            .iter()
+            .find(|row| row["mode"] == mode)?["liveLatencyRatio"]
+            .as_f64()
+    };
+    row(
+        "shadow: live latency, trapping candidate / alone",
+        shadow_ratio("trapping"),
+        "x",
+        None,
+    );
+    row(
+        "shadow: live latency, recorded / alone",
+        shadow_ratio("record"),
+        "x",
+        None,
+    );
 
     println!("\nPaddock benchmarks: headline numbers and targets");
     println!(

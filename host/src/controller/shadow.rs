@@ -11,9 +11,11 @@
 //!
 //! A candidate must never slow the live controller down: its questions wait
 //! in a queue of their own ([`BACKLOG`] at most; a question beyond it is
-//! skipped and counted), and it answers them one at a time, each on an
-//! execution slot that is free and that no call waits for
-//! ([`ExecutionSlots::acquire_spare`]).
+//! skipped and counted); it answers as many at once as the controller has
+//! workers, each on an execution slot that is free and that no call waits
+//! for ([`ExecutionSlots::acquire_spare`]), on threads of its own that run
+//! at the lowest CPU priority (nice 19), so that on a busy machine the
+//! live calls get the processor first.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -43,6 +45,8 @@ pub const BACKLOG: usize = 1024;
 #[derive(Debug)]
 pub struct Shadow {
     inner: Arc<Inner>,
+    /// How many questions it answers at once.
+    concurrency: usize,
     /// Where questions go; the answering task starts with the first.
     questions: std::sync::OnceLock<mpsc::Sender<Question>>,
 }
@@ -151,7 +155,16 @@ impl Shadow {
                 samples: Mutex::default(),
             }),
             questions: std::sync::OnceLock::new(),
+            concurrency: 1,
         }
+    }
+
+    /// Answers up to `concurrency` questions at once (the controller's
+    /// workers), instead of one.
+    #[must_use]
+    pub fn with_concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
     }
 
     /// The candidate.
@@ -179,6 +192,7 @@ impl Shadow {
                 receiver,
                 slots.clone(),
                 flow.clone(),
+                self.concurrency,
             ));
             sender
         });
@@ -203,28 +217,74 @@ impl Shadow {
     }
 }
 
-/// Answers the questions one at a time, each on a spare execution slot.
+/// A question with the slot and the turn it is answered in.
+struct Work {
+    question: Question,
+    _slot: crate::wasm::slots::Slot,
+    _turn: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Answers the questions, up to `concurrency` at once, each on a spare
+/// execution slot, on low-priority threads that end with the queue.
 async fn answer_all(
     inner: Arc<Inner>,
     mut questions: mpsc::Receiver<Question>,
     slots: ExecutionSlots,
     flow: Flow,
+    concurrency: usize,
 ) {
+    let turns = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let (work, waiting) = std::sync::mpsc::channel::<Work>();
+    let waiting = Arc::new(Mutex::new(waiting));
+    let runtime = tokio::runtime::Handle::current();
+    for index in 0..concurrency {
+        let waiting = Arc::clone(&waiting);
+        let inner = Arc::clone(&inner);
+        let runtime = runtime.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("shadow-{index}"))
+            .spawn(move || {
+                lower_priority();
+                // WASI's bounded waits need the runtime.
+                let _runtime = runtime.enter();
+                loop {
+                    let next = waiting
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .recv();
+                    let Ok(work) = next else { return };
+                    let span = work.question.span.clone();
+                    span.in_scope(|| inner.answer(work.question));
+                    inner.pending.fetch_sub(1, Ordering::AcqRel);
+                }
+            });
+        if let Err(error) = spawned {
+            tracing::error!(%error, "cannot start a thread for the shadow candidate");
+        }
+    }
     while let Some(question) = questions.recv().await {
+        let Ok(turn) = Arc::clone(&turns).acquire_owned().await else {
+            return;
+        };
         let slot = slots
             .acquire_spare(&flow, Some(inner.guest.limits().deadline))
             .await;
-        let answering = Arc::clone(&inner);
-        let span = question.span.clone();
-        let answered = tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            span.in_scope(|| answering.answer(question));
-        })
-        .await;
-        if let Err(error) = answered {
-            tracing::error!(%error, "a shadow call failed");
+        let sent = work.send(Work {
+            question,
+            _slot: slot,
+            _turn: turn,
+        });
+        if sent.is_err() {
+            return;
         }
-        inner.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Makes the calling thread the last to get the processor (nice 19).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(error) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
+        tracing::debug!(%error, "cannot lower the shadow thread's priority");
     }
 }
 

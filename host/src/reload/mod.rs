@@ -532,7 +532,9 @@ impl Supervisor {
         });
         Observe {
             record,
-            shadow: shadow.map(|guest| Arc::new(Shadow::new(guest))),
+            shadow: shadow.map(|guest| {
+                Arc::new(Shadow::new(guest).with_concurrency(declared.limits.concurrency))
+            }),
         }
     }
 
