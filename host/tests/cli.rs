@@ -295,6 +295,27 @@ fn replay_the_demo(recordings: &std::path::Path) {
     );
     let allowed = replay("floor_next", &["--allow-diff"]);
     assert!(allowed.status.success(), "{}", text(&allowed.stdout));
+
+    // label-policy maps Namespaces to their Deployments: its maps replay
+    // too, as do app-operator's reconciles of its owned children.
+    for (controller, module) in [
+        ("label-policy", "label_policy"),
+        ("app-operator", "app_operator"),
+    ] {
+        let module = common::module(module);
+        let output = paddock(&[
+            "test".as_ref(),
+            module.as_os_str(),
+            "--replay".as_ref(),
+            recordings.join(controller).as_os_str(),
+        ]);
+        let stdout = text(&output.stdout);
+        assert!(output.status.success(), "{controller}: {stdout}");
+        assert!(stdout.contains(" same, 0 differ"), "{stdout}");
+        if controller == "label-policy" {
+            assert!(stdout.contains("same     map Namespace shop"), "{stdout}");
+        }
+    }
 }
 
 #[test]

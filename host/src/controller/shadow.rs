@@ -58,6 +58,9 @@ struct Inner {
     watches_differ: AtomicBool,
     /// Questions asked and not answered yet.
     pending: AtomicU64,
+    /// Set when the shadow is dropped (its version replaced or stopped):
+    /// the questions still queued are dropped, not answered.
+    closed: AtomicBool,
     compared: AtomicU64,
     agreed: AtomicU64,
     skipped: AtomicU64,
@@ -147,6 +150,7 @@ impl Shadow {
                 guest,
                 watches_differ: AtomicBool::new(false),
                 pending: AtomicU64::new(0),
+                closed: AtomicBool::new(false),
                 compared: AtomicU64::new(0),
                 agreed: AtomicU64::new(0),
                 skipped: AtomicU64::new(0),
@@ -217,6 +221,12 @@ impl Shadow {
     }
 }
 
+impl Drop for Shadow {
+    fn drop(&mut self) {
+        self.inner.closed.store(true, Ordering::Release);
+    }
+}
+
 /// A question with the slot and the turn it is answered in.
 struct Work {
     question: Question,
@@ -253,8 +263,10 @@ async fn answer_all(
                         .unwrap_or_else(PoisonError::into_inner)
                         .recv();
                     let Ok(work) = next else { return };
-                    let span = work.question.span.clone();
-                    span.in_scope(|| inner.answer(work.question));
+                    if !inner.closed.load(Ordering::Acquire) {
+                        let span = work.question.span.clone();
+                        span.in_scope(|| inner.answer(work.question));
+                    }
                     inner.pending.fetch_sub(1, Ordering::AcqRel);
                 }
             });
@@ -263,6 +275,10 @@ async fn answer_all(
         }
     }
     while let Some(question) = questions.recv().await {
+        if inner.closed.load(Ordering::Acquire) {
+            inner.pending.fetch_sub(1, Ordering::AcqRel);
+            continue;
+        }
         let Ok(turn) = Arc::clone(&turns).acquire_owned().await else {
             return;
         };
