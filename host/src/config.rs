@@ -334,63 +334,22 @@ impl ControllersFile {
                     "is used by an earlier entry; names must be unique".into(),
                 ));
             }
-            match (&controller.module, &controller.image) {
-                (Some(module), None) if !module.is_file() => {
-                    return Err(invalid(
-                        &entry,
-                        "module",
-                        format!(
-                            "{} does not exist; give the path of the guest's .wasm file, relative to the controllers file",
-                            module.display()
-                        ),
-                    ));
-                }
-                (Some(_), None) if controller.poll_seconds > 0 => {
-                    return Err(invalid(
-                        &entry,
-                        "pollSeconds",
-                        "only used with `image`; a module file is watched for changes already"
-                            .into(),
-                    ));
-                }
-                (Some(_), None) => {}
-                (None, Some(image)) => {
-                    crate::oci::parse_reference(image)
-                        .map_err(|error| invalid(&entry, "image", error.to_string()))?;
-                }
-                (Some(_), Some(_)) | (None, None) => {
-                    return Err(invalid(
-                        &entry,
-                        "module",
-                        "give exactly one of `module` (the guest's .wasm file) and `image` (an OCI image of it)".into(),
-                    ));
-                }
+            check_module_source(
+                controller.module.as_deref(),
+                controller.image.as_deref(),
+                "",
+            )
+            .map_err(|(field, problem)| invalid(&entry, &field, problem))?;
+            if controller.module.is_some() && controller.poll_seconds > 0 {
+                return Err(invalid(
+                    &entry,
+                    "pollSeconds",
+                    "only used with `image`; a module file is watched for changes already".into(),
+                ));
             }
             if let Some(shadow) = &controller.shadow {
-                match (&shadow.module, &shadow.image) {
-                    (Some(module), None) if !module.is_file() => {
-                        return Err(invalid(
-                            &entry,
-                            "shadow.module",
-                            format!(
-                                "{} does not exist; give the path of the candidate's .wasm file, relative to the controllers file",
-                                module.display()
-                            ),
-                        ));
-                    }
-                    (Some(_), None) => {}
-                    (None, Some(image)) => {
-                        crate::oci::parse_reference(image)
-                            .map_err(|error| invalid(&entry, "shadow.image", error.to_string()))?;
-                    }
-                    (Some(_), Some(_)) | (None, None) => {
-                        return Err(invalid(
-                            &entry,
-                            "shadow.module",
-                            "give exactly one of `shadow.module` (the candidate's .wasm file) and `shadow.image`".into(),
-                        ));
-                    }
-                }
+                check_module_source(shadow.module.as_deref(), shadow.image.as_deref(), "shadow.")
+                    .map_err(|(field, problem)| invalid(&entry, &field, problem))?;
             }
             check_settings(
                 &controller.namespaces,
@@ -405,6 +364,40 @@ impl ControllersFile {
             }
         }
         Ok(())
+    }
+}
+
+/// Checks a module source: exactly one of a module file that exists and
+/// an image reference that parses. On failure, the field (after `prefix`,
+/// `shadow.` for a candidate) and the problem.
+fn check_module_source(
+    module: Option<&Path>,
+    image: Option<&str>,
+    prefix: &str,
+) -> Result<(), (String, String)> {
+    let what = if prefix.is_empty() {
+        "guest"
+    } else {
+        "candidate"
+    };
+    match (module, image) {
+        (Some(module), None) if !module.is_file() => Err((
+            format!("{prefix}module"),
+            format!(
+                "{} does not exist; give the path of the {what}'s .wasm file, relative to the controllers file",
+                module.display()
+            ),
+        )),
+        (Some(_), None) => Ok(()),
+        (None, Some(image)) => crate::oci::parse_reference(image)
+            .map(|_| ())
+            .map_err(|error| (format!("{prefix}image"), error.to_string())),
+        (Some(_), Some(_)) | (None, None) => Err((
+            format!("{prefix}module"),
+            format!(
+                "give exactly one of `{prefix}module` (the {what}'s .wasm file) and `{prefix}image` (an OCI image of it)"
+            ),
+        )),
     }
 }
 

@@ -139,6 +139,16 @@ async fn converged(client: &kube::Client) {
     .await;
 }
 
+/// replica-floor running with `candidate` in its shadow.
+async fn start_shadowed(runtime: &Runtime, candidate: Guest) -> (RunningController, Arc<Shadow>) {
+    let shadow = Arc::new(Shadow::new(candidate));
+    let observe = Observe {
+        record: None,
+        shadow: Some(Arc::clone(&shadow)),
+    };
+    (start(runtime, "replica-floor", observe).await, shadow)
+}
+
 /// The shadow's report once it answered every question asked and the live
 /// controller is idle.
 async fn settled(controller: &RunningController, shadow: &Shadow) -> ShadowReport {
@@ -175,16 +185,7 @@ async fn event_messages(client: &kube::Client) -> Vec<(String, String)> {
 async fn a_differing_candidate_is_reported_on_exactly_those_objects_and_never_acts() {
     let (_cluster, client) = cluster().await;
     let runtime = Runtime::new(client.clone());
-    let shadow = Arc::new(Shadow::new(load("floor-next", "floor.shadow")));
-    let controller = start(
-        &runtime,
-        "replica-floor",
-        Observe {
-            record: None,
-            shadow: Some(Arc::clone(&shadow)),
-        },
-    )
-    .await;
+    let (controller, shadow) = start_shadowed(&runtime, load("floor-next", "floor.shadow")).await;
     let differing = create_deployments(&client).await;
     converged(&client).await;
     let report = settled(&controller, &shadow).await;
@@ -237,16 +238,8 @@ async fn a_differing_candidate_is_reported_on_exactly_those_objects_and_never_ac
 async fn the_same_logic_in_another_language_agrees_on_every_call() {
     let (_cluster, client) = cluster().await;
     let runtime = Runtime::new(client.clone());
-    let shadow = Arc::new(Shadow::new(load("replica-floor-py", "floor.shadow")));
-    let controller = start(
-        &runtime,
-        "replica-floor",
-        Observe {
-            record: None,
-            shadow: Some(Arc::clone(&shadow)),
-        },
-    )
-    .await;
+    let (controller, shadow) =
+        start_shadowed(&runtime, load("replica-floor-py", "floor.shadow")).await;
     create_deployments(&client).await;
     converged(&client).await;
     let report = settled(&controller, &shadow).await;
@@ -273,16 +266,7 @@ async fn a_failing_candidate_costs_the_live_controller_its_work_nothing() {
                 }),
         )
         .expect("loads");
-    let shadow = Arc::new(Shadow::new(candidate));
-    let controller = start(
-        &runtime,
-        "replica-floor",
-        Observe {
-            record: None,
-            shadow: Some(Arc::clone(&shadow)),
-        },
-    )
-    .await;
+    let (controller, shadow) = start_shadowed(&runtime, candidate).await;
     let api: Api<Deployment> = Api::namespaced(client.clone(), "default");
     for (index, how) in ["trap", "spin", "trap", "spin"].iter().enumerate() {
         let annotations = json!({

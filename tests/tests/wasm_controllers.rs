@@ -843,18 +843,25 @@ fn floor_by_image(name: &str, image: &str, pull_secrets: &[&str]) -> WasmControl
         .iter()
         .map(|secret| json!({"name": secret}))
         .collect();
+    floor_resource(
+        name,
+        json!({"module": {"image": image, "imagePullSecrets": secrets}}),
+    )
+}
+
+/// A tenant's `replica-floor` controller: its grant, and `spec`'s module
+/// (and shadow).
+fn floor_resource(name: &str, mut spec: Value) -> WasmController {
+    spec["grant"] = json!([
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["patch"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+    ]);
     serde_json::from_value(json!({
         "apiVersion": "paddock.dev/v1alpha1",
         "kind": "WasmController",
         "metadata": {"name": name},
-        "spec": {
-            "module": {"image": image, "imagePullSecrets": secrets},
-            "grant": [
-                {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch"]},
-                {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["patch"]},
-                {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
-            ],
-        },
+        "spec": spec,
     }))
     .expect("a WasmController")
 }
@@ -1062,24 +1069,16 @@ async fn tenants_run_python_and_javascript_controllers_from_images_with_their_pu
     supervisor.shutdown().await;
 }
 
-/// A tenant's `replica-floor` controller (inline) with `floor-next` in
-/// its shadow.
+/// A tenant's `replica-floor` controller (inline) with `shadow` (a built
+/// guest, inline) in its shadow.
 fn floor_with_shadow(name: &str, shadow: &str) -> WasmController {
-    serde_json::from_value(json!({
-        "apiVersion": "paddock.dev/v1alpha1",
-        "kind": "WasmController",
-        "metadata": {"name": name},
-        "spec": {
+    floor_resource(
+        name,
+        json!({
             "module": {"inline": base64(&bytes("replica-floor"))},
             "shadow": {"module": {"inline": base64(&bytes(shadow))}},
-            "grant": [
-                {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch"]},
-                {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["patch"]},
-                {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
-            ],
-        },
-    }))
-    .expect("a WasmController")
+        }),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

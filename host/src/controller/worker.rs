@@ -145,6 +145,11 @@ impl Observed {
         }
     }
 
+    /// Whether the call is recorded or shadowed.
+    fn is_active(&self) -> bool {
+        self.reads.is_some()
+    }
+
     /// The cache the live call reads.
     fn cache(&self, generation: &Generation) -> SharedCache {
         match &self.reads {
@@ -296,7 +301,9 @@ async fn map(shared: &Arc<Shared>, generation: &Generation, key: &MapKey) {
             guest.map_at(&json.json, cache, now)
         })
         .await;
-    if let Ok(result) = &mapped {
+    if observed.is_active()
+        && let Ok(result) = &mapped
+    {
         observed.finish(shared, generation, &object, None, map_result(result));
     }
     let failure = match mapped {
@@ -463,7 +470,10 @@ async fn reconcile(shared: &Arc<Shared>, generation: &Generation, key: &ObjectKe
             guest.reconcile_at(&json.json, change, attempt, cache, now)
         })
         .await;
-    if let Ok(result) = &answer {
+    // Only an observed call's answer is written out as JSON.
+    if observed.is_active()
+        && let Ok(result) = &answer
+    {
         let result = reconcile_result(result);
         observed.finish(shared, generation, &object, Some((change, attempt)), result);
     }
