@@ -999,6 +999,12 @@ impl ControllerHandle {
             .map(|shadow| shadow.report())
     }
 
+    /// Whether this host works on the keys of `namespace/name` now: it
+    /// is alone, the ring's leader, or in a sharded ring their owner.
+    pub fn works_on(&self, namespace: &str, name: &str) -> bool {
+        self.shared.fence.allows(namespace, name)
+    }
+
     /// The shadow candidate of the version serving now.
     pub fn shadow_candidate(&self) -> Option<Arc<Shadow>> {
         self.shared.current().observe.shadow.clone()

@@ -84,7 +84,13 @@ impl ResourceSink {
                     // Deleted meanwhile: nothing to write.
                     Err(_) => continue,
                 };
-                let status = resource_status(&latest, &current);
+                // One host writes a shadow's counts: the one that works on
+                // the resource's own key (the leader, or in a sharded ring
+                // its owner); the others leave them as they are.
+                let writes_shadow = latest.handle.as_ref().is_some_and(|handle| {
+                    handle.works_on(namespace.as_deref().unwrap_or_default(), &name)
+                });
+                let status = resource_status(&latest, &current, writes_shadow);
                 if status == current {
                     continue;
                 }
@@ -122,6 +128,7 @@ impl ResourceSink {
 pub(super) fn resource_status(
     status: &EntryStatus,
     current: &WasmControllerStatus,
+    writes_shadow: bool,
 ) -> WasmControllerStatus {
     let error = status
         .last_reload_error
@@ -232,11 +239,14 @@ pub(super) fn resource_status(
         resolved_image: status.resolved_image.clone(),
         observed_generation: status.observed_generation,
         cut: status.cut.clone(),
-        shadow: status
+        shadow: match status
             .handle
             .as_ref()
             .and_then(crate::controller::ControllerHandle::shadow)
-            .map(|report| ShadowStatus {
+        {
+            None => None,
+            Some(_) if !writes_shadow => current.shadow.clone(),
+            Some(report) => Some(ShadowStatus {
                 module_digest: report.digest.clone(),
                 agreement: report.agreement(),
                 compared: report.compared,
@@ -257,5 +267,6 @@ pub(super) fn resource_status(
                     })
                     .collect(),
             }),
+        },
     }
 }
