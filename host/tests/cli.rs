@@ -296,8 +296,9 @@ fn replay_the_demo(recordings: &std::path::Path) {
     let allowed = replay("floor_next", &["--allow-diff"]);
     assert!(allowed.status.success(), "{}", text(&allowed.stdout));
 
-    // label-policy maps Namespaces to their Deployments: its maps replay
-    // too, as do app-operator's reconciles of its owned children.
+    // label-policy's and app-operator's recordings replay the same too
+    // (whether label-policy's holds maps depends on when the Namespace's
+    // events came; tests/tests/shadow.rs replays maps for certain).
     for (controller, module) in [
         ("label-policy", "label_policy"),
         ("app-operator", "app_operator"),
@@ -312,9 +313,6 @@ fn replay_the_demo(recordings: &std::path::Path) {
         let stdout = text(&output.stdout);
         assert!(output.status.success(), "{controller}: {stdout}");
         assert!(stdout.contains(" same, 0 differ"), "{stdout}");
-        if controller == "label-policy" {
-            assert!(stdout.contains("same     map Namespace shop"), "{stdout}");
-        }
     }
 }
 

@@ -494,3 +494,109 @@ async fn a_declared_shadow_records_replays_and_is_promoted_without_losing_work()
         "the recording goes on across the promotion"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maps_are_recorded_compared_and_replayed() {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{Patch, PatchParams};
+
+    let (_cluster, client) = cluster().await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let policy = |labels: &str| {
+        serde_json::from_value::<Namespace>(json!({
+            "metadata": {"name": "shop", "annotations": {"paddock.dev/required-labels": labels}}
+        }))
+        .expect("a Namespace")
+    };
+    namespaces
+        .create(&PostParams::default(), &policy("team=a"))
+        .await
+        .expect("create");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recordings = Recordings::new(RecordOptions {
+        dir: dir.path().to_owned(),
+        max_bytes: 16 * 1024 * 1024,
+        redaction: Redaction::default(),
+        controllers: Vec::new(),
+    });
+    let recorder = recordings.recorder("policy").expect("a recorder");
+    // The same logic in Python is the candidate, maps included.
+    let shadow = Arc::new(Shadow::new(load("label-policy-py", "policy.shadow")));
+    let controller = Runtime::new(client.clone())
+        .start(ControllerConfig {
+            guest: load("label-policy", "policy"),
+            grant: Grant::new(vec![
+                Rule::new(
+                    &["apps"],
+                    &["deployments"],
+                    &["get", "list", "watch", "patch"],
+                ),
+                Rule::new(&[""], &["namespaces"], &["get", "list", "watch"]),
+                Rule::new(&[""], &["events"], &["create", "patch"]),
+            ]),
+            namespaces: Vec::new(),
+            concurrency: 2,
+            queue: QueueConfig::default(),
+            resync: None,
+            tenant: None,
+            service_account: None,
+            observe: Observe {
+                record: Some(Arc::clone(&recorder)),
+                shadow: Some(Arc::clone(&shadow)),
+            },
+        })
+        .await
+        .expect("starts");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "shop");
+    deployments
+        .create(&PostParams::default(), &deployment("web", json!({})))
+        .await
+        .expect("create");
+    let label = |wanted: &'static str| {
+        let deployments = deployments.clone();
+        async move {
+            let web = deployments.get("web").await.ok()?;
+            (web.metadata.labels?.get("team").map(String::as_str) == Some(wanted)).then_some(())
+        }
+    };
+    eventually(60, "web labelled team=a", || label("a")).await;
+    // A changed policy reaches the Deployment through `map`.
+    let patch =
+        json!({"metadata": {"annotations": {"paddock.dev/required-labels": "team=a, tier=web"}}});
+    namespaces
+        .patch("shop", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch");
+    eventually(60, "web labelled tier=web", || {
+        let deployments = deployments.clone();
+        async move {
+            let web = deployments.get("web").await.ok()?;
+            (web.metadata.labels?.get("tier").map(String::as_str) == Some("web")).then_some(())
+        }
+    })
+    .await;
+    let report = settled(&controller, &shadow).await;
+    assert_eq!(report.agreed, report.compared, "{report:#?}");
+    assert!(recordings.drained(Duration::from_secs(30)).await);
+    let recorded = replay::read(recorder.dir()).expect("the recording reads");
+    let maps = recorded
+        .iter()
+        .filter(|call| call.entry.call == paddock::record::CallKind::Map)
+        .count();
+    assert!(maps >= 1, "the policy change was mapped: {recorded:#?}");
+    let stats = controller.stats();
+    assert!(
+        report.compared > ControllerStats::get(&stats.reconciles),
+        "reconciles and maps compared: {report:#?}"
+    );
+    let guest = load("label-policy", "replayed");
+    for call in &recorded {
+        let replayed = replay::replay(&guest, &call.entry);
+        assert_eq!(
+            replayed.comparison.difference, None,
+            "{}: {}",
+            call.location, replayed.comparison.diff
+        );
+        assert_eq!(replayed.unrecorded, 0, "{}", call.location);
+    }
+}
