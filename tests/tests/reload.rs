@@ -473,3 +473,49 @@ async fn a_declared_controller_is_on_the_board_before_its_task_runs() {
     .await;
     setup.supervisor.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_files_beside_the_controllers_file_are_no_reason_to_read_it() {
+    let setup = setup(&stamp_entry("stamp.wasm")).await;
+    let source = setup.config.display().to_string();
+    let status = || {
+        setup
+            .supervisor
+            .board()
+            .sources()
+            .get(&source)
+            .cloned()
+            .unwrap_or_default()
+    };
+    eventually(RELOAD_SECONDS, "the file read once", || async {
+        (status().passes >= 1).then_some(())
+    })
+    .await;
+    // Broken: each read of it now counts an error.
+    write(&setup.config, b"controllers: [oops");
+    eventually(RELOAD_SECONDS, "the broken file reported", || async {
+        (status().errors == 1).then_some(())
+    })
+    .await;
+    // A log written beside it, line by line.
+    let log = setup.dir.path().join("host.log");
+    for line in 0..20 {
+        let mut text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.push_str(&format!("line {line}\n"));
+        write(&log, text.as_bytes());
+    }
+    // Nothing may happen: no condition marks that, so the check waits
+    // 1 s, two hundred times the time a change takes to settle.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(status().errors, 1, "the log's writes made the file be read");
+    // The file itself still counts.
+    write(
+        &setup.config,
+        format!("controllers:\n{}", stamp_entry("stamp.wasm")).as_bytes(),
+    );
+    eventually(RELOAD_SECONDS, "the mended file read", || async {
+        (status().error.is_none()).then_some(())
+    })
+    .await;
+    assert_eq!(status().errors, 1);
+}

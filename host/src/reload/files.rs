@@ -122,13 +122,15 @@ pub fn watch(path: &Path, supervisor: Supervisor) -> Result<FileSource, FileSour
     })?;
     let mut watched = Vec::new();
     rewatch(&mut watcher, &mut watched, &path, &file)?;
+    // The folders are watched; only these files in them matter.
+    let mut files = Files::of(&path, &file);
     let changes = supervisor.apply(&source, declared);
     supervisor.board().record_source_pass(&source, changes);
     let task = tokio::spawn(async move {
         // Keeps the watcher alive as long as the task.
         let mut watcher = watcher;
         while let Some(first) = events.recv().await {
-            let Some(mut settle) = settle_after(&first) else {
+            let Some(mut settle) = settle_after(&first).filter(|_| files.concern(&first)) else {
                 continue;
             };
             loop {
@@ -136,7 +138,7 @@ pub fn watch(path: &Path, supervisor: Supervisor) -> Result<FileSource, FileSour
                     // The latest event decides: a closed file is done,
                     // a written one may see more writes.
                     Ok(Some(event)) => {
-                        if let Some(next) = settle_after(&event) {
+                        if let Some(next) = settle_after(&event).filter(|_| files.concern(&event)) {
                             settle = next;
                         }
                     }
@@ -151,6 +153,7 @@ pub fn watch(path: &Path, supervisor: Supervisor) -> Result<FileSource, FileSour
                     Ok((file, declared))
                 }) {
                 Ok((file, declared)) => {
+                    files = Files::of(&path, &file);
                     if let Err(error) = rewatch(&mut watcher, &mut watched, &path, &file) {
                         tracing::warn!(%error, "cannot watch a module's folder; its changes will be missed");
                     }
@@ -166,6 +169,59 @@ pub fn watch(path: &Path, supervisor: Supervisor) -> Result<FileSource, FileSour
         }
     });
     Ok(FileSource { task })
+}
+
+/// The files a controllers file's source reads: the file itself and every
+/// module (and shadow candidate's module) it names. Their folders are
+/// watched; a change to any other file in them (a log written beside the
+/// controllers file) is no reason to read it again.
+struct Files(std::collections::HashSet<PathBuf>);
+
+impl Files {
+    fn of(path: &Path, file: &ControllersFile) -> Self {
+        let modules = file.controllers.iter().flat_map(|spec| {
+            let shadow = spec
+                .shadow
+                .as_ref()
+                .and_then(|shadow| shadow.module.as_deref());
+            spec.module.as_deref().into_iter().chain(shadow)
+        });
+        Self(
+            std::iter::once(path)
+                .chain(modules)
+                .map(comparable)
+                .collect(),
+        )
+    }
+
+    /// Whether `event` may change what the source reads: it names one of
+    /// the files, names none, or says events were lost.
+    fn concern(&self, event: &notify::Result<notify::Event>) -> bool {
+        match event {
+            Ok(event) => {
+                event.paths.is_empty()
+                    || event
+                        .paths
+                        .iter()
+                        .any(|path| self.0.contains(&comparable(path)))
+            }
+            Err(_) => true,
+        }
+    }
+}
+
+/// A path as events and declarations can both be compared by: its folder
+/// made absolute and resolved, then its name (the file itself may be gone).
+fn comparable(path: &Path) -> PathBuf {
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let folder = std::fs::canonicalize(&folder).unwrap_or(folder);
+    match path.file_name() {
+        Some(name) => folder.join(name),
+        None => folder,
+    }
 }
 
 /// How long to wait for quiet after `event`; `None` for events that change
