@@ -98,6 +98,18 @@ pub struct ControllerSpec {
     pub shadow: Option<ShadowSpec>,
 }
 
+impl ControllerSpec {
+    /// The module files it names: its module's and its shadow candidate's
+    /// (an image names none).
+    pub fn module_files(&self) -> impl Iterator<Item = &Path> {
+        let shadow = self
+            .shadow
+            .as_ref()
+            .and_then(|shadow| shadow.module.as_deref());
+        self.module.as_deref().into_iter().chain(shadow)
+    }
+}
+
 /// The candidate of a shadow run: a module file or an image, exactly one.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

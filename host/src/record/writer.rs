@@ -145,7 +145,7 @@ pub(crate) struct Pending {
 pub struct Recorder {
     controller: String,
     dir: PathBuf,
-    sender: Mutex<SyncSender<Pending>>,
+    sender: SyncSender<Pending>,
     stats: Arc<RecordStats>,
 }
 
@@ -175,7 +175,7 @@ impl Recorder {
         Ok(Self {
             controller: controller.to_owned(),
             dir,
-            sender: Mutex::new(sender),
+            sender,
             stats,
         })
     }
@@ -201,12 +201,7 @@ impl Recorder {
     /// writer is [`BACKLOG`] calls behind.
     pub(crate) fn record(&self, pending: Pending) {
         self.stats.queued.fetch_add(1, Ordering::AcqRel);
-        let sent = self
-            .sender
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .try_send(pending);
-        match sent {
+        match self.sender.try_send(pending) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.stats.queued.fetch_sub(1, Ordering::AcqRel);

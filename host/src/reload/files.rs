@@ -12,7 +12,7 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use super::{Declared, ModuleSource, ShadowModule, Supervisor};
-use crate::config::{ConfigError, ControllersFile};
+use crate::config::{ConfigError, ControllerSpec, ControllersFile};
 use crate::oci::DockerConfig;
 use crate::wasm::compile_cache::digest;
 
@@ -179,13 +179,10 @@ struct Files(std::collections::HashSet<PathBuf>);
 
 impl Files {
     fn of(path: &Path, file: &ControllersFile) -> Self {
-        let modules = file.controllers.iter().flat_map(|spec| {
-            let shadow = spec
-                .shadow
-                .as_ref()
-                .and_then(|shadow| shadow.module.as_deref());
-            spec.module.as_deref().into_iter().chain(shadow)
-        });
+        let modules = file
+            .controllers
+            .iter()
+            .flat_map(ControllerSpec::module_files);
         Self(
             std::iter::once(path)
                 .chain(modules)
@@ -261,13 +258,7 @@ fn rewatch(
         .chain(
             file.controllers
                 .iter()
-                .flat_map(|spec| {
-                    let shadow = spec
-                        .shadow
-                        .as_ref()
-                        .and_then(|shadow| shadow.module.as_deref());
-                    spec.module.as_deref().into_iter().chain(shadow)
-                })
+                .flat_map(ControllerSpec::module_files)
                 .map(folder),
         )
         .collect();
