@@ -24,3 +24,7 @@ export function finalizes() {
 export function reads() {
   return guest.reads();
 }
+
+export function indexes() {
+  return guest.indexes();
+}

@@ -17,6 +17,8 @@
 // must allow `patch` on the primary resource. It may add `reads`, the
 // resources it reads from the cache without watching them (`Read(...)`): a
 // guest reads only kinds it watches or reads; anything else reads as absent.
+// And it may add `indexes` (`Index(...)`), which `cache.byIndex` looks
+// objects up by.
 //
 //     export function reconcile({ object, change, attempt }) {
 //       const floor = annotation(object, "paddock.dev/min-replicas");
@@ -29,8 +31,8 @@
 // traps, like a panic in Rust. Build with `paddock build`, which wraps the
 // module with `exportController` for componentize-js.
 
-import * as hostCache from "paddock:controller/cache@0.1.2";
-import * as hostLog from "paddock:controller/log@0.1.2";
+import * as hostCache from "paddock:controller/cache@0.1.3";
+import * as hostLog from "paddock:controller/log@0.1.3";
 
 // ---- Errors ---------------------------------------------------------------
 
@@ -72,6 +74,17 @@ export const Read = (apiVersion, kind, options = {}) => ({
   kind,
   namespace: options.namespace,
 });
+
+/**
+ * An index of the cache, for `describe()`'s `indexes` and `cache.byIndex`:
+ * objects of one kind (one the controller watches or reads) by the values
+ * JSONPath expressions in kubectl's syntax select in them (strings, numbers
+ * and booleans, as text, and each element of a selected list of them), e.g.
+ * `Index("by-configmap", "apps/v1", "Deployment",
+ * [".spec.template.spec.volumes[*].configMap.name"])`. The host evaluates it
+ * whenever it stores an object of the kind.
+ */
+export const Index = (name, apiVersion, kind, paths) => ({ name, apiVersion, kind, paths });
 
 // ---- Objects --------------------------------------------------------------
 
@@ -291,9 +304,21 @@ export const cache = {
   list(apiVersion, kind, namespace, labelSelector) {
     return hostCache.list(apiVersion, kind, namespace, labelSelector).map((json) => JSON.parse(json));
   },
+  /**
+   * Cached objects whose values for the index `index` (declared in
+   * `describe()`'s `indexes`) include `value`, sorted by namespace and name;
+   * `namespace` undefined for all the guest may see. The rights of `list` on
+   * the index's kind apply; an undeclared index finds nothing.
+   */
+  byIndex(index, value, namespace) {
+    return hostCache.byIndex(index, String(value), namespace).map((json) => JSON.parse(json));
+  },
 };
 
-/** Logging into the host's log, tagged with the guest and the object. */
+/**
+ * Logging into the host's log, tagged with the guest and the object: one
+ * line per call, at the level the method names (`log.info("scaled to 3")`).
+ */
 export const log = {
   trace: (message) => hostLog.log("trace", String(message)),
   debug: (message) => hostLog.log("debug", String(message)),
@@ -380,6 +405,14 @@ export function exportController(controller) {
         apiVersion: r.apiVersion,
         kind: r.kind,
         namespace: r.namespace ?? undefined,
+      }));
+    },
+    indexes() {
+      return (controller.describe().indexes ?? []).map((i) => ({
+        name: i.name,
+        apiVersion: i.apiVersion,
+        kind: i.kind,
+        paths: [...i.paths],
       }));
     },
     reconcile(request) {

@@ -252,7 +252,7 @@ fn guests_of_one_component_share_its_code_while_one_lives() {
 fn a_guest_built_against_0_1_0_loads_and_runs_unchanged_and_the_sdk_declares_the_rest() {
     let legacy = engine()
         .load(&guest("legacy"), LoadOptions::default())
-        .expect("a 0.1.0 guest loads on a 0.1.2 host");
+        .expect("a 0.1.0 guest loads on a 0.1.3 host");
     assert_eq!(legacy.info().name, "legacy");
     assert!(
         !legacy.info().finalizes,

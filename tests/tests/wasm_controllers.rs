@@ -511,6 +511,10 @@ async fn a_tenant_stays_inside_its_namespace_and_cannot_starve_its_neighbour() {
         ("own-secret", "read-secret", "team-a", "own"),
         ("their-secret", "read-secret", "team-b", "db"),
         ("their-secrets", "list-secrets", "team-b", "db"),
+        ("own-indexed", "index-secrets", "team-a", "own"),
+        ("their-indexed", "index-secrets", "team-b", "db"),
+        ("all-indexed", "index-secrets", "", "db"),
+        ("all-own-indexed", "index-secrets", "", "own"),
         ("create", "create-outside", "team-b", "planted"),
         ("patch", "patch-outside", "team-b", "target"),
         ("delete", "delete-outside", "team-b", "target"),
@@ -547,6 +551,35 @@ async fn a_tenant_stays_inside_its_namespace_and_cannot_starve_its_neighbour() {
     expect_event("own-secret", "SecretRead", "seen").await;
     expect_event("their-secret", "SecretRead", "absent").await;
     expect_event("their-secrets", "SecretsListed", "0").await;
+    // Its index holds its own Secrets only, whichever namespace it asks.
+    expect_event("own-indexed", "SecretsIndexed", "1").await;
+    expect_event("their-indexed", "SecretsIndexed", "0").await;
+    expect_event("all-indexed", "SecretsIndexed", "0").await;
+    expect_event("all-own-indexed", "SecretsIndexed", "1").await;
+    // A Secret stored after the tenant started is indexed as it arrives.
+    create::<Secret>(
+        &client,
+        "team-a",
+        json!({"metadata": {"name": "fresh"}, "stringData": {"password": "new"}}),
+    )
+    .await;
+    let own_secrets = host
+        .supervisor
+        .runtime()
+        .informers()
+        .informer(&secrets, Some("team-a"));
+    eventually(WAIT, "the new Secret in the tenant's informer", || async {
+        own_secrets.store().get("team-a", "fresh").map(|_| ())
+    })
+    .await;
+    create::<ConfigMap>(
+        &client,
+        "team-a",
+        json!({"metadata": {"name": "fresh-indexed", "annotations": {"paddock.dev/tenant-mode": "index-secrets"}},
+               "data": {"namespace": "team-a", "name": "fresh"}}),
+    )
+    .await;
+    expect_event("fresh-indexed", "SecretsIndexed", "1").await;
     for object in ["create", "patch", "delete", "scale", "secret", "namespace"] {
         expect_event(object, "ActionDenied", "").await;
     }

@@ -3,6 +3,7 @@
 
 mod client;
 mod discovery;
+mod index;
 mod informer;
 mod registry;
 mod slice;
@@ -11,6 +12,7 @@ mod watcher;
 
 pub use client::{AGENT, client};
 pub use discovery::{Discovery, MAX_AGE, Resource, split_api_version};
+pub use index::{IndexPaths, PathError};
 pub use informer::{InformerEvent, InformerHealth, InformerStats, Shards, SharedInformer};
 pub use registry::InformerRegistry;
 pub use slice::Slice;

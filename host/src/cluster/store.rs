@@ -6,12 +6,15 @@
 //! `Arc` clones and never block the writer for long.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, Weak};
 
 use serde::Deserialize;
+use serde_json::Value;
 use serde_json::value::RawValue;
 
+use super::index::IndexPaths;
 use crate::selector::LabelSelector;
 
 /// The key of an object within one resource: namespace (`""` for
@@ -298,35 +301,144 @@ pub struct Changes {
     pub deleted: Vec<Arc<StoredObject>>,
 }
 
-/// The objects of one resource (in one namespace or all).
+/// The objects of one resource (in one namespace or all), and the indexes
+/// guests declared over them.
 #[derive(Debug, Default)]
 pub struct Store {
-    objects: RwLock<BTreeMap<ObjectKey, Arc<StoredObject>>>,
+    inner: RwLock<Inner>,
+    /// Whether any index is kept: a write parses the object before taking
+    /// the lock only then.
+    indexed: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    objects: BTreeMap<ObjectKey, Arc<StoredObject>>,
+    /// Kept while some guest holds its [`IndexPaths`]; dropped at the next
+    /// write after the last one is gone.
+    indexes: Vec<Indexed>,
+}
+
+/// One index of a store: which objects have which values.
+#[derive(Debug)]
+struct Indexed {
+    paths: Weak<IndexPaths>,
+    by_value: HashMap<Box<str>, BTreeSet<ObjectKey>>,
+    of_object: HashMap<ObjectKey, Box<[Box<str>]>>,
+}
+
+impl Indexed {
+    fn add(&mut self, paths: &IndexPaths, key: &ObjectKey, object: &Value) {
+        let values = paths.values(object);
+        if values.is_empty() {
+            return;
+        }
+        for value in &values {
+            self.by_value
+                .entry(value.as_str().into())
+                .or_default()
+                .insert(key.clone());
+        }
+        self.of_object
+            .insert(key.clone(), values.into_iter().map(Into::into).collect());
+    }
+
+    fn remove(&mut self, key: &ObjectKey) {
+        let Some(values) = self.of_object.remove(key) else {
+            return;
+        };
+        for value in values {
+            if let Some(keys) = self.by_value.get_mut(&value) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    self.by_value.remove(&value);
+                }
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// Drops the indexes no guest holds any more.
+    fn prune(&mut self) {
+        self.indexes.retain(|index| index.paths.strong_count() > 0);
+    }
+
+    /// Indexes `object` (its JSON parsed as `parsed`, or parsed now).
+    fn index_object(&mut self, object: &StoredObject, parsed: Option<Value>) {
+        let Some(value) = parsed.or_else(|| serde_json::from_str(&object.json).ok()) else {
+            return;
+        };
+        let key = object.key();
+        for index in &mut self.indexes {
+            if let Some(paths) = index.paths.upgrade() {
+                index.add(&paths, &key, &value);
+            }
+        }
+    }
+
+    fn unindex(&mut self, key: &ObjectKey) {
+        for index in &mut self.indexes {
+            index.remove(key);
+        }
+    }
 }
 
 impl Store {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        let mut guard = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        guard.prune();
+        self.indexed
+            .store(!guard.indexes.is_empty(), Ordering::Relaxed);
+        guard
+    }
+
+    /// `object`'s JSON parsed for its indexes, outside the lock; `None`
+    /// when the store keeps none (or the JSON does not parse).
+    fn parse_for_indexes(&self, object: &StoredObject) -> Option<Value> {
+        if !self.indexed.load(Ordering::Relaxed) {
+            return None;
+        }
+        serde_json::from_str(&object.json).ok()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Stores an object; the previous state, if any.
     pub(crate) fn apply(&self, object: Arc<StoredObject>) -> Option<Arc<StoredObject>> {
-        self.objects
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(object.key(), object)
+        let parsed = self.parse_for_indexes(&object);
+        let mut guard = self.write();
+        let key = object.key();
+        if !guard.indexes.is_empty() {
+            guard.unindex(&key);
+            guard.index_object(&object, parsed);
+        }
+        guard.objects.insert(key, object)
     }
 
     /// Removes an object; its last stored state, if any.
     pub(crate) fn remove(&self, key: &ObjectKey) -> Option<Arc<StoredObject>> {
-        self.objects
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(key)
+        let mut guard = self.write();
+        guard.unindex(key);
+        guard.objects.remove(key)
     }
 
     /// Keeps only the objects `keep` accepts; how many it dropped.
     pub(crate) fn retain(&self, mut keep: impl FnMut(&StoredObject) -> bool) -> usize {
-        let mut guard = self.objects.write().unwrap_or_else(PoisonError::into_inner);
-        let before = guard.len();
-        guard.retain(|_, object| keep(object));
-        before - guard.len()
+        let mut guard = self.write();
+        let dropped: Vec<ObjectKey> = guard
+            .objects
+            .iter()
+            .filter(|(_, object)| !keep(object))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &dropped {
+            guard.unindex(key);
+            guard.objects.remove(key);
+        }
+        dropped.len()
     }
 
     /// Replaces the whole content after a (re)list, and says what changed.
@@ -335,9 +447,9 @@ impl Store {
             .into_iter()
             .map(|object| (object.key(), object))
             .collect();
-        let mut guard = self.objects.write().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = self.write();
         let mut changes = Changes::default();
-        for (key, old) in guard.iter() {
+        for (key, old) in &guard.objects {
             match fresh.get(key) {
                 None => changes.deleted.push(Arc::clone(old)),
                 Some(new) if new.resource_version == old.resource_version => {
@@ -348,20 +460,87 @@ impl Store {
             }
         }
         for (key, new) in &fresh {
-            let unchanged = guard.get(key).is_some_and(|old| Arc::ptr_eq(old, new));
+            let unchanged = guard
+                .objects
+                .get(key)
+                .is_some_and(|old| Arc::ptr_eq(old, new));
             if !unchanged {
                 changes.applied.push(Arc::clone(new));
             }
         }
-        *guard = fresh;
+        for gone in &changes.deleted {
+            guard.unindex(&gone.key());
+        }
+        if !guard.indexes.is_empty() {
+            for object in &changes.applied {
+                guard.unindex(&object.key());
+                guard.index_object(object, None);
+            }
+        }
+        guard.objects = fresh;
         changes
+    }
+
+    /// Keeps an index of the stored objects by the values `paths` select,
+    /// for as long as the returned handle (or a clone) lives: the same
+    /// handle as an earlier call with the same expressions whose handle
+    /// still lives. Evaluated now over what is stored, then whenever an
+    /// object is stored.
+    pub fn index(&self, paths: IndexPaths) -> Arc<IndexPaths> {
+        let mut guard = self.write();
+        if let Some(shared) = guard
+            .indexes
+            .iter()
+            .filter_map(|index| index.paths.upgrade())
+            .find(|shared| **shared == paths)
+        {
+            return shared;
+        }
+        let paths = Arc::new(paths);
+        let mut index = Indexed {
+            paths: Arc::downgrade(&paths),
+            by_value: HashMap::new(),
+            of_object: HashMap::new(),
+        };
+        for (key, object) in &guard.objects {
+            if let Ok(value) = serde_json::from_str::<Value>(&object.json) {
+                index.add(&paths, key, &value);
+            }
+        }
+        guard.indexes.push(index);
+        self.indexed.store(true, Ordering::Relaxed);
+        paths
+    }
+
+    /// The objects whose values for the index `paths` (a handle
+    /// [`Self::index`] returned) include `value`, sorted by namespace and
+    /// name, optionally only in one namespace. Nothing for an index this
+    /// store does not keep.
+    pub fn by_index(
+        &self,
+        paths: &Arc<IndexPaths>,
+        value: &str,
+        namespace: Option<&str>,
+    ) -> Vec<Arc<StoredObject>> {
+        let guard = self.read();
+        let Some(keys) = guard
+            .indexes
+            .iter()
+            .find(|index| std::ptr::eq(index.paths.as_ptr(), Arc::as_ptr(paths)))
+            .and_then(|index| index.by_value.get(value))
+        else {
+            return Vec::new();
+        };
+        keys.iter()
+            .filter(|(ns, _)| namespace.is_none_or(|namespace| ns == namespace))
+            .filter_map(|key| guard.objects.get(key).cloned())
+            .collect()
     }
 
     /// One object.
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<StoredObject>> {
-        self.objects
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.read()
+            .objects
             .get(&(namespace.to_owned(), name.to_owned()))
             .cloned()
     }
@@ -373,28 +552,26 @@ impl Store {
         namespace: Option<&str>,
         selector: Option<&LabelSelector>,
     ) -> Vec<Arc<StoredObject>> {
-        let guard = self.objects.read().unwrap_or_else(PoisonError::into_inner);
+        let guard = self.read();
         let matches = |object: &&Arc<StoredObject>| {
             selector.is_none_or(|selector| selector.matches(|key| object.label(key)))
         };
         match namespace {
             Some(namespace) => guard
+                .objects
                 .range((namespace.to_owned(), String::new())..)
                 .take_while(|((ns, _), _)| ns == namespace)
                 .map(|(_, object)| object)
                 .filter(matches)
                 .cloned()
                 .collect(),
-            None => guard.values().filter(matches).cloned().collect(),
+            None => guard.objects.values().filter(matches).cloned().collect(),
         }
     }
 
     /// How many objects are stored.
     pub fn len(&self) -> usize {
-        self.objects
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.read().objects.len()
     }
 
     /// Whether the store is empty.
@@ -404,8 +581,8 @@ impl Store {
 
     /// Heap bytes held by the stored objects and their keys.
     pub fn heap_bytes(&self) -> usize {
-        let guard = self.objects.read().unwrap_or_else(PoisonError::into_inner);
-        guard
+        self.read()
+            .objects
             .iter()
             .map(|((namespace, name), object)| namespace.len() + name.len() + object.heap_bytes())
             .sum()
@@ -548,5 +725,61 @@ mod tests {
         assert_eq!(names(store.list(None, Some(&web))), ["x", "y", "w"]);
         assert_eq!(names(store.list(Some("b"), Some(&web))), ["y"]);
         assert!(store.list(Some("nope"), None).is_empty());
+    }
+
+    fn configured(ns: &str, name: &str, rv: u32, configs: &[&str]) -> Arc<StoredObject> {
+        let volumes: Vec<String> = configs
+            .iter()
+            .map(|config| format!(r#"{{"configMap":{{"name":"{config}"}}}}"#))
+            .collect();
+        parse(&format!(
+            r#"{{"metadata":{{"name":"{name}","namespace":"{ns}","resourceVersion":"{rv}"}},
+                "spec":{{"volumes":[{}]}}}}"#,
+            volumes.join(",")
+        ))
+    }
+
+    #[test]
+    fn indexes_follow_every_write_and_go_with_their_last_holder() {
+        let store = Store::default();
+        store.apply(configured("a", "before", 1, &["shared"]));
+        let paths = || IndexPaths::parse(&[".spec.volumes[*].configMap.name".to_owned()]).unwrap();
+        let index = store.index(paths());
+        // The same expressions share one index.
+        let again = store.index(paths());
+        assert!(Arc::ptr_eq(&index, &again));
+        let names = |value: &str, namespace: Option<&str>| {
+            store
+                .by_index(&index, value, namespace)
+                .iter()
+                .map(|o| format!("{}/{}", o.namespace, o.name))
+                .collect::<Vec<_>>()
+        };
+        // Evaluated over what was stored before the index.
+        assert_eq!(names("shared", None), ["a/before"]);
+        store.apply(configured("b", "web", 1, &["shared", "web"]));
+        store.apply(configured("a", "db", 1, &["db"]));
+        assert_eq!(names("shared", None), ["a/before", "b/web"]);
+        assert_eq!(names("shared", Some("b")), ["b/web"]);
+        // An update moves the object between values.
+        store.apply(configured("b", "web", 2, &["web"]));
+        assert_eq!(names("shared", None), ["a/before"]);
+        assert_eq!(names("web", None), ["b/web"]);
+        store.remove(&("a".to_owned(), "before".to_owned()));
+        assert!(names("shared", None).is_empty());
+        // A relist keeps unchanged objects and reindexes changed ones.
+        store.replace(vec![
+            configured("a", "db", 1, &["db"]),
+            configured("b", "web", 3, &["shared"]),
+        ]);
+        assert_eq!(names("shared", None), ["b/web"]);
+        assert_eq!(names("db", None), ["a/db"]);
+        assert!(names("web", None).is_empty());
+        assert_eq!(store.retain(|object| &*object.namespace != "a"), 1);
+        assert!(names("db", None).is_empty());
+        // Once no handle is held, the next write drops the index.
+        drop((index, again));
+        store.apply(configured("c", "late", 1, &["shared"]));
+        assert!(store.read().indexes.is_empty());
     }
 }

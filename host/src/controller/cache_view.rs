@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use super::ControllerStats;
 use crate::actions::{Actor, ObjectRef};
-use crate::cluster::{Discovery, SharedInformer, split_api_version};
+use crate::cluster::{Discovery, IndexPaths, SharedInformer, split_api_version};
 use crate::grants::Permission;
 use crate::identity::{AccessReviews, Attributes};
 use crate::selector::LabelSelector;
-use crate::wasm::{CacheReader, ListQuery};
+use crate::wasm::{CacheReader, IndexQuery, ListQuery};
 
 /// The cache as one guest sees it. Only the resources it declared are
 /// read; anything else reads as absent, however many other controllers
@@ -28,6 +28,22 @@ pub struct GuestCacheView {
     /// The access reviews that authorise the reads of a controller that
     /// acts as a ServiceAccount.
     pub(crate) reviews: AccessReviews,
+    /// The indexes it declared, kept in the stores of their kinds.
+    pub(crate) indexes: Vec<ViewIndex>,
+}
+
+/// One of a guest's indexes: the handles under which the stores of its
+/// kind keep it, for as long as the guest's version serves.
+#[derive(Debug, Clone)]
+pub(crate) struct ViewIndex {
+    /// The guest's name for it.
+    pub(crate) name: String,
+    /// `group/version` of the indexed kind.
+    pub(crate) api_version: String,
+    /// The kind.
+    pub(crate) kind: String,
+    /// Each informer of the kind the guest declared, and its store's index.
+    pub(crate) stores: Vec<(Arc<SharedInformer>, Arc<IndexPaths>)>,
 }
 
 impl GuestCacheView {
@@ -149,19 +165,63 @@ impl CacheReader for GuestCacheView {
     }
 
     fn list(&self, query: &ListQuery<'_>) -> Vec<String> {
-        if !self.declares(query.api_version, query.kind) {
-            self.refused("list", query.api_version, query.kind, query.namespace);
+        if !self.may_list(query.api_version, query.kind, query.namespace) {
             return Vec::new();
         }
-        if let Some(namespace) = query.namespace
+        let selector = match query.label_selector.map(LabelSelector::parse) {
+            None => None,
+            Some(Ok(selector)) => Some(selector),
+            Some(Err(_)) => return Vec::new(),
+        };
+        self.visible(
+            self.informers(query.api_version, query.kind, query.namespace)
+                .flat_map(|informer| informer.store().list(query.namespace, selector.as_ref())),
+        )
+    }
+
+    fn by_index(&self, query: &IndexQuery<'_>) -> Vec<String> {
+        let Some(index) = self.indexes.iter().find(|index| index.name == query.index) else {
+            tracing::debug!(guest = %self.actor.name, index = query.index, "cache lookup by an undeclared index");
+            return Vec::new();
+        };
+        if !self.may_list(&index.api_version, &index.kind, query.namespace) {
+            return Vec::new();
+        }
+        self.visible(
+            index
+                .stores
+                .iter()
+                .filter(|(informer, _)| {
+                    informer.namespace().is_none()
+                        || query.namespace.is_none()
+                        || informer.namespace() == query.namespace
+                })
+                .flat_map(|(informer, paths)| {
+                    informer
+                        .store()
+                        .by_index(paths, query.value, query.namespace)
+                }),
+        )
+    }
+}
+
+impl GuestCacheView {
+    /// Whether the guest may list `kind` objects in `namespace` (`None`:
+    /// in every namespace it may see); a refusal is counted.
+    fn may_list(&self, api_version: &str, kind: &str, namespace: Option<&str>) -> bool {
+        if !self.declares(api_version, kind) {
+            self.refused("list", api_version, kind, namespace);
+            return false;
+        }
+        if let Some(namespace) = namespace
             && !self.actor.may_use_namespace(Some(namespace))
         {
-            self.refused("list", query.api_version, query.kind, Some(namespace));
-            return Vec::new();
+            self.refused("list", api_version, kind, Some(namespace));
+            return false;
         }
         // A list across namespaces by a guest scoped to some is a list in
         // each of them; by one that is not, a list in all of them.
-        let asked: Vec<Option<&str>> = match query.namespace {
+        let asked: Vec<Option<&str>> = match namespace {
             Some(namespace) => vec![Some(namespace)],
             None if self.actor.namespaces.is_empty() => vec![None],
             None => self
@@ -171,27 +231,29 @@ impl CacheReader for GuestCacheView {
                 .map(|ns| Some(ns.as_str()))
                 .collect(),
         };
-        let refused = asked.iter().any(|namespace| {
-            !self.allowed("list", query.api_version, query.kind, *namespace, None)
-        });
+        let refused = asked
+            .iter()
+            .any(|namespace| !self.allowed("list", api_version, kind, *namespace, None));
         if refused {
-            self.refused("list", query.api_version, query.kind, query.namespace);
-            return Vec::new();
+            self.refused("list", api_version, kind, namespace);
         }
-        let selector = match query.label_selector.map(LabelSelector::parse) {
-            None => None,
-            Some(Ok(selector)) => Some(selector),
-            Some(Err(_)) => return Vec::new(),
-        };
+        !refused
+    }
+
+    /// The JSON of the objects the guest's namespaces let it see, each
+    /// once (informers of several namespaces may overlap), sorted by
+    /// namespace and name.
+    fn visible(
+        &self,
+        objects: impl Iterator<Item = Arc<crate::cluster::StoredObject>>,
+    ) -> Vec<String> {
         let mut seen = std::collections::BTreeMap::new();
-        for informer in self.informers(query.api_version, query.kind, query.namespace) {
-            for object in informer.store().list(query.namespace, selector.as_ref()) {
-                let visible = object.namespace.is_empty()
-                    || self.actor.may_use_namespace(Some(&object.namespace));
-                if visible {
-                    seen.entry(object.key())
-                        .or_insert_with(|| object.json.to_string());
-                }
+        for object in objects {
+            let visible = object.namespace.is_empty()
+                || self.actor.may_use_namespace(Some(&object.namespace));
+            if visible {
+                seen.entry(object.key())
+                    .or_insert_with(|| object.json.to_string());
             }
         }
         seen.into_values().collect()

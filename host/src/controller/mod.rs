@@ -19,13 +19,14 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use cache_view::GuestCacheView;
+use cache_view::ViewIndex;
 pub use shadow::{SAMPLES, Sample, Shadow, ShadowReport};
 pub use stats::{ControllerStats, GUEST_ERROR_KINDS, LATENCY_BUCKETS};
 
 use crate::actions::{ActionExecutor, Actor};
 use crate::cluster::{
-    ClusterError, Discovery, InformerRegistry, ObjectKey, Resource, SharedInformer, Slice,
-    StoredObject,
+    ClusterError, Discovery, IndexPaths, InformerRegistry, ObjectKey, Resource, SharedInformer,
+    Slice, StoredObject,
 };
 use crate::grants::{Denied, Grant, Permission};
 use crate::identity::{Attributes, Identities, ReviewError, ServiceAccount};
@@ -501,6 +502,12 @@ impl Runtime {
             self.check_shadow(&name, &actor, &config.guest, shadow)
                 .await?;
         }
+        let informers: Vec<Arc<SharedInformer>> = watched
+            .iter()
+            .flat_map(|watched| watched.informers.iter().cloned())
+            .chain(reads.iter().cloned())
+            .collect();
+        let indexes = keep_indexes(&name, config, &informers)?;
         Ok(Generation {
             observe: config.observe.clone(),
             finalizer,
@@ -508,13 +515,10 @@ impl Runtime {
             cache: Arc::new(GuestCacheView {
                 actor: actor.clone(),
                 discovery: self.discovery.clone(),
-                declared: watched
-                    .iter()
-                    .flat_map(|watched| watched.informers.iter().cloned())
-                    .chain(reads.iter().cloned())
-                    .collect(),
+                declared: informers,
                 stats: Some(Arc::clone(stats)),
                 reviews: self.executor.identities().reviews().clone(),
+                indexes,
             }),
             actor,
             watched,
@@ -561,7 +565,9 @@ impl Runtime {
             check_read(name, actor, read, &resource)?;
         }
         shadow.set_watches_differ(
-            candidate.watches != live.info().watches || candidate.reads != live.info().reads,
+            candidate.watches != live.info().watches
+                || candidate.reads != live.info().reads
+                || candidate.indexes != live.info().indexes,
         );
         Ok(())
     }
@@ -1282,6 +1288,65 @@ fn spawn_routers(shared: &Arc<Shared>, generation: &Arc<Generation>) -> Vec<Join
         }
     }
     routers
+}
+
+/// Keeps the indexes the guest declares, and those its shadow candidate
+/// adds, in the stores of the informers of their kinds, for as long as
+/// this version serves. A candidate's index of the same name must be the
+/// same index: its lookups are answered from the live version's.
+fn keep_indexes(
+    name: &str,
+    config: &ControllerConfig,
+    informers: &[Arc<SharedInformer>],
+) -> Result<Vec<ViewIndex>, StartError> {
+    let live = &config.guest.info().indexes;
+    let mut declared: Vec<&crate::wasm::Index> = live.iter().collect();
+    if let Some(shadow) = &config.observe.shadow {
+        for index in &shadow.guest().info().indexes {
+            match live.iter().find(|live| live.name == index.name) {
+                Some(same) if same == index => {}
+                Some(_) => {
+                    return Err(StartError::Shadow {
+                        controller: name.to_owned(),
+                        problem: format!(
+                            "declares the index `{}` other than the live version does: its \
+                             lookups would be answered from the live version's index; give \
+                             the changed index a new name",
+                            index.name
+                        ),
+                    });
+                }
+                None => declared.push(index),
+            }
+        }
+    }
+    declared
+        .into_iter()
+        .map(|index| {
+            // Checked when the guest loaded; checked again, not assumed.
+            let paths = IndexPaths::parse(&index.paths).map_err(|error| StartError::Scope {
+                controller: name.to_owned(),
+                problem: format!("index `{}`: {error}", index.name),
+            })?;
+            let stores = informers
+                .iter()
+                .filter(|informer| {
+                    let resource = informer.resource();
+                    resource.api_version == index.api_version && resource.kind == index.kind
+                })
+                .map(|informer| {
+                    let kept = informer.store().index(paths.clone());
+                    (Arc::clone(informer), kept)
+                })
+                .collect();
+            Ok(ViewIndex {
+                name: index.name.clone(),
+                api_version: index.api_version.clone(),
+                kind: index.kind.clone(),
+                stores,
+            })
+        })
+        .collect()
 }
 
 /// Checks that the grant allows list and watch (and get, for cache reads)

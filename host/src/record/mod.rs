@@ -23,7 +23,7 @@ use serde_json::Value;
 pub use writer::{RecordOptions, RecordStats, Recorder, Recordings};
 
 use crate::actions::{ObjectRef, Outcome};
-use crate::wasm::{CacheReader, Change, GuestError, ListQuery, SharedCache};
+use crate::wasm::{CacheReader, Change, GuestError, IndexQuery, ListQuery, SharedCache};
 
 /// The version of the recording format [`Entry`] writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -32,10 +32,11 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const REDACTED: &str = "<redacted>";
 
 /// Which call an entry records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CallKind {
     /// `reconcile`.
+    #[default]
     Reconcile,
     /// `map`.
     Map,
@@ -104,6 +105,42 @@ pub enum Read {
         /// The answer.
         objects: Vec<Value>,
     },
+    /// `cache.by-index`.
+    ByIndex {
+        /// What was asked for.
+        query: RecordedLookup,
+        /// The answer.
+        objects: Vec<Value>,
+    },
+}
+
+/// The arguments of one `cache.by-index`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordedLookup {
+    /// The index's name.
+    pub index: String,
+    /// The value looked up.
+    pub value: String,
+    /// Only this namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+impl RecordedLookup {
+    fn of(query: &IndexQuery<'_>) -> Self {
+        Self {
+            index: query.index.to_owned(),
+            value: query.value.to_owned(),
+            namespace: query.namespace.map(str::to_owned),
+        }
+    }
+
+    fn is(&self, query: &IndexQuery<'_>) -> bool {
+        self.index == query.index
+            && self.value == query.value
+            && self.namespace.as_deref() == query.namespace
+    }
 }
 
 /// The arguments of one `cache.list`.
@@ -147,6 +184,8 @@ pub enum CapturedRead {
     Get(ObjectRef, Option<String>),
     /// `cache.list`.
     List(RecordedQuery, Vec<String>),
+    /// `cache.by-index`.
+    ByIndex(RecordedLookup, Vec<String>),
 }
 
 impl CapturedRead {
@@ -162,6 +201,10 @@ impl CapturedRead {
                 query: query.clone(),
                 objects: objects.iter().map(parse).collect(),
             },
+            Self::ByIndex(query, objects) => Read::ByIndex {
+                query: query.clone(),
+                objects: objects.iter().map(parse).collect(),
+            },
         }
     }
 
@@ -172,6 +215,10 @@ impl CapturedRead {
                 Self::Get(target.clone(), object.as_ref().map(Value::to_string))
             }
             Read::List { query, objects } => Self::List(
+                query.clone(),
+                objects.iter().map(Value::to_string).collect(),
+            ),
+            Read::ByIndex { query, objects } => Self::ByIndex(
                 query.clone(),
                 objects.iter().map(Value::to_string).collect(),
             ),
@@ -224,6 +271,15 @@ impl CacheReader for RecordingCache {
     fn list(&self, query: &ListQuery<'_>) -> Vec<String> {
         let answer = self.inner.list(query);
         self.push(CapturedRead::List(RecordedQuery::of(query), answer.clone()));
+        answer
+    }
+
+    fn by_index(&self, query: &IndexQuery<'_>) -> Vec<String> {
+        let answer = self.inner.by_index(query);
+        self.push(CapturedRead::ByIndex(
+            RecordedLookup::of(query),
+            answer.clone(),
+        ));
         answer
     }
 }
@@ -293,6 +349,21 @@ impl CacheReader for Snapshot {
         self.fallback
             .as_ref()
             .map(|cache| cache.list(query))
+            .unwrap_or_default()
+    }
+
+    fn by_index(&self, query: &IndexQuery<'_>) -> Vec<String> {
+        let recorded = self.reads.iter().find_map(|read| match read {
+            CapturedRead::ByIndex(asked, answer) if asked.is(query) => Some(answer.clone()),
+            _ => None,
+        });
+        if let Some(answer) = recorded {
+            return answer;
+        }
+        self.miss();
+        self.fallback
+            .as_ref()
+            .map(|cache| cache.by_index(query))
             .unwrap_or_default()
     }
 }
@@ -397,7 +468,9 @@ impl Redaction {
                         self.object(object);
                     }
                 }
-                Read::List { objects, .. } => objects.iter_mut().for_each(|o| self.object(o)),
+                Read::List { objects, .. } | Read::ByIndex { objects, .. } => {
+                    objects.iter_mut().for_each(|o| self.object(o));
+                }
             }
         }
         self.result(&mut entry.result);
@@ -568,6 +641,14 @@ mod tests {
             vec![
                 CapturedRead::Get(target.clone(), Some("{\"a\":1}".into())),
                 CapturedRead::List(query, vec!["{}".into(), "{}".into()]),
+                CapturedRead::ByIndex(
+                    RecordedLookup {
+                        index: "by-config".into(),
+                        value: "web".into(),
+                        namespace: None,
+                    },
+                    vec!["{\"b\":2}".into()],
+                ),
             ],
             None,
         );
@@ -587,5 +668,39 @@ mod tests {
         };
         assert_eq!(snapshot.get(&other), None);
         assert_eq!(snapshot.unrecorded(), 2);
+        let lookup = |value| IndexQuery {
+            index: "by-config",
+            value,
+            namespace: None,
+        };
+        assert_eq!(snapshot.by_index(&lookup("web")), ["{\"b\":2}"]);
+        assert!(snapshot.by_index(&lookup("api")).is_empty());
+        assert_eq!(snapshot.unrecorded(), 3);
+    }
+
+    #[test]
+    fn index_lookups_are_recorded_and_read_back() {
+        let captured = CapturedRead::ByIndex(
+            RecordedLookup {
+                index: "by-config".into(),
+                value: "web".into(),
+                namespace: Some("shop".into()),
+            },
+            vec![r#"{"metadata":{"name":"web"}}"#.into()],
+        );
+        let line = serde_json::to_value(captured.to_read()).expect("serialises");
+        assert_eq!(
+            line,
+            json!({"byIndex": {
+                "query": {"index": "by-config", "value": "web", "namespace": "shop"},
+                "objects": [{"metadata": {"name": "web"}}],
+            }})
+        );
+        let read: Read = serde_json::from_value(line).expect("reads back");
+        let CapturedRead::ByIndex(query, objects) = CapturedRead::from_read(&read) else {
+            panic!("a lookup reads back as a lookup");
+        };
+        assert_eq!(query.index, "by-config");
+        assert_eq!(objects, [r#"{"metadata":{"name":"web"}}"#]);
     }
 }

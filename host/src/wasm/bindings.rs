@@ -24,6 +24,11 @@ pub const FINALIZES_EXPORT: &str = "finalizes";
 /// without watching them (since 0.1.2).
 pub const READS_EXPORT: &str = "reads";
 
+/// The optional export of `controller` declaring the indexes a guest looks
+/// objects up by (since 0.1.3).
+pub const INDEXES_EXPORT: &str = "indexes";
+
 pub use self::paddock::controller::types::{
-    Action, Change, Error as GuestFailure, Event, Patch, PatchKind, Read, Relation, Scale, Watch,
+    Action, Change, Error as GuestFailure, Event, Index, Patch, PatchKind, Read, Relation, Scale,
+    Watch,
 };

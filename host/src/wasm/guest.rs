@@ -11,7 +11,9 @@ use wasmtime::component::{Component, ResourceTable};
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{self as wit, Controller, ControllerPre, FINALIZES_EXPORT, READS_EXPORT};
+use super::bindings::{
+    self as wit, Controller, ControllerPre, FINALIZES_EXPORT, INDEXES_EXPORT, READS_EXPORT,
+};
 use super::compile_cache::{CacheStatus, digest};
 use super::engine::{WasmEngine, deadline_ticks};
 use super::error::{GuestError, LoadError};
@@ -145,6 +147,20 @@ pub struct Read {
     pub namespace: Option<String>,
 }
 
+/// An index of the cache a guest looks objects up by (`indexes`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Index {
+    /// Its name, unique within the guest.
+    pub name: String,
+    /// `group/version` of the indexed resource.
+    pub api_version: String,
+    /// The kind.
+    pub kind: String,
+    /// JSONPath expressions, in kubectl's syntax.
+    pub paths: Vec<String>,
+}
+
 /// What a guest declared at load: its `describe`, and its optional
 /// declarations (the exports `controller` added after 0.1.0).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,6 +178,10 @@ pub struct Info {
     /// guest without that export).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reads: Vec<Read>,
+    /// The indexes it looks objects up by (`indexes`; none for a guest
+    /// without that export).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub indexes: Vec<Index>,
 }
 
 impl Info {
@@ -178,6 +198,7 @@ impl Info {
             info,
             finalizes,
             reads,
+            indexes,
         } = declared;
         if info.name.trim().is_empty() {
             return Err("`name` is empty".into());
@@ -224,13 +245,59 @@ impl Info {
                 "exactly one watch must be `primary`, found {primaries}"
             ));
         }
+        let indexes: Vec<Index> = indexes
+            .into_iter()
+            .map(|index| Index {
+                name: index.name,
+                api_version: index.api_version,
+                kind: index.kind,
+                paths: index.paths,
+            })
+            .collect();
+        check_indexes(&indexes, &watches, &reads)?;
         Ok(Self {
             name: info.name,
             watches,
             finalizes,
             reads,
+            indexes,
         })
     }
+}
+
+/// Checks a guest's indexes: each named once, of a kind it watches or
+/// reads, with expressions that parse.
+fn check_indexes(indexes: &[Index], watches: &[Watch], reads: &[Read]) -> Result<(), String> {
+    let mut names = std::collections::BTreeSet::new();
+    for index in indexes {
+        let name = &index.name;
+        if name.trim().is_empty() {
+            return Err(format!(
+                "an index of {} `{}` has no name: name it, for `cache.by-index`",
+                index.api_version, index.kind
+            ));
+        }
+        if !names.insert(name.as_str()) {
+            return Err(format!(
+                "two indexes are named `{name}`: give each its own name"
+            ));
+        }
+        let declared = watches
+            .iter()
+            .map(|watch| (&watch.api_version, &watch.kind))
+            .chain(reads.iter().map(|read| (&read.api_version, &read.kind)))
+            .any(|(api_version, kind)| *api_version == index.api_version && *kind == index.kind);
+        if !declared {
+            return Err(format!(
+                "index `{name}` is of `{}` `{}`, which the controller neither watches nor \
+                 reads: watch it, or add it to `reads`",
+                index.api_version, index.kind
+            ));
+        }
+        crate::cluster::IndexPaths::parse(&index.paths)
+            .map_err(|error| format!("index `{name}`: {error}"))?;
+    }
+    Ok(())
 }
 
 /// Checks that every declared resource (`what` #index) names its `api-version` and `kind`.
@@ -858,11 +925,12 @@ struct Declarations {
     info: wit::Info,
     finalizes: bool,
     reads: Vec<wit::Read>,
+    indexes: Vec<wit::Index>,
 }
 
-/// Calls `describe`, then the optional `finalizes` and `reads` when the
-/// guest exports them (a guest built against 0.1.0 exports neither: it
-/// does not finalize and reads only what it watches).
+/// Calls `describe`, then the optional `finalizes`, `reads` and `indexes`
+/// when the guest exports them (a guest built against 0.1.0 exports none:
+/// it does not finalize, reads only what it watches and has no index).
 fn declarations(
     controller: &Controller,
     instance: &wasmtime::component::Instance,
@@ -874,10 +942,18 @@ fn declarations(
     let reads =
         optional_export::<Vec<wit::Read>>(instance, store, READS_EXPORT, "func() -> list<read>")?
             .unwrap_or_default();
+    let indexes = optional_export::<Vec<wit::Index>>(
+        instance,
+        store,
+        INDEXES_EXPORT,
+        "func() -> list<index>",
+    )?
+    .unwrap_or_default();
     Ok(Declarations {
         info,
         finalizes,
         reads,
+        indexes,
     })
 }
 
@@ -964,4 +1040,66 @@ fn ref_bytes(target: &wit::ObjectRef) -> usize {
         + target.kind.len()
         + target.namespace.as_ref().map_or(0, String::len)
         + target.name.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(name: &str, kind: &str, paths: &[&str]) -> Index {
+        Index {
+            name: name.into(),
+            api_version: "apps/v1".into(),
+            kind: kind.into(),
+            paths: paths.iter().map(|path| (*path).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn indexes_are_named_once_of_declared_kinds_and_parse() {
+        let watches = [Watch {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            relation: Relation::Primary,
+            namespace: None,
+            label_selector: None,
+        }];
+        let reads = [Read {
+            api_version: "apps/v1".into(),
+            kind: "StatefulSet".into(),
+            namespace: None,
+        }];
+        let check = |indexes: &[Index]| check_indexes(indexes, &watches, &reads);
+        let good = index(
+            "by-config",
+            "Deployment",
+            &[".spec.template.spec.volumes[*].configMap.name"],
+        );
+        let read = index("sets", "StatefulSet", &[".spec.serviceName"]);
+        assert_eq!(check(&[good.clone(), read]), Ok(()));
+
+        let error = check(&[good.clone(), good.clone()]).unwrap_err();
+        assert!(
+            error.contains("two indexes are named `by-config`"),
+            "{error}"
+        );
+        let error = check(&[index("pods", "Pod", &[".spec.nodeName"])]).unwrap_err();
+        assert!(
+            error.contains("index `pods`")
+                && error.contains("neither watches nor reads")
+                && error.contains("add it to `reads`"),
+            "{error}"
+        );
+        let error = check(&[index("broken", "Deployment", &[".spec[?"])]).unwrap_err();
+        assert!(
+            error.contains("index `broken`")
+                && error.contains("`.spec[?`")
+                && error.contains("write it as kubectl does"),
+            "{error}"
+        );
+        let error = check(&[index("", "Deployment", &[".spec"])]).unwrap_err();
+        assert!(error.contains("has no name"), "{error}");
+        let error = check(&[index("none", "Deployment", &[])]).unwrap_err();
+        assert!(error.contains("at least one path"), "{error}");
+    }
 }

@@ -17,6 +17,12 @@ pub trait CacheReader: Send + Sync {
     /// and name, optionally narrowed to a namespace and a label selector.
     /// An invalid selector matches nothing.
     fn list(&self, query: &ListQuery<'_>) -> Vec<String>;
+
+    /// The JSON of every visible object whose values for one of the
+    /// guest's indexes include a value, sorted by namespace and name,
+    /// optionally narrowed to a namespace. An index the guest did not
+    /// declare finds nothing.
+    fn by_index(&self, query: &IndexQuery<'_>) -> Vec<String>;
 }
 
 /// The arguments of `cache.list`.
@@ -32,6 +38,17 @@ pub struct ListQuery<'a> {
     pub label_selector: Option<&'a str>,
 }
 
+/// The arguments of `cache.by-index`.
+#[derive(Debug, Clone, Copy)]
+pub struct IndexQuery<'a> {
+    /// The index's name.
+    pub index: &'a str,
+    /// The value looked up.
+    pub value: &'a str,
+    /// Only this namespace.
+    pub namespace: Option<&'a str>,
+}
+
 /// A cache with nothing in it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EmptyCache;
@@ -42,6 +59,10 @@ impl CacheReader for EmptyCache {
     }
 
     fn list(&self, _query: &ListQuery<'_>) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn by_index(&self, _query: &IndexQuery<'_>) -> Vec<String> {
         Vec::new()
     }
 }
@@ -74,6 +95,14 @@ impl cache::Host for HostState {
             kind: &kind,
             namespace: namespace.as_deref(),
             label_selector: label_selector.as_deref(),
+        })
+    }
+
+    fn by_index(&mut self, index: String, value: String, namespace: Option<String>) -> Vec<String> {
+        self.cache.by_index(&IndexQuery {
+            index: &index,
+            value: &value,
+            namespace: namespace.as_deref(),
         })
     }
 }

@@ -26,8 +26,8 @@ mod wasi;
 pub use compile_cache::{CacheStatus, CompileCache};
 pub use engine::{EPOCH_TICK, EngineError, EngineOptions, LoadCounts, WasmEngine};
 pub use error::{GuestError, LoadError};
-pub use guest::{Change, Guest, Info, Instances, LoadOptions, Read, Relation, Watch};
-pub use host_imports::{CacheReader, EmptyCache, ListQuery, SharedCache};
+pub use guest::{Change, Guest, Index, Info, Instances, LoadOptions, Read, Relation, Watch};
+pub use host_imports::{CacheReader, EmptyCache, IndexQuery, ListQuery, SharedCache};
 pub use limits::{
     DEFAULT_DEADLINE, DEFAULT_LOG_LINES_PER_SECOND, DEFAULT_MAX_ACTIONS, DEFAULT_MAX_ANSWER_BYTES,
     DEFAULT_MAX_LOG_BYTES_PER_CALL, DEFAULT_MAX_LOG_LINE_BYTES, DEFAULT_MEMORY_BYTES,

@@ -39,6 +39,11 @@ def reads_to_wit(info):
     return [wit.Read(read.api_version, read.kind, read.namespace) for read in info.reads]
 
 
+def indexes_to_wit(info):
+    return [wit.Index(index.name, index.api_version, index.kind, list(index.paths))
+            for index in info.indexes]
+
+
 def _dump(value):
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 

@@ -24,3 +24,11 @@ def list(api_version: str, kind: str, namespace: Optional[str] = None,
          label_selector: Optional[str] = None) -> List[dict]:
     """Cached objects of one kind, sorted by namespace and name."""
     return [json.loads(text) for text in _host.list(api_version, kind, namespace, label_selector)]
+
+
+def by_index(index: str, value: str, namespace: Optional[str] = None) -> List[dict]:
+    """Cached objects whose values for the index ``index`` (declared with
+    ``Info.index``) include ``value``, sorted by namespace and name;
+    ``namespace`` None for all the guest may see. The rights of ``list`` on the
+    index's kind apply; an undeclared index finds nothing."""
+    return [json.loads(text) for text in _host.by_index(index, str(value), namespace)]

@@ -62,6 +62,22 @@ class Read:
 
 
 @dataclass
+class Index:
+    """An index of the cache, for ``cache.by_index``: objects of one kind (one
+    the controller watches or reads) by the values JSONPath expressions in
+    kubectl's syntax select in them (strings, numbers and booleans, as text,
+    and each element of a selected list of them), e.g.
+    ``Index("by-configmap", "apps/v1", "Deployment",
+    [".spec.template.spec.volumes[*].configMap.name"])``. The host evaluates
+    it whenever it stores an object of the kind."""
+
+    name: str
+    api_version: str
+    kind: str
+    paths: List[str] = field(default_factory=list)
+
+
+@dataclass
 class Info:
     """Who a controller is and what it watches (exactly one primary watch).
 
@@ -73,12 +89,16 @@ class Info:
     on the primary resource.
 
     ``reads``: the resources (``Read``) the controller reads from the cache
-    without watching them."""
+    without watching them.
+
+    ``indexes``: the indexes (``Index``) it looks objects up by with
+    ``cache.by_index``."""
 
     name: str
     watches: List[Watch] = field(default_factory=list)
     finalizes: bool = False
     reads: List[Read] = field(default_factory=list)
+    indexes: List[Index] = field(default_factory=list)
 
     def watch(self, watch: Watch) -> "Info":
         """Adds a watch."""
@@ -88,6 +108,11 @@ class Info:
     def read(self, read: Read) -> "Info":
         """Adds a resource read without watching it."""
         self.reads.append(read)
+        return self
+
+    def index(self, index: Index) -> "Info":
+        """Adds an index of a kind the controller watches or reads."""
+        self.indexes.append(index)
         return self
 
 
@@ -114,9 +139,15 @@ class Controller:
     that a reconcile depends on."""
 
     def describe(self) -> Info:
+        """Who this controller is and what it watches (exactly one primary
+        watch), and what it finalizes, reads and indexes. Asked once at load
+        and checked against the grant."""
         raise NotImplementedError("a controller must describe itself")
 
     def reconcile(self, request: Request):
+        """Reconcile one primary object: answer with an ``Outcome`` of the
+        actions that bring the world in line with ``request.object``, or raise
+        ``Transient`` or ``Permanent``."""
         raise NotImplementedError("a controller must reconcile")
 
     def map(self, changed: dict) -> list:
@@ -141,6 +172,9 @@ def export(controller_class):
 
         def reads(self):
             return _glue.reads_to_wit(controller_class().describe())
+
+        def indexes(self):
+            return _glue.indexes_to_wit(controller_class().describe())
 
         def map(self, changed: str):
             try:

@@ -28,3 +28,56 @@ pub fn list(
         .filter_map(|json| Object::parse(json).ok())
         .collect()
 }
+
+/// Cached objects whose values for the index `index` (declared with
+/// [`Info::index`](crate::Info::index)) include `value`, sorted by namespace
+/// and name; `namespace` `None` for all the guest may see. The rights of
+/// [`list`] on the index's kind apply; an undeclared index finds nothing.
+///
+/// ```ignore
+/// // In `map`, for a changed ConfigMap: the Deployments that mount it.
+/// cache::by_index("by-configmap", configmap.name(), configmap.namespace())
+/// ```
+pub fn by_index(index: &str, value: &str, namespace: Option<&str>) -> Vec<Object> {
+    host::by_index(index, value, namespace)
+        .iter()
+        .filter_map(|json| Object::parse(json).ok())
+        .collect()
+}
+
+/// The cached object of the k8s-openapi type `K` named `name` (in
+/// `namespace` for a namespaced kind), typed; `None` when absent, not
+/// visible to the guest, or not a `K` (with the feature `typed`).
+///
+/// ```ignore
+/// use paddock_guest::k8s::api::core::v1::ConfigMap;
+///
+/// let settings = cache::get_as::<ConfigMap>(Some("shop"), "settings");
+/// ```
+#[cfg(feature = "typed")]
+pub fn get_as<K>(namespace: Option<&str>, name: &str) -> Option<K>
+where
+    K: k8s_openapi::Resource + serde::de::DeserializeOwned,
+{
+    let target = ObjectRef {
+        api_version: K::API_VERSION.to_owned(),
+        kind: K::KIND.to_owned(),
+        namespace: namespace.map(str::to_owned),
+        name: name.to_owned(),
+    };
+    get(&target)?.typed().ok()
+}
+
+/// Cached objects of the k8s-openapi type `K`, typed, as [`list`] answers
+/// them; objects that are not a `K` are left out (with the feature
+/// `typed`).
+#[cfg(feature = "typed")]
+pub fn list_as<K>(namespace: Option<&str>, label_selector: Option<&str>) -> Vec<K>
+where
+    K: k8s_openapi::Resource + serde::de::DeserializeOwned,
+{
+    list(K::API_VERSION, K::KIND, namespace, label_selector)
+        .iter()
+        .filter_map(|object| object.typed().ok())
+        .collect()
+}

@@ -29,6 +29,20 @@ pub fn reads<C: Controller>() -> Vec<wit::Read> {
         .collect()
 }
 
+/// `indexes`: what `describe` declares.
+pub fn indexes<C: Controller>() -> Vec<wit::Index> {
+    C::describe()
+        .indexes
+        .into_iter()
+        .map(|index| wit::Index {
+            name: index.name,
+            api_version: index.api_version,
+            kind: index.kind,
+            paths: index.paths,
+        })
+        .collect()
+}
+
 /// `reconcile`, converted for the bindings.
 pub fn reconcile<C: Controller>(request: wit::Request) -> Result<wit::Outcome, wit::Error> {
     let object = Object::parse(&request.object).map_err(|error| {

@@ -44,7 +44,21 @@ mod types;
 pub use action::{Action, Outcome, PatchKind};
 pub use object::Object;
 pub use serde_json::{self, Value, json};
-pub use types::{Change, Error, Info, ObjectRef, Read, Relation, Request, Watch};
+
+/// Kubernetes' API types, from k8s-openapi (with the feature `typed`):
+/// read an object as one with [`Object::typed`] or
+/// [`cache::get_as`]/[`cache::list_as`], and answer with one, since every
+/// [`Action`] that takes an object takes anything serializable:
+///
+/// ```ignore
+/// use paddock_guest::k8s::api::core::v1::ConfigMap;
+///
+/// let config_map: ConfigMap = request.object.typed()?;
+/// let data = config_map.data.unwrap_or_default();
+/// ```
+#[cfg(feature = "typed")]
+pub use k8s_openapi as k8s;
+pub use types::{Change, Error, Index, Info, ObjectRef, Read, Relation, Request, Watch};
 
 /// A controller: what it watches and how it reconciles.
 ///
@@ -104,6 +118,10 @@ macro_rules! export_controller {
             fn reads() -> ::std::vec::Vec<$crate::__private::wit::Read> {
                 $crate::__private::reads::<$controller>()
             }
+
+            fn indexes() -> ::std::vec::Vec<$crate::__private::wit::Index> {
+                $crate::__private::indexes::<$controller>()
+            }
         }
 
         $crate::__private::bindings::__export_raw!(__PaddockGuestExport with_types_in $crate::__private::bindings);
@@ -113,7 +131,7 @@ macro_rules! export_controller {
 #[doc(hidden)]
 pub mod __private {
     //! Used by [`export_controller!`](crate::export_controller); not part of the API.
-    pub use crate::glue::{describe, finalizes, map, reads, reconcile};
+    pub use crate::glue::{describe, finalizes, indexes, map, reads, reconcile};
     pub use wit_bindgen;
 
     pub use bindings::paddock::controller::types as wit;

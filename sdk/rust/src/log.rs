@@ -12,6 +12,12 @@ pub fn log(level: Level, message: &str) {
     host::log(level, message);
 }
 
+/// Logs at trace level, with `format!` arguments.
+#[macro_export]
+macro_rules! trace {
+    ($($arg:tt)*) => { $crate::log::log($crate::log::Level::Trace, &::std::format!($($arg)*)) };
+}
+
 /// Logs at debug level, with `format!` arguments.
 #[macro_export]
 macro_rules! debug {

@@ -175,6 +175,36 @@ impl Read {
     }
 }
 
+/// An index of the cache: objects of one kind looked up by the values
+/// that JSONPath expressions select in them (see [`Info::index`] and
+/// [`cache::by_index`](crate::cache::by_index)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Index {
+    /// The index's name, unique within the controller.
+    pub name: String,
+    /// `group/version` of the indexed resource, e.g. `apps/v1`.
+    pub api_version: String,
+    /// Its kind, e.g. `Deployment`.
+    pub kind: String,
+    /// JSONPath expressions in kubectl's syntax, e.g.
+    /// `.spec.template.spec.volumes[*].configMap.name`.
+    pub paths: Vec<String>,
+}
+
+impl Index {
+    /// An index called `name` of `kind` objects, by the values `paths`
+    /// select: strings, numbers and booleans, as text, and each element of
+    /// a selected list of them.
+    pub fn new(name: &str, api_version: &str, kind: &str, paths: &[&str]) -> Self {
+        Self {
+            name: name.to_owned(),
+            api_version: api_version.to_owned(),
+            kind: kind.to_owned(),
+            paths: paths.iter().map(|path| (*path).to_owned()).collect(),
+        }
+    }
+}
+
 /// Who a controller is and what it watches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Info {
@@ -187,6 +217,8 @@ pub struct Info {
     pub finalizes: bool,
     /// The resources it reads without watching them (see [`Info::read`]).
     pub reads: Vec<Read>,
+    /// The indexes it looks objects up by (see [`Info::index`]).
+    pub indexes: Vec<Index>,
 }
 
 impl Info {
@@ -197,6 +229,7 @@ impl Info {
             watches: Vec::new(),
             finalizes: false,
             reads: Vec::new(),
+            indexes: Vec::new(),
         }
     }
 
@@ -228,6 +261,30 @@ impl Info {
     #[must_use]
     pub fn read(mut self, read: Read) -> Self {
         self.reads.push(read);
+        self
+    }
+
+    /// Declares an index of a kind the controller watches or reads, for
+    /// [`cache::by_index`](crate::cache::by_index). The host evaluates it
+    /// whenever it stores an object of the kind, so a lookup does not scan
+    /// the cache:
+    ///
+    /// ```ignore
+    /// Info::new("reloader")
+    ///     .watch(Watch::primary("apps/v1", "Deployment"))
+    ///     .watch(Watch::mapped("v1", "ConfigMap"))
+    ///     .index(Index::new("by-configmap", "apps/v1", "Deployment", &[
+    ///         ".spec.template.spec.volumes[*].configMap.name",
+    ///         ".spec.template.spec.containers[*].envFrom[*].configMapRef.name",
+    ///     ]))
+    /// ```
+    ///
+    /// A load whose index is of a kind the controller neither watches nor
+    /// reads, repeats a name, or holds an expression that does not parse is
+    /// refused, naming the index.
+    #[must_use]
+    pub fn index(mut self, index: Index) -> Self {
+        self.indexes.push(index);
         self
     }
 }

@@ -8,6 +8,10 @@
 //!   event whether it saw it (`SecretRead`, `absent` or `seen`);
 //! - `list-secrets`: lists Secrets in that namespace through `cache.list`
 //!   and reports how many it saw (`SecretsListed`);
+//! - `index-secrets`: looks up the Secrets named `data.name` through its
+//!   index `secret-name` (in that namespace, or in every namespace when
+//!   `data.namespace` is empty) and reports how many it saw
+//!   (`SecretsIndexed`);
 //! - `create-outside`, `patch-outside`, `delete-outside`: creates, patches
 //!   or deletes a ConfigMap there;
 //! - `scale-outside`: scales a Deployment there;
@@ -33,7 +37,8 @@
 use std::hint::black_box;
 
 use paddock_guest::{
-    Action, Change, Controller, Error, Info, ObjectRef, Outcome, Read, Request, Watch, cache, json,
+    Action, Change, Controller, Error, Index, Info, ObjectRef, Outcome, Read, Request, Watch,
+    cache, json,
 };
 
 /// The controller.
@@ -45,6 +50,12 @@ impl Controller for Tenant {
         Info::new("tenant")
             .watch(Watch::primary("v1", "ConfigMap"))
             .read(Read::new("v1", "Secret"))
+            .index(Index::new(
+                "secret-name",
+                "v1",
+                "Secret",
+                &[".metadata.name"],
+            ))
     }
 
     fn reconcile(request: Request) -> Result<Outcome, Error> {
@@ -69,6 +80,11 @@ impl Controller for Tenant {
             "list-secrets" => {
                 let seen = cache::list("v1", "Secret", Some(&namespace), None).len();
                 Action::event(me, "SecretsListed", seen.to_string())
+            }
+            "index-secrets" => {
+                let scope = Some(namespace.as_str()).filter(|ns| !ns.is_empty());
+                let seen = cache::by_index("secret-name", &name, scope).len();
+                Action::event(me, "SecretsIndexed", seen.to_string())
             }
             "create-outside" => Action::create(json!({
                 "apiVersion": "v1",
