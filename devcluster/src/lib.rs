@@ -108,5 +108,6 @@ pub use faults::{FaultKind, FaultRule};
 pub use kubeconfig::CONTEXT_NAME;
 pub use oci::{OciError, OciOptions, OciRegistry};
 pub use persist::PersistError;
+pub use registry::{BuiltinKind, builtin_kinds};
 pub use selector::{LabelSelector, SelectorError};
 pub use tls::TlsError;

@@ -578,6 +578,31 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     get_path(v, path).and_then(Value::as_str)
 }
 
+/// A kind every fresh cluster serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltinKind {
+    /// The API group (`""` for the core group).
+    pub group: String,
+    /// The versions serving it, preferred first.
+    pub versions: Vec<String>,
+    /// The kind, e.g. `Deployment`.
+    pub kind: String,
+}
+
+/// The built-in kinds a fresh cluster serves, as a real 1.36 API server with its default
+/// feature gates serves them, in the order its discovery lists them.
+pub fn builtin_kinds() -> Vec<BuiltinKind> {
+    Registry::builtin()
+        .all()
+        .iter()
+        .map(|resource| BuiltinKind {
+            group: resource.group.clone(),
+            versions: resource.versions.clone(),
+            kind: resource.kind.clone(),
+        })
+        .collect()
+}
+
 /// Reads a CustomResourceDefinition into the resource it serves, or the causes it is invalid.
 pub(crate) fn from_crd(crd: &Map<String, Value>) -> Result<ResourceDef, Vec<Cause>> {
     let v = Value::Object(crd.clone());

@@ -48,6 +48,15 @@ pub struct ControllersFile {
     pub controllers: Vec<ControllerSpec>,
 }
 
+/// A file of `manifests`, read.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// The file.
+    pub path: PathBuf,
+    /// Its objects, in order.
+    pub objects: Vec<serde_json::Value>,
+}
+
 /// One guest to run.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -261,9 +270,38 @@ pub enum ConfigError {
     Parse {
         /// The file.
         path: PathBuf,
-        /// Where and why (line and column).
+        /// Where and why (the file, line and column).
         #[source]
-        source: Box<serde_saphyr::Error>,
+        source: Box<crate::yaml::YamlError>,
+    },
+    /// A file `manifests` names does not exist.
+    #[error(
+        "{}: field `manifests[{index}]`: {} does not exist; give the path of a YAML file of \
+         objects to apply, relative to the controllers file, or remove the entry",
+        path.display(),
+        manifest.display()
+    )]
+    MissingManifest {
+        /// The controllers file.
+        path: PathBuf,
+        /// The entry's position in `manifests`, from 0.
+        index: usize,
+        /// The manifest, resolved against the controllers file's folder.
+        manifest: PathBuf,
+    },
+    /// A file `manifests` names is not YAML of Kubernetes objects.
+    #[error(
+        "{}: field `manifests[{index}]`: fix the manifest it names, or remove the entry",
+        path.display()
+    )]
+    Manifest {
+        /// The controllers file.
+        path: PathBuf,
+        /// The entry's position in `manifests`, from 0.
+        index: usize,
+        /// What is wrong with the manifest, naming it.
+        #[source]
+        source: Box<crate::harness::FixtureError>,
     },
     /// A field of one entry is invalid.
     #[error("{}: controller `{entry}`: field `{field}`: {problem}", path.display())]
@@ -292,10 +330,11 @@ impl ControllersFile {
 
     /// Parses and validates the text of a controllers file found at `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
-        let mut file: Self = serde_saphyr::from_str(text).map_err(|source| ConfigError::Parse {
-            path: path.to_owned(),
-            source: Box::new(source),
-        })?;
+        let mut file: Self =
+            crate::yaml::from_str(path, text).map_err(|source| ConfigError::Parse {
+                path: path.to_owned(),
+                source: Box::new(source),
+            })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for manifest in &mut file.manifests {
             *manifest = base.join(&*manifest);
@@ -314,6 +353,36 @@ impl ControllersFile {
         }
         file.validate(path)?;
         Ok(file)
+    }
+
+    /// Reads every file `manifests` names, in order, each checked to hold
+    /// Kubernetes objects: `paddock dev` reads them before it starts the
+    /// embedded cluster. `path` is the controllers file's, for the errors.
+    pub fn read_manifests(&self, path: &Path) -> Result<Vec<Manifest>, ConfigError> {
+        self.manifests
+            .iter()
+            .enumerate()
+            .map(|(index, manifest)| {
+                if !manifest.is_file() {
+                    return Err(ConfigError::MissingManifest {
+                        path: path.to_owned(),
+                        index,
+                        manifest: manifest.clone(),
+                    });
+                }
+                let objects = crate::harness::read_objects(manifest).map_err(|source| {
+                    ConfigError::Manifest {
+                        path: path.to_owned(),
+                        index,
+                        source: Box::new(source),
+                    }
+                })?;
+                Ok(Manifest {
+                    path: manifest.clone(),
+                    objects,
+                })
+            })
+            .collect()
     }
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
@@ -747,7 +816,77 @@ mod tests {
         let ConfigError::Parse { source, .. } = &error else {
             panic!("expected a parse error, got {error:?}");
         };
-        assert!(source.to_string().contains("memory"), "{source}");
+        let text = source.to_string();
+        assert!(text.contains("unknown field `memory`"), "{text}");
+        // The snippet is headed with the file, the line and the column.
+        let place = format!("--> {}:8:3", dir.path().join("controllers.yaml").display());
+        assert!(text.contains(&place), "{text}");
+        assert!(!text.contains("<input>"), "{text}");
+    }
+
+    #[test]
+    fn manifests_are_read_naming_the_field_and_the_fix() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_module(dir.path());
+        let path = dir.path().join("controllers.yaml");
+        let file = parse(
+            dir.path(),
+            &format!("manifests: [crds/app.yaml, app.yaml]\n{GOOD}"),
+        )
+        .expect("valid: manifests are read by `paddock dev` only");
+        let error = file.read_manifests(&path).expect_err("missing");
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "{}: field `manifests[0]`: {} does not exist; give the path of a YAML file of \
+                 objects to apply, relative to the controllers file, or remove the entry",
+                path.display(),
+                dir.path().join("crds/app.yaml").display()
+            )
+        );
+
+        std::fs::create_dir(dir.path().join("crds")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("crds/app.yaml"),
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n",
+        )
+        .expect("write");
+        std::fs::write(dir.path().join("app.yaml"), "kind: [unclosed\n").expect("write");
+        let error = file.read_manifests(&path).expect_err("not YAML");
+        let chain = crate::cluster::error_chain(&error);
+        assert!(
+            chain.starts_with(&format!(
+                "{}: field `manifests[1]`: fix the manifest it names, or remove the entry: {} \
+                 is not valid YAML",
+                path.display(),
+                dir.path().join("app.yaml").display()
+            )),
+            "{chain}"
+        );
+        assert!(
+            chain.contains(&format!("--> {}:1:", dir.path().join("app.yaml").display())),
+            "{chain}"
+        );
+
+        std::fs::write(
+            dir.path().join("app.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\n",
+        )
+        .expect("write");
+        let error = file.read_manifests(&path).expect_err("no name");
+        assert!(
+            crate::cluster::error_chain(&error).contains("document #1 is not a Kubernetes object"),
+            "{error}"
+        );
+
+        std::fs::write(
+            dir.path().join("app.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: shop}\n",
+        )
+        .expect("write");
+        let manifests = file.read_manifests(&path).expect("both read");
+        assert_eq!(manifests.len(), 2);
+        assert_eq!(manifests[1].objects[0]["kind"], "ConfigMap");
     }
 
     #[test]

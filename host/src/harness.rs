@@ -16,8 +16,12 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::actions::{ObjectRef, Outcome};
+use crate::cluster::IndexPaths;
+use crate::record::CallKind;
 use crate::selector::LabelSelector;
-use crate::wasm::{CacheReader, Change, Clock, Guest, GuestError, Info, ListQuery};
+use crate::wasm::{
+    CacheReader, Change, Clock, Guest, GuestError, Index, IndexQuery, Info, ListQuery,
+};
 
 /// The instant fixture cases read from the wall clock unless their
 /// `case.yaml` says otherwise: 2025-01-01T00:00:00Z.
@@ -40,9 +44,9 @@ pub enum FixtureError {
     Yaml {
         /// The file.
         path: PathBuf,
-        /// Where and why.
+        /// Where and why (the file, line and column).
         #[source]
-        source: Box<serde_saphyr::Error>,
+        source: Box<crate::yaml::YamlError>,
     },
     /// A document is not a Kubernetes object.
     #[error("{}: document #{index} is not a Kubernetes object: {problem}", path.display())]
@@ -82,7 +86,7 @@ pub fn read_objects(path: &Path) -> Result<Vec<Value>, FixtureError> {
         source,
     })?;
     let documents: Vec<Value> =
-        serde_saphyr::from_multiple(&text).map_err(|source| FixtureError::Yaml {
+        crate::yaml::from_multiple(path, &text).map_err(|source| FixtureError::Yaml {
             path: path.to_owned(),
             source: Box::new(source),
         })?;
@@ -195,6 +199,11 @@ impl CacheReader for FixtureCache {
             .map(|(_, object)| object.to_string())
             .collect()
     }
+
+    /// Fixtures know no index: [`Declared`] evaluates a guest's.
+    fn by_index(&self, _query: &IndexQuery<'_>) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A cache narrowed to the kinds a guest declares, in the namespaces it
@@ -205,6 +214,8 @@ pub struct Declared<C> {
     cache: C,
     /// `(apiVersion, kind, namespace)`; `None`: every namespace.
     kinds: Vec<(String, String, Option<String>)>,
+    /// The guest's indexes, evaluated over what `list` answers.
+    indexes: Vec<(Index, IndexPaths)>,
 }
 
 impl<C: CacheReader> Declared<C> {
@@ -224,9 +235,15 @@ impl<C: CacheReader> Declared<C> {
                 read.namespace.clone(),
             )
         });
+        let indexes = info
+            .indexes
+            .iter()
+            .filter_map(|index| Some((index.clone(), IndexPaths::parse(&index.paths).ok()?)))
+            .collect();
         Self {
             cache,
             kinds: watched.chain(read).collect(),
+            indexes,
         }
     }
 
@@ -282,12 +299,36 @@ impl<C: CacheReader> CacheReader for Declared<C> {
         }
         objects
     }
+
+    /// Evaluated over the objects `list` answers, as the host's stores
+    /// would have evaluated it when storing them.
+    fn by_index(&self, query: &IndexQuery<'_>) -> Vec<String> {
+        let Some((index, paths)) = self
+            .indexes
+            .iter()
+            .find(|(index, _)| index.name == query.index)
+        else {
+            return Vec::new();
+        };
+        let mut objects = self.list(&ListQuery {
+            api_version: &index.api_version,
+            kind: &index.kind,
+            namespace: query.namespace,
+            label_selector: None,
+        });
+        objects.retain(|object| paths.values_of(object).contains(query.value));
+        objects
+    }
 }
 
 /// The optional `case.yaml` of a fixture case.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CaseFile {
+    /// `reconcile` (default) or `map`: `object.yaml` is then the changed
+    /// object, and `expected.yaml` the primaries it maps to.
+    #[serde(default)]
+    call: CallKind,
     /// `applied` (default) or `deleted`.
     #[serde(default)]
     change: Change,
@@ -303,6 +344,8 @@ struct CaseFile {
 pub struct Case {
     /// The case's folder name.
     pub name: String,
+    /// `reconcile` or `map`.
+    pub call: CallKind,
     /// The object to reconcile.
     pub object: Value,
     /// What the cache holds.
@@ -329,13 +372,26 @@ impl Case {
                     path: case_path.clone(),
                     source,
                 })?;
-            serde_saphyr::from_str(&text).map_err(|source| FixtureError::Yaml {
+            crate::yaml::from_str(&case_path, &text).map_err(|source| FixtureError::Yaml {
                 path: case_path.clone(),
                 source: Box::new(source),
             })?
         } else {
             CaseFile::default()
         };
+        if case.call == CallKind::Map {
+            let misplaced = [
+                ("change", case.change != Change::Applied),
+                ("attempt", case.attempt != 0),
+            ];
+            if let Some((field, _)) = misplaced.into_iter().find(|(_, set)| *set) {
+                return Err(FixtureError::Case {
+                    path: case_path,
+                    field,
+                    problem: "only a reconcile has it: remove it from this `call: map` case".into(),
+                });
+            }
+        }
         let now = case.now.as_deref().unwrap_or(FIXTURE_NOW);
         let clock = parse_instant(now)
             .map(Clock::Fixed)
@@ -357,9 +413,11 @@ impl Case {
                 source,
             })?;
         let expected: Value =
-            serde_saphyr::from_str(&expected_text).map_err(|source| FixtureError::Yaml {
-                path: expected_path.clone(),
-                source: Box::new(source),
+            crate::yaml::from_str(&expected_path, &expected_text).map_err(|source| {
+                FixtureError::Yaml {
+                    path: expected_path.clone(),
+                    source: Box::new(source),
+                }
             })?;
         Ok(Self {
             name: dir
@@ -367,6 +425,7 @@ impl Case {
                 .map(|name| name.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             object: read_object(&dir.join("object.yaml"))?,
+            call: case.call,
             cache,
             change: case.change,
             attempt: case.attempt,
@@ -403,15 +462,78 @@ impl Case {
     }
 
     /// Runs the case and renders the result the way `expected.yaml` holds
-    /// it: the outcome, or `error: {transient|permanent|sandbox: message}`.
+    /// it: for a reconcile the outcome, or `error: {transient|permanent|sandbox:
+    /// message}`; for a map `primaries: [...]` (sorted), or `error: {sandbox:
+    /// message}`.
     pub fn actual(&self, guest: &Guest) -> Value {
-        outcome_value(self.run(guest))
+        match self.call {
+            CallKind::Reconcile => outcome_value(self.run(guest)),
+            CallKind::Map => primaries_value(guest.map(
+                &self.object.to_string(),
+                Arc::new(Declared::new(self.cache.clone(), guest.info())),
+            )),
+        }
     }
 
-    /// Whether `actual` is what the case expects.
+    /// Whether `actual` is what the case expects; a map's primaries in any
+    /// order, as the host queues them.
     pub fn passes(&self, actual: &Value) -> bool {
-        *actual == self.expected
+        let mut expected = self.expected.clone();
+        sort_primaries(&mut expected);
+        *actual == expected
     }
+}
+
+/// What a map answered, as `paddock test --map` prints it and a `call:
+/// map` fixture's `expected.yaml` holds it: the primaries, sorted by
+/// namespace, name, kind and apiVersion, each once.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Primaries {
+    /// The primary objects to reconcile.
+    pub primaries: Vec<ObjectRef>,
+}
+
+impl Primaries {
+    /// `primaries`, sorted, each once.
+    pub fn new(mut primaries: Vec<ObjectRef>) -> Self {
+        primaries.sort_by(|a, b| {
+            (&a.namespace, &a.name, &a.kind, &a.api_version).cmp(&(
+                &b.namespace,
+                &b.name,
+                &b.kind,
+                &b.api_version,
+            ))
+        });
+        primaries.dedup();
+        Self { primaries }
+    }
+}
+
+/// A map's result as a fixture's `expected.yaml` holds it: the
+/// [`Primaries`], or the sandbox error.
+pub fn primaries_value(result: Result<Vec<ObjectRef>, GuestError>) -> Value {
+    match result {
+        Ok(primaries) => serde_json::to_value(Primaries::new(primaries)).unwrap_or(Value::Null),
+        Err(error) => serde_json::json!({"error": {"sandbox": error.to_string()}}),
+    }
+}
+
+/// Sorts `primaries` by namespace, name, kind and apiVersion, each once.
+fn sort_primaries(value: &mut Value) {
+    let Some(Value::Array(primaries)) = value.get_mut("primaries") else {
+        return;
+    };
+    let key = |reference: &Value| {
+        ["namespace", "name", "kind", "apiVersion"].map(|field| {
+            reference
+                .get(field)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        })
+    };
+    primaries.sort_by_key(key);
+    primaries.dedup();
 }
 
 /// A reconcile's result as a fixture's `expected.yaml` holds it.
@@ -524,6 +646,12 @@ mod tests {
                 kind: "ConfigMap".into(),
                 namespace: Some("x".into()),
             }],
+            indexes: vec![crate::wasm::Index {
+                name: "app".into(),
+                api_version: "v1".into(),
+                kind: "ConfigMap".into(),
+                paths: vec![".metadata.labels.app".into()],
+            }],
         };
         let declared = Declared::new(cache(), &info);
         let configmap = |namespace: &str, name: &str| ObjectRef {
@@ -545,6 +673,16 @@ mod tests {
         };
         assert!(cache().get(&namespace).is_some());
         assert!(declared.get(&namespace).is_none(), "Namespaces undeclared");
+        // Indexes are evaluated over what the guest may list.
+        let lookup = |index, namespace| IndexQuery {
+            index,
+            value: "web",
+            namespace,
+        };
+        assert_eq!(names(declared.by_index(&lookup("app", None))), ["b"]);
+        assert_eq!(names(declared.by_index(&lookup("app", Some("x")))), ["b"]);
+        assert!(declared.by_index(&lookup("app", Some("y"))).is_empty());
+        assert!(declared.by_index(&lookup("undeclared", None)).is_empty());
     }
 
     #[test]

@@ -23,7 +23,10 @@
 //!   the fence that lets one host work;
 //! - [`harness`]: the offline harness behind `paddock test`;
 //! - [`record`]: recording what guests see and answer, replaying it
-//!   offline, and comparing two answers (shadow runs, replays).
+//!   offline, and comparing two answers (shadow runs, replays);
+//! - [`kinds`]: which apiVersions serve a kind, and the advice for a kind
+//!   named where it is not served;
+//! - [`yaml`]: parsing users' YAML files, with errors that name the file.
 
 pub mod actions;
 pub mod cluster;
@@ -35,6 +38,7 @@ pub mod fuzzing;
 pub mod grants;
 pub mod harness;
 pub mod identity;
+pub mod kinds;
 pub mod oci;
 pub mod ops;
 pub mod queue;
@@ -44,3 +48,4 @@ pub mod replication;
 pub mod retry;
 pub mod selector;
 pub mod wasm;
+pub mod yaml;

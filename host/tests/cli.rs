@@ -151,6 +151,210 @@ fn a_malformed_object_file_is_named() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);
     assert!(stderr.contains("broken.yaml is not valid YAML"), "{stderr}");
+    // The snippet is headed with the file, the line and the column.
+    assert!(
+        stderr.contains(&format!(" --> {}:2:7", object.display())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("<input>"), "{stderr}");
+}
+
+/// The replica-floor guest's object of `below-floor`, at `api_version`.
+fn floor_object(dir: &std::path::Path, api_version: &str, kind: &str) -> PathBuf {
+    let object =
+        std::fs::read_to_string(fixture("replica-floor", "below-floor").join("object.yaml"))
+            .expect("read the object")
+            .replace("apiVersion: apps/v1", &format!("apiVersion: {api_version}"))
+            .replace("kind: Deployment", &format!("kind: {kind}"));
+    let path = dir.join("object.yaml");
+    std::fs::write(&path, object).expect("write");
+    path
+}
+
+#[test]
+fn an_action_on_an_unserved_kind_is_a_warning_and_fails_its_fixture() {
+    let dir = tempfile::tempdir().expect("temporary dir");
+    let case = dir.path().join("apps-v2");
+    std::fs::create_dir(&case).expect("mkdir");
+    let object = floor_object(&case, "apps/v2", "Deployment");
+    let output = paddock(&[
+        "test".as_ref(),
+        module("replica_floor").as_os_str(),
+        "--object".as_ref(),
+        object.as_os_str(),
+    ]);
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(
+            "warning: action #0 (scale) targets kind `Deployment` of `apps/v2`, which is not \
+             served; `Deployment` is served as `apps/v1`\n"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("warning: action #1 (record-event) targets kind `Deployment` of `apps/v2`"),
+        "{stderr}"
+    );
+
+    // Expecting exactly what the guest answers does not make the kind right.
+    std::fs::write(case.join("expected.yaml"), &output.stdout).expect("write");
+    let output = paddock(&[
+        "test".as_ref(),
+        module("replica_floor").as_os_str(),
+        "--fixture".as_ref(),
+        case.as_os_str(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "FAILED  {}\n  action #0 (scale) targets kind `Deployment` of `apps/v2`, which is not \
+             served; `Deployment` is served as `apps/v1`\n",
+            case.display()
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
+}
+
+#[test]
+fn a_custom_kind_is_known_from_its_definition() {
+    let dir = tempfile::tempdir().expect("temporary dir");
+    let object = floor_object(dir.path(), "example.com/v1", "Widget");
+    let test = |extra: &[&std::ffi::OsStr]| {
+        let module = module("replica_floor");
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "test".as_ref(),
+            module.as_os_str(),
+            "--object".as_ref(),
+            object.as_os_str(),
+        ];
+        args.extend_from_slice(extra);
+        paddock(&args)
+    };
+    let output = test(&[]);
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(
+            "warning: action #0 (scale) targets kind `Widget` of `example.com/v1`, which is not \
+             served; it is not a built-in kind, nor defined by a CustomResourceDefinition given, \
+             nor declared by the guest; give its definition with `paddock test --crd FILE`, or \
+             check the apiVersion and kind"
+        ),
+        "{stderr}"
+    );
+
+    let crds = dir.path().join("crds.yaml");
+    std::fs::write(
+        &crds,
+        "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget}
+  versions: [{name: v1, served: true, storage: true}]
+",
+    )
+    .expect("write");
+    let output = test(&["--crd".as_ref(), crds.as_os_str()]);
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    assert!(
+        !text(&output.stderr).contains("warning"),
+        "{}",
+        text(&output.stderr)
+    );
+
+    std::fs::write(
+        &crds,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n",
+    )
+    .expect("write");
+    let output = test(&["--crd".as_ref(), crds.as_os_str()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains(&format!(
+            "{} holds no CustomResourceDefinition",
+            crds.display()
+        )),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn dev_checks_the_manifests_before_the_cluster_starts() {
+    let dir = tempfile::tempdir().expect("temporary dir");
+    let config = dir.path().join("controllers.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "manifests: [crds/app.yaml]
+controllers:
+- name: floor
+  module: {}
+  grant:
+  - {{apiGroups: [apps], resources: [deployments], verbs: [get, list, watch]}}
+",
+            module("replica_floor").display()
+        ),
+    )
+    .expect("write");
+    let dev = || {
+        paddock(&[
+            "dev".as_ref(),
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--kubeconfig-out".as_ref(),
+            dir.path().join("kubeconfig").as_os_str(),
+        ])
+    };
+    let output = dev();
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "error: {}: field `manifests[0]`: {} does not exist; give the path of a YAML file of \
+             objects to apply, relative to the controllers file, or remove the entry\n",
+            config.display(),
+            dir.path().join("crds/app.yaml").display()
+        )
+    );
+    assert!(
+        !text(&output.stdout).contains("embedded cluster"),
+        "{}",
+        text(&output.stdout)
+    );
+
+    std::fs::create_dir(dir.path().join("crds")).expect("mkdir");
+    std::fs::write(dir.path().join("crds/app.yaml"), "kind: [unclosed\n").expect("write");
+    let output = dev();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "error: {}: field `manifests[0]`: fix the manifest it names, or remove the entry: \
+             {} is not valid YAML",
+            config.display(),
+            dir.path().join("crds/app.yaml").display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            " --> {}:1:",
+            dir.path().join("crds/app.yaml").display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !text(&output.stdout).contains("embedded cluster"),
+        "{}",
+        text(&output.stdout)
+    );
 }
 
 #[test]

@@ -284,6 +284,14 @@ async fn a_broken_new_version_leaves_the_old_one_serving_and_says_why() {
         message.contains("beyond its grant") && message.contains("deployments"),
         "{message}"
     );
+    // The fix names where the grant is written.
+    assert!(
+        message.contains(&format!(
+            "to `grant` of controller `stamp` in {}",
+            setup.config.display()
+        )),
+        "{message}"
+    );
     let ops = OpsState::new(
         setup.supervisor.runtime().informers().clone(),
         setup.supervisor.board().clone(),

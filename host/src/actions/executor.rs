@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use super::events::EventRecorder;
 use super::{Action, EventType, ObjectRef, Outcome, PatchKind};
 use crate::cluster::{Discovery, InformerRegistry, Resource, split_api_version};
-use crate::grants::{Denied, Grant, Permission};
+use crate::grants::{Grant, Permission};
 use crate::identity::{Attributes, Identities, ServiceAccount};
 use crate::replication::Fence;
 
@@ -579,10 +579,7 @@ fn check_event(actor: &Actor) -> Result<(), String> {
     if actor.grant.check(&needed("")).is_ok() {
         return Ok(());
     }
-    Err(format!(
-        "not granted: {}; add a rule such as {}",
-        denied.permission, denied.rule_hint
-    ))
+    Err(denied.to_string())
 }
 
 /// Checks one action against the actor's grant and namespaces.
@@ -616,14 +613,7 @@ fn check(
     actor
         .grant
         .check(&[permission_of(action, resource)])
-        .map_err(
-            |Denied {
-                 permission,
-                 rule_hint,
-             }| {
-                format!("not granted: {permission}; add a rule such as {rule_hint}")
-            },
-        )
+        .map_err(|denied| denied.to_string())
 }
 
 /// Guests may not write Paddock's own resources, whose status the host

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::ValueEnum;
-use paddock::harness::{self, Case, FixtureCache};
+use paddock::harness::{self, Case, Declared, FixtureCache};
+use paddock::kinds::ServedKinds;
 use paddock::record;
 use paddock::wasm::{Change, Clock, Instances, LoadOptions, WasmEngine};
 
@@ -47,9 +48,16 @@ pub struct TestArgs {
     /// The guest component (`.wasm`).
     module: PathBuf,
 
-    /// The object to reconcile (YAML or JSON, one object).
+    /// The object to reconcile (YAML or JSON, one object); with --map, the
+    /// changed object to map.
     #[arg(long, value_name = "FILE", required_unless_present_any = ["fixtures", "replay"])]
     object: Option<PathBuf>,
+
+    /// Call `map` instead of `reconcile`: print the primary objects the
+    /// guest names for the changed --object, reading --cache, as a `call:
+    /// map` fixture's `expected.yaml` holds them.
+    #[arg(long, requires = "object", conflicts_with_all = ["change", "attempt"])]
+    map: bool,
 
     /// Instead of --object: replay a recording (`paddock run --record`):
     /// a controller's folder, or one of its .jsonl files. Every recorded
@@ -65,14 +73,24 @@ pub struct TestArgs {
 
     /// Instead of --object: run fixture cases (folders holding
     /// `object.yaml`, optional `cache/` and `case.yaml`, and `expected.yaml`)
-    /// and check each outcome against `expected.yaml`. A folder of case
-    /// folders runs them all.
+    /// and check each outcome against `expected.yaml`, printing a diff of
+    /// each failure. A folder of case folders runs them all. A case whose
+    /// `case.yaml` says `call: map` maps `object.yaml` and expects
+    /// `primaries:`.
     #[arg(long = "fixture", value_name = "DIR", conflicts_with_all = ["object", "cache", "now", "replay"])]
     fixtures: Vec<PathBuf>,
 
     /// A folder of YAML files whose objects the guest's cache reads see.
     #[arg(long = "cache", value_name = "DIR")]
     cache: Option<PathBuf>,
+
+    /// A YAML file of CustomResourceDefinitions (other objects are
+    /// skipped); repeatable. Every action must target a kind served at its
+    /// apiVersion: a built-in kind, one of these, or a custom kind the
+    /// guest watches or reads. Any other is a warning with --object, and
+    /// fails a fixture case.
+    #[arg(long = "crd", value_name = "FILE", conflicts_with = "replay")]
+    crds: Vec<PathBuf>,
 
     /// Whether the object exists or was deleted.
     #[arg(long, value_enum, default_value = "applied")]
@@ -139,13 +157,30 @@ pub fn test(engine: &WasmEngine, args: TestArgs) -> anyhow::Result<ExitCode> {
             .clock(clock)
             .instances(args.instances.into()),
     )?;
-    let change = match args.change {
-        ChangeArg::Applied => Change::Applied,
-        ChangeArg::Deleted => Change::Deleted,
+    // The guest reads only the kinds it declares, as on a cluster.
+    let cache = Arc::new(Declared::new(cache, guest.info()));
+    let kinds = ServedKinds::offline(&args.crds)?.with_declared(guest.info());
+    let answered = if args.map {
+        guest
+            .map(&object.to_string(), cache)
+            .map(|primaries| print(&harness::Primaries::new(primaries), args.output))
+    } else {
+        let change = match args.change {
+            ChangeArg::Applied => Change::Applied,
+            ChangeArg::Deleted => Change::Deleted,
+        };
+        guest
+            .reconcile(&object.to_string(), change, args.attempt, cache)
+            .map(|outcome| {
+                for target in kinds.unserved_targets(&outcome) {
+                    eprintln!("warning: {target}");
+                }
+                print(&outcome, args.output)
+            })
     };
-    match guest.reconcile(&object.to_string(), change, args.attempt, Arc::new(cache)) {
-        Ok(outcome) => {
-            print(&outcome, args.output)?;
+    match answered {
+        Ok(printed) => {
+            printed?;
             Ok(ExitCode::SUCCESS)
         }
         Err(error) => {
@@ -166,6 +201,7 @@ fn test_fixtures(engine: &WasmEngine, args: &TestArgs) -> anyhow::Result<ExitCod
             cases.extend(Case::load_all(dir)?);
         }
     }
+    let kinds = ServedKinds::offline(&args.crds)?;
     let mut failed = 0;
     for case in &cases {
         let guest = engine.load(
@@ -176,11 +212,17 @@ fn test_fixtures(engine: &WasmEngine, args: &TestArgs) -> anyhow::Result<ExitCod
                 .instances(args.instances.into()),
         )?;
         let actual = case.actual(&guest);
-        if case.passes(&actual) {
+        let unserved = kinds
+            .with_declared(guest.info())
+            .unserved_targets_in(&actual);
+        if case.passes(&actual) && unserved.is_empty() {
             println!("ok      {}", case.dir.display());
         } else {
             failed += 1;
             println!("FAILED  {}", case.dir.display());
+            for target in &unserved {
+                println!("  {target}");
+            }
             let expected = serde_saphyr::to_string(&case.expected)?;
             let got = serde_saphyr::to_string(&actual)?;
             print!(

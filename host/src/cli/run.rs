@@ -10,9 +10,8 @@ use kube::Client;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use paddock::cluster::Discovery;
-use paddock::config::ControllersFile;
+use paddock::config::{ControllersFile, Manifest};
 use paddock::controller::{ControllerHandle, ControllerStats, Runtime};
-use paddock::harness::read_objects;
 use paddock::oci::{PullLimits, Registries};
 use paddock::ops::OpsState;
 use paddock::record::{RecordOptions, Recordings, Redaction};
@@ -497,8 +496,9 @@ struct Sources<'a> {
 /// Starts the embedded cluster, applies the manifests, and runs the
 /// controllers until Ctrl-C or SIGTERM.
 pub fn dev(engine: &WasmEngine, args: DevArgs) -> anyhow::Result<ExitCode> {
+    // Read and checked before the cluster starts.
     let manifests = match &args.config {
-        Some(config) => ControllersFile::load(config)?.manifests,
+        Some(config) => ControllersFile::load(config)?.read_manifests(config)?,
         None => Vec::new(),
     };
     tokio_runtime()?.block_on(async {
@@ -622,10 +622,10 @@ async fn apply_crds(client: &Client) -> anyhow::Result<()> {
 }
 
 /// Server-side applies every object of the manifest files, in order.
-pub async fn apply_manifests(client: &Client, manifests: &[PathBuf]) -> anyhow::Result<()> {
+pub async fn apply_manifests(client: &Client, manifests: &[Manifest]) -> anyhow::Result<()> {
     let discovery = Discovery::new(client.clone());
-    for path in manifests {
-        for object in read_objects(path)? {
+    for Manifest { path, objects } in manifests {
+        for object in objects {
             let api_version = object["apiVersion"].as_str().unwrap_or_default();
             let kind = object["kind"].as_str().unwrap_or_default();
             let name = object["metadata"]["name"].as_str().unwrap_or_default();
@@ -644,7 +644,7 @@ pub async fn apply_manifests(client: &Client, manifests: &[PathBuf]) -> anyhow::
             api.patch(
                 name,
                 &PatchParams::apply("paddock-dev").force(),
-                &Patch::Apply(&object),
+                &Patch::Apply(object),
             )
             .await
             .with_context(|| format!("{}: applying {kind} {name}", path.display()))?;

@@ -7,10 +7,12 @@
 //! stale answer.
 //!
 //! Each lookup is kube's `discovery::pinned_kind`: one request for the one
-//! group-version asked about. `kube::Discovery` is not used here because it
-//! lists every group and version of the cluster on each run and keeps no
-//! per-kind answers to forget; the host resolves a handful of kinds, one
-//! at a time, as guests name them.
+//! group-version asked about. `kube::Discovery` is not used for lookups
+//! because it lists every group and version of the cluster on each run and
+//! keeps no per-kind answers to forget; the host resolves a handful of
+//! kinds, one at a time, as guests name them. It is used when a kind is
+//! not served, to say where a kind of that name is ([`ServedKinds`], by
+//! aggregated discovery: two requests).
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -21,6 +23,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::Scope;
 
 use super::ClusterError;
+use crate::kinds::ServedKinds;
 
 /// A resource type of the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,9 +137,9 @@ impl Discovery {
             Err(error) => {
                 let error = match error {
                     // The group-version is not served, or does not hold the kind.
-                    kube::Error::Discovery(_) => unknown_kind(api_version, kind, error),
+                    kube::Error::Discovery(_) => self.unknown_kind(api_version, kind, error).await,
                     kube::Error::Api(ref status) if status.code == 404 => {
-                        unknown_kind(api_version, kind, error)
+                        self.unknown_kind(api_version, kind, error).await
                     }
                     other => ClusterError::from_request(other),
                 };
@@ -182,6 +185,35 @@ impl Discovery {
             .cloned()
     }
 
+    /// The error for a kind the cluster does not serve, naming where it
+    /// serves a kind of that name.
+    async fn unknown_kind(
+        &self,
+        api_version: &str,
+        kind: &str,
+        source: kube::Error,
+    ) -> ClusterError {
+        let served_as = self.served_kinds().await.map(|kinds| kinds.named(kind));
+        ClusterError::UnknownKind {
+            api_version: api_version.to_owned(),
+            kind: kind.to_owned(),
+            served_as,
+            source: Box::new(source),
+        }
+    }
+
+    /// Every kind the cluster serves, by aggregated discovery or, from a
+    /// server without it, one request per API group; `None` when they
+    /// cannot be listed.
+    async fn served_kinds(&self) -> Option<ServedKinds> {
+        let discovery = kube::Discovery::new(self.client.clone());
+        let discovery = match discovery.run_aggregated().await {
+            Ok(discovery) => discovery,
+            Err(_) => kube::Discovery::new(self.client.clone()).run().await.ok()?,
+        };
+        Some(ServedKinds::discovered(&discovery))
+    }
+
     /// Forgets a kind, so that the next `resolve` asks the API server again.
     /// The informers call it after a 404 on the kind's URL.
     pub fn forget(&self, api_version: &str, kind: &str) {
@@ -189,15 +221,6 @@ impl Discovery {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&(api_version.to_owned(), kind.to_owned()));
-    }
-}
-
-/// The error for a kind the cluster does not serve.
-fn unknown_kind(api_version: &str, kind: &str, source: kube::Error) -> ClusterError {
-    ClusterError::UnknownKind {
-        api_version: api_version.to_owned(),
-        kind: kind.to_owned(),
-        source: Box::new(source),
     }
 }
 
@@ -300,6 +323,48 @@ mod refresh_tests {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_kind_names_the_versions_that_serve_it() {
+        let cluster = devcluster().await;
+        let client = client_for(&cluster.kubeconfig_yaml()).await;
+        let discovery = Discovery::new(client);
+        let unknown = |api_version: &'static str, kind: &'static str| {
+            let discovery = discovery.clone();
+            async move {
+                let error = discovery
+                    .resolve(api_version, kind)
+                    .await
+                    .expect_err("not served");
+                assert!(
+                    matches!(error, ClusterError::UnknownKind { .. }),
+                    "{error:?}"
+                );
+                error.to_string()
+            }
+        };
+        assert_eq!(
+            unknown("apps/v2", "Deployment").await,
+            "the cluster does not serve kind `Deployment` of `apps/v2`; `Deployment` is served \
+             as `apps/v1`"
+        );
+        assert_eq!(
+            unknown("core/v1", "ConfigMap").await,
+            "the cluster does not serve kind `ConfigMap` of `core/v1`; the core group is written \
+             `v1`, with no group (not `core/v1`); `ConfigMap` is served as `v1`"
+        );
+        assert_eq!(
+            unknown("v1", "Configmap").await,
+            "the cluster does not serve kind `Configmap` of `v1`; `ConfigMap` (not `Configmap`) \
+             is served as `v1`"
+        );
+        assert_eq!(
+            unknown("example.com/v1", "Widget").await,
+            "the cluster does not serve kind `Widget` of `example.com/v1`; it serves no kind \
+             `Widget` in any API group: install the CustomResourceDefinition that defines it, \
+             or check the kind's spelling"
+        );
     }
 
     #[tokio::test]

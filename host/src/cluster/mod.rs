@@ -22,12 +22,18 @@ pub use store::{ObjectKey, OwnerRef, Store, StoredObject};
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     /// The API server does not serve this kind.
-    #[error("the cluster does not serve kind `{kind}` of `{api_version}`")]
+    #[error(
+        "the cluster does not serve kind `{kind}` of `{api_version}`{}",
+        unknown_kind_fix(.api_version, .kind, .served_as.as_deref())
+    )]
     UnknownKind {
         /// The apiVersion asked for.
         api_version: String,
         /// The kind asked for.
         kind: String,
+        /// Where the cluster serves a kind of that name (its case
+        /// ignored); `None` when its API groups could not be listed.
+        served_as: Option<Vec<crate::kinds::ServedKind>>,
         /// What discovery answered.
         #[source]
         source: Box<kube::Error>,
@@ -60,6 +66,24 @@ pub enum ClusterError {
     /// kube could not build a client from the configuration.
     #[error("cannot build a Kubernetes client from the configuration")]
     Client(#[source] Box<kube::Error>),
+}
+
+/// What to do about a kind the cluster does not serve, after `; `: the
+/// apiVersions serving it, that the core group is written `v1`, or that
+/// nothing serves it.
+fn unknown_kind_fix(
+    api_version: &str,
+    kind: &str,
+    served_as: Option<&[crate::kinds::ServedKind]>,
+) -> String {
+    match crate::kinds::advice(api_version, kind, served_as.unwrap_or_default()) {
+        Some(advice) => format!("; {advice}"),
+        None if served_as.is_some() => format!(
+            "; it serves no kind `{kind}` in any API group: install the CustomResourceDefinition \
+             that defines it, or check the kind's spelling"
+        ),
+        None => String::new(),
+    }
 }
 
 impl ClusterError {

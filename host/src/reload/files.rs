@@ -352,7 +352,10 @@ fn declare(
                 origin: path.display().to_string(),
                 module,
                 module_digest,
-                grant: spec.grant(),
+                grant: spec.grant().written_in(
+                    "grant",
+                    format!("controller `{}` in {}", spec.name, path.display()),
+                ),
                 namespaces: spec.namespaces.clone(),
                 limits: spec.limits,
                 queue: spec.queue.clone(),
@@ -367,4 +370,43 @@ fn declare(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grants::Permission;
+
+    #[test]
+    fn a_denial_names_the_entry_of_the_file_that_grants() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("floor.wasm"), b"\0asm").expect("write module");
+        let path = dir.path().join("controllers.yaml");
+        let text = "controllers:
+- name: floor
+  module: floor.wasm
+  grant:
+  - {apiGroups: [apps], resources: [deployment], verbs: [list, watch]}
+";
+        let file = ControllersFile::parse(&path, text).expect("valid");
+        let declared = declare(&path, &file, &mut Digests::default()).expect("declared");
+        let denied = declared[0]
+            .grant
+            .check(&[Permission {
+                verb: "list",
+                group: "apps",
+                resource: "deployments",
+                subresource: None,
+            }])
+            .expect_err("a singular resource grants nothing");
+        assert_eq!(
+            denied.to_string(),
+            format!(
+                "not granted: verb `list` on resource `deployments` in API group apps; \
+                 `grant[0]` of controller `floor` in {} names resource `deployment` in group \
+                 `apps`: write `deployments` (resources are plural, lowercase)",
+                path.display()
+            )
+        );
+    }
 }

@@ -563,7 +563,7 @@ impl Declarer {
             origin: spec.origin(),
             module,
             module_digest,
-            grant: Grant::new(spec.settings.grant.clone()),
+            grant: Grant::new(spec.settings.grant.clone()).written_in("spec.grant", spec.origin()),
             namespaces,
             limits,
             queue: spec.settings.queue.clone(),
