@@ -1,6 +1,8 @@
 //! `paddock new` makes a project in each language that `paddock build`
 //! builds (and `--push` publishes to a registry) and that passes its own
-//! fixture straight away.
+//! fixtures straight away: a reconcile that reads the cache, and a `map`
+//! that looks Deployments up by an index. A failing fixture shows a diff,
+//! and `paddock test --map` maps one object offline.
 //!
 //! The builds reuse what the test suite already has: the Rust scaffold
 //! builds in the guests' target folder (its dependencies are compiled
@@ -121,13 +123,75 @@ fn scaffold_builds_and_passes(language: &str) {
         ),
         "paddock test",
     );
-    assert!(tested.contains("1 passed, 0 failed"), "{tested}");
+    assert!(tested.contains("2 passed, 0 failed"), "{tested}");
+
+    let mapped = succeeds(
+        &paddock(
+            &[
+                "test".as_ref(),
+                component.as_os_str(),
+                "--map".as_ref(),
+                "--object".as_ref(),
+                "fixtures/configmap-changed/object.yaml".as_ref(),
+                "--cache".as_ref(),
+                "fixtures/configmap-changed/cache".as_ref(),
+            ],
+            &project,
+        ),
+        "paddock test --map",
+    );
+    let expected_primaries =
+        std::fs::read_to_string(project.join("fixtures/configmap-changed/expected.yaml"))
+            .expect("the map fixture");
+    assert_eq!(
+        mapped.trim(),
+        expected_primaries.trim(),
+        "`--map` prints the primaries as the fixture holds them"
+    );
+
+    // A wrong expectation fails with a diff of the one line that differs.
+    let rollout = project.join("fixtures/rollout/expected.yaml");
+    let right = std::fs::read_to_string(&rollout).expect("the rollout fixture");
+    std::fs::write(&rollout, right.replace("settings=41", "settings=40")).expect("edit");
+    let failed = paddock(
+        &[
+            "test".as_ref(),
+            component.as_os_str(),
+            "--fixture".as_ref(),
+            "fixtures".as_ref(),
+        ],
+        &project,
+    );
+    let report = text(&failed.stdout);
+    assert_eq!(failed.status.code(), Some(1), "{report}");
+    assert!(report.contains("1 passed, 1 failed"), "{report}");
+    let changed: Vec<&str> = report
+        .lines()
+        .filter(|line| {
+            (line.starts_with('-') || line.starts_with('+'))
+                && !line.starts_with("---")
+                && !line.starts_with("+++")
+        })
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            "-              example.com/config-versions: features=7,settings=40",
+            "+              example.com/config-versions: features=7,settings=41",
+        ],
+        "{report}"
+    );
 
     let described = succeeds(
         &paddock(&["describe".as_ref(), component.as_os_str()], &project),
         "paddock describe",
     );
     assert!(described.contains(&format!("name: {name}")), "{described}");
+    assert!(
+        described.contains("name: by-configmap")
+            && described.contains(".spec.template.spec.volumes[*].configMap.name"),
+        "describe shows the index: {described}"
+    );
 }
 
 #[test]

@@ -39,7 +39,7 @@ const WIT: &str = include_str!("../../../wit/controller.wit");
 /// A file of the project: its path inside the project and its text.
 type File = (&'static str, &'static str);
 
-const COMMON: [File; 4] = [
+const COMMON: [File; 9] = [
     (
         ".gitignore",
         include_str!("../../templates/common/gitignore"),
@@ -49,12 +49,32 @@ const COMMON: [File; 4] = [
         include_str!("../../templates/common/README.md"),
     ),
     (
-        "fixtures/example/object.yaml",
-        include_str!("../../templates/common/object.yaml"),
+        "fixtures/rollout/object.yaml",
+        include_str!("../../templates/common/rollout/object.yaml"),
     ),
     (
-        "fixtures/example/expected.yaml",
-        include_str!("../../templates/common/expected.yaml"),
+        "fixtures/rollout/cache/configmaps.yaml",
+        include_str!("../../templates/common/rollout/cache/configmaps.yaml"),
+    ),
+    (
+        "fixtures/rollout/expected.yaml",
+        include_str!("../../templates/common/rollout/expected.yaml"),
+    ),
+    (
+        "fixtures/configmap-changed/case.yaml",
+        include_str!("../../templates/common/configmap-changed/case.yaml"),
+    ),
+    (
+        "fixtures/configmap-changed/object.yaml",
+        include_str!("../../templates/common/configmap-changed/object.yaml"),
+    ),
+    (
+        "fixtures/configmap-changed/cache/deployments.yaml",
+        include_str!("../../templates/common/configmap-changed/cache/deployments.yaml"),
+    ),
+    (
+        "fixtures/configmap-changed/expected.yaml",
+        include_str!("../../templates/common/configmap-changed/expected.yaml"),
     ),
 ];
 
