@@ -36,8 +36,8 @@ enum Task {
     Setup,
     /// Build every guest component into target/guests/wasm32-wasip2/release.
     BuildGuests,
-    /// Set up, build the guests, check the generated protobuf tables are current, and run the
-    /// whole test suite.
+    /// Set up, build the guests, check the generated protobuf tables are current and the Rust
+    /// SDK's reference builds without warnings, and run the whole test suite.
     Test {
         /// Extra arguments for `cargo test` (after `--`).
         #[arg(last = true)]
@@ -185,6 +185,7 @@ fn build_guests(root: &Path) -> anyhow::Result<()> {
 
 fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
     gen_protobuf::run(root, true)?;
+    doc_sdk()?;
     let mut command = cargo();
     command
         .args(["test", "--workspace"])
@@ -197,6 +198,21 @@ fn test(root: &Path, args: &[String]) -> anyhow::Result<()> {
         command.env("CARGO_INCREMENTAL", "0");
     }
     run(&mut command)
+}
+
+/// Builds the Rust SDK's reference (`cargo doc`, the crate alone, every
+/// feature), where guest authors look things up: a broken link, any other
+/// rustdoc warning or a public item without documentation fails it.
+fn doc_sdk() -> anyhow::Result<()> {
+    run(cargo()
+        .args([
+            "doc",
+            "--package",
+            "paddock-guest",
+            "--no-deps",
+            "--all-features",
+        ])
+        .env("RUSTDOCFLAGS", "-D warnings -D missing_docs"))
 }
 
 fn demo(root: &Path, once: bool) -> anyhow::Result<()> {

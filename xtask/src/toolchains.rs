@@ -127,6 +127,11 @@ struct Guest {
     language: Language,
     dir: PathBuf,
     output: PathBuf,
+    /// Whether it is built with its language's SDK: whether its `app.py`
+    /// imports `paddock`, or its `app.js` imports `./paddock.js` (and is
+    /// then wrapped by the SDK's `entry.js`). The others show that a guest
+    /// needs none.
+    uses_sdk: bool,
 }
 
 /// Every Python and JavaScript guest, with where its component goes:
@@ -150,16 +155,39 @@ fn guests(root: &Path, out: &Path) -> anyhow::Result<Vec<Guest>> {
                     .context("guest folder names are UTF-8")?
                     .replace('-', "_");
                 let output = out.join(format!("{name}_{}.wasm", language.suffix()));
+                let uses_sdk = imports_sdk(language, &read(&dir.join(language.entry()))?);
                 guests.push(Guest {
                     language,
                     dir,
                     output,
+                    uses_sdk,
                 });
             }
         }
     }
     guests.sort_by(|a, b| a.output.cmp(&b.output));
     Ok(guests)
+}
+
+/// Whether a guest's entry module imports its language's SDK: in Python a
+/// line starting `import paddock` or `from paddock`, in JavaScript an
+/// import from `./paddock.js`.
+fn imports_sdk(language: Language, source: &[u8]) -> bool {
+    String::from_utf8_lossy(source).lines().any(|line| {
+        let line = line.trim_start();
+        match language {
+            Language::Python => ["import paddock", "from paddock"].iter().any(|start| {
+                line.strip_prefix(start)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '.', ',']))
+            }),
+            Language::Js => {
+                !line.starts_with("//")
+                    && ["\"./paddock.js\"", "'./paddock.js'"]
+                        .iter()
+                        .any(|module| line.contains(module))
+            }
+        }
+    })
 }
 
 /// Builds every Python and JavaScript guest whose inputs changed since its
@@ -196,15 +224,19 @@ fn build_all(root: &Path, guests: &[Guest]) -> anyhow::Result<()> {
 }
 
 /// A fingerprint of everything a guest's component is built from: its
-/// folder, its SDK, the contract and the toolchain lockfiles.
+/// folder, its SDK (when it uses it), the contract and the toolchain
+/// lockfiles.
 fn inputs_fingerprint(root: &Path, guest: &Guest) -> anyhow::Result<String> {
-    let sdk = match guest.language {
-        Language::Python => root.join("sdk/python"),
-        Language::Js => root.join("sdk/js"),
-    };
+    let mut dirs = vec![guest.dir.clone(), root.join("wit")];
+    if guest.uses_sdk {
+        dirs.push(match guest.language {
+            Language::Python => root.join("sdk/python"),
+            Language::Js => root.join("sdk/js"),
+        });
+    }
     let mut files = Vec::new();
-    for dir in [guest.dir.clone(), sdk, root.join("wit")] {
-        collect_files(&dir, &mut files)?;
+    for dir in &dirs {
+        collect_files(dir, &mut files)?;
     }
     files.push(root.join(REQUIREMENTS));
     files.push(root.join("package-lock.json"));
@@ -239,20 +271,22 @@ fn collect_files(dir: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 }
 
 fn build_python(root: &Path, guest: &Guest) -> anyhow::Result<()> {
-    run(Command::new(componentize_py(root))
+    let mut command = Command::new(componentize_py(root));
+    command
         .args(["-d", "wit", "-w", "controller", "componentize", "app", "-p"])
-        .arg(&guest.dir)
-        .arg("-p")
-        .arg(root.join("sdk/python"))
-        .arg("-o")
-        .arg(&guest.output))
+        .arg(&guest.dir);
+    if guest.uses_sdk {
+        command.arg("-p").arg(root.join("sdk/python"));
+    }
+    run(command.arg("-o").arg(&guest.output))
 }
 
 /// componentize-js builds one module and what it imports by relative path:
-/// the guest's files, the SDK and the entry point that wraps the guest are
-/// staged side by side first. The build keeps the WASI interfaces the host
-/// satisfies with an empty context (stdio, clocks, random) and drops the
-/// HTTP ones.
+/// the guest's files, and for a guest that uses the SDK the SDK and the
+/// entry point that wraps the guest, are staged side by side first; a guest
+/// without the SDK is its own entry point. The build keeps the WASI
+/// interfaces the host satisfies with an empty context (stdio, clocks,
+/// random) and drops the HTTP ones.
 fn build_js(root: &Path, guest: &Guest) -> anyhow::Result<()> {
     let stage = root.join("target/guests/js-stage").join(
         guest
@@ -279,12 +313,17 @@ fn build_js(root: &Path, guest: &Guest) -> anyhow::Result<()> {
         }
         std::fs::copy(file, &target).with_context(|| format!("cannot copy {}", file.display()))?;
     }
-    for sdk_file in ["paddock.js", "entry.js"] {
-        std::fs::copy(root.join("sdk/js").join(sdk_file), stage.join(sdk_file))
-            .with_context(|| format!("cannot copy sdk/js/{sdk_file}"))?;
-    }
+    let entry = if guest.uses_sdk {
+        for sdk_file in ["paddock.js", "entry.js"] {
+            std::fs::copy(root.join("sdk/js").join(sdk_file), stage.join(sdk_file))
+                .with_context(|| format!("cannot copy sdk/js/{sdk_file}"))?;
+        }
+        "entry.js"
+    } else {
+        Language::Js.entry()
+    };
     run(Command::new(componentize_js(root))
-        .arg(stage.join("entry.js"))
+        .arg(stage.join(entry))
         .args([
             "--wit",
             "wit",
@@ -296,4 +335,51 @@ fn build_js(root: &Path, guest: &Guest) -> anyhow::Result<()> {
             "-o",
         ])
         .arg(&guest.output))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Language, imports_sdk};
+
+    #[test]
+    fn knows_which_python_guests_import_the_sdk() {
+        for source in [
+            "import paddock\n",
+            "import json\nfrom paddock import Action, Info\n",
+            "    import paddock.cache\n",
+            "from paddock.objects import name\n",
+        ] {
+            assert!(
+                imports_sdk(Language::Python, source.as_bytes()),
+                "{source:?}"
+            );
+        }
+        for source in [
+            "from wit_world.imports import cache, types\n",
+            "import paddocks\n",
+            "# import paddock, once\n",
+            "from paddock_extra import x\n",
+        ] {
+            assert!(
+                !imports_sdk(Language::Python, source.as_bytes()),
+                "{source:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn knows_which_javascript_guests_import_the_sdk() {
+        for source in [
+            "import { Action, Watch } from \"./paddock.js\";\n",
+            "import {\n  Action, Index,\n} from './paddock.js';\n",
+        ] {
+            assert!(imports_sdk(Language::Js, source.as_bytes()), "{source:?}");
+        }
+        for source in [
+            "import { get, byIndex } from \"paddock:controller/cache@0.1.3\";\n",
+            "// not \"./paddock.js\"\n",
+        ] {
+            assert!(!imports_sdk(Language::Js, source.as_bytes()), "{source:?}");
+        }
+    }
 }

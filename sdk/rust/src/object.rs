@@ -152,8 +152,9 @@ impl Object {
         })
     }
 
-    /// The controller owner reference of this object, if it has one:
-    /// `(apiVersion, kind, name)`.
+    /// The object named by this object's controller owner reference
+    /// (`controller: true`), if it has one, in this object's namespace (an
+    /// owner reference names no namespace).
     pub fn controller_owner(&self) -> Option<ObjectRef> {
         let owners = self.pointer("/metadata/ownerReferences")?.as_array()?;
         let owner = owners
