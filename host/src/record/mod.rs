@@ -318,9 +318,19 @@ impl Snapshot {
         self.unrecorded.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn miss(&self) {
+    /// The recorded answer; else, counted as a read the recording does not
+    /// hold, `fallback`'s answer (or nothing, offline).
+    fn answer<T: Default>(
+        &self,
+        recorded: Option<T>,
+        fallback: impl FnOnce(&SharedCache) -> T,
+    ) -> T {
+        if let Some(answer) = recorded {
+            return answer;
+        }
         self.unrecorded
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.fallback.as_ref().map(fallback).unwrap_or_default()
     }
 }
 
@@ -330,11 +340,7 @@ impl CacheReader for Snapshot {
             CapturedRead::Get(asked, answer) if asked == target => Some(answer.clone()),
             _ => None,
         });
-        if let Some(answer) = recorded {
-            return answer;
-        }
-        self.miss();
-        self.fallback.as_ref().and_then(|cache| cache.get(target))
+        self.answer(recorded, |cache| cache.get(target))
     }
 
     fn list(&self, query: &ListQuery<'_>) -> Vec<String> {
@@ -342,14 +348,7 @@ impl CacheReader for Snapshot {
             CapturedRead::List(asked, answer) if asked.is(query) => Some(answer.clone()),
             _ => None,
         });
-        if let Some(answer) = recorded {
-            return answer;
-        }
-        self.miss();
-        self.fallback
-            .as_ref()
-            .map(|cache| cache.list(query))
-            .unwrap_or_default()
+        self.answer(recorded, |cache| cache.list(query))
     }
 
     fn by_index(&self, query: &IndexQuery<'_>) -> Vec<String> {
@@ -357,14 +356,7 @@ impl CacheReader for Snapshot {
             CapturedRead::ByIndex(asked, answer) if asked.is(query) => Some(answer.clone()),
             _ => None,
         });
-        if let Some(answer) = recorded {
-            return answer;
-        }
-        self.miss();
-        self.fallback
-            .as_ref()
-            .map(|cache| cache.by_index(query))
-            .unwrap_or_default()
+        self.answer(recorded, |cache| cache.by_index(query))
     }
 }
 
