@@ -72,18 +72,22 @@ fn main() -> anyhow::Result<()> {
     }
 
     // `PADDOCK_BENCH_PROFILE=SECONDS`: only call the first build's reused
-    // guest for that long, for `perf record`.
+    // guest (with `PADDOCK_BENCH_PROFILE_FRESH=1`, its fresh-per-call one)
+    // for that long, for `perf record`.
     if let Some(seconds) = std::env::var("PADDOCK_BENCH_PROFILE")
         .ok()
         .and_then(|text| text.parse::<f64>().ok())
     {
         let build = builds.first().context("no build to profile")?;
+        let guest = if std::env::var_os("PADDOCK_BENCH_PROFILE_FRESH").is_some() {
+            &build.fresh
+        } else {
+            &build.reused
+        };
         let until = Instant::now() + std::time::Duration::from_secs_f64(seconds);
         let mut calls = 0u64;
         while Instant::now() < until {
-            let outcome = build
-                .reused
-                .reconcile(&json, Change::Applied, 0, cache.clone());
+            let outcome = guest.reconcile(&json, Change::Applied, 0, cache.clone());
             std::hint::black_box(outcome.ok());
             calls += 1;
         }
