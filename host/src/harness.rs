@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::actions::{ObjectRef, Outcome};
-use crate::cluster::IndexPaths;
+use crate::cluster::{IndexPaths, Projections};
 use crate::record::CallKind;
 use crate::selector::LabelSelector;
 use crate::wasm::{
@@ -173,14 +173,14 @@ impl FixtureCache {
 }
 
 impl CacheReader for FixtureCache {
-    fn get(&self, target: &ObjectRef) -> Option<String> {
+    fn get(&self, target: &ObjectRef, seen: &Projections) -> Option<String> {
         self.objects
             .iter()
             .find(|(reference, _)| reference == target)
-            .map(|(_, object)| object.to_string())
+            .map(|(_, object)| seen.narrow(object.to_string()))
     }
 
-    fn list(&self, query: &ListQuery<'_>) -> Vec<String> {
+    fn list(&self, query: &ListQuery<'_>, seen: &Projections) -> Vec<String> {
         let selector = match query.label_selector.map(LabelSelector::parse) {
             None => LabelSelector::default(),
             Some(Ok(selector)) => selector,
@@ -196,12 +196,12 @@ impl CacheReader for FixtureCache {
                         .is_none_or(|namespace| reference.namespace.as_deref() == Some(namespace))
                     && selector.matches_object(object)
             })
-            .map(|(_, object)| object.to_string())
+            .map(|(_, object)| seen.narrow(object.to_string()))
             .collect()
     }
 
     /// Fixtures know no index: [`Declared`] evaluates a guest's.
-    fn by_index(&self, _query: &IndexQuery<'_>) -> Vec<String> {
+    fn by_index(&self, _query: &IndexQuery<'_>, _seen: &Projections) -> Vec<String> {
         Vec::new()
     }
 }
@@ -258,17 +258,17 @@ impl<C: CacheReader> Declared<C> {
 }
 
 impl<C: CacheReader> CacheReader for Declared<C> {
-    fn get(&self, target: &ObjectRef) -> Option<String> {
+    fn get(&self, target: &ObjectRef, seen: &Projections) -> Option<String> {
         self.declares(
             &target.api_version,
             &target.kind,
             target.namespace.as_deref(),
         )
-        .then(|| self.cache.get(target))
+        .then(|| self.cache.get(target, seen))
         .flatten()
     }
 
-    fn list(&self, query: &ListQuery<'_>) -> Vec<String> {
+    fn list(&self, query: &ListQuery<'_>, seen: &Projections) -> Vec<String> {
         if !self.declares(query.api_version, query.kind, query.namespace) {
             return Vec::new();
         }
@@ -279,7 +279,7 @@ impl<C: CacheReader> CacheReader for Declared<C> {
             .map(|(_, _, scope)| scope)
             .collect();
         let everywhere = query.namespace.is_some() || scopes.iter().any(|scope| scope.is_none());
-        let mut objects = self.cache.list(query);
+        let mut objects = self.cache.list(query, seen);
         if !everywhere {
             // Declared in some namespaces only: a list across namespaces
             // holds those.
@@ -302,7 +302,7 @@ impl<C: CacheReader> CacheReader for Declared<C> {
 
     /// Evaluated over the objects `list` answers, as the host's stores
     /// would have evaluated it when storing them.
-    fn by_index(&self, query: &IndexQuery<'_>) -> Vec<String> {
+    fn by_index(&self, query: &IndexQuery<'_>, seen: &Projections) -> Vec<String> {
         let Some((index, paths)) = self
             .indexes
             .iter()
@@ -310,14 +310,18 @@ impl<C: CacheReader> CacheReader for Declared<C> {
         else {
             return Vec::new();
         };
-        let mut objects = self.list(&ListQuery {
-            api_version: &index.api_version,
-            kind: &index.kind,
-            namespace: query.namespace,
-            label_selector: None,
-        });
+        // Whole, as a store evaluates its indexes; then narrowed.
+        let mut objects = self.list(
+            &ListQuery {
+                api_version: &index.api_version,
+                kind: &index.kind,
+                namespace: query.namespace,
+                label_selector: None,
+            },
+            &Projections::none(),
+        );
         objects.retain(|object| paths.values_of(object).contains(query.value));
-        objects
+        seen.narrow_all(objects)
     }
 }
 
@@ -454,7 +458,7 @@ impl Case {
     /// The guest reads only the kinds it declares, as on a cluster.
     pub fn run(&self, guest: &Guest) -> Result<Outcome, GuestError> {
         guest.reconcile(
-            &self.object.to_string(),
+            &guest.projections().narrow(self.object.to_string()),
             self.change,
             self.attempt,
             Arc::new(Declared::new(self.cache.clone(), guest.info())),
@@ -469,7 +473,7 @@ impl Case {
         match self.call {
             CallKind::Reconcile => outcome_value(self.run(guest)),
             CallKind::Map => primaries_value(guest.map(
-                &self.object.to_string(),
+                &guest.projections().narrow(self.object.to_string()),
                 Arc::new(Declared::new(self.cache.clone(), guest.info())),
             )),
         }
@@ -605,10 +609,23 @@ mod tests {
     #[test]
     fn lists_sorted_and_filtered() {
         let cache = cache();
-        assert_eq!(names(cache.list(&query(None, None))), ["a", "b", "c"]);
-        assert_eq!(names(cache.list(&query(Some("x"), None))), ["a", "b"]);
-        assert_eq!(names(cache.list(&query(None, Some("app=web")))), ["b", "c"]);
-        assert!(cache.list(&query(None, Some("app in"))).is_empty());
+        assert_eq!(
+            names(cache.list(&query(None, None), &Projections::none())),
+            ["a", "b", "c"]
+        );
+        assert_eq!(
+            names(cache.list(&query(Some("x"), None), &Projections::none())),
+            ["a", "b"]
+        );
+        assert_eq!(
+            names(cache.list(&query(None, Some("app=web")), &Projections::none())),
+            ["b", "c"]
+        );
+        assert!(
+            cache
+                .list(&query(None, Some("app in")), &Projections::none())
+                .is_empty()
+        );
     }
 
     #[test]
@@ -620,12 +637,12 @@ mod tests {
             namespace: None,
             name: "x".into(),
         };
-        assert!(cache.get(&namespace).is_some());
+        assert!(cache.get(&namespace, &Projections::none()).is_some());
         let missing = ObjectRef {
             name: "nope".into(),
             ..namespace
         };
-        assert!(cache.get(&missing).is_none());
+        assert!(cache.get(&missing, &Projections::none()).is_none());
     }
 
     #[test]
@@ -652,6 +669,7 @@ mod tests {
                 kind: "ConfigMap".into(),
                 paths: vec![".metadata.labels.app".into()],
             }],
+            projections: Vec::new(),
         };
         let declared = Declared::new(cache(), &info);
         let configmap = |namespace: &str, name: &str| ObjectRef {
@@ -660,29 +678,65 @@ mod tests {
             namespace: Some(namespace.into()),
             name: name.into(),
         };
-        assert!(declared.get(&configmap("x", "a")).is_some());
-        assert!(declared.get(&configmap("y", "c")).is_none(), "not in x");
-        assert_eq!(names(declared.list(&query(None, None))), ["a", "b"]);
-        assert_eq!(names(declared.list(&query(Some("x"), None))), ["a", "b"]);
-        assert!(declared.list(&query(Some("y"), None)).is_empty());
+        assert!(
+            declared
+                .get(&configmap("x", "a"), &Projections::none())
+                .is_some()
+        );
+        assert!(
+            declared
+                .get(&configmap("y", "c"), &Projections::none())
+                .is_none(),
+            "not in x"
+        );
+        assert_eq!(
+            names(declared.list(&query(None, None), &Projections::none())),
+            ["a", "b"]
+        );
+        assert_eq!(
+            names(declared.list(&query(Some("x"), None), &Projections::none())),
+            ["a", "b"]
+        );
+        assert!(
+            declared
+                .list(&query(Some("y"), None), &Projections::none())
+                .is_empty()
+        );
         let namespace = ObjectRef {
             api_version: "v1".into(),
             kind: "Namespace".into(),
             namespace: None,
             name: "x".into(),
         };
-        assert!(cache().get(&namespace).is_some());
-        assert!(declared.get(&namespace).is_none(), "Namespaces undeclared");
+        assert!(cache().get(&namespace, &Projections::none()).is_some());
+        assert!(
+            declared.get(&namespace, &Projections::none()).is_none(),
+            "Namespaces undeclared"
+        );
         // Indexes are evaluated over what the guest may list.
         let lookup = |index, namespace| IndexQuery {
             index,
             value: "web",
             namespace,
         };
-        assert_eq!(names(declared.by_index(&lookup("app", None))), ["b"]);
-        assert_eq!(names(declared.by_index(&lookup("app", Some("x")))), ["b"]);
-        assert!(declared.by_index(&lookup("app", Some("y"))).is_empty());
-        assert!(declared.by_index(&lookup("undeclared", None)).is_empty());
+        assert_eq!(
+            names(declared.by_index(&lookup("app", None), &Projections::none())),
+            ["b"]
+        );
+        assert_eq!(
+            names(declared.by_index(&lookup("app", Some("x")), &Projections::none())),
+            ["b"]
+        );
+        assert!(
+            declared
+                .by_index(&lookup("app", Some("y")), &Projections::none())
+                .is_empty()
+        );
+        assert!(
+            declared
+                .by_index(&lookup("undeclared", None), &Projections::none())
+                .is_empty()
+        );
     }
 
     #[test]

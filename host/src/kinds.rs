@@ -512,6 +512,7 @@ mod tests {
                 namespace: None,
             }],
             indexes: Vec::new(),
+            projections: Vec::new(),
         };
         let kinds = ServedKinds::builtin().with_declared(&info);
         assert!(kinds.serves("example.com/v1", "Widget"));

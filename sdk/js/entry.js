@@ -28,3 +28,7 @@ export function reads() {
 export function indexes() {
   return guest.indexes();
 }
+
+export function projections() {
+  return guest.projections();
+}

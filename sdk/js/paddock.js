@@ -17,8 +17,9 @@
 // must allow `patch` on the primary resource. It may add `reads`, the
 // resources it reads from the cache without watching them (`Read(...)`): a
 // guest reads only kinds it watches or reads; anything else reads as absent.
-// And it may add `indexes` (`Index(...)`), which `cache.byIndex` looks
-// objects up by.
+// It may add `indexes` (`Index(...)`), which `cache.byIndex` looks
+// objects up by, and `projections` (`Projection(...)`): the fields it reads
+// of some kinds, which the host then hands it alone.
 //
 //     export function reconcile({ object, change, attempt }) {
 //       const floor = annotation(object, "paddock.dev/min-replicas");
@@ -31,8 +32,8 @@
 // traps, like a panic in Rust. Build with `paddock build`, which wraps the
 // module with `exportController` for componentize-js.
 
-import * as hostCache from "paddock:controller/cache@0.1.3";
-import * as hostLog from "paddock:controller/log@0.1.3";
+import * as hostCache from "paddock:controller/cache@0.1.4";
+import * as hostLog from "paddock:controller/log@0.1.4";
 
 // ---- Errors ---------------------------------------------------------------
 
@@ -85,6 +86,19 @@ export const Read = (apiVersion, kind, options = {}) => ({
  * whenever it stores an object of the kind.
  */
 export const Index = (name, apiVersion, kind, paths) => ({ name, apiVersion, kind, paths });
+
+/**
+ * The fields of one kind (one the controller watches or reads) it reads,
+ * for `describe()`'s `projections`: JSONPath expressions of field names and
+ * `[*]` in kubectl's syntax, e.g. `Projection("apps/v1", "Deployment",
+ * [".spec.replicas", ".metadata.annotations['paddock.dev/min-replicas']"])`.
+ * The host hands such objects (to `reconcile`, `map` and every cache read)
+ * narrowed to them, always keeping `apiVersion`, `kind` and the metadata
+ * that names an object (`name`, `namespace`, `uid`, `resourceVersion`,
+ * `generation`, `ownerReferences`, `deletionTimestamp`): the guest parses
+ * only what it uses. A field not listed reads as absent.
+ */
+export const Projection = (apiVersion, kind, paths) => ({ apiVersion, kind, paths });
 
 // ---- Objects --------------------------------------------------------------
 
@@ -413,6 +427,13 @@ export function exportController(controller) {
         apiVersion: i.apiVersion,
         kind: i.kind,
         paths: [...i.paths],
+      }));
+    },
+    projections() {
+      return (controller.describe().projections ?? []).map((p) => ({
+        apiVersion: p.apiVersion,
+        kind: p.kind,
+        paths: [...p.paths],
       }));
     },
     reconcile(request) {

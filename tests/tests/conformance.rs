@@ -2,7 +2,8 @@
 //! each example answer every fixture of the Rust example with the same
 //! actions, and those are the expected ones; so do the Rust, Python and
 //! JavaScript guests written without an SDK (`tests/guests/sdkless`), which
-//! also declare the same things.
+//! also declare the same things. Guests that declare projections answer
+//! alike handed objects narrowed to them and handed them whole.
 
 use std::path::Path;
 
@@ -30,19 +31,26 @@ fn check_fixtures(fixtures: &Path, builds: &[(&str, String)], failures: &mut Vec
     let mut checked = 0;
     for case in &cases {
         for (language, component) in builds {
-            let loaded = engine()
-                .load(&guest(component), LoadOptions::default().clock(case.clock))
-                .unwrap_or_else(|error| panic!("{component} in {language} loads: {error:#}"));
-            let actual = case.actual(&loaded);
-            checked += 1;
-            if !case.passes(&actual) {
-                failures.push(format!(
-                    "{}/{} in {language}: expected\n{}\ngot\n{}",
-                    fixtures.display(),
-                    case.name,
-                    serde_json::to_string_pretty(&case.expected).unwrap_or_default(),
-                    serde_json::to_string_pretty(&actual).unwrap_or_default(),
-                ));
+            for whole in [false, true] {
+                let mut options = LoadOptions::default().clock(case.clock);
+                if whole {
+                    options = options.whole_objects();
+                }
+                let loaded = engine()
+                    .load(&guest(component), options)
+                    .unwrap_or_else(|error| panic!("{component} in {language} loads: {error:#}"));
+                let actual = case.actual(&loaded);
+                checked += 1;
+                if !case.passes(&actual) {
+                    failures.push(format!(
+                        "{}/{} in {language}, {}: expected\n{}\ngot\n{}",
+                        fixtures.display(),
+                        case.name,
+                        if whole { "whole objects" } else { "projected" },
+                        serde_json::to_string_pretty(&case.expected).unwrap_or_default(),
+                        serde_json::to_string_pretty(&actual).unwrap_or_default(),
+                    ));
+                }
             }
         }
     }
@@ -62,6 +70,26 @@ fn every_language_answers_every_fixture_identically() {
             .iter()
             .map(|(language, suffix)| (*language, format!("{example}{suffix}")))
             .collect();
+        if example == "replica-floor" {
+            // It reads two fields: every build declares them, so the
+            // projected runs below are narrowed.
+            for (language, component) in &builds {
+                let loaded = engine()
+                    .load(&guest(component), LoadOptions::default())
+                    .expect("loads");
+                let projection = loaded
+                    .projection("apps/v1", "Deployment")
+                    .unwrap_or_else(|| panic!("{component} in {language} declares a projection"));
+                assert_eq!(
+                    projection.source(),
+                    [
+                        ".metadata.annotations['paddock.dev/min-replicas']",
+                        ".spec.replicas"
+                    ],
+                    "{language}"
+                );
+            }
+        }
         checked += check_fixtures(&fixtures, &builds, &mut failures);
     }
     assert!(
@@ -94,6 +122,13 @@ fn guests_without_an_sdk_declare_and_answer_alike() {
             .map(|index| index.name.as_str())
             .collect::<Vec<_>>(),
         ["tenant"]
+    );
+    assert_eq!(
+        info.projections
+            .iter()
+            .map(|projection| projection.kind.as_str())
+            .collect::<Vec<_>>(),
+        ["Namespace", "ConfigMap"]
     );
     for (language, loaded) in &others {
         assert_eq!(

@@ -817,3 +817,108 @@ async fn a_shutdown_reconciles_every_key_still_queued_before_it_stops() {
     }
     cluster.shutdown().await;
 }
+
+/// A guest that declares a projection is handed only its fields (and the
+/// identity every projection keeps), in `reconcile` and in every cache
+/// read, and reads nothing else of the objects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projection_narrows_what_the_guest_is_handed() {
+    let (cluster, client) = cluster().await;
+    let runtime = Runtime::new(client.clone());
+    let grant = vec![rule(
+        &[""],
+        &["configmaps"],
+        &["get", "list", "watch", "patch"],
+    )];
+    let controller = start(&runtime, "seen", "seen", grant).await;
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    for name in ["other", "probe"] {
+        let config_map = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"seen": "probe"},
+                         "annotations": {"note": "not read"}},
+            "data": {"keep": format!("{name}-kept"), "drop": "not read"},
+        }))
+        .expect("a ConfigMap");
+        config_maps
+            .create(&PostParams::default(), &config_map)
+            .await
+            .expect("create");
+    }
+    // `other` may reach the cache after `probe` is reconciled: touch the
+    // probe until the guest's answer has seen both.
+    let seen = eventually(10, "the guest to write down what it saw", || async {
+        let seen = config_maps.get_opt("probe-seen").await.ok().flatten()?;
+        let data = seen.data?;
+        if data.get("cached").is_none_or(String::is_empty) {
+            let touch = json!({"metadata": {"annotations": {"touched": format!("{:?}", std::time::Instant::now())}}});
+            config_maps
+                .patch("probe", &PatchParams::default(), &Patch::Merge(&touch))
+                .await
+                .ok()?;
+            return None;
+        }
+        Some(data)
+    })
+    .await;
+    let parse = |field: &str| -> serde_json::Value {
+        serde_json::from_str(&seen[field]).unwrap_or_else(|error| panic!("{field}: {error}"))
+    };
+    let object = parse("object");
+    let cached = parse("cached");
+    for (what, handed, name) in [
+        ("reconcile", &object, "probe"),
+        ("cache.get", &cached, "other"),
+    ] {
+        assert_eq!(
+            handed["data"],
+            json!({"keep": format!("{name}-kept")}),
+            "{what}: {handed}"
+        );
+        assert_eq!(handed["metadata"]["name"], name, "{what}: {handed}");
+        assert_eq!(
+            handed["metadata"]["namespace"], "default",
+            "{what}: {handed}"
+        );
+        assert!(handed["metadata"]["uid"].is_string(), "{what}: {handed}");
+        assert!(
+            handed["metadata"]["resourceVersion"].is_string(),
+            "{what}: {handed}"
+        );
+        assert_eq!(
+            (handed["apiVersion"].as_str(), handed["kind"].as_str()),
+            (Some("v1"), Some("ConfigMap"))
+        );
+        for absent in ["labels", "annotations", "creationTimestamp"] {
+            assert!(
+                handed["metadata"].get(absent).is_none(),
+                "{what} handed `{absent}`: {handed}"
+            );
+        }
+    }
+    let listed = parse("listed");
+    let listed = listed.as_array().expect("a list");
+    let names: Vec<&str> = listed
+        .iter()
+        .filter_map(|handed| handed["metadata"]["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"other") && names.contains(&"probe"),
+        "{listed:?}"
+    );
+    // Every ConfigMap listed (the cluster's `kube-root-ca.crt` too) is
+    // narrowed: `keep` where it has one, no other data, no labels.
+    assert!(
+        listed.iter().all(|handed| {
+            handed["data"]
+                .as_object()
+                .is_none_or(|data| data.keys().all(|key| key == "keep"))
+                && handed["metadata"].get("labels").is_none()
+        }),
+        "cache.list handed more than the projection: {listed:?}"
+    );
+    // The whole objects are untouched in the cluster.
+    let probe = config_maps.get("probe").await.expect("the probe");
+    assert_eq!(probe.data.expect("data")["drop"], "not read");
+    drop(controller);
+    cluster.shutdown().await;
+}

@@ -376,7 +376,7 @@ mod tests {
             assert!(imports_sdk(Language::Js, source.as_bytes()), "{source:?}");
         }
         for source in [
-            "import { get, byIndex } from \"paddock:controller/cache@0.1.3\";\n",
+            "import { get, byIndex } from \"paddock:controller/cache@0.1.4\";\n",
             "// not \"./paddock.js\"\n",
         ] {
             assert!(!imports_sdk(Language::Js, source.as_bytes()), "{source:?}");

@@ -5,6 +5,14 @@
 //! costs to load: its size, its compile time (uncached) and its
 //! instantiation.
 //!
+//! Each guest declares a projection (the annotation and `spec.replicas`):
+//! it is measured as it runs, handed ~300 bytes, and loaded with
+//! `whole_objects`, handed all ~2 KB as a guest without a projection is.
+//! The native contenders read the whole 2 KB: `native` builds a
+//! `serde_json::Value` of it, as a controller deserializing its objects
+//! does; `native, lazy reads` runs the SDK's own code natively (it checks
+//! the JSON, then reads the five fields where they lie).
+//!
 //! Run with `cargo xtask bench`, which builds the guests and this binary in
 //! release mode. Prints two tables and writes `target/bench/dispatch.json`.
 
@@ -14,7 +22,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use paddock::harness::read_object;
-use paddock::wasm::{Change, EmptyCache, EngineOptions, Guest, Instances, LoadOptions, WasmEngine};
+use paddock::wasm::{
+    Change, EmptyCache, EngineOptions, Guest, Instances, LoadOptions, WasmEngine,
+};
 use paddock_bench::{Contender, alternate, native, webhook};
 use paddock_guest::{Controller, Object, Request};
 use replica_floor::ReplicaFloor;
@@ -26,12 +36,14 @@ const BUILDS: [(&str, &str); 3] = [
     ("js", "replica_floor_js.wasm"),
 ];
 
-/// One language's build, loaded twice: reusing instances and fresh per call.
+/// One language's build, loaded three times: reusing instances, reusing
+/// them but handed whole objects, and fresh per call.
 struct Build {
     language: &'static str,
     bytes: u64,
     compile_ms: f64,
     reused: Guest,
+    whole: Guest,
     fresh: Guest,
 }
 
@@ -42,6 +54,10 @@ fn main() -> anyhow::Result<()> {
     let json = object.to_string();
     let native = native_reconcile(&json);
     anyhow::ensure!(native == 2, "the native logic should scale and record");
+    anyhow::ensure!(
+        native_lazy_reconcile(&json) == 2,
+        "the native logic with lazy reads should scale and record"
+    );
 
     let uncached = WasmEngine::new(EngineOptions::default().cache_dir(None))?;
     let engine = WasmEngine::new(
@@ -59,9 +75,9 @@ fn main() -> anyhow::Result<()> {
         {
             continue;
         }
-        let build = load(&uncached, &engine, language, &guests.join(file))?;
+        let build = load([&uncached, &engine], language, &guests.join(file))?;
         // Sanity: every build answers with the scale and the event.
-        for guest in [&build.reused, &build.fresh] {
+        for guest in [&build.reused, &build.whole, &build.fresh] {
             let answer = guest.reconcile(&json, Change::Applied, 0, cache.clone())?;
             anyhow::ensure!(
                 answer.actions.len() == 2,
@@ -72,7 +88,8 @@ fn main() -> anyhow::Result<()> {
     }
 
     // `PADDOCK_BENCH_PROFILE=SECONDS`: only call the first build's reused
-    // guest (with `PADDOCK_BENCH_PROFILE_FRESH=1`, its fresh-per-call one)
+    // guest (with `PADDOCK_BENCH_PROFILE_FRESH=1`, its fresh-per-call one;
+    // with `PADDOCK_BENCH_PROFILE_WHOLE=1`, the one handed whole objects)
     // for that long, for `perf record`.
     if let Some(seconds) = std::env::var("PADDOCK_BENCH_PROFILE")
         .ok()
@@ -81,6 +98,8 @@ fn main() -> anyhow::Result<()> {
         let build = builds.first().context("no build to profile")?;
         let guest = if std::env::var_os("PADDOCK_BENCH_PROFILE_FRESH").is_some() {
             &build.fresh
+        } else if std::env::var_os("PADDOCK_BENCH_PROFILE_WHOLE").is_some() {
+            &build.whole
         } else {
             &build.reused
         };
@@ -117,19 +136,32 @@ fn main() -> anyhow::Result<()> {
         "the webhook should scale and record"
     );
 
-    let mut contenders = vec![Contender {
-        name: "native",
-        run: Box::new(|| {
-            std::hint::black_box(native_reconcile(std::hint::black_box(&json)));
-        }),
-    }];
+    let mut contenders = vec![
+        Contender {
+            name: "native",
+            run: Box::new(|| {
+                std::hint::black_box(native_reconcile(std::hint::black_box(&json)));
+            }),
+        },
+        Contender {
+            name: "native, lazy reads",
+            run: Box::new(|| {
+                std::hint::black_box(native_lazy_reconcile(std::hint::black_box(&json)));
+            }),
+        },
+    ];
     for build in &builds {
         for (guest, name) in [
             (&build.reused, contender_name(build.language, "reconcile")),
             (
+                &build.whole,
+                contender_name(build.language, "reconcile, whole object"),
+            ),
+            (
                 &build.fresh,
                 contender_name(build.language, "reconcile, fresh instance"),
             ),
+
         ] {
             let cache = cache.clone();
             let json = &json;
@@ -154,11 +186,11 @@ fn main() -> anyhow::Result<()> {
         "dispatch of one reconcile, {} byte Deployment (median of 15 rounds of 100)",
         json.len()
     );
-    println!("{:<40} {:>12} {:>10}", "contender", "ns/call", "÷ native");
+    println!("{:<48} {:>12} {:>10}", "contender", "ns/call", "÷ native");
     let mut rows = Vec::new();
     for (contender, ns) in contenders.iter().zip(&medians) {
         println!(
-            "{:<40} {:>12.0} {:>10.2}",
+            "{:<48} {:>12.0} {:>10.2}",
             contender.name,
             ns,
             ns / native_ns
@@ -176,9 +208,10 @@ fn main() -> anyhow::Result<()> {
         "language", "bytes", "compile ms", "instantiate µs", "reconcile µs"
     );
     let mut languages = Vec::new();
+    // The two native contenders first, then three per build.
     for (index, build) in builds.iter().enumerate() {
-        let reused_ns = medians[1 + 2 * index];
-        let fresh_ns = medians[2 + 2 * index];
+        let reused_ns = medians[2 + 3 * index];
+        let fresh_ns = medians[4 + 3 * index];
         // A fresh-instance call is an instantiation plus the same call.
         let instantiate_us = (fresh_ns - reused_ns).max(0.0) / 1000.0;
         println!(
@@ -205,6 +238,7 @@ fn main() -> anyhow::Result<()> {
     let report = serde_json::json!({
         "benchmark": "dispatch",
         "objectBytes": json.len(),
+        "projectedBytes": projected_bytes(&builds, &json),
         "nativeReconcileUs": (native_ns / 100.0).round() / 10.0,
         "rows": rows,
         "languages": languages,
@@ -224,8 +258,7 @@ fn contender_name(language: &str, what: &str) -> &'static str {
 /// Loads one build: once through an engine without a compile cache (to time
 /// compiling it), then twice through the cached engine.
 fn load(
-    uncached: &WasmEngine,
-    engine: &WasmEngine,
+    [uncached, engine]: [&WasmEngine; 2],
     language: &'static str,
     path: &Path,
 ) -> anyhow::Result<Build> {
@@ -242,6 +275,12 @@ fn load(
     drop(uncached.load(path, LoadOptions::default())?);
     let compile_ms = started.elapsed().as_secs_f64() * 1000.0;
     let reused = engine.load(path, LoadOptions::default().instances(Instances::Reused))?;
+    let whole = engine.load(
+        path,
+        LoadOptions::default()
+            .instances(Instances::Reused)
+            .whole_objects(),
+    )?;
     let fresh = engine.load(
         path,
         LoadOptions::default().instances(Instances::FreshPerCall),
@@ -251,16 +290,38 @@ fn load(
         bytes,
         compile_ms,
         reused,
+        whole,
         fresh,
     })
 }
 
-/// The guest's logic, natively: parse the object and reconcile; the number
-/// of actions.
+/// How many bytes of the object a guest with replica-floor's projection
+/// is handed.
+fn projected_bytes(builds: &[Build], json: &str) -> Option<usize> {
+    let guest = &builds.first()?.reused;
+    let projection = guest.projection("apps/v1", "Deployment")?;
+    Some(projection.narrow(json).len())
+}
+
+/// The guest's logic, natively: parse the whole object into a value and
+/// reconcile; the number of actions.
 fn native_reconcile(json: &str) -> usize {
+    let Ok(value) = serde_json::from_str(json) else {
+        return 0;
+    };
+    native_decide(Object::new(value))
+}
+
+/// The guest's logic, natively, with the SDK's lazy reads: the JSON is
+/// checked, then each field is read where it lies.
+fn native_lazy_reconcile(json: &str) -> usize {
     let Ok(object) = Object::parse(json) else {
         return 0;
     };
+    native_decide(object)
+}
+
+fn native_decide(object: Object) -> usize {
     let request = Request {
         object,
         change: paddock_guest::Change::Applied,

@@ -26,6 +26,7 @@ use k8s_openapi::api::core::v1::ServiceAccount as Account;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use paddock::actions::ObjectRef;
+use paddock::cluster::Projections;
 use paddock::controller::{ControllerConfig, RunningController, Runtime};
 use paddock::grants::{Grant, Rule};
 use paddock::identity::{Attributes, ServiceAccount};
@@ -213,7 +214,9 @@ fn measure_reads(
         .collect();
     for cache in [host, account] {
         anyhow::ensure!(
-            targets.iter().all(|target| cache.get(target).is_some()),
+            targets
+                .iter()
+                .all(|target| cache.get(target, &Projections::none()).is_some()),
             "every Deployment reads as present"
         );
     }
@@ -222,7 +225,7 @@ fn measure_reads(
         let targets = targets.clone();
         let mut next = 0;
         move || {
-            let found = cache.get(&targets[next % targets.len()]);
+            let found = cache.get(&targets[next % targets.len()], &Projections::none());
             assert!(found.is_some());
             next += 1;
         }
@@ -247,7 +250,7 @@ fn measure_reads(
     let lister = |cache: &SharedCache| {
         let cache = Arc::clone(cache);
         move || {
-            let listed = cache.list(&query);
+            let listed = cache.list(&query, &Projections::none());
             assert_eq!(listed.len(), objects);
         }
     };

@@ -76,29 +76,61 @@ fn main() -> anyhow::Result<()> {
     let dispatch = read("dispatch").unwrap_or_default();
     let native = dispatch_ns(&dispatch, "native");
     let rust = dispatch_ns(&dispatch, "rust guest reconcile");
+    let rust_whole = dispatch_ns(&dispatch, "rust guest reconcile, whole object");
     let ratio = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
     row("dispatch: native, ns per reconcile", native, "ns", None);
     row(
-        "dispatch: Rust guest / native",
-        ratio(rust, native),
+        "dispatch: Rust guest, whole object / native",
+        ratio(rust_whole, native),
         "x",
         Some((true, 1.05)),
     );
     row(
-        "dispatch: webhook / Rust guest",
-        ratio(dispatch_ns(&dispatch, "webhook"), rust),
+        "dispatch: Rust guest, projection / native (whole object)",
+        ratio(rust, native),
+        "x",
+        Some((true, 0.5)),
+    );
+    row(
+        "dispatch: native, lazy reads / native",
+        ratio(dispatch_ns(&dispatch, "native, lazy reads"), native),
+        "x",
+        None,
+    );
+    row(
+        "dispatch: webhook / Rust guest, whole object",
+        ratio(dispatch_ns(&dispatch, "webhook"), rust_whole),
         "x",
         Some((false, 5.0)),
     );
-    for (language, name) in [
-        ("Python", "python guest reconcile"),
-        ("JavaScript", "js guest reconcile"),
-    ] {
+    for (language, name) in [("Python", "python"), ("JavaScript", "js")] {
         row(
-            &format!("dispatch: {language} guest, µs per reconcile"),
-            dispatch_ns(&dispatch, name).map(|ns| ns / 1000.0),
+            &format!("dispatch: {language} guest, projection, µs per reconcile"),
+            dispatch_ns(&dispatch, &format!("{name} guest reconcile")).map(|ns| ns / 1000.0),
+            "µs",
+            Some((true, 40.0)),
+        );
+        row(
+            &format!("dispatch: {language} guest, whole object, µs per reconcile"),
+            dispatch_ns(&dispatch, &format!("{name} guest reconcile, whole object"))
+                .map(|ns| ns / 1000.0),
             "µs",
             Some((true, 60.0)),
+        );
+    }
+    for (language, name, bound) in [
+        ("Rust", "rust", 10.0),
+        ("Python", "python", 200.0),
+        ("JavaScript", "js", 200.0),
+    ] {
+        let instantiate = dispatch["languages"].as_array().and_then(|languages| {
+            languages.iter().find(|entry| entry["language"] == name)?["instantiateUs"].as_f64()
+        });
+        row(
+            &format!("dispatch: {language} fresh instance, µs"),
+            instantiate,
+            "µs",
+            Some((true, bound)),
         );
     }
     let convergence = read("convergence").unwrap_or_default();
@@ -106,7 +138,7 @@ fn main() -> anyhow::Result<()> {
         "convergence: Paddock / native (time)",
         convergence["paddockOverNative"].as_f64(),
         "x",
-        Some((true, 1.1)),
+        Some((true, 1.0)),
     );
     row(
         "convergence: webhook / Paddock (time)",

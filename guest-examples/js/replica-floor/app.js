@@ -2,7 +2,9 @@
 // minimum. The same controller as `guest-examples/replica-floor` (Rust),
 // answering its fixtures with the same actions.
 
-import { Action, Watch, annotation, done, intAt, isBeingDeleted, objectRef } from "./paddock.js";
+import {
+  Action, Projection, Watch, annotation, done, intAt, isBeingDeleted, objectRef,
+} from "./paddock.js";
 
 export const ANNOTATION = "paddock.dev/min-replicas";
 
@@ -15,7 +17,14 @@ function parseFloor(text) {
 }
 
 export function describe() {
-  return { name: "replica-floor", watches: [Watch.primary("apps/v1", "Deployment")] };
+  return {
+    name: "replica-floor",
+    watches: [Watch.primary("apps/v1", "Deployment")],
+    // Only the annotation and the replicas cross from the host.
+    projections: [
+      Projection("apps/v1", "Deployment", [`.metadata.annotations['${ANNOTATION}']`, ".spec.replicas"]),
+    ],
+  };
 }
 
 export function reconcile({ object: deployment, change }) {

@@ -8,7 +8,7 @@ import json
 import re
 
 import paddock
-from paddock import Action, Info, Outcome, Watch
+from paddock import Action, Info, Outcome, Projection, Watch
 
 ANNOTATION = "paddock.dev/min-replicas"
 
@@ -26,7 +26,10 @@ def parse_floor(text):
 
 class ReplicaFloor(paddock.Controller):
     def describe(self):
-        return Info("replica-floor", [Watch.primary("apps/v1", "Deployment")])
+        # Only the annotation and the replicas cross from the host.
+        return Info("replica-floor", [Watch.primary("apps/v1", "Deployment")]).project(
+            Projection("apps/v1", "Deployment",
+                       [f".metadata.annotations['{ANNOTATION}']", ".spec.replicas"]))
 
     def reconcile(self, request):
         deployment = request.object

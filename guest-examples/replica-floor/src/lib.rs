@@ -6,7 +6,7 @@
 //! not a whole number gets a Warning event instead. Deployments above their
 //! floor are left alone: the floor is a minimum, not a target.
 
-use paddock_guest::{Action, Change, Controller, Error, Info, Outcome, Request, Watch};
+use paddock_guest::{Action, Change, Controller, Error, Info, Outcome, Projection, Request, Watch};
 
 /// The annotation that sets the floor.
 pub const ANNOTATION: &str = "paddock.dev/min-replicas";
@@ -17,7 +17,17 @@ pub struct ReplicaFloor;
 
 impl Controller for ReplicaFloor {
     fn describe() -> Info {
-        Info::new("replica-floor").watch(Watch::primary("apps/v1", "Deployment"))
+        // Only the annotation and the replicas cross from the host.
+        Info::new("replica-floor")
+            .watch(Watch::primary("apps/v1", "Deployment"))
+            .project(Projection::new(
+                "apps/v1",
+                "Deployment",
+                &[
+                    ".metadata.annotations['paddock.dev/min-replicas']",
+                    ".spec.replicas",
+                ],
+            ))
     }
 
     fn reconcile(request: Request) -> Result<Outcome, Error> {

@@ -162,7 +162,7 @@ pub fn test(engine: &WasmEngine, args: TestArgs) -> anyhow::Result<ExitCode> {
     let kinds = ServedKinds::offline(&args.crds)?.with_declared(guest.info());
     let answered = if args.map {
         guest
-            .map(&object.to_string(), cache)
+            .map(&guest.projections().narrow(object.to_string()), cache)
             .map(|primaries| print(&harness::Primaries::new(primaries), args.output))
     } else {
         let change = match args.change {
@@ -170,7 +170,12 @@ pub fn test(engine: &WasmEngine, args: TestArgs) -> anyhow::Result<ExitCode> {
             ChangeArg::Deleted => Change::Deleted,
         };
         guest
-            .reconcile(&object.to_string(), change, args.attempt, cache)
+            .reconcile(
+                &guest.projections().narrow(object.to_string()),
+                change,
+                args.attempt,
+                cache,
+            )
             .map(|outcome| {
                 for target in kinds.unserved_targets(&outcome) {
                     eprintln!("warning: {target}");

@@ -17,16 +17,27 @@ pub struct IndexPaths {
     queries: Vec<JpQuery>,
 }
 
-/// An index expression that does not parse.
+/// A path of an index or a projection that does not parse, or selects
+/// what a projection cannot keep.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "the path `{path}` is not a JSONPath expression ({problem}); write it as kubectl does, e.g. `.spec.template.spec.volumes[*].configMap.name`"
-)]
+#[error("{}", if path.is_empty() { problem.clone() } else { format!("the path `{path}` {problem}") })]
 pub struct PathError {
-    /// The expression as declared.
+    /// The expression as declared (empty when none was).
     pub path: String,
-    /// What the parser said.
+    /// What is wrong with it, and the fix.
     pub problem: String,
+}
+
+impl PathError {
+    /// The error of a path the JSONPath parser refused.
+    pub(crate) fn unparsed(path: &str, error: impl std::fmt::Display) -> Self {
+        Self {
+            path: path.to_owned(),
+            problem: format!(
+                "is not a JSONPath expression ({error}); write it as kubectl does, e.g. `.spec.template.spec.volumes[*].configMap.name`"
+            ),
+        }
+    }
 }
 
 impl IndexPaths {
@@ -44,12 +55,10 @@ impl IndexPaths {
             .map(|path| {
                 let rooted = rooted(path).ok_or_else(|| PathError {
                     path: path.clone(),
-                    problem: "it is empty".into(),
+                    problem: "is empty".into(),
                 })?;
-                jsonpath_rust::parser::parse_json_path(&rooted).map_err(|error| PathError {
-                    path: path.clone(),
-                    problem: error.to_string(),
-                })
+                jsonpath_rust::parser::parse_json_path(&rooted)
+                    .map_err(|error| PathError::unparsed(path, error))
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {
@@ -100,7 +109,7 @@ impl PartialEq for IndexPaths {
 impl Eq for IndexPaths {}
 
 /// A kubectl-style expression rooted at `$`; `None` when empty.
-fn rooted(path: &str) -> Option<String> {
+pub(crate) fn rooted(path: &str) -> Option<String> {
     let path = path.trim();
     let path = path
         .strip_prefix('{')

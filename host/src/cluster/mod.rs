@@ -5,6 +5,7 @@ mod client;
 mod discovery;
 mod index;
 mod informer;
+mod projection;
 mod registry;
 mod slice;
 mod store;
@@ -14,9 +15,10 @@ pub use client::{AGENT, client};
 pub use discovery::{Discovery, MAX_AGE, Resource, split_api_version};
 pub use index::{IndexPaths, PathError};
 pub use informer::{InformerEvent, InformerHealth, InformerStats, Shards, SharedInformer};
+pub use projection::{ALWAYS_KEPT, Projection, Projections};
 pub use registry::InformerRegistry;
 pub use slice::Slice;
-pub use store::{ObjectKey, OwnerRef, Store, StoredObject};
+pub use store::{ObjectKey, OwnerRef, SeenJson, Store, StoredObject};
 
 /// An error talking to the cluster.
 #[derive(Debug, thiserror::Error)]

@@ -15,6 +15,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::index::IndexPaths;
+use super::projection::Projection;
 use crate::selector::LabelSelector;
 
 /// The key of an object within one resource: namespace (`""` for
@@ -35,6 +36,8 @@ pub struct OwnerRef {
 /// One cached object.
 #[derive(Debug, PartialEq, Eq)]
 pub struct StoredObject {
+    /// Its JSON narrowed to guests' projections, made when first read.
+    narrowed: Narrowed,
     /// The object's JSON, with `apiVersion` and `kind`.
     pub json: Box<str>,
     /// Its namespace, `""` when cluster-scoped.
@@ -47,6 +50,53 @@ pub struct StoredObject {
     pub labels: Box<[(Box<str>, Box<str>)]>,
     /// Its controller owner, if any.
     pub controller: Option<OwnerRef>,
+}
+
+/// An object's JSON narrowed to each projection a guest read it through:
+/// made once per object version, kept as long as the version is stored.
+#[derive(Default)]
+struct Narrowed(std::sync::Mutex<Vec<(Arc<Projection>, Arc<str>)>>);
+
+impl Narrowed {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(Arc<Projection>, Arc<str>)>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl std::fmt::Debug for Narrowed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} projections", self.lock().len())
+    }
+}
+
+/// Derived from the JSON: equal objects are equal whatever was narrowed.
+impl PartialEq for Narrowed {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Narrowed {}
+
+/// An object's JSON as one guest sees it: whole, or narrowed to the
+/// guest's projection of its kind.
+#[derive(Debug, Clone)]
+pub enum SeenJson<'a> {
+    /// The whole object.
+    Whole(&'a str),
+    /// The object narrowed, shared with every reader through the same
+    /// projection.
+    Narrowed(Arc<str>),
+}
+
+impl std::ops::Deref for SeenJson<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            Self::Whole(json) => json,
+            Self::Narrowed(json) => json,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -230,6 +280,7 @@ impl StoredObject {
                 })
         });
         Ok(Self {
+            narrowed: Narrowed::default(),
             json,
             namespace: metadata.namespace.unwrap_or_default().into(),
             name: metadata.name.into(),
@@ -260,6 +311,32 @@ impl StoredObject {
         parsed.metadata.uid.map(Cow::into_owned)
     }
 
+    /// Its JSON as a guest with `projection` of its kind (`None`: none)
+    /// sees it. Narrowed once per projection, the first time it is asked
+    /// for; later reads share that text.
+    pub fn seen_through(&self, projection: Option<&Arc<Projection>>) -> SeenJson<'_> {
+        let Some(projection) = projection else {
+            return SeenJson::Whole(&self.json);
+        };
+        if let Some((_, json)) = self
+            .narrowed
+            .lock()
+            .iter()
+            .find(|(known, _)| Arc::ptr_eq(known, projection) || **known == **projection)
+        {
+            return SeenJson::Narrowed(Arc::clone(json));
+        }
+        // Narrowed outside the lock; a reader that raced here keeps the
+        // first text stored, so every reader shares one.
+        let json: Arc<str> = projection.narrow(&self.json).into();
+        let mut narrowed = self.narrowed.lock();
+        if let Some((_, known)) = narrowed.iter().find(|(known, _)| **known == **projection) {
+            return SeenJson::Narrowed(Arc::clone(known));
+        }
+        narrowed.push((Arc::clone(projection), Arc::clone(&json)));
+        SeenJson::Narrowed(json)
+    }
+
     /// The object's key.
     pub fn key(&self) -> ObjectKey {
         (self.namespace.to_string(), self.name.to_string())
@@ -278,7 +355,14 @@ impl StoredObject {
         let owner = self.controller.as_ref().map_or(0, |owner| {
             owner.api_version.len() + owner.kind.len() + owner.name.len()
         });
+        let narrowed: usize = self
+            .narrowed
+            .lock()
+            .iter()
+            .map(|(_, json)| json.len() + std::mem::size_of::<(Arc<Projection>, Arc<str>)>())
+            .sum();
         self.json.len()
+            + narrowed
             + self.namespace.len()
             + self.name.len()
             + self.resource_version.len()
@@ -630,6 +714,34 @@ mod tests {
             Some("shop")
         );
         assert!(object.heap_bytes() >= object.json.len());
+    }
+
+    #[test]
+    fn an_object_is_narrowed_once_per_projection() {
+        let object = parse(
+            r#"{"metadata":{"name":"web","namespace":"shop","resourceVersion":"7"},"spec":{"replicas":2,"paused":true}}"#,
+        );
+        let paths = vec![".spec.replicas".to_owned()];
+        let projection = Arc::new(Projection::parse(&paths).expect("parses"));
+        let SeenJson::Narrowed(first) = object.seen_through(Some(&projection)) else {
+            panic!("a projection narrows");
+        };
+        assert!(
+            first.contains(r#""replicas":2"#) && !first.contains("paused"),
+            "{first}"
+        );
+        // The same text again, and for an equal projection of another guest.
+        let twin = Arc::new(Projection::parse(&paths).expect("parses"));
+        for again in [&projection, &twin] {
+            let SeenJson::Narrowed(second) = object.seen_through(Some(again)) else {
+                panic!("a projection narrows");
+            };
+            assert!(Arc::ptr_eq(&first, &second), "narrowed once");
+        }
+        assert!(object.heap_bytes() >= object.json.len() + first.len());
+        assert!(
+            matches!(object.seen_through(None), SeenJson::Whole(json) if json == &*object.json)
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use super::ControllerStats;
 use crate::actions::{Actor, ObjectRef};
-use crate::cluster::{Discovery, IndexPaths, SharedInformer, split_api_version};
+use crate::cluster::{
+    Discovery, IndexPaths, Projection, Projections, SharedInformer, split_api_version,
+};
 use crate::grants::Permission;
 use crate::identity::{AccessReviews, Attributes};
 use crate::selector::LabelSelector;
@@ -135,7 +137,7 @@ impl GuestCacheView {
 }
 
 impl CacheReader for GuestCacheView {
-    fn get(&self, target: &ObjectRef) -> Option<String> {
+    fn get(&self, target: &ObjectRef, seen: &Projections) -> Option<String> {
         if !self.declares(&target.api_version, &target.kind)
             || !self.actor.may_use_namespace(target.namespace.as_deref())
             || !self.allowed(
@@ -161,10 +163,14 @@ impl CacheReader for GuestCacheView {
             target.namespace.as_deref(),
         )
         .find_map(|informer| informer.store().get(namespace, &target.name))
-        .map(|object| object.json.to_string())
+        .map(|object| {
+            object
+                .seen_through(seen.of(&target.api_version, &target.kind))
+                .to_string()
+        })
     }
 
-    fn list(&self, query: &ListQuery<'_>) -> Vec<String> {
+    fn list(&self, query: &ListQuery<'_>, seen: &Projections) -> Vec<String> {
         if !self.may_list(query.api_version, query.kind, query.namespace) {
             return Vec::new();
         }
@@ -176,10 +182,11 @@ impl CacheReader for GuestCacheView {
         self.visible(
             self.informers(query.api_version, query.kind, query.namespace)
                 .flat_map(|informer| informer.store().list(query.namespace, selector.as_ref())),
+            seen.of(query.api_version, query.kind),
         )
     }
 
-    fn by_index(&self, query: &IndexQuery<'_>) -> Vec<String> {
+    fn by_index(&self, query: &IndexQuery<'_>, seen: &Projections) -> Vec<String> {
         let Some(index) = self.indexes.iter().find(|index| index.name == query.index) else {
             tracing::debug!(guest = %self.actor.name, index = query.index, "cache lookup by an undeclared index");
             return Vec::new();
@@ -201,6 +208,7 @@ impl CacheReader for GuestCacheView {
                         .store()
                         .by_index(paths, query.value, query.namespace)
                 }),
+            seen.of(&index.api_version, &index.kind),
         )
     }
 }
@@ -242,10 +250,11 @@ impl GuestCacheView {
 
     /// The JSON of the objects the guest's namespaces let it see, each
     /// once (informers of several namespaces may overlap), sorted by
-    /// namespace and name.
+    /// namespace and name, narrowed to `projection`.
     fn visible(
         &self,
         objects: impl Iterator<Item = Arc<crate::cluster::StoredObject>>,
+        projection: Option<&Arc<Projection>>,
     ) -> Vec<String> {
         let mut seen = std::collections::BTreeMap::new();
         for object in objects {
@@ -253,7 +262,7 @@ impl GuestCacheView {
                 || self.actor.may_use_namespace(Some(&object.namespace));
             if visible {
                 seen.entry(object.key())
-                    .or_insert_with(|| object.json.to_string());
+                    .or_insert_with(|| object.seen_through(projection).to_string());
             }
         }
         seen.into_values().collect()

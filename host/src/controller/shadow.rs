@@ -334,7 +334,11 @@ impl Inner {
     fn answer(&self, question: Question) {
         let snapshot = Arc::new(Snapshot::new(question.reads, Some(question.live_cache)));
         let cache = Arc::clone(&snapshot) as SharedCache;
-        let json = &question.object.json;
+        // The candidate sees the object through its own projection.
+        let json = &*self
+            .guest
+            .projections()
+            .narrow(question.object.json.to_string());
         let (call, result) = match question.reconcile {
             Some((change, attempt)) => (
                 "reconcile",

@@ -295,10 +295,11 @@ async fn map(shared: &Arc<Shared>, generation: &Generation, key: &MapKey) {
     let json = Arc::clone(&object);
     let deadline = guest.limits().deadline;
     let now = observed.now;
+    let projection = guest.projection(&key.api_version, &key.kind).cloned();
     let mapped = shared
         .slots
         .run(&shared.flow, Some(deadline), move || {
-            guest.map_at(&json.json, cache, now)
+            guest.map_at(&json.seen_through(projection.as_ref()), cache, now)
         })
         .await;
     if observed.is_active()
@@ -464,10 +465,16 @@ async fn reconcile(shared: &Arc<Shared>, generation: &Generation, key: &ObjectKe
     let json = Arc::clone(&object);
     let deadline = guest.limits().deadline;
     let now = observed.now;
+    let primary = &generation.primary().resource;
+    let projection = guest
+        .projection(&primary.api_version, &primary.kind)
+        .cloned();
     let answer = shared
         .slots
         .run(&shared.flow, Some(deadline), move || {
-            guest.reconcile_at(&json.json, change, attempt, cache, now)
+            // Narrowed once per object version, on a slot's thread.
+            let seen = json.seen_through(projection.as_ref());
+            guest.reconcile_at(&seen, change, attempt, cache, now)
         })
         .await;
     // Only an observed call's answer is written out as JSON.

@@ -23,6 +23,7 @@ use serde_json::Value;
 pub use writer::{RecordOptions, RecordStats, Recorder, Recordings};
 
 use crate::actions::{ObjectRef, Outcome};
+use crate::cluster::Projections;
 use crate::wasm::{CacheReader, Change, GuestError, IndexQuery, ListQuery, SharedCache};
 
 /// The version of the recording format [`Entry`] writes.
@@ -261,26 +262,29 @@ impl RecordingCache {
     }
 }
 
+/// Records whole objects, so that a replay or a shadow candidate with
+/// other projections than the recorded guest's reads what it would have
+/// read live; the guest gets them narrowed to its own.
 impl CacheReader for RecordingCache {
-    fn get(&self, target: &ObjectRef) -> Option<String> {
-        let answer = self.inner.get(target);
+    fn get(&self, target: &ObjectRef, seen: &Projections) -> Option<String> {
+        let answer = self.inner.get(target, &Projections::none());
         self.push(CapturedRead::Get(target.clone(), answer.clone()));
-        answer
+        answer.map(|json| seen.narrow(json))
     }
 
-    fn list(&self, query: &ListQuery<'_>) -> Vec<String> {
-        let answer = self.inner.list(query);
+    fn list(&self, query: &ListQuery<'_>, seen: &Projections) -> Vec<String> {
+        let answer = self.inner.list(query, &Projections::none());
         self.push(CapturedRead::List(RecordedQuery::of(query), answer.clone()));
-        answer
+        seen.narrow_all(answer)
     }
 
-    fn by_index(&self, query: &IndexQuery<'_>) -> Vec<String> {
-        let answer = self.inner.by_index(query);
+    fn by_index(&self, query: &IndexQuery<'_>, seen: &Projections) -> Vec<String> {
+        let answer = self.inner.by_index(query, &Projections::none());
         self.push(CapturedRead::ByIndex(
             RecordedLookup::of(query),
             answer.clone(),
         ));
-        answer
+        seen.narrow_all(answer)
     }
 }
 
@@ -334,29 +338,37 @@ impl Snapshot {
     }
 }
 
+/// Recorded answers are whole objects (see [`RecordingCache`]): they are
+/// narrowed to the reading guest's projections.
 impl CacheReader for Snapshot {
-    fn get(&self, target: &ObjectRef) -> Option<String> {
+    fn get(&self, target: &ObjectRef, seen: &Projections) -> Option<String> {
         let recorded = self.reads.iter().find_map(|read| match read {
-            CapturedRead::Get(asked, answer) if asked == target => Some(answer.clone()),
+            CapturedRead::Get(asked, answer) => {
+                (asked == target).then(|| answer.clone().map(|json| seen.narrow(json)))
+            }
             _ => None,
         });
-        self.answer(recorded, |cache| cache.get(target))
+        self.answer(recorded, |cache| cache.get(target, seen))
     }
 
-    fn list(&self, query: &ListQuery<'_>) -> Vec<String> {
+    fn list(&self, query: &ListQuery<'_>, seen: &Projections) -> Vec<String> {
         let recorded = self.reads.iter().find_map(|read| match read {
-            CapturedRead::List(asked, answer) if asked.is(query) => Some(answer.clone()),
+            CapturedRead::List(asked, answer) => {
+                asked.is(query).then(|| seen.narrow_all(answer.clone()))
+            }
             _ => None,
         });
-        self.answer(recorded, |cache| cache.list(query))
+        self.answer(recorded, |cache| cache.list(query, seen))
     }
 
-    fn by_index(&self, query: &IndexQuery<'_>) -> Vec<String> {
+    fn by_index(&self, query: &IndexQuery<'_>, seen: &Projections) -> Vec<String> {
         let recorded = self.reads.iter().find_map(|read| match read {
-            CapturedRead::ByIndex(asked, answer) if asked.is(query) => Some(answer.clone()),
+            CapturedRead::ByIndex(asked, answer) => {
+                asked.is(query).then(|| seen.narrow_all(answer.clone()))
+            }
             _ => None,
         });
-        self.answer(recorded, |cache| cache.by_index(query))
+        self.answer(recorded, |cache| cache.by_index(query, seen))
     }
 }
 
@@ -644,29 +656,42 @@ mod tests {
             ],
             None,
         );
-        assert_eq!(snapshot.get(&target).as_deref(), Some("{\"a\":1}"));
+        assert_eq!(
+            snapshot.get(&target, &Projections::none()).as_deref(),
+            Some("{\"a\":1}")
+        );
         let list = |namespace| ListQuery {
             api_version: "v1",
             kind: "ConfigMap",
             namespace,
             label_selector: None,
         };
-        assert_eq!(snapshot.list(&list(Some("x"))).len(), 2);
+        assert_eq!(
+            snapshot.list(&list(Some("x")), &Projections::none()).len(),
+            2
+        );
         assert_eq!(snapshot.unrecorded(), 0);
-        assert!(snapshot.list(&list(None)).is_empty());
+        assert!(snapshot.list(&list(None), &Projections::none()).is_empty());
         let other = ObjectRef {
             name: "b".into(),
             ..target
         };
-        assert_eq!(snapshot.get(&other), None);
+        assert_eq!(snapshot.get(&other, &Projections::none()), None);
         assert_eq!(snapshot.unrecorded(), 2);
         let lookup = |value| IndexQuery {
             index: "by-config",
             value,
             namespace: None,
         };
-        assert_eq!(snapshot.by_index(&lookup("web")), ["{\"b\":2}"]);
-        assert!(snapshot.by_index(&lookup("api")).is_empty());
+        assert_eq!(
+            snapshot.by_index(&lookup("web"), &Projections::none()),
+            ["{\"b\":2}"]
+        );
+        assert!(
+            snapshot
+                .by_index(&lookup("api"), &Projections::none())
+                .is_empty()
+        );
         assert_eq!(snapshot.unrecorded(), 3);
     }
 

@@ -180,7 +180,8 @@ pub fn replay(guest: &Guest, entry: &Entry) -> Replayed {
     let reads = entry.reads.iter().map(CapturedRead::from_read).collect();
     let snapshot = Arc::new(Snapshot::new(reads, None));
     let now = entry.instant().ok();
-    let object = entry.object.to_string();
+    // Recorded whole: the replayed module sees it through its own projection.
+    let object = guest.projections().narrow(entry.object.to_string());
     let cache = Arc::clone(&snapshot) as crate::wasm::SharedCache;
     let mut result = match entry.call {
         CallKind::Reconcile => reconcile_result(&guest.reconcile_at(

@@ -28,7 +28,11 @@ pub const READS_EXPORT: &str = "reads";
 /// objects up by (since 0.1.3).
 pub const INDEXES_EXPORT: &str = "indexes";
 
+/// The optional export of `controller` declaring the fields a guest reads
+/// of each kind (since 0.1.4).
+pub const PROJECTIONS_EXPORT: &str = "projections";
+
 pub use self::paddock::controller::types::{
-    Action, Change, Error as GuestFailure, Event, Index, Patch, PatchKind, Read, Relation, Scale,
-    Watch,
+    Action, Change, Error as GuestFailure, Event, Index, Patch, PatchKind, Projection, Read,
+    Relation, Scale, Watch,
 };

@@ -12,7 +12,8 @@ use wasmtime::{Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{
-    self as wit, Controller, ControllerPre, FINALIZES_EXPORT, INDEXES_EXPORT, READS_EXPORT,
+    self as wit, Controller, ControllerPre, FINALIZES_EXPORT, INDEXES_EXPORT, PROJECTIONS_EXPORT,
+    READS_EXPORT,
 };
 use super::compile_cache::{CacheStatus, digest};
 use super::engine::{WasmEngine, deadline_ticks};
@@ -24,6 +25,7 @@ use super::wasi::{
     BlockedPastDeadline, CallClock, CallDeadline, Clock, GuestOutput, empty_context,
 };
 use crate::actions::{self, MalformedOutput, ObjectRef, Outcome};
+use crate::cluster::{Projection, Projections};
 
 /// The exports the `controller` world requires.
 const REQUIRED_EXPORTS: [&str; 3] = ["describe", "reconcile", "map"];
@@ -72,6 +74,10 @@ pub struct LoadOptions {
     /// Whether instances are reused across calls. Default:
     /// [`Instances::Reused`].
     pub instances: Instances,
+    /// Hand the guest whole objects, whatever projections it declared
+    /// (default: `false`, objects are narrowed to them). For comparing a
+    /// guest's answers with and without its projections.
+    pub whole_objects: bool,
 }
 
 impl LoadOptions {
@@ -100,6 +106,13 @@ impl LoadOptions {
     #[must_use]
     pub fn instances(mut self, instances: Instances) -> Self {
         self.instances = instances;
+        self
+    }
+
+    /// Hands the guest whole objects, ignoring its projections.
+    #[must_use]
+    pub fn whole_objects(mut self) -> Self {
+        self.whole_objects = true;
         self
     }
 }
@@ -161,6 +174,18 @@ pub struct Index {
     pub paths: Vec<String>,
 }
 
+/// The fields of one kind a guest reads (`projections`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectionDecl {
+    /// `group/version` of the resource.
+    pub api_version: String,
+    /// The kind.
+    pub kind: String,
+    /// JSONPath expressions of field names and `[*]`.
+    pub paths: Vec<String>,
+}
+
 /// What a guest declared at load: its `describe`, and its optional
 /// declarations (the exports `controller` added after 0.1.0).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,6 +207,10 @@ pub struct Info {
     /// without that export).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub indexes: Vec<Index>,
+    /// The fields it reads, per kind (`projections`; none for a guest
+    /// without that export: it sees whole objects).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub projections: Vec<ProjectionDecl>,
 }
 
 impl Info {
@@ -199,6 +228,7 @@ impl Info {
             finalizes,
             reads,
             indexes,
+            projections,
         } = declared;
         if info.name.trim().is_empty() {
             return Err("`name` is empty".into());
@@ -255,14 +285,75 @@ impl Info {
             })
             .collect();
         check_indexes(&indexes, &watches, &reads)?;
+        let projections: Vec<ProjectionDecl> = projections
+            .into_iter()
+            .map(|projection| ProjectionDecl {
+                api_version: projection.api_version,
+                kind: projection.kind,
+                paths: projection.paths,
+            })
+            .collect();
+        check_projections(&projections, &watches, &reads)?;
         Ok(Self {
             name: info.name,
             watches,
             finalizes,
             reads,
             indexes,
+            projections,
         })
     }
+
+    /// The parsed projections.
+    fn parsed_projections(&self) -> Projections {
+        Projections::parse(self.projections.iter().map(|declared| {
+            (
+                declared.api_version.as_str(),
+                declared.kind.as_str(),
+                declared.paths.as_slice(),
+            )
+        }))
+        // Checked at load: they parse.
+        .unwrap_or_default()
+    }
+}
+
+/// Whether `api_version` `kind` is one the guest watches or reads.
+fn declares_kind(watches: &[Watch], reads: &[Read], api_version: &str, kind: &str) -> bool {
+    watches
+        .iter()
+        .map(|watch| (&watch.api_version, &watch.kind))
+        .chain(reads.iter().map(|read| (&read.api_version, &read.kind)))
+        .any(|(declared_version, declared_kind)| {
+            declared_version == api_version && declared_kind == kind
+        })
+}
+
+/// Checks a guest's projections: each of a kind it watches or reads, each
+/// kind once, with paths a projection can keep.
+fn check_projections(
+    projections: &[ProjectionDecl],
+    watches: &[Watch],
+    reads: &[Read],
+) -> Result<(), String> {
+    let mut kinds = std::collections::BTreeSet::new();
+    for projection in projections {
+        let (api_version, kind) = (&projection.api_version, &projection.kind);
+        if !declares_kind(watches, reads, api_version, kind) {
+            return Err(format!(
+                "the projection of `{api_version}` `{kind}` is of a kind the controller \
+                 neither watches nor reads: watch it, add it to `reads`, or drop the projection"
+            ));
+        }
+        if !kinds.insert((api_version, kind)) {
+            return Err(format!(
+                "`{api_version}` `{kind}` has two projections: list all its paths in one"
+            ));
+        }
+        Projection::parse(&projection.paths)
+            .map_err(|error| format!("the projection of `{api_version}` `{kind}`: {error}"))?;
+    }
+    Ok(())
 }
 
 /// Checks a guest's indexes: each named once, of a kind it watches or
@@ -282,12 +373,7 @@ fn check_indexes(indexes: &[Index], watches: &[Watch], reads: &[Read]) -> Result
                 "two indexes are named `{name}`: give each its own name"
             ));
         }
-        let declared = watches
-            .iter()
-            .map(|watch| (&watch.api_version, &watch.kind))
-            .chain(reads.iter().map(|read| (&read.api_version, &read.kind)))
-            .any(|(api_version, kind)| *api_version == index.api_version && *kind == index.kind);
-        if !declared {
+        if !declares_kind(watches, reads, &index.api_version, &index.kind) {
             return Err(format!(
                 "index `{name}` is of `{}` `{}`, which the controller neither watches nor \
                  reads: watch it, or add it to `reads`",
@@ -333,6 +419,8 @@ pub(crate) struct HostState {
     limiter: MemoryLimiter,
     output: GuestOutput,
     pub(crate) cache: SharedCache,
+    /// What the guest reads of each kind, which its cache reads narrow to.
+    pub(crate) projections: Arc<Projections>,
     pub(crate) guest: Arc<str>,
     /// The wall clock the guest reads; a call may stop it at its instant.
     clock: CallClock,
@@ -393,6 +481,8 @@ struct Sandbox {
     hits: Arc<LimitHits>,
     clock: Clock,
     instances: Instances,
+    /// The fields it reads of each kind: what its cache reads hand it.
+    projections: Arc<Projections>,
     pre: ControllerPre<HostState>,
     idle: Mutex<Vec<Instance>>,
 }
@@ -490,6 +580,7 @@ impl WasmEngine {
             hits: Arc::default(),
             clock: options.clock,
             instances: Instances::FreshPerCall,
+            projections: Projections::none(),
             pre,
             idle: Mutex::default(),
         };
@@ -510,6 +601,11 @@ impl WasmEngine {
             problem,
         })?;
         let name: Arc<str> = options.name.unwrap_or_else(|| info.name.clone()).into();
+        let projections = if options.whole_objects {
+            Projections::none()
+        } else {
+            Arc::new(info.parsed_projections())
+        };
         Ok(Guest {
             inner: Arc::new(GuestInner {
                 _component: component,
@@ -521,6 +617,7 @@ impl WasmEngine {
                 sandbox: Sandbox {
                     name,
                     instances: options.instances,
+                    projections,
                     ..loading
                 },
             }),
@@ -648,6 +745,17 @@ impl Guest {
     /// Whether loading it compiled the component or took it from the cache.
     pub fn cache_status(&self) -> CacheStatus {
         self.inner.cache_status
+    }
+
+    /// The guest's projections: the fields it reads of each kind.
+    pub fn projections(&self) -> &Arc<Projections> {
+        &self.inner.sandbox.projections
+    }
+
+    /// The guest's projection of `api_version` `kind`: the fields it reads
+    /// of such objects; `None` when it reads them whole.
+    pub fn projection(&self, api_version: &str, kind: &str) -> Option<&Arc<Projection>> {
+        self.inner.sandbox.projections.of(api_version, kind)
     }
 
     /// Calls `describe` (and the optional declarations) again.
@@ -906,6 +1014,7 @@ impl Sandbox {
             limiter: MemoryLimiter::new(self.limits.memory_bytes),
             output,
             cache: Arc::new(EmptyCache),
+            projections: Arc::clone(&self.projections),
             guest: Arc::clone(&self.name),
             deadline_at: Instant::now(),
             log: Arc::clone(&self.log),
@@ -926,11 +1035,13 @@ struct Declarations {
     finalizes: bool,
     reads: Vec<wit::Read>,
     indexes: Vec<wit::Index>,
+    projections: Vec<wit::Projection>,
 }
 
-/// Calls `describe`, then the optional `finalizes`, `reads` and `indexes`
-/// when the guest exports them (a guest built against 0.1.0 exports none:
-/// it does not finalize, reads only what it watches and has no index).
+/// Calls `describe`, then the optional `finalizes`, `reads`, `indexes` and
+/// `projections` when the guest exports them (a guest built against 0.1.0
+/// exports none: it does not finalize, reads only what it watches, has no
+/// index and sees whole objects).
 fn declarations(
     controller: &Controller,
     instance: &wasmtime::component::Instance,
@@ -949,11 +1060,19 @@ fn declarations(
         "func() -> list<index>",
     )?
     .unwrap_or_default();
+    let projections = optional_export::<Vec<wit::Projection>>(
+        instance,
+        store,
+        PROJECTIONS_EXPORT,
+        "func() -> list<projection>",
+    )?
+    .unwrap_or_default();
     Ok(Declarations {
         info,
         finalizes,
         reads,
         indexes,
+        projections,
     })
 }
 
@@ -1100,6 +1219,52 @@ mod tests {
         let error = check(&[index("", "Deployment", &[".spec"])]).unwrap_err();
         assert!(error.contains("has no name"), "{error}");
         let error = check(&[index("none", "Deployment", &[])]).unwrap_err();
+        assert!(error.contains("at least one path"), "{error}");
+    }
+
+    #[test]
+    fn projections_are_of_declared_kinds_once_and_keep_whole_fields() {
+        let watches = [Watch {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            relation: Relation::Primary,
+            namespace: None,
+            label_selector: None,
+        }];
+        let reads = [Read {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            namespace: None,
+        }];
+        let projection = |api_version: &str, kind: &str, paths: &[&str]| ProjectionDecl {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            paths: paths.iter().map(|path| (*path).to_owned()).collect(),
+        };
+        let check =
+            |projections: &[ProjectionDecl]| check_projections(projections, &watches, &reads);
+        let deployment = projection("apps/v1", "Deployment", &[".spec.replicas"]);
+        let config_map = projection("v1", "ConfigMap", &[".data"]);
+        assert_eq!(check(&[deployment.clone(), config_map]), Ok(()));
+
+        let error = check(&[deployment.clone(), deployment.clone()]).unwrap_err();
+        assert!(error.contains("has two projections"), "{error}");
+        let error = check(&[projection("v1", "Secret", &[".data"])]).unwrap_err();
+        assert!(
+            error.contains("`v1` `Secret`") && error.contains("neither watches nor reads"),
+            "{error}"
+        );
+        let error = check(&[projection(
+            "apps/v1",
+            "Deployment",
+            &[".spec.containers[0]"],
+        )])
+        .unwrap_err();
+        assert!(
+            error.contains("`.spec.containers[0]`") && error.contains("field names and `[*]`"),
+            "{error}"
+        );
+        let error = check(&[projection("apps/v1", "Deployment", &[])]).unwrap_err();
         assert!(error.contains("at least one path"), "{error}");
     }
 }

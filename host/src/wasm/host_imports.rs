@@ -5,24 +5,29 @@ use std::sync::Arc;
 use super::bindings::paddock::controller::{cache, log, types};
 use super::guest::HostState;
 use crate::actions::ObjectRef;
+use crate::cluster::Projections;
 
 /// What a guest's `cache` import reads: the host's informer stores, already
 /// narrowed to what the guest may see. The runtime implements it over its
 /// shared stores; `paddock test` over a folder of YAML files.
+///
+/// Every answer is the objects' JSON as the guest sees it: narrowed to its
+/// projection of their kind in `seen` (see [`Projections`]); pass
+/// [`Projections::none`] for whole objects.
 pub trait CacheReader: Send + Sync {
     /// The JSON of one object, if it exists and the guest may see it.
-    fn get(&self, target: &ObjectRef) -> Option<String>;
+    fn get(&self, target: &ObjectRef, seen: &Projections) -> Option<String>;
 
     /// The JSON of every visible object of one kind, sorted by namespace
     /// and name, optionally narrowed to a namespace and a label selector.
     /// An invalid selector matches nothing.
-    fn list(&self, query: &ListQuery<'_>) -> Vec<String>;
+    fn list(&self, query: &ListQuery<'_>, seen: &Projections) -> Vec<String>;
 
     /// The JSON of every visible object whose values for one of the
     /// guest's indexes include a value, sorted by namespace and name,
     /// optionally narrowed to a namespace. An index the guest did not
     /// declare finds nothing.
-    fn by_index(&self, query: &IndexQuery<'_>) -> Vec<String>;
+    fn by_index(&self, query: &IndexQuery<'_>, seen: &Projections) -> Vec<String>;
 }
 
 /// The arguments of `cache.list`.
@@ -54,15 +59,15 @@ pub struct IndexQuery<'a> {
 pub struct EmptyCache;
 
 impl CacheReader for EmptyCache {
-    fn get(&self, _target: &ObjectRef) -> Option<String> {
+    fn get(&self, _target: &ObjectRef, _seen: &Projections) -> Option<String> {
         None
     }
 
-    fn list(&self, _query: &ListQuery<'_>) -> Vec<String> {
+    fn list(&self, _query: &ListQuery<'_>, _seen: &Projections) -> Vec<String> {
         Vec::new()
     }
 
-    fn by_index(&self, _query: &IndexQuery<'_>) -> Vec<String> {
+    fn by_index(&self, _query: &IndexQuery<'_>, _seen: &Projections) -> Vec<String> {
         Vec::new()
     }
 }
@@ -80,7 +85,7 @@ impl cache::Host for HostState {
             namespace: target.namespace,
             name: target.name,
         };
-        self.cache.get(&target)
+        self.cache.get(&target, &self.projections)
     }
 
     fn list(
@@ -90,20 +95,26 @@ impl cache::Host for HostState {
         namespace: Option<String>,
         label_selector: Option<String>,
     ) -> Vec<String> {
-        self.cache.list(&ListQuery {
-            api_version: &api_version,
-            kind: &kind,
-            namespace: namespace.as_deref(),
-            label_selector: label_selector.as_deref(),
-        })
+        self.cache.list(
+            &ListQuery {
+                api_version: &api_version,
+                kind: &kind,
+                namespace: namespace.as_deref(),
+                label_selector: label_selector.as_deref(),
+            },
+            &self.projections,
+        )
     }
 
     fn by_index(&mut self, index: String, value: String, namespace: Option<String>) -> Vec<String> {
-        self.cache.by_index(&IndexQuery {
-            index: &index,
-            value: &value,
-            namespace: namespace.as_deref(),
-        })
+        self.cache.by_index(
+            &IndexQuery {
+                index: &index,
+                value: &value,
+                namespace: namespace.as_deref(),
+            },
+            &self.projections,
+        )
     }
 }
 

@@ -26,7 +26,9 @@ mod wasi;
 pub use compile_cache::{CacheStatus, CompileCache};
 pub use engine::{EPOCH_TICK, EngineError, EngineOptions, LoadCounts, WasmEngine};
 pub use error::{GuestError, LoadError};
-pub use guest::{Change, Guest, Index, Info, Instances, LoadOptions, Read, Relation, Watch};
+pub use guest::{
+    Change, Guest, Index, Info, Instances, LoadOptions, ProjectionDecl, Read, Relation, Watch,
+};
 pub use host_imports::{CacheReader, EmptyCache, IndexQuery, ListQuery, SharedCache};
 pub use limits::{
     DEFAULT_DEADLINE, DEFAULT_LOG_LINES_PER_SECOND, DEFAULT_MAX_ACTIONS, DEFAULT_MAX_ANSWER_BYTES,

@@ -29,7 +29,7 @@ componentize app -o app.wasm``).
 
 from . import cache, log, time
 from .actions import Action, Outcome, PatchKind
-from .controller import Controller, Index, Info, Read, Request, Watch, export
+from .controller import Controller, Index, Info, Projection, Read, Request, Watch, export
 from .errors import Permanent, Transient
 from .objects import (
     ObjectRef,
@@ -56,6 +56,7 @@ from .objects import (
 
 __all__ = [
     "Action", "Controller", "Index", "Info", "ObjectRef", "Outcome", "PatchKind", "Permanent",
+    "Projection",
     "Read", "Request", "Transient", "Watch", "annotation", "annotations", "api_version", "cache",
     "controller_owner", "controller_reference", "export", "generation", "has_finalizer",
     "int_at", "is_being_deleted", "kind", "label", "labels", "log", "name", "namespace",

@@ -44,6 +44,11 @@ def indexes_to_wit(info):
             for index in info.indexes]
 
 
+def projections_to_wit(info):
+    return [wit.Projection(projection.api_version, projection.kind, list(projection.paths))
+            for projection in info.projections]
+
+
 def _dump(value):
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 

@@ -78,6 +78,23 @@ class Index:
 
 
 @dataclass
+class Projection:
+    """The fields of one kind (one the controller watches or reads) it
+    reads, as JSONPath expressions of field names and ``[*]`` in kubectl's
+    syntax, e.g. ``Projection("apps/v1", "Deployment", [".spec.replicas",
+    ".metadata.annotations['paddock.dev/min-replicas']"])``. The host hands
+    such objects (to ``reconcile``, ``map`` and every cache read) narrowed
+    to them, always keeping ``apiVersion``, ``kind`` and the metadata that
+    names an object (``name``, ``namespace``, ``uid``, ``resourceVersion``,
+    ``generation``, ``ownerReferences``, ``deletionTimestamp``): the guest
+    parses only what it uses. A field not listed reads as absent."""
+
+    api_version: str
+    kind: str
+    paths: List[str] = field(default_factory=list)
+
+
+@dataclass
 class Info:
     """Who a controller is and what it watches (exactly one primary watch).
 
@@ -92,13 +109,16 @@ class Info:
     without watching them.
 
     ``indexes``: the indexes (``Index``) it looks objects up by with
-    ``cache.by_index``."""
+    ``cache.by_index``.
+
+    ``projections``: the fields (``Projection``) it reads of some kinds."""
 
     name: str
     watches: List[Watch] = field(default_factory=list)
     finalizes: bool = False
     reads: List[Read] = field(default_factory=list)
     indexes: List[Index] = field(default_factory=list)
+    projections: List[Projection] = field(default_factory=list)
 
     def watch(self, watch: Watch) -> "Info":
         """Adds a watch."""
@@ -113,6 +133,11 @@ class Info:
     def index(self, index: Index) -> "Info":
         """Adds an index of a kind the controller watches or reads."""
         self.indexes.append(index)
+        return self
+
+    def project(self, projection: Projection) -> "Info":
+        """Reads only some fields of a kind the controller watches or reads."""
+        self.projections.append(projection)
         return self
 
 
@@ -175,6 +200,9 @@ def export(controller_class):
 
         def indexes(self):
             return _glue.indexes_to_wit(controller_class().describe())
+
+        def projections(self):
+            return _glue.projections_to_wit(controller_class().describe())
 
         def map(self, changed: str):
             try:

@@ -10,8 +10,7 @@ use crate::{Object, ObjectRef};
 /// The cached state of one object, or `None` when it does not exist or the
 /// guest may not see it.
 pub fn get(target: &ObjectRef) -> Option<Object> {
-    let json = host::get(&ref_to_wit(target.clone()))?;
-    Object::parse(&json).ok()
+    host::get(&ref_to_wit(target.clone())).map(Object::from_host)
 }
 
 /// Cached objects of one kind, sorted by namespace and name; `namespace`
@@ -24,8 +23,8 @@ pub fn list(
     label_selector: Option<&str>,
 ) -> Vec<Object> {
     host::list(api_version, kind, namespace, label_selector)
-        .iter()
-        .filter_map(|json| Object::parse(json).ok())
+        .into_iter()
+        .map(Object::from_host)
         .collect()
 }
 
@@ -40,8 +39,8 @@ pub fn list(
 /// ```
 pub fn by_index(index: &str, value: &str, namespace: Option<&str>) -> Vec<Object> {
     host::by_index(index, value, namespace)
-        .iter()
-        .filter_map(|json| Object::parse(json).ok())
+        .into_iter()
+        .map(Object::from_host)
         .collect()
 }
 

@@ -43,13 +43,22 @@ pub fn indexes<C: Controller>() -> Vec<wit::Index> {
         .collect()
 }
 
+/// `projections`: what `describe` declares.
+pub fn projections<C: Controller>() -> Vec<wit::Projection> {
+    C::describe()
+        .projections
+        .into_iter()
+        .map(|projection| wit::Projection {
+            api_version: projection.api_version,
+            kind: projection.kind,
+            paths: projection.paths,
+        })
+        .collect()
+}
+
 /// `reconcile`, converted for the bindings.
 pub fn reconcile<C: Controller>(request: wit::Request) -> Result<wit::Outcome, wit::Error> {
-    let object = Object::parse(&request.object).map_err(|error| {
-        wit::Error::Permanent(format!(
-            "the host sent an object that does not parse: {error}"
-        ))
-    })?;
+    let object = Object::from_host(request.object);
     let change = match request.change {
         wit::Change::Applied => Change::Applied,
         wit::Change::Deleted => Change::Deleted,
@@ -67,13 +76,12 @@ pub fn reconcile<C: Controller>(request: wit::Request) -> Result<wit::Outcome, w
         })
 }
 
-/// `map`, converted for the bindings. An object that does not parse maps to
-/// nothing.
+/// `map`, converted for the bindings.
 pub fn map<C: Controller>(changed: String) -> Vec<wit::ObjectRef> {
-    match Object::parse(&changed) {
-        Ok(object) => C::map(object).into_iter().map(ref_to_wit).collect(),
-        Err(_) => Vec::new(),
-    }
+    C::map(Object::from_host(changed))
+        .into_iter()
+        .map(ref_to_wit)
+        .collect()
 }
 
 pub(crate) fn ref_to_wit(reference: ObjectRef) -> wit::ObjectRef {

@@ -58,7 +58,9 @@ pub use serde_json::{self, Value, json};
 /// ```
 #[cfg(feature = "typed")]
 pub use k8s_openapi as k8s;
-pub use types::{Change, Error, Index, Info, ObjectRef, Read, Relation, Request, Watch};
+pub use types::{
+    Change, Error, Index, Info, ObjectRef, Projection, Read, Relation, Request, Watch,
+};
 
 /// A controller: what it watches and how it reconciles.
 ///
@@ -122,6 +124,10 @@ macro_rules! export_controller {
             fn indexes() -> ::std::vec::Vec<$crate::__private::wit::Index> {
                 $crate::__private::indexes::<$controller>()
             }
+
+            fn projections() -> ::std::vec::Vec<$crate::__private::wit::Projection> {
+                $crate::__private::projections::<$controller>()
+            }
         }
 
         $crate::__private::bindings::__export_raw!(__PaddockGuestExport with_types_in $crate::__private::bindings);
@@ -131,7 +137,7 @@ macro_rules! export_controller {
 #[doc(hidden)]
 pub mod __private {
     //! Used by [`export_controller!`](crate::export_controller); not part of the API.
-    pub use crate::glue::{describe, finalizes, indexes, map, reads, reconcile};
+    pub use crate::glue::{describe, finalizes, indexes, map, projections, reads, reconcile};
     pub use wit_bindgen;
 
     pub use bindings::paddock::controller::types as wit;

@@ -1,62 +1,168 @@
-//! A Kubernetes object as JSON, with typed accessors for its metadata.
+//! A Kubernetes object as JSON, with accessors for its metadata that read
+//! the JSON text where it lies.
 
+use std::sync::OnceLock;
+
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::ObjectRef;
 
-/// One Kubernetes object: a JSON value with accessors for what every
-/// controller reads. Deserialize it into a typed struct (for example a
-/// `k8s_openapi` type) with [`Object::typed`] when you want one.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(transparent)]
-pub struct Object(Value);
+/// One Kubernetes object: its JSON, with accessors for what every
+/// controller reads.
+///
+/// An object the host hands the guest (the request's, a `map`'s, the
+/// cache's) is kept as the host's JSON text, and the accessors
+/// ([`Object::str_at`], [`Object::i64_at`], [`Object::at`],
+/// [`Object::raw_at`], [`Object::name`], [`Object::annotation`], ...) find
+/// the one value they are asked for in it, skipping the rest without
+/// building anything: a reconcile that reads five fields of a 2 KB object
+/// pays for those five. [`Object::value`], [`Object::pointer`] and
+/// [`Object::value_mut`] build a [`serde_json::Value`] of the whole
+/// object the first time one is called (and [`Object::typed`] deserializes
+/// from the text directly). Declaring the fields a controller reads
+/// ([`Info::project`](crate::Info::project)) shrinks the text the host
+/// sends in the first place.
+#[derive(Clone)]
+pub struct Object(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    /// The host's JSON text, and the value of all of it once asked for.
+    Text {
+        text: String,
+        value: OnceLock<Value>,
+    },
+    /// A value built or changed by the guest.
+    Value(Value),
+}
+
+/// What a JSON pointer found: text in the host's JSON, or a value.
+enum Found<'a> {
+    Raw(&'a str),
+    Value(&'a Value),
+}
 
 impl Object {
     /// Wraps a JSON value.
     pub fn new(value: Value) -> Self {
-        Self(value)
+        Self(Repr::Value(value))
     }
 
-    /// Parses an object from JSON text.
+    /// Parses an object from JSON text (checked: text that is not JSON is
+    /// an error). The text is kept; values are read from it on demand.
     pub fn parse(json: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(json).map(Self)
+        serde_json::from_str::<serde::de::IgnoredAny>(json)?;
+        Ok(Self::from_host(json.to_owned()))
     }
 
-    /// The JSON value.
+    /// Wraps JSON text the host sent: the host checks every object it
+    /// stores, so it is not checked again here (a lookup in text that is
+    /// not JSON finds nothing).
+    pub(crate) fn from_host(json: String) -> Self {
+        Self(Repr::Text {
+            text: json,
+            value: OnceLock::new(),
+        })
+    }
+
+    /// The JSON value of the whole object, built from the text the first
+    /// time it is asked for.
     pub fn value(&self) -> &Value {
-        &self.0
+        match &self.0 {
+            Repr::Text { text, value } => {
+                value.get_or_init(|| serde_json::from_str(text).unwrap_or(Value::Null))
+            }
+            Repr::Value(value) => value,
+        }
     }
 
-    /// The JSON value, mutably.
+    /// The JSON value, mutably (built from the text if it was not yet).
     pub fn value_mut(&mut self) -> &mut Value {
-        &mut self.0
+        if let Repr::Text { .. } = &self.0 {
+            let value = std::mem::take(self).into_value();
+            self.0 = Repr::Value(value);
+        }
+        match &mut self.0 {
+            Repr::Value(value) => value,
+            Repr::Text { .. } => unreachable!("made a value above"),
+        }
     }
 
     /// Unwraps the JSON value.
     pub fn into_value(self) -> Value {
-        self.0
+        match self.0 {
+            Repr::Text { text, value } => value
+                .into_inner()
+                .unwrap_or_else(|| serde_json::from_str(&text).unwrap_or(Value::Null)),
+            Repr::Value(value) => value,
+        }
+    }
+
+    /// The object's JSON text.
+    pub fn to_json(&self) -> String {
+        match &self.0 {
+            Repr::Text { text, .. } => text.clone(),
+            Repr::Value(value) => value.to_string(),
+        }
     }
 
     /// Deserializes the object into a typed struct, e.g.
-    /// `k8s_openapi::api::apps::v1::Deployment`.
+    /// `k8s_openapi::api::apps::v1::Deployment` (from the text directly
+    /// when the object is the host's).
     pub fn typed<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        T::deserialize(&self.0)
+        match &self.0 {
+            Repr::Text { text, .. } => serde_json::from_str(text),
+            Repr::Value(value) => T::deserialize(value),
+        }
     }
 
-    /// The value at a JSON pointer such as `/spec/replicas`.
+    /// The value at a JSON pointer such as `/spec/replicas`. Builds the
+    /// value of the whole object the first time: to read one field,
+    /// [`Object::str_at`], [`Object::i64_at`] and [`Object::at`] are
+    /// cheaper.
     pub fn pointer(&self, pointer: &str) -> Option<&Value> {
-        self.0.pointer(pointer)
+        self.value().pointer(pointer)
+    }
+
+    /// The JSON text of the value at a JSON pointer, as the object holds it
+    /// (for an object built from a value, written out).
+    pub fn raw_at(&self, pointer: &str) -> Option<String> {
+        match self.find(pointer)? {
+            Found::Raw(raw) => Some(raw.to_owned()),
+            Found::Value(value) => Some(value.to_string()),
+        }
+    }
+
+    /// The value at a JSON pointer, deserialized as `T` (`None` when it is
+    /// absent or is not a `T`): `object.at::<u32>("/spec/replicas")`.
+    pub fn at<T: DeserializeOwned>(&self, pointer: &str) -> Option<T> {
+        match self.find(pointer)? {
+            Found::Raw(raw) => serde_json::from_str(raw).ok(),
+            Found::Value(value) => T::deserialize(value).ok(),
+        }
     }
 
     /// The string at a JSON pointer.
     pub fn str_at(&self, pointer: &str) -> Option<&str> {
-        self.pointer(pointer).and_then(Value::as_str)
+        match self.find(pointer)? {
+            Found::Raw(raw) => match scan::plain_string(raw) {
+                Some(text) => Some(text),
+                // Escaped: read from the value of the whole object.
+                None if raw.starts_with('"') => self.pointer(pointer)?.as_str(),
+                None => None,
+            },
+            Found::Value(value) => value.as_str(),
+        }
     }
 
     /// The integer at a JSON pointer.
     pub fn i64_at(&self, pointer: &str) -> Option<i64> {
-        self.pointer(pointer).and_then(Value::as_i64)
+        match self.find(pointer)? {
+            Found::Raw(raw) => raw.parse().ok(),
+            Found::Value(value) => value.as_i64(),
+        }
     }
 
     /// `apiVersion`, or `""`.
@@ -97,35 +203,37 @@ impl Object {
     /// Whether `metadata.deletionTimestamp` is set: the object is being
     /// deleted and waits for its finalizers.
     pub fn is_being_deleted(&self) -> bool {
-        self.pointer("/metadata/deletionTimestamp")
-            .is_some_and(|value| !value.is_null())
+        match self.find("/metadata/deletionTimestamp") {
+            Some(Found::Raw(raw)) => raw != "null",
+            Some(Found::Value(value)) => !value.is_null(),
+            None => false,
+        }
     }
 
     /// One label's value.
     pub fn label(&self, key: &str) -> Option<&str> {
-        self.string_map("labels")?.get(key)?.as_str()
+        self.map_entry("labels", key)
     }
 
     /// One annotation's value.
     pub fn annotation(&self, key: &str) -> Option<&str> {
-        self.string_map("annotations")?.get(key)?.as_str()
+        self.map_entry("annotations", key)
     }
 
     /// All labels (empty when there are none).
     pub fn labels(&self) -> Vec<(&str, &str)> {
-        Self::pairs(self.string_map("labels"))
+        self.map_entries("labels")
     }
 
     /// All annotations (empty when there are none).
     pub fn annotations(&self) -> Vec<(&str, &str)> {
-        Self::pairs(self.string_map("annotations"))
+        self.map_entries("annotations")
     }
 
     /// Whether `metadata.finalizers` holds `finalizer`.
     pub fn has_finalizer(&self, finalizer: &str) -> bool {
-        self.pointer("/metadata/finalizers")
-            .and_then(Value::as_array)
-            .is_some_and(|list| list.iter().any(|item| item.as_str() == Some(finalizer)))
+        self.at::<Vec<String>>("/metadata/finalizers")
+            .is_some_and(|list| list.iter().any(|item| item == finalizer))
     }
 
     /// The reference to this object.
@@ -156,20 +264,71 @@ impl Object {
     /// (`controller: true`), if it has one, in this object's namespace (an
     /// owner reference names no namespace).
     pub fn controller_owner(&self) -> Option<ObjectRef> {
-        let owners = self.pointer("/metadata/ownerReferences")?.as_array()?;
+        #[derive(Deserialize)]
+        struct Owner {
+            #[serde(rename = "apiVersion")]
+            api_version: String,
+            kind: String,
+            name: String,
+            #[serde(default)]
+            controller: Option<bool>,
+        }
+        let owners = self.at::<Vec<Value>>("/metadata/ownerReferences")?;
         let owner = owners
-            .iter()
-            .find(|owner| owner.get("controller").and_then(Value::as_bool) == Some(true))?;
+            .into_iter()
+            .filter_map(|owner| Owner::deserialize(owner).ok())
+            .find(|owner| owner.controller == Some(true))?;
         Some(ObjectRef {
-            api_version: owner.get("apiVersion")?.as_str()?.to_owned(),
-            kind: owner.get("kind")?.as_str()?.to_owned(),
+            api_version: owner.api_version,
+            kind: owner.kind,
             namespace: self.namespace().map(str::to_owned),
-            name: owner.get("name")?.as_str()?.to_owned(),
+            name: owner.name,
         })
     }
 
+    /// What `pointer` finds: in the text, without building a value, or in
+    /// the value.
+    fn find(&self, pointer: &str) -> Option<Found<'_>> {
+        match &self.0 {
+            Repr::Text { text, value } => match value.get() {
+                Some(value) => value.pointer(pointer).map(Found::Value),
+                None => scan::pointer(text, pointer).map(Found::Raw),
+            },
+            Repr::Value(value) => value.pointer(pointer).map(Found::Value),
+        }
+    }
+
+    /// The value of `key` in `metadata.<field>` (labels, annotations).
+    fn map_entry(&self, field: &str, key: &str) -> Option<&str> {
+        if let Repr::Text { text, value } = &self.0
+            && value.get().is_none()
+        {
+            let map = scan::pointer(text, &format!("/metadata/{field}"))?;
+            let raw = scan::member(map, key)?;
+            if let Some(plain) = scan::plain_string(raw) {
+                return Some(plain);
+            }
+        }
+        self.string_map(field)?.get(key)?.as_str()
+    }
+
+    /// Every string entry of `metadata.<field>`.
+    fn map_entries(&self, field: &str) -> Vec<(&str, &str)> {
+        if let Repr::Text { text, value } = &self.0
+            && value.get().is_none()
+        {
+            let Some(map) = scan::pointer(text, &format!("/metadata/{field}")) else {
+                return Vec::new();
+            };
+            if let Some(entries) = scan::plain_string_entries(map) {
+                return entries;
+            }
+        }
+        Self::pairs(self.string_map(field))
+    }
+
     fn string_map(&self, field: &str) -> Option<&Map<String, Value>> {
-        self.0.get("metadata")?.get(field)?.as_object()
+        self.value().get("metadata")?.get(field)?.as_object()
     }
 
     fn pairs(map: Option<&Map<String, Value>>) -> Vec<(&str, &str)> {
@@ -180,15 +339,257 @@ impl Object {
     }
 }
 
+impl Default for Object {
+    fn default() -> Self {
+        Self::new(Value::Object(Map::new()))
+    }
+}
+
+impl std::fmt::Debug for Object {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Repr::Text { text, .. } => f.debug_tuple("Object").field(text).finish(),
+            Repr::Value(value) => f.debug_tuple("Object").field(value).finish(),
+        }
+    }
+}
+
+/// Objects are equal when their JSON values are.
+impl PartialEq for Object {
+    fn eq(&self, other: &Self) -> bool {
+        self.value() == other.value()
+    }
+}
+
+impl serde::Serialize for Object {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.value().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Object {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Value::deserialize(deserializer).map(Self::new)
+    }
+}
+
 impl From<Value> for Object {
     fn from(value: Value) -> Self {
-        Self(value)
+        Self::new(value)
     }
 }
 
 impl From<Object> for Value {
     fn from(object: Object) -> Self {
-        object.0
+        object.into_value()
+    }
+}
+
+/// Finding values in JSON text without parsing what lies around them.
+///
+/// The text is the host's, which checks every object it stores; these
+/// functions read valid JSON correctly and, given anything else, find
+/// nothing rather than panic. Hand-written rather than a crate's: a
+/// lookup here skips values by their brackets and quotes alone, where the
+/// JSON parsers at hand (serde_json's `IgnoredAny` and `RawValue`) check
+/// every number and string of what they skip, which costs a guest as much
+/// as the lookup itself.
+mod scan {
+    /// The text of the value at a JSON pointer (RFC 6901) in `json`.
+    pub(super) fn pointer<'a>(json: &'a str, pointer: &str) -> Option<&'a str> {
+        let mut value = trim(json);
+        if pointer.is_empty() {
+            return Some(value);
+        }
+        let pointer = pointer.strip_prefix('/')?;
+        for token in pointer.split('/') {
+            let token = unescape_token(token);
+            value = match value.as_bytes().first()? {
+                b'{' => member(value, &token)?,
+                b'[' => element(value, index(&token)?)?,
+                _ => return None,
+            };
+        }
+        Some(value)
+    }
+
+    /// The value of the member `key` of the object `object`.
+    pub(super) fn member<'a>(object: &'a str, key: &str) -> Option<&'a str> {
+        members(object)?.find_map(|(name, value)| key_is(name, key).then_some(value))
+    }
+
+    /// The string entries of the object `object`, when no key or string
+    /// value in it is escaped (`None` otherwise).
+    pub(super) fn plain_string_entries(object: &str) -> Option<Vec<(&str, &str)>> {
+        let mut entries = Vec::new();
+        for (name, value) in members(object)? {
+            let key = plain_string(name)?;
+            if value.starts_with('"') {
+                entries.push((key, plain_string(value)?));
+            }
+        }
+        Some(entries)
+    }
+
+    /// The contents of a JSON string without escapes; `None` for anything
+    /// else.
+    pub(super) fn plain_string(raw: &str) -> Option<&str> {
+        let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+        (!inner.contains('\\')).then_some(inner)
+    }
+
+    fn unescape_token(token: &str) -> std::borrow::Cow<'_, str> {
+        if token.contains('~') {
+            token.replace("~1", "/").replace("~0", "~").into()
+        } else {
+            token.into()
+        }
+    }
+
+    fn index(token: &str) -> Option<usize> {
+        if token.starts_with('+') || (token.len() > 1 && token.starts_with('0')) {
+            return None;
+        }
+        token.parse().ok()
+    }
+
+    /// Whether the JSON string `name` (with its quotes) is `key`.
+    fn key_is(name: &str, key: &str) -> bool {
+        match plain_string(name) {
+            Some(plain) => plain == key,
+            None => serde_json::from_str::<String>(name).is_ok_and(|name| name == key),
+        }
+    }
+
+    fn element(array: &str, index: usize) -> Option<&str> {
+        elements(array)?.nth(index)
+    }
+
+    /// The members of the object `object`: each key (a JSON string, with
+    /// its quotes) and value text.
+    fn members(object: &str) -> Option<impl Iterator<Item = (&str, &str)>> {
+        let bytes = object.as_bytes();
+        (bytes.first() == Some(&b'{')).then_some(())?;
+        let mut at = 1;
+        let mut done = false;
+        Some(std::iter::from_fn(move || {
+            if done {
+                return None;
+            }
+            at = skip_space(bytes, at);
+            match bytes.get(at) {
+                Some(b'"') => {}
+                _ => {
+                    done = true;
+                    return None;
+                }
+            }
+            let key_end = skip_string(bytes, at)?;
+            let key = &object[at..key_end];
+            at = skip_space(bytes, key_end);
+            if bytes.get(at) != Some(&b':') {
+                done = true;
+                return None;
+            }
+            let value_start = skip_space(bytes, at + 1);
+            let value_end = skip_value(bytes, value_start)?;
+            let value = &object[value_start..value_end];
+            at = skip_space(bytes, value_end);
+            match bytes.get(at) {
+                Some(b',') => at += 1,
+                _ => done = true,
+            }
+            Some((key, value))
+        }))
+    }
+
+    /// The elements of the array `array`, as text.
+    fn elements(array: &str) -> Option<impl Iterator<Item = &str>> {
+        let bytes = array.as_bytes();
+        (bytes.first() == Some(&b'[')).then_some(())?;
+        let mut at = 1;
+        let mut done = false;
+        Some(std::iter::from_fn(move || {
+            if done {
+                return None;
+            }
+            let start = skip_space(bytes, at);
+            if matches!(bytes.get(start), None | Some(b']')) {
+                done = true;
+                return None;
+            }
+            let end = skip_value(bytes, start)?;
+            at = skip_space(bytes, end);
+            match bytes.get(at) {
+                Some(b',') => at += 1,
+                _ => done = true,
+            }
+            Some(&array[start..end])
+        }))
+    }
+
+    fn trim(text: &str) -> &str {
+        text.trim_matches(|c: char| matches!(c, ' ' | '\n' | '\r' | '\t'))
+    }
+
+    fn skip_space(bytes: &[u8], mut at: usize) -> usize {
+        while matches!(bytes.get(at), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            at += 1;
+        }
+        at
+    }
+
+    /// The end of the string whose opening quote is at `at`.
+    fn skip_string(bytes: &[u8], at: usize) -> Option<usize> {
+        let mut at = at + 1;
+        loop {
+            at += bytes
+                .get(at..)?
+                .iter()
+                .position(|&byte| byte == b'"' || byte == b'\\')?;
+            if bytes[at] == b'"' {
+                return Some(at + 1);
+            }
+            at += 2;
+        }
+    }
+
+    /// The end of the value that starts at `at`.
+    fn skip_value(bytes: &[u8], at: usize) -> Option<usize> {
+        match *bytes.get(at)? {
+            b'"' => skip_string(bytes, at),
+            b'{' | b'[' => {
+                let mut depth = 0usize;
+                let mut at = at;
+                while let Some(&byte) = bytes.get(at) {
+                    match byte {
+                        b'"' => {
+                            at = skip_string(bytes, at)?;
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth = depth.checked_sub(1)?;
+                            if depth == 0 {
+                                return Some(at + 1);
+                            }
+                        }
+                        _ => {}
+                    }
+                    at += 1;
+                }
+                None
+            }
+            _ => {
+                let end = bytes[at..]
+                    .iter()
+                    .position(|byte| {
+                        matches!(byte, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t')
+                    })
+                    .map_or(bytes.len(), |length| at + length);
+                (end > at).then_some(end)
+            }
+        }
     }
 }
 
@@ -255,6 +656,117 @@ mod tests {
         assert_eq!(reference["controller"], true);
         assert_eq!(reference["blockOwnerDeletion"], true);
         assert_eq!(reference["kind"], "Deployment");
+    }
+
+    /// The same object as the host's JSON text, keys in the API server's
+    /// order, with escapes and spaces.
+    fn text() -> Object {
+        Object::from_host(
+            r#"{ "apiVersion": "apps/v1", "kind": "Deployment",
+              "metadata": {"name": "web", "namespace": "shop", "uid": "u-1", "generation": 3,
+                "labels": {"app": "web"},
+                "annotations": {"paddock.dev/min-replicas": "3", "note": "a \"quoted\" [note]",
+                  "a/b~c": "tilde"},
+                "finalizers": ["example.com/cleanup"],
+                "ownerReferences": [
+                  {"apiVersion": "v1", "kind": "ConfigMap", "name": "other", "uid": "u-0"},
+                  {"apiVersion": "examples.paddock.dev/v1", "kind": "App", "name": "shop",
+                   "uid": "u-2", "controller": true}]},
+              "spec": {"replicas": 1, "paused": false, "ports": [{"port": 80}, {"port": 443}]} }"#
+                .to_owned(),
+        )
+    }
+
+    #[test]
+    fn text_reads_as_its_value_does() {
+        let object = text();
+        assert_eq!(object.api_version(), "apps/v1");
+        assert_eq!(object.name(), "web");
+        assert_eq!(object.namespace(), Some("shop"));
+        assert_eq!(object.generation(), Some(3));
+        assert_eq!(object.label("app"), Some("web"));
+        assert_eq!(object.annotation("paddock.dev/min-replicas"), Some("3"));
+        assert_eq!(object.annotation("note"), Some("a \"quoted\" [note]"));
+        assert_eq!(
+            object.str_at("/metadata/annotations/a~1b~0c"),
+            Some("tilde")
+        );
+        assert_eq!(object.i64_at("/spec/replicas"), Some(1));
+        assert_eq!(object.i64_at("/spec/ports/1/port"), Some(443));
+        assert_eq!(object.at::<bool>("/spec/paused"), Some(false));
+        assert_eq!(
+            text().raw_at("/spec/ports/0").as_deref(),
+            Some(r#"{"port": 80}"#)
+        );
+        assert_eq!(object.i64_at("/spec/ports/2/port"), None);
+        assert_eq!(object.i64_at("/spec/ports/01/port"), None);
+        assert!(object.has_finalizer("example.com/cleanup"));
+        assert!(!object.is_being_deleted());
+        assert_eq!(
+            object.controller_owner(),
+            Some(ObjectRef::namespaced(
+                "examples.paddock.dev/v1",
+                "App",
+                "shop",
+                "shop"
+            ))
+        );
+        let mut annotations = object.annotations();
+        annotations.sort_unstable();
+        assert_eq!(annotations.len(), 3, "{annotations:?}");
+        assert!(annotations.contains(&("note", "a \"quoted\" [note]")));
+        // The text and the value it parses to answer alike.
+        let value = Object::new(object.value().clone());
+        for pointer in [
+            "/metadata/uid",
+            "/spec/ports/0/port",
+            "/kind",
+            "/metadata/missing",
+        ] {
+            assert_eq!(
+                object
+                    .raw_at(pointer)
+                    .map(|raw| serde_json::from_str::<Value>(&raw).ok()),
+                value
+                    .raw_at(pointer)
+                    .map(|raw| serde_json::from_str::<Value>(&raw).ok()),
+                "{pointer}"
+            );
+        }
+        assert_eq!(object, value);
+        assert_eq!(object.typed::<Value>().expect("typed"), *value.value());
+    }
+
+    #[test]
+    fn a_changed_text_object_is_its_value() {
+        let mut object = text();
+        object.value_mut()["spec"]["replicas"] = json!(5);
+        assert_eq!(object.i64_at("/spec/replicas"), Some(5));
+        assert_eq!(object.name(), "web");
+        assert_eq!(object.into_value()["spec"]["replicas"], 5);
+    }
+
+    #[test]
+    fn text_that_is_not_json_finds_nothing() {
+        for broken in [
+            "",
+            "{",
+            "{\"metadata\": {\"name\": ",
+            "[1, 2",
+            "{\"a\" 1}",
+            "\"",
+            "nul",
+        ] {
+            let object = Object::from_host(broken.to_owned());
+            assert_eq!(object.name(), "", "{broken:?}");
+            assert_eq!(object.i64_at("/a"), None, "{broken:?}");
+            assert!(object.labels().is_empty(), "{broken:?}");
+        }
+        assert!(Object::parse("{\"a\": 1").is_err());
+        assert_eq!(
+            Object::parse("{\"a\": 1}").expect("parses").i64_at("/a"),
+            Some(1)
+        );
     }
 
     #[test]

@@ -219,6 +219,8 @@ pub struct Info {
     pub reads: Vec<Read>,
     /// The indexes it looks objects up by (see [`Info::index`]).
     pub indexes: Vec<Index>,
+    /// The fields it reads, per kind (see [`Info::project`]).
+    pub projections: Vec<Projection>,
 }
 
 impl Info {
@@ -230,6 +232,7 @@ impl Info {
             finalizes: false,
             reads: Vec::new(),
             indexes: Vec::new(),
+            projections: Vec::new(),
         }
     }
 
@@ -286,6 +289,58 @@ impl Info {
     pub fn index(mut self, index: Index) -> Self {
         self.indexes.push(index);
         self
+    }
+
+    /// Reads only some fields of a kind the controller watches or reads:
+    /// the host hands such objects (to `reconcile`, `map` and every cache
+    /// read) narrowed to them, so the guest copies and parses only what it
+    /// uses. `apiVersion`, `kind` and the metadata that names and orders
+    /// an object (`name`, `namespace`, `uid`, `resourceVersion`,
+    /// `generation`, `ownerReferences`, `deletionTimestamp`) are always
+    /// kept:
+    ///
+    /// ```ignore
+    /// Info::new("replica-floor")
+    ///     .watch(Watch::primary("apps/v1", "Deployment"))
+    ///     .project(Projection::new(
+    ///         "apps/v1",
+    ///         "Deployment",
+    ///         &[".metadata.annotations['paddock.dev/min-replicas']", ".spec.replicas"],
+    ///     ))
+    /// ```
+    ///
+    /// A field the guest reads but did not list reads as absent, so list
+    /// every one (the fixtures of `paddock test` see the same narrowing).
+    #[must_use]
+    pub fn project(mut self, projection: Projection) -> Self {
+        self.projections.push(projection);
+        self
+    }
+}
+
+/// The fields of one kind a controller reads (see [`Info::project`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Projection {
+    /// `group/version` of the resource, e.g. `apps/v1`.
+    pub api_version: String,
+    /// Its kind, e.g. `Deployment`.
+    pub kind: String,
+    /// JSONPath expressions of field names and `[*]`, in kubectl's syntax:
+    /// `.spec.replicas`, `.metadata.labels`,
+    /// `.metadata.annotations['example.com/key']`,
+    /// `.spec.template.spec.containers[*].image`. Each keeps the whole
+    /// value it names.
+    pub paths: Vec<String>,
+}
+
+impl Projection {
+    /// The fields `paths` of `kind` objects.
+    pub fn new(api_version: &str, kind: &str, paths: &[&str]) -> Self {
+        Self {
+            api_version: api_version.to_owned(),
+            kind: kind.to_owned(),
+            paths: paths.iter().map(|path| (*path).to_owned()).collect(),
+        }
     }
 }
 

@@ -11,7 +11,7 @@
 // strings, variants `{ tag, val }`, an absent option `undefined`; an error
 // is thrown as `{ tag: "transient" | "permanent", val: message }`.
 
-import { byIndex, get } from "paddock:controller/cache@0.1.3";
+import { byIndex, get } from "paddock:controller/cache@0.1.4";
 
 const QUOTAS_NAMESPACE = "tenant-quotas";
 
@@ -40,6 +40,15 @@ export function reads() {
 export function indexes() {
   return [
     { name: "tenant", apiVersion: "v1", kind: "Namespace", paths: [".metadata.labels.tenant"] },
+  ];
+}
+
+// The host hands this guest only the fields it reads of a Namespace and of
+// a ConfigMap.
+export function projections() {
+  return [
+    { apiVersion: "v1", kind: "Namespace", paths: [".metadata.labels.tenant"] },
+    { apiVersion: "v1", kind: "ConfigMap", paths: [".data.pods"] },
   ];
 }
 

@@ -34,6 +34,14 @@ class WitWorld:
     def indexes(self):
         return [types.Index("tenant", "v1", "Namespace", [".metadata.labels.tenant"])]
 
+    def projections(self):
+        # The host hands this guest only the fields it reads of a Namespace
+        # and of a ConfigMap.
+        return [
+            types.Projection("v1", "Namespace", [".metadata.labels.tenant"]),
+            types.Projection("v1", "ConfigMap", [".data.pods"]),
+        ]
+
     def reconcile(self, request):
         try:
             namespace = json.loads(request.object)

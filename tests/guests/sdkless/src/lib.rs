@@ -20,7 +20,7 @@ wit_bindgen::generate!({
 });
 
 // The world `use`s `info`, `request`, `outcome`, `error`, `object-ref`,
-// `json`, `read` and `index`: wit-bindgen defines those at the crate root,
+// `json`, `read`, `index` and `projection`: wit-bindgen defines those at the crate root,
 // and importing them again from `paddock::controller::types` fails with
 // "defined multiple times". Only the other types come from there.
 use paddock::controller::cache;
@@ -69,6 +69,23 @@ impl Guest for TenantQuota {
             kind: "Namespace".into(),
             paths: vec![".metadata.labels.tenant".into()],
         }]
+    }
+
+    // The host hands this guest only the fields it reads of a Namespace
+    // and of a ConfigMap.
+    fn projections() -> Vec<Projection> {
+        vec![
+            Projection {
+                api_version: "v1".into(),
+                kind: "Namespace".into(),
+                paths: vec![".metadata.labels.tenant".into()],
+            },
+            Projection {
+                api_version: "v1".into(),
+                kind: "ConfigMap".into(),
+                paths: vec![".data.pods".into()],
+            },
+        ]
     }
 
     fn reconcile(request: Request) -> Result<Outcome, Error> {
