@@ -16,7 +16,7 @@ use paddock::oci::{OciError, PullLimits, Registries};
 use sha2::Digest as _;
 
 use common::{cache_dir, module};
-use hosts::{bound_port, deployment, embedded_cluster_with, http_get, wait_for};
+use hosts::{bound_port, deployment, embedded_cluster_with, http_get, wait_for, wait_within};
 
 /// `paddock push MODULE REF --plain-http`: what it printed.
 fn push(module: &std::path::Path, reference: &str) -> String {
@@ -183,7 +183,10 @@ async fn a_controller_runs_from_an_image_pushed_with_paddock_push() {
         &format!("{registry}/controllers/floor:v1"),
     );
     assert_ne!(repinned, pinned, "the tag names a new manifest");
-    wait_for("the new version under the tag to serve", || async {
+    // The swap compiles a 12 MB JavaScript component when no test has
+    // cached it yet: seconds alone, more beside a parallel build.
+    let swap = std::time::Duration::from_secs(90);
+    wait_within("the new version under the tag to serve", swap, || async {
         let (_, status) = http_get(port, "/status").await?;
         let status: serde_json::Value = serde_json::from_str(&status).ok()?;
         let floor = status["controllers"]
