@@ -1174,20 +1174,27 @@ mod tests {
         }
     }
 
-    #[test]
-    fn indexes_are_named_once_of_declared_kinds_and_parse() {
-        let watches = [Watch {
+    /// A guest's declared kinds: it watches Deployments and reads
+    /// `api_version` `kind`.
+    fn declared(api_version: &str, kind: &str) -> ([Watch; 1], [Read; 1]) {
+        let watch = Watch {
             api_version: "apps/v1".into(),
             kind: "Deployment".into(),
             relation: Relation::Primary,
             namespace: None,
             label_selector: None,
-        }];
-        let reads = [Read {
-            api_version: "apps/v1".into(),
-            kind: "StatefulSet".into(),
+        };
+        let read = Read {
+            api_version: api_version.into(),
+            kind: kind.into(),
             namespace: None,
-        }];
+        };
+        ([watch], [read])
+    }
+
+    #[test]
+    fn indexes_are_named_once_of_declared_kinds_and_parse() {
+        let (watches, reads) = declared("apps/v1", "StatefulSet");
         let check = |indexes: &[Index]| check_indexes(indexes, &watches, &reads);
         let good = index(
             "by-config",
@@ -1224,18 +1231,7 @@ mod tests {
 
     #[test]
     fn projections_are_of_declared_kinds_once_and_keep_whole_fields() {
-        let watches = [Watch {
-            api_version: "apps/v1".into(),
-            kind: "Deployment".into(),
-            relation: Relation::Primary,
-            namespace: None,
-            label_selector: None,
-        }];
-        let reads = [Read {
-            api_version: "v1".into(),
-            kind: "ConfigMap".into(),
-            namespace: None,
-        }];
+        let (watches, reads) = declared("v1", "ConfigMap");
         let projection = |api_version: &str, kind: &str, paths: &[&str]| ProjectionDecl {
             api_version: api_version.into(),
             kind: kind.into(),
