@@ -295,3 +295,39 @@ fn a_guest_built_against_0_1_0_loads_and_runs_unchanged_and_the_sdk_declares_the
         "the Rust SDK declares what it reads"
     );
 }
+
+/// An engine whose instances take their memory from a pool runs the
+/// guests of every language, fresh per call and reused, call after call
+/// (each fresh call reuses a slot the last one gave back).
+#[test]
+fn an_engine_with_a_pool_runs_every_language() {
+    use paddock::wasm::{Change, EmptyCache, Instances, Pooling};
+    let engine = WasmEngine::new(
+        EngineOptions::default()
+            .cache_dir(Some(paddock_tests::shared_cache_dir()))
+            .pooling(Some(Pooling::default())),
+    )
+    .expect("an engine with a pool starts");
+    let object = paddock::harness::read_object(
+        &paddock_tests::workspace_root()
+            .join("guest-examples/replica-floor/fixtures/below-floor/object.yaml"),
+    )
+    .expect("the fixture reads")
+    .to_string();
+    for component in ["replica-floor", "replica-floor-py", "replica-floor-js"] {
+        for instances in [Instances::FreshPerCall, Instances::Reused] {
+            let loaded = engine
+                .load(
+                    &guest(component),
+                    LoadOptions::default().instances(instances),
+                )
+                .unwrap_or_else(|error| panic!("{component} loads from a pool: {error:#}"));
+            for call in 0..3 {
+                let outcome = loaded
+                    .reconcile(&object, Change::Applied, 0, std::sync::Arc::new(EmptyCache))
+                    .unwrap_or_else(|error| panic!("{component} call {call}: {error:#}"));
+                assert_eq!(outcome.actions.len(), 2, "{component} scales and records");
+            }
+        }
+    }
+}

@@ -23,7 +23,7 @@ use std::time::Instant;
 use anyhow::Context;
 use paddock::harness::read_object;
 use paddock::wasm::{
-    Change, EmptyCache, EngineOptions, Guest, Instances, LoadOptions, WasmEngine,
+    Change, EmptyCache, EngineOptions, Guest, Instances, LoadOptions, Pooling, WasmEngine,
 };
 use paddock_bench::{Contender, alternate, native, webhook};
 use paddock_guest::{Controller, Object, Request};
@@ -36,8 +36,9 @@ const BUILDS: [(&str, &str); 3] = [
     ("js", "replica_floor_js.wasm"),
 ];
 
-/// One language's build, loaded three times: reusing instances, reusing
-/// them but handed whole objects, and fresh per call.
+/// One language's build, loaded four times: reusing instances, reusing
+/// them but handed whole objects, fresh per call, and fresh per call from
+/// an engine with a pool of instance slots.
 struct Build {
     language: &'static str,
     bytes: u64,
@@ -45,6 +46,7 @@ struct Build {
     reused: Guest,
     whole: Guest,
     fresh: Guest,
+    pooled: Guest,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -63,6 +65,22 @@ fn main() -> anyhow::Result<()> {
     let engine = WasmEngine::new(
         EngineOptions::default().cache_dir(Some(root.join("target/paddock-cache"))),
     )?;
+    // The same, its instances' memory from a pool of slots (the default
+    // pool: 256 instances, memories up to 512 MiB, 64 KiB kept resident).
+    let before_pool = own_kib("VmSize:");
+    let rss_before_pool = own_kib("VmRSS:");
+    let pooled = WasmEngine::new(
+        EngineOptions::default()
+            .cache_dir(Some(root.join("target/paddock-cache")))
+            .pooling(Some(Pooling::default())),
+    )?;
+    let pool_reserved_gib = (own_kib("VmSize:") - before_pool) / (1024.0 * 1024.0);
+    let pool_resident_mib = (own_kib("VmRSS:") - rss_before_pool) / 1024.0;
+    println!(
+        "a pool of {} instances reserves {pool_reserved_gib:.0} GiB of address space, \
+         {pool_resident_mib:.1} MiB resident",
+        Pooling::default().instances
+    );
     let cache: Arc<EmptyCache> = Arc::new(EmptyCache);
     let mut builds = Vec::new();
     // `PADDOCK_BENCH_LANGUAGES=rust` (say) measures only some builds, for
@@ -75,10 +93,11 @@ fn main() -> anyhow::Result<()> {
         {
             continue;
         }
-        let build = load([&uncached, &engine], language, &guests.join(file))?;
+        let build = load([&uncached, &engine, &pooled], language, &guests.join(file))?;
         // Sanity: every build answers with the scale and the event.
-        for guest in [&build.reused, &build.whole, &build.fresh] {
-            let answer = guest.reconcile(&json, Change::Applied, 0, cache.clone())?;
+        for guest in [&build.reused, &build.whole, &build.fresh, &build.pooled] {
+            let seen = guest.projections().narrow(json.clone());
+            let answer = guest.reconcile(&seen, Change::Applied, 0, cache.clone())?;
             anyhow::ensure!(
                 answer.actions.len() == 2,
                 "{language} should scale and record"
@@ -88,7 +107,8 @@ fn main() -> anyhow::Result<()> {
     }
 
     // `PADDOCK_BENCH_PROFILE=SECONDS`: only call the first build's reused
-    // guest (with `PADDOCK_BENCH_PROFILE_FRESH=1`, its fresh-per-call one;
+    // guest (with `PADDOCK_BENCH_PROFILE_FRESH=1`, its fresh-per-call one,
+    // `PADDOCK_BENCH_PROFILE_POOLED=1` the same from the pooled engine;
     // with `PADDOCK_BENCH_PROFILE_WHOLE=1`, the one handed whole objects)
     // for that long, for `perf record`.
     if let Some(seconds) = std::env::var("PADDOCK_BENCH_PROFILE")
@@ -96,17 +116,20 @@ fn main() -> anyhow::Result<()> {
         .and_then(|text| text.parse::<f64>().ok())
     {
         let build = builds.first().context("no build to profile")?;
-        let guest = if std::env::var_os("PADDOCK_BENCH_PROFILE_FRESH").is_some() {
+        let guest = if std::env::var_os("PADDOCK_BENCH_PROFILE_POOLED").is_some() {
+            &build.pooled
+        } else if std::env::var_os("PADDOCK_BENCH_PROFILE_FRESH").is_some() {
             &build.fresh
         } else if std::env::var_os("PADDOCK_BENCH_PROFILE_WHOLE").is_some() {
             &build.whole
         } else {
             &build.reused
         };
+        let seen = guest.projections().narrow(json.clone());
         let until = Instant::now() + std::time::Duration::from_secs_f64(seconds);
         let mut calls = 0u64;
         while Instant::now() < until {
-            let outcome = guest.reconcile(&json, Change::Applied, 0, cache.clone());
+            let outcome = guest.reconcile(&seen, Change::Applied, 0, cache.clone());
             std::hint::black_box(outcome.ok());
             calls += 1;
         }
@@ -136,6 +159,12 @@ fn main() -> anyhow::Result<()> {
         "the webhook should scale and record"
     );
 
+    // What the host hands a guest with replica-floor's projection: the
+    // object narrowed once (per version, as the host's store does).
+    let projected = builds.first().map_or_else(
+        || json.clone(),
+        |build| build.reused.projections().narrow(json.clone()),
+    );
     let mut contenders = vec![
         Contender {
             name: "native",
@@ -161,10 +190,18 @@ fn main() -> anyhow::Result<()> {
                 &build.fresh,
                 contender_name(build.language, "reconcile, fresh instance"),
             ),
-
+            (
+                &build.pooled,
+                contender_name(build.language, "reconcile, fresh pooled instance"),
+            ),
         ] {
             let cache = cache.clone();
-            let json = &json;
+            // Each is handed what the host would hand it.
+            let json = if guest.projections().is_empty() {
+                &json
+            } else {
+                &projected
+            };
             contenders.push(Contender {
                 name,
                 run: Box::new(move || {
@@ -204,22 +241,25 @@ fn main() -> anyhow::Result<()> {
 
     println!();
     println!(
-        "{:<8} {:>12} {:>12} {:>14} {:>14}",
-        "language", "bytes", "compile ms", "instantiate µs", "reconcile µs"
+        "{:<8} {:>12} {:>12} {:>14} {:>14} {:>14}",
+        "language", "bytes", "compile ms", "instantiate µs", "pooled µs", "reconcile µs"
     );
     let mut languages = Vec::new();
-    // The two native contenders first, then three per build.
+    // The two native contenders first, then four per build.
     for (index, build) in builds.iter().enumerate() {
-        let reused_ns = medians[2 + 3 * index];
-        let fresh_ns = medians[4 + 3 * index];
+        let reused_ns = medians[2 + 4 * index];
+        let fresh_ns = medians[4 + 4 * index];
+        let pooled_ns = medians[5 + 4 * index];
         // A fresh-instance call is an instantiation plus the same call.
         let instantiate_us = (fresh_ns - reused_ns).max(0.0) / 1000.0;
+        let pooled_us = (pooled_ns - reused_ns).max(0.0) / 1000.0;
         println!(
-            "{:<8} {:>12} {:>12.0} {:>14.1} {:>14.1}",
+            "{:<8} {:>12} {:>12.0} {:>14.1} {:>14.1} {:>14.1}",
             build.language,
             build.bytes,
             build.compile_ms,
             instantiate_us,
+            pooled_us,
             reused_ns / 1000.0
         );
         languages.push(serde_json::json!({
@@ -229,6 +269,7 @@ fn main() -> anyhow::Result<()> {
             "instantiateUs": (instantiate_us * 10.0).round() / 10.0,
             "reconcileUs": (reused_ns / 100.0).round() / 10.0,
             "reconcileFreshInstanceUs": (fresh_ns / 100.0).round() / 10.0,
+            "instantiatePooledUs": (pooled_us * 10.0).round() / 10.0,
         }));
     }
     println!("native   reconcile µs {:.1}", native_ns / 1000.0);
@@ -239,6 +280,8 @@ fn main() -> anyhow::Result<()> {
         "benchmark": "dispatch",
         "objectBytes": json.len(),
         "projectedBytes": projected_bytes(&builds, &json),
+        "poolReservedGiB": pool_reserved_gib.round(),
+        "poolResidentMiB": (pool_resident_mib * 10.0).round() / 10.0,
         "nativeReconcileUs": (native_ns / 100.0).round() / 10.0,
         "rows": rows,
         "languages": languages,
@@ -258,7 +301,7 @@ fn contender_name(language: &str, what: &str) -> &'static str {
 /// Loads one build: once through an engine without a compile cache (to time
 /// compiling it), then twice through the cached engine.
 fn load(
-    [uncached, engine]: [&WasmEngine; 2],
+    [uncached, engine, pooled]: [&WasmEngine; 3],
     language: &'static str,
     path: &Path,
 ) -> anyhow::Result<Build> {
@@ -285,6 +328,10 @@ fn load(
         path,
         LoadOptions::default().instances(Instances::FreshPerCall),
     )?;
+    let pooled = pooled.load(
+        path,
+        LoadOptions::default().instances(Instances::FreshPerCall),
+    )?;
     Ok(Build {
         language,
         bytes,
@@ -292,7 +339,18 @@ fn load(
         reused,
         whole,
         fresh,
+        pooled,
     })
+}
+
+/// A `/proc/self/status` field of this process, in KiB.
+fn own_kib(field: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// How many bytes of the object a guest with replica-floor's projection

@@ -123,12 +123,20 @@ fn main() -> anyhow::Result<()> {
         ("Python", "python", 200.0),
         ("JavaScript", "js", 200.0),
     ] {
-        let instantiate = dispatch["languages"].as_array().and_then(|languages| {
-            languages.iter().find(|entry| entry["language"] == name)?["instantiateUs"].as_f64()
-        });
+        let instantiate = |field: &str| {
+            dispatch["languages"].as_array().and_then(|languages| {
+                languages.iter().find(|entry| entry["language"] == name)?[field].as_f64()
+            })
+        };
         row(
             &format!("dispatch: {language} fresh instance, µs"),
-            instantiate,
+            instantiate("instantiateUs"),
+            "µs",
+            None,
+        );
+        row(
+            &format!("dispatch: {language} fresh instance from a pool, µs"),
+            instantiate("instantiatePooledUs"),
             "µs",
             Some((true, bound)),
         );

@@ -22,12 +22,45 @@ pub struct EngineOptions {
     /// Where compiled components are cached; `None` disables the cache.
     /// Default: [`compile_cache::default_dir`](super::compile_cache::default_dir).
     pub cache_dir: Option<PathBuf>,
+    /// Instances' memory from a pool of slots reserved up front instead of
+    /// mapped per instance; `None` (the default) maps it per instance.
+    pub pooling: Option<Pooling>,
+}
+
+/// The pool an engine's instances take their memory and tables from, when
+/// it has one ([`EngineOptions::pooling`]): wasmtime's pooling allocator.
+/// Slots are reserved when the engine starts, and an instance's memory is
+/// reset in place when it ends, so a new instance maps nothing and, within
+/// `keep_resident` bytes, takes no page fault. Instantiating beyond the
+/// pool's `instances` fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pooling {
+    /// Component instances alive at once, across every guest of the engine
+    /// (idle reused instances count).
+    pub instances: u32,
+    /// The largest linear memory a guest may grow to: its `memoryBytes`
+    /// limit caps it lower.
+    pub max_memory_bytes: usize,
+    /// Bytes of each memory (and of each table) kept resident when its
+    /// instance ends, zeroed in place rather than given back.
+    pub keep_resident: usize,
+}
+
+impl Default for Pooling {
+    fn default() -> Self {
+        Self {
+            instances: 256,
+            max_memory_bytes: 512 << 20,
+            keep_resident: 64 << 10,
+        }
+    }
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
         Self {
             cache_dir: Some(super::compile_cache::default_dir()),
+            pooling: None,
         }
     }
 }
@@ -37,6 +70,13 @@ impl EngineOptions {
     #[must_use]
     pub fn cache_dir(mut self, dir: Option<PathBuf>) -> Self {
         self.cache_dir = dir;
+        self
+    }
+
+    /// Takes instances' memory from a pool (`None`: maps it per instance).
+    #[must_use]
+    pub fn pooling(mut self, pooling: Option<Pooling>) -> Self {
+        self.pooling = pooling;
         self
     }
 }
@@ -99,6 +139,11 @@ impl WasmEngine {
             .wasm_component_model(true)
             .epoch_interruption(true)
             .cranelift_opt_level(wasmtime::OptLevel::Speed);
+        if let Some(pooling) = options.pooling {
+            config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool_config(
+                pooling,
+            )));
+        }
         let engine = Engine::new(&config).map_err(EngineError::Setup)?;
 
         let mut linker = Linker::new(&engine);
@@ -129,6 +174,25 @@ impl WasmEngine {
     pub fn loads(&self) -> &LoadCounts {
         &self.inner.loads
     }
+}
+
+/// wasmtime's pool for `pooling`. A component carries several core
+/// instances (an interpreter's, its libc's, the WASI adapter's) and each
+/// may have a memory and a table: the pool holds eight of each per
+/// component instance, and tables of 64 Ki elements (an interpreter's
+/// table holds tens of thousands of functions).
+fn pool_config(pooling: Pooling) -> wasmtime::PoolingAllocationConfig {
+    let mut pool = wasmtime::PoolingAllocationConfig::new();
+    pool.total_component_instances(pooling.instances)
+        .total_core_instances(pooling.instances.saturating_mul(8))
+        .total_memories(pooling.instances.saturating_mul(8))
+        .total_tables(pooling.instances.saturating_mul(8))
+        .total_stacks(pooling.instances)
+        .table_elements(64 << 10)
+        .max_memory_size(pooling.max_memory_bytes)
+        .linear_memory_keep_resident(pooling.keep_resident)
+        .table_keep_resident(pooling.keep_resident);
+    pool
 }
 
 /// Advances the epoch every tick for as long as the engine lives; the

@@ -24,7 +24,7 @@ pub mod slots;
 mod wasi;
 
 pub use compile_cache::{CacheStatus, CompileCache};
-pub use engine::{EPOCH_TICK, EngineError, EngineOptions, LoadCounts, WasmEngine};
+pub use engine::{EPOCH_TICK, EngineError, EngineOptions, LoadCounts, Pooling, WasmEngine};
 pub use error::{GuestError, LoadError};
 pub use guest::{
     Change, Guest, Index, Info, Instances, LoadOptions, ProjectionDecl, Read, Relation, Watch,
