@@ -1,7 +1,8 @@
 //! A Kubernetes object as JSON, with accessors for its metadata that read
 //! the JSON text where it lies.
 
-use std::sync::OnceLock;
+use std::borrow::Cow;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -18,7 +19,10 @@ use crate::ObjectRef;
 /// [`Object::raw_at`], [`Object::name`], [`Object::annotation`], ...) find
 /// the one value they are asked for in it, skipping the rest without
 /// building anything: a reconcile that reads five fields of a 2 KB object
-/// pays for those five. [`Object::value`], [`Object::pointer`] and
+/// pays for those five. Where the members of each JSON object a lookup
+/// passes through lie is noted the first time, so later lookups through
+/// it (`/metadata/name`, then `/metadata/namespace`) compare keys instead
+/// of skipping values again. [`Object::value`], [`Object::pointer`] and
 /// [`Object::value_mut`] build a [`serde_json::Value`] of the whole
 /// object the first time one is called (and [`Object::typed`] deserializes
 /// from the text directly). Declaring the fields a controller reads
@@ -29,9 +33,11 @@ pub struct Object(Repr);
 
 #[derive(Clone)]
 enum Repr {
-    /// The host's JSON text, and the value of all of it once asked for.
+    /// The host's JSON text, the members of the objects in it that
+    /// lookups went through, and the value of all of it once asked for.
     Text {
         text: String,
+        outline: Outline,
         value: OnceLock<Value>,
     },
     /// A value built or changed by the guest.
@@ -63,6 +69,7 @@ impl Object {
     pub(crate) fn from_host(json: String) -> Self {
         Self(Repr::Text {
             text: json,
+            outline: Outline::default(),
             value: OnceLock::new(),
         })
     }
@@ -71,7 +78,7 @@ impl Object {
     /// time it is asked for.
     pub fn value(&self) -> &Value {
         match &self.0 {
-            Repr::Text { text, value } => {
+            Repr::Text { text, value, .. } => {
                 value.get_or_init(|| serde_json::from_str(text).unwrap_or(Value::Null))
             }
             Repr::Value(value) => value,
@@ -93,7 +100,7 @@ impl Object {
     /// Unwraps the JSON value.
     pub fn into_value(self) -> Value {
         match self.0 {
-            Repr::Text { text, value } => value
+            Repr::Text { text, value, .. } => value
                 .into_inner()
                 .unwrap_or_else(|| serde_json::from_str(&text).unwrap_or(Value::Null)),
             Repr::Value(value) => value,
@@ -289,42 +296,52 @@ impl Object {
     /// What `pointer` finds: in the text, without building a value, or in
     /// the value.
     fn find(&self, pointer: &str) -> Option<Found<'_>> {
+        let Some(rest) = pointer.strip_prefix('/') else {
+            return pointer
+                .is_empty()
+                .then(|| self.find_in(std::iter::empty()))?;
+        };
+        self.find_in(rest.split('/').map(scan::unescape_token))
+    }
+
+    /// What the path of `tokens` (unescaped JSON pointer tokens) finds.
+    fn find_in<'t>(&self, tokens: impl IntoIterator<Item = Cow<'t, str>>) -> Option<Found<'_>> {
         match &self.0 {
-            Repr::Text { text, value } => match value.get() {
-                Some(value) => value.pointer(pointer).map(Found::Value),
-                None => scan::pointer(text, pointer).map(Found::Raw),
+            Repr::Text {
+                text,
+                outline,
+                value,
+            } => match value.get() {
+                Some(value) => walk(value, tokens).map(Found::Value),
+                None => outline.find(text, tokens).map(Found::Raw),
             },
-            Repr::Value(value) => value.pointer(pointer).map(Found::Value),
+            Repr::Value(value) => walk(value, tokens).map(Found::Value),
         }
     }
 
     /// The value of `key` in `metadata.<field>` (labels, annotations).
     fn map_entry(&self, field: &str, key: &str) -> Option<&str> {
-        if let Repr::Text { text, value } = &self.0
-            && value.get().is_none()
-        {
-            let map = scan::pointer(text, &format!("/metadata/{field}"))?;
-            let raw = scan::member(map, key)?;
-            if let Some(plain) = scan::plain_string(raw) {
-                return Some(plain);
-            }
+        let path = ["metadata", field, key].map(Cow::Borrowed);
+        match self.find_in(path)? {
+            Found::Raw(raw) => match scan::plain_string(raw) {
+                Some(plain) => Some(plain),
+                None => self.string_map(field)?.get(key)?.as_str(),
+            },
+            Found::Value(value) => value.as_str(),
         }
-        self.string_map(field)?.get(key)?.as_str()
     }
 
     /// Every string entry of `metadata.<field>`.
     fn map_entries(&self, field: &str) -> Vec<(&str, &str)> {
-        if let Repr::Text { text, value } = &self.0
-            && value.get().is_none()
-        {
-            let Some(map) = scan::pointer(text, &format!("/metadata/{field}")) else {
-                return Vec::new();
-            };
-            if let Some(entries) = scan::plain_string_entries(map) {
-                return entries;
-            }
+        let path = ["metadata", field].map(Cow::Borrowed);
+        match self.find_in(path) {
+            None => Vec::new(),
+            Some(Found::Raw(map)) => match scan::plain_string_entries(map) {
+                Some(entries) => entries,
+                None => Self::pairs(self.string_map(field)),
+            },
+            Some(Found::Value(value)) => Self::pairs(value.as_object()),
         }
-        Self::pairs(self.string_map(field))
     }
 
     fn string_map(&self, field: &str) -> Option<&Map<String, Value>> {
@@ -336,6 +353,69 @@ impl Object {
             .flatten()
             .filter_map(|(key, value)| Some((key.as_str(), value.as_str()?)))
             .collect()
+    }
+}
+
+/// The value `tokens` lead to from `value`.
+fn walk<'v, 't>(
+    value: &'v Value,
+    tokens: impl IntoIterator<Item = Cow<'t, str>>,
+) -> Option<&'v Value> {
+    tokens
+        .into_iter()
+        .try_fold(value, |value, token| match value {
+            Value::Object(map) => map.get(token.as_ref()),
+            Value::Array(list) => list.get(scan::index(&token)?),
+            _ => None,
+        })
+}
+
+/// Where the members of each object of a text lie, for the objects that
+/// lookups have gone through: a lookup that passes through an object
+/// skips its members once, and later lookups compare keys only.
+#[derive(Default)]
+struct Outline(Mutex<Vec<scan::Members>>);
+
+impl Outline {
+    /// The text of the value the path of `tokens` leads to in `text`.
+    fn find<'a, 't>(
+        &self,
+        text: &'a str,
+        tokens: impl IntoIterator<Item = Cow<'t, str>>,
+    ) -> Option<&'a str> {
+        let mut outlined = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut value = scan::whole(text);
+        for token in tokens {
+            value = match text.as_bytes().get(value.start)? {
+                b'{' => {
+                    let members = match outlined
+                        .iter()
+                        .position(|members| members.start() == value.start)
+                    {
+                        Some(at) => &outlined[at],
+                        None => {
+                            outlined.push(scan::Members::of(text, value.start));
+                            outlined.last()?
+                        }
+                    };
+                    members.get(text, &token)?
+                }
+                b'[' => scan::element(text, value, scan::index(&token)?)?,
+                _ => return None,
+            };
+        }
+        text.get(value)
+    }
+}
+
+impl Clone for Outline {
+    fn clone(&self) -> Self {
+        Self(Mutex::new(
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        ))
     }
 }
 
@@ -395,37 +475,113 @@ impl From<Object> for Value {
 /// every number and string of what they skip, which costs a guest as much
 /// as the lookup itself.
 mod scan {
-    /// The text of the value at a JSON pointer (RFC 6901) in `json`.
-    pub(super) fn pointer<'a>(json: &'a str, pointer: &str) -> Option<&'a str> {
-        let mut value = trim(json);
-        if pointer.is_empty() {
-            return Some(value);
-        }
-        let pointer = pointer.strip_prefix('/')?;
-        for token in pointer.split('/') {
-            let token = unescape_token(token);
-            value = match value.as_bytes().first()? {
-                b'{' => member(value, &token)?,
-                b'[' => element(value, index(&token)?)?,
-                _ => return None,
-            };
-        }
-        Some(value)
+    use std::ops::Range;
+
+    /// The members of one object in a text: where each key and value lie.
+    #[derive(Clone)]
+    pub(super) struct Members {
+        start: usize,
+        /// Empty when the object is not well-formed (nothing is found in it).
+        members: Vec<Member>,
     }
 
-    /// The value of the member `key` of the object `object`.
-    pub(super) fn member<'a>(object: &'a str, key: &str) -> Option<&'a str> {
-        members(object)?.find_map(|(name, value)| key_is(name, key).then_some(value))
+    #[derive(Clone)]
+    struct Member {
+        /// The key's text between its quotes.
+        key: Range<usize>,
+        /// Whether the key holds an escape (and must be decoded to compare).
+        escaped: bool,
+        value: Range<usize>,
+    }
+
+    impl Members {
+        /// The members of the object whose `{` is at `start` in `text`.
+        pub(super) fn of(text: &str, start: usize) -> Self {
+            let members = (|| {
+                let bytes = text.as_bytes();
+                let mut members = Vec::new();
+                let mut at = skip_space(bytes, start + 1);
+                if bytes.get(at) == Some(&b'}') {
+                    return Some(members);
+                }
+                loop {
+                    (bytes.get(at) == Some(&b'"')).then_some(())?;
+                    let (key_end, escaped) = skip_string(bytes, at)?;
+                    let key = at + 1..key_end - 1;
+                    at = skip_space(bytes, key_end);
+                    (bytes.get(at) == Some(&b':')).then_some(())?;
+                    let value_start = skip_space(bytes, at + 1);
+                    let value_end = skip_value(bytes, value_start)?;
+                    members.push(Member {
+                        key,
+                        escaped,
+                        value: value_start..value_end,
+                    });
+                    at = skip_space(bytes, value_end);
+                    match bytes.get(at)? {
+                        b',' => at = skip_space(bytes, at + 1),
+                        b'}' => return Some(members),
+                        _ => return None,
+                    }
+                }
+            })();
+            Self {
+                start,
+                members: members.unwrap_or_default(),
+            }
+        }
+
+        /// Where the object starts in its text.
+        pub(super) fn start(&self) -> usize {
+            self.start
+        }
+
+        /// Where the value of the member `key` lies.
+        pub(super) fn get(&self, text: &str, key: &str) -> Option<Range<usize>> {
+            self.members
+                .iter()
+                .find(|member| {
+                    let name = &text[member.key.clone()];
+                    if member.escaped {
+                        let quoted = &text[member.key.start - 1..member.key.end + 1];
+                        serde_json::from_str::<String>(quoted).is_ok_and(|name| name == key)
+                    } else {
+                        name == key
+                    }
+                })
+                .map(|member| member.value.clone())
+        }
+    }
+
+    /// Where the value of a whole text lies (without the spaces around it).
+    pub(super) fn whole(text: &str) -> Range<usize> {
+        let bytes = text.as_bytes();
+        let start = skip_space(bytes, 0);
+        let end = text.trim_end_matches([' ', '\n', '\r', '\t']).len();
+        start..end.max(start)
+    }
+
+    /// Where the element `index` of the array at `array` lies.
+    pub(super) fn element(text: &str, array: Range<usize>, index: usize) -> Option<Range<usize>> {
+        let element = elements(&text[array.clone()])?.nth(index)?;
+        let start = array.start + (element.as_ptr() as usize - text[array].as_ptr() as usize);
+        Some(start..start + element.len())
     }
 
     /// The string entries of the object `object`, when no key or string
     /// value in it is escaped (`None` otherwise).
     pub(super) fn plain_string_entries(object: &str) -> Option<Vec<(&str, &str)>> {
+        if !object.starts_with('{') {
+            return None;
+        }
         let mut entries = Vec::new();
-        for (name, value) in members(object)? {
-            let key = plain_string(name)?;
+        for member in Members::of(object, 0).members {
+            let value = &object[member.value];
+            if member.escaped {
+                return None;
+            }
             if value.starts_with('"') {
-                entries.push((key, plain_string(value)?));
+                entries.push((&object[member.key], plain_string(value)?));
             }
         }
         Some(entries)
@@ -438,7 +594,8 @@ mod scan {
         (!inner.contains('\\')).then_some(inner)
     }
 
-    fn unescape_token(token: &str) -> std::borrow::Cow<'_, str> {
+    /// A JSON pointer token with `~1` and `~0` unescaped.
+    pub(super) fn unescape_token(token: &str) -> std::borrow::Cow<'_, str> {
         if token.contains('~') {
             token.replace("~1", "/").replace("~0", "~").into()
         } else {
@@ -446,61 +603,12 @@ mod scan {
         }
     }
 
-    fn index(token: &str) -> Option<usize> {
+    /// A JSON pointer token as an array index (no sign, no leading zero).
+    pub(super) fn index(token: &str) -> Option<usize> {
         if token.starts_with('+') || (token.len() > 1 && token.starts_with('0')) {
             return None;
         }
         token.parse().ok()
-    }
-
-    /// Whether the JSON string `name` (with its quotes) is `key`.
-    fn key_is(name: &str, key: &str) -> bool {
-        match plain_string(name) {
-            Some(plain) => plain == key,
-            None => serde_json::from_str::<String>(name).is_ok_and(|name| name == key),
-        }
-    }
-
-    fn element(array: &str, index: usize) -> Option<&str> {
-        elements(array)?.nth(index)
-    }
-
-    /// The members of the object `object`: each key (a JSON string, with
-    /// its quotes) and value text.
-    fn members(object: &str) -> Option<impl Iterator<Item = (&str, &str)>> {
-        let bytes = object.as_bytes();
-        (bytes.first() == Some(&b'{')).then_some(())?;
-        let mut at = 1;
-        let mut done = false;
-        Some(std::iter::from_fn(move || {
-            if done {
-                return None;
-            }
-            at = skip_space(bytes, at);
-            match bytes.get(at) {
-                Some(b'"') => {}
-                _ => {
-                    done = true;
-                    return None;
-                }
-            }
-            let key_end = skip_string(bytes, at)?;
-            let key = &object[at..key_end];
-            at = skip_space(bytes, key_end);
-            if bytes.get(at) != Some(&b':') {
-                done = true;
-                return None;
-            }
-            let value_start = skip_space(bytes, at + 1);
-            let value_end = skip_value(bytes, value_start)?;
-            let value = &object[value_start..value_end];
-            at = skip_space(bytes, value_end);
-            match bytes.get(at) {
-                Some(b',') => at += 1,
-                _ => done = true,
-            }
-            Some((key, value))
-        }))
     }
 
     /// The elements of the array `array`, as text.
@@ -528,10 +636,6 @@ mod scan {
         }))
     }
 
-    fn trim(text: &str) -> &str {
-        text.trim_matches(|c: char| matches!(c, ' ' | '\n' | '\r' | '\t'))
-    }
-
     fn skip_space(bytes: &[u8], mut at: usize) -> usize {
         while matches!(bytes.get(at), Some(b' ' | b'\n' | b'\r' | b'\t')) {
             at += 1;
@@ -539,17 +643,20 @@ mod scan {
         at
     }
 
-    /// The end of the string whose opening quote is at `at`.
-    fn skip_string(bytes: &[u8], at: usize) -> Option<usize> {
+    /// The end of the string whose opening quote is at `at`, and whether
+    /// it holds an escape.
+    fn skip_string(bytes: &[u8], at: usize) -> Option<(usize, bool)> {
         let mut at = at + 1;
+        let mut escaped = false;
         loop {
             at += bytes
                 .get(at..)?
                 .iter()
                 .position(|&byte| byte == b'"' || byte == b'\\')?;
             if bytes[at] == b'"' {
-                return Some(at + 1);
+                return Some((at + 1, escaped));
             }
+            escaped = true;
             at += 2;
         }
     }
@@ -557,14 +664,14 @@ mod scan {
     /// The end of the value that starts at `at`.
     fn skip_value(bytes: &[u8], at: usize) -> Option<usize> {
         match *bytes.get(at)? {
-            b'"' => skip_string(bytes, at),
+            b'"' => skip_string(bytes, at).map(|(end, _)| end),
             b'{' | b'[' => {
                 let mut depth = 0usize;
                 let mut at = at;
                 while let Some(&byte) = bytes.get(at) {
                     match byte {
                         b'"' => {
-                            at = skip_string(bytes, at)?;
+                            at = skip_string(bytes, at)?.0;
                             continue;
                         }
                         b'{' | b'[' => depth += 1,
@@ -735,6 +842,36 @@ mod tests {
         }
         assert_eq!(object, value);
         assert_eq!(object.typed::<Value>().expect("typed"), *value.value());
+    }
+
+    #[test]
+    fn repeated_lookups_answer_alike() {
+        let object = Object::from_host(
+            r#"{"kind": "K", "metadata": {"name": "n", "l\u0061bels": {"a": "1"}},
+                "spec": {"list": [{"x": 1}, {"x": 2}], "x": "\"quoted\""}, "z": {}}"#
+                .to_owned(),
+        );
+        let copy = object.clone();
+        for _ in 0..2 {
+            for reading in [&object, &copy] {
+                assert_eq!(reading.kind(), "K");
+                assert_eq!(reading.name(), "n");
+                // A key written with an escape is found by what it means.
+                assert_eq!(reading.label("a"), Some("1"));
+                assert_eq!(reading.labels(), vec![("a", "1")]);
+                assert_eq!(reading.i64_at("/spec/list/1/x"), Some(2));
+                assert_eq!(reading.raw_at("/z").as_deref(), Some("{}"));
+                assert_eq!(reading.raw_at("/z/a"), None);
+                assert_eq!(reading.raw_at("/metadata/name/x"), None);
+            }
+        }
+        // An escaped string is read from the value of the whole object.
+        assert_eq!(object.str_at("/spec/x"), Some("\"quoted\""));
+        let whole = copy.raw_at("").expect("the whole object");
+        assert_eq!(
+            serde_json::from_str::<Value>(&whole).ok().as_ref(),
+            Some(object.value())
+        );
     }
 
     #[test]
