@@ -53,31 +53,40 @@ def _dump(value):
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+def _scale_to_wit(action):
+    return wit.Action_Scale(wit.Scale(ref_to_wit(action.target), action.replicas))
+
+
+def _event_to_wit(action):
+    return wit.Action_RecordEvent(wit.Event(ref_to_wit(action.target), action.is_warning,
+                                            action.reason, action.message))
+
+
+def _patch_to_wit(action):
+    return wit.Action_Patch(wit.Patch(ref_to_wit(action.target),
+                                      _PATCH_KINDS[action.patch_kind.value],
+                                      _dump(action.object), action.force))
+
+
+_ACTIONS = {
+    "create": lambda action: wit.Action_Create(_dump(action.object)),
+    "update": lambda action: wit.Action_Update(_dump(action.object)),
+    "update-status": lambda action: wit.Action_UpdateStatus(_dump(action.object)),
+    "patch": _patch_to_wit,
+    "delete": lambda action: wit.Action_Delete(ref_to_wit(action.target)),
+    "scale": _scale_to_wit,
+    "record-event": _event_to_wit,
+}
+
+
 def action_to_wit(action):
-    verb = action.verb
-    if verb == "create":
-        return wit.Action_Create(_dump(action.object))
-    if verb == "update":
-        return wit.Action_Update(_dump(action.object))
-    if verb == "update-status":
-        return wit.Action_UpdateStatus(_dump(action.object))
-    if verb == "patch":
-        return wit.Action_Patch(wit.Patch(ref_to_wit(action.target),
-                                          _PATCH_KINDS[action.patch_kind.value],
-                                          _dump(action.object), action.force))
-    if verb == "delete":
-        return wit.Action_Delete(ref_to_wit(action.target))
-    if verb == "scale":
-        return wit.Action_Scale(wit.Scale(ref_to_wit(action.target), action.replicas))
-    if verb == "record-event":
-        return wit.Action_RecordEvent(wit.Event(ref_to_wit(action.target), action.is_warning,
-                                                action.reason, action.message))
-    raise ValueError(f"unknown action {verb!r}")
+    to_wit = _ACTIONS.get(action.verb)
+    if to_wit is None:
+        raise ValueError(f"unknown action {action.verb!r}")
+    return to_wit(action)
 
 
-def reconcile(controller, req):
-    from .controller import Request
-
+def reconcile(controller, req, Request):
     try:
         obj = json.loads(req.object)
     except ValueError as error:

@@ -190,7 +190,7 @@ def export(controller_class):
             return _glue.info_to_wit(controller_class().describe())
 
         def reconcile(self, req):
-            return _glue.reconcile(controller_class(), req)
+            return _glue.reconcile(controller_class(), req, Request)
 
         def finalizes(self) -> bool:
             return bool(controller_class().describe().finalizes)

@@ -24,13 +24,28 @@ class ObjectRef:
         return ObjectRef(api_version, kind, None, name)
 
 
+# The tokens of each JSON pointer read so far: guests read the same few
+# paths on every call, and splitting and unescaping them is most of a
+# lookup's cost in an interpreter.
+_TOKENS: dict = {}
+
+
+def _tokens(path: str) -> tuple:
+    tokens = _TOKENS.get(path)
+    if tokens is None:
+        tokens = tuple(token.replace("~1", "/").replace("~0", "~")
+                       for token in path.lstrip("/").split("/"))
+        if len(_TOKENS) < 4096:
+            _TOKENS[path] = tokens
+    return tokens
+
+
 def pointer(obj: Any, path: str) -> Any:
     """The value at a JSON pointer such as ``/spec/replicas``, or None."""
     if path == "":
         return obj
     current = obj
-    for token in path.lstrip("/").split("/"):
-        token = token.replace("~1", "/").replace("~0", "~")
+    for token in _tokens(path):
         if isinstance(current, dict):
             current = current.get(token)
         elif isinstance(current, list) and token.isdigit() and int(token) < len(current):
@@ -40,6 +55,15 @@ def pointer(obj: Any, path: str) -> Any:
         if current is None:
             return None
     return current
+
+
+def _metadata(obj: Any) -> dict:
+    metadata = obj.get("metadata") if isinstance(obj, dict) else None
+    return metadata if isinstance(metadata, dict) else {}
+
+
+def _str(value: Any) -> Optional[str]:
+    return value if isinstance(value, str) else None
 
 
 def str_at(obj: Any, path: str) -> Optional[str]:
@@ -56,27 +80,27 @@ def int_at(obj: Any, path: str) -> Optional[int]:
 
 def api_version(obj: dict) -> str:
     """``apiVersion``, or ``""``."""
-    return str_at(obj, "/apiVersion") or ""
+    return _str(obj.get("apiVersion") if isinstance(obj, dict) else None) or ""
 
 
 def kind(obj: dict) -> str:
     """``kind``, or ``""``."""
-    return str_at(obj, "/kind") or ""
+    return _str(obj.get("kind") if isinstance(obj, dict) else None) or ""
 
 
 def name(obj: dict) -> str:
     """``metadata.name``, or ``""``."""
-    return str_at(obj, "/metadata/name") or ""
+    return _str(_metadata(obj).get("name")) or ""
 
 
 def namespace(obj: dict) -> Optional[str]:
     """``metadata.namespace``; None for cluster-scoped objects."""
-    return str_at(obj, "/metadata/namespace")
+    return _str(_metadata(obj).get("namespace"))
 
 
 def uid(obj: dict) -> str:
     """``metadata.uid``, or ``""``."""
-    return str_at(obj, "/metadata/uid") or ""
+    return _str(_metadata(obj).get("uid")) or ""
 
 
 def resource_version(obj: dict) -> Optional[str]:
@@ -91,11 +115,11 @@ def generation(obj: dict) -> Optional[int]:
 
 def is_being_deleted(obj: dict) -> bool:
     """Whether ``metadata.deletionTimestamp`` is set."""
-    return pointer(obj, "/metadata/deletionTimestamp") is not None
+    return _metadata(obj).get("deletionTimestamp") is not None
 
 
 def _string_map(obj: dict, field: str) -> dict:
-    value = pointer(obj, "/metadata/" + field)
+    value = _metadata(obj).get(field)
     return value if isinstance(value, dict) else {}
 
 
@@ -123,13 +147,15 @@ def annotations(obj: dict) -> dict:
 
 def has_finalizer(obj: dict, finalizer: str) -> bool:
     """Whether ``metadata.finalizers`` holds ``finalizer``."""
-    finalizers = pointer(obj, "/metadata/finalizers")
+    finalizers = _metadata(obj).get("finalizers")
     return isinstance(finalizers, list) and finalizer in finalizers
 
 
 def object_ref(obj: dict) -> ObjectRef:
     """The reference to this object."""
-    return ObjectRef(api_version(obj), kind(obj), namespace(obj), name(obj))
+    metadata = _metadata(obj)
+    return ObjectRef(api_version(obj), kind(obj), _str(metadata.get("namespace")),
+                     _str(metadata.get("name")) or "")
 
 
 def controller_reference(obj: dict) -> dict:
@@ -147,7 +173,7 @@ def controller_reference(obj: dict) -> dict:
 
 def controller_owner(obj: dict) -> Optional[ObjectRef]:
     """The controller owner of ``obj``, if it has one."""
-    owners = pointer(obj, "/metadata/ownerReferences")
+    owners = _metadata(obj).get("ownerReferences")
     if not isinstance(owners, list):
         return None
     for owner in owners:
