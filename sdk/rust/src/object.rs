@@ -164,6 +164,21 @@ impl Object {
         }
     }
 
+    /// The string at the path of `tokens` (JSON pointer tokens, unescaped).
+    fn str_in<const N: usize>(&self, tokens: [&str; N]) -> Option<&str> {
+        match self.find_in(tokens.map(Cow::Borrowed))? {
+            Found::Raw(raw) => match scan::plain_string(raw) {
+                Some(text) => Some(text),
+                // Escaped: read from the value of the whole object.
+                None if raw.starts_with('"') => {
+                    walk(self.value(), tokens.map(Cow::Borrowed))?.as_str()
+                }
+                None => None,
+            },
+            Found::Value(value) => value.as_str(),
+        }
+    }
+
     /// The integer at a JSON pointer.
     pub fn i64_at(&self, pointer: &str) -> Option<i64> {
         match self.find(pointer)? {
@@ -174,32 +189,32 @@ impl Object {
 
     /// `apiVersion`, or `""`.
     pub fn api_version(&self) -> &str {
-        self.str_at("/apiVersion").unwrap_or_default()
+        self.str_in(["apiVersion"]).unwrap_or_default()
     }
 
     /// `kind`, or `""`.
     pub fn kind(&self) -> &str {
-        self.str_at("/kind").unwrap_or_default()
+        self.str_in(["kind"]).unwrap_or_default()
     }
 
     /// `metadata.name`, or `""`.
     pub fn name(&self) -> &str {
-        self.str_at("/metadata/name").unwrap_or_default()
+        self.str_in(["metadata", "name"]).unwrap_or_default()
     }
 
     /// `metadata.namespace`, `None` for cluster-scoped objects.
     pub fn namespace(&self) -> Option<&str> {
-        self.str_at("/metadata/namespace")
+        self.str_in(["metadata", "namespace"])
     }
 
     /// `metadata.uid`, or `""`.
     pub fn uid(&self) -> &str {
-        self.str_at("/metadata/uid").unwrap_or_default()
+        self.str_in(["metadata", "uid"]).unwrap_or_default()
     }
 
     /// `metadata.resourceVersion`, if set.
     pub fn resource_version(&self) -> Option<&str> {
-        self.str_at("/metadata/resourceVersion")
+        self.str_in(["metadata", "resourceVersion"])
     }
 
     /// `metadata.generation`, if the kind has one.
@@ -210,7 +225,7 @@ impl Object {
     /// Whether `metadata.deletionTimestamp` is set: the object is being
     /// deleted and waits for its finalizers.
     pub fn is_being_deleted(&self) -> bool {
-        match self.find("/metadata/deletionTimestamp") {
+        match self.find_in(["metadata", "deletionTimestamp"].map(Cow::Borrowed)) {
             Some(Found::Raw(raw)) => raw != "null",
             Some(Found::Value(value)) => !value.is_null(),
             None => false,
@@ -847,7 +862,7 @@ mod tests {
     #[test]
     fn repeated_lookups_answer_alike() {
         let object = Object::from_host(
-            r#"{"kind": "K", "metadata": {"name": "n", "l\u0061bels": {"a": "1"}},
+            r#"{"kind": "K", "metadata": {"name": "n", "namespace": "s\u0031", "l\u0061bels": {"a": "1"}},
                 "spec": {"list": [{"x": 1}, {"x": 2}], "x": "\"quoted\""}, "z": {}}"#
                 .to_owned(),
         );
@@ -866,6 +881,7 @@ mod tests {
             }
         }
         // An escaped string is read from the value of the whole object.
+        assert_eq!(copy.namespace(), Some("s1"));
         assert_eq!(object.str_at("/spec/x"), Some("\"quoted\""));
         let whole = copy.raw_at("").expect("the whole object");
         assert_eq!(
