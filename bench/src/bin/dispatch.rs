@@ -210,6 +210,18 @@ fn main() -> anyhow::Result<()> {
                 }),
             });
         }
+        // The floor of a call: a deletion, which every build answers with
+        // nothing before reading a field (the Python and JavaScript SDKs
+        // still parse the projected object first).
+        let cache = cache.clone();
+        let (guest, json) = (&build.reused, &projected);
+        contenders.push(Contender {
+            name: contender_name(build.language, "reconcile of a deletion (answers nothing)"),
+            run: Box::new(move || {
+                let outcome = guest.reconcile(json, Change::Deleted, 0, cache.clone());
+                std::hint::black_box(outcome.ok());
+            }),
+        });
     }
     contenders.push(Contender {
         name: "webhook",
@@ -241,26 +253,34 @@ fn main() -> anyhow::Result<()> {
 
     println!();
     println!(
-        "{:<8} {:>12} {:>12} {:>14} {:>14} {:>14}",
-        "language", "bytes", "compile ms", "instantiate µs", "pooled µs", "reconcile µs"
+        "{:<8} {:>12} {:>12} {:>14} {:>14} {:>14} {:>12}",
+        "language",
+        "bytes",
+        "compile ms",
+        "instantiate µs",
+        "pooled µs",
+        "reconcile µs",
+        "deletion µs"
     );
     let mut languages = Vec::new();
-    // The two native contenders first, then four per build.
+    // The two native contenders first, then five per build.
     for (index, build) in builds.iter().enumerate() {
-        let reused_ns = medians[2 + 4 * index];
-        let fresh_ns = medians[4 + 4 * index];
-        let pooled_ns = medians[5 + 4 * index];
+        let reused_ns = medians[2 + 5 * index];
+        let fresh_ns = medians[4 + 5 * index];
+        let pooled_ns = medians[5 + 5 * index];
+        let deletion_ns = medians[6 + 5 * index];
         // A fresh-instance call is an instantiation plus the same call.
         let instantiate_us = (fresh_ns - reused_ns).max(0.0) / 1000.0;
         let pooled_us = (pooled_ns - reused_ns).max(0.0) / 1000.0;
         println!(
-            "{:<8} {:>12} {:>12.0} {:>14.1} {:>14.1} {:>14.1}",
+            "{:<8} {:>12} {:>12.0} {:>14.1} {:>14.1} {:>14.1} {:>12.1}",
             build.language,
             build.bytes,
             build.compile_ms,
             instantiate_us,
             pooled_us,
-            reused_ns / 1000.0
+            reused_ns / 1000.0,
+            deletion_ns / 1000.0
         );
         languages.push(serde_json::json!({
             "language": build.language,
@@ -270,6 +290,7 @@ fn main() -> anyhow::Result<()> {
             "reconcileUs": (reused_ns / 100.0).round() / 10.0,
             "reconcileFreshInstanceUs": (fresh_ns / 100.0).round() / 10.0,
             "instantiatePooledUs": (pooled_us * 10.0).round() / 10.0,
+            "deletionUs": (deletion_ns / 100.0).round() / 10.0,
         }));
     }
     println!("native   reconcile µs {:.1}", native_ns / 1000.0);

@@ -192,6 +192,8 @@ async fn main() -> anyhow::Result<()> {
             &good_module,
             json!([
                 {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch", "patch"]},
+                // The tenant guest declares reads of Secrets (contract 0.1.2).
+                {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
             ]),
         )?,
     )
