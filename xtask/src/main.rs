@@ -118,7 +118,18 @@ fn guests_dir(root: &Path) -> PathBuf {
 
 /// Runs a command, failing with its command line when it fails.
 fn run(command: &mut Command) -> anyhow::Result<()> {
-    let line = format!("{command:?}");
+    // The program, its arguments and the variables set for it (not the
+    // ones removed, see `cargo`).
+    let mut line = String::new();
+    for (key, value) in command.get_envs() {
+        if let Some(value) = value {
+            line.push_str(&format!("{}={value:?} ", key.to_string_lossy()));
+        }
+    }
+    line.push_str(&format!("{:?}", command.get_program()));
+    for arg in command.get_args() {
+        line.push_str(&format!(" {arg:?}"));
+    }
     eprintln!("xtask: {line}");
     let status = command
         .status()
@@ -129,8 +140,33 @@ fn run(command: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A cargo command without the variables `cargo run` set for this task.
+///
+/// Cargo tells `cargo xtask` its own package (`CARGO_PKG_NAME=xtask`,
+/// `CARGO_MANIFEST_DIR`, ...); a child cargo that inherited them would see
+/// them as changed since a build run by hand, and every build script that
+/// reruns on them (ring's does) would rebuild its crate and everything
+/// above it: a second 25-minute release build of the host after `cargo
+/// build --release`, and the other way round.
 fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_some_and(set_by_cargo_run) {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+/// Whether `cargo run` sets `key` for the program it runs (`CARGO`, the
+/// path of cargo itself, is kept).
+fn set_by_cargo_run(key: &str) -> bool {
+    key.starts_with("CARGO_PKG_")
+        || key.starts_with("CARGO_MANIFEST_")
+        || matches!(
+            key,
+            "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE"
+        )
 }
 
 fn setup(root: &Path) -> anyhow::Result<()> {
@@ -288,4 +324,36 @@ fn lint() -> anyhow::Result<()> {
         "-D",
         "warnings",
     ]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::set_by_cargo_run;
+
+    #[test]
+    fn child_cargo_drops_what_cargo_run_set_for_the_task() {
+        for key in [
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION_MAJOR",
+            "CARGO_MANIFEST_DIR",
+            "CARGO_MANIFEST_PATH",
+            "CARGO_CRATE_NAME",
+            "CARGO_BIN_NAME",
+            "CARGO_PRIMARY_PACKAGE",
+        ] {
+            assert!(
+                set_by_cargo_run(key),
+                "{key} should not reach a child cargo"
+            );
+        }
+        for key in [
+            "CARGO",
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO_INCREMENTAL",
+            "CI",
+        ] {
+            assert!(!set_by_cargo_run(key), "{key} should reach a child cargo");
+        }
+    }
 }
