@@ -279,6 +279,70 @@ fn rewatch(
     Ok(())
 }
 
+/// How long a load waits for a module file to hold again the bytes its
+/// declaration read.
+pub(super) const MODULE_SETTLE: Duration = Duration::from_secs(2);
+
+/// How often a load reads a module file again while it waits.
+const REREAD_EVERY: Duration = Duration::from_millis(20);
+
+/// A module file that does not hold the bytes its declaration read.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ReadDeclaredError {
+    /// The file cannot be read.
+    #[error("cannot read the module: {0}")]
+    Read(#[source] std::io::Error),
+    /// Its bytes stayed other than the declared ones.
+    #[error(
+        "the file changed after it was declared: it holds the bytes of sha256 {found}, \
+         not {declared}; its new bytes load when the controllers file's watch reports them"
+    )]
+    Changed {
+        /// The digest the declaration read.
+        declared: String,
+        /// The digest of the bytes read last.
+        found: String,
+    },
+}
+
+/// The bytes of a module file, once they are those whose digest its
+/// declaration read (`declared`); `read` reads the file.
+///
+/// The watch declares a module from one read, and its load reads it again.
+/// A file written in place (truncated, then written, as `cp` and most build
+/// tools do) can be caught half written by the second read, and a file
+/// written back with the bytes declared raises no new declaration: loading
+/// what that read found would fail, or serve bytes other than the status
+/// reports, until the file next changes. So a load that finds other bytes
+/// reads again every 20 ms. Bytes that stay different for `settle` are a
+/// newer version, which the watch declares from the events its writing
+/// raised: this load then fails, naming both digests.
+pub(super) async fn read_declared<Read, Reading>(
+    mut read: Read,
+    declared: &str,
+    settle: Duration,
+) -> Result<Arc<[u8]>, ReadDeclaredError>
+where
+    Read: FnMut() -> Reading,
+    Reading: Future<Output = std::io::Result<Vec<u8>>>,
+{
+    let until = tokio::time::Instant::now() + settle;
+    loop {
+        let bytes = read().await.map_err(ReadDeclaredError::Read)?;
+        let found = digest(&bytes);
+        if found == declared {
+            return Ok(bytes.into());
+        }
+        if tokio::time::Instant::now() >= until {
+            return Err(ReadDeclaredError::Changed {
+                declared: declared.to_owned(),
+                found,
+            });
+        }
+        tokio::time::sleep(REREAD_EVERY).await;
+    }
+}
+
 /// A module file (with its digest now) or an image (its reference stands
 /// for its version until it is pulled).
 fn module_source(
@@ -296,7 +360,13 @@ fn module_source(
                 path: module.to_owned(),
                 source,
             })?;
-        return Ok((ModuleSource::File(module.to_owned()), digest));
+        return Ok((
+            ModuleSource::File {
+                path: module.to_owned(),
+                digest: digest.clone(),
+            },
+            digest,
+        ));
     }
     // An image is pulled when its controller loads, with the host's Docker
     // config of that moment; until then the reference is its version (a
@@ -376,6 +446,63 @@ fn declare(
 mod tests {
     use super::*;
     use crate::grants::Permission;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_load_waits_for_a_module_file_written_in_place_to_hold_its_declared_bytes() {
+        let module = b"\0asm the declared module".to_vec();
+        let declared = digest(&module);
+        // Truncated, then half written, then whole: as a load may catch it.
+        let mut reads = vec![Vec::new(), module[..6].to_vec(), module.clone()].into_iter();
+        let mut count = 0;
+        let bytes = read_declared(
+            || {
+                count += 1;
+                std::future::ready(Ok(reads.next().expect("no read after the declared bytes")))
+            },
+            &declared,
+            MODULE_SETTLE,
+        )
+        .await
+        .expect("the declared bytes, once written");
+        assert_eq!(&*bytes, module.as_slice());
+        assert_eq!(count, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_module_file_that_stays_changed_fails_its_load_naming_both_digests() {
+        let declared = digest(b"version 1");
+        let started = tokio::time::Instant::now();
+        let error = read_declared(
+            || std::future::ready(Ok(b"version 2".to_vec())),
+            &declared,
+            MODULE_SETTLE,
+        )
+        .await
+        .expect_err("version 2 is not the version declared");
+        assert!(
+            started.elapsed() >= MODULE_SETTLE,
+            "it gave up before the settle time"
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains(&declared) && message.contains(&digest(b"version 2")),
+            "{message}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreadable_module_file_fails_its_load_at_once() {
+        let started = tokio::time::Instant::now();
+        let error = read_declared(
+            || std::future::ready(Err(std::io::ErrorKind::NotFound.into())),
+            &digest(b"version 1"),
+            MODULE_SETTLE,
+        )
+        .await
+        .expect_err("nothing to read");
+        assert!(matches!(error, ReadDeclaredError::Read(_)), "{error:?}");
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
 
     #[test]
     fn a_denial_names_the_entry_of_the_file_that_grants() {

@@ -42,8 +42,15 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Where a module's bytes come from.
 #[derive(Clone)]
 pub enum ModuleSource {
-    /// A file, read when the module is loaded.
-    File(PathBuf),
+    /// A file, read when the module is loaded, once it holds the bytes its
+    /// declaration read (see [`files`]: a file being written may be read
+    /// half written).
+    File {
+        /// The module file.
+        path: PathBuf,
+        /// The digest of the bytes the declaration read.
+        digest: String,
+    },
     /// Bytes already read (from a ConfigMap or an inline field); `origin`
     /// names them in errors and logs.
     Bytes {
@@ -77,7 +84,11 @@ pub(crate) fn poll_interval(reference: &str, seconds: u64) -> Option<Duration> {
 impl std::fmt::Debug for ModuleSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::File(path) => f.debug_tuple("File").field(path).finish(),
+            Self::File { path, digest } => f
+                .debug_struct("File")
+                .field("path", path)
+                .field("digest", digest)
+                .finish(),
             Self::Bytes { origin, bytes } => f
                 .debug_struct("Bytes")
                 .field("origin", origin)
@@ -92,7 +103,7 @@ impl ModuleSource {
     /// How the module is named in messages.
     pub fn describe(&self) -> String {
         match self {
-            Self::File(path) => path.display().to_string(),
+            Self::File { path, .. } => path.display().to_string(),
             Self::Bytes { origin, .. } => origin.clone(),
             Self::Image { reference, .. } => format!("image {reference}"),
         }
@@ -553,7 +564,19 @@ impl Supervisor {
         // What to load: a file, or bytes named by their origin.
         let mut resolved = None;
         let (path, bytes) = match module {
-            ModuleSource::File(path) => (path.clone(), None),
+            ModuleSource::File { path, digest } => {
+                let read = files::read_declared(
+                    || tokio::fs::read(path.clone()),
+                    digest,
+                    files::MODULE_SETTLE,
+                )
+                .await
+                .map_err(|error| LoadFailure {
+                    message: format!("{}: {error}", path.display()),
+                    pulling: false,
+                })?;
+                (path.clone(), Some(read))
+            }
             ModuleSource::Bytes { origin, bytes } => {
                 (PathBuf::from(origin), Some(Arc::clone(bytes)))
             }
