@@ -314,9 +314,10 @@ pub(super) enum ReadDeclaredError {
 /// written back with the bytes declared raises no new declaration: loading
 /// what that read found would fail, or serve bytes other than the status
 /// reports, until the file next changes. So a load that finds other bytes
-/// reads again every 20 ms. Bytes that stay different for `settle` are a
-/// newer version, which the watch declares from the events its writing
-/// raised: this load then fails, naming both digests.
+/// reads again every 20 ms. Other bytes are a newer version, which the
+/// watch declares from the events its writing raised; that declaration
+/// cancels this load as soon as it arrives, and if none has after
+/// `settle`, this load fails, naming both digests.
 pub(super) async fn read_declared<Read, Reading>(
     mut read: Read,
     declared: &str,
