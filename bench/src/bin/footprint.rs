@@ -53,6 +53,9 @@ async fn main() -> anyhow::Result<()> {
     let mut server = Command::new(binary("devcluster")?)
         .arg("--kubeconfig-out")
         .arg(&kubeconfig)
+        // Not the default, in the working directory.
+        .arg("--cert-kubeconfig-out")
+        .arg(dir.path().join("cert.kubeconfig"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
