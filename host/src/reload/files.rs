@@ -312,8 +312,8 @@ pub(super) enum ReadDeclaredError {
 /// A file written in place (truncated, then written, as `cp` and most build
 /// tools do) can be caught half written by the second read, and a file
 /// written back with the bytes declared raises no new declaration: loading
-/// what that read found would fail, or serve bytes other than the status
-/// reports, until the file next changes. So a load that finds other bytes
+/// what that read found would fail, or serve bytes other than those
+/// declared, until the file next changes. So a load that finds other bytes
 /// reads again every 20 ms. Other bytes are a newer version, which the
 /// watch declares from the events its writing raised; that declaration
 /// cancels this load as soon as it arrives, and if none has after
@@ -361,13 +361,7 @@ fn module_source(
                 path: module.to_owned(),
                 source,
             })?;
-        return Ok((
-            ModuleSource::File {
-                path: module.to_owned(),
-                digest: digest.clone(),
-            },
-            digest,
-        ));
+        return Ok((ModuleSource::File(module.to_owned()), digest));
     }
     // An image is pulled when its controller loads, with the host's Docker
     // config of that moment; until then the reference is its version (a

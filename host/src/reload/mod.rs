@@ -42,15 +42,10 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Where a module's bytes come from.
 #[derive(Clone)]
 pub enum ModuleSource {
-    /// A file, read when the module is loaded, once it holds the bytes its
-    /// declaration read (see [`files`]: a file being written may be read
-    /// half written).
-    File {
-        /// The module file.
-        path: PathBuf,
-        /// The digest of the bytes the declaration read.
-        digest: String,
-    },
+    /// A file, read when the module is loaded, once it holds the bytes
+    /// whose digest its declaration read (see [`files`]: a file being
+    /// written may be read half written).
+    File(PathBuf),
     /// Bytes already read (from a ConfigMap or an inline field); `origin`
     /// names them in errors and logs.
     Bytes {
@@ -84,11 +79,7 @@ pub(crate) fn poll_interval(reference: &str, seconds: u64) -> Option<Duration> {
 impl std::fmt::Debug for ModuleSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::File { path, digest } => f
-                .debug_struct("File")
-                .field("path", path)
-                .field("digest", digest)
-                .finish(),
+            Self::File(path) => f.debug_tuple("File").field(path).finish(),
             Self::Bytes { origin, bytes } => f
                 .debug_struct("Bytes")
                 .field("origin", origin)
@@ -103,7 +94,7 @@ impl ModuleSource {
     /// How the module is named in messages.
     pub fn describe(&self) -> String {
         match self {
-            Self::File { path, .. } => path.display().to_string(),
+            Self::File(path) => path.display().to_string(),
             Self::Bytes { origin, .. } => origin.clone(),
             Self::Image { reference, .. } => format!("image {reference}"),
         }
@@ -507,8 +498,13 @@ impl Supervisor {
     /// Loads a declared module in the background; the error names the
     /// module.
     async fn load(&self, declared: &Declared) -> Result<Loaded, LoadFailure> {
-        self.load_module(declared, &declared.module, declared.name.clone())
-            .await
+        self.load_module(
+            declared,
+            &declared.module,
+            &declared.module_digest,
+            declared.name.clone(),
+        )
+        .await
     }
 
     /// Loads a declared controller's shadow candidate, if it has one,
@@ -518,7 +514,10 @@ impl Supervisor {
             return Ok(None);
         };
         let name = format!("{}.shadow", declared.name);
-        match self.load_module(declared, &shadow.module, name).await {
+        match self
+            .load_module(declared, &shadow.module, &shadow.digest, name)
+            .await
+        {
             Ok(loaded) => Ok(Some(loaded.guest)),
             Err(failure) => Err(LoadFailure {
                 message: format!("shadow candidate: {}", failure.message),
@@ -549,11 +548,13 @@ impl Supervisor {
         }
     }
 
-    /// Loads one module of a declared controller in the background.
+    /// Loads one module of a declared controller in the background;
+    /// `digest` is the module's as its source read it.
     async fn load_module(
         &self,
         declared: &Declared,
         module: &ModuleSource,
+        digest: &str,
         name: String,
     ) -> Result<Loaded, LoadFailure> {
         let engine = self.inner.engine.clone();
@@ -564,7 +565,7 @@ impl Supervisor {
         // What to load: a file, or bytes named by their origin.
         let mut resolved = None;
         let (path, bytes) = match module {
-            ModuleSource::File { path, digest } => {
+            ModuleSource::File(path) => {
                 let read = files::read_declared(
                     || tokio::fs::read(path.clone()),
                     digest,
