@@ -452,6 +452,8 @@ struct Logged {
     log: PathBuf,
     start: i64,
     end: i64,
+    /// The line it was read from.
+    line: String,
 }
 
 /// The reconciles each log records, from the line every successful
@@ -486,6 +488,7 @@ fn reconciles_in(logs: &[PathBuf]) -> Vec<Logged> {
                 log: log.clone(),
                 start: end - (elapsed * 1000.0).ceil() as i64,
                 end,
+                line: line.to_owned(),
             });
         }
     }
@@ -730,7 +733,11 @@ async fn in_sharded_mode_every_object_converges_once_and_no_two_hosts_reconcile_
                 let apart = first.end <= second.start || second.end <= first.start;
                 assert!(
                     first.log == second.log || apart,
-                    "{object} was reconciled at once by two hosts: {first:?} and {second:?}"
+                    "{object} was reconciled at once by two hosts: {first:?} and {second:?}, as\n{}: {}\n{}: {}",
+                    first.log.display(),
+                    first.line,
+                    second.log.display(),
+                    second.line
                 );
             }
         }

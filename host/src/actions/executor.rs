@@ -134,13 +134,16 @@ pub enum ExecuteError {
     /// performed. The key is queued again; the host that works now
     /// reconciles it.
     #[error(
-        "guest `{guest}`: action #{index} and the ones after it were not performed: this host no longer holds its ring's Lease"
+        "guest `{guest}`: {}: this host may no longer work on the object (its term in the ring ended, or the object moved to another member)",
+        if *in_flight { format!("action #{index} was abandoned unanswered (the server may still apply it) and the ones after it were not performed") } else { format!("action #{index} and the ones after it were not performed") }
     )]
     Fenced {
         /// The guest.
         guest: String,
-        /// The first action not performed.
+        /// The first action not performed, or abandoned.
         index: usize,
+        /// Whether that action was sent and abandoned before its answer.
+        in_flight: bool,
     },
 }
 
@@ -240,6 +243,18 @@ impl ActionExecutor {
         primary: &ObjectRef,
         outcome: &Outcome,
     ) -> Result<(), ExecuteError> {
+        let namespace = primary.namespace.as_deref().unwrap_or_default();
+        let fenced = |index, in_flight| ExecuteError::Fenced {
+            guest: actor.name.clone(),
+            index,
+            in_flight,
+        };
+        // An answer that comes back after the term it was asked in has
+        // ended is not acted on, even one without actions: the object's
+        // next owner answers for it.
+        if !self.fence.allows(namespace, &primary.name) {
+            return Err(fenced(0, false));
+        }
         let mut resolved = Vec::with_capacity(outcome.actions.len());
         for (index, action) in outcome.actions.iter().enumerate() {
             let target = target_of(action);
@@ -279,14 +294,18 @@ impl ActionExecutor {
             }
         }
         for (index, (action, resolved)) in outcome.actions.iter().zip(&resolved).enumerate() {
-            let namespace = primary.namespace.as_deref().unwrap_or_default();
             if !self.fence.allows(namespace, &primary.name) {
-                return Err(ExecuteError::Fenced {
-                    guest: actor.name.clone(),
-                    index,
-                });
+                return Err(fenced(index, false));
             }
-            if let Err(source) = self.perform(actor, action, resolved).await {
+            // A write still unanswered when the term ends is abandoned, so
+            // that none outlives the term it began in (see "Why two hosts
+            // never work at once" in docs/operating.md).
+            let performed = tokio::select! {
+                biased;
+                performed = self.perform(actor, action, resolved) => performed,
+                () = self.fence.forbids(namespace, &primary.name) => return Err(fenced(index, true)),
+            };
+            if let Err(source) = performed {
                 let target = target_of(action);
                 let error = classify(actor, index, action, &target, source);
                 self.report(actor, primary, &error).await;
@@ -881,5 +900,136 @@ mod tests {
             message: "m".into(),
         };
         assert_eq!(target_of(&event).namespace.as_deref(), Some("default"));
+    }
+}
+
+#[cfg(test)]
+mod fence_tests {
+    use std::time::Instant;
+
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use tokio::sync::watch;
+
+    use super::*;
+    use crate::cluster::tests::{client_for, devcluster};
+    use crate::grants::Rule;
+    use crate::replication::Shard;
+
+    /// A client that sends every request to the cluster `real` talks to,
+    /// except PATCHes: it counts them and never sends or answers them, as
+    /// a server too busy to answer in time would.
+    fn holding_patches(real: Client) -> (Client, watch::Receiver<usize>) {
+        let (seen, patches) = watch::channel(0);
+        let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+            let real = real.clone();
+            let seen = seen.clone();
+            async move {
+                if request.method() == http::Method::PATCH {
+                    seen.send_modify(|count| *count += 1);
+                    std::future::pending::<()>().await;
+                }
+                real.send(request).await
+            }
+        });
+        (Client::new(service, "default"), patches)
+    }
+
+    #[tokio::test]
+    async fn a_write_in_flight_is_abandoned_when_the_term_ends_or_the_object_moves() {
+        let cluster = devcluster().await;
+        let real = client_for(&cluster.kubeconfig_yaml()).await;
+        let configmaps: Api<ConfigMap> = Api::namespaced(real.clone(), "default");
+        let mut held = ConfigMap::default();
+        held.metadata.name = Some("held".into());
+        configmaps
+            .create(&PostParams::default(), &held)
+            .await
+            .expect("create the ConfigMap");
+        let (client, mut patches) = holding_patches(real);
+        let target = ObjectRef {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            namespace: Some("default".into()),
+            name: "held".into(),
+        };
+        // A member that owns the ConfigMap once it joins `a`'s ring.
+        let taker = (0..)
+            .map(|n| format!("b{n}"))
+            .find(|b| Shard::new("a", [b.clone()]).owner("default", "held") == b)
+            .expect("some member takes it");
+        for moves in [false, true] {
+            let case = if moves {
+                "the object moves to another member"
+            } else {
+                "the term ends"
+            };
+            let fence = Fence::closed();
+            fence.open_until(Instant::now() + Duration::from_secs(600));
+            fence.set_shard(Some(Shard::new("a", ["a".to_owned()])));
+            let executor = ActionExecutor::new(
+                Identities::new(client.clone()),
+                Discovery::new(client.clone()),
+                InformerRegistry::new(client.clone()),
+            )
+            .with_fence(fence.clone());
+            let actor = Actor {
+                tenant: None,
+                service_account: None,
+                name: "writer".into(),
+                grant: Grant::new(vec![Rule {
+                    api_groups: vec![String::new()],
+                    resources: vec!["configmaps".into()],
+                    verbs: vec!["patch".into()],
+                }]),
+                namespaces: Vec::new(),
+            };
+            let outcome = Outcome {
+                actions: vec![Action::Patch {
+                    target: target.clone(),
+                    kind: PatchKind::Merge,
+                    body: json!({"data": {"written": case}}),
+                    force: false,
+                }],
+                requeue_after: None,
+            };
+            let sent = *patches.borrow_and_update();
+            let primary = target.clone();
+            let writing =
+                tokio::spawn(async move { executor.execute(&actor, &primary, &outcome).await });
+            tokio::time::timeout(
+                Duration::from_secs(30),
+                patches.wait_for(|count| *count > sent),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("{case}: the PATCH is sent within 30 s"))
+            .expect("the counter lives");
+            assert!(
+                !writing.is_finished(),
+                "{case}: the write waits for its answer"
+            );
+            if moves {
+                fence.set_shard(Some(Shard::new("a", ["a".to_owned(), taker.clone()])));
+            } else {
+                fence.close();
+            }
+            let result = tokio::time::timeout(Duration::from_secs(10), writing)
+                .await
+                .unwrap_or_else(|_| panic!("{case}: the write is abandoned within 10 s"))
+                .expect("join");
+            assert!(
+                matches!(
+                    result,
+                    Err(ExecuteError::Fenced {
+                        index: 0,
+                        in_flight: true,
+                        ..
+                    })
+                ),
+                "{case}: {result:?}"
+            );
+            let message = result.unwrap_err().to_string();
+            assert!(message.contains("abandoned unanswered"), "{message}");
+        }
+        cluster.shutdown().await;
     }
 }

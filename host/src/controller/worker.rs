@@ -412,16 +412,25 @@ async fn finalize_step(
                 shared.queue.add_rate_limited(key.clone());
                 return None;
             }
-            let written = finalizer::write(
-                &shared.executor.client_for(&generation.actor),
-                &generation.actor,
-                &generation.primary().resource,
-                object,
-                &state,
-                finalizer,
-                true,
+            let written = within_term(
+                shared,
+                key,
+                finalizer::write(
+                    &shared.executor.client_for(&generation.actor),
+                    &generation.actor,
+                    &generation.primary().resource,
+                    object,
+                    &state,
+                    finalizer,
+                    true,
+                ),
             )
             .await;
+            let Some(written) = written else {
+                tracing::info!(finalizer, "adding the finalizer was abandoned at the fence");
+                shared.queue.add_rate_limited(key.clone());
+                return None;
+            };
             match written {
                 // The write's watch event queues the object again.
                 Ok(()) => shared.queue.forget(key),
@@ -452,12 +461,13 @@ async fn reconcile(shared: &Arc<Shared>, generation: &Generation, key: &ObjectKe
     let started = Instant::now();
     // The fence was open when the key was taken; the steps since may have
     // waited, or the process been paused, past the end of the term. No
-    // guest call begins after it (its writes would be refused anyway).
+    // guest call begins after it (its writes would be refused anyway):
+    // checked here, before waiting for a slot, and again on the slot's
+    // thread, since the wait for a slot may outlast the term.
     if !shared.fence.allows(&key.0, &key.1) {
         shared.queue.add(key.clone());
         return;
     }
-    ControllerStats::bump(&shared.stats.reconciles);
     let attempt = shared.queue.num_requeues(key);
     let guest = generation.guest.clone();
     let observed = Observed::start(generation);
@@ -469,14 +479,25 @@ async fn reconcile(shared: &Arc<Shared>, generation: &Generation, key: &ObjectKe
     let projection = guest
         .projection(&primary.api_version, &primary.kind)
         .cloned();
+    let on_slot = Arc::clone(shared);
+    let (namespace, name) = (key.0.clone(), key.1.clone());
     let answer = shared
         .slots
         .run(&shared.flow, Some(deadline), move || {
+            if !on_slot.fence.allows(&namespace, &name) {
+                return None;
+            }
+            ControllerStats::bump(&on_slot.stats.reconciles);
             // Narrowed once per object version, on a slot's thread.
             let seen = json.seen_through(projection.as_ref());
-            guest.reconcile_at(&seen, change, attempt, cache, now)
+            Some(guest.reconcile_at(&seen, change, attempt, cache, now))
         })
-        .await;
+        .await
+        .transpose();
+    let Some(answer) = answer else {
+        shared.queue.add(key.clone());
+        return;
+    };
     // Only an observed call's answer is written out as JSON.
     if observed.is_active()
         && let Ok(result) = &answer
@@ -621,6 +642,20 @@ enum Reading {
     Unknown,
 }
 
+/// `write`'s result, or `None` when this host may no longer work on `key`
+/// before it answers: a write does not outlive the term it began in.
+async fn within_term<T>(
+    shared: &Shared,
+    key: &ObjectKey,
+    write: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        biased;
+        written = write => Some(written),
+        () = shared.fence.forbids(&key.0, &key.1) => None,
+    }
+}
+
 /// Removes the finalizer once the guest's answer to a deletion succeeded;
 /// the object is then deleted, and its `deleted` event not delivered.
 async fn release_after_finalizing(
@@ -637,16 +672,28 @@ async fn release_after_finalizing(
         shared.queue.add_rate_limited(key.clone());
         return;
     }
-    let released = finalizer::write(
-        &shared.executor.client_for(&generation.actor),
-        &generation.actor,
-        &generation.primary().resource,
-        object,
-        state,
-        finalizer,
-        false,
+    let released = within_term(
+        shared,
+        key,
+        finalizer::write(
+            &shared.executor.client_for(&generation.actor),
+            &generation.actor,
+            &generation.primary().resource,
+            object,
+            state,
+            finalizer,
+            false,
+        ),
     )
     .await;
+    let Some(released) = released else {
+        tracing::info!(
+            finalizer,
+            "removing the finalizer was abandoned at the fence"
+        );
+        shared.queue.add_rate_limited(key.clone());
+        return;
+    };
     match released {
         Ok(()) => {
             if let Some(uid) = &state.uid {

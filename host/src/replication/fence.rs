@@ -208,6 +208,34 @@ impl Fence {
         }
     }
 
+    /// Resolves once this host may no longer work on the keys of primary
+    /// object `namespace/name`: its term ran out (unless renewed first),
+    /// the fence closed, or the object left its share. A write in flight
+    /// is raced against it, so that no write outlives the term it began in.
+    pub async fn forbids(&self, namespace: &str, name: &str) {
+        let mut term = self.term.subscribe();
+        let mut shard = self.shard.subscribe();
+        loop {
+            let now = *term.borrow_and_update();
+            shard.borrow_and_update();
+            if !allows(now, Instant::now()) || !self.owns(namespace, name) {
+                return;
+            }
+            let end = match now {
+                Term::Until(until) => tokio::time::Instant::from_std(until),
+                // An open fence ends only by a change (a closed one
+                // returned above).
+                Term::Always | Term::Closed => tokio::time::Instant::now() + FOREVER,
+            };
+            // The senders live as long as `self`: neither `changed` fails.
+            tokio::select! {
+                () = tokio::time::sleep_until(end) => {}
+                _ = term.changed() => {}
+                _ = shard.changed() => {}
+            }
+        }
+    }
+
     /// Resolves once this host may work. A term that runs out while
     /// waiting counts as closed until it is renewed.
     pub async fn opened(&self) {
@@ -223,6 +251,9 @@ impl Fence {
         }
     }
 }
+
+/// Long enough to stand for never, short enough for any timer.
+const FOREVER: std::time::Duration = std::time::Duration::from_secs(86_400 * 365);
 
 fn allows(term: Term, now: Instant) -> bool {
     match term {
@@ -338,6 +369,63 @@ mod tests {
             !mine
                 .iter()
                 .any(|(namespace, name)| fence.allows(namespace, name))
+        );
+    }
+
+    #[tokio::test]
+    async fn forbids_resolves_when_the_term_ends_the_fence_closes_or_the_key_moves() {
+        let within = |what: &'static str| {
+            move |waited: Result<(), tokio::time::error::Elapsed>| {
+                waited.unwrap_or_else(|_| panic!("{what} forbids within 10 s"));
+            }
+        };
+        let fence = Fence::closed();
+        fence.open_until(Instant::now() + Duration::from_millis(200));
+        within("the end of the term")(
+            tokio::time::timeout(Duration::from_secs(10), fence.forbids("ns", "x")).await,
+        );
+        assert!(!fence.allows_now());
+
+        // A renewal before the end keeps the key allowed past it.
+        fence.open_until(Instant::now() + Duration::from_millis(300));
+        let waiting = tokio::spawn({
+            let fence = fence.clone();
+            async move { fence.forbids("ns", "x").await }
+        });
+        fence.open_until(Instant::now() + Duration::from_secs(600));
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(
+            !waiting.is_finished(),
+            "a renewed term allows past the first one's end"
+        );
+        // The key moves to a member that joined.
+        let taker = (0..)
+            .map(|n| format!("b{n}"))
+            .find(|b| Shard::new("a", [b.clone()]).owner("ns", "x") == b)
+            .expect("some member takes the key");
+        fence.set_shard(Some(Shard::new("a", ["a".to_owned()])));
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "the key is still this host's");
+        fence.set_shard(Some(Shard::new("a", [taker])));
+        within("a move of the key")(
+            tokio::time::timeout(Duration::from_secs(10), waiting)
+                .await
+                .map(|joined| joined.expect("join")),
+        );
+
+        // Closing the fence.
+        fence.set_shard(None);
+        let waiting = tokio::spawn({
+            let fence = fence.clone();
+            async move { fence.forbids("ns", "x").await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "an open fence allows");
+        fence.close();
+        within("closing the fence")(
+            tokio::time::timeout(Duration::from_secs(10), waiting)
+                .await
+                .map(|joined| joined.expect("join")),
         );
     }
 
