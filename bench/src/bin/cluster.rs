@@ -1,9 +1,12 @@
 //! Create, list and watch throughput with 10 000 objects, memory per stored object, and the
 //! create and patch throughput of a fifth as many Deployments.
 //!
-//! Run with `cargo run --release -p devcluster --example bench [-- <objects> [rbac]]`; with
-//! `rbac` the requests are made by a ServiceAccount holding `edit` through RBAC instead of the
-//! admin (whose `system:masters` group skips authorisation).
+//! Run with `cargo xtask bench`, or alone as `target/release/cluster [<objects> [rbac]]` after
+//! `cargo build --release -p paddock-bench`; with `rbac` the requests are made by a
+//! ServiceAccount holding `edit` through RBAC instead of the admin (whose `system:masters` group
+//! skips authorisation). It lives among the benches, not as an example of `devcluster`, so that
+//! it is built with the same features as the other release binaries: an example of
+//! `devcluster` unifies its dev-dependencies' features and needs a release build of its own.
 
 use std::time::Instant;
 
