@@ -408,29 +408,8 @@ async fn finalize_step(
             None
         }
         Step::Add => {
-            if !shared.fence.allows(&key.0, &key.1) {
-                shared.queue.add_rate_limited(key.clone());
-                return None;
-            }
-            let written = within_term(
-                shared,
-                key,
-                finalizer::write(
-                    &shared.executor.client_for(&generation.actor),
-                    &generation.actor,
-                    &generation.primary().resource,
-                    object,
-                    &state,
-                    finalizer,
-                    true,
-                ),
-            )
-            .await;
-            let Some(written) = written else {
-                tracing::info!(finalizer, "adding the finalizer was abandoned at the fence");
-                shared.queue.add_rate_limited(key.clone());
-                return None;
-            };
+            let written =
+                write_finalizer(shared, generation, key, object, &state, finalizer, true).await?;
             match written {
                 // The write's watch event queues the object again.
                 Ok(()) => shared.queue.forget(key),
@@ -642,18 +621,46 @@ enum Reading {
     Unknown,
 }
 
-/// `write`'s result, or `None` when this host may no longer work on `key`
-/// before it answers: a write does not outlive the term it began in.
-async fn within_term<T>(
+/// Adds (`present`) or removes the finalizer within this host's term:
+/// `None`, with the key queued again, when the fence forbids the write
+/// before it is sent or before it is answered (no write outlives the term
+/// it began in).
+async fn write_finalizer(
     shared: &Shared,
+    generation: &Generation,
     key: &ObjectKey,
-    write: impl std::future::Future<Output = T>,
-) -> Option<T> {
-    tokio::select! {
-        biased;
-        written = write => Some(written),
-        () = shared.fence.forbids(&key.0, &key.1) => None,
+    object: &StoredObject,
+    state: &FinalizerState,
+    finalizer: &str,
+    present: bool,
+) -> Option<Result<(), kube::Error>> {
+    let written = if shared.fence.allows(&key.0, &key.1) {
+        let client = shared.executor.client_for(&generation.actor);
+        tokio::select! {
+            biased;
+            written = finalizer::write(
+                &client,
+                &generation.actor,
+                &generation.primary().resource,
+                object,
+                state,
+                finalizer,
+                present,
+            ) => Some(written),
+            () = shared.fence.forbids(&key.0, &key.1) => None,
+        }
+    } else {
+        None
+    };
+    if written.is_none() {
+        tracing::info!(
+            finalizer,
+            present,
+            "the finalizer's write was stopped at the fence"
+        );
+        shared.queue.add_rate_limited(key.clone());
     }
+    written
 }
 
 /// Removes the finalizer once the guest's answer to a deletion succeeded;
@@ -668,30 +675,9 @@ async fn release_after_finalizing(
     let Some(finalizer) = generation.finalizer.as_deref() else {
         return;
     };
-    if !shared.fence.allows(&key.0, &key.1) {
-        shared.queue.add_rate_limited(key.clone());
-        return;
-    }
-    let released = within_term(
-        shared,
-        key,
-        finalizer::write(
-            &shared.executor.client_for(&generation.actor),
-            &generation.actor,
-            &generation.primary().resource,
-            object,
-            state,
-            finalizer,
-            false,
-        ),
-    )
-    .await;
-    let Some(released) = released else {
-        tracing::info!(
-            finalizer,
-            "removing the finalizer was abandoned at the fence"
-        );
-        shared.queue.add_rate_limited(key.clone());
+    let Some(released) =
+        write_finalizer(shared, generation, key, object, state, finalizer, false).await
+    else {
         return;
     };
     match released {
