@@ -2,7 +2,9 @@
 //! create and patch throughput of a fifth as many Deployments.
 //!
 //! Run with `cargo xtask bench`, or alone as `target/release/cluster [<objects> [rbac]]` after
-//! `cargo build --release -p paddock-bench`; with `rbac` the requests are made by a
+//! the xtask's build (`cargo build --release --bins --package paddock --package paddock-bench
+//! --package devcluster`: building `paddock-bench` alone unifies features differently and
+//! compiles every dependency again); with `rbac` the requests are made by a
 //! ServiceAccount holding `edit` through RBAC instead of the admin (whose `system:masters` group
 //! skips authorisation). It lives among the benches, not as an example of `devcluster`, so that
 //! it is built with the same features as the other release binaries: an example of
