@@ -392,6 +392,8 @@ mod tests {
             let fence = fence.clone();
             async move { fence.forbids("ns", "x").await }
         });
+        // The waiter starts on the short term before it is renewed.
+        tokio::task::yield_now().await;
         fence.open_until(Instant::now() + Duration::from_secs(600));
         tokio::time::sleep(Duration::from_millis(600)).await;
         assert!(
