@@ -65,11 +65,7 @@ fn event_message(outcome: &Outcome) -> &str {
 
 /// Counts twice (the instance is reused), fails with `mode`, and counts
 /// again from 1: the failed instance was discarded and the guest carries on.
-fn fails_then_recovers(name: &str, mode: &str) -> GuestError {
-    fails_then_recovers_with(name, mode, DEADLINE)
-}
-
-fn fails_then_recovers_with(name: &str, mode: &str, deadline: Duration) -> GuestError {
+fn fails_then_recovers(name: &str, mode: &str, deadline: Duration) -> GuestError {
     let guest = hostile_with(name, deadline);
     assert_eq!(
         event_message(&reconcile(&guest, "count").expect("counts")),
@@ -92,7 +88,7 @@ fn fails_then_recovers_with(name: &str, mode: &str, deadline: Duration) -> Guest
 #[test]
 fn an_infinite_loop_is_stopped_at_the_deadline() {
     for name in HOSTILE {
-        let error = fails_then_recovers(name, "loop");
+        let error = fails_then_recovers(name, "loop", DEADLINE);
         assert!(
             matches!(&error, GuestError::Deadline { deadline, .. } if *deadline == DEADLINE),
             "{name}: expected a deadline error, got {error:?}"
@@ -103,7 +99,7 @@ fn an_infinite_loop_is_stopped_at_the_deadline() {
 #[test]
 fn unbounded_allocation_is_stopped_at_the_memory_cap() {
     for name in HOSTILE {
-        let error = fails_then_recovers_with(name, "allocate", AMPLE_DEADLINE);
+        let error = fails_then_recovers(name, "allocate", AMPLE_DEADLINE);
         match &error {
             GuestError::MemoryLimit {
                 limit, requested, ..
@@ -119,7 +115,7 @@ fn unbounded_allocation_is_stopped_at_the_memory_cap() {
 #[test]
 fn an_uncaught_exception_is_a_trap() {
     for name in HOSTILE {
-        let error = fails_then_recovers(name, "trap");
+        let error = fails_then_recovers(name, "trap", DEADLINE);
         assert!(
             matches!(error, GuestError::Trap { .. }),
             "{name}: expected a trap, got {error:?}"

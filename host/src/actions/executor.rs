@@ -300,10 +300,13 @@ impl ActionExecutor {
             // A write still unanswered when the term ends is abandoned, so
             // that none outlives the term it began in (see "Why two hosts
             // never work at once" in docs/operating.md).
-            let performed = tokio::select! {
-                biased;
-                performed = self.perform(actor, action, resolved) => performed,
-                () = self.fence.forbids(namespace, &primary.name) => return Err(fenced(index, true)),
+            let performed = self.fence.within(
+                namespace,
+                &primary.name,
+                self.perform(actor, action, resolved),
+            );
+            let Some(performed) = performed.await else {
+                return Err(fenced(index, true));
             };
             if let Err(source) = performed {
                 let target = target_of(action);

@@ -636,19 +636,16 @@ async fn write_finalizer(
 ) -> Option<Result<(), kube::Error>> {
     let written = if shared.fence.allows(&key.0, &key.1) {
         let client = shared.executor.client_for(&generation.actor);
-        tokio::select! {
-            biased;
-            written = finalizer::write(
-                &client,
-                &generation.actor,
-                &generation.primary().resource,
-                object,
-                state,
-                finalizer,
-                present,
-            ) => Some(written),
-            () = shared.fence.forbids(&key.0, &key.1) => None,
-        }
+        let write = finalizer::write(
+            &client,
+            &generation.actor,
+            &generation.primary().resource,
+            object,
+            state,
+            finalizer,
+            present,
+        );
+        shared.fence.within(&key.0, &key.1, write).await
     } else {
         None
     };

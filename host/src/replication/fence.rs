@@ -236,6 +236,22 @@ impl Fence {
         }
     }
 
+    /// `write`'s output, or `None` when this host may no longer work on
+    /// the keys of `namespace/name` before `write` completes (see
+    /// [`Fence::forbids`]): then `write` is dropped, abandoned unanswered.
+    pub async fn within<T>(
+        &self,
+        namespace: &str,
+        name: &str,
+        write: impl Future<Output = T>,
+    ) -> Option<T> {
+        tokio::select! {
+            biased;
+            done = write => Some(done),
+            () = self.forbids(namespace, name) => None,
+        }
+    }
+
     /// Resolves once this host may work. A term that runs out while
     /// waiting counts as closed until it is renewed.
     pub async fn opened(&self) {
