@@ -1,5 +1,6 @@
 // The component's entry point, written next to the controller by
-// `paddock build`: wraps `app.js` into the exports of the `controller` world.
+// `paddock build`: wraps `app.js` into the exports of the `controller-json`
+// world.
 import * as controller from "./app.js";
 import { exportController } from "./paddock.js";
 
@@ -11,6 +12,11 @@ export function describe() {
 
 export function reconcile(request) {
   return guest.reconcile(request);
+}
+
+// The world `controller-json`: the host reconciles through this export.
+export function reconcileJson(request) {
+  return guest.reconcileJson(request);
 }
 
 export function map(changed) {

@@ -32,8 +32,8 @@
 // traps, like a panic in Rust. Build with `paddock build`, which wraps the
 // module with `exportController` for componentize-js.
 
-import * as hostCache from "paddock:controller/cache@0.1.4";
-import * as hostLog from "paddock:controller/log@0.1.4";
+import * as hostCache from "paddock:controller/cache@0.1.5";
+import * as hostLog from "paddock:controller/log@0.1.5";
 
 // ---- Errors ---------------------------------------------------------------
 
@@ -112,32 +112,55 @@ export function cluster(apiVersion, kind, name) {
   return { apiVersion, kind, namespace: undefined, name };
 }
 
-const hasOwn = (object, key) => Object.prototype.hasOwnProperty.call(object, key);
+// The readers below are written for an interpreter without a JIT (the
+// engine componentize-js builds on), where every function call and every
+// generic lookup costs as much as a dozen property reads: the metadata
+// readers read their fixed paths directly. A fixed key read directly is
+// safe: none is a property of `Object.prototype`, and a value of the wrong
+// type reads as absent. Keys the guest chooses (`pointer`, `label`,
+// `annotation`) go through `hasOwn`, so that `constructor` is not found.
+
+const hasOwn = Object.hasOwn;
 
 /** The value of `object[key]` if `object` is a JSON object that has it, or undefined. */
 function field(object, key) {
   if (object === null || typeof object !== "object" || Array.isArray(object)) return undefined;
-  const value = hasOwn(object, key) ? object[key] : undefined;
+  if (!hasOwn(object, key)) return undefined;
+  const value = object[key];
   return value === null ? undefined : value;
+}
+
+// The tokens of each JSON pointer a guest has used, decoded.
+const pointerTokens = new Map();
+
+function tokensOf(path) {
+  let tokens = pointerTokens.get(path);
+  if (tokens === undefined) {
+    // The first token is the empty string before the leading "/".
+    tokens = path.split("/").slice(1).map((token) =>
+      token.includes("~") ? token.replaceAll("~1", "/").replaceAll("~0", "~") : token
+    );
+    if (pointerTokens.size < 1024) pointerTokens.set(path, tokens);
+  }
+  return tokens;
 }
 
 /** The value at a JSON pointer such as `/spec/replicas`, or undefined. */
 export function pointer(object, path) {
   if (path === "") return object;
-  const tokens = path.split("/");
+  const tokens = tokensOf(path);
   let current = object;
-  // tokens[0] is the empty string before the leading "/".
-  for (let i = 1; i < tokens.length; i++) {
-    let token = tokens[i];
-    if (token.includes("~")) token = token.replaceAll("~1", "/").replaceAll("~0", "~");
+  for (let i = 0; i < tokens.length; i++) {
+    const token = tokens[i];
+    if (current === null || typeof current !== "object") return undefined;
     if (Array.isArray(current)) {
       if (!/^[0-9]+$/.test(token)) return undefined;
       current = current[Number(token)];
-      if (current === null) return undefined;
     } else {
-      current = field(current, token);
+      if (!hasOwn(current, token)) return undefined;
+      current = current[token];
     }
-    if (current === undefined) return undefined;
+    if (current === null || current === undefined) return undefined;
   }
   return current;
 }
@@ -154,35 +177,61 @@ export function intAt(object, path) {
   return Number.isInteger(value) ? value : undefined;
 }
 
-const text = (value) => (typeof value === "string" ? value : undefined);
-const metadata = (object) => field(object, "metadata");
-
 /** `apiVersion`, or `""`. */
-export const apiVersion = (object) => text(field(object, "apiVersion")) ?? "";
+export function apiVersion(object) {
+  const value = object?.apiVersion;
+  return typeof value === "string" ? value : "";
+}
 /** `kind`, or `""`. */
-export const kind = (object) => text(field(object, "kind")) ?? "";
+export function kind(object) {
+  const value = object?.kind;
+  return typeof value === "string" ? value : "";
+}
 /** `metadata.name`, or `""`. */
-export const name = (object) => text(field(metadata(object), "name")) ?? "";
+export function name(object) {
+  const value = object?.metadata?.name;
+  return typeof value === "string" ? value : "";
+}
 /** `metadata.namespace`; undefined for cluster-scoped objects. */
-export const namespace = (object) => text(field(metadata(object), "namespace"));
+export function namespace(object) {
+  const value = object?.metadata?.namespace;
+  return typeof value === "string" ? value : undefined;
+}
 /** `metadata.uid`, or `""`. */
-export const uid = (object) => text(field(metadata(object), "uid")) ?? "";
+export function uid(object) {
+  const value = object?.metadata?.uid;
+  return typeof value === "string" ? value : "";
+}
 /** `metadata.resourceVersion`, if set. */
-export const resourceVersion = (object) => text(field(metadata(object), "resourceVersion"));
+export function resourceVersion(object) {
+  const value = object?.metadata?.resourceVersion;
+  return typeof value === "string" ? value : undefined;
+}
 /** `metadata.generation`, if the kind has one. */
-export const generation = (object) => intAt(object, "/metadata/generation");
+export function generation(object) {
+  const value = object?.metadata?.generation;
+  return Number.isInteger(value) ? value : undefined;
+}
 /** Whether `metadata.deletionTimestamp` is set. */
-export const isBeingDeleted = (object) =>
-  field(metadata(object), "deletionTimestamp") !== undefined;
+export function isBeingDeleted(object) {
+  const metadata = object?.metadata;
+  return metadata !== null && typeof metadata === "object" && !Array.isArray(metadata) &&
+    metadata.deletionTimestamp !== undefined && metadata.deletionTimestamp !== null;
+}
 
 /** One label's value, or undefined. */
-export const label = (object, key) => text(field(field(metadata(object), "labels"), key));
+export function label(object, key) {
+  const value = field(object?.metadata?.labels, key);
+  return typeof value === "string" ? value : undefined;
+}
 /** One annotation's value, or undefined. */
-export const annotation = (object, key) =>
-  text(field(field(metadata(object), "annotations"), key));
+export function annotation(object, key) {
+  const value = field(object?.metadata?.annotations, key);
+  return typeof value === "string" ? value : undefined;
+}
 
 function stringMap(object, key) {
-  const map = field(metadata(object), key);
+  const map = field(object?.metadata, key);
   if (map === undefined) return {};
   return Object.fromEntries(Object.entries(map).filter(([, v]) => typeof v === "string"));
 }
@@ -208,11 +257,16 @@ export function hasFinalizer(object, finalizer) {
 
 /** The reference to this object. */
 export function objectRef(object) {
+  const metadata = object?.metadata;
+  const apiVersion = object?.apiVersion;
+  const kind = object?.kind;
+  const namespace = metadata?.namespace;
+  const name = metadata?.name;
   return {
-    apiVersion: apiVersion(object),
-    kind: kind(object),
-    namespace: namespace(object),
-    name: name(object),
+    apiVersion: typeof apiVersion === "string" ? apiVersion : "",
+    kind: typeof kind === "string" ? kind : "",
+    namespace: typeof namespace === "string" ? namespace : undefined,
+    name: typeof name === "string" ? name : "",
   };
 }
 
@@ -392,6 +446,77 @@ function actionToWit(action) {
   }
 }
 
+// The same actions in the JSON form of `reconcile-json` (the world
+// `controller-json`): one document the bindings copy at once, where the
+// records above cost a loop over every character of every string.
+function actionToJson(action) {
+  switch (action.action) {
+    case "create":
+    case "update":
+    case "update-status":
+      return { [action.action]: action.object };
+    case "patch":
+      return {
+        patch: {
+          target: refToWit(action.target),
+          kind: action.patchKind,
+          body: action.body,
+          force: Boolean(action.force),
+        },
+      };
+    case "delete":
+      return { delete: refToWit(action.target) };
+    case "scale":
+      // As the bindings convert a `u32`.
+      return { scale: { target: refToWit(action.target), replicas: action.replicas >>> 0 } };
+    case "event":
+      return {
+        "record-event": {
+          regarding: refToWit(action.regarding),
+          warning: Boolean(action.warning),
+          reason: action.reason,
+          message: action.message,
+        },
+      };
+    default:
+      throw new TypeError(`unknown action ${JSON.stringify(action.action)}`);
+  }
+}
+
+const UTF8 = new TextEncoder();
+
+/**
+ * Calls the controller's `reconcile` with the request's object parsed, and
+ * gives its answer as `{ actions, requeueAfterMs }`, the delay a whole
+ * number of milliseconds or undefined.
+ */
+function answer(controller, request) {
+  let object;
+  try {
+    object = JSON.parse(request.object);
+  } catch (error) {
+    throw { tag: "permanent", val: `the host sent an object that does not parse: ${error}` };
+  }
+  let answered;
+  try {
+    answered = controller.reconcile({ object, change: request.change, attempt: request.attempt });
+  } catch (error) {
+    if (error instanceof Transient) throw { tag: "transient", val: error.message };
+    if (error instanceof Permanent) throw { tag: "permanent", val: error.message };
+    throw error;
+  }
+  const result = Array.isArray(answered) ? { actions: answered } : (answered ?? done());
+  const requeue = result.requeueAfterMs;
+  let requeueAfterMs;
+  if (requeue !== undefined && requeue !== null) {
+    requeueAfterMs = Math.max(0, Math.round(requeue));
+    if (!Number.isFinite(requeueAfterMs)) {
+      throw new RangeError(`requeueAfterMs is ${requeue}, not a number of milliseconds`);
+    }
+  }
+  return { actions: result.actions ?? [], requeueAfterMs };
+}
+
 /**
  * Wraps a controller module (its `describe`, `reconcile` and optional `map`)
  * into the component's exports. `paddock build` does this for you.
@@ -437,28 +562,15 @@ export function exportController(controller) {
       }));
     },
     reconcile(request) {
-      let object;
-      try {
-        object = JSON.parse(request.object);
-      } catch (error) {
-        throw { tag: "permanent", val: `the host sent an object that does not parse: ${error}` };
-      }
-      let answer;
-      try {
-        answer = controller.reconcile({ object, change: request.change, attempt: request.attempt });
-      } catch (error) {
-        if (error instanceof Transient) throw { tag: "transient", val: error.message };
-        if (error instanceof Permanent) throw { tag: "permanent", val: error.message };
-        throw error;
-      }
-      const result = Array.isArray(answer) ? { actions: answer } : (answer ?? done());
-      const requeue = result.requeueAfterMs;
+      const { actions, requeueAfterMs } = answer(controller, request);
       return {
-        actions: (result.actions ?? []).map(actionToWit),
-        requeueAfterMs: requeue === undefined || requeue === null
-          ? undefined
-          : BigInt(Math.max(0, Math.round(requeue))),
+        actions: actions.map(actionToWit),
+        requeueAfterMs: requeueAfterMs === undefined ? undefined : BigInt(requeueAfterMs),
       };
+    },
+    reconcileJson(request) {
+      const { actions, requeueAfterMs } = answer(controller, request);
+      return UTF8.encode(JSON.stringify({ actions: actions.map(actionToJson), requeueAfterMs }));
     },
     map(changed) {
       if (typeof controller.map !== "function") return [];

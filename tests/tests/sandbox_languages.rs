@@ -26,14 +26,15 @@ fn hostile(name: &str) -> Guest {
 }
 
 fn hostile_with(name: &str, deadline: Duration) -> Guest {
+    hostile_under(name, Limits::default().deadline(deadline))
+}
+
+/// The guest under `limits`, with the interpreters' memory cap.
+fn hostile_under(name: &str, limits: Limits) -> Guest {
     engine()
         .load(
             &guest(name),
-            LoadOptions::default().limits(
-                Limits::default()
-                    .memory_bytes(MEMORY_CAP)
-                    .deadline(deadline),
-            ),
+            LoadOptions::default().limits(limits.memory_bytes(MEMORY_CAP)),
         )
         .unwrap_or_else(|error| panic!("{name} loads: {error:#}"))
 }
@@ -66,7 +67,12 @@ fn event_message(outcome: &Outcome) -> &str {
 /// Counts twice (the instance is reused), fails with `mode`, and counts
 /// again from 1: the failed instance was discarded and the guest carries on.
 fn fails_then_recovers(name: &str, mode: &str, deadline: Duration) -> GuestError {
-    let guest = hostile_with(name, deadline);
+    fails_then_recovers_under(name, mode, Limits::default().deadline(deadline))
+}
+
+/// As `fails_then_recovers`, under `limits`.
+fn fails_then_recovers_under(name: &str, mode: &str, limits: Limits) -> GuestError {
+    let guest = hostile_under(name, limits);
     assert_eq!(
         event_message(&reconcile(&guest, "count").expect("counts")),
         "1"
@@ -121,6 +127,42 @@ fn an_uncaught_exception_is_a_trap() {
             "{name}: expected a trap, got {error:?}"
         );
     }
+}
+
+/// The JavaScript SDK answers through `reconcile-json`: the host reads
+/// the JSON and holds it to the same limits and checks as an outcome of
+/// records. (Through `reconcile`, a number where a string belongs would
+/// have thrown inside the bindings: a trap, not a malformed answer.)
+#[test]
+fn a_javascript_answer_in_json_is_held_to_the_limits_and_the_contract() {
+    let name = "hostile-js";
+    let limits = Limits::default().deadline(AMPLE_DEADLINE);
+    let error = fails_then_recovers_under(name, "flood", limits.max_answer_bytes(16 * 1024));
+    assert!(
+        matches!(
+            &error,
+            GuestError::OutputLimit {
+                limit: "maxAnswerBytes",
+                ..
+            }
+        ),
+        "{name}: expected the answer-bytes limit, got {error:?}"
+    );
+    let error = fails_then_recovers_under(name, "malformed", limits);
+    match &error {
+        GuestError::Malformed { source, .. } => {
+            assert_eq!((source.index, source.verb), (0, "record-event"), "{error}");
+            assert!(
+                source.problem.contains("invalid type: integer `42`"),
+                "{error}"
+            );
+        }
+        other => panic!("{name}: expected a malformed answer, got {other:?}"),
+    }
+    // Within the limits, the same event crosses whole.
+    let guest = hostile_with(name, AMPLE_DEADLINE);
+    let outcome = reconcile(&guest, "flood").expect("64 KiB is within the default limit");
+    assert_eq!(event_message(&outcome).len(), 64 * 1024);
 }
 
 #[test]

@@ -313,14 +313,16 @@ fn build_js(root: &Path, guest: &Guest) -> anyhow::Result<()> {
         }
         std::fs::copy(file, &target).with_context(|| format!("cannot copy {}", file.display()))?;
     }
-    let entry = if guest.uses_sdk {
+    // The SDK's entry point exports `reconcile-json` as well: its world is
+    // `controller-json`. A guest without the SDK exports `controller`.
+    let (entry, world) = if guest.uses_sdk {
         for sdk_file in ["paddock.js", "entry.js"] {
             std::fs::copy(root.join("sdk/js").join(sdk_file), stage.join(sdk_file))
                 .with_context(|| format!("cannot copy sdk/js/{sdk_file}"))?;
         }
-        "entry.js"
+        ("entry.js", "controller-json")
     } else {
-        Language::Js.entry()
+        (Language::Js.entry(), "controller")
     };
     run(Command::new(componentize_js(root))
         .arg(stage.join(entry))
@@ -328,7 +330,7 @@ fn build_js(root: &Path, guest: &Guest) -> anyhow::Result<()> {
             "--wit",
             "wit",
             "-n",
-            "controller",
+            world,
             "-d",
             "http",
             "fetch-event",
@@ -376,7 +378,7 @@ mod tests {
             assert!(imports_sdk(Language::Js, source.as_bytes()), "{source:?}");
         }
         for source in [
-            "import { get, byIndex } from \"paddock:controller/cache@0.1.4\";\n",
+            "import { get, byIndex } from \"paddock:controller/cache@0.1.5\";\n",
             "// not \"./paddock.js\"\n",
         ] {
             assert!(!imports_sdk(Language::Js, source.as_bytes()), "{source:?}");

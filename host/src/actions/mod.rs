@@ -8,6 +8,7 @@
 
 mod events;
 mod executor;
+mod json;
 mod validate;
 
 use std::time::Duration;
@@ -17,6 +18,7 @@ use serde_json::Value;
 
 pub use events::EventRecorder;
 pub use executor::{ActionExecutor, Actor, ExecuteError, PADDOCK_GROUP, target_of};
+pub use json::outcome_from_json;
 pub use validate::{MalformedOutput, outcome_from_guest, refs_from_guest};
 
 /// Names one Kubernetes object.

@@ -211,7 +211,8 @@ fn build_rust(project: &Path, output: &Path) -> anyhow::Result<()> {
 
 /// componentize-js builds one module and what it imports by relative path:
 /// the project's JavaScript files are staged in `build/` beside the entry
-/// point that wraps `app.js` into the world's exports. WASI stdio, clocks
+/// point that wraps `app.js` into the exports of the world `controller-json`
+/// (the host reconciles through `reconcile-json`). WASI stdio, clocks
 /// and random stay (the host grants them empty or fixed); HTTP is dropped.
 fn build_js(project: &Path, output: &Path) -> anyhow::Result<()> {
     let tool = toolchain(project, Language::Js)?;
@@ -246,7 +247,7 @@ fn build_js(project: &Path, output: &Path) -> anyhow::Result<()> {
             "--wit",
             "wit",
             "-n",
-            "controller",
+            "controller-json",
             "-d",
             "http",
             "fetch-event",

@@ -32,6 +32,15 @@ pub const INDEXES_EXPORT: &str = "indexes";
 /// of each kind (since 0.1.4).
 pub const PROJECTIONS_EXPORT: &str = "projections";
 
+/// The optional export of `controller-json` answering `reconcile` as the
+/// JSON of its outcome (since 0.1.5).
+pub const RECONCILE_JSON_EXPORT: &str = "reconcile-json";
+
+/// `reconcile-json`, typed: the request, and the outcome's UTF-8 JSON or
+/// the guest's failure.
+pub type ReconcileJson =
+    wasmtime::component::TypedFunc<(Request,), (Result<Vec<u8>, GuestFailure>,)>;
+
 pub use self::paddock::controller::types::{
     Action, Change, Error as GuestFailure, Event, Index, Patch, PatchKind, Projection, Read,
     Relation, Scale, Watch,

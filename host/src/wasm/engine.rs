@@ -131,14 +131,25 @@ impl std::fmt::Debug for WasmEngine {
     }
 }
 
+/// The environment variable that makes an engine write a perf map.
+pub const PERF_MAP_VARIABLE: &str = "PADDOCK_PERF_MAP";
+
 impl WasmEngine {
     /// Creates the engine and starts its epoch ticker.
+    ///
+    /// With `PADDOCK_PERF_MAP=1` in the environment, the engine writes
+    /// `/tmp/perf-<pid>.map` as it loads guests, so that `perf report`
+    /// names the guests' functions (their own names, where the component
+    /// keeps them) instead of showing anonymous addresses.
     pub fn new(options: EngineOptions) -> Result<Self, EngineError> {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
             .epoch_interruption(true)
             .cranelift_opt_level(wasmtime::OptLevel::Speed);
+        if std::env::var_os(PERF_MAP_VARIABLE).is_some_and(|value| value == "1") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         if let Some(pooling) = options.pooling {
             config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool_config(
                 pooling,

@@ -13,7 +13,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{
     self as wit, Controller, ControllerPre, FINALIZES_EXPORT, INDEXES_EXPORT, PROJECTIONS_EXPORT,
-    READS_EXPORT,
+    READS_EXPORT, RECONCILE_JSON_EXPORT, ReconcileJson,
 };
 use super::compile_cache::{CacheStatus, digest};
 use super::engine::{WasmEngine, deadline_ticks};
@@ -484,6 +484,9 @@ struct Sandbox {
     /// The fields it reads of each kind: what its cache reads hand it.
     projections: Arc<Projections>,
     pre: ControllerPre<HostState>,
+    /// `reconcile-json`, when the guest exports it: then its reconciles
+    /// go through it.
+    reconcile_json: Option<wasmtime::component::ComponentExportIndex>,
     idle: Mutex<Vec<Instance>>,
 }
 
@@ -491,7 +494,21 @@ struct Sandbox {
 struct Instance {
     store: Store<HostState>,
     instance: wasmtime::component::Instance,
-    controller: Controller,
+    exports: Exports,
+}
+
+/// The exports of one instance the host calls: the `base` world's, and
+/// `reconcile-json` when the guest exports it (world `controller-json`).
+struct Exports {
+    base: Controller,
+    reconcile_json: Option<ReconcileJson>,
+}
+
+/// What a guest answered a reconcile with: the contract's records, or the
+/// outcome's JSON (`reconcile-json`).
+enum Answer {
+    Records(Result<wit::Outcome, wit::GuestFailure>),
+    Json(Result<Vec<u8>, wit::GuestFailure>),
 }
 
 impl std::fmt::Debug for Guest {
@@ -581,6 +598,7 @@ impl WasmEngine {
             clock: options.clock,
             instances: Instances::FreshPerCall,
             projections: Projections::none(),
+            reconcile_json: component.0.get_export_index(None, RECONCILE_JSON_EXPORT),
             pre,
             idle: Mutex::default(),
         };
@@ -807,8 +825,16 @@ impl Guest {
         let answer = self.call(
             cache,
             now,
-            |controller, _, store| controller.call_reconcile(store, &request),
-            |answer| match answer {
+            |exports, _, store| match &exports.reconcile_json {
+                Some(reconcile_json) => reconcile_json
+                    .call(store, (request,))
+                    .map(|(answer,)| Answer::Json(answer)),
+                None => exports
+                    .base
+                    .call_reconcile(store, &request)
+                    .map(Answer::Records),
+            },
+            |answer| match self.records_of(answer)? {
                 Ok(outcome) => {
                     self.check_answer(
                         outcome.actions.len(),
@@ -862,7 +888,7 @@ impl Guest {
         self.call(
             cache,
             now,
-            |controller, _, store| controller.call_map(store, &changed),
+            |exports, _, store| exports.base.call_map(store, &changed),
             |refs| {
                 self.check_answer(0, refs.iter().map(ref_bytes).sum())?;
                 actions::refs_from_guest(refs).map_err(|source| GuestError::Malformed {
@@ -871,6 +897,29 @@ impl Guest {
                 })
             },
         )
+    }
+
+    /// The outcome a guest answered, read from its JSON when it answered
+    /// through `reconcile-json`: an answer of more bytes than
+    /// `maxAnswerBytes` is refused unread, one that is not an outcome's
+    /// JSON is malformed.
+    fn records_of(
+        &self,
+        answer: Answer,
+    ) -> Result<Result<wit::Outcome, wit::GuestFailure>, GuestError> {
+        match answer {
+            Answer::Records(answer) => Ok(answer),
+            Answer::Json(Err(failure)) => Ok(Err(failure)),
+            Answer::Json(Ok(json)) => {
+                self.check_answer(0, json.len())?;
+                actions::outcome_from_json(&json)
+                    .map(Ok)
+                    .map_err(|source| GuestError::Malformed {
+                        guest: self.name().to_owned(),
+                        source,
+                    })
+            }
+        }
     }
 
     /// Refuses an answer of more actions or bytes than the limits allow.
@@ -910,7 +959,7 @@ impl Guest {
         cache: SharedCache,
         now: Option<SystemTime>,
         body: impl FnOnce(
-            &Controller,
+            &Exports,
             &wasmtime::component::Instance,
             &mut Store<HostState>,
         ) -> wasmtime::Result<R>,
@@ -939,7 +988,7 @@ impl Sandbox {
         cache: SharedCache,
         now: Option<SystemTime>,
         body: impl FnOnce(
-            &Controller,
+            &Exports,
             &wasmtime::component::Instance,
             &mut Store<HostState>,
         ) -> wasmtime::Result<R>,
@@ -955,8 +1004,8 @@ impl Sandbox {
             Some(Instance {
                 store,
                 instance,
-                controller,
-            }) => (store, Some((instance, controller))),
+                exports,
+            }) => (store, Some((instance, exports))),
             None => (self.new_store(engine), None),
         };
         // What is per call: the cache it reads, the memory-cap verdict, the
@@ -974,12 +1023,12 @@ impl Sandbox {
             Some(reused) => Ok(reused),
             None => self.instantiate(&mut store),
         }
-        .and_then(|(instance, controller)| {
-            body(&controller, &instance, &mut store).map(|answer| (answer, instance, controller))
+        .and_then(|(instance, exports)| {
+            body(&exports, &instance, &mut store).map(|answer| (answer, instance, exports))
         });
         let printed = store.data().output.text();
         forward_output(store.data_mut(), &printed);
-        let (answer, instance, controller) = result
+        let (answer, instance, exports) = result
             .map_err(|source| classify(&self.name, self.limits, store.data(), source, printed))?;
         let checked = check(answer)?;
         if reuse {
@@ -988,7 +1037,7 @@ impl Sandbox {
             self.idle_instances().push(Instance {
                 store,
                 instance,
-                controller,
+                exports,
             });
         }
         Ok(checked)
@@ -998,10 +1047,27 @@ impl Sandbox {
     fn instantiate(
         &self,
         store: &mut Store<HostState>,
-    ) -> wasmtime::Result<(wasmtime::component::Instance, Controller)> {
+    ) -> wasmtime::Result<(wasmtime::component::Instance, Exports)> {
         let instance = self.pre.instance_pre().instantiate(&mut *store)?;
-        let controller = Controller::new(&mut *store, &instance)?;
-        Ok((instance, controller))
+        let base = Controller::new(&mut *store, &instance)?;
+        let reconcile_json = match &self.reconcile_json {
+            Some(export) => Some(instance.get_typed_func(&mut *store, export).map_err(
+                |error| {
+                    error.context(format!(
+                        "the export `{RECONCILE_JSON_EXPORT}` is not \
+                     `func(req: request) -> result<list<u8>, error>`"
+                    ))
+                },
+            )?),
+            None => None,
+        };
+        Ok((
+            instance,
+            Exports {
+                base,
+                reconcile_json,
+            },
+        ))
     }
 
     fn new_store(&self, engine: &wasmtime::Engine) -> Store<HostState> {
@@ -1043,11 +1109,11 @@ struct Declarations {
 /// exports none: it does not finalize, reads only what it watches, has no
 /// index and sees whole objects).
 fn declarations(
-    controller: &Controller,
+    exports: &Exports,
     instance: &wasmtime::component::Instance,
     store: &mut Store<HostState>,
 ) -> wasmtime::Result<Declarations> {
-    let info = controller.call_describe(&mut *store)?;
+    let info = exports.base.call_describe(&mut *store)?;
     let finalizes = optional_export::<bool>(instance, store, FINALIZES_EXPORT, "func() -> bool")?
         .unwrap_or(false);
     let reads =

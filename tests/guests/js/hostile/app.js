@@ -4,7 +4,9 @@
 // (never returns), `allocate` (grows memory without bound), `trap` (throws
 // an exception the SDK does not turn into an error), `count` (reports how
 // many calls this instance has seen), `deletion` (reports whether the request
-// is about a deletion). Anything else behaves: one Normal event. It declares
+// is about a deletion), `flood` (an event of a 64 KiB message), `malformed`
+// (an event whose reason is a number: the host reads the SDK's JSON answer
+// and refuses it). Anything else behaves: one Normal event. It declares
 // that it finalizes its primaries and reads Secrets in `default`, for the
 // SDK's side of those declarations.
 
@@ -37,6 +39,10 @@ export function reconcile(request) {
       throw new Error("hostile guest threw on purpose");
     case "deletion":
       return [Action.event(me, "Deletion", isDeletion(request) ? "deletion" : "no deletion")];
+    case "flood":
+      return [Action.event(me, "Flood", "x".repeat(64 * 1024))];
+    case "malformed":
+      return [{ action: "event", regarding: me, warning: false, reason: 42, message: "m" }];
     case "count":
       calls += 1;
       return [Action.event(me, "Counted", String(calls))];

@@ -11,7 +11,7 @@
 // strings, variants `{ tag, val }`, an absent option `undefined`; an error
 // is thrown as `{ tag: "transient" | "permanent", val: message }`.
 
-import { byIndex, get } from "paddock:controller/cache@0.1.4";
+import { byIndex, get } from "paddock:controller/cache@0.1.5";
 
 const QUOTAS_NAMESPACE = "tenant-quotas";
 
