@@ -77,17 +77,20 @@ fn scaffold_builds_and_passes(language: &str) {
         .block_on(devcluster::OciRegistry::start(devcluster::OciOptions::new()))
         .expect("the registry starts");
     let reference = format!("{}/scaffolds/{name}:v1", registry.host());
-    let built = succeeds(
-        &paddock(
-            &[
-                "build".as_ref(),
-                "--push".as_ref(),
-                reference.as_ref(),
-                "--plain-http".as_ref(),
-            ],
-            &project,
-        ),
-        "paddock build --push",
+    let build = paddock(
+        &[
+            "build".as_ref(),
+            "--push".as_ref(),
+            reference.as_ref(),
+            "--plain-http".as_ref(),
+        ],
+        &project,
+    );
+    let built = succeeds(&build, "paddock build --push");
+    assert!(
+        !text(&build.stderr).contains("predates contract"),
+        "a new project builds against the newest world: {}",
+        text(&build.stderr)
     );
     let component = project.join(format!("{name}.wasm"));
     let mut printed = built.lines();
@@ -207,6 +210,54 @@ fn a_python_scaffold_builds_and_passes_its_fixture() {
 #[test]
 fn a_js_scaffold_builds_and_passes_its_fixture() {
     scaffold_builds_and_passes("js");
+}
+
+/// A JavaScript project made before contract 0.1.5 (its `wit/` has no
+/// world `controller-json`) still builds, against `controller`, saying
+/// so; its fixtures still pass.
+#[test]
+fn a_js_project_from_before_0_1_5_builds_against_controller() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    succeeds(
+        &paddock(
+            &[
+                "new".as_ref(),
+                "--lang".as_ref(),
+                "js".as_ref(),
+                "old".as_ref(),
+            ],
+            dir.path(),
+        ),
+        "paddock new",
+    );
+    let project = dir.path().join("old");
+    let wit = project.join("wit/controller.wit");
+    let contract = std::fs::read_to_string(&wit).expect("the contract");
+    let world = contract
+        .find("/// `controller`, with `reconcile` also answered as JSON.")
+        .expect("the world controller-json is documented");
+    std::fs::write(&wit, &contract[..world]).expect("the contract, as it was");
+    let built = paddock(&["build".as_ref()], &project);
+    succeeds(&built, "paddock build");
+    assert!(
+        text(&built.stderr).contains("predates contract 0.1.5"),
+        "{}",
+        text(&built.stderr)
+    );
+    let component = project.join("old.wasm");
+    let tested = succeeds(
+        &paddock(
+            &[
+                "test".as_ref(),
+                component.as_os_str(),
+                "--fixture".as_ref(),
+                "fixtures".as_ref(),
+            ],
+            &project,
+        ),
+        "paddock test",
+    );
+    assert!(tested.contains("2 passed, 0 failed"), "{tested}");
 }
 
 #[test]

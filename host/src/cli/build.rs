@@ -209,6 +209,29 @@ fn build_rust(project: &Path, output: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The world a JavaScript project builds against: `controller-json` when
+/// its contract and its SDK have it (since 0.1.5), else `controller`, so
+/// that a project made by an older `paddock new` still builds (and is
+/// reconciled through `reconcile`, as before).
+fn js_world(project: &Path) -> anyhow::Result<&'static str> {
+    let read = |file: &str| {
+        let path = project.join(file);
+        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let contract = read("wit/controller.wit")?;
+    let sdk = read("paddock.js")?;
+    if contract.contains("world controller-json") && sdk.contains("reconcileJson(") {
+        return Ok("controller-json");
+    }
+    eprintln!(
+        "note: {} predates contract 0.1.5: building against the world `controller`; copy \
+         wit/controller.wit and paddock.js from a new `paddock new --lang js` project to answer \
+         reconciles as JSON, which the bindings hand over several times faster",
+        project.display()
+    );
+    Ok("controller")
+}
+
 /// componentize-js builds one module and what it imports by relative path:
 /// the project's JavaScript files are staged in `build/` beside the entry
 /// point that wraps `app.js` into the exports of the world `controller-json`
@@ -241,13 +264,14 @@ fn build_js(project: &Path, output: &Path) -> anyhow::Result<()> {
         );
     }
     std::fs::write(stage.join("entry.js"), JS_ENTRY)?;
+    let world = js_world(project)?;
     run(Command::new(tool)
         .arg(stage.join("entry.js"))
         .args([
             "--wit",
             "wit",
             "-n",
-            "controller-json",
+            world,
             "-d",
             "http",
             "fetch-event",
