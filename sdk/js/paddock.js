@@ -484,6 +484,8 @@ function actionToJson(action) {
 }
 
 const UTF8 = new TextEncoder();
+// The most common answer, encoded once (the bindings copy it, never change it).
+const NOTHING_TO_DO = UTF8.encode('{"actions":[]}');
 
 /**
  * Calls the controller's `reconcile` with the request's object parsed, and
@@ -570,6 +572,7 @@ export function exportController(controller) {
     },
     reconcileJson(request) {
       const { actions, requeueAfterMs } = answer(controller, request);
+      if (actions.length === 0 && requeueAfterMs === undefined) return NOTHING_TO_DO;
       return UTF8.encode(JSON.stringify({ actions: actions.map(actionToJson), requeueAfterMs }));
     },
     map(changed) {
