@@ -54,6 +54,23 @@ fn succeeds(output: &Output, what: &str) -> String {
     text(&output.stdout)
 }
 
+/// `paddock test` passes the scaffold's two fixtures.
+fn passes_its_fixtures(component: &Path, project: &Path) {
+    let tested = succeeds(
+        &paddock(
+            &[
+                "test".as_ref(),
+                component.as_os_str(),
+                "--fixture".as_ref(),
+                "fixtures".as_ref(),
+            ],
+            project,
+        ),
+        "paddock test",
+    );
+    assert!(tested.contains("2 passed, 0 failed"), "{tested}");
+}
+
 /// Scaffolds, builds and tests a project in `language`.
 fn scaffold_builds_and_passes(language: &str) {
     let dir = tempfile::tempdir().expect("a temporary folder");
@@ -114,19 +131,7 @@ fn scaffold_builds_and_passes(language: &str) {
         "the registry holds the component built"
     );
 
-    let tested = succeeds(
-        &paddock(
-            &[
-                "test".as_ref(),
-                component.as_os_str(),
-                "--fixture".as_ref(),
-                "fixtures".as_ref(),
-            ],
-            &project,
-        ),
-        "paddock test",
-    );
-    assert!(tested.contains("2 passed, 0 failed"), "{tested}");
+    passes_its_fixtures(&component, &project);
 
     let mapped = succeeds(
         &paddock(
@@ -245,19 +250,7 @@ fn a_js_project_from_before_0_1_5_builds_against_controller() {
         text(&built.stderr)
     );
     let component = project.join("old.wasm");
-    let tested = succeeds(
-        &paddock(
-            &[
-                "test".as_ref(),
-                component.as_os_str(),
-                "--fixture".as_ref(),
-                "fixtures".as_ref(),
-            ],
-            &project,
-        ),
-        "paddock test",
-    );
-    assert!(tested.contains("2 passed, 0 failed"), "{tested}");
+    passes_its_fixtures(&component, &project);
 }
 
 #[test]
