@@ -278,7 +278,7 @@ mod tests {
             (b"\xff", 0, VERB, "not UTF-8"),
             (b"[]", 0, VERB, "not the JSON of an outcome"),
             (br#"{"actions":[],"requeueAfter":5}"#, 0, VERB, "unknown field `requeueAfter`"),
-            (br#"{"actions":[],"requeueAfterMs":-1}"#, 0, VERB, "requeueAfterMs"),
+            (br#"{"actions":[],"requeueAfterMs":-1}"#, 0, VERB, "invalid value: integer `-1`, expected u64"),
             (
                 br#"{"actions":[{"delete":{"kind":"Pod","name":"a"}}]}"#,
                 0,
