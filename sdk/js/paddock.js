@@ -492,7 +492,7 @@ const NOTHING_TO_DO = UTF8.encode('{"actions":[]}');
  * gives its answer as `{ actions, requeueAfterMs }`, the delay a whole
  * number of milliseconds or undefined.
  */
-function answer(controller, request) {
+function answer(reconcile, request) {
   let object;
   try {
     object = JSON.parse(request.object);
@@ -501,7 +501,7 @@ function answer(controller, request) {
   }
   let answered;
   try {
-    answered = controller.reconcile({ object, change: request.change, attempt: request.attempt });
+    answered = reconcile({ object, change: request.change, attempt: request.attempt });
   } catch (error) {
     if (error instanceof Transient) throw { tag: "transient", val: error.message };
     if (error instanceof Permanent) throw { tag: "permanent", val: error.message };
@@ -524,6 +524,7 @@ function answer(controller, request) {
  * into the component's exports. `paddock build` does this for you.
  */
 export function exportController(controller) {
+  const reconcile = controller.reconcile;
   return {
     describe() {
       const info = controller.describe();
@@ -564,14 +565,14 @@ export function exportController(controller) {
       }));
     },
     reconcile(request) {
-      const { actions, requeueAfterMs } = answer(controller, request);
+      const { actions, requeueAfterMs } = answer(reconcile, request);
       return {
         actions: actions.map(actionToWit),
         requeueAfterMs: requeueAfterMs === undefined ? undefined : BigInt(requeueAfterMs),
       };
     },
     reconcileJson(request) {
-      const { actions, requeueAfterMs } = answer(controller, request);
+      const { actions, requeueAfterMs } = answer(reconcile, request);
       if (actions.length === 0 && requeueAfterMs === undefined) return NOTHING_TO_DO;
       return UTF8.encode(JSON.stringify({ actions: actions.map(actionToJson), requeueAfterMs }));
     },
