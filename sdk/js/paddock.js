@@ -411,44 +411,9 @@ function refToWit(ref) {
   };
 }
 
-function actionToWit(action) {
-  switch (action.action) {
-    case "create":
-    case "update":
-    case "update-status":
-      return { tag: action.action, val: JSON.stringify(action.object) };
-    case "patch":
-      return {
-        tag: "patch",
-        val: {
-          target: refToWit(action.target),
-          kind: action.patchKind,
-          body: JSON.stringify(action.body),
-          force: Boolean(action.force),
-        },
-      };
-    case "delete":
-      return { tag: "delete", val: refToWit(action.target) };
-    case "scale":
-      return { tag: "scale", val: { target: refToWit(action.target), replicas: action.replicas } };
-    case "event":
-      return {
-        tag: "record-event",
-        val: {
-          regarding: refToWit(action.regarding),
-          warning: Boolean(action.warning),
-          reason: action.reason,
-          message: action.message,
-        },
-      };
-    default:
-      throw new TypeError(`unknown action ${JSON.stringify(action.action)}`);
-  }
-}
-
-// The same actions in the JSON form of `reconcile-json` (the world
+// An action in the JSON form of `reconcile-json` (the world
 // `controller-json`): one document the bindings copy at once, where the
-// records above cost a loop over every character of every string.
+// records of `reconcile` cost a loop over every character of every string.
 function actionToJson(action) {
   switch (action.action) {
     case "create":
@@ -480,6 +445,23 @@ function actionToJson(action) {
       };
     default:
       throw new TypeError(`unknown action ${JSON.stringify(action.action)}`);
+  }
+}
+
+// The same action as the record `reconcile` answers (the world
+// `controller`): the JSON form's case and value, with the object or the
+// patch document as JSON text.
+function actionToWit(action) {
+  const [[tag, val]] = Object.entries(actionToJson(action));
+  switch (tag) {
+    case "create":
+    case "update":
+    case "update-status":
+      return { tag, val: JSON.stringify(val) };
+    case "patch":
+      return { tag, val: { ...val, body: JSON.stringify(val.body) } };
+    default:
+      return { tag, val };
   }
 }
 
