@@ -296,16 +296,16 @@ fn a_guest_built_against_0_1_0_loads_and_runs_unchanged_and_the_sdk_declares_the
     );
 }
 
-/// An engine whose instances take their memory from a pool runs the
-/// guests of every language, fresh per call and reused, call after call
-/// (each fresh call reuses a slot the last one gave back).
+/// The default engine's fresh-per-call instances take their memory from
+/// its pool, and run the guests of every language call after call (each
+/// fresh call reuses a slot the last one gave back); reused instances, and
+/// fresh ones of a guest whose memory cap is larger than the pool's slots,
+/// stay out of it.
 #[test]
-fn an_engine_with_a_pool_runs_every_language() {
-    use paddock::wasm::{Change, EmptyCache, Instances, Pooling};
+fn fresh_instances_come_from_the_pool_and_run_every_language() {
+    use paddock::wasm::{Change, EmptyCache, Instances, Limits, Pooling};
     let engine = WasmEngine::new(
-        EngineOptions::default()
-            .cache_dir(Some(paddock_tests::shared_cache_dir()))
-            .pooling(Some(Pooling::default())),
+        EngineOptions::default().cache_dir(Some(paddock_tests::shared_cache_dir())),
     )
     .expect("an engine with a pool starts");
     let object = paddock::harness::read_object(
@@ -314,20 +314,51 @@ fn an_engine_with_a_pool_runs_every_language() {
     )
     .expect("the fixture reads")
     .to_string();
+    let pooled = || {
+        engine
+            .pooled_bytes_resident()
+            .expect("the default engine has a pool")
+    };
+    let too_large = u64::try_from(Pooling::default().max_memory_bytes).expect("fits") + (64 << 10);
     for component in ["replica-floor", "replica-floor-py", "replica-floor-js"] {
-        for instances in [Instances::FreshPerCall, Instances::Reused] {
+        let calls = |options: LoadOptions| {
             let loaded = engine
-                .load(
-                    &guest(component),
-                    LoadOptions::default().instances(instances),
-                )
-                .unwrap_or_else(|error| panic!("{component} loads from a pool: {error:#}"));
+                .load(&guest(component), options)
+                .unwrap_or_else(|error| panic!("{component} loads: {error:#}"));
             for call in 0..3 {
                 let outcome = loaded
                     .reconcile(&object, Change::Applied, 0, std::sync::Arc::new(EmptyCache))
                     .unwrap_or_else(|error| panic!("{component} call {call}: {error:#}"));
                 assert_eq!(outcome.actions.len(), 2, "{component} scales and records");
             }
-        }
+        };
+        let before = pooled();
+        calls(LoadOptions::default().instances(Instances::Reused));
+        calls(
+            LoadOptions::default()
+                .instances(Instances::FreshPerCall)
+                .limits(Limits::default().memory_bytes(too_large)),
+        );
+        assert_eq!(
+            pooled(),
+            before,
+            "{component}: neither reused instances nor a memory cap above the pool's slots \
+             use the pool"
+        );
+        calls(LoadOptions::default().instances(Instances::FreshPerCall));
+        assert!(
+            pooled() > before,
+            "{component}: fresh instances came from the pool and left pages resident in it \
+             ({} bytes before, {} after)",
+            before,
+            pooled()
+        );
     }
+    let unpooled = WasmEngine::new(
+        EngineOptions::default()
+            .cache_dir(Some(paddock_tests::shared_cache_dir()))
+            .pooling(None),
+    )
+    .expect("an engine without a pool starts");
+    assert_eq!(unpooled.pooled_bytes_resident(), None);
 }

@@ -61,18 +61,20 @@ fn main() -> anyhow::Result<()> {
         "the native logic with lazy reads should scale and record"
     );
 
-    let uncached = WasmEngine::new(EngineOptions::default().cache_dir(None))?;
+    let uncached = WasmEngine::new(EngineOptions::default().cache_dir(None).pooling(None))?;
+    // Without a pool: fresh instances mapped per instance.
     let engine = WasmEngine::new(
-        EngineOptions::default().cache_dir(Some(root.join("target/paddock-cache"))),
+        EngineOptions::default()
+            .cache_dir(Some(root.join("target/paddock-cache")))
+            .pooling(None),
     )?;
-    // The same, its instances' memory from a pool of slots (the default
-    // pool: 256 instances, memories up to 512 MiB, 64 KiB kept resident).
+    // The default engine: fresh instances from its pool (256 instances,
+    // memories up to 512 MiB, 16 MiB of written pages kept resident where
+    // the kernel has `PAGEMAP_SCAN`, else 64 KiB).
     let before_pool = own_kib("VmSize:");
     let rss_before_pool = own_kib("VmRSS:");
     let pooled = WasmEngine::new(
-        EngineOptions::default()
-            .cache_dir(Some(root.join("target/paddock-cache")))
-            .pooling(Some(Pooling::default())),
+        EngineOptions::default().cache_dir(Some(root.join("target/paddock-cache"))),
     )?;
     let pool_reserved_gib = (own_kib("VmSize:") - before_pool) / (1024.0 * 1024.0);
     let pool_resident_mib = (own_kib("VmRSS:") - rss_before_pool) / 1024.0;
@@ -294,6 +296,14 @@ fn main() -> anyhow::Result<()> {
         }));
     }
     println!("native   reconcile µs {:.1}", native_ns / 1000.0);
+    // What the pool's idle slots hold on to after the runs: the pages the
+    // last instance of each slot wrote, kept for the next one.
+    let pool_idle_mib = pooled.pooled_bytes_resident().unwrap_or(0) as f64 / f64::from(1 << 20);
+    println!(
+        "the pool's idle slots keep {pool_idle_mib:.1} MiB resident \
+         (keep_resident {} KiB per memory)",
+        Pooling::default().keep_resident >> 10
+    );
 
     let out = root.join("target/bench");
     std::fs::create_dir_all(&out)?;
@@ -303,6 +313,7 @@ fn main() -> anyhow::Result<()> {
         "projectedBytes": projected_bytes(&builds, &json),
         "poolReservedGiB": pool_reserved_gib.round(),
         "poolResidentMiB": (pool_resident_mib * 10.0).round() / 10.0,
+        "poolIdleResidentMiB": (pool_idle_mib * 10.0).round() / 10.0,
         "nativeReconcileUs": (native_ns / 100.0).round() / 10.0,
         "rows": rows,
         "languages": languages,

@@ -16,7 +16,7 @@ use super::bindings::{
     READS_EXPORT, RECONCILE_JSON_EXPORT, ReconcileJson,
 };
 use super::compile_cache::{CacheStatus, digest};
-use super::engine::{WasmEngine, deadline_ticks};
+use super::engine::{Runtime, WasmEngine, deadline_ticks};
 use super::error::{GuestError, LoadError};
 use super::guest_log::GuestLog;
 use super::host_imports::{EmptyCache, SharedCache};
@@ -57,7 +57,10 @@ pub enum Instances {
     #[default]
     Reused,
     /// A fresh instance for every call: nothing survives from one call to
-    /// the next, at the cost of one instantiation per call.
+    /// the next, at the cost of one instantiation per call. Its memory
+    /// comes from the engine's pool when it has one
+    /// ([`EngineOptions::pooling`](super::EngineOptions::pooling), on by
+    /// default) and the guest's `memoryBytes` fits the pool's slots.
     FreshPerCall,
 }
 
@@ -469,7 +472,11 @@ struct GuestInner {
     digest: String,
     info: Info,
     cache_status: CacheStatus,
-    engine: WasmEngine,
+    /// Keeps the engine (and its epoch ticker) alive.
+    _engine: WasmEngine,
+    /// The wasmtime engine its instances run on (the pooled one for
+    /// fresh-per-call guests, where there is a pool).
+    runtime: wasmtime::Engine,
     sandbox: Sandbox,
 }
 
@@ -547,24 +554,27 @@ impl WasmEngine {
         check_header(&path, bytes)?;
         let digest = digest(bytes);
         let started = Instant::now();
-        let loaded = self.loaded_component(&digest);
+        let runtime = self.inner.runtime(
+            options.instances == Instances::FreshPerCall,
+            options.limits.memory_bytes,
+        );
+        let loaded = loaded_component(runtime, &digest);
         let shared_here = loaded.is_some();
         let (component, cache_status) = match loaded {
             // Another guest of this process runs the same component: share
             // its compiled code.
             Some(shared) => (shared, CacheStatus::Hit),
             None => {
-                let (component, status) = self
-                    .inner
+                let (component, status) = runtime
                     .cache
-                    .load(&self.inner.engine, bytes, &digest)
+                    .load(&runtime.engine, bytes, &digest)
                     .map_err(|error| LoadError::Compile {
                         path: path.clone(),
                         source: match error {
                             super::compile_cache::CacheError::Compile(source) => source,
                         },
                     })?;
-                (self.remember_component(&digest, component), status)
+                (remember_component(runtime, &digest, component), status)
             }
         };
         let counter = match cache_status {
@@ -575,9 +585,8 @@ impl WasmEngine {
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::debug!(path = %path.display(), %digest, cache = ?cache_status, shared_here,
             elapsed = ?started.elapsed(), "loaded component");
-        self.check_shape(&path, &component.0)?;
-        let instance_pre = self
-            .inner
+        check_shape(&runtime.engine, &path, &component.0)?;
+        let instance_pre = runtime
             .linker
             .instantiate_pre(&component.0)
             .map_err(|source| LoadError::Contract {
@@ -604,7 +613,7 @@ impl WasmEngine {
         };
         let declared = loading
             .call(
-                &self.inner.engine,
+                &runtime.engine,
                 Arc::new(EmptyCache),
                 None,
                 declarations,
@@ -631,7 +640,8 @@ impl WasmEngine {
                 digest,
                 info,
                 cache_status,
-                engine: self.clone(),
+                _engine: self.clone(),
+                runtime: runtime.engine.clone(),
                 sandbox: Sandbox {
                     name,
                     instances: options.instances,
@@ -641,66 +651,72 @@ impl WasmEngine {
             }),
         })
     }
+}
 
-    /// The component of `digest` if a live guest of this engine loaded it.
-    fn loaded_component(&self, digest: &str) -> Option<Arc<SharedComponent>> {
-        self.inner
-            .loaded
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(digest)
-            .and_then(std::sync::Weak::upgrade)
+/// The component of `digest` if a live guest of this runtime loaded it.
+fn loaded_component(runtime: &Runtime, digest: &str) -> Option<Arc<SharedComponent>> {
+    runtime
+        .loaded
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(digest)
+        .and_then(std::sync::Weak::upgrade)
+}
+
+/// Registers a freshly loaded component so that later guests of the same
+/// digest share its code; entries of components no guest holds any more
+/// are dropped.
+fn remember_component(
+    runtime: &Runtime,
+    digest: &str,
+    component: Component,
+) -> Arc<SharedComponent> {
+    let shared = Arc::new(SharedComponent(component));
+    let mut loaded = runtime
+        .loaded
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    loaded.retain(|_, known| known.strong_count() > 0);
+    loaded.insert(digest.to_owned(), Arc::downgrade(&shared));
+    shared
+}
+
+/// Checks exports and imports by name, so that the error names exactly
+/// what is missing or unsupported.
+fn check_shape(
+    engine: &wasmtime::Engine,
+    path: &Path,
+    component: &Component,
+) -> Result<(), LoadError> {
+    let ty = component.component_type();
+    let exported: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    let missing: Vec<String> = REQUIRED_EXPORTS
+        .iter()
+        .filter(|name| !exported.iter().any(|export| export == *name))
+        .map(|name| (*name).to_owned())
+        .collect();
+    if !missing.is_empty() {
+        return Err(LoadError::MissingExports {
+            path: path.to_owned(),
+            missing,
+        });
     }
-
-    /// Registers a freshly loaded component so that later guests of the
-    /// same digest share its code; entries of components no guest holds
-    /// any more are dropped.
-    fn remember_component(&self, digest: &str, component: Component) -> Arc<SharedComponent> {
-        let shared = Arc::new(SharedComponent(component));
-        let mut loaded = self
-            .inner
-            .loaded
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        loaded.retain(|_, known| known.strong_count() > 0);
-        loaded.insert(digest.to_owned(), Arc::downgrade(&shared));
-        shared
-    }
-
-    /// Checks exports and imports by name, so that the error names exactly
-    /// what is missing or unsupported.
-    fn check_shape(&self, path: &Path, component: &Component) -> Result<(), LoadError> {
-        let engine = &self.inner.engine;
-        let ty = component.component_type();
-        let exported: Vec<String> = ty
-            .exports(engine)
-            .map(|(name, _)| name.to_owned())
-            .collect();
-        let missing: Vec<String> = REQUIRED_EXPORTS
+    for (import, item) in ty.imports(engine) {
+        let allowed = ALLOWED_IMPORT_PREFIXES
             .iter()
-            .filter(|name| !exported.iter().any(|export| export == *name))
-            .map(|name| (*name).to_owned())
-            .collect();
-        if !missing.is_empty() {
-            return Err(LoadError::MissingExports {
+            .any(|prefix| import.starts_with(prefix))
+            && matches!(item.ty, ComponentItem::ComponentInstance(_));
+        if !allowed {
+            return Err(LoadError::UnsupportedImport {
                 path: path.to_owned(),
-                missing,
+                import: import.to_owned(),
             });
         }
-        for (import, item) in ty.imports(engine) {
-            let allowed = ALLOWED_IMPORT_PREFIXES
-                .iter()
-                .any(|prefix| import.starts_with(prefix))
-                && matches!(item.ty, ComponentItem::ComponentInstance(_));
-            if !allowed {
-                return Err(LoadError::UnsupportedImport {
-                    path: path.to_owned(),
-                    import: import.to_owned(),
-                });
-            }
-        }
-        Ok(())
     }
+    Ok(())
 }
 
 fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
@@ -966,9 +982,7 @@ impl Guest {
         check: impl FnOnce(R) -> Result<T, GuestError>,
     ) -> Result<T, GuestError> {
         let inner = &*self.inner;
-        inner
-            .sandbox
-            .call(&inner.engine.inner.engine, cache, now, body, check)
+        inner.sandbox.call(&inner.runtime, cache, now, body, check)
     }
 }
 
