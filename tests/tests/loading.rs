@@ -95,6 +95,24 @@ fn exports_of_the_wrong_types_break_the_contract() {
     assert!(error.to_string().contains("paddock:controller@0.1"));
 }
 
+/// A guest whose `reconcile-json` answers a string (the rest of the
+/// contract correct) is refused at load, naming the export and its type:
+/// the host neither falls back to `reconcile` nor misreads the answer.
+#[test]
+fn a_reconcile_json_of_the_wrong_type_is_refused_at_load() {
+    let error = engine()
+        .load(&guest("wrong-json"), LoadOptions::default())
+        .expect_err("a wrong reconcile-json is refused");
+    assert!(matches!(error, LoadError::Contract { .. }), "{error:?}");
+    let message = format!("{:#}", anyhow::Error::new(error));
+    assert!(
+        message.contains(
+            "the export `reconcile-json` is not `func(req: request) -> result<list<u8>, error>`"
+        ),
+        "{message}"
+    );
+}
+
 #[test]
 fn describe_is_read_at_load() {
     let guest = engine()
@@ -324,7 +342,9 @@ fn fresh_instances_come_from_the_pool_and_run_every_language() {
         let calls = |options: LoadOptions| {
             let loaded = engine
                 .load(&guest(component), options)
-                .unwrap_or_else(|error| panic!("{component} loads: {error:#}"));
+                .unwrap_or_else(|error| {
+                    panic!("{component} loads: {:#}", anyhow::Error::new(error))
+                });
             for call in 0..3 {
                 let outcome = loaded
                     .reconcile(&object, Change::Applied, 0, std::sync::Arc::new(EmptyCache))

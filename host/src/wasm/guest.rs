@@ -586,6 +586,7 @@ impl WasmEngine {
         tracing::debug!(path = %path.display(), %digest, cache = ?cache_status, shared_here,
             elapsed = ?started.elapsed(), "loaded component");
         check_shape(&runtime.engine, &path, &component.0)?;
+        check_reconcile_json(&runtime.engine, &path, &component.0)?;
         let instance_pre = runtime
             .linker
             .instantiate_pre(&component.0)
@@ -679,6 +680,51 @@ fn remember_component(
     loaded.retain(|_, known| known.strong_count() > 0);
     loaded.insert(digest.to_owned(), Arc::downgrade(&shared));
     shared
+}
+
+/// Checks, before anything runs, that a `reconcile-json` export takes what
+/// `reconcile` takes and answers `result<list<u8>, error>` with
+/// `reconcile`'s error: the host calls it instead of `reconcile`.
+fn check_reconcile_json(
+    engine: &wasmtime::Engine,
+    path: &Path,
+    component: &Component,
+) -> Result<(), LoadError> {
+    use wasmtime::component::types::Type;
+    let ty = component.component_type();
+    let func = |name: &str| match ty.get_export(engine, name).map(|export| export.ty) {
+        Some(ComponentItem::ComponentFunc(func)) => Some(func),
+        _ => None,
+    };
+    let Some(export) = ty.get_export(engine, RECONCILE_JSON_EXPORT) else {
+        return Ok(());
+    };
+    let fits = match (&export.ty, func("reconcile")) {
+        (ComponentItem::ComponentFunc(json), Some(reconcile)) => {
+            let error = reconcile.results().next().and_then(|result| match result {
+                Type::Result(result) => result.err(),
+                _ => None,
+            });
+            let answer: Vec<Type> = json.results().collect();
+            json.params()
+                .map(|(_, ty)| ty)
+                .eq(reconcile.params().map(|(_, ty)| ty))
+                && matches!(answer.as_slice(), [Type::Result(result)]
+                    if matches!(result.ok(), Some(Type::List(list)) if list.ty() == Type::U8)
+                        && result.err() == error)
+        }
+        _ => false,
+    };
+    if fits {
+        return Ok(());
+    }
+    Err(LoadError::Contract {
+        path: path.to_owned(),
+        source: wasmtime::Error::msg(format!(
+            "the export `{RECONCILE_JSON_EXPORT}` is not \
+             `func(req: request) -> result<list<u8>, error>`"
+        )),
+    })
 }
 
 /// Checks exports and imports by name, so that the error names exactly
