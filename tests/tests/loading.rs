@@ -171,6 +171,43 @@ fn a_second_load_is_served_from_the_compile_cache() {
     assert_eq!(artifacts, 1, "one artifact per module");
 }
 
+/// Fresh-per-call guests run on the engine's pooled wasmtime engine,
+/// reused ones on the other: both compile alike and read the same
+/// artifacts, so a component is compiled once for both.
+#[test]
+fn fresh_and_reused_guests_share_the_compile_cache() {
+    use paddock::wasm::Instances;
+    let dir = tempfile::tempdir().expect("temporary cache dir");
+    let engine = WasmEngine::new(EngineOptions::default().cache_dir(Some(dir.path().to_owned())))
+        .expect("engine");
+    let module = guest("replica-floor");
+    let reused = engine
+        .load(&module, LoadOptions::default().instances(Instances::Reused))
+        .expect("loads");
+    assert_eq!(
+        reused.cache_status(),
+        CacheStatus::Miss,
+        "the first load compiles"
+    );
+    let fresh = engine
+        .load(
+            &module,
+            LoadOptions::default().instances(Instances::FreshPerCall),
+        )
+        .expect("loads");
+    assert_eq!(
+        fresh.cache_status(),
+        CacheStatus::Hit,
+        "the pooled engine reads the artifact the other one wrote"
+    );
+    let artifacts = std::fs::read_dir(dir.path())
+        .expect("list")
+        .filter_map(Result::ok)
+        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "cwasm"))
+        .count();
+    assert_eq!(artifacts, 1, "one artifact for both engines");
+}
+
 #[test]
 fn loads_of_one_component_at_the_same_time_compile_it_once() {
     let dir = tempfile::tempdir().expect("temporary cache dir");

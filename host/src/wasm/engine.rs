@@ -224,9 +224,9 @@ impl WasmEngine {
         })
     }
 
-    /// The compile cache of reused instances' engine (fresh-per-call
-    /// instances' pooled engine has its own fingerprint, in the same
-    /// directory).
+    /// The compile cache. The pooled engine of fresh-per-call instances
+    /// compiles alike, so it has the same fingerprint and shares the
+    /// cache's artifacts.
     pub fn compile_cache(&self) -> &CompileCache {
         &self.inner.mapped.cache
     }
