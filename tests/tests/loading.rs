@@ -139,6 +139,15 @@ fn the_operator_name_overrides_the_guest_name() {
     assert_eq!(guest.info().name, "replica-floor");
 }
 
+/// The compiled artifacts in a compile cache folder.
+fn artifacts_in(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .expect("list")
+        .filter_map(Result::ok)
+        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "cwasm"))
+        .count()
+}
+
 #[test]
 fn a_second_load_is_served_from_the_compile_cache() {
     let dir = tempfile::tempdir().expect("temporary cache dir");
@@ -163,11 +172,7 @@ fn a_second_load_is_served_from_the_compile_cache() {
     );
     assert_eq!(reloaded.digest(), loaded.digest());
 
-    let artifacts = std::fs::read_dir(dir.path())
-        .expect("list")
-        .filter_map(Result::ok)
-        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "cwasm"))
-        .count();
+    let artifacts = artifacts_in(dir.path());
     assert_eq!(artifacts, 1, "one artifact per module");
 }
 
@@ -200,11 +205,7 @@ fn fresh_and_reused_guests_share_the_compile_cache() {
         CacheStatus::Hit,
         "the pooled engine reads the artifact the other one wrote"
     );
-    let artifacts = std::fs::read_dir(dir.path())
-        .expect("list")
-        .filter_map(Result::ok)
-        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "cwasm"))
-        .count();
+    let artifacts = artifacts_in(dir.path());
     assert_eq!(artifacts, 1, "one artifact for both engines");
 }
 
