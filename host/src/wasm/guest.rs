@@ -692,15 +692,12 @@ fn check_reconcile_json(
 ) -> Result<(), LoadError> {
     use wasmtime::component::types::Type;
     let ty = component.component_type();
-    let func = |name: &str| match ty.get_export(engine, name).map(|export| export.ty) {
-        Some(ComponentItem::ComponentFunc(func)) => Some(func),
-        _ => None,
-    };
     let Some(export) = ty.get_export(engine, RECONCILE_JSON_EXPORT) else {
         return Ok(());
     };
-    let fits = match (&export.ty, func("reconcile")) {
-        (ComponentItem::ComponentFunc(json), Some(reconcile)) => {
+    let reconcile = ty.get_export(engine, "reconcile").map(|export| export.ty);
+    let fits = match (export.ty, reconcile) {
+        (ComponentItem::ComponentFunc(json), Some(ComponentItem::ComponentFunc(reconcile))) => {
             let error = reconcile.results().next().and_then(|result| match result {
                 Type::Result(result) => result.err(),
                 _ => None,
