@@ -420,3 +420,50 @@ fn fresh_instances_come_from_the_pool_and_run_every_language() {
     .expect("an engine without a pool starts");
     assert_eq!(unpooled.pooled_bytes_resident(), None);
 }
+
+/// Where the kernel says which pages an instance wrote, a pooled slot
+/// resets them in place and keeps them, however scattered: the hostile
+/// guest's `scatter` writes 512 separate runs of pages, many more than one
+/// scan reports, and all 512 stay resident for the next instance.
+#[test]
+fn a_scattered_heap_stays_resident_in_the_pool() {
+    use paddock::wasm::{Change, EmptyCache, Instances, Pooling};
+    // 512 pages of at least 4 KiB (each write touches another page where
+    // pages are up to 16 KiB, and larger pages only add up to more).
+    const SCATTERED_BYTES: usize = 512 * 4096;
+    if Pooling::default().keep_resident < SCATTERED_BYTES {
+        eprintln!("skipped: this kernel has no PAGEMAP_SCAN, so the pool keeps no scattered pages");
+        return;
+    }
+    let engine = WasmEngine::new(
+        EngineOptions::default().cache_dir(Some(paddock_tests::shared_cache_dir())),
+    )
+    .expect("an engine with a pool starts");
+    let hostile = engine
+        .load(
+            &guest("hostile"),
+            LoadOptions::default().instances(Instances::FreshPerCall),
+        )
+        .expect("the hostile guest loads");
+    let object = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "scatter",
+            "namespace": "default",
+            "annotations": {"paddock.dev/test-mode": "scatter"},
+        },
+    })
+    .to_string();
+    for call in 0..2 {
+        hostile
+            .reconcile(&object, Change::Applied, 0, std::sync::Arc::new(EmptyCache))
+            .unwrap_or_else(|error| panic!("call {call}: {error:#}"));
+        let resident = engine.pooled_bytes_resident().expect("the engine has a pool");
+        assert!(
+            resident >= SCATTERED_BYTES,
+            "call {call}: the pool keeps {resident} bytes resident, fewer than the \
+             {SCATTERED_BYTES} the guest wrote in 512 separate pages"
+        );
+    }
+}

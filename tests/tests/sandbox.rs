@@ -190,6 +190,40 @@ fn no_state_survives_from_one_call_to_the_next() {
     }
 }
 
+/// A guest that writes its heap in hundreds of separate runs of pages (more
+/// than a pooled slot's page scan reports at once) finds none of it in the
+/// next fresh instance, whichever guest of the component the slot served
+/// last; a reused instance, called again, finds all of it, so the probe sees
+/// leftovers where there are some.
+#[test]
+fn a_scattered_heap_does_not_survive_into_the_next_fresh_instance() {
+    let reused = hostile();
+    assert_eq!(scattered(&reused), 0, "the first call finds a clean heap");
+    assert_eq!(
+        scattered(&reused),
+        512,
+        "a reused instance finds what its last call wrote"
+    );
+    let guest = hostile_with(Instances::FreshPerCall);
+    let other = hostile_with(Instances::FreshPerCall);
+    for round in 0..3 {
+        for guest in [&guest, &other] {
+            assert_eq!(
+                scattered(guest),
+                0,
+                "round {round}: a fresh instance finds nothing of the last one's heap"
+            );
+        }
+    }
+}
+
+fn scattered(guest: &Guest) -> usize {
+    let outcome = reconcile(guest, "scatter").expect("scatters");
+    event_message(&outcome, 0)
+        .parse()
+        .expect("the guest reports a count")
+}
+
 #[test]
 fn reused_instances_keep_state_within_one_guest_only() {
     let first = hostile();

@@ -11,8 +11,10 @@
 //! 1 MiB lines, 64 of them), `requeue-zero` (asks to be reconciled again at
 //! once), `merge-patch` (merge-patches the object `data.target` names, as
 //! `{"apiVersion","kind","namespace","name"}`, with the body in `data.body`) and
-//! `update-status` (sends `data.object` as an update-status). Anything else
-//! behaves: one Normal event.
+//! `update-status` (sends `data.object` as an update-status) and `scatter`
+//! (writes a byte in each of 512 pages 16 KiB apart, and reports in how many
+//! the byte was there before it wrote it). Anything else behaves: one Normal
+//! event.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -119,9 +121,44 @@ impl Controller for Hostile {
                 let value = object.str_at("/data/value").unwrap_or("").to_owned();
                 Ok(Outcome::done().with(Action::event(me, "Saw", value)))
             }
+            "scatter" => Ok(Outcome::done().with(Action::event(
+                me,
+                "Scattered",
+                scatter().to_string(),
+            ))),
             _ => Ok(Outcome::done().with(Action::event(me, "Reconciled", "all good"))),
         }
     }
+}
+
+/// Writes [`MARK`] into 512 pages 16 KiB apart (each 8 KiB into its stride,
+/// clear of what the allocator writes at a freed block's start), in memory
+/// the guest grows for it: 512 separate runs of written pages (on hosts with pages of
+/// 16 KiB or less). Answers how many of those bytes held the mark before:
+/// an instance that starts from its memory image finds none, the same
+/// instance called again finds them all.
+#[allow(unsafe_code)]
+fn scatter() -> usize {
+    const STRIDE: usize = 16 << 10;
+    const PAGES: usize = 512;
+    const MARK: u8 = 0xA5;
+    let mut heap: Vec<u8> = Vec::with_capacity(STRIDE * PAGES);
+    let base = heap.as_mut_ptr();
+    let mut found = 0;
+    for page in 0..PAGES {
+        // SAFETY: the offset is inside the allocation. The byte is read
+        // before anything wrote it: what it holds is what the memory held,
+        // which is the point of the probe, and any value is a valid `u8`.
+        unsafe {
+            let byte = base.add(page * STRIDE + STRIDE / 2);
+            if byte.read_volatile() == MARK {
+                found += 1;
+            }
+            byte.write_volatile(MARK);
+        }
+    }
+    black_box(heap);
+    found
 }
 
 /// The JSON held in the object's `data.<key>`.
