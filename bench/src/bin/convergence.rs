@@ -15,8 +15,10 @@
 //! latency (p50, p99) seen through a watch.
 //!
 //! Run with `cargo xtask bench`; `PADDOCK_BENCH_OBJECTS` sets N,
-//! `PADDOCK_BENCH_ROUNDS` the rounds (default 2). Writes
-//! `target/bench/convergence.json`.
+//! `PADDOCK_BENCH_ROUNDS` the rounds (default 2), and `PADDOCK_BENCH_AUDIT`
+//! a directory where each contender's cluster writes its audit log
+//! (`<contender>.log`, the last round's), to compare the requests they make.
+//! Writes `target/bench/convergence.json`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -255,7 +257,14 @@ async fn wait_for(seen: &Seen, names: &[&str], what: &str) -> anyhow::Result<()>
 }
 
 async fn round(contender: Contender, objects: usize, guest: &Guest) -> anyhow::Result<Sample> {
-    let cluster = devcluster::DevCluster::start(devcluster::Options::new()).await?;
+    let mut options = devcluster::Options::new();
+    if let Some(dir) = std::env::var_os("PADDOCK_BENCH_AUDIT") {
+        let log = Path::new(&dir).join(format!("{}.log", contender.name()));
+        // One round's requests: an earlier round's log is replaced.
+        std::fs::remove_file(&log).ok();
+        options = options.audit_log(log);
+    }
+    let cluster = devcluster::DevCluster::start(options).await?;
     let kubeconfig = kube::config::Kubeconfig::from_yaml(&cluster.kubeconfig_yaml())?;
     let client = paddock::cluster::client(
         kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?,
