@@ -459,7 +459,9 @@ fn a_scattered_heap_stays_resident_in_the_pool() {
         hostile
             .reconcile(&object, Change::Applied, 0, std::sync::Arc::new(EmptyCache))
             .unwrap_or_else(|error| panic!("call {call}: {error:#}"));
-        let resident = engine.pooled_bytes_resident().expect("the engine has a pool");
+        let resident = engine
+            .pooled_bytes_resident()
+            .expect("the engine has a pool");
         assert!(
             resident >= SCATTERED_BYTES,
             "call {call}: the pool keeps {resident} bytes resident, fewer than the \

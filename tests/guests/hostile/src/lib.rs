@@ -121,11 +121,9 @@ impl Controller for Hostile {
                 let value = object.str_at("/data/value").unwrap_or("").to_owned();
                 Ok(Outcome::done().with(Action::event(me, "Saw", value)))
             }
-            "scatter" => Ok(Outcome::done().with(Action::event(
-                me,
-                "Scattered",
-                scatter().to_string(),
-            ))),
+            "scatter" => {
+                Ok(Outcome::done().with(Action::event(me, "Scattered", scatter().to_string())))
+            }
             _ => Ok(Outcome::done().with(Action::event(me, "Reconciled", "all good"))),
         }
     }
