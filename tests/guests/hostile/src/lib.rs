@@ -131,10 +131,10 @@ impl Controller for Hostile {
 
 /// Writes [`MARK`] into 512 pages 16 KiB apart (each 8 KiB into its stride,
 /// clear of what the allocator writes at a freed block's start), in memory
-/// the guest grows for it: 512 separate runs of written pages (on hosts with pages of
-/// 16 KiB or less). Answers how many of those bytes held the mark before:
-/// an instance that starts from its memory image finds none, the same
-/// instance called again finds them all.
+/// the guest grows for it: 512 separate runs of written pages on hosts with
+/// pages of 16 KiB or less. Answers how many of those bytes held the mark
+/// before: an instance that starts from its memory image finds none, the
+/// same instance called again finds them all.
 #[allow(unsafe_code)]
 fn scatter() -> usize {
     const STRIDE: usize = 16 << 10;
