@@ -10,12 +10,14 @@
 //! - `webhook`: that controller asking a local HTTP JSON webhook.
 //!
 //! Every contender has 4 workers and its own fresh cluster, in the same
-//! process; rounds alternate the contenders. Reported: time from the first
+//! process; rounds alternate the contenders, each round starting one
+//! contender later than the last. Reported: time from the first
 //! create to the last scale, reconciles per second, and create-to-scale
 //! latency (p50, p99) seen through a watch.
 //!
 //! Run with `cargo xtask bench`; `PADDOCK_BENCH_OBJECTS` sets N,
-//! `PADDOCK_BENCH_ROUNDS` the rounds (default 2), and `PADDOCK_BENCH_AUDIT`
+//! `PADDOCK_BENCH_ROUNDS` the rounds (default 4: every contender once in
+//! every position), and `PADDOCK_BENCH_AUDIT`
 //! a directory where each contender's cluster writes its audit log
 //! (`<contender>.log`, the last round's), to compare the requests they make.
 //! Writes `target/bench/convergence.json`.
@@ -70,9 +72,24 @@ impl Contender {
 #[derive(Debug, Clone, Copy)]
 struct Sample {
     converged: Duration,
+    /// CPU time of the whole process (cluster, controller and the bench's
+    /// own client) while it converged.
+    cpu_seconds: f64,
     reconciles: u64,
     p50: Duration,
     p99: Duration,
+}
+
+/// User and system CPU time of this process so far, in seconds.
+fn cpu_seconds() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .context("the fields of /proc/self/stat")?;
+    // utime and stime are fields 14 and 15; the rest starts at field 3.
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    Ok(ticks / 100.0)
 }
 
 fn deployment(name: &str) -> anyhow::Result<Deployment> {
@@ -291,6 +308,7 @@ async fn round(contender: Contender, objects: usize, guest: &Guest) -> anyhow::R
         .collect();
     let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let started = Instant::now();
+    let cpu_before = cpu_seconds()?;
     futures::stream::iter(names.iter().cloned())
         .map(|name| {
             let deployments = deployments.clone();
@@ -310,6 +328,7 @@ async fn round(contender: Contender, objects: usize, guest: &Guest) -> anyhow::R
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     wait_for(&seen, &refs, contender.name()).await?;
     let converged = started.elapsed();
+    let cpu_seconds = cpu_seconds()? - cpu_before;
     let reconciles = running.reconciles() - before;
     watcher.abort();
     running.stop();
@@ -347,6 +366,7 @@ async fn round(contender: Contender, objects: usize, guest: &Guest) -> anyhow::R
     cluster.shutdown().await;
     Ok(Sample {
         converged,
+        cpu_seconds,
         reconciles,
         p50: percentile(&latencies, 0.5),
         p99: percentile(&latencies, 0.99),
@@ -369,7 +389,7 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or(default)
     };
     let objects = env("PADDOCK_BENCH_OBJECTS", 10_000);
-    let rounds = env("PADDOCK_BENCH_ROUNDS", 2);
+    let rounds = env("PADDOCK_BENCH_ROUNDS", 4);
     let root = workspace()?;
     let guests = std::env::var_os("PADDOCK_GUESTS_DIR")
         .map(PathBuf::from)
@@ -381,13 +401,19 @@ async fn main() -> anyhow::Result<()> {
 
     let mut samples: HashMap<&str, Vec<Sample>> = HashMap::new();
     for round_index in 0..rounds {
-        for contender in Contender::ALL {
+        // Each round starts one contender later, so that over four rounds
+        // each runs once in every position: the first of a round follows
+        // the last one's teardown, and no contender always gets that slot.
+        let mut order = Contender::ALL;
+        order.rotate_left(round_index % Contender::ALL.len());
+        for contender in order {
             let sample = round(contender, objects, &guest).await?;
             eprintln!(
-                "round {}: {:<8} {:>7.2} s  {:>6} reconciles  p50 {:>8.1} ms  p99 {:>8.1} ms",
+                "round {}: {:<8} {:>7.2} s  {:>6.2} CPU s  {:>6} reconciles  p50 {:>8.1} ms  p99 {:>8.1} ms",
                 round_index + 1,
                 contender.name(),
                 sample.converged.as_secs_f64(),
+                sample.cpu_seconds,
                 sample.reconciles,
                 sample.p50.as_secs_f64() * 1e3,
                 sample.p99.as_secs_f64() * 1e3
@@ -398,27 +424,29 @@ async fn main() -> anyhow::Result<()> {
     let summary = |name: &str| {
         let samples = &samples[name];
         let seconds = median(samples.iter().map(|s| s.converged.as_secs_f64()).collect());
+        let cpu = median(samples.iter().map(|s| s.cpu_seconds).collect());
         let reconciles = median(samples.iter().map(|s| s.reconciles as f64).collect());
         let p50 = median(samples.iter().map(|s| s.p50.as_secs_f64() * 1e3).collect());
         let p99 = median(samples.iter().map(|s| s.p99.as_secs_f64() * 1e3).collect());
-        (seconds, reconciles / seconds, p50, p99)
+        (seconds, cpu, reconciles / seconds, p50, p99)
     };
     println!(
         "convergence: {objects} Deployments created at once under a running replica-floor (4 workers; median of {rounds} alternating rounds)"
     );
     println!(
-        "{:<10} {:>10} {:>14} {:>12} {:>12}",
-        "contender", "seconds", "reconciles/s", "p50 ms", "p99 ms"
+        "{:<10} {:>10} {:>10} {:>14} {:>12} {:>12}",
+        "contender", "seconds", "CPU s", "reconciles/s", "p50 ms", "p99 ms"
     );
     let mut rows = Vec::new();
     for contender in Contender::ALL {
-        let (seconds, rate, p50, p99) = summary(contender.name());
+        let (seconds, cpu, rate, p50, p99) = summary(contender.name());
         println!(
-            "{:<10} {seconds:>10.2} {rate:>14.0} {p50:>12.1} {p99:>12.1}",
+            "{:<10} {seconds:>10.2} {cpu:>10.2} {rate:>14.0} {p50:>12.1} {p99:>12.1}",
             contender.name()
         );
         rows.push(serde_json::json!({
-            "contender": contender.name(), "seconds": seconds, "reconcilesPerSecond": rate,
+            "contender": contender.name(), "seconds": seconds, "cpuSeconds": cpu,
+            "reconcilesPerSecond": rate,
             "p50Ms": p50, "p99Ms": p99,
         }));
     }
