@@ -493,6 +493,11 @@ async fn children_requeue_a_cluster_scoped_owner_and_a_failed_map_is_retried() {
 
     // A change to the child must reconcile its cluster-scoped owner, whose
     // queue key has no namespace.
+    eventually(20, "the child's creation to be reconciled", || async {
+        controller.is_idle().then_some(())
+    })
+    .await;
+    let before_tamper = ControllerStats::get(&controller.stats().reconciles);
     let tamper = json!({"data": {"owner": "tampered"}});
     configmaps
         .patch("keeper", &PatchParams::default(), &Patch::Merge(&tamper))
@@ -503,9 +508,12 @@ async fn children_requeue_a_cluster_scoped_owner_and_a_failed_map_is_retried() {
     })
     .await;
     // The restore changes the child once more, which reconciles the owner once more: let
-    // that settle before a Secret exists, or it would count the Secret.
+    // that settle before a Secret exists, or it would count the Secret. Idle alone is not
+    // enough: the restore's watch event may not have arrived yet. The tamper and the
+    // restore's own event are two reconciles.
     eventually(20, "the restore's own event to be reconciled", || async {
-        controller.is_idle().then_some(())
+        let reconciles = ControllerStats::get(&controller.stats().reconciles);
+        (reconciles >= before_tamper + 2 && controller.is_idle()).then_some(())
     })
     .await;
 
