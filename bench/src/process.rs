@@ -101,6 +101,22 @@ pub async fn wait_ready(port: u16, since: Instant, timeout: Duration) -> anyhow:
     }
 }
 
+/// User and system CPU time of a process so far, in seconds: `pid` is a
+/// process id, or `"self"` for this process.
+///
+/// # Errors
+/// When `/proc/<pid>/stat` cannot be read or parsed.
+pub fn cpu_seconds(pid: impl std::fmt::Display) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .with_context(|| format!("the fields of /proc/{pid}/stat"))?;
+    // utime and stime are fields 14 and 15; the rest starts at field 3.
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    Ok(ticks / 100.0)
+}
+
 /// The resident set size of a process, in bytes.
 ///
 /// # Errors

@@ -37,7 +37,7 @@ use paddock::grants::{Grant, Rule};
 use paddock::queue::QueueConfig;
 use paddock::wasm::{EngineOptions, Guest, LoadOptions, WasmEngine};
 use paddock_bench::native::{self, Counters, Decider};
-use paddock_bench::{median, webhook};
+use paddock_bench::{median, process, webhook};
 
 /// How long one contender may take to converge.
 const TIMEOUT: Duration = Duration::from_secs(300);
@@ -78,18 +78,6 @@ struct Sample {
     reconciles: u64,
     p50: Duration,
     p99: Duration,
-}
-
-/// User and system CPU time of this process so far, in seconds.
-fn cpu_seconds() -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .context("the fields of /proc/self/stat")?;
-    // utime and stime are fields 14 and 15; the rest starts at field 3.
-    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-    Ok(ticks / 100.0)
 }
 
 fn deployment(name: &str) -> anyhow::Result<Deployment> {
@@ -308,7 +296,7 @@ async fn round(contender: Contender, objects: usize, guest: &Guest) -> anyhow::R
         .collect();
     let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let started = Instant::now();
-    let cpu_before = cpu_seconds()?;
+    let cpu_before = process::cpu_seconds("self")?;
     futures::stream::iter(names.iter().cloned())
         .map(|name| {
             let deployments = deployments.clone();
@@ -328,7 +316,7 @@ async fn round(contender: Contender, objects: usize, guest: &Guest) -> anyhow::R
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     wait_for(&seen, &refs, contender.name()).await?;
     let converged = started.elapsed();
-    let cpu_seconds = cpu_seconds()? - cpu_before;
+    let cpu_seconds = process::cpu_seconds("self")? - cpu_before;
     let reconciles = running.reconciles() - before;
     watcher.abort();
     running.stop();

@@ -118,14 +118,7 @@ impl Member {
 
     /// User and system CPU time so far, in seconds.
     fn cpu_seconds(&self) -> anyhow::Result<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .context("the fields of /proc/<pid>/stat")?;
-        // utime and stime are fields 14 and 15; the rest starts at field 3.
-        let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-        Ok(ticks / 100.0)
+        process::cpu_seconds(self.child.id())
     }
 }
 
