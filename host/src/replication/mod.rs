@@ -531,9 +531,11 @@ impl Elector {
         let leader = self.leader.as_mut()?;
         match tokio::time::timeout(budget, leader.try_acquire_or_renew()).await {
             Ok(Ok(Attempt::Held { acquired })) => {
-                self.fence.open_until(sent + self.config.renew_deadline);
+                let until = sent + self.config.renew_deadline;
                 if acquired || !self.active {
-                    self.begin("took the leader Lease; working");
+                    self.begin("took the leader Lease; working", until);
+                } else {
+                    self.fence.open_until(until);
                 }
                 None
             }
@@ -573,8 +575,10 @@ impl Elector {
             if waited < self.config.lease_duration {
                 return;
             }
-            self.fence.open_until(sent + self.config.renew_deadline);
-            self.begin("joined the ring; working on this host's share");
+            self.begin(
+                "joined the ring; working on this host's share",
+                sent + self.config.renew_deadline,
+            );
             return;
         }
         let changed = self
@@ -590,11 +594,15 @@ impl Elector {
         }
     }
 
-    /// This host begins working: count it and queue every object again.
-    fn begin(&mut self, message: &str) {
+    /// This host begins working until `until`: count it, say so, open the
+    /// fence and queue every object again. It says so before the fence
+    /// opens, so that no reconcile is logged before the line that says
+    /// this host works (a worker waiting at the fence starts at once).
+    fn begin(&mut self, message: &str, until: Instant) {
         self.active = true;
         self.set(|status| status.acquired += 1);
         tracing::info!(ring = %self.config.ring, identity = %self.config.identity, "{message}");
+        self.fence.open_until(until);
         (self.on_work)();
     }
 
