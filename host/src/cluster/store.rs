@@ -134,6 +134,126 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
     }
 }
 
+/// `text` without `metadata.managedFields`, or `None` when it has none.
+///
+/// The field is cut out of the text: the other fields of `metadata` are
+/// kept byte for byte in their order (only the whitespace between them
+/// goes), and the rest of the object is not touched. Reading the object
+/// into a `serde_json::Value` and writing it again would cost a third of
+/// what an informer spends on each watch event, and sort every key. A
+/// `metadata` that is not an object is left for the caller to refuse; a
+/// key written with escapes is compared unescaped, through a `Value`.
+fn without_managed_fields(text: &str) -> Result<Option<String>, serde_json::Error> {
+    #[derive(Deserialize)]
+    struct Top<'a> {
+        #[serde(default, borrow)]
+        metadata: Option<&'a RawValue>,
+    }
+    let Some(metadata) = serde_json::from_str::<Top<'_>>(text)?.metadata else {
+        return Ok(None);
+    };
+    let Ok(Entries(entries)) = serde_json::from_str::<Entries<'_>>(metadata.get()) else {
+        return Ok(None);
+    };
+    let managed = |key: &Key<'_>| match key {
+        Key::Plain(key) => *key == "managedFields",
+        Key::Escaped(key) => key == "managedFields",
+    };
+    if !entries.iter().any(|(key, _)| managed(key)) {
+        return Ok(None);
+    }
+    // Where a slice of `text` starts within it.
+    let offset = |part: &str| part.as_ptr() as usize - text.as_ptr() as usize;
+    let mut kept = Vec::with_capacity(entries.len());
+    for (key, value) in &entries {
+        match key {
+            _ if managed(key) => {}
+            // The key's opening quote is just before its text.
+            Key::Plain(name) => {
+                kept.push(offset(name) - 1..offset(value.get()) + value.get().len())
+            }
+            Key::Escaped(_) => return without_managed_fields_slowly(text).map(Some),
+        }
+    }
+    let (start, end) = (
+        offset(metadata.get()),
+        offset(metadata.get()) + metadata.get().len(),
+    );
+    let mut out = String::with_capacity(text.len());
+    out.push_str(&text[..start]);
+    out.push('{');
+    for (index, entry) in kept.into_iter().enumerate() {
+        if index > 0 {
+            out.push(',');
+        }
+        out.push_str(&text[entry]);
+    }
+    out.push('}');
+    out.push_str(&text[end..]);
+    Ok(Some(out))
+}
+
+/// [`without_managed_fields`] through a `serde_json::Value`, for the rare
+/// object whose `metadata` has a key written with escapes.
+fn without_managed_fields_slowly(text: &str) -> Result<String, serde_json::Error> {
+    let mut value: Value = serde_json::from_str(text)?;
+    if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.remove("managedFields");
+    }
+    serde_json::to_string(&value)
+}
+
+/// A JSON object's key, borrowed from the text when it has no escapes.
+enum Key<'a> {
+    Plain(&'a str),
+    Escaped(String),
+}
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key::Plain(key))
+            }
+            fn visit_str<E>(self, key: &str) -> Result<Key<'de>, E> {
+                Ok(Key::Escaped(key.to_owned()))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// A JSON object's entries in order, each value as its text.
+struct Entries<'a>(Vec<(Key<'a>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Entries<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntriesVisitor;
+        impl<'de> serde::de::Visitor<'de> for EntriesVisitor {
+            type Value = Entries<'de>;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Entries<'de>, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(Entries(entries))
+            }
+        }
+        deserializer.deserialize_map(EntriesVisitor)
+    }
+}
+
 /// A field that is there, `null` included (`Option` alone reads `null` as absent).
 fn present<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
@@ -225,16 +345,11 @@ impl StoredObject {
     /// kube-runtime users commonly do: guests have no use for it.
     pub fn parse(raw: &RawValue, api_version: &str, kind: &str) -> Result<Self, serde_json::Error> {
         let stripped;
+        // No API server escapes the letters of a key, so an object whose
+        // text does not hold `"managedFields"` has no such field.
         let text = if raw.get().contains("\"managedFields\"") {
-            let mut value: serde_json::Value = serde_json::from_str(raw.get())?;
-            if let Some(metadata) = value
-                .get_mut("metadata")
-                .and_then(serde_json::Value::as_object_mut)
-            {
-                metadata.remove("managedFields");
-            }
-            stripped = serde_json::to_string(&value)?;
-            stripped.as_str()
+            stripped = without_managed_fields(raw.get())?;
+            stripped.as_deref().unwrap_or(raw.get())
         } else {
             raw.get()
         };
@@ -751,6 +866,42 @@ mod tests {
         );
         assert!(!object.json.contains("managedFields"), "{}", object.json);
         assert!(object.json.contains("\"spec\""));
+    }
+
+    #[test]
+    fn managed_fields_are_cut_out_and_the_rest_kept_as_it_was() {
+        for (text, expected) in [
+            (
+                r#"{"kind":"Deployment","apiVersion":"apps/v1","metadata":{"name":"a","managedFields":[{"manager":"m"}],"labels":{"z":"1","a":"2"}},"spec":{"b":1,"a":2}}"#,
+                r#"{"kind":"Deployment","apiVersion":"apps/v1","metadata":{"name":"a","labels":{"z":"1","a":"2"}},"spec":{"b":1,"a":2}}"#,
+            ),
+            (
+                r#"{"apiVersion":"v1","kind":"Pod","metadata": { "managedFields" : [] , "name" : "a" } }"#,
+                r#"{"apiVersion":"v1","kind":"Pod","metadata": {"name" : "a"} }"#,
+            ),
+            (
+                r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a","managedFields":[],"managedFields":{}}}"#,
+                r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"}}"#,
+            ),
+            (
+                r#"{"apiVersion":"v1","kind":"Pod","spec":{"managedFields":1},"metadata":{"name":"a"}}"#,
+                r#"{"apiVersion":"v1","kind":"Pod","spec":{"managedFields":1},"metadata":{"name":"a"}}"#,
+            ),
+        ] {
+            assert_eq!(&*parse(text).json, expected);
+        }
+    }
+
+    #[test]
+    fn a_metadata_key_with_escapes_is_read_unescaped() {
+        let object = parse(
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"na\u006de":"a","managedFields":[],"managed\u0046ields":[]}}"#,
+        );
+        assert_eq!(
+            &*object.json,
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"}}"#
+        );
+        assert_eq!(&*object.name, "a");
     }
 
     #[test]
