@@ -17,10 +17,12 @@
 //!
 //! Run with `cargo xtask bench`; `PADDOCK_BENCH_OBJECTS` sets N,
 //! `PADDOCK_BENCH_ROUNDS` the rounds (default 4: every contender once in
-//! every position), and `PADDOCK_BENCH_AUDIT`
+//! every position), `PADDOCK_BENCH_AUDIT`
 //! a directory where each contender's cluster writes its audit log
-//! (`<contender>.log`, the last round's), to compare the requests they make.
-//! Writes `target/bench/convergence.json`.
+//! (`<contender>.log`, the last round's), to compare the requests they make,
+//! and `PADDOCK_BENCH_CONTENDERS` (`paddock,native`, say) runs only those,
+//! to profile one apart. Writes `target/bench/convergence.json` when every
+//! contender ran.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -57,6 +59,29 @@ impl Contender {
         Self::Native,
         Self::Webhook,
     ];
+
+    /// The contenders `PADDOCK_BENCH_CONTENDERS` names (all by default).
+    fn chosen() -> anyhow::Result<Vec<Self>> {
+        let Ok(names) = std::env::var("PADDOCK_BENCH_CONTENDERS") else {
+            return Ok(Self::ALL.to_vec());
+        };
+        names
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(|name| {
+                Self::ALL
+                    .into_iter()
+                    .find(|contender| contender.name() == name)
+                    .with_context(|| {
+                        format!(
+                            "PADDOCK_BENCH_CONTENDERS: no contender {name:?}; \
+                             name some of paddock, paddock-sa, native, webhook"
+                        )
+                    })
+            })
+            .collect()
+    }
 
     fn name(self) -> &'static str {
         match self {
@@ -387,13 +412,17 @@ async fn main() -> anyhow::Result<()> {
     )?;
     let guest = engine.load(&guests.join("replica_floor.wasm"), LoadOptions::default())?;
 
+    let contenders = Contender::chosen()?;
     let mut samples: HashMap<&str, Vec<Sample>> = HashMap::new();
     for round_index in 0..rounds {
         // Each round starts one contender later, so that over four rounds
         // each runs once in every position: the first of a round follows
         // the last one's teardown, and no contender always gets that slot.
-        let mut order = Contender::ALL;
-        order.rotate_left(round_index % Contender::ALL.len());
+        let mut order = contenders.clone();
+        if !order.is_empty() {
+            let len = order.len();
+            order.rotate_left(round_index % len);
+        }
         for contender in order {
             let sample = round(contender, objects, &guest).await?;
             eprintln!(
@@ -426,7 +455,7 @@ async fn main() -> anyhow::Result<()> {
         "contender", "seconds", "CPU s", "reconciles/s", "p50 ms", "p99 ms"
     );
     let mut rows = Vec::new();
-    for contender in Contender::ALL {
+    for &contender in &contenders {
         let (seconds, cpu, rate, p50, p99) = summary(contender.name());
         println!(
             "{:<10} {seconds:>10.2} {cpu:>10.2} {rate:>14.0} {p50:>12.1} {p99:>12.1}",
@@ -437,6 +466,16 @@ async fn main() -> anyhow::Result<()> {
             "reconcilesPerSecond": rate,
             "p50Ms": p50, "p99Ms": p99,
         }));
+    }
+    if contenders.len() < Contender::ALL.len() {
+        if contenders.contains(&Contender::Paddock) && contenders.contains(&Contender::Native) {
+            println!(
+                "paddock / native = {:.2}   (time to converge)",
+                summary("paddock").0 / summary("native").0
+            );
+        }
+        // A partial run is not the benchmark's record.
+        return Ok(());
     }
     let paddock = summary("paddock").0;
     let acting = summary("paddock-sa").0;
