@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Event, ObjectReference};
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Config, Controller};
 use kube::runtime::watcher;
@@ -119,32 +121,34 @@ async fn reconcile(
             &Patch::Merge(json!({"spec": {"replicas": floor}})),
         )
         .await?;
+    // The Event as kube-runtime's own `Recorder` writes it (and Paddock):
+    // `events.k8s.io/v1`, named `<object>.<nanoseconds in hex>`.
     let events: Api<Event> = Api::namespaced(context.client.clone(), &namespace);
-    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
+    let now = jiff::Timestamp::now();
     events
         .create(
             &PostParams::default(),
             &Event {
                 metadata: kube::api::ObjectMeta {
-                    generate_name: Some(format!("{name}.")),
+                    name: Some(format!("{name}.{:x}", now.as_nanosecond())),
                     namespace: Some(namespace.clone()),
                     ..Default::default()
                 },
-                involved_object: ObjectReference {
+                event_time: Some(MicroTime(now)),
+                action: Some("Reconcile".into()),
+                reason: Some("ScaledUp".into()),
+                note: Some(format!("scaled to {floor} replicas to meet {ANNOTATION}")),
+                type_: Some("Normal".into()),
+                regarding: Some(ObjectReference {
                     api_version: Some("apps/v1".into()),
                     kind: Some("Deployment".into()),
                     name: Some(name.clone()),
                     namespace: Some(namespace),
                     uid: deployment.uid(),
                     ..Default::default()
-                },
-                reason: Some("ScaledUp".into()),
-                message: Some(format!("scaled to {floor} replicas to meet {ANNOTATION}")),
-                type_: Some("Normal".into()),
-                first_timestamp: Some(now.clone()),
-                last_timestamp: Some(now),
-                count: Some(1),
-                reporting_component: Some("native-floor".into()),
+                }),
+                reporting_controller: Some("native-floor".into()),
+                reporting_instance: Some("native-floor".into()),
                 ..Default::default()
             },
         )
