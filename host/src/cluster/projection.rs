@@ -364,8 +364,9 @@ fn write_key(key: &str, out: &mut String) {
     }
 }
 
-/// The members of a JSON object, in order, their values unparsed.
-struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+/// The members of a JSON object, in order, their values unparsed; each
+/// key borrowed from the text when it has no escapes.
+pub(super) struct Members<'a>(pub(super) Vec<(Cow<'a, str>, &'a RawValue)>);
 
 impl<'de> Deserialize<'de> for Members<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -15,7 +15,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::index::IndexPaths;
-use super::projection::Projection;
+use super::projection::{Members, Projection};
 use crate::selector::LabelSelector;
 
 /// The key of an object within one resource: namespace (`""` for
@@ -152,27 +152,23 @@ fn without_managed_fields(text: &str) -> Result<Option<String>, serde_json::Erro
     let Some(metadata) = serde_json::from_str::<Top<'_>>(text)?.metadata else {
         return Ok(None);
     };
-    let Ok(Entries(entries)) = serde_json::from_str::<Entries<'_>>(metadata.get()) else {
+    let Ok(Members(members)) = serde_json::from_str::<Members<'_>>(metadata.get()) else {
         return Ok(None);
     };
-    let managed = |key: &Key<'_>| match key {
-        Key::Plain(key) => *key == "managedFields",
-        Key::Escaped(key) => key == "managedFields",
-    };
-    if !entries.iter().any(|(key, _)| managed(key)) {
+    if !members.iter().any(|(key, _)| key == "managedFields") {
         return Ok(None);
     }
     // Where a slice of `text` starts within it.
     let offset = |part: &str| part.as_ptr() as usize - text.as_ptr() as usize;
-    let mut kept = Vec::with_capacity(entries.len());
-    for (key, value) in &entries {
+    let mut kept = Vec::with_capacity(members.len());
+    for (key, value) in &members {
         match key {
-            _ if managed(key) => {}
+            _ if key == "managedFields" => {}
             // The key's opening quote is just before its text.
-            Key::Plain(name) => {
-                kept.push(offset(name) - 1..offset(value.get()) + value.get().len())
+            Cow::Borrowed(name) => {
+                kept.push(offset(name) - 1..offset(value.get()) + value.get().len());
             }
-            Key::Escaped(_) => return without_managed_fields_slowly(text).map(Some),
+            Cow::Owned(_) => return without_managed_fields_slowly(text).map(Some),
         }
     }
     let (start, end) = (
@@ -201,57 +197,6 @@ fn without_managed_fields_slowly(text: &str) -> Result<String, serde_json::Error
         metadata.remove("managedFields");
     }
     serde_json::to_string(&value)
-}
-
-/// A JSON object's key, borrowed from the text when it has no escapes.
-enum Key<'a> {
-    Plain(&'a str),
-    Escaped(String),
-}
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
-                formatter.write_str("a key")
-            }
-            fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key::Plain(key))
-            }
-            fn visit_str<E>(self, key: &str) -> Result<Key<'de>, E> {
-                Ok(Key::Escaped(key.to_owned()))
-            }
-        }
-        deserializer.deserialize_str(KeyVisitor)
-    }
-}
-
-/// A JSON object's entries in order, each value as its text.
-struct Entries<'a>(Vec<(Key<'a>, &'a RawValue)>);
-
-impl<'de> Deserialize<'de> for Entries<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct EntriesVisitor;
-        impl<'de> serde::de::Visitor<'de> for EntriesVisitor {
-            type Value = Entries<'de>;
-            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
-                formatter.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Entries<'de>, A::Error> {
-                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(8));
-                while let Some(entry) = map.next_entry()? {
-                    entries.push(entry);
-                }
-                Ok(Entries(entries))
-            }
-        }
-        deserializer.deserialize_map(EntriesVisitor)
-    }
 }
 
 /// A field that is there, `null` included (`Option` alone reads `null` as absent).
