@@ -13,11 +13,16 @@
 //! process; rounds alternate the contenders, each round starting one
 //! contender later than the last. Reported: time from the first
 //! create to the last scale, reconciles per second, and create-to-scale
-//! latency (p50, p99) seen through a watch.
+//! latency (p50, p99) seen through a watch, each the median over the
+//! rounds. The ratios between contenders are paired: each round gives its
+//! own ratio, from two runs of that round, under much the same load on
+//! the host, and the ratio reported is the median of those (the ratio of
+//! the medians is printed beside it). A slow spell on the host moves one
+//! round's ratio, not the statistic.
 //!
 //! Run with `cargo xtask bench`; `PADDOCK_BENCH_OBJECTS` sets N,
-//! `PADDOCK_BENCH_ROUNDS` the rounds (default 4: every contender once in
-//! every position), `PADDOCK_BENCH_AUDIT`
+//! `PADDOCK_BENCH_ROUNDS` the rounds (default 8: each of the four
+//! contenders twice in every position), `PADDOCK_BENCH_AUDIT`
 //! a directory where each contender's cluster writes its audit log
 //! (`<contender>.log`, the last round's), to compare the requests they make,
 //! and `PADDOCK_BENCH_CONTENDERS` (`paddock,native`, say) runs only those,
@@ -402,7 +407,7 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or(default)
     };
     let objects = env("PADDOCK_BENCH_OBJECTS", 10_000);
-    let rounds = env("PADDOCK_BENCH_ROUNDS", 4);
+    let rounds = env("PADDOCK_BENCH_ROUNDS", 8).max(1);
     let root = workspace()?;
     let guests = std::env::var_os("PADDOCK_GUESTS_DIR")
         .map(PathBuf::from)
@@ -415,7 +420,7 @@ async fn main() -> anyhow::Result<()> {
     let contenders = Contender::chosen()?;
     let mut samples: HashMap<&str, Vec<Sample>> = HashMap::new();
     for round_index in 0..rounds {
-        // Each round starts one contender later, so that over four rounds
+        // Each round starts one contender later, so that every four rounds
         // each runs once in every position: the first of a round follows
         // the last one's teardown, and no contender always gets that slot.
         let mut order = contenders.clone();
@@ -467,35 +472,80 @@ async fn main() -> anyhow::Result<()> {
             "p50Ms": p50, "p99Ms": p99,
         }));
     }
+    let ratio = |over: Contender, under: Contender| Ratio::of(&samples, over, under);
     if contenders.len() < Contender::ALL.len() {
         if contenders.contains(&Contender::Paddock) && contenders.contains(&Contender::Native) {
-            println!(
-                "paddock / native = {:.2}   (time to converge)",
-                summary("paddock").0 / summary("native").0
-            );
+            ratio(Contender::Paddock, Contender::Native).print();
         }
         // A partial run is not the benchmark's record.
         return Ok(());
     }
-    let paddock = summary("paddock").0;
-    let acting = summary("paddock-sa").0;
-    let native = summary("native").0;
-    let webhook = summary("webhook").0;
-    println!(
-        "paddock / native = {:.2}   webhook / paddock = {:.2}   paddock-sa / paddock = {:.2}   (time to converge)",
-        paddock / native,
-        webhook / paddock,
-        acting / paddock
-    );
+    let over_native = ratio(Contender::Paddock, Contender::Native);
+    let webhook = ratio(Contender::Webhook, Contender::Paddock);
+    let acting = ratio(Contender::PaddockServiceAccount, Contender::Paddock);
+    for ratio in [&over_native, &webhook, &acting] {
+        ratio.print();
+    }
     let out = root.join("target/bench");
     std::fs::create_dir_all(&out)?;
     std::fs::write(
         out.join("convergence.json"),
         serde_json::to_string_pretty(&serde_json::json!({
             "benchmark": "convergence", "objects": objects, "rounds": rounds, "rows": rows,
-            "paddockOverNative": paddock / native, "webhookOverPaddock": webhook / paddock,
-            "serviceAccountOverPaddock": acting / paddock,
+            "paddockOverNative": over_native.paired, "webhookOverPaddock": webhook.paired,
+            "serviceAccountOverPaddock": acting.paired,
+            "ratios": [over_native.to_json(), webhook.to_json(), acting.to_json()],
         }))?,
     )?;
     Ok(())
+}
+
+/// One contender's time to converge over another's: the median of the
+/// rounds' own ratios, with those ratios and the ratio of the medians.
+struct Ratio {
+    over: Contender,
+    under: Contender,
+    rounds: Vec<f64>,
+    paired: f64,
+    of_medians: f64,
+}
+
+impl Ratio {
+    fn of(samples: &HashMap<&str, Vec<Sample>>, over: Contender, under: Contender) -> Self {
+        let seconds = |contender: Contender| -> Vec<f64> {
+            samples[contender.name()]
+                .iter()
+                .map(|sample| sample.converged.as_secs_f64())
+                .collect()
+        };
+        let (above, below) = (seconds(over), seconds(under));
+        let rounds: Vec<f64> = above.iter().zip(&below).map(|(a, b)| a / b).collect();
+        Self {
+            over,
+            under,
+            paired: median(rounds.clone()),
+            of_medians: median(above) / median(below),
+            rounds,
+        }
+    }
+
+    fn print(&self) {
+        let rounds: Vec<String> = self.rounds.iter().map(|r| format!("{r:.2}")).collect();
+        println!(
+            "{} / {} = {:.2}   (time to converge; median of the rounds' ratios: {}; ratio of the medians {:.2})",
+            self.over.name(),
+            self.under.name(),
+            self.paired,
+            rounds.join(", "),
+            self.of_medians
+        );
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "over": self.over.name(), "under": self.under.name(),
+            "pairedMedian": self.paired, "rounds": self.rounds,
+            "ofMedians": self.of_medians,
+        })
+    }
 }

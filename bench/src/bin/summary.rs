@@ -143,19 +143,19 @@ fn main() -> anyhow::Result<()> {
     }
     let convergence = read("convergence").unwrap_or_default();
     row(
-        "convergence: Paddock / native (time)",
+        "convergence: Paddock / native (time, paired rounds)",
         convergence["paddockOverNative"].as_f64(),
         "x",
         Some((true, 1.0)),
     );
     row(
-        "convergence: webhook / Paddock (time)",
+        "convergence: webhook / Paddock (time, paired rounds)",
         convergence["webhookOverPaddock"].as_f64(),
         "x",
         None,
     );
     row(
-        "convergence: as a ServiceAccount / as the host (time)",
+        "convergence: as a ServiceAccount / as the host (time, paired rounds)",
         convergence["serviceAccountOverPaddock"].as_f64(),
         "x",
         None,
