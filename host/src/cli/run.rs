@@ -673,6 +673,7 @@ async fn serve(
         registries,
         recordings,
     } = serving;
+    let mut shutdown = Shutdown::listen();
     let supervisor = Supervisor::new(engine.clone(), runtime.clone());
     supervisor.set_registries(registries);
     if let Some(recordings) = &recordings {
@@ -700,7 +701,7 @@ async fn serve(
     // up the others.
     tokio::select! {
         () = settled(supervisor.board()) => {}
-        () = shutdown_signal() => {
+        () = shutdown.requested() => {
             supervisor.shutdown().await;
             return Ok(ExitCode::SUCCESS);
         }
@@ -745,7 +746,7 @@ async fn serve(
                 failed,
                 "controllers running; the controllers file and modules are watched for changes; Ctrl-C to stop"
             );
-            shutdown_signal().await;
+            shutdown.requested().await;
         }
         Until::Converged => {
             if tokio::time::timeout(CONVERGE_TIMEOUT, converged(supervisor.board()))
@@ -856,26 +857,98 @@ fn print_summary(board: &StatusBoard) {
     }
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Ctrl-C or SIGTERM, asking the host to stop. It listens from the moment
+/// it is made, not from the first wait: tokio keeps a signal's handler
+/// once any listener installed it and drops a delivery that no listener
+/// holds, so a SIGTERM between two separate waits (one while the
+/// controllers start, one while they run) would be lost and the host
+/// would run on until killed.
+struct Shutdown {
     #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl Shutdown {
+    fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let listen = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(signal) => Some(signal),
                 Err(error) => {
-                    tracing::warn!(%error, "cannot listen for SIGTERM");
-                    let _ = interrupt.await;
-                    return;
+                    tracing::warn!(%error, "cannot listen for {name}");
+                    None
                 }
             };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
+            Self {
+                interrupt: listen(SignalKind::interrupt(), "Ctrl-C (SIGINT)"),
+                terminate: listen(SignalKind::terminate(), "SIGTERM"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            Self {}
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
+
+    /// Waits until a signal has come since the last wait returned (or
+    /// since [`Shutdown::listen`]).
+    async fn requested(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                () = next(&mut self.interrupt) => {}
+                () = next(&mut self.terminate) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::signal::unix::{SignalKind, signal};
+
+    use super::Shutdown;
+
+    /// `serve` waits for a signal while its controllers start, stops
+    /// waiting once they have, and waits again after it has said they
+    /// run. A SIGTERM that the runtime delivers between the two waits
+    /// must end the second.
+    #[tokio::test]
+    async fn a_sigterm_between_two_waits_is_not_lost() {
+        let mut shutdown = Shutdown::listen();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), shutdown.requested())
+                .await
+                .is_err(),
+            "the first wait ends with no signal sent"
+        );
+        // A second listener sees when the runtime has handed the signal
+        // to every listener there is, so the next wait starts after that.
+        let mut witness = signal(SignalKind::terminate()).expect("listening for SIGTERM");
+        rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::TERM)
+            .expect("sending SIGTERM to this process");
+        tokio::time::timeout(Duration::from_secs(30), witness.recv())
+            .await
+            .expect("the runtime delivers the SIGTERM within 30 s");
+        tokio::time::timeout(Duration::from_secs(30), shutdown.requested())
+            .await
+            .expect("the SIGTERM delivered while nothing waited ends the next wait");
     }
 }
