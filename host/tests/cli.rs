@@ -1,5 +1,7 @@
 //! The `paddock` command: `test` and `describe` on the example guests.
 
+// Shared with the tests that run hosts; stopping one is not used here.
+#[allow(dead_code)]
 mod common;
 
 use std::path::PathBuf;

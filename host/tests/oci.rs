@@ -212,7 +212,7 @@ async fn a_controller_runs_from_an_image_pushed_with_paddock_push() {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
-    let exit = child.wait().expect("paddock exits");
+    let exit = common::exits(&mut child, "paddock");
     assert_eq!(
         exit.code(),
         Some(1),
@@ -358,7 +358,7 @@ async fn a_second_host_pulling_the_same_image_compiles_nothing() {
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
-        child.wait().expect("paddock exits");
+        common::exits(&mut child, &format!("the {host} host"));
     }
     assert_eq!(
         seen,

@@ -364,14 +364,11 @@ async fn in_leader_mode_one_host_works_and_another_takes_over_when_it_dies_stall
     let stopped_at = Instant::now();
     let mut stopping = stopping;
     let exit = tokio::task::spawn_blocking(move || {
-        let exit = stopping.child.wait();
+        let exit = common::exits(&mut stopping.child, "the signalled host");
         (stopping, exit)
     });
     let (stopping, exit) = exit.await.expect("join");
-    assert!(
-        exit.expect("paddock exits").success(),
-        "a leader exits cleanly on SIGTERM"
-    );
+    assert!(exit.success(), "a leader exits cleanly on SIGTERM");
     working(&standby, Duration::from_secs(60)).await;
     let hand_over = stopped_at.elapsed();
     eprintln!("hand-over after SIGTERM: {hand_over:?}");
@@ -590,15 +587,12 @@ async fn in_sharded_mode_every_object_converges_once_and_no_two_hosts_reconcile_
         let identity = stopping.identity;
         stopping.signal("-TERM");
         let (stopping, exit) = tokio::task::spawn_blocking(move || {
-            let exit = stopping.child.wait();
+            let exit = common::exits(&mut stopping.child, "the signalled host");
             (stopping, exit)
         })
         .await
         .expect("join");
-        assert!(
-            exit.expect("paddock exits").success(),
-            "{identity} exits cleanly on SIGTERM"
-        );
+        assert!(exit.success(), "{identity} exits cleanly on SIGTERM");
         drop(stopping);
         members.insert(slot, spawn(identity));
         members[slot].ready().await;

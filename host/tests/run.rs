@@ -166,10 +166,9 @@ async fn run_reconciles_through_a_kubeconfig_and_stops_on_sigterm() {
         .status()
         .expect("kill runs");
     assert!(killed.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait())
+    let exit = tokio::task::spawn_blocking(move || common::exits(&mut child, "paddock"))
         .await
-        .expect("join")
-        .expect("paddock exits");
+        .expect("join");
     assert!(exit.success(), "paddock exits cleanly on SIGTERM: {exit:?}");
     cluster.shutdown().await;
 }
@@ -305,10 +304,9 @@ spec:
         .status()
         .expect("kill runs");
     assert!(killed.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait())
+    let exit = tokio::task::spawn_blocking(move || common::exits(&mut child, "paddock"))
         .await
-        .expect("join")
-        .expect("paddock exits");
+        .expect("join");
     assert!(exit.success(), "paddock exits cleanly on SIGTERM: {exit:?}");
     cluster.shutdown().await;
 }
@@ -532,10 +530,9 @@ async fn the_rights_paddock_rbac_prints_are_enough_to_run_the_demo() {
         .status()
         .expect("kill runs");
     assert!(killed.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait())
+    let exit = tokio::task::spawn_blocking(move || common::exits(&mut child, "paddock"))
         .await
-        .expect("join")
-        .expect("paddock exits");
+        .expect("join");
     assert!(exit.success(), "paddock exits cleanly on SIGTERM: {exit:?}");
     cluster.shutdown().await;
 }
